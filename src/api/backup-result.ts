@@ -1,0 +1,21 @@
+/** What one backup run did, as returned by `backup()` and rendered by `--json`. */
+export interface BackupResult {
+  readonly status: 'ok' | 'partial' | 'failed' | 'dry-run';
+  readonly job: string;
+  readonly database: string;
+  /** `<db>_YYYYMMDD_HHMMSS` once a name was chosen. */
+  readonly name: string | undefined;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationMs: number;
+  /** Bytes of the stored artifact. */
+  readonly sizeBytes: number | undefined;
+  readonly sha256: string | undefined;
+  readonly encrypted: boolean;
+  /** Where complete copies are (local path, s3:// URL). */
+  readonly locations: readonly string[];
+  /** Set when status is partial or failed. */
+  readonly error: { readonly code: string; readonly message: string; readonly hint?: string | undefined; readonly exitCode: number } | undefined;
+  /** Warnings that did not fail the run (size anomaly, prune problems, notification failures). */
+  readonly warnings: readonly string[];
+}

@@ -1,0 +1,61 @@
+import type { CompressionMethod } from '../config/parsers.js';
+
+/**
+ * Backup names, as in the seed's "Backup Files" table: `<db>_YYYYMMDD_HHMMSS` (UTC), then
+ * `.dump` (plus `.zst` / `.lz4` when compressed in the stream, plus `.gpg` when encrypted),
+ * `.globals.sql[.gpg]`, `.manifest.json` (written last) and `.verify.json`.
+ */
+export type FileRole = 'artifact' | 'globals' | 'manifest' | 'verification';
+
+export interface ParsedKey {
+  /** `<prefix>_YYYYMMDD_HHMMSS` */
+  readonly base: string;
+  /** The database part of the name (file-safe form). */
+  readonly prefix: string;
+  /** The UTC time encoded in the name. */
+  readonly time: Date;
+  readonly role: FileRole;
+  readonly encrypted: boolean;
+  /** Stream compression added by pgbak (`.zst`, `.lz4`), for artifacts. */
+  readonly streamCompression: 'zstd' | 'lz4' | undefined;
+}
+
+const KEY_RE = /^(.+)_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\.(dump(?:\.zst|\.lz4)?(?:\.gpg)?|globals\.sql(?:\.gpg)?|manifest\.json|verify\.json)$/;
+
+/** Parse a storage key's last path segment; undefined for anything that is not pgbak's. */
+export function parseKey(key: string): ParsedKey | undefined {
+  const file = key.slice(key.lastIndexOf('/') + 1);
+  const m = KEY_RE.exec(file);
+  if (!m) return undefined;
+  const [, prefix, y, mo, d, h, mi, s, ext] = m as unknown as [string, string, string, string, string, string, string, string, string];
+  const time = new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s));
+  if (Number.isNaN(time.getTime()) || time.getUTCDate() !== +d || time.getUTCMonth() !== +mo - 1) return undefined;
+  const role: FileRole = ext.startsWith('dump') ? 'artifact' : ext.startsWith('globals') ? 'globals' : ext === 'manifest.json' ? 'manifest' : 'verification';
+  return {
+    base: `${prefix}_${y}${mo}${d}_${h}${mi}${s}`,
+    prefix,
+    time,
+    role,
+    encrypted: ext.endsWith('.gpg'),
+    streamCompression: ext.includes('.zst') ? 'zstd' : ext.includes('.lz4') ? 'lz4' : undefined,
+  };
+}
+
+/** `YYYYMMDD_HHMMSS` in UTC. */
+export function timestampOf(date: Date): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(date.getUTCFullYear(), 4)}${p(date.getUTCMonth() + 1)}${p(date.getUTCDate())}_${p(date.getUTCHours())}${p(date.getUTCMinutes())}${p(date.getUTCSeconds())}`;
+}
+
+export function baseName(prefix: string, date: Date): string {
+  return `${prefix}_${timestampOf(date)}`;
+}
+
+export function artifactKey(base: string, opts: { streamCompression?: CompressionMethod | undefined; encrypted: boolean }): string {
+  const comp = opts.streamCompression === 'zstd' ? '.zst' : opts.streamCompression === 'lz4' ? '.lz4' : '';
+  return `${base}.dump${comp}${opts.encrypted ? '.gpg' : ''}`;
+}
+
+export const globalsKey = (base: string, encrypted: boolean) => `${base}.globals.sql${encrypted ? '.gpg' : ''}`;
+export const manifestKey = (base: string) => `${base}.manifest.json`;
+export const verificationKey = (base: string) => `${base}.verify.json`;

@@ -1,0 +1,93 @@
+import { IntegrityError } from '../errors/index.js';
+import type { CompressionMethod } from '../config/parsers.js';
+
+export const MANIFEST_FORMAT = 'pgbak-manifest';
+export const MANIFEST_VERSION = 1;
+
+export interface StoredFile {
+  /** Key relative to the backend root (same locally and in the bucket). */
+  readonly key: string;
+  readonly size: number;
+  readonly sha256: string;
+}
+
+export interface TableCount {
+  readonly schema: string;
+  readonly table: string;
+  readonly rows: number;
+}
+
+/**
+ * Written LAST, after every byte of the artifact is durable: a backup without a manifest is
+ * incomplete and never treated as good.
+ */
+export interface Manifest {
+  readonly format: typeof MANIFEST_FORMAT;
+  readonly version: typeof MANIFEST_VERSION;
+  /** `<db>_YYYYMMDD_HHMMSS` */
+  readonly name: string;
+  readonly job: string;
+  readonly database: string;
+  readonly host: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationMs: number;
+  readonly server: { readonly version: string; readonly versionNum: number };
+  readonly pgDump: { readonly version: string; readonly path: string };
+  readonly tool: { readonly name: 'pgbak'; readonly version: string };
+  readonly compression: {
+    readonly method: CompressionMethod;
+    readonly level: number;
+    /** `pg_dump` (inside the archive) or `stream` (a .zst/.lz4 layer around it). */
+    readonly by: 'pg_dump' | 'stream';
+  };
+  readonly encryption: null | { readonly method: 'gpg'; readonly recipient: string; readonly fingerprint: string };
+  readonly artifact: StoredFile;
+  readonly globals: StoredFile | null;
+  /**
+   * Exact row counts taken in the same snapshot pg_dump used (`--snapshot`), so a restore
+   * test can compare them one to one; null when BACKUP_ROW_COUNTS=false.
+   */
+  readonly tables: readonly TableCount[] | null;
+}
+
+/** Verification record written next to a backup (`<name>.verify.json`) by `pgbak verify`. */
+export interface VerificationRecord {
+  readonly format: 'pgbak-verification';
+  readonly version: 1;
+  readonly name: string;
+  readonly verifiedAt: string;
+  readonly ok: boolean;
+  readonly kind: 'checksum' | 'restore-test';
+  readonly durationMs: number;
+  readonly checks: readonly { readonly check: string; readonly ok: boolean; readonly detail?: string }[];
+}
+
+export function serializeManifest(m: Manifest): string {
+  return JSON.stringify(m, null, 2) + '\n';
+}
+
+/** Parse and validate a manifest; throws IntegrityError naming what is wrong. */
+export function parseManifest(text: string, source: string): Manifest {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new IntegrityError(`manifest ${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  const m = data as Partial<Manifest>;
+  const problems: string[] = [];
+  if (m.format !== MANIFEST_FORMAT) problems.push('format');
+  if (m.version !== MANIFEST_VERSION) problems.push(`version ${String(m.version)}`);
+  if (typeof m.name !== 'string') problems.push('name');
+  if (typeof m.database !== 'string') problems.push('database');
+  if (typeof m.startedAt !== 'string' || Number.isNaN(Date.parse(m.startedAt))) problems.push('startedAt');
+  const a = m.artifact;
+  if (!a || typeof a.key !== 'string' || typeof a.size !== 'number' || !/^[0-9a-f]{64}$/.test(String(a.sha256))) problems.push('artifact');
+  if (problems.length) {
+    throw new IntegrityError(`manifest ${source} is invalid (${problems.join(', ')})`, {
+      hint: 'the backup it describes cannot be trusted; run `pgbak verify` on the others',
+    });
+  }
+  return m as Manifest;
+}

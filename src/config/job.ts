@@ -1,0 +1,98 @@
+import { isAbsolute, resolve } from 'node:path';
+import { ConfigError } from '../errors/index.js';
+import type { Compression } from './parsers.js';
+import type { Settings } from './schema.js';
+
+/** S3 settings of a job; `upload` is false when keys are missing or --no-upload was given. */
+export interface S3Settings {
+  readonly endpoint: string;
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly region: string;
+  /** Bytes, or undefined for automatic (from the database size). */
+  readonly partSize: number | undefined;
+  readonly queueSize: number;
+}
+
+export interface RetentionSettings {
+  readonly days: number;
+  readonly keepMin: number;
+  readonly keepDaily: number;
+  readonly keepWeekly: number;
+  readonly keepMonthly: number;
+}
+
+/** Everything one backup job needs, resolved and validated. */
+export interface JobConfig {
+  /** Job name: the config file's name, else the database name. */
+  readonly name: string;
+  readonly databaseUrl: string;
+  /** Database name from the URL. */
+  readonly database: string;
+  /** Database name made safe for file names (the artifact prefix). */
+  readonly filePrefix: string;
+  readonly backupDir: string;
+  readonly logFile: string | undefined;
+  readonly compression: Compression;
+  readonly gpgRecipient: string | undefined;
+  /** S3 settings when both keys are set, else undefined. */
+  readonly s3: S3Settings | undefined;
+  readonly retention: RetentionSettings;
+  readonly settings: Settings;
+}
+
+/** Database name from a postgres URL; throws a ConfigError when there is none. */
+export function databaseNameOf(url: string): string {
+  let name = '';
+  try {
+    name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  } catch {
+    /* reported below */
+  }
+  if (!name) throw new ConfigError(['DATABASE_URL: must name a database (postgresql://user:pass@host:5432/dbname)']);
+  return name;
+}
+
+export function filePrefixOf(database: string): string {
+  return database.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+export function resolveJob(settings: Settings, options: { cwd: string; name?: string }): JobConfig {
+  const databaseUrl = settings.DATABASE_URL;
+  if (!databaseUrl) throw new ConfigError(['DATABASE_URL: is required (e.g. postgresql://user:pass@host:5432/db)']);
+  const database = databaseNameOf(databaseUrl);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(options.cwd, p));
+  const hasKeys = Boolean(settings.STORAGE_ACCESS_KEY && settings.STORAGE_SECRET_KEY);
+  return {
+    name: options.name ?? database,
+    databaseUrl,
+    database,
+    filePrefix: filePrefixOf(database),
+    backupDir: abs(settings.BACKUP_DIR),
+    logFile: settings.LOG_FILE ? abs(settings.LOG_FILE) : undefined,
+    compression: settings.BACKUP_COMPRESSION,
+    gpgRecipient: settings.GPG_RECIPIENT,
+    s3: hasKeys
+      ? {
+          endpoint: settings.STORAGE_ENDPOINT,
+          accessKeyId: settings.STORAGE_ACCESS_KEY!,
+          secretAccessKey: settings.STORAGE_SECRET_KEY!,
+          bucket: settings.STORAGE_BUCKET,
+          prefix: settings.STORAGE_PREFIX,
+          region: settings.STORAGE_REGION,
+          partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
+          queueSize: settings.STORAGE_QUEUE_SIZE,
+        }
+      : undefined,
+    retention: {
+      days: settings.RETENTION_DAYS,
+      keepMin: settings.BACKUP_KEEP_MIN,
+      keepDaily: settings.BACKUP_KEEP_DAILY,
+      keepWeekly: settings.BACKUP_KEEP_WEEKLY,
+      keepMonthly: settings.BACKUP_KEEP_MONTHLY,
+    },
+    settings,
+  };
+}

@@ -1,0 +1,145 @@
+import { ExitCode } from './exit-codes.js';
+
+export interface AppErrorOptions {
+  hint?: string | undefined;
+  cause?: unknown;
+  exitCode?: number;
+}
+
+/**
+ * Every failure pgbak expects ends up as an AppError: a one-line message that names the
+ * cause, an optional hint that says what to do, and a stable exit code. Library code throws
+ * these; only the CLI renders them.
+ */
+export class AppError extends Error {
+  readonly code: string;
+  readonly exitCode: number;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = options.exitCode ?? ExitCode.failure;
+    this.hint = options.hint;
+  }
+}
+
+export class UsageError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('usage', message, { exitCode: ExitCode.usage, ...options });
+  }
+}
+
+/** One error for every configuration problem found, so all are reported at once. */
+export class ConfigError extends AppError {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[], options: AppErrorOptions = {}) {
+    const message =
+      problems.length === 1
+        ? `invalid configuration: ${problems[0]}`
+        : `invalid configuration (${problems.length} problems):\n  - ${problems.join('\n  - ')}`;
+    super('config', message, { exitCode: ExitCode.usage, ...options });
+    this.problems = problems;
+  }
+}
+
+export class PgToolError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('pg-tool-missing', message, {
+      exitCode: ExitCode.pgDumpMissing,
+      hint: 'install the PostgreSQL client: apt install postgresql-client (or set PG_DUMP_PATH)',
+      ...options,
+    });
+  }
+}
+
+export class DatabaseError extends AppError {
+  constructor(code: string, message: string, options: AppErrorOptions = {}) {
+    super(code, message, { exitCode: ExitCode.database, ...options });
+  }
+}
+
+export class PermissionError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('permission', message, { exitCode: ExitCode.permission, ...options });
+  }
+}
+
+export class StorageError extends AppError {
+  constructor(code: string, message: string, options: AppErrorOptions = {}) {
+    super(code, message, { exitCode: ExitCode.storage, ...options });
+  }
+}
+
+/** A key that does not exist in a storage backend. */
+export class NotFoundError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('not-found', message, { exitCode: ExitCode.notFound, ...options });
+  }
+}
+
+export class EncryptionError extends AppError {
+  constructor(code: string, message: string, options: AppErrorOptions = {}) {
+    super(code, message, { exitCode: ExitCode.encryption, ...options });
+  }
+}
+
+export class IntegrityError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('integrity', message, { exitCode: ExitCode.integrity, ...options });
+  }
+}
+
+export class LockedError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('locked', message, { exitCode: ExitCode.locked, ...options });
+  }
+}
+
+/** A child process (pg_dump, gpg, pg_restore, zstd …) failed. */
+export class ProcessError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('process-failed', message, { exitCode: ExitCode.dumpFailed, ...options });
+  }
+}
+
+export class InterruptedError extends AppError {
+  constructor(message = 'interrupted', options: AppErrorOptions = {}) {
+    super('interrupted', message, { exitCode: ExitCode.interrupted, ...options });
+  }
+}
+
+/** Everything worked locally but at least one copy failed: the run is only partly done. */
+export class PartialError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('partial', message, { exitCode: ExitCode.partial, ...options });
+  }
+}
+
+export function isAppError(err: unknown): err is AppError {
+  return err instanceof AppError;
+}
+
+/** Node's fs errors carry a `code` such as EACCES; this reads it safely. */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+/** Map a file-system error on `path` to an AppError that names it. */
+export function fsError(err: unknown, action: string, path: string, hint?: string): AppError {
+  if (isAppError(err)) return err;
+  const code = errnoCode(err);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new PermissionError(`permission denied: cannot ${action} ${path}`, {
+      hint: hint ?? `check the owner and mode of ${path} (the user running pgbak must be able to write there)`,
+      cause: err,
+    });
+  }
+  const detail = err instanceof Error ? err.message : String(err);
+  return new AppError('fs', `cannot ${action} ${path}: ${detail}`, { cause: err, hint });
+}

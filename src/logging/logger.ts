@@ -1,0 +1,152 @@
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { redact } from '../config/redact.js';
+import { fsError } from '../errors/index.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  child(bindings: LogFields): Logger;
+}
+
+/** A logger that drops everything: for library callers that do not care. */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger;
+  },
+};
+
+export interface LogSinkOptions {
+  level?: LogLevel;
+  /** Append to this file (directory created, mode 0600). */
+  file?: string | undefined;
+  /** Write to stderr (default true). */
+  stderr?: boolean;
+  /** Called before a line is written to stderr (e.g. to clear a progress bar). */
+  beforeStderrWrite?: () => void;
+}
+
+function formatValue(v: unknown): string {
+  if (v instanceof Error) return JSON.stringify(v.message);
+  if (typeof v === 'string') return /[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v;
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
+  return JSON.stringify(v);
+}
+
+/**
+ * Writes readable lines (`2026-11-28T17:00:00.000Z INFO  message key=value`) synchronously to
+ * stderr and to LOG_FILE. Synchronous writes: a backup logs a handful of lines, and a line that
+ * is lost because the process exited early is worse than a microsecond spent writing it.
+ * Every line passes through `redact`, which masks URL credentials and registered secrets.
+ */
+export class LineLogger implements Logger {
+  private fd: number | undefined;
+  private readonly level: number;
+
+  constructor(
+    private readonly options: LogSinkOptions = {},
+    private readonly bindings: LogFields = {},
+    private readonly root?: LineLogger,
+  ) {
+    this.level = LEVELS[options.level ?? 'info'];
+    if (!root && options.file) this.open();
+  }
+
+  private open(): void {
+    const file = this.options.file;
+    if (!file) return;
+    try {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      this.fd = openSync(file, 'a', 0o600);
+    } catch (err) {
+      throw fsError(err, 'open log file', file, 'set LOG_FILE to a writable path');
+    }
+  }
+
+  /** Reopen LOG_FILE (after logrotate moved it; called on SIGHUP). */
+  reopen(): void {
+    const target = this.root ?? this;
+    if (target.fd !== undefined) closeSync(target.fd);
+    target.fd = undefined;
+    target.open();
+  }
+
+  close(): void {
+    const target = this.root ?? this;
+    if (target.fd !== undefined) closeSync(target.fd);
+    target.fd = undefined;
+  }
+
+  private write(level: LogLevel, msg: string, fields?: LogFields): void {
+    if (LEVELS[level] < this.level) return;
+    const all = { ...this.bindings, ...fields };
+    const parts = Object.entries(all)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${formatValue(v)}`);
+    const line = redact(
+      `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${parts.length ? ' ' + parts.join(' ') : ''}`,
+    ).replace(/\n/g, '\n    ');
+    const root = this.root ?? this;
+    if (root.options.stderr !== false) {
+      root.options.beforeStderrWrite?.();
+      writeSync(2, line + '\n');
+    }
+    if (root.fd !== undefined) writeSync(root.fd, line + '\n');
+  }
+
+  debug(msg: string, fields?: LogFields): void {
+    this.write('debug', msg, fields);
+  }
+  info(msg: string, fields?: LogFields): void {
+    this.write('info', msg, fields);
+  }
+  warn(msg: string, fields?: LogFields): void {
+    this.write('warn', msg, fields);
+  }
+  error(msg: string, fields?: LogFields): void {
+    this.write('error', msg, fields);
+  }
+  child(bindings: LogFields): Logger {
+    return new LineLogger(this.options, { ...this.bindings, ...bindings }, this.root ?? this);
+  }
+}
+
+/** Collects lines in memory: for tests and for callers that want the log as data. */
+export class MemoryLogger implements Logger {
+  readonly lines: { level: LogLevel; msg: string; fields: LogFields }[];
+  constructor(
+    private readonly bindings: LogFields = {},
+    lines?: { level: LogLevel; msg: string; fields: LogFields }[],
+  ) {
+    this.lines = lines ?? [];
+  }
+  private push(level: LogLevel, msg: string, fields?: LogFields) {
+    this.lines.push({ level, msg: redact(msg), fields: { ...this.bindings, ...fields } });
+  }
+  debug(msg: string, fields?: LogFields) {
+    this.push('debug', msg, fields);
+  }
+  info(msg: string, fields?: LogFields) {
+    this.push('info', msg, fields);
+  }
+  warn(msg: string, fields?: LogFields) {
+    this.push('warn', msg, fields);
+  }
+  error(msg: string, fields?: LogFields) {
+    this.push('error', msg, fields);
+  }
+  child(bindings: LogFields): Logger {
+    return new MemoryLogger({ ...this.bindings, ...bindings }, this.lines);
+  }
+}

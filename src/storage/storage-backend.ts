@@ -1,0 +1,47 @@
+import type { Readable } from 'node:stream';
+
+/** One stored object. Keys are relative to the backend's root (BACKUP_DIR, or bucket + prefix). */
+export interface StoredObject {
+  readonly key: string;
+  readonly size: number;
+  /** Storage modification time; informational only: retention ages come from manifests. */
+  readonly modified: Date;
+}
+
+export interface PutOptions {
+  readonly signal?: AbortSignal;
+  /** Known length, when the caller has it (small objects); streams of unknown length omit it. */
+  readonly contentLength?: number;
+  readonly contentType?: string;
+}
+
+export interface PutResult {
+  readonly key: string;
+  readonly size: number;
+}
+
+/**
+ * The storage contract every backend keeps (test/contract/storage-contract.ts checks it):
+ * - put streams `body` to `key` and is atomic: until it resolves nothing is visible under
+ *   `key` (an earlier object there stays intact), and if `body` errors, the signal aborts or the
+ *   backend fails, the promise rejects and nothing is left under `key` or in temporary space;
+ * - get streams an object; a missing key rejects with NotFoundError;
+ * - stat returns undefined for a missing key;
+ * - list yields every object whose key starts with `prefix` (any number, pagination hidden);
+ * - delete is idempotent: deleting a missing key succeeds.
+ * Keys may contain spaces and non-ASCII characters and use "/" as separator.
+ * Backend failures are thrown as AppErrors (StorageError, PermissionError, NotFoundError).
+ */
+export interface StorageBackend {
+  /** "local" or "s3". */
+  readonly kind: 'local' | 's3';
+  /** Where this backend stores, for people: "/var/backups/db" or "s3://bucket/backups/". */
+  readonly location: string;
+  /** The full location of one key, for people and for the seed's recipes. */
+  urlOf(key: string): string;
+  put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
+  get(key: string, options?: { signal?: AbortSignal }): Promise<Readable>;
+  stat(key: string): Promise<StoredObject | undefined>;
+  list(prefix?: string): AsyncIterable<StoredObject>;
+  delete(key: string): Promise<void>;
+}
