@@ -1,3 +1,5 @@
+import { formatBytes } from './run-summary.js';
+
 /**
  * Size anomalies: a backup much smaller than usual often means a dropped table or a dump of the
  * wrong database; a much larger one, a runaway table or a missing compression step. Both deserve
@@ -25,17 +27,6 @@ function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function formatSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function formatPercent(fraction: number): string {
@@ -69,15 +60,15 @@ export function judgeSize(currentBytes: number, previousGoodSizes: readonly numb
   const diff = currentBytes - med;
   const deviation = med === 0 ? (currentBytes === 0 ? 0 : Number.POSITIVE_INFINITY) : diff / med;
   const anomalous = Math.abs(diff) > tolerance * med;
-  const basis = `the median ${formatSize(med)} of the last ${window.length} good backups (tolerance ±${formatPercent(tolerance)})`;
+  const basis = `the median ${formatBytes(med)} of the last ${window.length} good backups (tolerance ±${formatPercent(tolerance)})`;
   let reason: string;
   if (!Number.isFinite(deviation)) {
-    reason = `size ${formatSize(currentBytes)} while ${basis} is zero`;
+    reason = `size ${formatBytes(currentBytes)} while ${basis} is zero`;
   } else if (diff === 0) {
-    reason = `size ${formatSize(currentBytes)} equals ${basis}`;
+    reason = `size ${formatBytes(currentBytes)} equals ${basis}`;
   } else {
     const direction = diff > 0 ? 'larger' : 'smaller';
-    reason = `size ${formatSize(currentBytes)} is ${formatPercent(Math.abs(deviation))} ${direction} than ${basis}`;
+    reason = `size ${formatBytes(currentBytes)} is ${formatPercent(Math.abs(deviation))} ${direction} than ${basis}`;
   }
   return { anomalous, median: med, deviation, reason };
 }

@@ -1,0 +1,184 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BackupResult } from '../api/backup-result.js';
+import { redact } from '../config/redact.js';
+import type { Settings } from '../config/schema.js';
+import type { Logger } from '../logging/logger.js';
+import { DEFAULT_SMTP_URL, registerSmtpSecret, renderEmail, sendEmail } from './email.js';
+import { sendPing } from './ping.js';
+import { isFailure, shortText, type NotifyContext } from './run-summary.js';
+import { buildWebhookPayload, sendWebhook } from './webhook.js';
+
+export type { NotifyContext } from './run-summary.js';
+
+/** Where notifications go; built from the NOTIFY_* variables by {@link notifySettingsFrom}. */
+export interface NotifySettings {
+  /** NOTIFY_EMAIL; empty: no e-mail. */
+  readonly email: readonly string[];
+  /** NOTIFY_ON: e-mail on failure (and partial, and size anomaly) only, or after every run. */
+  readonly on: 'failure' | 'always';
+  /** NOTIFY_SMTP_URL; unset: {@link DEFAULT_SMTP_URL}, the host's own MTA. */
+  readonly smtpUrl?: string | undefined;
+  /** NOTIFY_FROM. */
+  readonly from: string;
+  readonly webhookUrl?: string | undefined;
+  readonly pingUrl?: string | undefined;
+}
+
+/** Map parsed settings to {@link NotifySettings}. */
+export function notifySettingsFrom(
+  settings: Pick<Settings, 'NOTIFY_EMAIL' | 'NOTIFY_ON' | 'NOTIFY_SMTP_URL' | 'NOTIFY_FROM' | 'NOTIFY_WEBHOOK_URL' | 'NOTIFY_PING_URL'>,
+): NotifySettings {
+  return {
+    email: settings.NOTIFY_EMAIL,
+    on: settings.NOTIFY_ON,
+    smtpUrl: settings.NOTIFY_SMTP_URL,
+    from: settings.NOTIFY_FROM,
+    webhookUrl: settings.NOTIFY_WEBHOOK_URL,
+    pingUrl: settings.NOTIFY_PING_URL,
+  };
+}
+
+/** How hard to try: `attempts` in all, waiting `delaysMs[i]` after failed attempt i+1, each bounded by `timeoutMs`. */
+export interface RetryPolicy {
+  readonly attempts: number;
+  readonly delaysMs: readonly number[];
+  readonly timeoutMs: number;
+}
+
+/** 3 attempts, 0.5 s then 2 s apart, 10 s each: at most about 33 s per channel, channels in parallel. */
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, delaysMs: [500, 2000], timeoutMs: 10_000 };
+
+export type NotifyChannel = 'email' | 'webhook' | 'ping';
+
+/** What happened to one channel's notification. */
+export interface NotifyOutcome {
+  readonly channel: NotifyChannel;
+  readonly ok: boolean;
+  /** Redacted cause of the last failed attempt. */
+  readonly error?: string;
+  readonly attempts: number;
+}
+
+const HINTS: Record<NotifyChannel, string> = {
+  email: 'check NOTIFY_SMTP_URL (host, port, user, password), NOTIFY_FROM and NOTIFY_EMAIL',
+  webhook: 'check NOTIFY_WEBHOOK_URL and that the receiving service is up',
+  ping: 'check NOTIFY_PING_URL and that the monitoring service is reachable from this host',
+};
+
+function messageOf(err: unknown): string {
+  return redact(err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * Run `attempt` up to `policy.attempts` times. Never throws: failures are logged (each retry at
+ * info, the final failure as a warning with its cause and a hint) and returned.
+ */
+async function deliver(
+  channel: NotifyChannel,
+  what: string,
+  attempt: (timeoutMs: number) => Promise<void>,
+  policy: RetryPolicy,
+  logger: Logger,
+): Promise<NotifyOutcome> {
+  const attempts = Math.max(1, policy.attempts);
+  for (let i = 1; ; i++) {
+    try {
+      await attempt(policy.timeoutMs);
+      logger.info(`${what} sent`, { channel, attempt: i });
+      return { channel, ok: true, attempts: i };
+    } catch (err) {
+      const cause = messageOf(err);
+      const permanent = (err as { permanent?: unknown } | null)?.permanent === true;
+      if (i >= attempts || permanent) {
+        logger.warn(`${what} could not be delivered: ${cause}`, { channel, attempts: i, cause, hint: HINTS[channel] });
+        return { channel, ok: false, error: cause, attempts: i };
+      }
+      const delay = policy.delaysMs[Math.min(i - 1, policy.delaysMs.length - 1)] ?? 0;
+      logger.info(`${what} failed (attempt ${i}/${attempts}), retrying in ${delay} ms: ${cause}`, { channel, cause });
+      await sleep(delay);
+    }
+  }
+}
+
+/** Whether a run gets an e-mail: failures and partial runs always, size anomalies too, the rest only with NOTIFY_ON=always. */
+export function wantsEmail(result: BackupResult, settings: NotifySettings, context: NotifyContext): boolean {
+  if (settings.email.length === 0 || result.status === 'dry-run') return false;
+  return settings.on === 'always' || isFailure(result) || context.sizeJudgement?.anomalous === true;
+}
+
+/** Arguments of {@link notifyRun}. */
+export interface NotifyRunArgs {
+  readonly result: BackupResult;
+  readonly settings: NotifySettings;
+  readonly context: NotifyContext;
+  readonly logger: Logger;
+  /** Override the retry policy (tests, impatient callers). */
+  readonly retry?: Partial<RetryPolicy>;
+}
+
+/**
+ * Report a finished run on every configured channel, in parallel:
+ * - e-mail (see {@link wantsEmail}) through NOTIFY_SMTP_URL;
+ * - webhook: a JSON POST after every run;
+ * - ping: the bare URL on success, `<url>/fail` on a failed or partial run.
+ * Dry runs notify nothing. Never throws and never changes the run's outcome: an undeliverable
+ * notification is retried briefly, logged as a warning with its cause, and returned with
+ * `ok: false` (the caller may add it to the result's warnings). Outcomes are in the order
+ * email, webhook, ping, for the channels that were attempted.
+ */
+export async function notifyRun(args: NotifyRunArgs): Promise<NotifyOutcome[]> {
+  const { result, settings, context } = args;
+  const policy: RetryPolicy = { ...DEFAULT_RETRY, ...args.retry };
+  const logger = args.logger.child({ job: result.job, database: result.database });
+  try {
+    // Before anything is rendered: the SMTP password must be masked in every channel's text.
+    registerSmtpSecret(settings.smtpUrl);
+    if (result.status === 'dry-run') return [];
+    const jobs: Promise<NotifyOutcome>[] = [];
+    if (wantsEmail(result, settings, context)) {
+      const email = renderEmail(result, context);
+      const smtpUrl = settings.smtpUrl ?? DEFAULT_SMTP_URL;
+      jobs.push(
+        deliver(
+          'email',
+          `e-mail notification to ${settings.email.join(', ')}`,
+          (timeoutMs) => sendEmail(email, { smtpUrl, from: settings.from, to: settings.email, timeoutMs }),
+          policy,
+          logger,
+        ),
+      );
+    }
+    if (settings.webhookUrl) {
+      const url = settings.webhookUrl;
+      const payload = buildWebhookPayload(result, context);
+      jobs.push(deliver('webhook', 'webhook notification', (timeoutMs) => sendWebhook(url, payload, timeoutMs), policy, logger));
+    }
+    if (settings.pingUrl) {
+      const url = settings.pingUrl;
+      const kind = result.status === 'ok' ? 'success' : 'fail';
+      const body = kind === 'fail' ? shortText(result, context) : undefined;
+      jobs.push(
+        deliver('ping', `${kind} ping`, (timeoutMs) => sendPing(url, kind, body === undefined ? { timeoutMs } : { timeoutMs, body }), policy, logger),
+      );
+    }
+    return await Promise.all(jobs);
+  } catch (err) {
+    // Only a bug can get here (every delivery catches its own errors); still never throw.
+    logger.warn(`notifications failed: ${messageOf(err)}`, { cause: messageOf(err) });
+    return [];
+  }
+}
+
+/**
+ * Send the `<url>/start` ping when a run begins (healthchecks.io then measures the run time and
+ * notices a run that never finishes). Never throws; undefined when no URL is configured.
+ */
+export async function pingStart(pingUrl: string | undefined, logger: Logger, retry?: Partial<RetryPolicy>): Promise<NotifyOutcome | undefined> {
+  if (!pingUrl) return undefined;
+  try {
+    return await deliver('ping', 'start ping', (timeoutMs) => sendPing(pingUrl, 'start', { timeoutMs }), { ...DEFAULT_RETRY, ...retry }, logger);
+  } catch (err) {
+    logger.warn(`start ping failed: ${messageOf(err)}`, { cause: messageOf(err) });
+    return { channel: 'ping', ok: false, error: messageOf(err), attempts: 0 };
+  }
+}

@@ -1,0 +1,121 @@
+import type { BackupResult } from '../api/backup-result.js';
+import { redact, redactValue } from '../config/redact.js';
+import { PermanentDeliveryError } from './delivery-error.js';
+import { shortText, type NotifyContext } from './run-summary.js';
+
+/** Discord rejects a `content` longer than this. */
+const DISCORD_CONTENT_LIMIT = 2000;
+
+/**
+ * The JSON body POSTed to NOTIFY_WEBHOOK_URL: the run result's fields at the top level (for
+ * generic receivers), plus `text` (Slack, Mattermost, Discord's `/slack` endpoint) and `content`
+ * (Discord's native endpoint) with a short human message. Redacted throughout.
+ */
+export interface WebhookPayload extends BackupResult {
+  readonly text: string;
+  readonly content: string;
+  readonly event: 'backup';
+  readonly host: string;
+  readonly lastGoodAgeMs: number | null;
+  readonly sizeAnomaly: { anomalous: boolean; reason: string; median: number | null; deviation: number | null } | null;
+}
+
+/** Build the webhook body for a run. */
+export function buildWebhookPayload(result: BackupResult, context: NotifyContext): WebhookPayload {
+  const text = shortText(result, context);
+  const j = context.sizeJudgement;
+  return redactValue({
+    text,
+    content: text.length > DISCORD_CONTENT_LIMIT ? text.slice(0, DISCORD_CONTENT_LIMIT - 1) + '…' : text,
+    event: 'backup',
+    host: context.host,
+    ...result,
+    lastGoodAgeMs: context.lastGoodAgeMs ?? null,
+    sizeAnomaly: j ? { anomalous: j.anomalous, reason: j.reason, median: j.median ?? null, deviation: j.deviation ?? null } : null,
+  } as const);
+}
+
+/** One HTTP request of a notification. */
+export interface HttpDelivery {
+  readonly method: 'GET' | 'POST';
+  readonly body?: string;
+  readonly contentType?: string;
+  readonly timeoutMs: number;
+}
+
+/** `https://host/path` without credentials or query, for messages. */
+function shown(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return redact(url);
+  }
+}
+
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'DNS lookup failed',
+  ECONNRESET: 'connection reset',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+};
+
+function describeFetchError(err: unknown, url: string, timeoutMs: number): Error {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') {
+    return new Error(`no answer from ${shown(url)} within ${timeoutMs / 1000}s`, { cause: err });
+  }
+  const code = e?.cause?.code;
+  const cause = code ? `${NETWORK_ERRORS[code] ?? e?.cause?.message ?? code} (${code})` : (e?.cause?.message ?? e?.message ?? String(err));
+  return new Error(redact(`cannot reach ${shown(url)}: ${cause}`), { cause: err });
+}
+
+/**
+ * Send one request (one attempt; the notifier retries) with a global `fetch` bounded by
+ * `AbortSignal.timeout`. Resolves on a 2xx answer. Throws an Error with a redacted message
+ * otherwise; a 4xx other than 408/429 is a {@link PermanentDeliveryError} (retrying cannot help).
+ */
+export async function deliverHttp(url: string, request: HttpDelivery): Promise<void> {
+  const signal = AbortSignal.timeout(request.timeoutMs);
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: request.method,
+      headers: {
+        'User-Agent': 'pgbak',
+        ...(request.contentType ? { 'Content-Type': request.contentType } : {}),
+      },
+      ...(request.body !== undefined ? { body: request.body } : {}),
+      signal,
+      redirect: 'follow',
+    });
+  } catch (err) {
+    throw describeFetchError(err, url, request.timeoutMs);
+  }
+  if (res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    return;
+  }
+  let answer = '';
+  try {
+    answer = (await res.text()).trim().slice(0, 200);
+  } catch {
+    /* the status is enough */
+  }
+  const message = redact(`${shown(url)} answered HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${answer ? `: ${answer}` : ''}`);
+  const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
+  throw permanent ? new PermanentDeliveryError(message) : new Error(message);
+}
+
+/** POST the run result as JSON to a webhook (one attempt). */
+export async function sendWebhook(url: string, payload: WebhookPayload, timeoutMs: number): Promise<void> {
+  await deliverHttp(url, {
+    method: 'POST',
+    body: redact(JSON.stringify(payload)),
+    contentType: 'application/json',
+    timeoutMs,
+  });
+}
