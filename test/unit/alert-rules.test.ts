@@ -1,0 +1,57 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { METRIC_NAMES } from '../../src/metrics/metrics.js';
+
+const RULES = 'monitoring/alerts.yml';
+const RULE_TESTS = 'monitoring/alerts.test.yml';
+const hasPromtool = !spawnSync('promtool', ['--version'], { stdio: 'ignore' }).error;
+const MISSING = 'promtool is missing: install the Debian package "prometheus" (.ci/run does) to check the alert rules';
+const run = promisify(execFile);
+
+interface Rule {
+  alert?: string;
+  expr: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+describe('monitoring/alerts.yml', () => {
+  const doc = parse(readFileSync(RULES, 'utf8')) as { groups: { name: string; rules: Rule[] }[] };
+  const rules = doc.groups.flatMap((g) => g.rules);
+
+  it('has the issue\'s alerts, each with a severity, a summary and a description', () => {
+    const names = rules.map((r) => r.alert);
+    for (const name of ['BackupMissing', 'BackupLastRunFailed', 'RestoreTestTooOld', 'BackupSizeAnomaly']) expect(names).toContain(name);
+    for (const r of rules) {
+      expect(['critical', 'warning']).toContain(r.labels?.severity);
+      expect(r.annotations?.summary).toBeTruthy();
+      expect(r.annotations?.description).toBeTruthy();
+    }
+    // The seed's BackupMissing: no successful backup for 12 h.
+    expect(rules.find((r) => r.alert === 'BackupMissing')!.expr).toBe('time() - pgbak_backup_last_success_timestamp_seconds > 43200');
+  });
+
+  it('uses only metric names pgbak exports', () => {
+    const exported = new Set<string>(Object.values(METRIC_NAMES));
+    const used = rules.flatMap((r) => r.expr.match(/\bpgbak_[a-z_]+/g) ?? []);
+    expect(used.length).toBeGreaterThan(0);
+    for (const name of used) expect(exported, `${name} is not a pgbak metric`).toContain(name);
+  });
+
+  it('passes promtool check rules', async (ctx) => {
+    if (!hasPromtool) ctx.skip(MISSING);
+    const { stdout } = await run('promtool', ['check', 'rules', RULES]);
+    expect(stdout).toMatch(/SUCCESS: \d+ rules found/);
+  });
+
+  it('fires as intended on crafted series (promtool test rules)', async (ctx) => {
+    if (!hasPromtool) ctx.skip(MISSING);
+    const result = await run('promtool', ['test', 'rules', RULE_TESTS]).catch((err: { stdout?: string; stderr?: string }) => {
+      throw new Error(`promtool test rules failed:\n${err.stdout ?? ''}${err.stderr ?? ''}`);
+    });
+    expect(result.stdout).toContain('SUCCESS');
+  });
+});
