@@ -48,7 +48,8 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /** Run a server binary as the `postgres` user when we are root (initdb refuses root). */
 function asServerUser(bin: string, args: string[]): [string, string[]] {
-  return isRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  const runuser = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
+  return isRoot ? [runuser, ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
 }
 
 /**

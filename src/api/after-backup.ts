@@ -1,0 +1,37 @@
+import type { JobConfig } from '../config/job.js';
+import type { Logger } from '../logging/logger.js';
+import { prune } from '../retention/prune.js';
+import { createStorage } from '../storage/index.js';
+import type { BackupResult } from './backup-result.js';
+
+export interface AfterBackupOptions {
+  readonly job: JobConfig;
+  readonly result: BackupResult;
+  readonly logger: Logger;
+  /** false: --no-prune. */
+  readonly prune: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * What follows a run: retention after a successful backup (never after a failed or partial
+ * one). Problems here are warnings: they never turn a good backup into a failure.
+ */
+export async function runAfterBackup(options: AfterBackupOptions): Promise<BackupResult> {
+  const { job, logger } = options;
+  let result = options.result;
+  const warnings = [...result.warnings];
+  if (result.status === 'ok' && options.prune && job.settings.BACKUP_PRUNE && !options.signal?.aborted) {
+    try {
+      const storage = createStorage(job);
+      const pruned = await prune({ job, local: storage.local, remote: storage.remote, logger });
+      for (const e of pruned.errors) warnings.push(`prune: ${e}`);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      logger.warn('prune failed; backups were left in place', { error: message });
+      warnings.push(`prune failed: ${message}`);
+    }
+  }
+  result = { ...result, warnings };
+  return result;
+}

@@ -1,0 +1,274 @@
+import { hostname } from 'node:os';
+import { Readable } from 'node:stream';
+import type pg from 'pg';
+import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type StoredFile, type TableCount } from '../catalog/manifest.js';
+import type { JobConfig } from '../config/job.js';
+import { AppError, PartialError } from '../errors/index.js';
+import { silentLogger, type Logger } from '../logging/logger.js';
+import { compressionPlan } from '../pipeline/compression.js';
+import { gpgEncryptStage, type GpgKey } from '../pipeline/gpg.js';
+import { streamToStorage, toAppError } from '../pipeline/stream-to-storage.js';
+import { countRows, exportSnapshot, pgDumpallGlobalsStage, pgDumpStage } from '../postgres/pg-dump.js';
+import { siblingTool, type PgTool } from '../postgres/pg-tools.js';
+import { acquireLock } from '../scheduler/lock.js';
+import { createStorage } from '../storage/index.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+import type { BackupResult } from './backup-result.js';
+import { preflight } from './preflight.js';
+import { TOOL_VERSION } from './version.js';
+
+export interface BackupProgress {
+  readonly bytes: number;
+  readonly elapsedMs: number;
+  /** Estimated from table sizes and pg_dump's "dumping contents of table" lines. */
+  readonly percent: number | undefined;
+  readonly table: string | undefined;
+}
+
+export interface BackupOptions {
+  readonly job: JobConfig;
+  /** false: --no-upload. */
+  readonly upload?: boolean;
+  /** false: --no-encrypt. */
+  readonly encrypt?: boolean;
+  readonly logger?: Logger;
+  readonly signal?: AbortSignal;
+  readonly now?: () => Date;
+  readonly onProgress?: (p: BackupProgress) => void;
+}
+
+/** Auto part size: 10 000 parts cover twice the database's on-disk size; 8 MiB at least. */
+export function autoPartSize(databaseBytes: number): number {
+  const MiB = 1024 * 1024;
+  return Math.max(8 * MiB, Math.ceil((databaseBytes * 2) / 10_000 / MiB) * MiB);
+}
+
+interface Written {
+  readonly backend: StorageBackend;
+  readonly key: string;
+}
+
+/**
+ * One backup run: lock → preflight → globals → pg_dump | [compress] | [gpg] | sha256 | tee(file,
+ * upload) → manifest LAST. Returns a BackupResult for every outcome (failures included, with the
+ * error), so callers can notify and record metrics; nothing half-made stays under a final name.
+ */
+export async function backup(options: BackupOptions): Promise<BackupResult> {
+  const { job } = options;
+  const logger = (options.logger ?? silentLogger).child({ database: job.database });
+  const now = options.now ?? (() => new Date());
+  const started = now();
+  const encrypt = options.encrypt !== false && Boolean(job.gpgRecipient);
+  const upload = options.upload !== false && Boolean(job.s3);
+  const base = baseName(job.filePrefix, started);
+  const written: Written[] = [];
+  const warnings: string[] = [];
+  let lockRelease: (() => void) | undefined;
+  let client: pg.Client | undefined;
+  let size: number | undefined;
+  let sha256: string | undefined;
+  const locations: string[] = [];
+
+  const result = (status: BackupResult['status'], error?: AppError): BackupResult => {
+    const finished = now();
+    return {
+      status,
+      job: job.name,
+      database: job.database,
+      name: base,
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+      sizeBytes: size,
+      sha256,
+      encrypted: encrypt,
+      locations,
+      error: error && { code: error.code, message: error.message, hint: error.hint, exitCode: error.exitCode },
+      warnings,
+    };
+  };
+
+  try {
+    lockRelease = acquireLock(job.backupDir, job.filePrefix, `backup of ${job.database}`).release;
+    logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
+    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true });
+    if (pre.error) throw pre.error;
+    client = pre.client!;
+    const server = pre.server!;
+    const pgDump = pre.pgDump!;
+    const plan = compressionPlan(job.compression, pgDump.major);
+    const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt });
+    const storage = createStorage(job, { partSize: job.s3?.partSize ?? autoPartSize(server.databaseSize) });
+    const local = storage.local;
+    const remoteBackend = upload ? storage.remote : undefined;
+    let remote: StorageBackend | undefined = remoteBackend;
+    let uploadError: AppError | undefined;
+
+    const onRemoteFailure = (err: AppError) => {
+      uploadError ??= err;
+      remote = undefined; // the local backup goes on; later files are not uploaded either
+    };
+
+    const snapshot = await exportSnapshot(client);
+
+    // 1. Globals (roles, tablespaces), encrypted like the dump.
+    let globals: StoredFile | null = null;
+    if (job.settings.BACKUP_GLOBALS) {
+      const tool = await siblingTool(pgDump, 'pg_dumpall');
+      const key = globalsKey(base, encrypt);
+      const r = await storeGlobals(tool, job.databaseUrl, key, local, remote, pre.gpgKey, options.signal, logger);
+      written.push({ backend: local, key });
+      if (r.remote) written.push({ backend: remote!, key });
+      if (r.remoteError) onRemoteFailure(r.remoteError);
+      if (r.warning) warnings.push(r.warning);
+      globals = { key, size: r.size, sha256: r.sha256 };
+    }
+
+    // 2. The dump, with exact row counts taken in the same snapshot at the same time.
+    const counting = job.settings.BACKUP_ROW_COUNTS ? countRows(client, pre.tables ?? [], options.signal) : Promise.resolve(null);
+    counting.catch(() => undefined);
+    const progress = progressTracker(pre.tables ?? [], started, options.onProgress);
+    const stages = [plan.streamStage(), encrypt ? gpgEncryptStage(pre.gpgKey!) : undefined].filter((s) => s !== undefined);
+    const dump = await streamToStorage({
+      source: pgDumpStage({ tool: pgDump, url: job.databaseUrl, compressionArgs: plan.pgDumpArgs, snapshot, onTable: progress.onTable }),
+      stages,
+      key: artKey,
+      local,
+      remote,
+      signal: options.signal,
+      onBytes: progress.onBytes,
+      logger,
+    });
+    written.push({ backend: local, key: artKey });
+    if (dump.remote) written.push({ backend: remote!, key: artKey });
+    if (dump.remoteError) onRemoteFailure(dump.remoteError);
+    size = dump.size;
+    sha256 = dump.sha256;
+    let tables: TableCount[] | null = null;
+    try {
+      tables = await counting;
+    } catch (err) {
+      warnings.push(`row counts unavailable: ${toAppError(err).message}`);
+    }
+    await client.query('COMMIT').catch(() => undefined);
+    await client.end().catch(() => undefined);
+    client = undefined;
+
+    // 3. The manifest, LAST: only now is the backup complete.
+    const finished = now();
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      name: base,
+      job: job.name,
+      database: job.database,
+      host: hostname(),
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs: finished.getTime() - started.getTime(),
+      server: { version: server.version, versionNum: server.versionNum },
+      pgDump: { version: pgDump.version, path: pgDump.path },
+      tool: { name: 'pgbak', version: TOOL_VERSION },
+      compression: { method: job.compression.method, level: job.compression.level, by: plan.by },
+      encryption: encrypt ? { method: 'gpg', recipient: job.gpgRecipient!, fingerprint: pre.gpgKey!.fingerprint } : null,
+      artifact: { key: artKey, size: dump.size, sha256: dump.sha256 },
+      globals,
+      tables,
+    };
+    const mKey = manifestKey(base);
+    const body = Buffer.from(serializeManifest(manifest));
+    await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal });
+    locations.push(local.urlOf(artKey));
+    if (remote) {
+      try {
+        await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal });
+        locations.push(remote.urlOf(artKey));
+      } catch (err) {
+        const e = toAppError(err);
+        onRemoteFailure(e);
+      }
+    }
+    if (uploadError) {
+      // Copies in the bucket without their manifest would only be leftovers: remove them.
+      for (const w of written.filter((x) => x.backend === remoteBackend)) await w.backend.delete(w.key).catch(() => undefined);
+      const e = new PartialError(`backup kept locally, but the upload failed: ${uploadError.message}`, { hint: uploadError.hint, cause: uploadError });
+      logger.error('backup partly failed', { backup: base, error: e.message });
+      return result('partial', e);
+    }
+    logger.info('backup finished', { backup: base, bytes: dump.size, sha256: dump.sha256, seconds: ((now().getTime() - started.getTime()) / 1000).toFixed(1), locations: locations.join(' ') });
+    return result('ok');
+  } catch (err) {
+    const e = toAppError(err);
+    // Nothing half-made under a final name: remove whatever this run already stored.
+    for (const w of written.reverse()) {
+      await w.backend.delete(w.key).catch((de: unknown) => logger.warn('cleanup failed', { key: w.key, error: String(de) }));
+    }
+    locations.length = 0;
+    size = undefined;
+    sha256 = undefined;
+    logger.error('backup failed', { backup: base, error: e.message, ...(e.hint ? { hint: e.hint } : {}) });
+    if (e.code === 'internal') logger.debug('stack', { stack: (e.cause as Error | undefined)?.stack });
+    return result('failed', e);
+  } finally {
+    if (client) await client.end().catch(() => undefined);
+    lockRelease?.();
+  }
+}
+
+async function storeGlobals(
+  tool: PgTool,
+  url: string,
+  key: string,
+  local: StorageBackend,
+  remote: StorageBackend | undefined,
+  gpgKey: GpgKey | undefined,
+  signal: AbortSignal | undefined,
+  logger: Logger,
+) {
+  const attempt = (noRolePasswords: boolean) =>
+    streamToStorage({
+      source: pgDumpallGlobalsStage({ tool, url, noRolePasswords }),
+      stages: gpgKey ? [gpgEncryptStage(gpgKey)] : [],
+      key,
+      local,
+      remote,
+      signal,
+      logger,
+    });
+  try {
+    return { ...(await attempt(false)), warning: undefined };
+  } catch (err) {
+    const e = toAppError(err);
+    // A non-superuser cannot read pg_authid: store the roles without their passwords instead.
+    if (!/pg_authid|permission denied/i.test(e.message)) throw e;
+    logger.warn('pg_dumpall cannot read role passwords (not a superuser); storing roles without passwords');
+    return { ...(await attempt(true)), warning: 'globals stored without role passwords (the backup user is not a superuser)' };
+  }
+}
+
+function progressTracker(tables: readonly { schema: string; table: string; bytes: number }[], started: Date, onProgress?: (p: BackupProgress) => void) {
+  const total = tables.reduce((s, t) => s + t.bytes, 0);
+  const sizes = new Map(tables.map((t) => [`${t.schema}.${t.table}`, t.bytes]));
+  let doneBytes = 0;
+  let current: string | undefined;
+  let bytes = 0;
+  let last = 0;
+  const emit = (force = false) => {
+    const t = Date.now();
+    if (!onProgress || (!force && t - last < 200)) return;
+    last = t;
+    onProgress({ bytes, elapsedMs: t - started.getTime(), percent: total > 0 ? Math.min(99, (doneBytes / total) * 100) : undefined, table: current });
+  };
+  return {
+    onTable(name: string) {
+      if (current) doneBytes += sizes.get(current) ?? 0;
+      current = name;
+      emit(true);
+    },
+    onBytes(n: number) {
+      bytes = n;
+      emit();
+    },
+  };
+}

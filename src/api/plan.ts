@@ -1,0 +1,78 @@
+import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
+import { formatCompression } from '../config/parsers.js';
+import { redactUrl } from '../config/redact.js';
+import type { JobConfig } from '../config/job.js';
+import type { AppError } from '../errors/index.js';
+import { compressionPlan } from '../pipeline/compression.js';
+import { preflight, type CheckResult } from './preflight.js';
+
+export interface BackupPlan {
+  readonly text: string;
+  readonly data: {
+    readonly job: string;
+    readonly database: string;
+    readonly databaseUrl: string;
+    readonly checks: readonly Omit<CheckResult, 'error'>[];
+    readonly files: readonly string[];
+    readonly objects: readonly string[];
+    readonly steps: readonly string[];
+    readonly ok: boolean;
+  };
+  readonly error: AppError | undefined;
+}
+
+/**
+ * `backup --dry-run`: resolve the configuration, run every preflight check (database, pg_dump,
+ * gpg key, directories, bucket) and describe what a run would create. Creates nothing: no
+ * directory, no file, no object, no log line.
+ */
+export async function planBackup(options: { job: JobConfig; upload: boolean; encrypt: boolean; now?: Date }): Promise<BackupPlan> {
+  const { job } = options;
+  const encrypt = options.encrypt && Boolean(job.gpgRecipient);
+  const upload = options.upload && Boolean(job.s3);
+  const pre = await preflight({ job, encrypt, upload, stopOnFailure: false, keepClient: false });
+  const base = baseName(job.filePrefix, options.now ?? new Date());
+  const plan = compressionPlan(job.compression, pre.pgDump?.major ?? 15);
+  const keys = [
+    ...(job.settings.BACKUP_GLOBALS ? [globalsKey(base, encrypt)] : []),
+    artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt }),
+    manifestKey(base),
+  ];
+  const files = keys.map((k) => `${job.backupDir}/${k}`);
+  const objects = upload ? keys.map((k) => `s3://${job.s3!.bucket}/${job.s3!.prefix}${k}`) : [];
+  const steps = [
+    `pg_dump --format=custom ${plan.pgDumpArgs.join(' ')} (${formatCompression(job.compression)}${plan.by === 'stream' ? `, compressed in the stream by ${plan.streamMethod}` : ''})`,
+    ...(job.settings.BACKUP_GLOBALS ? ['pg_dumpall --globals-only (roles, tablespaces)'] : []),
+    encrypt ? `gpg --encrypt to ${job.gpgRecipient}` : `no encryption (${job.gpgRecipient ? '--no-encrypt' : 'GPG_RECIPIENT not set'})`,
+    'sha256 of the stored bytes',
+    `write ${job.backupDir} (temp file, fsync, rename)`,
+    upload ? `upload to s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} (multipart, in the same pass)` : `no upload (${job.s3 ? '--no-upload' : 'STORAGE_ACCESS_KEY / STORAGE_SECRET_KEY not set'})`,
+    'write the manifest last (locally, then in the bucket)',
+    job.settings.BACKUP_PRUNE ? `prune: keep ${job.retention.days} days, never fewer than ${job.retention.keepMin} good backups` : 'no prune (BACKUP_PRUNE=false)',
+  ];
+  const lines = [
+    `pgbak backup --dry-run: job ${job.name}, database ${job.database} (${redactUrl(job.databaseUrl)})`,
+    'checks:',
+    ...pre.checks.map((c) => `  [${c.ok ? 'ok' : 'FAIL'}] ${c.check}: ${c.detail}`),
+    'steps:',
+    ...steps.map((s, i) => `  ${i + 1}. ${s}`),
+    'would create:',
+    ...files.map((f) => `  ${f}`),
+    ...objects.map((o) => `  ${o}`),
+    pre.error ? 'result: a backup would FAIL (see the failed check)' : 'result: ready; nothing was changed',
+  ];
+  return {
+    text: lines.join('\n') + '\n',
+    data: {
+      job: job.name,
+      database: job.database,
+      databaseUrl: redactUrl(job.databaseUrl),
+      checks: pre.checks.map(({ error: _e, ...c }) => c),
+      files,
+      objects,
+      steps,
+      ok: !pre.error,
+    },
+    error: pre.error,
+  };
+}

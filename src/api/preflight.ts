@@ -1,0 +1,118 @@
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type pg from 'pg';
+import type { JobConfig } from '../config/job.js';
+import { AppError, PermissionError, fsError } from '../errors/index.js';
+import { connect, serverInfo, type ServerInfo } from '../postgres/connection.js';
+import { dumpedTables } from '../postgres/pg-dump.js';
+import { findPgTool, type PgTool } from '../postgres/pg-tools.js';
+import { resolveRecipient, type GpgKey } from '../pipeline/gpg.js';
+import { S3Backend } from '../storage/s3-backend.js';
+
+export interface CheckResult {
+  readonly check: string;
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly error?: AppError;
+}
+
+export interface PreflightResult {
+  readonly checks: CheckResult[];
+  readonly server?: ServerInfo;
+  readonly pgDump?: PgTool;
+  readonly gpgKey?: GpgKey;
+  readonly tables?: { schema: string; table: string; bytes: number }[];
+  /** Open connection, left open for the snapshot when `keepClient` was asked. */
+  readonly client?: pg.Client;
+  /** The first failed check's error. */
+  readonly error?: AppError;
+}
+
+export interface PreflightOptions {
+  readonly job: JobConfig;
+  readonly encrypt: boolean;
+  readonly upload: boolean;
+  /** Stop at the first failure (a real run) or go on and report every check (--dry-run). */
+  readonly stopOnFailure: boolean;
+  /** Keep the database connection open and return it (a real run reuses it). */
+  readonly keepClient: boolean;
+}
+
+/** The nearest existing ancestor of a path must be a writable directory (nothing is created). */
+export function checkWritableDir(path: string, what: string, variable: string): string {
+  let p = path;
+  while (!existsSync(p)) {
+    const parent = dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  try {
+    if (!statSync(p).isDirectory()) throw new PermissionError(`${what} ${path}: ${p} is not a directory`, { hint: `set ${variable} to a directory path` });
+    accessSync(p, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw fsError(err, `write ${what}`, path, `set ${variable} to a writable directory, or fix the permissions of ${p}`);
+  }
+  return p === path ? `${path} is writable` : `${path} will be created in ${p} (writable)`;
+}
+
+/**
+ * Everything a backup needs, checked before any byte is written: the database (and its
+ * version), a pg_dump at least as new as the server, the GPG key, the local directory and
+ * the bucket. The same checks serve `--dry-run` (report all) and a real run (stop at first).
+ */
+export async function preflight(options: PreflightOptions): Promise<PreflightResult> {
+  const { job } = options;
+  const checks: CheckResult[] = [];
+  let error: AppError | undefined;
+  const out: { server?: ServerInfo; pgDump?: PgTool; gpgKey?: GpgKey; tables?: { schema: string; table: string; bytes: number }[]; client?: pg.Client } = {};
+
+  const run = async (check: string, fn: () => Promise<string>): Promise<boolean> => {
+    if (error && options.stopOnFailure) return false;
+    try {
+      checks.push({ check, ok: true, detail: await fn() });
+      return true;
+    } catch (err) {
+      const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
+      checks.push({ check, ok: false, detail: e.message, error: e });
+      error ??= e;
+      return false;
+    }
+  };
+
+  await run('database', async () => {
+    const client = await connect(job.databaseUrl);
+    try {
+      out.server = await serverInfo(client);
+      out.tables = await dumpedTables(client);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+    if (options.keepClient) out.client = client;
+    else await client.end();
+    return `PostgreSQL ${out.server.version}, database ${job.database} (${out.server.databaseSize} bytes, ${out.tables.length} tables)`;
+  });
+  await run('pg_dump', async () => {
+    out.pgDump = await findPgTool('pg_dump', out.server?.major ?? 0, job.settings.PG_DUMP_PATH);
+    return `${out.pgDump.path} (${out.pgDump.version})`;
+  });
+  if (options.encrypt && job.gpgRecipient) {
+    await run('gpg key', async () => {
+      out.gpgKey = await resolveRecipient(job.gpgRecipient!);
+      return `${out.gpgKey.uid || out.gpgKey.recipient} (${out.gpgKey.fingerprint})`;
+    });
+  }
+  await run('backup directory', async () => checkWritableDir(job.backupDir, 'backup directory', 'BACKUP_DIR'));
+  if (job.logFile) await run('log file', async () => checkWritableDir(dirname(job.logFile!), 'log directory', 'LOG_FILE'));
+  if (options.upload && job.s3) {
+    await run('bucket', async () => {
+      await new S3Backend(job.s3!).checkAccess();
+      return `s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} is reachable`;
+    });
+  }
+  if (error && out.client) {
+    await out.client.end().catch(() => undefined);
+    delete out.client;
+  }
+  return { checks, ...out, ...(error ? { error } : {}) };
+}

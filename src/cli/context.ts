@@ -1,0 +1,72 @@
+import type { JobConfig } from '../config/job.js';
+import { loadJobs, selectJobs } from '../config/config-file.js';
+import type { Settings } from '../config/schema.js';
+import { isVariableName } from '../config/schema.js';
+import { UsageError } from '../errors/index.js';
+import { LineLogger, type Logger } from '../logging/logger.js';
+
+/** Options every job-oriented command accepts. */
+export interface CommonFlags {
+  config?: string | undefined;
+  job?: string | undefined;
+  all?: boolean | undefined;
+  set?: string[] | undefined;
+  envFile?: string | undefined;
+}
+
+export interface CliContext {
+  readonly jobs: JobConfig[];
+  readonly global: Settings;
+  readonly logger: LineLogger;
+  readonly warnings: readonly string[];
+}
+
+/**
+ * `--set NAME=VALUE` overrides any variable for one run. Secrets are refused here: argv is
+ * readable by every user of the machine (`ps`), so passwords and keys belong in the
+ * environment, `.env` or the config file.
+ */
+export function flagLayer(sets: readonly string[] = [], extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of sets) {
+    const eq = item.indexOf('=');
+    const name = eq > 0 ? item.slice(0, eq) : '';
+    if (!isVariableName(name)) throw new UsageError(`--set ${eq > 0 ? name : item}: not a pgbak variable (expected NAME=VALUE; \`pgbak --help\` lists them)`);
+    out[name] = item.slice(eq + 1);
+  }
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) out[k] = v;
+  if (out.STORAGE_SECRET_KEY !== undefined) {
+    throw new UsageError('STORAGE_SECRET_KEY is refused on the command line (it would show in the process list)', {
+      hint: 'set it in the environment, in .env or in the config file',
+    });
+  }
+  for (const name of ['DATABASE_URL', 'VERIFY_DATABASE_URL', 'NOTIFY_SMTP_URL'] as const) {
+    const value = out[name];
+    if (value !== undefined && /:\/\/[^/@]*:[^/@]*@/.test(value)) {
+      throw new UsageError(`${name} with a password is refused on the command line (it would show in the process list)`, {
+        hint: 'put the URL in the environment or .env, or use a ~/.pgpass file',
+      });
+    }
+  }
+  return out;
+}
+
+export function loadContext(
+  flags: CommonFlags,
+  options: { extraFlags?: Record<string, string | undefined>; openLogFile: boolean; requireJobs?: boolean; allByDefault?: boolean },
+): CliContext {
+  const layer = flagLayer(flags.set, options.extraFlags);
+  const loaded = loadJobs({ configPath: flags.config, flags: layer, ...(flags.envFile ? { envFile: flags.envFile } : {}) });
+  const jobs = selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? options.allByDefault });
+  const global = loaded.global;
+  const logger = new LineLogger({
+    level: global.BACKUP_LOG_LEVEL,
+    file: options.openLogFile ? (jobs[0]?.logFile ?? undefined) : undefined,
+  });
+  for (const w of loaded.warnings) logger.warn(w);
+  return { jobs, global, logger, warnings: loaded.warnings };
+}
+
+export function writeJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}

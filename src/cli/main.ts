@@ -1,0 +1,49 @@
+import { Command, CommanderError } from '@commander-js/extra-typings';
+import { TOOL_VERSION } from '../api/version.js';
+import { variables } from '../config/schema.js';
+import { ExitCode, exitCodeHelp } from '../errors/index.js';
+import { registerBackup } from './commands/backup.js';
+import { renderError } from './render.js';
+
+function helpFooter(): string {
+  const vars = variables.map((v) => `  ${v.name.padEnd(22)} ${v.description}${'default' in v && v.default ? ` [${v.default}]` : ''}`);
+  const codes = exitCodeHelp.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`);
+  return [
+    '',
+    'Configuration (environment, ./.env, config file, --set NAME=VALUE; later wins):',
+    ...vars,
+    '',
+    'Exit codes:',
+    ...codes,
+    '',
+  ].join('\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('pgbak')
+    .description('PostgreSQL backups: pg_dump → gpg → local disk + S3/MinIO, manifests, retention, verified restores')
+    .version(TOOL_VERSION, '-V, --version')
+    .showHelpAfterError('(run `pgbak --help` for usage)')
+    .exitOverride();
+  program.addHelpText('after', helpFooter());
+  registerBackup(program);
+  return program;
+}
+
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    return renderError(err);
+  }
+}
+
+const code = await main();
+process.exit(code);

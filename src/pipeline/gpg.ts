@@ -1,0 +1,88 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { EncryptionError } from '../errors/index.js';
+import { ChildStage } from './child-stage.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface GpgKey {
+  readonly recipient: string;
+  readonly fingerprint: string;
+  readonly uid: string;
+}
+
+const BASE_ARGS = ['--batch', '--no-tty', '--quiet'];
+
+/**
+ * Find the public key for GPG_RECIPIENT and check that it can encrypt (not expired, not
+ * revoked, has an encryption subkey). Uses the keyring in GNUPGHOME (or ~/.gnupg).
+ */
+export async function resolveRecipient(recipient: string): Promise<GpgKey> {
+  let stdout: string;
+  try {
+    ({ stdout } = await execFileAsync('gpg', [...BASE_ARGS, '--with-colons', '--fixed-list-mode', '--list-keys', '--', recipient], { timeout: 30_000 }));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') {
+      throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg', cause: err });
+    }
+    throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, {
+      hint: `import it: gpg --import key.pub${process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : ''}`,
+      cause: err,
+    });
+  }
+  const lines = stdout.split('\n').map((l) => l.split(':'));
+  const pubs = lines.filter((f) => f[0] === 'pub');
+  if (pubs.length === 0) throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: 'import it: gpg --import key.pub' });
+  if (pubs.length > 1) {
+    throw new EncryptionError('gpg-key-ambiguous', `GPG_RECIPIENT "${recipient}" matches ${pubs.length} keys`, {
+      hint: 'set GPG_RECIPIENT to the full fingerprint of one key',
+    });
+  }
+  const pub = pubs[0]!;
+  const validity = pub[1] ?? '';
+  if (validity === 'r') throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} is revoked`, { hint: 'import a valid key' });
+  if (validity === 'e') throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} has expired`, { hint: 'extend its expiry or import a new key' });
+  // Field 12 holds the key's overall capabilities: an upper-case E means it can encrypt.
+  if (!(pub[11] ?? '').includes('E')) {
+    throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} has no usable encryption subkey`, { hint: 'add an encryption subkey or use another key' });
+  }
+  const fpr = lines.find((f) => f[0] === 'fpr')?.[9];
+  const uid = lines.find((f) => f[0] === 'uid')?.[9] ?? '';
+  if (!fpr) throw new EncryptionError('gpg-key-missing', `GPG key ${recipient} has no fingerprint`);
+  return { recipient, fingerprint: fpr, uid };
+}
+
+/**
+ * gpg --encrypt as a stream stage. Compression is off: the dump is already compressed, and
+ * compressing twice only costs CPU. The output opens with a plain `gpg --decrypt`.
+ */
+export function gpgEncryptStage(key: GpgKey): ChildStage {
+  return new ChildStage({
+    label: 'gpg',
+    command: 'gpg',
+    args: [...BASE_ARGS, '--trust-model', 'always', '--compress-algo', 'none', '--encrypt', '--recipient', key.fingerprint, '--output', '-'],
+    input: true,
+    mapFailure: (info) =>
+      new EncryptionError('gpg-failed', `gpg --encrypt failed (${info.signal ?? `exit ${info.code}`}): ${info.stderr.trim().split('\n').slice(-2).join(' | ')}`),
+  });
+}
+
+/** gpg --decrypt as a stream stage; needs the secret key in the keyring. */
+export function gpgDecryptStage(): ChildStage {
+  return new ChildStage({
+    label: 'gpg',
+    command: 'gpg',
+    args: [...BASE_ARGS, '--pinentry-mode', 'loopback', '--decrypt', '--output', '-'],
+    input: true,
+    mapFailure: (info) => {
+      const text = info.stderr.trim();
+      if (/no secret key|secret key not available/i.test(text)) {
+        return new EncryptionError('gpg-secret-key-missing', 'cannot decrypt: the secret key is not in the keyring', {
+          hint: 'import the private key on this host: gpg --import private-key.asc (check GNUPGHOME)',
+        });
+      }
+      return new EncryptionError('gpg-failed', `gpg --decrypt failed (${info.signal ?? `exit ${info.code}`}): ${text.split('\n').slice(-2).join(' | ')}`);
+    },
+  });
+}

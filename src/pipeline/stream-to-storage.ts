@@ -1,0 +1,104 @@
+import type { Duplex, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AppError, InterruptedError } from '../errors/index.js';
+import type { Logger } from '../logging/logger.js';
+import type { PutResult, StorageBackend } from '../storage/storage-backend.js';
+import { HashStage } from './hash-stage.js';
+import { Tee } from './tee.js';
+
+export interface StreamToStorageOptions {
+  /** The producer (pg_dump). */
+  readonly source: Readable;
+  /** Transform stages in order (compressor, gpg). */
+  readonly stages: readonly Duplex[];
+  readonly key: string;
+  readonly local: StorageBackend;
+  readonly remote?: StorageBackend | undefined;
+  readonly signal?: AbortSignal | undefined;
+  readonly onBytes?: (total: number) => void;
+  readonly logger: Logger;
+}
+
+export interface StreamToStorageResult {
+  readonly size: number;
+  readonly sha256: string;
+  readonly local: PutResult;
+  readonly remote: PutResult | undefined;
+  /** The upload failed while the local copy succeeded. */
+  readonly remoteError: AppError | undefined;
+}
+
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof Error && err.name === 'AbortError') {
+    const reason = (err as Error & { cause?: unknown }).cause;
+    return reason instanceof AppError ? reason : new InterruptedError('interrupted', { cause: err });
+  }
+  return new AppError('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+    hint: 'this is a bug in pgbak; the log has the details (BACKUP_LOG_LEVEL=debug shows the stack)',
+  });
+}
+
+/**
+ * ONE streaming pass: source → stages → sha256 → tee into the local file and the upload at the
+ * same time. Nothing is read back from disk, nothing holds the whole dump. Both puts are atomic
+ * (temp file + rename; multipart completed only at end of stream), and the stream ends only
+ * after every child exited 0, so a failure leaves nothing under the final key. If only the
+ * upload fails, the local copy is kept and the upload error is returned; if the local copy
+ * fails after the upload completed, the uploaded object is deleted again.
+ */
+export async function streamToStorage(options: StreamToStorageOptions): Promise<StreamToStorageResult> {
+  const { key, local, remote, logger } = options;
+  const tee = new Tee([
+    { name: 'local', required: true },
+    ...(remote ? [{ name: 'remote', required: false }] : []),
+  ]);
+  const hash = new HashStage(options.onBytes);
+
+  const localPut = local.put(key, tee.branch('local'), { signal: options.signal }).catch((err: unknown) => {
+    tee.fail('local', toAppError(err));
+    throw err;
+  });
+  const remotePut = remote
+    ? remote.put(key, tee.branch('remote'), { signal: options.signal }).catch((err: unknown) => {
+        const e = toAppError(err);
+        if (!tee.destroyed) logger.warn('upload failed; the local backup goes on', { key, error: e.message });
+        tee.fail('remote', e);
+        throw e;
+      })
+    : undefined;
+  // Rejections are collected below; never leave them unhandled.
+  localPut.catch(() => undefined);
+  remotePut?.catch(() => undefined);
+
+  let pipelineError: unknown;
+  try {
+    await pipeline([options.source, ...options.stages, hash, tee], { signal: options.signal });
+  } catch (err) {
+    pipelineError = err;
+  }
+  const [localResult, remoteResult] = await Promise.allSettled([localPut, remotePut ?? Promise.resolve(undefined)]);
+
+  if (pipelineError !== undefined || localResult.status === 'rejected') {
+    // Nothing may remain under the final name. The puts clean up after themselves; this is the
+    // belt-and-braces for a put that completed before another part failed.
+    if (remote && remoteResult.status === 'fulfilled' && remoteResult.value) {
+      await remote.delete(key).catch((e: unknown) => logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }));
+    }
+    if (localResult.status === 'fulfilled') {
+      await local.delete(key).catch((e: unknown) => logger.warn('could not delete the local file of a failed backup', { key, error: String(e) }));
+    }
+    const localError: unknown = localResult.status === 'rejected' ? localResult.reason : undefined;
+    // Prefer a classified root cause (pg_dump died, disk full) over the generic abort it caused elsewhere.
+    const candidates = [pipelineError, localError].filter((e) => e !== undefined).map(toAppError);
+    throw candidates.find((e) => e.code !== 'internal' && e.code !== 'interrupted') ?? candidates[0]!;
+  }
+  return {
+    size: hash.bytes,
+    sha256: hash.sha256,
+    local: localResult.value,
+    remote: remoteResult.status === 'fulfilled' ? remoteResult.value : undefined,
+    remoteError: remoteResult.status === 'rejected' ? toAppError(remoteResult.reason) : undefined,
+  };
+}

@@ -1,0 +1,82 @@
+import { PassThrough, Writable } from 'node:stream';
+
+/** One output of a Tee: a readable branch handed to a consumer (a storage put). */
+export interface TeeBranch {
+  readonly name: string;
+  readonly stream: PassThrough;
+  /** A required branch that fails destroys the whole tee; an optional one is dropped. */
+  readonly required: boolean;
+  failed: Error | undefined;
+}
+
+/**
+ * Writes every chunk to several branches with backpressure: the next chunk is accepted only
+ * when every live branch has drained, so memory stays bounded by the branches' buffers. An
+ * optional branch that fails (an upload) is dropped and the others go on; a required branch
+ * that fails (the local file) fails the tee.
+ */
+export class Tee extends Writable {
+  readonly branches: TeeBranch[];
+
+  constructor(specs: readonly { name: string; required: boolean }[], highWaterMark = 1024 * 1024) {
+    super({ highWaterMark });
+    this.branches = specs.map((s) => ({ ...s, stream: new PassThrough({ highWaterMark }), failed: undefined }));
+  }
+
+  branch(name: string): PassThrough {
+    const b = this.branches.find((x) => x.name === name);
+    if (!b) throw new Error(`Tee: no branch ${name}`);
+    return b.stream;
+  }
+
+  /** Mark a branch as failed (its consumer rejected). Required → the tee fails with `err`. */
+  fail(name: string, err: Error): void {
+    const b = this.branches.find((x) => x.name === name);
+    if (!b || b.failed) return;
+    b.failed = err;
+    if (b.required) {
+      this.destroy(err);
+    } else {
+      b.stream.destroy();
+    }
+  }
+
+  private live(): TeeBranch[] {
+    return this.branches.filter((b) => !b.failed && !b.stream.destroyed);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
+    let pending = 0;
+    const done = () => {
+      if (--pending === 0) callback();
+    };
+    pending++;
+    for (const b of this.live()) {
+      if (!b.stream.write(chunk)) {
+        pending++;
+        const onDrain = () => {
+          b.stream.off('close', onDrain);
+          b.stream.off('drain', onDrain);
+          done();
+        };
+        b.stream.once('drain', onDrain);
+        b.stream.once('close', onDrain);
+      }
+    }
+    done();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    for (const b of this.live()) b.stream.end();
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // After a normal finish (autoDestroy) the ended branches are still being read: leave them be.
+    for (const b of this.branches) {
+      if (b.stream.destroyed || (!err && b.stream.writableEnded)) continue;
+      b.stream.destroy(err ?? new Error('aborted'));
+    }
+    callback(err);
+  }
+}

@@ -1,0 +1,116 @@
+import pg from 'pg';
+import { redactUrl } from '../config/redact.js';
+import { AppError, DatabaseError, errnoCode } from '../errors/index.js';
+
+/**
+ * How pg_dump and friends are told where to connect: a `--dbname` URL WITHOUT its password,
+ * and the password in the child's environment (PGPASSWORD). Secrets never reach argv, where
+ * every user of the machine could read them in the process list.
+ */
+export interface ChildConnection {
+  /** `postgresql://user@host:port/db?…` — no password. */
+  readonly dbnameArg: string;
+  readonly env: Record<string, string>;
+}
+
+const SECRET_PARAMS = ['password', 'sslpassword'];
+
+export function childConnection(url: string, database?: string): ChildConnection {
+  const u = new URL(url);
+  const env: Record<string, string> = {};
+  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
+  u.password = '';
+  for (const p of SECRET_PARAMS) {
+    const value = u.searchParams.get(p);
+    if (value !== null) {
+      env[p === 'password' ? 'PGPASSWORD' : 'PGSSLPASSWORD'] = value;
+      u.searchParams.delete(p);
+    }
+  }
+  if (database !== undefined) u.pathname = '/' + encodeURIComponent(database);
+  if (!env.PGAPPNAME) env.PGAPPNAME = 'pgbak';
+  return { dbnameArg: u.toString(), env };
+}
+
+/** Replace the database of a connection URL. */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = '/' + encodeURIComponent(database);
+  return u.toString();
+}
+
+/** Translate a pg / socket error into a DatabaseError with a redacted URL and a hint. */
+export function databaseError(err: unknown, url: string): AppError {
+  if (err instanceof AppError) return err;
+  const shown = redactUrl(url);
+  const code = errnoCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  switch (code) {
+    case 'ECONNREFUSED':
+      return new DatabaseError('db-connection-refused', `connection refused: ${shown}`, {
+        hint: 'check DATABASE_URL and that PostgreSQL is running and listening there',
+        cause: err,
+      });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new DatabaseError('db-host-unknown', `database host not found: ${shown}`, { hint: 'check the host name in DATABASE_URL', cause: err });
+    case 'ETIMEDOUT':
+    case 'ECONNRESET':
+      return new DatabaseError('db-timeout', `database connection failed (${code}): ${shown}`, {
+        hint: 'check the network path to the database server',
+        cause: err,
+      });
+    case '28P01':
+    case '28000':
+      return new DatabaseError('db-auth-failed', `authentication failed: ${shown}`, {
+        hint: 'check the user and password in DATABASE_URL (and pg_hba.conf)',
+        cause: err,
+      });
+    case '3D000':
+      return new DatabaseError('db-missing', `database does not exist: ${shown}`, {
+        hint: 'check the database name in DATABASE_URL',
+        cause: err,
+      });
+    case '57P03':
+      return new DatabaseError('db-starting', `database is starting up or shutting down: ${shown}`, { cause: err });
+    default:
+      if (/timeout/i.test(message)) {
+        return new DatabaseError('db-timeout', `database connection timed out: ${shown}`, { hint: 'check the network path to the database server', cause: err });
+      }
+      return new DatabaseError('db-error', `database error on ${shown}: ${message}`, { cause: err });
+  }
+}
+
+/** Open a pg client (10 s connect timeout); errors are translated by databaseError. */
+export async function connect(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000, application_name: 'pgbak' });
+  client.on('error', () => undefined); // a dropped idle connection must not crash the process
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw databaseError(err, url);
+  }
+  return client;
+}
+
+export interface ServerInfo {
+  readonly version: string;
+  readonly versionNum: number;
+  readonly major: number;
+  readonly databaseSize: number;
+}
+
+export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
+  const { rows } = await client.query<{ v: string; n: string; size: string }>(
+    `SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_database_size(current_database())::text AS size`,
+  );
+  const row = rows[0]!;
+  const versionNum = Number(row.n);
+  return {
+    version: row.v.split(' ')[0]!,
+    versionNum,
+    major: versionNum >= 100000 ? Math.floor(versionNum / 10000) : Math.floor(versionNum / 100) / 100,
+    databaseSize: Number(row.size),
+  };
+}

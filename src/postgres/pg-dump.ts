@@ -1,0 +1,87 @@
+import type pg from 'pg';
+import type { TableCount } from '../catalog/manifest.js';
+import { ChildStage } from '../pipeline/child-stage.js';
+import { childConnection } from './connection.js';
+import type { PgTool } from './pg-tools.js';
+
+const KEEP_STDERR = (line: string) => /error|fatal|warning|detail|hint|could not|failed|abort/i.test(line);
+
+/** pg_dump in custom format writing to stdout; credentials only in the environment. */
+export function pgDumpStage(options: {
+  tool: PgTool;
+  url: string;
+  compressionArgs: readonly string[];
+  snapshot?: string | undefined;
+  onTable?: (qualifiedName: string) => void;
+}): ChildStage {
+  const conn = childConnection(options.url);
+  return new ChildStage({
+    label: 'pg_dump',
+    command: options.tool.path,
+    args: [
+      '--format=custom',
+      ...options.compressionArgs,
+      '--verbose',
+      ...(options.snapshot ? [`--snapshot=${options.snapshot}`] : []),
+      `--dbname=${conn.dbnameArg}`,
+    ],
+    env: conn.env,
+    input: false,
+    keepStderr: KEEP_STDERR,
+    onStderrLine: (line) => {
+      const m = /dumping contents of table "(.+)"$/.exec(line);
+      if (m) options.onTable?.(m[1]!);
+    },
+  });
+}
+
+/** pg_dumpall --globals-only (roles, tablespaces) as SQL on stdout. */
+export function pgDumpallGlobalsStage(options: { tool: PgTool; url: string; noRolePasswords?: boolean }): ChildStage {
+  const conn = childConnection(options.url);
+  return new ChildStage({
+    label: 'pg_dumpall',
+    command: options.tool.path,
+    args: ['--globals-only', ...(options.noRolePasswords ? ['--no-role-passwords'] : []), `--dbname=${conn.dbnameArg}`],
+    env: conn.env,
+    input: false,
+    keepStderr: KEEP_STDERR,
+  });
+}
+
+/** Tables whose data pg_dump writes, with on-disk sizes (for a progress estimate). */
+export async function dumpedTables(client: pg.Client): Promise<{ schema: string; table: string; bytes: number }[]> {
+  const { rows } = await client.query<{ schema: string; table: string; bytes: string }>(`
+    SELECT n.nspname AS schema, c.relname AS table, pg_table_size(c.oid)::text AS bytes
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+    ORDER BY 1, 2`);
+  return rows.map((r) => ({ schema: r.schema, table: r.table, bytes: Number(r.bytes) }));
+}
+
+/**
+ * Open a REPEATABLE READ transaction and export its snapshot, so pg_dump (`--snapshot`) and
+ * the row counts see exactly the same data. Keep the client open until pg_dump has started.
+ */
+export async function exportSnapshot(client: pg.Client): Promise<string> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+  const { rows } = await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s');
+  return rows[0]!.s;
+}
+
+const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
+
+/**
+ * Exact row counts of every dumped table, in the exported snapshot's transaction: the numbers
+ * match the dump one to one, which is what lets a restore test compare them exactly.
+ */
+export async function countRows(client: pg.Client, tables: readonly { schema: string; table: string }[], signal?: AbortSignal): Promise<TableCount[]> {
+  const out: TableCount[] = [];
+  for (const t of tables) {
+    if (signal?.aborted) break;
+    const { rows } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${ident(t.schema)}.${ident(t.table)}`);
+    out.push({ schema: t.schema, table: t.table, rows: Number(rows[0]!.n) });
+  }
+  return out;
+}

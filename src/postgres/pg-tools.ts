@@ -1,0 +1,87 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { PgToolError } from '../errors/index.js';
+
+const execFileAsync = promisify(execFile);
+
+export type PgToolName = 'pg_dump' | 'pg_restore' | 'pg_dumpall' | 'psql';
+
+export interface PgTool {
+  readonly name: PgToolName;
+  readonly path: string;
+  /** e.g. "15.18" */
+  readonly version: string;
+  readonly major: number;
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Candidate paths of a tool, in order: PG_DUMP_PATH (file or directory), PATH, /usr/lib/postgresql/*\/bin newest first. */
+export function candidatePaths(name: PgToolName, pgDumpPath?: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const out: string[] = [];
+  if (pgDumpPath) {
+    const dir = isFile(pgDumpPath) ? dirname(pgDumpPath) : pgDumpPath;
+    out.push(isFile(pgDumpPath) && name === 'pg_dump' ? pgDumpPath : join(dir, name));
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter)) if (dir) out.push(join(dir, name));
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root)) {
+    const versions = readdirSync(root)
+      .filter((v) => /^\d+(\.\d+)?$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
+    for (const v of versions) out.push(join(root, v, 'bin', name));
+  }
+  return [...new Set(out)].filter(isFile);
+}
+
+export async function toolVersion(path: string): Promise<{ version: string; major: number } | undefined> {
+  try {
+    const { stdout } = await execFileAsync(path, ['--version'], { timeout: 15_000 });
+    const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(stdout);
+    if (!m) return undefined;
+    const major = Number(m[1]);
+    return { version: m[2] === undefined ? m[1]! : `${m[1]}.${m[2]}`, major };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Find a PostgreSQL client tool whose major version is at least `minMajor` (pg_dump must be
+ * as new as the server). Fails before any work, listing the versions that were found.
+ */
+export async function findPgTool(name: PgToolName, minMajor: number, pgDumpPath?: string): Promise<PgTool> {
+  const found: string[] = [];
+  for (const path of candidatePaths(name, pgDumpPath)) {
+    const v = await toolVersion(path);
+    if (!v) continue;
+    if (v.major >= minMajor) return { name, path, version: v.version, major: v.major };
+    found.push(`${path} (${v.version})`);
+  }
+  if (found.length === 0) {
+    throw new PgToolError(`${name} not found`, {
+      hint: `install the PostgreSQL client: apt install postgresql-client${pgDumpPath ? ` (PG_DUMP_PATH=${pgDumpPath} has no ${name})` : ''}`,
+    });
+  }
+  throw new PgToolError(`no ${name} of version ${minMajor} or newer (the server's) was found; found: ${found.join(', ')}`, {
+    hint: `install postgresql-client-${minMajor} or newer, or point PG_DUMP_PATH at its bin directory`,
+  });
+}
+
+/** The same-version sibling of a tool (pg_restore next to the chosen pg_dump), else a search. */
+export async function siblingTool(of: PgTool, name: PgToolName): Promise<PgTool> {
+  const path = join(dirname(of.path), name);
+  if (isFile(path)) {
+    const v = await toolVersion(path);
+    if (v && v.major >= of.major) return { name, path, version: v.version, major: v.major };
+  }
+  return findPgTool(name, of.major);
+}

@@ -1,0 +1,77 @@
+import { mkdirSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { LockedError, errnoCode, fsError } from '../errors/index.js';
+
+export interface LockInfo {
+  readonly pid: number;
+  readonly host: string;
+  readonly startedAt: string;
+}
+
+export interface HeldLock {
+  readonly path: string;
+  release(): void;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoCode(err) === 'EPERM';
+  }
+}
+
+/**
+ * One run at a time per database: an exclusive lock file `.pgbak-<prefix>.lock` in BACKUP_DIR
+ * holding the owner's pid and host. A lock whose process is gone (a killed run) is stale and is
+ * taken over; a live one fails at once with LockedError naming the pid.
+ */
+export function acquireLock(dir: string, prefix: string, what: string): HeldLock {
+  const path = join(dir, `.pgbak-${prefix}.lock`);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw fsError(err, 'create directory', dir, 'set BACKUP_DIR to a directory the pgbak user can write');
+  }
+  const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx', 0o600);
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw fsError(err, 'create lock file', path);
+      let holder: LockInfo | undefined;
+      try {
+        holder = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+      } catch {
+        holder = undefined; // unreadable or half-written: treat as stale below
+      }
+      if (holder && (holder.host !== me.host || alive(holder.pid)) && holder.pid !== process.pid) {
+        throw new LockedError(`another ${what} is running (pid ${holder.pid}${holder.host !== me.host ? ` on ${holder.host}` : ''}, since ${holder.startedAt})`, {
+          hint: `wait for it to finish; if no such process exists, remove ${path}`,
+        });
+      }
+      rmSync(path, { force: true });
+      continue;
+    }
+    writeSync(fd, JSON.stringify(me));
+    closeSync(fd);
+    let released = false;
+    return {
+      path,
+      release() {
+        if (released) return;
+        released = true;
+        try {
+          const current = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+          if (current.pid === me.pid && current.host === me.host) rmSync(path, { force: true });
+        } catch {
+          /* already gone */
+        }
+      },
+    };
+  }
+  throw new LockedError(`could not take the lock ${path}`, { hint: 'another run may be starting at the same moment; try again' });
+}
