@@ -1,0 +1,122 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
+import { startS3Server, type S3Server } from '../helpers/minio.js';
+import { createDatabase, execFileAsync, services, tempDir } from '../helpers/services.js';
+
+const exec = promisify(execFile);
+
+/** Rows of random-looking text: gzip -9 takes a few seconds on them, long enough to interrupt. */
+const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload, now() - g * interval '1 second' AS at
+  FROM generate_series(1, 400000) g;`;
+
+async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** pids of processes that are children of `parent` with the given command name. */
+async function childPids(parent: number, name: string): Promise<number[]> {
+  const { stdout } = await exec('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
+  return stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1] === name)
+    .map((f) => Number(f[0]));
+}
+
+/** Files under a final backup name (not temp files, not the lock). */
+function finalFiles(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.')) : [];
+}
+
+describe('pgbak backup under faults', () => {
+  let db: string;
+  beforeAll(async () => {
+    db = await createDatabase('big', BIG_SQL);
+  });
+
+  it('a killed pg_dump fails the run, leaves nothing under a final name and keeps earlier backups', async () => {
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:1', BACKUP_GLOBALS: 'false' } });
+    const first = await runCli(['backup', '--json'], { env });
+    expect(first.code, first.stderr).toBe(0);
+    const before = finalFiles(join(dir, 'backups')).sort();
+    const beforeSizes = before.map((f) => statSync(join(dir, 'backups', f)).size);
+    await new Promise((r) => setTimeout(r, 1100)); // a new timestamp for the second run
+
+    const run = spawnCli(['backup'], { env: { ...env, BACKUP_COMPRESSION: 'gzip:9' } });
+    const pgDump = await waitFor(async () => (await childPids(run.child.pid!, 'pg_dump'))[0]);
+    // Secrets never reach argv: pg_dump's command line has no password.
+    const cmdline = readFileSync(`/proc/${pgDump}/cmdline`, 'utf8');
+    expect(cmdline).toContain('--dbname=');
+    expect(cmdline).not.toContain(services().pg.password);
+    // Wait until data is flowing into the temp file, then kill pg_dump mid-stream.
+    await waitFor(() => {
+      const tmp = readdirSync(join(dir, 'backups')).find((f) => f.includes('.tmp-'));
+      return tmp && statSync(join(dir, 'backups', tmp)).size > 64 * 1024 ? tmp : undefined;
+    });
+    process.kill(pgDump, 'SIGKILL');
+    const r = await run.done;
+    expect(r.code).toBe(13);
+    expect(r.stderr).toMatch(/pg_dump was killed by SIGKILL/);
+    const after = finalFiles(join(dir, 'backups')).sort();
+    expect(after).toEqual(before);
+    expect(after.map((f) => statSync(join(dir, 'backups', f)).size)).toEqual(beforeSizes);
+    expect(readdirSync(join(dir, 'backups')).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('a second concurrent run of the same database exits 11 naming the running pid', async () => {
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
+    const first = spawnCli(['backup'], { env });
+    await waitFor(async () => (await childPids(first.child.pid!, 'pg_dump'))[0]);
+    const second = await runCli(['backup'], { env });
+    expect(second.code).toBe(11);
+    expect(second.stderr).toContain(`another backup of ${db} is running (pid ${first.child.pid}`);
+    const r = await first.done;
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  describe('with a MinIO of its own', () => {
+    let s3: S3Server;
+    beforeAll(async () => {
+      s3 = await startS3Server();
+    });
+    afterAll(async () => {
+      await s3.stop();
+    });
+
+    it('MinIO killed mid-upload: the local backup and its manifest are kept and the run exits 3', async () => {
+      const dir = tempDir();
+      const awsEnv = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: 'us-east-1' };
+      await execFileAsync('aws', ['s3', 'mb', 's3://faults', '--endpoint-url', s3.endpoint], { env: awsEnv });
+      const env = {
+        ...backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'none', BACKUP_GLOBALS: 'false', STORAGE_PART_SIZE: '5MiB' } }),
+        STORAGE_ENDPOINT: s3.endpoint,
+        STORAGE_ACCESS_KEY: s3.accessKey,
+        STORAGE_SECRET_KEY: s3.secretKey,
+        STORAGE_BUCKET: 'faults',
+      };
+      const run = spawnCli(['backup', '--json'], { env });
+      await waitFor(() => {
+        const tmp = existsSync(join(dir, 'backups')) && readdirSync(join(dir, 'backups')).find((f) => f.includes('.tmp-'));
+        return tmp && statSync(join(dir, 'backups', tmp)).size > 6 * 1024 * 1024 ? tmp : undefined;
+      });
+      s3.process!.kill('SIGKILL');
+      const r = await run.done;
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toMatch(/upload failed/);
+      const result = JSON.parse(r.stdout);
+      expect(finalFiles(join(dir, 'backups')).sort()).toEqual([`${result.name}.dump`, `${result.name}.manifest.json`]);
+    });
+  });
+});
