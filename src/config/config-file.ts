@@ -51,10 +51,15 @@ export interface LoadJobsOptions {
   flags?: Readonly<Record<string, string>>;
   /** A `.env` file (default `<cwd>/.env` when it exists; false for none). */
   envFile?: string | false;
+  /**
+   * Without a config file, require DATABASE_URL (default true). When false and it is unset, no
+   * job is returned, only the global settings: `pgbak status` on a host with storage variables only.
+   */
+  requireDatabaseUrl?: boolean;
 }
 
 export interface LoadedJobs {
-  /** One or more jobs, in file order. */
+  /** One or more jobs, in file order (none only with `requireDatabaseUrl: false` and no DATABASE_URL). */
   readonly jobs: readonly JobConfig[];
   /** Settings of the process as a whole (concurrency, retries, stop timeout, log file …). */
   readonly global: Settings;
@@ -101,7 +106,8 @@ export function loadJobs(options: LoadJobsOptions = {}): LoadedJobs {
   const base = { env, cwd, envFile: options.envFile };
 
   if (source === undefined) {
-    const { settings } = loadSettings({ ...base, layers: [flags] });
+    const { settings } = loadSettings({ ...base, layers: [flags], requireDatabaseUrl: options.requireDatabaseUrl !== false });
+    if (!settings.DATABASE_URL) return { jobs: [], global: settings, source: undefined, warnings: [] };
     const job = resolveJob(settings, { cwd });
     const problem = checkSchedule(settings, () => undefined, flags);
     if (problem) throw new ConfigError([`${problem.path} (job "${job.name}"): ${problem.message}`]);

@@ -59,21 +59,11 @@ export function filePrefixOf(database: string): string {
   return database.replace(/[^A-Za-z0-9_.-]/g, '_');
 }
 
-export function resolveJob(settings: Settings, options: { cwd: string; name?: string }): JobConfig {
-  const databaseUrl = settings.DATABASE_URL;
-  if (!databaseUrl) throw new ConfigError(['DATABASE_URL: is required (e.g. postgresql://user:pass@host:5432/db)']);
-  const database = databaseNameOf(databaseUrl);
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(options.cwd, p));
+/** Where a job's backups live: BACKUP_DIR (absolute) and the S3 settings when both keys are set. */
+export function resolveStorage(settings: Settings, options: { cwd: string }): Pick<JobConfig, 'backupDir' | 's3'> {
   const hasKeys = Boolean(settings.STORAGE_ACCESS_KEY && settings.STORAGE_SECRET_KEY);
   return {
-    name: options.name ?? database,
-    databaseUrl,
-    database,
-    filePrefix: filePrefixOf(database),
-    backupDir: abs(settings.BACKUP_DIR),
-    logFile: settings.LOG_FILE ? abs(settings.LOG_FILE) : undefined,
-    compression: settings.BACKUP_COMPRESSION,
-    gpgRecipient: settings.GPG_RECIPIENT,
+    backupDir: isAbsolute(settings.BACKUP_DIR) ? settings.BACKUP_DIR : resolve(options.cwd, settings.BACKUP_DIR),
     s3: hasKeys
       ? {
           endpoint: settings.STORAGE_ENDPOINT,
@@ -86,6 +76,25 @@ export function resolveJob(settings: Settings, options: { cwd: string; name?: st
           queueSize: settings.STORAGE_QUEUE_SIZE,
         }
       : undefined,
+  };
+}
+
+export function resolveJob(settings: Settings, options: { cwd: string; name?: string }): JobConfig {
+  const databaseUrl = settings.DATABASE_URL;
+  if (!databaseUrl) throw new ConfigError(['DATABASE_URL: is required (e.g. postgresql://user:pass@host:5432/db)']);
+  const database = databaseNameOf(databaseUrl);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(options.cwd, p));
+  const storage = resolveStorage(settings, options);
+  return {
+    name: options.name ?? database,
+    databaseUrl,
+    database,
+    filePrefix: filePrefixOf(database),
+    backupDir: storage.backupDir,
+    logFile: settings.LOG_FILE ? abs(settings.LOG_FILE) : undefined,
+    compression: settings.BACKUP_COMPRESSION,
+    gpgRecipient: settings.GPG_RECIPIENT,
+    s3: storage.s3,
     retention: {
       days: settings.RETENTION_DAYS,
       keepMin: settings.BACKUP_KEEP_MIN,
