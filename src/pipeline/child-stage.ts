@@ -29,7 +29,8 @@ export interface ChildFailure {
 
 const STDERR_KEEP = 16 * 1024;
 
-function defaultFailure(info: ChildFailure): AppError {
+/** The default failure of a child: a ProcessError with how it ended and the tail of its stderr. */
+export function defaultFailure(info: ChildFailure): AppError {
   const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
   const tail = info.stderr.trim().split('\n').slice(-3).join(' | ');
   return new ProcessError(`${info.label} ${how}${tail ? `: ${tail}` : ''}`);

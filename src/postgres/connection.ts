@@ -73,7 +73,18 @@ export function databaseError(err: unknown, url: string): AppError {
       });
     case '57P03':
       return new DatabaseError('db-starting', `database is starting up or shutting down: ${shown}`, { cause: err });
+    case '53300':
+      return new DatabaseError('db-too-many-connections', `too many connections to ${shown}: ${message}`, {
+        hint: 'the server has no free connection slot; raise max_connections or lower the load (pgbak retries later)',
+        cause: err,
+      });
+    case '57P01':
+    case '57P02':
+      return new DatabaseError('db-connection-lost', `database connection lost (server shutting down): ${shown}`, { cause: err });
     default:
+      if (/connection terminated unexpectedly|server closed the connection/i.test(message)) {
+        return new DatabaseError('db-connection-lost', `database connection lost: ${shown}`, { hint: 'the server restarted or the network dropped', cause: err });
+      }
       if (/timeout/i.test(message)) {
         return new DatabaseError('db-timeout', `database connection timed out: ${shown}`, { hint: 'check the network path to the database server', cause: err });
       }

@@ -1,10 +1,35 @@
 import type pg from 'pg';
 import type { TableCount } from '../catalog/manifest.js';
-import { ChildStage } from '../pipeline/child-stage.js';
+import { DatabaseError, type AppError } from '../errors/index.js';
+import { ChildStage, defaultFailure, type ChildFailure } from '../pipeline/child-stage.js';
 import { childConnection } from './connection.js';
 import type { PgTool } from './pg-tools.js';
 
-const KEEP_STDERR = (line: string) => /error|fatal|warning|detail|hint|could not|failed|abort/i.test(line);
+const KEEP_STDERR = (line: string) => /error|fatal|warning|detail|hint|could not|failed|abort|closed|lost|terminat/i.test(line);
+
+/** pg_dump / pg_dumpall stderr that means a transient server-side cause, with its error code. */
+const TRANSIENT_STDERR: readonly (readonly [RegExp, string, string])[] = [
+  [/server closed the connection unexpectedly|connection to server (?:was )?lost|could not receive data from server|SSL SYSCALL error: EOF|no connection to the server|terminating connection due to administrator command/i, 'db-connection-lost', 'the connection to the server was lost during the dump'],
+  [/too many clients already|remaining connection slots are reserved/i, 'db-too-many-connections', 'the server had no free connection slot'],
+  [/the database system is (?:starting up|shutting down|in recovery mode)/i, 'db-starting', 'the server was starting up or shutting down'],
+  [/Connection refused/i, 'db-connection-refused', 'the server refused the connection'],
+];
+
+/**
+ * A failed pg_dump / pg_dumpall: a DatabaseError with a transient code (so the daemon retries)
+ * when its stderr says the connection was lost, refused or the server was busy or restarting;
+ * else the default ProcessError. The message keeps the stderr tail either way.
+ */
+export function pgToolFailure(info: ChildFailure): AppError {
+  const fallback = defaultFailure(info);
+  if (info.signal) return fallback; // killed here (an abort): not the server's doing
+  for (const [re, code, what] of TRANSIENT_STDERR) {
+    if (re.test(info.stderr)) {
+      return new DatabaseError(code, `${what}: ${fallback.message}`, { hint: 'check the server log; the daemon retries transient failures (BACKUP_RETRIES)', cause: fallback });
+    }
+  }
+  return fallback;
+}
 
 /** pg_dump in custom format writing to stdout; credentials only in the environment. */
 export function pgDumpStage(options: {
@@ -28,6 +53,7 @@ export function pgDumpStage(options: {
     env: conn.env,
     input: false,
     keepStderr: KEEP_STDERR,
+    mapFailure: pgToolFailure,
     onStderrLine: (line) => {
       const m = /dumping contents of table "(.+)"$/.exec(line);
       if (m) options.onTable?.(m[1]!);
@@ -45,6 +71,7 @@ export function pgDumpallGlobalsStage(options: { tool: PgTool; url: string; noRo
     env: conn.env,
     input: false,
     keepStderr: KEEP_STDERR,
+    mapFailure: pgToolFailure,
   });
 }
 
