@@ -3,6 +3,7 @@ import type { Logger } from '../logging/logger.js';
 import { prune } from '../retention/prune.js';
 import { createStorage } from '../storage/index.js';
 import type { BackupResult } from './backup-result.js';
+import { reportRun } from './report-run.js';
 
 export interface AfterBackupOptions {
   readonly job: JobConfig;
@@ -15,7 +16,9 @@ export interface AfterBackupOptions {
 
 /**
  * What follows a run: retention after a successful backup (never after a failed or partial
- * one). Problems here are warnings: they never turn a good backup into a failure.
+ * one), then the report of every run but a dry run (size check, notifications, metrics textfile,
+ * last-run record; see reportRun). Problems here are warnings: they never turn a good backup
+ * into a failure.
  */
 export async function runAfterBackup(options: AfterBackupOptions): Promise<BackupResult> {
   const { job, logger } = options;
@@ -33,5 +36,6 @@ export async function runAfterBackup(options: AfterBackupOptions): Promise<Backu
     }
   }
   result = { ...result, warnings };
+  if (result.status !== 'dry-run') result = await reportRun({ job, result, logger });
   return result;
 }

@@ -8,6 +8,7 @@ import { createProgress } from '../progress.js';
 import { formatBytes, formatDuration, renderError } from '../render.js';
 import { addCommonOptions } from '../options.js';
 import { runAfterBackup } from '../../api/after-backup.js';
+import { reportStart } from '../../api/report-run.js';
 
 interface BackupFlags extends CommonFlags {
   dryRun?: boolean;
@@ -71,6 +72,7 @@ async function runBackupCommand(flags: BackupFlags): Promise<number> {
         signal: controller.signal,
         ...(progress ? { onProgress: (p) => progress.update(p) } : {}),
       };
+      await reportStart({ job, logger: ctx.logger });
       const result = await backup(options);
       progress?.stop();
       results.push(await runAfterBackup({ job, result, logger: ctx.logger, prune: flags.prune !== false, signal: controller.signal }));

@@ -1,0 +1,165 @@
+import { hostname } from 'node:os';
+import { listBackups, type CatalogEntry } from '../catalog/catalog.js';
+import { lastRunRecord, writeLastRun } from '../catalog/last-run.js';
+import type { JobConfig } from '../config/job.js';
+import type { Logger } from '../logging/logger.js';
+import { updateMetricsTextfile } from '../metrics/textfile.js';
+import { notifyRun, notifySettingsFrom, pingStart, type NotifyOutcome, type RetryPolicy } from '../notify/notifier.js';
+import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../notify/size-anomaly.js';
+import { createStorage } from '../storage/index.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+import type { BackupResult } from './backup-result.js';
+
+/**
+ * Reporting after a run: size check, notifications, the metrics textfile and the last-run record.
+ * Every step is best effort: a failure here becomes a warning of the run, never a failed backup,
+ * and never hides a failed one.
+ */
+
+/** Warnings that start with this mark a size anomaly (see {@link hasSizeAnomaly}). */
+export const SIZE_ANOMALY_WARNING = 'size anomaly: ';
+
+/** True when reportRun judged the run's size anomalous. */
+export function hasSizeAnomaly(result: Pick<BackupResult, 'warnings'>): boolean {
+  return result.warnings.some((w) => w.startsWith(SIZE_ANOMALY_WARNING));
+}
+
+export interface ReportRunOptions {
+  readonly job: JobConfig;
+  readonly result: BackupResult;
+  readonly logger: Logger;
+  /**
+   * Earlier good backups of this database, newest first (this run's own backup may be among
+   * them; it is left out). Default: read from the catalog (BACKUP_DIR and the bucket).
+   */
+  readonly previousGood?: readonly CatalogEntry[] | undefined;
+  /** The clock (default: now). */
+  readonly now?: () => Date;
+  /** Notification retry policy (tests make it impatient). */
+  readonly notifyRetry?: Partial<RetryPolicy> | undefined;
+}
+
+/** Where a job stores backups, for people: `/var/backups/db + s3://bucket/backups/`. */
+export function destinationOf(job: Pick<JobConfig, 'backupDir' | 's3'>): string {
+  return job.s3 ? `${job.backupDir} + s3://${job.s3.bucket}/${job.s3.prefix}` : job.backupDir;
+}
+
+/**
+ * Report a finished run (dry runs are returned unchanged):
+ * 1. size check against the median of the previous up-to-7 good backups of the database
+ *    (`judgeSize`, BACKUP_SIZE_TOLERANCE); an anomaly is logged and becomes a warning;
+ * 2. METRICS_TEXTFILE, when set, is updated with the run;
+ * 3. notifications (e-mail, webhook, ping) via `notifyRun`; an undelivered one becomes a warning;
+ * 4. the last-run record is written to BACKUP_DIR and, when storage is configured, the bucket.
+ * Returns the result with the warnings of these steps added. Never throws.
+ */
+export async function reportRun(options: ReportRunOptions): Promise<BackupResult> {
+  const { job } = options;
+  if (options.result.status === 'dry-run') return options.result;
+  const now = options.now ?? (() => new Date());
+  const logger = options.logger.child({ job: job.name, database: job.database });
+  const warnings = [...options.result.warnings];
+  const warn = (warning: string, message: string, fields: Record<string, unknown> = {}) => {
+    logger.warn(message, fields);
+    warnings.push(warning);
+  };
+  const storage = createStorage(job);
+  // After an unreachable or failing bucket, do not wait on it again for the history.
+  const remoteDown = options.result.status === 'partial' || (options.result.error?.code.startsWith('storage') ?? false);
+  try {
+    // 1. History and size check.
+    let previousGood = options.previousGood;
+    if (!previousGood) {
+      const read = await readHistory(job, storage.local, remoteDown ? undefined : storage.remote);
+      previousGood = read.entries;
+      if (read.problem) warn(`backup history partly unreadable: ${read.problem}`, 'backup history partly unreadable', { error: read.problem });
+    }
+    const earlier = previousGood.filter((e) => e.state === 'good' && e.name !== options.result.name && (e.database ?? job.database) === job.database);
+    let judgement: SizeJudgement | undefined;
+    if (options.result.sizeBytes !== undefined) {
+      judgement = judgeSize(options.result.sizeBytes, earlier.slice(0, SIZE_HISTORY_WINDOW).map((e) => e.size), job.settings.BACKUP_SIZE_TOLERANCE);
+      if (judgement.anomalous) warn(`${SIZE_ANOMALY_WARNING}${judgement.reason}`, `size anomaly: ${judgement.reason}`, { backup: options.result.name });
+      else logger.debug('size check', { reason: judgement.reason });
+    }
+    const anomaly = judgement?.anomalous === true;
+
+    // 2. Metrics textfile.
+    const textfile = job.settings.METRICS_TEXTFILE;
+    if (textfile) {
+      try {
+        const result = options.result;
+        await updateMetricsTextfile(textfile, (m) => m.recordRun(result, { anomaly }));
+      } catch (err) {
+        warn(`metrics not written: ${messageOf(err)}`, 'metrics textfile not written', { path: textfile, error: messageOf(err) });
+      }
+    }
+
+    // 3. Notifications.
+    const newestEarlier = earlier[0];
+    const outcomes = await notifyRun({
+      result: { ...options.result, warnings: [...warnings] },
+      settings: notifySettingsFrom(job.settings),
+      context: {
+        host: hostname(),
+        lastGoodAgeMs: options.result.status === 'ok' || !newestEarlier ? undefined : Math.max(0, now().getTime() - newestEarlier.time.getTime()),
+        location: destinationOf(job),
+        sizeJudgement: judgement,
+      },
+      logger,
+      ...(options.notifyRetry ? { retry: options.notifyRetry } : {}),
+    });
+    for (const o of outcomes) if (!o.ok) warnings.push(`${o.channel} notification not delivered: ${o.error ?? 'unknown error'}`);
+
+    // 4. The last-run record, with every warning so far.
+    const record = lastRunRecord(job.filePrefix, { ...options.result, warnings: [...warnings] }, now());
+    const targets: [string, StorageBackend][] = [['local', storage.local]];
+    if (storage.remote) targets.push(['bucket', storage.remote]);
+    for (const [where, backend] of targets) {
+      try {
+        await writeLastRun(backend, record);
+      } catch (err) {
+        warn(`last-run record not written to the ${where}: ${messageOf(err)}`, `last-run record not written to the ${where}`, { error: messageOf(err) });
+      }
+    }
+  } catch (err) {
+    // Only a bug gets here: every step catches its own failures. Still never fail the run.
+    warn(`reporting failed: ${messageOf(err)}`, 'reporting failed', { error: messageOf(err) });
+  } finally {
+    storage.remote?.destroy();
+  }
+  return { ...options.result, warnings };
+}
+
+/**
+ * The start ping (`NOTIFY_PING_URL` + `/start`) before a run, so a dead-man's-switch monitor
+ * measures the run and notices one that never finishes. Never throws; undefined without a URL.
+ */
+export function reportStart(options: { job: JobConfig; logger: Logger; retry?: Partial<RetryPolicy> }): Promise<NotifyOutcome | undefined> {
+  const logger = options.logger.child({ job: options.job.name, database: options.job.database });
+  return pingStart(options.job.settings.NOTIFY_PING_URL, logger, options.retry);
+}
+
+/**
+ * This job's catalog entries, newest first. When the bucket cannot be read, the local ones are
+ * returned with the problem.
+ */
+async function readHistory(
+  job: JobConfig,
+  local: StorageBackend,
+  remote: StorageBackend | undefined,
+): Promise<{ entries: CatalogEntry[]; problem?: string }> {
+  try {
+    return { entries: await listBackups({ local, remote, prefix: job.filePrefix }) };
+  } catch (err) {
+    if (!remote) return { entries: [], problem: messageOf(err) };
+    try {
+      return { entries: await listBackups({ local, prefix: job.filePrefix }), problem: `bucket: ${messageOf(err)}` };
+    } catch (err2) {
+      return { entries: [], problem: messageOf(err2) };
+    }
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
