@@ -12,6 +12,8 @@ export interface BackupResult {
   readonly sizeBytes: number | undefined;
   readonly sha256: string | undefined;
   readonly encrypted: boolean;
+  /** false when this run was told to keep off the bucket (--no-upload); later steps then do too. */
+  readonly upload?: boolean;
   /** Where complete copies are (local path, s3:// URL). */
   readonly locations: readonly string[];
   /** Set when status is partial or failed. */

@@ -83,6 +83,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       sizeBytes: size,
       sha256,
       encrypted: encrypt,
+      upload,
       locations,
       error: error && { code: error.code, message: error.message, hint: error.hint, exitCode: error.exitCode },
       warnings,
@@ -93,7 +94,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     lockRelease = acquireLock(job.backupDir, job.filePrefix, `backup of ${job.database}`).release;
     logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
     const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true });
-    if (pre.error) throw pre.error;
+    // An unreachable bucket must not cost the local backup: go on without the upload, exit 3.
+    const bucketCheck = pre.checks.find((c) => c.check === 'bucket' && !c.ok);
+    if (pre.error && pre.error !== bucketCheck?.error) throw pre.error;
     client = pre.client!;
     const server = pre.server!;
     const pgDump = pre.pgDump!;
@@ -109,6 +112,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       uploadError ??= err;
       remote = undefined; // the local backup goes on; later files are not uploaded either
     };
+    if (bucketCheck?.error) {
+      logger.warn('bucket unreachable; backing up locally only', { error: bucketCheck.error.message });
+      onRemoteFailure(bucketCheck.error);
+    }
 
     const snapshot = await exportSnapshot(client);
 
