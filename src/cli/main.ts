@@ -3,6 +3,12 @@ import { TOOL_VERSION } from '../api/version.js';
 import { variables } from '../config/schema.js';
 import { ExitCode, exitCodeHelp } from '../errors/index.js';
 import { registerBackup } from './commands/backup.js';
+import { registerList } from './commands/list.js';
+import { registerRestore } from './commands/restore.js';
+import { registerVerify } from './commands/verify.js';
+import { registerInit } from './commands/init.js';
+import { registerPrune } from './commands/prune.js';
+import { registerStatus } from './commands/status.js';
 import { renderError } from './render.js';
 
 function helpFooter(): string {
@@ -28,6 +34,12 @@ export function buildProgram(): Command {
     .exitOverride();
   program.addHelpText('after', helpFooter());
   registerBackup(program);
+  registerList(program);
+  registerRestore(program);
+  registerVerify(program);
+  registerPrune(program);
+  registerInit(program);
+  registerStatus(program);
   return program;
 }
 

@@ -1,0 +1,271 @@
+import { listBackups, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
+import { lastRunPrefixes, newerRecord, readLastRun, type LastRunRecord } from '../catalog/last-run.js';
+import { resolveStorage, type JobConfig } from '../config/job.js';
+import type { Settings } from '../config/schema.js';
+import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../notify/size-anomaly.js';
+import { formatDuration } from '../notify/run-summary.js';
+import { createStorage } from '../storage/index.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+import type { BackupResult } from './backup-result.js';
+import { destinationOf } from './report-run.js';
+
+/**
+ * `pgbak status`: the state of each database's backups, read from storage alone (BACKUP_DIR and
+ * the bucket: the catalog and the last-run record), never from the database. Healthy when the
+ * newest good backup is younger than BACKUP_RPO and the last run succeeded.
+ */
+
+/** What status looks at: one database in one place. */
+export interface StatusTarget {
+  readonly job: string;
+  readonly database: string;
+  readonly filePrefix: string;
+  readonly storage: Pick<JobConfig, 'backupDir' | 's3'>;
+  /** BACKUP_RPO in ms. */
+  readonly rpoMs: number;
+  /** BACKUP_SIZE_TOLERANCE as a fraction. */
+  readonly sizeTolerance: number;
+}
+
+export interface BackupSummary {
+  readonly name: string;
+  /** Start of the backup (the manifest's startedAt). */
+  readonly time: string;
+  readonly sizeBytes: number;
+}
+
+/** The state of one database. */
+export interface DatabaseStatus {
+  readonly job: string;
+  readonly database: string;
+  /** Newest good backup younger than the RPO, and the last run succeeded (or none is known). */
+  readonly ok: boolean;
+  /** Why not ok, one line each (empty when ok). */
+  readonly reasons: readonly string[];
+  readonly rpoMs: number;
+  readonly destination: string;
+  readonly newestGood: (BackupSummary & { readonly ageMs: number; readonly locations: readonly LocationName[] }) | null;
+  /** From the last-run record (the newer of BACKUP_DIR's and the bucket's). */
+  readonly lastRun: {
+    readonly status: BackupResult['status'];
+    readonly backup: string | null;
+    readonly startedAt: string;
+    readonly finishedAt: string;
+    readonly durationMs: number;
+    readonly error: BackupResult['error'] | null;
+    readonly warnings: readonly string[];
+    readonly host: string;
+  } | null;
+  /** The newest verification record of kind restore-test. */
+  readonly lastRestoreTest: { readonly backup: string; readonly at: string; readonly ok: boolean; readonly durationMs: number } | null;
+  /** The last good backups, newest first, and the newest one's size judged against the others. */
+  readonly sizeTrend: { readonly backups: readonly BackupSummary[]; readonly judgement: SizeJudgement | null };
+  readonly backups: { readonly good: number; readonly incomplete: number; readonly corrupt: number };
+}
+
+export interface StatusReport {
+  /** Every database ok. */
+  readonly ok: boolean;
+  readonly checkedAt: string;
+  readonly databases: readonly DatabaseStatus[];
+}
+
+/** The status target of a configured job. */
+export function jobTarget(job: JobConfig): StatusTarget {
+  return {
+    job: job.name,
+    database: job.database,
+    filePrefix: job.filePrefix,
+    storage: { backupDir: job.backupDir, s3: job.s3 },
+    rpoMs: job.settings.BACKUP_RPO,
+    sizeTolerance: job.settings.BACKUP_SIZE_TOLERANCE,
+  };
+}
+
+/** What storage holds of one target; `problems` names each location that could not be read. */
+interface StoredState {
+  readonly entries: readonly CatalogEntry[];
+  readonly record: LastRunRecord | undefined;
+  readonly problems: readonly string[];
+}
+
+type Backends = readonly (readonly [string, StorageBackend])[];
+
+function backendsOf(storage: Pick<JobConfig, 'backupDir' | 's3'>): { backends: Backends; close: () => void } {
+  const { local, remote } = createStorage(storage);
+  const backends: [string, StorageBackend][] = [[local.location, local]];
+  if (remote) backends.push([remote.location, remote]);
+  return { backends, close: () => remote?.destroy() };
+}
+
+/** Catalog entries of `prefix` (all prefixes when undefined), merged over the readable backends. */
+async function readCatalog(backends: Backends, prefix: string | undefined, problems: string[]): Promise<CatalogEntry[]> {
+  const [local, remote] = [backends[0]?.[1], backends[1]?.[1]];
+  try {
+    return await listBackups({ local, remote, prefix });
+  } catch {
+    // Find which location fails, and use the other.
+    const readable: StorageBackend[] = [];
+    for (const [where, backend] of backends) {
+      try {
+        await listBackups({ local: backend, prefix });
+        readable.push(backend);
+      } catch (err) {
+        problems.push(`cannot read ${where}: ${messageOf(err)}`);
+      }
+    }
+    if (readable.length === 0) return [];
+    return listBackups({ local: readable[0], remote: readable[1], prefix }).catch((err: unknown) => {
+      problems.push(`cannot read the backups: ${messageOf(err)}`);
+      return [];
+    });
+  }
+}
+
+async function readRecord(backends: Backends, prefix: string, problems: string[]): Promise<LastRunRecord | undefined> {
+  let newest: LastRunRecord | undefined;
+  for (const [where, backend] of backends) {
+    try {
+      newest = newerRecord(newest, await readLastRun(backend, prefix));
+    } catch (err) {
+      const problem = `cannot read ${where}: ${messageOf(err)}`;
+      if (!problems.includes(problem)) problems.push(problem);
+    }
+  }
+  return newest;
+}
+
+/** The state of one database from its stored backups and last-run record. */
+export async function databaseStatus(target: StatusTarget, now: Date = new Date()): Promise<DatabaseStatus> {
+  const { backends, close } = backendsOf(target.storage);
+  try {
+    const problems: string[] = [];
+    const entries = await readCatalog(backends, target.filePrefix, problems);
+    const record = await readRecord(backends, target.filePrefix, problems);
+    return judge(target, { entries, record, problems }, now);
+  } finally {
+    close();
+  }
+}
+
+/** The status of every target (sequentially: they usually share one bucket). */
+export async function status(options: { targets: readonly StatusTarget[]; now?: Date }): Promise<StatusReport> {
+  const now = options.now ?? new Date();
+  const databases: DatabaseStatus[] = [];
+  for (const t of options.targets) databases.push(await databaseStatus(t, now));
+  return { ok: databases.every((d) => d.ok), checkedAt: now.toISOString(), databases };
+}
+
+/**
+ * Without a configured database (a host with storage variables only): every database that has
+ * backups or a last-run record in BACKUP_DIR or the bucket, one target per file prefix, named
+ * after the database in its newest manifest or record.
+ */
+export async function discoverTargets(settings: Settings, options: { cwd: string }): Promise<StatusTarget[]> {
+  const storage = resolveStorage(settings, options);
+  const { backends, close } = backendsOf(storage);
+  try {
+    const problems: string[] = [];
+    const entries = await readCatalog(backends, undefined, problems);
+    const prefixes = new Set(entries.map((e) => e.prefix));
+    for (const [, backend] of backends) {
+      for (const p of await lastRunPrefixes(backend).catch(() => [])) prefixes.add(p);
+    }
+    const targets: StatusTarget[] = [];
+    for (const prefix of [...prefixes].sort()) {
+      const manifest = entries.find((e) => e.prefix === prefix && e.manifest)?.manifest;
+      const record = manifest ? undefined : await readRecord(backends, prefix, []);
+      const database = manifest?.database ?? record?.database ?? prefix;
+      targets.push({
+        job: manifest?.job ?? record?.job ?? database,
+        database,
+        filePrefix: prefix,
+        storage,
+        rpoMs: settings.BACKUP_RPO,
+        sizeTolerance: settings.BACKUP_SIZE_TOLERANCE,
+      });
+    }
+    if (targets.length === 0 && problems.length > 0) {
+      // Nothing readable at all: report it as one unknown database rather than "nothing to check".
+      return [{ job: '(unknown)', database: '(unknown)', filePrefix: '', storage, rpoMs: settings.BACKUP_RPO, sizeTolerance: settings.BACKUP_SIZE_TOLERANCE }];
+    }
+    return targets;
+  } finally {
+    close();
+  }
+}
+
+function summary(e: CatalogEntry): BackupSummary {
+  return { name: e.name, time: e.time.toISOString(), sizeBytes: e.size };
+}
+
+function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseStatus {
+  const mine = state.entries.filter((e) => (e.database ?? target.database) === target.database);
+  const good = mine.filter((e) => e.state === 'good');
+  const newest = good[0];
+  const reasons = [...state.problems];
+  const rpo = formatDuration(target.rpoMs);
+
+  let newestGood: DatabaseStatus['newestGood'] = null;
+  if (!newest) {
+    reasons.push(`no good backup in ${destinationOf(target.storage)}`);
+  } else {
+    const ageMs = Math.max(0, now.getTime() - newest.time.getTime());
+    const locations = (['local', 'remote'] as const).filter((w) => newest.locations[w]?.manifest && newest.locations[w]?.artifact);
+    newestGood = { ...summary(newest), ageMs, locations };
+    if (ageMs >= target.rpoMs) reasons.push(`stale: newest good backup ${newest.name} is ${formatDuration(ageMs)} old (BACKUP_RPO ${rpo})`);
+  }
+
+  const r = state.record?.result;
+  const lastRun: DatabaseStatus['lastRun'] = r
+    ? {
+        status: r.status,
+        backup: r.name ?? null,
+        startedAt: r.startedAt,
+        finishedAt: r.finishedAt,
+        durationMs: r.durationMs,
+        error: r.error ?? null,
+        warnings: r.warnings ?? [],
+        host: state.record!.host,
+      }
+    : null;
+  // A good backup newer than the recorded run means a later run succeeded (its record was lost).
+  const supersededByGood = r !== undefined && newest !== undefined && newest.time.getTime() > Date.parse(r.startedAt);
+  if (r && r.status !== 'ok' && r.status !== 'dry-run' && !supersededByGood) {
+    const what = r.status === 'partial' ? 'partly failed (local copy only)' : 'failed';
+    reasons.push(`last run ${what} at ${r.finishedAt}${r.error ? `: ${r.error.message}` : ''}`);
+  }
+
+  const tests = mine
+    .filter((e) => e.verification?.kind === 'restore-test')
+    .sort((a, b) => Date.parse(b.verification!.verifiedAt) - Date.parse(a.verification!.verifiedAt));
+  const t = tests[0];
+  const lastRestoreTest = t
+    ? { backup: t.name, at: t.verification!.verifiedAt, ok: t.verification!.ok, durationMs: t.verification!.durationMs }
+    : null;
+
+  const trend = good.slice(0, SIZE_HISTORY_WINDOW + 1);
+  const judgement = trend.length > 0 ? judgeSize(trend[0]!.size, trend.slice(1).map((e) => e.size), target.sizeTolerance) : null;
+
+  return {
+    job: target.job,
+    database: target.database,
+    ok: reasons.length === 0,
+    reasons,
+    rpoMs: target.rpoMs,
+    destination: destinationOf(target.storage),
+    newestGood,
+    lastRun,
+    lastRestoreTest,
+    sizeTrend: { backups: trend.map(summary), judgement },
+    backups: {
+      good: good.length,
+      incomplete: mine.filter((e) => e.state === 'incomplete').length,
+      corrupt: mine.filter((e) => e.state === 'corrupt').length,
+    },
+  };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,95 @@
+import type { Command } from '@commander-js/extra-typings';
+import { discoverTargets, jobTarget, status, type DatabaseStatus, type StatusTarget } from '../../api/status.js';
+import { loadJobs, selectJobs } from '../../config/config-file.js';
+import { ExitCode, UsageError } from '../../errors/index.js';
+import { formatDuration } from '../../notify/run-summary.js';
+import { flagLayer, writeJson, type CommonFlags } from '../context.js';
+import { addCommonOptions } from '../options.js';
+import { formatBytes } from '../render.js';
+
+interface StatusFlags extends CommonFlags {
+  json?: boolean;
+}
+
+/** `pgbak status`: a Nagios/cron-style check of every database's backups, from storage alone. */
+export function registerStatus(program: Command): void {
+  const cmd = program
+    .command('status')
+    .description(
+      'age of the newest good backup, last run, last restore test and size trend per database, read from BACKUP_DIR and the bucket; ' +
+        `exit ${ExitCode.stale} when the newest good backup is older than BACKUP_RPO or the last run failed`,
+    )
+    .option('--json', 'print the report as JSON on stdout');
+  addCommonOptions(cmd).action(async (flags: StatusFlags) => {
+    process.exitCode = await runStatusCommand(flags);
+  });
+}
+
+/**
+ * Jobs from the configuration (every job unless --job), or, with no DATABASE_URL and no config
+ * file (a host with storage variables only), every database found in storage.
+ */
+async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
+  const loaded = loadJobs({
+    configPath: flags.config,
+    flags: flagLayer(flags.set),
+    ...(flags.envFile ? { envFile: flags.envFile } : {}),
+    requireDatabaseUrl: false,
+  });
+  if (loaded.jobs.length > 0) {
+    return selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? flags.job === undefined }).map(jobTarget);
+  }
+  const found = await discoverTargets(loaded.global, { cwd: process.cwd() });
+  if (flags.job === undefined) return found;
+  const picked = found.filter((t) => t.job === flags.job || t.database === flags.job);
+  if (picked.length === 0) {
+    throw new UsageError(`no backups of "${flags.job}" found; found: ${found.map((t) => t.job).join(', ') || 'none'}`);
+  }
+  return picked;
+}
+
+async function runStatusCommand(flags: StatusFlags): Promise<number> {
+  const targets = await targetsOf(flags);
+  if (targets.length === 0) {
+    throw new UsageError('nothing to check: no DATABASE_URL or config file, and no backups found in storage', {
+      hint: 'set DATABASE_URL or --config, or the STORAGE_* variables / BACKUP_DIR where the backups are',
+    });
+  }
+  const report = await status({ targets });
+  if (flags.json) writeJson(report);
+  else process.stdout.write(report.databases.map(describe).join('\n'));
+  for (const d of report.databases) {
+    if (!d.ok) process.stderr.write(`pgbak: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${d.reasons.join('; ')}\n`);
+  }
+  return report.ok ? ExitCode.ok : ExitCode.stale;
+}
+
+function ago(iso: string): string {
+  return `${formatDuration(Date.now() - Date.parse(iso))} ago`;
+}
+
+/** A few lines per database, for people. */
+function describe(d: DatabaseStatus): string {
+  const lines = [`${d.job}${d.job === d.database ? '' : ` (database ${d.database})`}: ${d.ok ? 'OK' : 'PROBLEM'}`];
+  const row = (label: string, value: string) => lines.push(`  ${label.padEnd(18)} ${value}`);
+  const g = d.newestGood;
+  row(
+    'newest good backup',
+    g ? `${g.name}, ${formatDuration(g.ageMs)} old (${formatBytes(g.sizeBytes)}; ${g.locations.join(' + ')}); BACKUP_RPO ${formatDuration(d.rpoMs)}` : 'none',
+  );
+  const r = d.lastRun;
+  row(
+    'last run',
+    r ? `${r.status} at ${r.finishedAt} (${ago(r.finishedAt)}, took ${formatDuration(r.durationMs)}, on ${r.host})${r.error ? `: ${r.error.message}` : ''}` : 'unknown (no last-run record)',
+  );
+  const t = d.lastRestoreTest;
+  row('last restore test', t ? `${t.ok ? 'passed' : 'FAILED'} at ${t.at} (${ago(t.at)}), took ${formatDuration(t.durationMs)}, on ${t.backup}` : 'none');
+  const trend = d.sizeTrend;
+  if (trend.backups.length > 0) {
+    const sizes = [...trend.backups].reverse().map((b) => formatBytes(b.sizeBytes));
+    row('size trend', `${sizes.join(' → ')}${trend.judgement ? ` (${trend.judgement.anomalous ? 'ANOMALY: ' : ''}${trend.judgement.reason})` : ''}`);
+  }
+  row('backups', `${d.backups.good} good, ${d.backups.incomplete} incomplete, ${d.backups.corrupt} corrupt in ${d.destination}`);
+  for (const reason of d.reasons) row('problem', reason);
+  return lines.join('\n') + '\n';
+}
