@@ -8,6 +8,7 @@ import { registerRestore } from './commands/restore.js';
 import { registerVerify } from './commands/verify.js';
 import { registerInit } from './commands/init.js';
 import { registerPrune } from './commands/prune.js';
+import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { renderError } from './render.js';
 
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerPrune(program);
   registerInit(program);
   registerStatus(program);
+  registerDaemon(program);
   return program;
 }
 
