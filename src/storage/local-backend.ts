@@ -1,0 +1,186 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, type Dirent } from 'node:fs';
+import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AppError, errnoCode, fsError, NotFoundError } from '../errors/index.js';
+import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
+
+/** Mode of every file pgbak creates: dumps hold the whole database. */
+export const FILE_MODE = 0o600;
+/** Mode of every directory pgbak creates. */
+export const DIR_MODE = 0o700;
+
+/** True for the temporary files `put` writes (`.<name>.tmp-<pid>-<random>`); `list` never shows them. */
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.includes('.tmp-');
+}
+
+/**
+ * Stores objects as files under a root directory (BACKUP_DIR); a key is a relative path with
+ * "/" separators. `put` writes a hidden temp file in the target directory, fsyncs it, renames it
+ * over the final name and fsyncs the directory, so a reader sees either the old file or the
+ * complete new one, and a crash or failure leaves no partial file under the final name.
+ * Files are created 0600 and directories 0700.
+ */
+export class LocalBackend implements StorageBackend {
+  readonly kind = 'local' as const;
+  /** The absolute root directory. */
+  readonly location: string;
+
+  constructor(rootDir: string) {
+    this.location = resolve(rootDir);
+  }
+
+  /** The absolute path of `key`. */
+  urlOf(key: string): string {
+    return this.pathOf(key);
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const target = this.pathOf(key);
+    if (isTempName(basename(target))) {
+      throw new AppError('invalid-key', `invalid storage key "${key}": names like ".x.tmp-…" are reserved for temporary files`);
+    }
+    const dir = dirname(target);
+    let bodyError: unknown;
+    const onBodyError = (err: unknown) => (bodyError ??= err);
+    body.once('error', onBodyError);
+
+    try {
+      await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    } catch (err) {
+      body.off('error', onBodyError);
+      body.destroy();
+      throw fsError(err, 'create directory', dir);
+    }
+
+    const temp = join(dir, `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    let action = 'write';
+    try {
+      // `flush: true` fsyncs the file before the stream closes it.
+      const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true });
+      await pipeline(body, out, options.signal ? { signal: options.signal } : {});
+      const { size } = await stat(temp);
+      action = 'rename';
+      await rename(temp, target);
+      action = 'sync directory';
+      await syncDirectory(dir);
+      return { key, size };
+    } catch (err) {
+      if (action !== 'sync directory') await unlink(temp).catch(() => undefined);
+      if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : err;
+      if (bodyError !== undefined && (err === bodyError || !errnoCode(err))) throw bodyError;
+      throw fsError(err, action, action === 'write' ? temp : action === 'rename' ? target : dir);
+    } finally {
+      body.off('error', onBodyError);
+    }
+  }
+
+  async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
+    const path = this.pathOf(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw notFound(key, path, err);
+      throw fsError(err, 'read', path);
+    }
+    const info = await handle.stat().catch((err: unknown) => {
+      void handle.close();
+      throw fsError(err, 'read', path);
+    });
+    if (!info.isFile()) {
+      await handle.close();
+      throw notFound(key, path);
+    }
+    return handle.createReadStream(options.signal ? { signal: options.signal } : {});
+  }
+
+  async stat(key: string): Promise<StoredObject | undefined> {
+    const path = this.pathOf(key);
+    try {
+      const info = await stat(path);
+      return info.isFile() ? { key, size: info.size, modified: info.mtime } : undefined;
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw fsError(err, 'read', path);
+    }
+  }
+
+  /** Every file whose key starts with `prefix`, depth first in name order; temp files are skipped. */
+  async *list(prefix = ''): AsyncIterable<StoredObject> {
+    // Walk only the directory the prefix names (its part up to the last "/").
+    const start = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+    if (start && start.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')) return;
+    yield* this.walk(start, prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw fsError(err, 'delete', path);
+    }
+  }
+
+  private async *walk(relDir: string, prefix: string): AsyncIterable<StoredObject> {
+    const dir = relDir ? join(this.location, ...relDir.split('/').filter(Boolean)) : this.location;
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      throw fsError(err, 'list', dir);
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      const key = relDir + entry.name;
+      if (entry.isDirectory()) {
+        const sub = key + '/';
+        // Descend only into directories that can hold keys with the prefix.
+        if (sub.startsWith(prefix) || prefix.startsWith(sub)) yield* this.walk(sub, prefix);
+      } else if (entry.isFile() && !isTempName(entry.name) && key.startsWith(prefix)) {
+        const path = join(dir, entry.name);
+        try {
+          const info = await stat(path);
+          yield { key, size: info.size, modified: info.mtime };
+        } catch (err) {
+          if (errnoCode(err) !== 'ENOENT') throw fsError(err, 'read', path); // deleted meanwhile: skip
+        }
+      }
+    }
+  }
+
+  /** The absolute path of a key, refusing keys that would leave the root. */
+  private pathOf(key: string): string {
+    const segments = key.split('/');
+    if (!key || key.includes('\\') || key.includes('\0') || segments.some((s) => s === '' || s === '.' || s === '..')) {
+      throw new AppError('invalid-key', `invalid storage key "${key}": use relative "/"-separated names without "." or ".." segments`);
+    }
+    const path = join(this.location, ...segments);
+    if (!path.startsWith(this.location + sep)) throw new AppError('invalid-key', `invalid storage key "${key}"`);
+    return path;
+  }
+}
+
+function notFound(key: string, path: string, cause?: unknown): NotFoundError {
+  return new NotFoundError(`not found: ${key} (no file ${path})`, { cause });
+}
+
+/** fsync a directory so a rename in it survives a crash. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,395 @@
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutBucketLifecycleConfigurationCommand,
+  S3Client,
+  type ListObjectsV2CommandOutput,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { S3Settings } from '../config/job.js';
+import { redact } from '../config/redact.js';
+import { type AppError, errnoCode, isAppError, NotFoundError, StorageError } from '../errors/index.js';
+import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
+
+/** Smallest part S3 accepts (except for the last one). */
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+/** Part size when neither the options nor the settings give one. */
+export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+
+export interface S3BackendOptions {
+  /** Multipart part size in bytes; overrides `settings.partSize`. Raised to 5 MiB when smaller. */
+  readonly partSize?: number | undefined;
+}
+
+/**
+ * Stores objects in an S3 bucket (MinIO, AWS, R2, Ceph …) under `settings.prefix`. Every put goes
+ * through a multipart upload (lib-storage `Upload`), which stays invisible until it completes;
+ * when the body errors, the signal aborts or a request fails, the multipart upload is aborted
+ * before `put` rejects, so nothing is left behind. Checksums are only sent when an operation
+ * requires them, which keeps the client compatible with MinIO, R2 and Ceph.
+ */
+export class S3Backend implements StorageBackend {
+  readonly kind = 's3' as const;
+  /** `s3://bucket/prefix`. */
+  readonly location: string;
+  /** The multipart part size in bytes. */
+  readonly partSize: number;
+  readonly bucket: string;
+  readonly prefix: string;
+  private readonly client: S3Client;
+
+  constructor(
+    private readonly settings: S3Settings,
+    options: S3BackendOptions = {},
+  ) {
+    this.bucket = settings.bucket;
+    this.prefix = settings.prefix;
+    this.location = `s3://${settings.bucket}/${settings.prefix}`;
+    this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? settings.partSize ?? DEFAULT_PART_SIZE);
+    this.client = new S3Client({
+      endpoint: settings.endpoint,
+      region: settings.region,
+      credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
+      forcePathStyle: true,
+      // The 2025 SDK default (CRC32 on every request, aws-chunked bodies) breaks MinIO, R2 and Ceph.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: { connectionTimeout: 10_000 },
+    });
+    trackMultipartCleanup(this.client);
+    addContentMd5(this.client);
+  }
+
+  urlOf(key: string): string {
+    return `s3://${this.bucket}/${this.prefix}${key}`;
+  }
+
+  /**
+   * Streams `body` to `key` with a multipart upload of `partSize` parts (`queueSize` at a time).
+   * Rejects, after aborting the multipart upload, when the body errors (with the body's error),
+   * when the signal aborts (with its reason) or when S3 fails (with a StorageError). If aborting
+   * the multipart upload fails too, the original error is reported (the bucket's lifecycle rule
+   * removes the parts after a day). On failure the body is destroyed, as `pipeline` would.
+   */
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const { signal } = options;
+    let bodyError: unknown;
+    const onBodyError = (err: unknown) => (bodyError ??= err);
+    body.once('error', onBodyError);
+
+    // Upload.abort() makes done() reject at once, while the parts in flight and the
+    // AbortMultipartUpload still run in the background. This gate's `onabort` is never called:
+    // the part loop stops at the abort, but done() settles only after the cleanup ran.
+    const gate = { signal: { aborted: false, onabort: null }, abort: () => void (gate.signal.aborted = true) };
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.prefix + key, Body: body, ContentType: options.contentType },
+      partSize: this.partSize,
+      queueSize: this.settings.queueSize,
+      leavePartsOnError: false,
+      abortController: gate,
+    });
+    let size = 0;
+    upload.on('httpUploadProgress', (p) => (size = Math.max(size, p.loaded ?? 0)));
+    const onAbort = () => {
+      void upload.abort();
+      // Also wakes a part loop that waits for data from a stalled source.
+      body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('upload aborted'));
+    };
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+
+    try {
+      await upload.done();
+      return { key, size };
+    } catch (err) {
+      if (!body.destroyed) body.destroy();
+      if (signal?.aborted && signal.reason instanceof Error) throw signal.reason;
+      if (bodyError !== undefined) throw bodyError;
+      const original = err instanceof CleanupFailure ? (err.original ?? err.cause) : err;
+      throw mapS3Error(original, this.settings, `upload of ${key}`);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      body.off('error', onBodyError);
+    }
+  }
+
+  async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), {
+        abortSignal: options.signal,
+      });
+      if (!(out.Body instanceof Readable)) throw new Error('GetObject returned no Node stream');
+      return out.Body;
+    } catch (err) {
+      if (s3ErrorName(err) === 'NoSuchKey') {
+        throw new NotFoundError(`not found: ${key} (no object ${this.urlOf(key)})`, { cause: err });
+      }
+      throw mapS3Error(err, this.settings, `download of ${key}`);
+    }
+  }
+
+  async stat(key: string): Promise<StoredObject | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+      return { key, size: out.ContentLength ?? 0, modified: out.LastModified ?? new Date(0) };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw mapS3Error(err, this.settings, `stat of ${key}`);
+    }
+  }
+
+  /** Every object under `prefix` (relative to the backend's prefix), following continuation tokens. */
+  async *list(prefix = ''): AsyncIterable<StoredObject> {
+    let token: string | undefined;
+    do {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+        );
+      } catch (err) {
+        throw mapS3Error(err, this.settings, 'list');
+      }
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined || !object.Key.startsWith(this.prefix)) continue;
+        yield { key: object.Key.slice(this.prefix.length), size: object.Size ?? 0, modified: object.LastModified ?? new Date(0) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /** Deletes `key`; deleting a missing key succeeds (S3 answers 204 either way). */
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+    } catch (err) {
+      if (s3ErrorName(err) === 'NoSuchKey') return;
+      throw mapS3Error(err, this.settings, `delete of ${key}`);
+    }
+  }
+
+  /** Checks that the endpoint answers, the credentials are accepted and the bucket exists. */
+  async checkAccess(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      // HeadBucket has no response body: a missing bucket is a bare 404.
+      throw isNotFound(err) ? bucketMissing(this.settings, err) : mapS3Error(err, this.settings, 'access check');
+    }
+  }
+
+  /** Creates the bucket unless it exists; idempotent. */
+  async ensureBucket(): Promise<'created' | 'exists'> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return 'exists';
+    } catch (err) {
+      if (!isNotFound(err)) throw mapS3Error(err, this.settings, 'bucket check');
+    }
+    try {
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      return 'created';
+    } catch (err) {
+      const name = s3ErrorName(err);
+      if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') return 'exists';
+      throw mapS3Error(err, this.settings, 'bucket creation');
+    }
+  }
+
+  /**
+   * Replaces the bucket's lifecycle configuration with one rule: objects under the prefix expire
+   * after `days` days, and incomplete multipart uploads are aborted after one day.
+   */
+  async setLifecycle(days: number): Promise<void> {
+    if (!Number.isInteger(days) || days < 1) throw new RangeError(`lifecycle days must be a whole number ≥ 1, got ${days}`);
+    try {
+      await this.client.send(
+        new PutBucketLifecycleConfigurationCommand({
+          Bucket: this.bucket,
+          LifecycleConfiguration: {
+            Rules: [
+              {
+                ID: 'pgbak-expire-backups',
+                Status: 'Enabled',
+                Filter: { Prefix: this.prefix },
+                Expiration: { Days: days },
+                AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+              },
+            ],
+          },
+        }),
+      );
+    } catch (err) {
+      throw mapS3Error(err, this.settings, 'lifecycle configuration');
+    }
+  }
+
+  /** Closes the client's sockets. */
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+// --- errors -------------------------------------------------------------------------------
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
+  'EPIPE', 'ECONNABORTED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET',
+]);
+const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken']);
+
+/** The S3 error name (NoSuchKey, AccessDenied …) of an SDK error, or its Error name. */
+export function s3ErrorName(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { name?: unknown; Code?: unknown };
+  if (typeof e.Code === 'string') return e.Code;
+  return typeof e.name === 'string' ? e.name : undefined;
+}
+
+/** The HTTP status of a failed S3 request, when the server answered. */
+export function httpStatusOf(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null || !('$metadata' in err)) return undefined;
+  const status = (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = s3ErrorName(err);
+  return name === 'NotFound' || name === 'NoSuchKey' || name === 'NoSuchBucket' || httpStatusOf(err) === 404;
+}
+
+/** The error and its causes (`cause`, AggregateError's `errors`), nearest first. */
+function errorChain(err: unknown, depth = 0): unknown[] {
+  if (typeof err !== 'object' || err === null || depth > 4) return [];
+  const out: unknown[] = [err];
+  const e = err as { cause?: unknown; errors?: unknown };
+  if (e.cause !== undefined) out.push(...errorChain(e.cause, depth + 1));
+  if (Array.isArray(e.errors)) for (const inner of e.errors) out.push(...errorChain(inner, depth + 1));
+  return out;
+}
+
+function isNetworkError(err: unknown): boolean {
+  if (httpStatusOf(err) !== undefined && errnoCode(err) === undefined) return false;
+  return errorChain(err).some((e) => {
+    const code = errnoCode(e);
+    const name = s3ErrorName(e);
+    const message = e instanceof Error ? e.message : '';
+    return (code !== undefined && NETWORK_CODES.has(code)) || name === 'TimeoutError' || /fetch failed|socket hang up/i.test(message);
+  });
+}
+
+function describe(err: unknown): string {
+  for (const e of errorChain(err)) {
+    if (e instanceof Error && e.message) return e.message;
+    const code = errnoCode(e);
+    if (code) return code;
+  }
+  return String(err);
+}
+
+function bucketMissing(s: S3Settings, cause: unknown): StorageError {
+  return new StorageError('storage-bucket', `S3 bucket "${s.bucket}" does not exist at ${redact(s.endpoint)}`, {
+    hint: 'create it with `pgbak init` (or aws s3 mb)',
+    cause,
+  });
+}
+
+/**
+ * The one mapping from an S3 / network failure to an AppError: unreachable endpoint, missing
+ * bucket, rejected credentials, or a generic storage failure naming the operation. The secret
+ * key never appears in a message.
+ */
+export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppError {
+  if (isAppError(err)) return err;
+  const clean = (text: string) => redact(text).split(s.secretAccessKey).join('***');
+  const endpoint = redact(s.endpoint);
+  const name = s3ErrorName(err);
+  const status = httpStatusOf(err);
+  if (isNetworkError(err)) {
+    return new StorageError('storage-endpoint', `S3 endpoint unreachable: ${endpoint} (${clean(describe(err))})`, {
+      hint: 'check STORAGE_ENDPOINT and that MinIO/S3 is running',
+      cause: err,
+    });
+  }
+  if (name === 'NoSuchBucket') return bucketMissing(s, err);
+  if ((status !== undefined && (status >= 500 || status === 429)) || name === 'SlowDown' || name === 'ServiceUnavailable' || name === 'InternalError') {
+    return new StorageError('storage-server-error', `S3 ${operation} failed: ${endpoint} answered ${name ?? 'an error'}${status ? ` (HTTP ${status})` : ''}: ${clean(describe(err))}`, {
+      hint: 'the S3 server is overloaded or failing; pgbak retries later (BACKUP_RETRIES)',
+      cause: err,
+    });
+  }
+  if ((name !== undefined && CREDENTIAL_ERRORS.has(name)) || status === 403) {
+    return new StorageError(
+      'storage-credentials',
+      `S3 ${operation} refused by ${endpoint}: access key "${clean(s.accessKeyId)}" not accepted for bucket "${s.bucket}" (${name ?? status})`,
+      { hint: 'check STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY', cause: err },
+    );
+  }
+  const detail = clean(describe(err));
+  return new StorageError('storage', `S3 ${operation} failed: ${name && !detail.includes(name) ? `${name}: ` : ''}${detail}${status ? ` (HTTP ${status})` : ''}`, {
+    cause: err,
+  });
+}
+
+/** An AbortMultipartUpload that failed, carrying the failure that made the upload abort. */
+class CleanupFailure extends Error {
+  constructor(
+    cause: unknown,
+    readonly original: unknown,
+  ) {
+    super(`aborting the multipart upload failed: ${describe(cause)}`, { cause });
+    this.name = 'CleanupFailure';
+  }
+}
+
+/**
+ * lib-storage throws the error of AbortMultipartUpload when that cleanup fails, hiding the failure
+ * that caused it. This middleware remembers the first failed request of each multipart upload and
+ * turns a failed abort into a CleanupFailure that carries it, so `put` can report the original.
+ */
+function trackMultipartCleanup(client: S3Client): void {
+  const failures = new Map<string, unknown>();
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input: object = args.input;
+      const uploadId = 'UploadId' in input && typeof input.UploadId === 'string' ? input.UploadId : undefined;
+      const isAbort = context.commandName === 'AbortMultipartUploadCommand';
+      try {
+        return await next(args);
+      } catch (err) {
+        if (uploadId === undefined) throw err;
+        if (isAbort) throw new CleanupFailure(err, failures.get(uploadId));
+        if (!failures.has(uploadId)) failures.set(uploadId, err);
+        throw err;
+      } finally {
+        if (isAbort && uploadId !== undefined) failures.delete(uploadId);
+      }
+    },
+    { step: 'initialize', name: 'pgbakMultipartCleanup' },
+  );
+}
+
+/**
+ * PutBucketLifecycleConfiguration requires an integrity header. The SDK sends only
+ * x-amz-checksum-crc32 (MinIO of 2026 accepts it); AWS also accepts Content-MD5, which older MinIO
+ * and Ceph require, so it is added too.
+ */
+function addContentMd5(client: S3Client): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const request = args.request as { headers?: Record<string, string>; body?: unknown };
+      if (context.commandName === 'PutBucketLifecycleConfigurationCommand' && request.headers && typeof request.body === 'string') {
+        request.headers['content-md5'] = createHash('md5').update(request.body).digest('base64');
+      }
+      return next(args);
+    },
+    { step: 'build', name: 'pgbakContentMd5' },
+  );
+}

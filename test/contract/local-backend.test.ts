@@ -1,0 +1,123 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { AppError, PermissionError } from '../../src/errors/index.js';
+import { LocalBackend } from '../../src/storage/local-backend.js';
+import { tempDir } from '../helpers/services.js';
+import { collect, MiB, runStorageContract, TestSource } from './storage-contract.js';
+
+const execFileAsync = promisify(execFile);
+const text = (s: string) => Readable.from([Buffer.from(s)]);
+
+runStorageContract('local', async () => new LocalBackend(join(tempDir('pgbak-local-'), 'backups', 'db')));
+
+describe('LocalBackend specifics', () => {
+  it('reports its root as location and absolute paths as URLs', () => {
+    const root = tempDir();
+    const backend = new LocalBackend(root);
+    expect(backend.kind).toBe('local');
+    expect(backend.location).toBe(resolve(root));
+    expect(backend.urlOf('a/b c.dump')).toBe(join(resolve(root), 'a', 'b c.dump'));
+  });
+
+  it('creates files 0600 and directories 0700', async () => {
+    const root = join(tempDir(), 'new-root');
+    const backend = new LocalBackend(root);
+    await backend.put('db/2024/x.dump', text('secret rows'));
+    expect(statSync(root).mode & 0o777).toBe(0o700);
+    expect(statSync(join(root, 'db')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(root, 'db', '2024')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(root, 'db', '2024', 'x.dump')).mode & 0o777).toBe(0o600);
+  });
+
+  it('writes through a hidden temp file in the target directory that list skips', async () => {
+    const root = tempDir();
+    const backend = new LocalBackend(root);
+    const source = new TestSource(3 * MiB, { pauseAt: MiB });
+    const put = backend.put('d/f.dump', source);
+    await source.stalled;
+    const names = readdirSync(join(root, 'd'));
+    expect(names).toHaveLength(1);
+    expect(names[0]).toMatch(/^\.f\.dump\.tmp-\d+-[0-9a-f]+$/);
+    expect(statSync(join(root, 'd', names[0]!)).mode & 0o777).toBe(0o600);
+    expect(await collect(backend.list())).toEqual([]);
+    source.release();
+    await put;
+    expect(readdirSync(join(root, 'd'))).toEqual(['f.dump']);
+  });
+
+  it('removes the temp file when the body fails', async () => {
+    const root = tempDir();
+    const backend = new LocalBackend(root);
+    const source = new TestSource(3 * MiB, { failAt: MiB });
+    await expect(backend.put('d/f.dump', source)).rejects.toBe(source.failure);
+    expect(readdirSync(join(root, 'd'))).toEqual([]);
+  });
+
+  it('lists nothing when the root does not exist', async () => {
+    const backend = new LocalBackend(join(tempDir(), 'not', 'created'));
+    expect(await collect(backend.list())).toEqual([]);
+    expect(await collect(backend.list('a/b/'))).toEqual([]);
+  });
+
+  it('refuses keys that would leave the root or look like temp files', async () => {
+    const backend = new LocalBackend(tempDir());
+    for (const key of ['../escape', 'a/../../escape', '/abs', 'a//b', '', 'd/.x.tmp-1-2']) {
+      await expect(backend.put(key, text('x'))).rejects.toMatchObject({ code: 'invalid-key' });
+    }
+  });
+
+  it('a root below a regular file fails with an error naming the path (ENOTDIR, works as root)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'plain-file'), 'not a directory');
+    const backend = new LocalBackend(join(dir, 'plain-file', 'backups'));
+    const err = await backend.put('x.dump', text('x')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe('fs');
+    expect((err as AppError).message).toContain(join(dir, 'plain-file', 'backups'));
+    expect((err as AppError).message).toContain('ENOTDIR');
+  });
+
+  it('a directory the user cannot write gives PermissionError naming it (as root: checked in a child running as nobody)', async () => {
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const readOnly = join(dir, 'read-only');
+    mkdirSync(readOnly, { mode: 0o555 });
+    chmodSync(readOnly, 0o555);
+    const target = join(readOnly, 'backups');
+    if (process.getuid?.() !== 0) {
+      const err = await new LocalBackend(target).put('x.dump', text('x')).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PermissionError);
+      expect((err as PermissionError).message).toContain(target);
+      return;
+    }
+    // root ignores modes: run the same call in a child process that drops to uid/gid 65534.
+    const script = join(dir, 'probe.mts');
+    const backendModule = resolve('src/storage/local-backend.ts');
+    writeFileSync(
+      script,
+      `import { LocalBackend } from ${JSON.stringify(backendModule)};
+import { Readable } from 'node:stream';
+try {
+  await new LocalBackend(${JSON.stringify(target)}).put('x.dump', Readable.from([Buffer.from('x')]));
+  console.log(JSON.stringify({ ok: true }));
+} catch (e) {
+  console.log(JSON.stringify({ name: e.name, code: e.code, exitCode: e.exitCode, message: e.message }));
+}
+`,
+    );
+    chmodSync(script, 0o644);
+    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', script], {
+      cwd: process.cwd(),
+      uid: 65534,
+      gid: 65534,
+      env: { ...process.env, HOME: dir },
+    });
+    const result = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(result).toMatchObject({ name: 'PermissionError', code: 'permission', exitCode: 6 });
+    expect(result.message).toContain(target);
+  });
+});

@@ -1,0 +1,313 @@
+import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { S3Settings } from '../../src/config/job.js';
+import { StorageError } from '../../src/errors/index.js';
+import { S3Backend } from '../../src/storage/s3-backend.js';
+import { awsEnv, createBucket, execFileAsync, services, tempDir, uniqueId } from '../helpers/services.js';
+import { MiB, runStorageContract, TestSource } from './storage-contract.js';
+
+const PREFIX = 'backups/';
+const text = (s: string) => Readable.from([Buffer.from(s)]);
+
+function settings(bucket: string, overrides: Partial<S3Settings> = {}): S3Settings {
+  const s = services().s3;
+  return {
+    endpoint: s.endpoint,
+    accessKeyId: s.accessKey,
+    secretAccessKey: s.secretKey,
+    bucket,
+    prefix: PREFIX,
+    region: s.region,
+    partSize: undefined,
+    queueSize: 2,
+    ...overrides,
+  };
+}
+
+/** The aws CLI (a real, independent client) against the test server; returns stdout. */
+async function aws(...args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('aws', [...args, '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+  return stdout;
+}
+
+/** `aws s3api …` with its JSON output parsed. */
+async function s3api(...args: string[]): Promise<unknown> {
+  const stdout = await aws('s3api', ...args, '--output', 'json');
+  return stdout.trim() === '' ? {} : (JSON.parse(stdout) as unknown);
+}
+
+async function multipartUploads(bucket: string): Promise<{ Key: string; UploadId: string }[]> {
+  const out = (await s3api('list-multipart-uploads', '--bucket', bucket)) as { Uploads?: { Key: string; UploadId: string }[] };
+  return out.Uploads ?? [];
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+let bucket: string;
+beforeAll(async () => {
+  bucket = await createBucket('contract');
+});
+
+runStorageContract('s3', async () => new S3Backend(settings(bucket), { partSize: 5 * MiB }));
+
+describe('S3Backend specifics', () => {
+  let backend: S3Backend;
+  beforeAll(() => {
+    backend = new S3Backend(settings(bucket), { partSize: 5 * MiB });
+  });
+  afterAll(() => backend.destroy());
+
+  it('names its location and keys as s3:// URLs under the prefix; part size defaults to 8 MiB, at least 5 MiB', () => {
+    expect(backend.kind).toBe('s3');
+    expect(backend.location).toBe(`s3://${bucket}/${PREFIX}`);
+    expect(backend.urlOf('db/x y.dump')).toBe(`s3://${bucket}/${PREFIX}db/x y.dump`);
+    expect(new S3Backend(settings(bucket)).partSize).toBe(8 * MiB);
+    expect(new S3Backend(settings(bucket, { partSize: 64 * MiB })).partSize).toBe(64 * MiB);
+    expect(new S3Backend(settings(bucket), { partSize: MiB }).partSize).toBe(5 * MiB);
+  });
+
+  it('an object it wrote reads back identical with the aws CLI', async () => {
+    const key = `cli-${uniqueId()}/round trip ü.dump`;
+    const source = new TestSource(12 * MiB + 777);
+    await backend.put(key, source);
+    const file = join(tempDir(), 'fetched.dump');
+    await aws('s3', 'cp', '--only-show-errors', backend.urlOf(key), file);
+    expect(createHash('sha256').update(readFileSync(file)).digest('hex')).toBe(source.digest());
+  });
+
+  it('an interrupted multipart put aborts its multipart upload (ListMultipartUploads is empty)', async () => {
+    const key = `interrupted-${uniqueId()}/x.dump`;
+    const source = new TestSource(20 * MiB, { pauseAt: 11 * MiB, failAt: 11 * MiB });
+    const put = backend.put(key, source);
+    const outcome = put.catch((e: unknown) => e);
+    await source.stalled;
+    // The multipart upload really exists before the body fails …
+    await until('the multipart upload to start', async () => (await multipartUploads(bucket)).some((u) => u.Key === PREFIX + key));
+    source.release();
+    expect(await outcome).toBe(source.failure);
+    // … and is gone once put has rejected.
+    expect(await multipartUploads(bucket)).toEqual([]);
+    expect(await backend.stat(key)).toBeUndefined();
+  });
+
+  it('an aborted put rejects only after the part in flight finished and the multipart upload was aborted', async () => {
+    const proxy = await startProxy(new URL(services().s3.endpoint), {
+      delayMs: (req) => (req.method === 'PUT' && (req.url ?? '').includes('partNumber=1') ? 2000 : 0),
+    });
+    const slow = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+    const direct = new S3Client({
+      endpoint: services().s3.endpoint,
+      region: services().s3.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: services().s3.accessKey, secretAccessKey: services().s3.secretKey },
+    });
+    try {
+      const key = `slow-part-${uniqueId()}/x.dump`;
+      const source = new TestSource(20 * MiB, { pauseAt: 6 * MiB });
+      const controller = new AbortController();
+      const outcome = slow.put(key, source, { signal: controller.signal }).catch((e: unknown) => e);
+      await source.stalled;
+      await until('part 1 to be sent', async () => proxy.requests.some((r) => r.url.includes('partNumber=1')));
+      const reason = new Error('stop while a part is in flight (test)');
+      controller.abort(reason);
+      expect(await outcome).toBe(reason);
+      // Checked at once: had put rejected before its cleanup, part 1 would still be in flight here.
+      const listed = await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+      expect(listed.Uploads ?? []).toEqual([]);
+      expect(proxy.requests.filter((r) => r.method === 'DELETE' && r.url.includes('uploadId='))).toHaveLength(1);
+    } finally {
+      slow.destroy();
+      direct.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('the whole contract run left no multipart upload behind', async () => {
+    expect(await multipartUploads(bucket)).toEqual([]);
+  });
+
+  it('wrong secret key → storage-credentials, without the secret in the message', async () => {
+    const secret = 'wrong-secret-' + uniqueId();
+    const bad = new S3Backend(settings(bucket, { secretAccessKey: secret }));
+    for (const attempt of [() => bad.checkAccess(), () => bad.put('x.dump', text('x')), async () => void (await bad.list()[Symbol.asyncIterator]().next())]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StorageError);
+      expect(err).toMatchObject({ code: 'storage-credentials', exitCode: 7, hint: 'check STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
+      expect((err as Error).message).not.toContain(secret);
+      expect((err as Error).message).not.toContain(services().s3.secretKey);
+    }
+  });
+
+  it('missing bucket → storage-bucket', async () => {
+    const missing = `missing-${uniqueId()}`;
+    const bad = new S3Backend(settings(missing));
+    for (const attempt of [() => bad.checkAccess(), () => bad.put('x.dump', text('x')), async () => void (await bad.list()[Symbol.asyncIterator]().next())]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'storage-bucket', hint: 'create it with `pgbak init` (or aws s3 mb)' });
+      expect((err as Error).message).toBe(`S3 bucket "${missing}" does not exist at ${services().s3.endpoint}`);
+    }
+  });
+
+  it('closed port → storage-endpoint naming the endpoint', async () => {
+    const port = await closedPort();
+    const endpoint = `http://127.0.0.1:${port}`;
+    const bad = new S3Backend(settings(bucket, { endpoint }));
+    for (const attempt of [() => bad.checkAccess(), () => bad.put('x.dump', text('x'))]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'storage-endpoint', hint: 'check STORAGE_ENDPOINT and that MinIO/S3 is running' });
+      expect((err as Error).message).toMatch(new RegExp(`^S3 endpoint unreachable: ${endpoint} \\(.*ECONNREFUSED.*\\)$`));
+    }
+  });
+
+  it('ensureBucket creates a missing bucket once, then reports it exists', async () => {
+    const name = `ensure-${uniqueId()}`;
+    const fresh = new S3Backend(settings(name));
+    expect(await fresh.ensureBucket()).toBe('created');
+    expect(await fresh.ensureBucket()).toBe('exists');
+    await s3api('head-bucket', '--bucket', name);
+    await fresh.checkAccess();
+  });
+
+  it('setLifecycle(30) installs an expiry rule for the prefix (read back with the aws CLI), sent with Content-MD5', async () => {
+    const name = await createBucket('lifecycle');
+    const proxy = await startProxy(new URL(services().s3.endpoint));
+    const viaProxy = new S3Backend(settings(name, { endpoint: proxy.endpoint }));
+    try {
+      await viaProxy.setLifecycle(30);
+    } finally {
+      viaProxy.destroy();
+      await proxy.close();
+    }
+    const sent = proxy.requests.find((r) => r.method === 'PUT' && r.url.includes('lifecycle'));
+    expect(sent?.body).toContain('<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>');
+    expect(sent?.headers['content-md5']).toBe(createHash('md5').update(sent!.body).digest('base64'));
+    const out = (await s3api('get-bucket-lifecycle-configuration', '--bucket', name)) as { Rules: Record<string, unknown>[] };
+    expect(out.Rules).toHaveLength(1);
+    // MinIO accepts AbortIncompleteMultipartUpload but does not store it (it expires stale uploads itself).
+    expect(out.Rules[0]).toMatchObject({ ID: 'pgbak-expire-backups', Status: 'Enabled', Expiration: { Days: 30 }, Filter: { Prefix: PREFIX } });
+    await expect(new S3Backend(settings(name)).setLifecycle(0)).rejects.toThrow(RangeError);
+  });
+
+  describe('when aborting the multipart upload fails too (proxy that drops AbortMultipartUpload)', () => {
+    let proxy: Proxy;
+    let flaky: S3Backend;
+    beforeAll(async () => {
+      proxy = await startProxy(new URL(services().s3.endpoint), { intercept: injectFaults });
+      flaky = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+    });
+    afterAll(async () => {
+      flaky.destroy();
+      await proxy.close();
+      for (const u of await multipartUploads(bucket)) await s3api('abort-multipart-upload', '--bucket', bucket, '--key', u.Key, '--upload-id', u.UploadId);
+    });
+
+    it('reports the failed part upload, not the failed abort', async () => {
+      const key = `part-fails-${uniqueId()}/x.dump`;
+      const err = await flaky.put(key, new TestSource(13 * MiB)).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'storage-server-error' });
+      expect((err as Error).message).toContain('injected part failure');
+      expect((err as Error).message).toContain('HTTP 500');
+      // The abort really failed: the incomplete upload is still there.
+      expect((await multipartUploads(bucket)).map((u) => u.Key)).toContain(PREFIX + key);
+    });
+
+    it('reports the body error, not the failed abort', async () => {
+      const key = `body-fails-${uniqueId()}/x.dump`;
+      const source = new TestSource(20 * MiB, { pauseAt: 6 * MiB, failAt: 6 * MiB });
+      const outcome = flaky.put(key, source).catch((e: unknown) => e);
+      await source.stalled;
+      await until('the multipart upload to start', async () => (await multipartUploads(bucket)).some((u) => u.Key === PREFIX + key));
+      source.release();
+      expect(await outcome).toBe(source.failure);
+      expect((await multipartUploads(bucket)).map((u) => u.Key)).toContain(PREFIX + key);
+    });
+  });
+});
+
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+interface Proxy {
+  readonly endpoint: string;
+  /** Every request seen (bodies kept up to 64 KiB). */
+  readonly requests: { method: string; url: string; headers: Record<string, string | string[] | undefined>; body: string }[];
+  close(): Promise<void>;
+}
+
+/**
+ * A forwarding HTTP proxy to the real S3 server that records requests; `intercept` may answer a
+ * request itself (returning true). Headers (Host included) pass unchanged, so signatures stay valid.
+ */
+async function startProxy(
+  target: URL,
+  options: { intercept?: (req: IncomingMessage, res: ServerResponse) => boolean; delayMs?: (req: IncomingMessage) => number } = {},
+): Promise<Proxy> {
+  const requests: Proxy['requests'][number][] = [];
+  const forward = (req: IncomingMessage, res: ServerResponse, record: Proxy['requests'][number]) => {
+    req.on('data', (chunk: Buffer) => {
+      if (record.body.length < 64 * 1024) record.body += chunk.toString('utf8');
+    });
+    const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  };
+  const server = createServer((req, res) => {
+    const record = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: '' };
+    requests.push(record);
+    if (options.intercept?.(req, res)) return;
+    const delay = options.delayMs?.(req) ?? 0;
+    if (delay > 0) setTimeout(() => forward(req, res, record), delay);
+    else forward(req, res, record);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+/**
+ * Two faults: part 2 of an upload whose key contains "part-fails-" gets a 500 InternalError, and
+ * every AbortMultipartUpload (DELETE ?uploadId=) has its connection dropped.
+ */
+function injectFaults(req: IncomingMessage, res: ServerResponse): boolean {
+  const url = new URL(req.url ?? '/', 'http://proxy');
+  if (req.method === 'DELETE' && url.searchParams.has('uploadId')) {
+    req.socket.destroy();
+    return true;
+  }
+  if (req.method === 'PUT' && url.searchParams.get('partNumber') === '2' && url.pathname.includes('part-fails-')) {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(500, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected part failure</Message></Error>');
+    });
+    return true;
+  }
+  return false;
+}
