@@ -29,8 +29,9 @@ export interface ReportRunOptions {
   readonly result: BackupResult;
   readonly logger: Logger;
   /**
-   * Earlier good backups of this database, newest first (this run's own backup may be among
-   * them; it is left out). Default: read from the catalog (BACKUP_DIR and the bucket).
+   * This database's catalog entries, newest first (this run's own backup may be among them; it is
+   * left out of the size history, as are entries that are not good). Default: read from the
+   * catalog (BACKUP_DIR and the bucket).
    */
   readonly previousGood?: readonly CatalogEntry[] | undefined;
   /** The clock (default: now). */
@@ -83,12 +84,19 @@ export async function reportRun(options: ReportRunOptions): Promise<BackupResult
     }
     const anomaly = judgement?.anomalous === true;
 
-    // 2. Metrics textfile.
+    // 2. Metrics textfile; the restore-test gauges follow the newest passed restore test in the catalog.
     const textfile = job.settings.METRICS_TEXTFILE;
     if (textfile) {
       try {
         const result = options.result;
-        await updateMetricsTextfile(textfile, (m) => m.recordRun(result, { anomaly }));
+        const tested = previousGood
+          .map((e) => e.verification)
+          .filter((v) => v?.kind === 'restore-test' && v.ok)
+          .sort((a, b) => Date.parse(b!.verifiedAt) - Date.parse(a!.verifiedAt))[0];
+        await updateMetricsTextfile(textfile, (m) => {
+          if (tested) m.recordRestoreTest({ job: job.name, database: job.database, ok: true, durationMs: tested.durationMs, at: tested.verifiedAt });
+          m.recordRun(result, { anomaly });
+        });
       } catch (err) {
         warn(`metrics not written: ${messageOf(err)}`, 'metrics textfile not written', { path: textfile, error: messageOf(err) });
       }

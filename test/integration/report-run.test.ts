@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupResult } from '../../src/api/backup-result.js';
 import { hasSizeAnomaly, reportRun } from '../../src/api/report-run.js';
@@ -210,6 +211,21 @@ describe('size anomaly on crafted histories', () => {
     const young = await setup(2);
     const none = await reportRun({ job: young.job, result: run(50_000), logger: new MemoryLogger() });
     expect(hasSizeAnomaly(none)).toBe(false);
+  });
+
+  it('carries the newest passed restore test of the catalog into the metrics textfile', async () => {
+    const { dir, job, backups } = await setup(0);
+    const at = (h: number) => new Date(T0 + h * 3_600_000);
+    const passed = await writeFakeBackup(backups, { prefix: 'shop', time: at(0) });
+    const failedTest = await writeFakeBackup(backups, { prefix: 'shop', time: at(6) });
+    const record = (name: string, ok: boolean, verifiedAt: Date, durationMs: number) =>
+      JSON.stringify({ format: 'pgbak-verification', version: 1, name, verifiedAt: verifiedAt.toISOString(), ok, kind: 'restore-test', durationMs, checks: [] });
+    await backups.put(`${passed.name}.verify.json`, Readable.from([record(passed.name, true, at(1), 4200)]));
+    await backups.put(`${failedTest.name}.verify.json`, Readable.from([record(failedTest.name, false, at(7), 900)]));
+    await reportRun({ job, result: run(1000), logger: new MemoryLogger() });
+    const samples = parseExposition(readFileSync(join(dir, 'pgbak.prom'), 'utf8'));
+    expect(sample(samples, 'pgbak_restore_test_last_success_timestamp_seconds', { database: 'shop' })).toBe(at(1).getTime() / 1000);
+    expect(sample(samples, 'pgbak_restore_test_last_duration_seconds', { database: 'shop' })).toBe(4.2);
   });
 
   it('a bad METRICS_TEXTFILE path is a warning, not a failure', async () => {
