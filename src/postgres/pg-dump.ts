@@ -10,7 +10,7 @@ const KEEP_STDERR = (line: string) => /error|fatal|warning|detail|hint|could not
 /** pg_dump / pg_dumpall stderr that means a transient server-side cause, with its error code. */
 const TRANSIENT_STDERR: readonly (readonly [RegExp, string, string])[] = [
   [/server closed the connection unexpectedly|connection to server (?:was )?lost|could not receive data from server|SSL SYSCALL error: EOF|no connection to the server|terminating connection due to administrator command/i, 'db-connection-lost', 'the connection to the server was lost during the dump'],
-  [/too many clients already|remaining connection slots are reserved/i, 'db-too-many-connections', 'the server had no free connection slot'],
+  [/too many clients already|too many connections for|remaining connection slots are reserved/i, 'db-too-many-connections', 'the server had no free connection slot'],
   [/the database system is (?:starting up|shutting down|in recovery mode)/i, 'db-starting', 'the server was starting up or shutting down'],
   [/Connection refused/i, 'db-connection-refused', 'the server refused the connection'],
 ];
