@@ -1,0 +1,117 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { Transform, type TransformCallback } from 'node:stream';
+import { promisify } from 'node:util';
+import { ProcessError } from '../errors/index.js';
+import type { PgTool } from './pg-tools.js';
+
+const execFileAsync = promisify(execFile);
+
+/** What `pg_restore -l` says about an archive. */
+export interface Toc {
+  /** Entries in the table of contents (what a restore processes, one "object" each). */
+  readonly entries: number;
+  /**
+   * Tables, as `pg_restore -l` prints them: `<schema> <name>` separated by one space. Names may
+   * contain spaces, so compare with `format('%s %s', nspname, relname)` rather than splitting.
+   */
+  readonly tables: readonly string[];
+}
+
+/**
+ * Parse `pg_restore -l` output. A line is `<id>; <catalog oid> <oid> <desc> <schema> <tag>
+ * <owner>`; a table's catalog is pg_class (1259), its data's is 0, which tells `TABLE` from
+ * `TABLE DATA` even for a schema called "DATA".
+ */
+export function parseToc(text: string): Toc {
+  let entries = 0;
+  const tables: string[] = [];
+  for (const line of text.split('\n')) {
+    if (!/^\d+; /.test(line)) continue;
+    entries++;
+    const m = /^\d+; 1259 \d+ TABLE (.+) (\S*)$/.exec(line);
+    if (m) tables.push(m[1]!);
+  }
+  return { entries, tables };
+}
+
+/** `pg_restore -l <file>` (a seekable plain archive). */
+export async function listToc(tool: PgTool, file: string): Promise<Toc> {
+  try {
+    const { stdout } = await execFileAsync(tool.path, ['-l', file], { maxBuffer: 256 * 1024 * 1024 });
+    return parseToc(stdout);
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim();
+    throw new ProcessError(`pg_restore cannot read the archive's table of contents: ${stderr.split('\n').slice(-2).join(' | ')}`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * A pass-through stage that also feeds the head of the stream to `pg_restore -l`, which reads
+ * the header and table of contents at the start of a custom-format archive and exits. So a
+ * streaming restore learns its object count without a second read of the archive. The tap
+ * never fails the stream: if `pg_restore -l` fails, `toc` resolves to undefined.
+ */
+export class TocTap extends Transform {
+  /** The archive's table of contents, once `pg_restore -l` has read it. */
+  readonly toc: Promise<Toc | undefined>;
+  private readonly child: ChildProcess;
+  private feeding = true;
+  private fed = 0;
+
+  constructor(
+    tool: PgTool,
+    private readonly limit = 256 * 1024 * 1024,
+  ) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.child = spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const child = this.child;
+    let out = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (s: string) => (out += s));
+    child.stdin!.on('error', () => (this.feeding = false));
+    this.toc = new Promise((resolve) => {
+      child.on('error', () => {
+        this.feeding = false;
+        resolve(undefined);
+      });
+      child.on('close', (code) => {
+        this.feeding = false;
+        resolve(code === 0 ? parseToc(out) : undefined);
+      });
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.push(chunk);
+    if (!this.feeding) return callback();
+    this.fed += chunk.length;
+    const stdin = this.child.stdin!;
+    if (this.fed > this.limit) {
+      // Not a custom archive's head after all this: stop the side reader.
+      this.feeding = false;
+      this.child.kill('SIGTERM');
+      return callback();
+    }
+    if (stdin.write(chunk)) return callback();
+    // Wait for the side reader to take it, or to exit (it stops reading after the TOC).
+    const done = () => {
+      stdin.off('drain', done);
+      this.child.off('close', done);
+      callback();
+    };
+    stdin.once('drain', done);
+    this.child.once('close', done);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.feeding) this.child.stdin!.end();
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    callback(err);
+  }
+}
