@@ -93,10 +93,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   try {
     lockRelease = acquireLock(job.backupDir, job.filePrefix, `backup of ${job.database}`).release;
     logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
-    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true });
     // An unreachable bucket must not cost the local backup: go on without the upload, exit 3.
-    const bucketCheck = pre.checks.find((c) => c.check === 'bucket' && !c.ok);
-    if (pre.error && pre.error !== bucketCheck?.error) throw pre.error;
+    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true });
+    if (pre.error) throw pre.error;
     client = pre.client!;
     const server = pre.server!;
     const pgDump = pre.pgDump!;
@@ -112,9 +111,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       uploadError ??= err;
       remote = undefined; // the local backup goes on; later files are not uploaded either
     };
-    if (bucketCheck?.error) {
-      logger.warn('bucket unreachable; backing up locally only', { error: bucketCheck.error.message });
-      onRemoteFailure(bucketCheck.error);
+    if (pre.bucketError) {
+      logger.warn('bucket unreachable; backing up locally only', { error: pre.bucketError.message });
+      onRemoteFailure(pre.bucketError);
     }
 
     const snapshot = await exportSnapshot(client);

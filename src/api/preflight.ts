@@ -24,8 +24,10 @@ export interface PreflightResult {
   readonly tables?: { schema: string; table: string; bytes: number }[];
   /** Open connection, left open for the snapshot when `keepClient` was asked. */
   readonly client?: pg.Client;
-  /** The first failed check's error. */
+  /** The first failed check's error (a bucket failure only when the bucket is required). */
   readonly error?: AppError;
+  /** The bucket check's failure, when the bucket is optional (a real run goes on locally). */
+  readonly bucketError?: AppError;
 }
 
 export interface PreflightOptions {
@@ -36,6 +38,8 @@ export interface PreflightOptions {
   readonly stopOnFailure: boolean;
   /** Keep the database connection open and return it (a real run reuses it). */
   readonly keepClient: boolean;
+  /** A failed bucket check is reported in `bucketError` instead of failing the preflight. */
+  readonly optionalBucket?: boolean;
 }
 
 /** The nearest existing ancestor of a path must be a writable directory (nothing is created). */
@@ -104,15 +108,21 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
   }
   await run('backup directory', async () => checkWritableDir(job.backupDir, 'backup directory', 'BACKUP_DIR'));
   if (job.logFile) await run('log file', async () => checkWritableDir(dirname(job.logFile!), 'log directory', 'LOG_FILE'));
-  if (options.upload && job.s3) {
-    await run('bucket', async () => {
-      await new S3Backend(job.s3!).checkAccess();
-      return `s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} is reachable`;
-    });
+  let bucketError: AppError | undefined;
+  if (options.upload && job.s3 && !(error && options.stopOnFailure)) {
+    try {
+      await new S3Backend(job.s3).checkAccess();
+      checks.push({ check: 'bucket', ok: true, detail: `s3://${job.s3.bucket}/${job.s3.prefix} at ${job.s3.endpoint} is reachable` });
+    } catch (err) {
+      const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
+      checks.push({ check: 'bucket', ok: false, detail: e.message, error: e });
+      if (options.optionalBucket) bucketError = e;
+      else error ??= e;
+    }
   }
   if (error && out.client) {
     await out.client.end().catch(() => undefined);
     delete out.client;
   }
-  return { checks, ...out, ...(error ? { error } : {}) };
+  return { checks, ...out, ...(error ? { error } : {}), ...(bucketError ? { bucketError } : {}) };
 }
