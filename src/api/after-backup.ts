@@ -4,6 +4,7 @@ import { prune } from '../retention/prune.js';
 import { createStorage } from '../storage/index.js';
 import type { BackupResult } from './backup-result.js';
 import { reportRun } from './report-run.js';
+import { restoreTestAfterBackup } from './verify.js';
 
 export interface AfterBackupOptions {
   readonly job: JobConfig;
@@ -15,14 +16,16 @@ export interface AfterBackupOptions {
 }
 
 /**
- * What follows a run: retention after a successful backup (never after a failed or partial
- * one), then the report of every run but a dry run (size check, notifications, metrics textfile,
- * last-run record; see reportRun). Problems here are warnings: they never turn a good backup
- * into a failure.
+ * What follows a run: with BACKUP_VERIFY=restore-test, a restore test of the new backup (the one
+ * exception to the rule below: a backup that fails it makes the run fail, exit 14 — or 9 when a
+ * copy differs from its manifest — and is not followed by retention); retention after a
+ * successful backup (never after a failed or partial one), then the report of every run but a
+ * dry run (size check, notifications, metrics textfile, last-run record; see reportRun). Other
+ * problems here are warnings: they never turn a good backup into a failure.
  */
 export async function runAfterBackup(options: AfterBackupOptions): Promise<BackupResult> {
   const { job, logger } = options;
-  let result = options.result;
+  let result = await restoreTestAfterBackup({ job, result: options.result, logger, signal: options.signal });
   const warnings = [...result.warnings];
   if (result.status === 'ok' && options.prune && job.settings.BACKUP_PRUNE && !options.signal?.aborted) {
     try {

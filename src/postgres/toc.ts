@@ -111,7 +111,8 @@ export class TocTap extends Transform {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    // After a normal end the side reader has its EOF and exits by itself; on failure, stop it.
+    if (err && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
     callback(err);
   }
 }

@@ -1,0 +1,211 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Manifest } from '../catalog/manifest.js';
+import { fsError, IntegrityError } from '../errors/index.js';
+import type { Logger } from '../logging/logger.js';
+import { decompressStage } from '../pipeline/compression.js';
+import { gpgDecryptStage } from '../pipeline/gpg.js';
+import { Handoff } from '../pipeline/handoff.js';
+import { IntegrityStage } from '../pipeline/integrity-stage.js';
+import { toAppError } from '../pipeline/stream-to-storage.js';
+import { discard, pgRestoreStage } from '../postgres/pg-restore.js';
+import type { PgTool } from '../postgres/pg-tools.js';
+import { listToc, TocTap, type Toc } from '../postgres/toc.js';
+import { checkStored, type SourceCopy } from './backup-source.js';
+
+/**
+ * How an artifact reaches pg_restore:
+ * - file: a local plain archive, checked first, then `pg_restore [--jobs N] <file>`;
+ * - spool: download/decrypt/decompress into a temporary file while checking, then
+ *   `pg_restore --jobs N <file>` (only when parallel restore needs a seekable file);
+ * - stream: source → checksum → [gpg -d] → [zstd -d] → pg_restore stdin, no disk needed. A
+ *   local copy is checked in a first pass; a remote one cannot be, so pg_restore then runs with
+ *   --single-transaction and the checksum stage holds the archive's tail back until the digest
+ *   matched: on a mismatch pg_restore is killed before it could COMMIT.
+ */
+export type RestoreMode = 'file' | 'spool' | 'stream';
+
+export interface RestoreProgress {
+  readonly phase: 'verify' | 'download' | 'restore';
+  /** Artifact bytes read in this phase. */
+  readonly bytes: number;
+  readonly totalBytes: number;
+  readonly objects: number;
+  /** Objects in the archive's table of contents, once known. */
+  readonly totalObjects: number | undefined;
+  readonly elapsedMs: number;
+}
+
+export interface RunRestoreOptions {
+  readonly manifest: Manifest;
+  readonly copy: SourceCopy;
+  readonly targetUrl: string;
+  readonly jobs: number;
+  readonly pgRestore: PgTool;
+  /** The copy was checked against the manifest moments ago (verify): skip the first pass. */
+  readonly preVerified?: boolean;
+  /** Where a spool file may go (a hidden temporary directory is made in it). */
+  readonly spoolDir: string;
+  readonly extraArgs?: readonly string[];
+  /** Runs once the artifact is known good (or, streaming from the bucket, just before pg_restore starts). */
+  readonly beforeTouch?: () => Promise<void>;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal | undefined;
+  readonly onProgress?: (p: RestoreProgress) => void;
+}
+
+export interface RunRestoreResult {
+  readonly mode: RestoreMode;
+  readonly singleTransaction: boolean;
+  readonly toc: Toc | undefined;
+  readonly objects: number;
+  /** Time spent checking (and spooling) before pg_restore started. */
+  readonly verifyMs: number;
+  /** Time pg_restore ran. */
+  readonly restoreMs: number;
+}
+
+/** Decrypt and decompress stages an artifact needs to become a plain archive. */
+function unwrapStages(manifest: Manifest): Duplex[] {
+  const stages: Duplex[] = [];
+  if (manifest.encryption) stages.push(gpgDecryptStage());
+  if (manifest.compression.by === 'stream') stages.push(decompressStage(manifest.compression.method === 'lz4' ? 'lz4' : 'zstd'));
+  return stages;
+}
+
+async function openCopy(copy: SourceCopy, signal: AbortSignal | undefined): Promise<Readable> {
+  if (copy.backend.kind === 'local') return createReadStream(copy.backend.urlOf(copy.key), { highWaterMark: 1024 * 1024 });
+  return copy.backend.get(copy.key, { signal });
+}
+
+/**
+ * source → checksum → handoff ⇒ head → downstream… as two pipelines. When the downstream side
+ * fails (pg_restore, gpg) and `drain` is set, the source is still read to its end so the
+ * checksum decides: a corrupt artifact is reported as IntegrityError, not as the symptom it
+ * caused. A checksum failure destroys the downstream side (killing pg_restore).
+ */
+async function twoStage(source: Readable, check: IntegrityStage, downstream: (Duplex | Writable)[], drain: boolean, signal: AbortSignal | undefined): Promise<void> {
+  const head = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const handoff = new Handoff(head);
+  let downError: unknown;
+  const down = pipeline([head, ...downstream], { signal }).catch((err: unknown) => {
+    downError = err;
+    if (drain) handoff.cut();
+    else handoff.destroy(err instanceof Error ? err : new Error(String(err)));
+  });
+  let upError: unknown;
+  try {
+    await pipeline([source, check, handoff], { signal });
+  } catch (err) {
+    upError = err;
+    head.destroy(err instanceof Error ? err : new Error(String(err)));
+  }
+  await down;
+  if (upError instanceof IntegrityError) {
+    if (downError !== undefined && downError !== upError) upError.message += ` (and ${toAppError(downError).message})`;
+    throw upError;
+  }
+  if (downError !== undefined) throw toAppError(downError);
+  if (upError !== undefined) throw toAppError(upError);
+}
+
+/** Restore one copy of an artifact into `targetUrl` (which must exist). */
+export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult> {
+  const { manifest, copy, logger } = o;
+  const local = copy.backend.kind === 'local';
+  const plain = manifest.encryption === null && manifest.compression.by !== 'stream';
+  const mode: RestoreMode = local && plain ? 'file' : o.jobs > 1 ? 'spool' : 'stream';
+  const preChecked = local && mode !== 'spool';
+  const singleTransaction = mode === 'stream' && !local;
+  const label = copy.backend.urlOf(copy.key);
+  const expected = { label, size: manifest.artifact.size, sha256: manifest.artifact.sha256 };
+  const t0 = Date.now();
+  let objects = 0;
+  let toc: Toc | undefined;
+  let phase: RestoreProgress['phase'] = 'verify';
+  let bytes = 0;
+  let last = 0;
+  const progress = (force = false) => {
+    if (!o.onProgress || (!force && Date.now() - last < 200)) return;
+    last = Date.now();
+    o.onProgress({ phase, bytes, totalBytes: manifest.artifact.size, objects, totalObjects: toc?.entries, elapsedMs: Date.now() - t0 });
+  };
+  const onBytes = (n: number) => {
+    bytes = n;
+    progress();
+  };
+  logger.info('restore source', { source: label, mode, jobs: o.jobs, singleTransaction });
+
+  let spoolDir: string | undefined;
+  try {
+    // 1. Before the target is touched: check the copy (file, stream from disk) or spool it.
+    if (preChecked && !o.preVerified) {
+      progress(true);
+      await checkStored(copy.backend, manifest.artifact, { signal: o.signal, onBytes });
+      logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
+    }
+    let file: string | undefined = mode === 'file' ? label : undefined;
+    if (mode === 'spool') {
+      phase = 'download';
+      progress(true);
+      await mkdir(o.spoolDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+        throw fsError(err, 'create spool directory', o.spoolDir);
+      });
+      spoolDir = await mkdtemp(join(o.spoolDir, '.pgbak-restore-')).catch((err: unknown) => {
+        throw fsError(err, 'create spool directory in', o.spoolDir, 'pg_restore --jobs needs a file: free space there, or restore without --jobs');
+      });
+      file = join(spoolDir, `${manifest.name}.dump`);
+      logger.info('spooling the archive for a parallel restore', { file });
+      const check = new IntegrityStage(expected, { holdBack: 0, onBytes });
+      await twoStage(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })], true, o.signal);
+      logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
+    }
+    if (file) toc = await listToc(o.pgRestore, file);
+    const verifyMs = Date.now() - t0;
+
+    // 2. The target.
+    await o.beforeTouch?.();
+    phase = 'restore';
+    bytes = 0;
+    const t1 = Date.now();
+    progress(true);
+    const restoreStage = pgRestoreStage({
+      tool: o.pgRestore,
+      targetUrl: o.targetUrl,
+      jobs: o.jobs,
+      singleTransaction,
+      file,
+      extraArgs: o.extraArgs,
+      onObject: () => {
+        objects++;
+        progress();
+      },
+      onError: (line) => logger.error(line),
+    });
+    if (file) {
+      await pipeline([restoreStage, discard()], { signal: o.signal });
+    } else {
+      const tap = new TocTap(o.pgRestore);
+      void tap.toc.then((t) => {
+        toc = t;
+        progress(true);
+      });
+      const check = new IntegrityStage(expected, { onBytes });
+      await twoStage(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), tap, restoreStage, discard()], !preChecked, o.signal);
+      toc = await tap.toc;
+    }
+    progress(true);
+    return { mode, singleTransaction, toc, objects, verifyMs, restoreMs: Date.now() - t1 };
+  } finally {
+    if (spoolDir) await rm(spoolDir, { recursive: true, force: true }).catch((err: unknown) => logger.warn('could not remove the spool directory', { dir: spoolDir, error: String(err) }));
+  }
+}
+
+/** A short random suffix. */
+export function randomSuffix(): string {
+  return randomBytes(4).toString('hex');
+}

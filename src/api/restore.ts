@@ -1,0 +1,237 @@
+import type { JobConfig } from '../config/job.js';
+import { redactUrl } from '../config/redact.js';
+import { AppError, DatabaseError, IntegrityError, UsageError } from '../errors/index.js';
+import { silentLogger, type Logger } from '../logging/logger.js';
+import { toAppError } from '../pipeline/stream-to-storage.js';
+import { withDatabase } from '../postgres/connection.js';
+import { applyGlobals, type GlobalsResult } from '../postgres/globals.js';
+import { findPgTool, siblingTool } from '../postgres/pg-tools.js';
+import { createDatabase, databaseOf, dropDatabase, inspectTarget } from '../postgres/target-database.js';
+import { createStorage } from '../storage/index.js';
+import { findByName, findLatest, readGlobals, requireCopies, requireManifest, requireSecretKey, type SourceBackends } from './backup-source.js';
+import { runRestore, type RestoreMode, type RestoreProgress, type RunRestoreResult } from './restore-run.js';
+
+export type { RestoreProgress } from './restore-run.js';
+
+export interface RestoreOptions {
+  readonly job: JobConfig;
+  /** A backup name (or one of its file names); or `latest`. */
+  readonly name?: string | undefined;
+  readonly latest?: boolean | undefined;
+  /** A database URL, or a database name on the job's server (DATABASE_URL with that database). */
+  readonly target: string;
+  /** Read only this location (default: local first, else the bucket). */
+  readonly from?: 'local' | 'remote' | undefined;
+  /** Parallel pg_restore jobs (default 1: streaming, no spool file). */
+  readonly jobs?: number | undefined;
+  /** Create the target database when it does not exist. */
+  readonly create?: boolean | undefined;
+  /** Restore over a non-empty database without asking. */
+  readonly yes?: boolean | undefined;
+  /** Apply the backup's globals (roles) first, keeping roles that already exist as they are. */
+  readonly withGlobals?: boolean | undefined;
+  /** Asked (on a TTY) before restoring over a non-empty database; false cancels. */
+  readonly confirm?: ((question: string) => Promise<boolean>) | undefined;
+  /** Where a spool file for --jobs may go (default: BACKUP_DIR, which has room for backups). */
+  readonly spoolDir?: string | undefined;
+  readonly logger?: Logger | undefined;
+  readonly signal?: AbortSignal | undefined;
+  readonly onProgress?: ((p: RestoreProgress) => void) | undefined;
+}
+
+export interface RestoreResult {
+  readonly name: string;
+  /** The database that was backed up. */
+  readonly database: string;
+  readonly target: { readonly database: string; readonly url: string; readonly created: boolean; readonly replacedObjects: number };
+  readonly source: { readonly where: 'local' | 'remote'; readonly location: string };
+  readonly mode: RestoreMode;
+  readonly jobs: number;
+  readonly singleTransaction: boolean;
+  readonly objects: { readonly restored: number; readonly total: number | undefined };
+  readonly globals: GlobalsResult | undefined;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  /** From the command's start to the restored database: the measured recovery time (RTO). */
+  readonly durationMs: number;
+  /** Checking (and spooling) before pg_restore ran. */
+  readonly verifyMs: number;
+  readonly restoreMs: number;
+  readonly warnings: readonly string[];
+}
+
+/**
+ * The target as a URL: a `postgres://` URL as given (without a password, it borrows DATABASE_URL's
+ * when user, host and port are the same), else a database name on the job's server.
+ */
+export function resolveTargetUrl(job: Pick<JobConfig, 'databaseUrl'>, target: string): string {
+  const t = target.trim();
+  if (!t) throw new UsageError('--target is empty: give a database name or a postgresql:// URL');
+  if (!/^postgres(ql)?:\/\//i.test(t)) return withDatabase(job.databaseUrl, t);
+  let u: URL;
+  try {
+    u = new URL(t);
+  } catch {
+    throw new UsageError(`--target is not a valid URL: ${redactUrl(t)}`);
+  }
+  if (!databaseOf(u.toString())) throw new UsageError(`--target ${redactUrl(t)} names no database`);
+  const own = new URL(job.databaseUrl);
+  if (!u.password && own.password && u.hostname === own.hostname && (u.port || '5432') === (own.port || '5432') && (u.username || own.username) === own.username) {
+    u.username = own.username;
+    u.password = own.password;
+  }
+  return u.toString();
+}
+
+function majorOf(version: string): number {
+  return Number(/^(\d+)/.exec(version)?.[1] ?? 0);
+}
+
+/**
+ * Restore a backup: find it (local first, else the bucket), check it against its manifest
+ * before the target is touched, then `pg_restore --clean --if-exists` into the target. The
+ * duration from start to finish is the measured RTO. Throws an AppError on any failure; a
+ * database this run created is dropped again when the restore fails.
+ */
+export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  const { job } = options;
+  const started = new Date();
+  const jobs = options.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs must be a whole number of 1 or more (got ${jobs})`);
+  if (options.name && options.latest) throw new UsageError('give a backup NAME or --latest, not both');
+  if (!options.name && !options.latest) throw new UsageError('which backup? give its NAME or --latest (`pgbak list` shows them)');
+  const storage = createStorage(job);
+  if (options.from === 'remote' && !storage.remote) {
+    throw new UsageError('--from remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
+  }
+  const backends: SourceBackends = {
+    local: options.from === 'remote' ? undefined : storage.local,
+    remote: options.from === 'local' ? undefined : storage.remote,
+  };
+  const targetUrl = resolveTargetUrl(job, options.target);
+  const targetDb = databaseOf(targetUrl);
+  const logger = (options.logger ?? silentLogger).child({ target: targetDb });
+  const warnings: string[] = [];
+  try {
+    const entry = options.name ? await findByName(backends, options.name) : await findLatest(backends, job.filePrefix);
+    const manifest = requireManifest(entry);
+    const { copies, skipped } = requireCopies(entry, manifest, backends);
+    for (const s of skipped) {
+      logger.warn(`skipping a corrupt copy: ${s}`);
+      warnings.push(`skipped a corrupt copy: ${s}`);
+    }
+    if (entry.state !== 'good') warnings.push(`the catalog marks ${entry.name} ${entry.state}: ${entry.problems.join('; ')}`);
+    logger.info('restore started', { backup: entry.name, url: redactUrl(targetUrl), jobs });
+    await requireSecretKey(manifest);
+
+    const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.settings.PG_DUMP_PATH);
+    const psql = options.withGlobals ? await siblingTool(pgRestore, 'psql') : undefined;
+
+    // Read-only look at the target: does it exist, is it empty?
+    const state = await inspectTarget(targetUrl);
+    if (!state.exists && !options.create) {
+      throw new DatabaseError('db-missing', `target database ${targetDb} does not exist (${redactUrl(targetUrl)})`, { hint: 'add --create to create it' });
+    }
+    if (state.objects > 0 && !options.yes) {
+      const question = `database ${targetDb} holds ${state.objects} objects; restoring ${entry.name} drops and replaces the objects of the backup. Continue?`;
+      if (!options.confirm) {
+        throw new UsageError(`target database ${targetDb} is not empty (${state.objects} objects): restoring would drop and replace the objects of the backup`, {
+          hint: 'pass --yes to restore over it, or restore into a new database with --create',
+        });
+      }
+      if (!(await options.confirm(question))) throw new UsageError('restore cancelled; the target was not changed');
+    }
+    // Verified before anything is applied; holds password hashes, so it is never logged.
+    const globalsSql = options.withGlobals ? await readGlobals(manifest, copies.map((c) => c.backend), options.signal) : undefined;
+
+    let created = false;
+    let touched = false;
+    let globals: GlobalsResult | undefined;
+    const beforeTouch = async () => {
+      touched = true;
+      if (!state.exists) {
+        await createDatabase(targetUrl, targetDb);
+        created = true;
+        logger.info('created the target database', { database: targetDb });
+      }
+      if (globalsSql !== undefined && psql) {
+        globals = await applyGlobals({ psql, targetUrl, sql: globalsSql, signal: options.signal });
+        logger.info('globals applied', { created: globals.created.join(',') || '-', existing: globals.existing.length });
+        for (const e of globals.errors) {
+          logger.warn(`globals: ${e}`);
+          warnings.push(`globals: ${e}`);
+        }
+      }
+    };
+
+    let run: RunRestoreResult | undefined;
+    let used = copies[0]!;
+    try {
+      for (const [i, copy] of copies.entries()) {
+        used = copy;
+        try {
+          run = await runRestore({
+            manifest,
+            copy,
+            targetUrl,
+            jobs,
+            pgRestore,
+            spoolDir: options.spoolDir ?? job.backupDir,
+            beforeTouch,
+            logger,
+            signal: options.signal,
+            onProgress: options.onProgress,
+          });
+          break;
+        } catch (err) {
+          const next = copies[i + 1];
+          if (!(err instanceof IntegrityError) || touched || !next) throw err;
+          logger.warn(`${err.message}; trying ${next.backend.urlOf(next.key)}`);
+          warnings.push(`${err.message} (restored from ${next.where} instead)`);
+        }
+      }
+    } catch (err) {
+      if (created) {
+        await dropDatabase(targetUrl, targetDb).then(
+          () => logger.info('dropped the target database this run had created', { database: targetDb }),
+          (e: unknown) => logger.warn('could not drop the target database this run had created', { database: targetDb, error: toAppError(e).message }),
+        );
+      }
+      throw err;
+    }
+    const r = run!;
+    const finished = new Date();
+    const durationMs = finished.getTime() - started.getTime();
+    logger.info('restore finished', {
+      backup: entry.name,
+      objects: r.objects,
+      seconds: (durationMs / 1000).toFixed(1),
+      rto: `${(durationMs / 1000).toFixed(1)}s`,
+      verifySeconds: (r.verifyMs / 1000).toFixed(1),
+      restoreSeconds: (r.restoreMs / 1000).toFixed(1),
+    });
+    return {
+      name: entry.name,
+      database: manifest.database,
+      target: { database: targetDb, url: redactUrl(targetUrl), created, replacedObjects: state.objects },
+      source: { where: used.where, location: used.backend.urlOf(used.key) },
+      mode: r.mode,
+      jobs,
+      singleTransaction: r.singleTransaction,
+      objects: { restored: r.objects, total: r.toc?.entries },
+      globals,
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs,
+      verifyMs: r.verifyMs,
+      restoreMs: r.restoreMs,
+      warnings,
+    };
+  } catch (err) {
+    const e = toAppError(err);
+    logger.error('restore failed', { error: e.message, ...(e.hint ? { hint: e.hint } : {}), seconds: ((Date.now() - started.getTime()) / 1000).toFixed(1) });
+    throw e instanceof AppError ? e : err;
+  } finally {
+    storage.remote?.destroy();
+  }
+}
