@@ -1,0 +1,85 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import { verify, combinedExitCode, type BackupVerification } from '../../api/verify.js';
+import { ExitCode, UsageError } from '../../errors/index.js';
+import { updateMetricsTextfile } from '../../metrics/textfile.js';
+import { loadContext, writeJson, type CommonFlags } from '../context.js';
+import { formatDuration } from '../render.js';
+
+interface VerifyFlags extends CommonFlags {
+  latest?: boolean;
+  restoreTest?: boolean;
+  json?: boolean;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description('check every copy (local and remote) against its manifest; --restore-test also restores into a scratch database and checks tables and row counts')
+    .argument('[name]', 'backup name (default: the newest backup)')
+    .option('--latest', 'verify the newest backup (the default)')
+    .option('--all', 'verify every backup of the database (of every job, unless --job is given)')
+    .option('--restore-test', 'restore into a scratch database (created and dropped; VERIFY_DATABASE_URL or the same server) and check it')
+    .option('--json', 'print the results as JSON on stdout')
+    // The common options, except --all, which here means every backup.
+    .addOption(new Option('-c, --config <file>', 'config file listing jobs (default: PGBAK_CONFIG, else ./pgbak.yaml when present)'))
+    .addOption(new Option('--job <name>', 'act on this job of the config file'))
+    .addOption(new Option('--set <NAME=VALUE>', 'override a variable for this run (repeatable; secrets are refused)').argParser(collect))
+    .addOption(new Option('--env-file <file>', 'read variables from this file instead of ./.env'))
+    .action(async (name: string | undefined, flags: VerifyFlags) => {
+      process.exitCode = await runVerifyCommand(name, flags);
+    });
+}
+
+async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): Promise<number> {
+  const picked = [name !== undefined, Boolean(flags.latest), Boolean(flags.all)].filter(Boolean).length;
+  if (picked > 1) throw new UsageError('give one of NAME, --latest or --all');
+  const ctx = loadContext({ ...flags, all: undefined }, { openLogFile: true, allByDefault: Boolean(flags.all) && flags.job === undefined });
+  if (name !== undefined && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const results: BackupVerification[] = [];
+  const codes: number[] = [];
+  try {
+    for (const job of ctx.jobs) {
+      const report = await verify({ job, name, all: flags.all, restoreTest: flags.restoreTest, logger: ctx.logger, signal: controller.signal });
+      results.push(...report.results);
+      codes.push(report.exitCode);
+      await recordMetrics(job.settings.METRICS_TEXTFILE, job.name, job.database, report.results, ctx.logger.warn.bind(ctx.logger));
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  if (flags.json) writeJson(results);
+  else for (const r of results) process.stdout.write(describe(r));
+  if (controller.signal.aborted) return ExitCode.interrupted;
+  return combinedExitCode(codes);
+}
+
+/** METRICS_TEXTFILE: the restore test's outcome for the alert rules (never fails the command). */
+async function recordMetrics(path: string | undefined, job: string, database: string, results: readonly BackupVerification[], warn: (m: string, f?: Record<string, unknown>) => void) {
+  const tests = results.filter((r) => r.restoreTest);
+  if (!path || tests.length === 0) return;
+  try {
+    await updateMetricsTextfile(path, (m) => {
+      for (const r of tests) m.recordRestoreTest({ job, database, ok: r.ok, durationMs: r.restoreTest!.durationMs, at: new Date() });
+    });
+  } catch (err) {
+    warn('could not update METRICS_TEXTFILE', { error: (err as Error).message });
+  }
+}
+
+function describe(r: BackupVerification): string {
+  const head = r.error
+    ? `verify ERROR: ${r.name}: ${r.error.message}${r.error.hint ? ` (hint: ${r.error.hint})` : ''}`
+    : `verify ${r.ok ? 'ok' : 'FAILED'}: ${r.name} (${r.kind}, ${formatDuration(r.durationMs)})`;
+  const lines = [head, ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}${c.detail ? `: ${c.detail}` : ''}`)];
+  if (r.recordedIn.length) lines.push(`  recorded in ${r.recordedIn.join(', ')}`);
+  return lines.join('\n') + '\n';
+}
