@@ -24,7 +24,9 @@ export interface AfterBackupOptions {
  * problems here are warnings: they never turn a good backup into a failure.
  */
 export async function runAfterBackup(options: AfterBackupOptions): Promise<BackupResult> {
-  const { job, logger } = options;
+  const { logger } = options;
+  // A run told to keep off the bucket (--no-upload) keeps every later step off it too.
+  const job = options.result.upload === false ? { ...options.job, s3: undefined } : options.job;
   let result = await restoreTestAfterBackup({ job, result: options.result, logger, signal: options.signal });
   const warnings = [...result.warnings];
   if (result.status === 'ok' && options.prune && job.settings.BACKUP_PRUNE && !options.signal?.aborted) {
