@@ -49,10 +49,11 @@ export interface RestoreResult {
   readonly jobs: number;
   readonly singleTransaction: boolean;
   readonly objects: { readonly restored: number; readonly total: number | undefined };
-  readonly globals: GlobalsResult | undefined;
+  /** With --with-globals: what applying them did; null otherwise. */
+  readonly globals: GlobalsResult | null;
   readonly startedAt: string;
   readonly finishedAt: string;
-  /** From the command's start to the restored database: the measured recovery time (RTO). */
+  /** From the command's start to the restored database (minus time spent waiting for a confirmation): the measured RTO. */
   readonly durationMs: number;
   /** Checking (and spooling) before pg_restore ran. */
   readonly verifyMs: number;
@@ -112,6 +113,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const targetDb = databaseOf(targetUrl);
   const logger = (options.logger ?? silentLogger).child({ target: targetDb });
   const warnings: string[] = [];
+  let waitedMs = 0; // time spent waiting for a person to confirm: not part of the RTO
   try {
     const entry = options.name ? await findByName(backends, options.name) : await findLatest(backends, job.filePrefix);
     const manifest = requireManifest(entry);
@@ -139,7 +141,10 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
           hint: 'pass --yes to restore over it, or restore into a new database with --create',
         });
       }
-      if (!(await options.confirm(question))) throw new UsageError('restore cancelled; the target was not changed');
+      const asked = Date.now();
+      const yes = await options.confirm(question);
+      waitedMs = Date.now() - asked;
+      if (!yes) throw new UsageError('restore cancelled; the target was not changed');
     }
     // Verified before anything is applied; holds password hashes, so it is never logged.
     const globalsSql = options.withGlobals ? await readGlobals(manifest, copies.map((c) => c.backend), options.signal) : undefined;
@@ -201,7 +206,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     }
     const r = run!;
     const finished = new Date();
-    const durationMs = finished.getTime() - started.getTime();
+    const durationMs = finished.getTime() - started.getTime() - waitedMs;
     logger.info('restore finished', {
       backup: entry.name,
       objects: r.objects,
@@ -219,7 +224,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       jobs,
       singleTransaction: r.singleTransaction,
       objects: { restored: r.objects, total: r.toc?.entries },
-      globals,
+      globals: globals ?? null,
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       durationMs,
@@ -230,7 +235,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   } catch (err) {
     const e = toAppError(err);
     logger.error('restore failed', { error: e.message, ...(e.hint ? { hint: e.hint } : {}), seconds: ((Date.now() - started.getTime()) / 1000).toFixed(1) });
-    throw e instanceof AppError ? e : err;
+    throw e;
   } finally {
     storage.remote?.destroy();
   }

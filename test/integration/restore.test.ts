@@ -183,7 +183,7 @@ describe('pgbak restore', () => {
     it.each([
       ['one byte flipped near the end', (f: string) => flipByte(f, -5000)],
       ['truncated', (f: string) => truncateBy(f, 1000)],
-    ])('bucket copy streamed into pg_restore, %s: pg_restore is stopped before COMMIT', async (what, damage) => {
+    ])('bucket copy, %s (flipped: streamed, pg_restore stopped before COMMIT; truncated: refused from the listing)', async (what, damage) => {
       const { file } = damagedCopy(damage);
       const prefix = `corrupt-${uniqueId()}/`;
       for (const f of [`${plain.name}.manifest.json`, `${plain.name}.globals.sql`]) await awsPut(join(plain.dir, 'backups', f), bucket, prefix + f);

@@ -29,7 +29,7 @@ export function registerRestore(program: Command): void {
     .option('--target <url|name>', 'target database: a name on the DATABASE_URL server, or a postgresql:// URL without password')
     .option('--target-env <VAR>', 'read the target URL (which may hold a password) from this environment variable')
     .addOption(new Option('--from <where>', 'read only this copy (default: local, else the bucket)').choices(['local', 'remote'] as const))
-    .option('--jobs <N>', 'parallel pg_restore jobs (> 1 spools the archive to a file in BACKUP_DIR)', '1')
+    .option('--jobs <N>', 'parallel pg_restore jobs (> 1 needs a file: a local plain dump is used as is, anything else is spooled to BACKUP_DIR)', '1')
     .option('--create', 'create the target database when it does not exist')
     .option('--yes', 'restore over a non-empty database without asking')
     .option('--with-globals', "first apply the backup's roles and tablespaces (existing roles are left as they are)")
