@@ -3,11 +3,12 @@ import { lastRunPrefixes, newerRecord, readLastRun, type LastRunRecord } from '.
 import { resolveStorage, type JobConfig } from '../config/job.js';
 import type { Settings } from '../config/schema.js';
 import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../notify/size-anomaly.js';
-import { formatDuration } from '../notify/run-summary.js';
+
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from './backup-result.js';
 import { destinationOf } from './report-run.js';
+import { formatDuration } from '../logging/human-units.js';
 
 /**
  * `pgbak status`: the state of each database's backups, read from storage alone (BACKUP_DIR and

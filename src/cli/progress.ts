@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { BackupProgress } from '../api/backup.js';
 import type { Logger } from '../logging/logger.js';
-import { formatBytes, formatDuration } from './render.js';
+import { formatBytes, formatDuration } from '../logging/human-units.js';
 
 export interface ProgressDisplay {
   update(p: BackupProgress): void;

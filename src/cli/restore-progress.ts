@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { RestoreProgress } from '../api/restore-run.js';
 import type { Logger } from '../logging/logger.js';
-import { formatBytes, formatDuration } from './render.js';
+import { formatBytes, formatDuration } from '../logging/human-units.js';
 
 export interface RestoreProgressDisplay {
   update(p: RestoreProgress): void;

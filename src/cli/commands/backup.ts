@@ -5,10 +5,11 @@ import { planBackup } from '../../api/plan.js';
 import { ExitCode } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { createProgress } from '../progress.js';
-import { formatBytes, formatDuration, renderError } from '../render.js';
+import { renderError } from '../render.js';
 import { addCommonOptions } from '../options.js';
 import { runAfterBackup } from '../../api/after-backup.js';
 import { reportStart } from '../../api/report-run.js';
+import { formatBytes, formatDuration } from '../../logging/human-units.js';
 
 interface BackupFlags extends CommonFlags {
   dryRun?: boolean;
@@ -102,7 +103,7 @@ async function runBackupCommand(flags: BackupFlags): Promise<number> {
 function describe(r: BackupResult): string {
   if (r.status === 'failed') return `backup FAILED: ${r.job} after ${formatDuration(r.durationMs)}\n`;
   const lines = [
-    `backup ${r.status === 'ok' ? 'ok' : 'PARTIAL (local copy only)'}: ${r.name} (${formatBytes(r.sizeBytes)}, ${formatDuration(r.durationMs)}${r.encrypted ? ', encrypted' : ''})`,
+    `backup ${r.status === 'ok' ? 'ok' : 'PARTIAL (local copy only)'}: ${r.name} (${formatBytes(r.sizeBytes ?? 0)}, ${formatDuration(r.durationMs)}${r.encrypted ? ', encrypted' : ''})`,
     ...r.locations.map((l) => `  ${l}`),
     `  sha256 ${r.sha256}`,
     ...r.warnings.map((w) => `  warning: ${w}`),

@@ -10,10 +10,11 @@ import { ExitCode } from '../../errors/index.js';
 import { LineLogger, type Logger } from '../../logging/logger.js';
 import { startMetricsServer, type HealthReport, type MetricsServer } from '../../metrics/http-server.js';
 import { BackupMetrics, type MetricsSeed } from '../../metrics/metrics.js';
-import { formatDuration } from '../../notify/run-summary.js';
+
 import { installSignalHandlers, startDaemon } from '../../scheduler/daemon.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
+import { formatDuration } from '../../logging/human-units.js';
 
 /** `pgbak daemon`: run every job (or `--job`) on its schedule until SIGTERM/SIGINT. */
 export function registerDaemon(program: Command): void {

@@ -3,7 +3,8 @@ import { list, type ListedBackup } from '../../api/list.js';
 import { ExitCode } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
-import { formatBytes, formatDuration, table } from '../render.js';
+import { table } from '../render.js';
+import { formatBytes, formatDuration } from '../../logging/human-units.js';
 
 interface ListFlags extends CommonFlags {
   local?: boolean;

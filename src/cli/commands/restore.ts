@@ -5,8 +5,9 @@ import { redactUrl } from '../../config/redact.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
-import { formatDuration } from '../render.js';
+
 import { createRestoreProgress } from '../restore-progress.js';
+import { formatDuration } from '../../logging/human-units.js';
 
 interface RestoreFlags extends CommonFlags {
   latest?: boolean;

@@ -2,10 +2,10 @@ import type { Command } from '@commander-js/extra-typings';
 import { discoverTargets, jobTarget, status, type DatabaseStatus, type StatusTarget } from '../../api/status.js';
 import { loadJobs, selectJobs } from '../../config/config-file.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
-import { formatDuration } from '../../notify/run-summary.js';
+
 import { flagLayer, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
-import { formatBytes } from '../render.js';
+import { formatBytes, formatDuration } from '../../logging/human-units.js';
 
 interface StatusFlags extends CommonFlags {
   json?: boolean;

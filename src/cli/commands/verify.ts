@@ -3,7 +3,7 @@ import { verify, combinedExitCode, type BackupVerification } from '../../api/ver
 import { ExitCode, UsageError } from '../../errors/index.js';
 import { updateMetricsTextfile } from '../../metrics/textfile.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { formatDuration } from '../render.js';
+import { formatDuration } from '../../logging/human-units.js';
 
 interface VerifyFlags extends CommonFlags {
   latest?: boolean;
