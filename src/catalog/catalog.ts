@@ -82,8 +82,11 @@ interface RawBackup {
   copies: Partial<Record<LocationName, RawCopy>>;
 }
 
-/** The contents of a small object; undefined when it vanished (NotFound); throws on any other failure. */
-async function readSmall(backend: StorageBackend, key: string): Promise<{ text: string } | { tooLarge: true } | undefined> {
+/**
+ * The contents of a small JSON object (manifest, verification or last-run record): undefined when
+ * it vanished (NotFound), `tooLarge` past 1 MiB (not pgbak's); throws on any other failure.
+ */
+export async function readSmall(backend: StorageBackend, key: string): Promise<{ text: string } | { tooLarge: true } | undefined> {
   let stream: Readable;
   try {
     stream = await backend.get(key);

@@ -2,8 +2,8 @@ import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import type { BackupResult } from '../api/backup-result.js';
 import { redactValue } from '../config/redact.js';
-import { NotFoundError } from '../errors/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
+import { readSmall } from './catalog.js';
 
 /**
  * The last-run record: `.pgbak-<filePrefix>.last-run.json` next to the backups (in BACKUP_DIR and
@@ -32,7 +32,6 @@ export interface LastRunRecord {
 const KEY_RE = /^\.pgbak-(.+)\.last-run\.json$/;
 /** Key prefix shared by every last-run record, for listing. */
 export const LAST_RUN_KEY_PREFIX = '.pgbak-';
-const MAX_BYTES = 1024 * 1024;
 
 /** `.pgbak-<filePrefix>.last-run.json` */
 export function lastRunKey(filePrefix: string): string {
@@ -87,25 +86,9 @@ export function parseLastRun(text: string): LastRunRecord | undefined {
  * record. Storage failures other than "not found" are thrown.
  */
 export async function readLastRun(backend: StorageBackend, filePrefix: string): Promise<LastRunRecord | undefined> {
-  let stream: Readable;
-  try {
-    stream = await backend.get(lastRunKey(filePrefix));
-  } catch (err) {
-    if (err instanceof NotFoundError) return undefined;
-    throw err;
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    total += buf.length;
-    if (total > MAX_BYTES) {
-      stream.destroy();
-      return undefined;
-    }
-    chunks.push(buf);
-  }
-  const record = parseLastRun(Buffer.concat(chunks).toString('utf8'));
+  const got = await readSmall(backend, lastRunKey(filePrefix));
+  if (!got || 'tooLarge' in got) return undefined;
+  const record = parseLastRun(got.text);
   return record && record.prefix === filePrefix ? record : undefined;
 }
 
