@@ -41,22 +41,83 @@ export function defaultFailure(info: ChildFailure): AppError {
  * a killed pg_dump closes its stdout cleanly, and a stage that trusted end-of-file would pass a
  * truncated dump on as complete. A non-zero exit or a signal destroys the stream with an error
  * naming the process and the tail of its stderr. Destroying the stage kills the child.
+ *
+ * The child starts in `_construct` (the next tick), so {@link ChildStage.connect} can first join
+ * stages that follow each other: the second child then reads the first one's stdout through a
+ * kernel pipe, and those bytes never pass through node (pg_dump → zstd → gpg costs node nothing
+ * but the final output). A joined stage's output still ends only once every child before it
+ * exited 0, so a killed pg_dump can never make zstd's clean end-of-file look like a whole dump.
  */
 export class ChildStage extends Duplex {
-  readonly child: ChildProcess;
+  private proc: ChildProcess | undefined;
   private stderrText = '';
   private stdoutEnded = false;
   private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private readonly options: ChildStageOptions;
+  /** The stage whose child's stdout this child reads directly. */
+  private upstream: ChildStage | undefined;
+  /** The stage whose child reads this child's stdout directly (this stage then outputs nothing). */
+  private downstream: ChildStage | undefined;
 
   constructor(options: ChildStageOptions) {
     super({ allowHalfOpen: true, readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 1024 * 1024 });
     this.options = options;
-    this.child = spawn(options.command, [...options.args], {
+    if (!options.input) this.end();
+  }
+
+  /**
+   * Join consecutive child stages of a pipeline by kernel pipes (see the class comment). Only
+   * stages created in the same tick and not joined yet are joined; any other stream, or a stage
+   * that already started, keeps being fed through node as before.
+   */
+  static connect(streams: readonly unknown[]): void {
+    for (let i = 1; i < streams.length; i++) {
+      const a = streams[i - 1];
+      const b = streams[i];
+      if (!(a instanceof ChildStage) || !(b instanceof ChildStage)) continue;
+      if (a.proc || b.proc || a.downstream || b.upstream || !b.options.input || a.destroyed || b.destroyed) continue;
+      a.downstream = b;
+      b.upstream = a;
+    }
+  }
+
+  /** The running child process (after the stage started). */
+  get child(): ChildProcess {
+    if (!this.proc) throw new Error(`${this.options.label}: not started yet`);
+    return this.proc;
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    try {
+      this.start();
+      callback();
+    } catch (err) {
+      callback(err as Error);
+    }
+  }
+
+  /** Start this stage's whole joined chain at once, so no tick passes between handing a pipe over and closing node's copy. */
+  private start(): ChildProcess {
+    if (!this.proc) {
+      let first: ChildStage = this;
+      while (first.upstream) first = first.upstream;
+      for (let s: ChildStage | undefined = first; s; s = s.downstream) s.spawnChild();
+    }
+    return this.proc!;
+  }
+
+  private spawnChild(): void {
+    if (this.proc) return;
+    const { options } = this;
+    // Read straight from the previous child's stdout.
+    const input = this.upstream?.proc?.stdout ?? undefined;
+    const child = spawn(options.command, [...options.args], {
       env: { ...process.env, ...options.env },
-      stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      stdio: [input ?? (options.input ? 'pipe' : 'ignore'), 'pipe', 'pipe'],
     });
-    const child = this.child;
+    this.proc = child;
+    // The child holds its own copy of the pipe now; node's copy is closed before it reads a byte.
+    input?.destroy();
     child.on('error', (err: NodeJS.ErrnoException) => {
       const e =
         err.code === 'ENOENT'
@@ -66,13 +127,17 @@ export class ChildStage extends Duplex {
           : new ProcessError(`${options.label} could not start: ${err.message}`, { cause: err });
       this.destroy(e);
     });
-    child.stdout!.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) child.stdout!.pause();
-    });
-    child.stdout!.on('end', () => {
-      this.stdoutEnded = true;
-      this.maybeFinish();
-    });
+    if (this.downstream) {
+      this.stdoutEnded = true; // read by the next child, not by node
+    } else {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        if (!this.push(chunk)) child.stdout!.pause();
+      });
+      child.stdout!.on('end', () => {
+        this.stdoutEnded = true;
+        this.maybeFinish();
+      });
+    }
     let partial = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (text: string) => {
@@ -88,9 +153,11 @@ export class ChildStage extends Duplex {
     });
     child.on('close', (code, signal) => {
       this.exit = { code, signal };
-      this.maybeFinish();
+      // Every stage of a joined chain may be waiting for this exit.
+      let first: ChildStage = this;
+      while (first.upstream) first = first.upstream;
+      for (let s: ChildStage | undefined = first; s; s = s.downstream) s.maybeFinish();
     });
-    if (!options.input) this.end();
   }
 
   private stderrLine(line: string): void {
@@ -104,35 +171,49 @@ export class ChildStage extends Duplex {
     return this.stderrText;
   }
 
+  private get exitedOk(): boolean {
+    return this.exit !== undefined && this.exit.code === 0 && !this.exit.signal;
+  }
+
   private maybeFinish(): void {
     if (!this.stdoutEnded || !this.exit || this.destroyed) return;
-    const { code, signal } = this.exit;
-    if (code === 0 && !signal) {
+    if (this.exitedOk) {
+      // A joined stage ends only once every child before it exited 0; a failed one destroys
+      // the pipeline itself.
+      for (let s = this.upstream; s; s = s.upstream) if (!s.exitedOk) return;
       this.push(null);
-    } else {
-      const info = { label: this.options.label, code, signal, stderr: this.stderrText };
-      this.destroy((this.options.mapFailure ?? defaultFailure)(info));
+      return;
     }
+    // Killed by SIGPIPE: the next child stopped reading. When that child failed, its own error
+    // is the one worth reporting (it destroys the pipeline); wait for its exit to know.
+    const next = this.downstream;
+    if (this.exit.signal === 'SIGPIPE' && next && !next.destroyed) {
+      if (!next.exit) return;
+      if (!next.exitedOk) return;
+    }
+    const info = { label: this.options.label, code: this.exit.code, signal: this.exit.signal, stderr: this.stderrText };
+    this.destroy((this.options.mapFailure ?? defaultFailure)(info));
   }
 
   override _read(): void {
-    this.child.stdout?.resume();
+    if (!this.downstream) this.proc?.stdout?.resume();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const stdin = this.child.stdin;
+    const stdin = this.proc?.stdin;
     if (!stdin || stdin.destroyed) return callback();
     if (stdin.write(chunk)) callback();
     else stdin.once('drain', () => callback());
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.child.stdin?.end();
+    this.proc?.stdin?.end();
     callback();
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    const child = this.proc;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     callback(err);
   }
 }

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { AppError, InterruptedError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import type { PutResult, StorageBackend } from '../storage/storage-backend.js';
+import { ChildStage } from './child-stage.js';
 import { HashStage } from './hash-stage.js';
 import { Tee } from './tee.js';
 
@@ -42,7 +43,8 @@ export function toAppError(err: unknown): AppError {
 
 /**
  * ONE streaming pass: source → stages → sha256 → tee into the local file and the upload at the
- * same time. Nothing is read back from disk, nothing holds the whole dump. Both puts are atomic
+ * same time. Consecutive child processes (pg_dump, zstd, gpg) are joined by kernel pipes, so node
+ * handles only the final bytes; the source and stages must be created in the same tick as this call. Nothing is read back from disk, nothing holds the whole dump. Both puts are atomic
  * (temp file + rename; multipart completed only at end of stream), and the stream ends only
  * after every child exited 0, so a failure leaves nothing under the final key. If only the
  * upload fails, the local copy is kept and the upload error is returned; if the local copy
@@ -50,6 +52,8 @@ export function toAppError(err: unknown): AppError {
  */
 export async function streamToStorage(options: StreamToStorageOptions): Promise<StreamToStorageResult> {
   const { key, local, remote, logger } = options;
+  // pg_dump → zstd → gpg talk through kernel pipes: node only reads the last child's output.
+  ChildStage.connect([options.source, ...options.stages]);
   const tee = new Tee([
     { name: 'local', required: true },
     ...(remote ? [{ name: 'remote', required: false }] : []),

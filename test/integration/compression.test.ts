@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { backupEnv, runCli } from '../helpers/cli.js';
+import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, services, tableChecksums, tempDir } from '../helpers/services.js';
 
 /** Every BACKUP_COMPRESSION profile, with the file name, manifest and README recipe it must give (pg_dump 15 here). */
@@ -101,5 +101,54 @@ describe('BACKUP_COMPRESSION profiles', () => {
     expect(sizes.get('zstd:3')).toBeLessThan(none!);
     expect(sizes.get('lz4:1')).toBeLessThan(none!);
     expect(sizes.get('gzip:1')).toBeLessThan(none!);
+  });
+});
+
+/** pid of the real pg_dump under `parent` (not a short-lived `pg_dump --version`), once it dumps. */
+async function dumpingPgDump(parent: number): Promise<number> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const { stdout } = await execFileAsync('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
+    for (const [pid, comm] of stdout.trim().split('\n').map((l) => l.trim().split(/\s+/))) {
+      if (comm !== 'pg_dump') continue;
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--dbname=')) return Number(pid);
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('no pg_dump found');
+}
+
+describe('stream compression under faults', () => {
+  it('a killed pg_dump under zstd and gpg (joined by kernel pipes) fails the run and leaves nothing under a final name', async () => {
+    const db = await createDatabase(
+      'compkill',
+      `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload FROM generate_series(1, 1500000) g;`,
+    );
+    const bucket = await createBucket('compkill');
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, bucket, encrypt: true, extra: { BACKUP_COMPRESSION: 'zstd:19', BACKUP_GLOBALS: 'false' } });
+    const run = spawnCli(['backup'], { env });
+    const pgDump = await dumpingPgDump(run.child.pid!);
+    const backups = join(dir, 'backups');
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const tmp = readdirSync(backups).find((f) => f.includes('.tmp-'));
+      if (tmp && statSync(join(backups, tmp)).size > 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    process.kill(pgDump, 'SIGKILL');
+    const r = await run.done;
+    expect(r.code).toBe(13);
+    expect(r.stderr).toMatch(/pg_dump was killed by SIGKILL/);
+    expect(readdirSync(backups).filter((f) => !f.startsWith('.'))).toEqual([]);
+    expect(readdirSync(backups).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    const { stdout } = await execFileAsync('aws', ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint], { env: awsEnv() }).catch(() => ({ stdout: '' }));
+    // Only the run's record (.pgbak-<db>.last-run.json) may be there: no artifact, no manifest.
+    const keys = stdout.trim().split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/).pop()!);
+    expect(keys.filter((k) => !/\/\.pgbak-[^/]+\.last-run\.json$/.test(k))).toEqual([]);
   });
 });

@@ -1,0 +1,80 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { describe, expect, it } from 'vitest';
+import { ChildStage } from '../../src/pipeline/child-stage.js';
+import { tempDir } from '../helpers/services.js';
+
+/** A sink that hashes what it receives and records whether the stream ended. */
+class Sink extends Writable {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  finished = false;
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void) {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    cb();
+  }
+  override _final(cb: () => void) {
+    this.finished = true;
+    cb();
+  }
+}
+
+const sh = (label: string, script: string, input: boolean) => new ChildStage({ label, command: 'bash', args: ['-c', script], input });
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('ChildStage.connect: child processes joined by kernel pipes', () => {
+  it('passes every byte through cat → zstd → zstd -d without node reading the middle', async () => {
+    const dir = tempDir();
+    const data = Buffer.concat([randomBytes(3 * 1024 * 1024), Buffer.alloc(5 * 1024 * 1024, 'pgbak ')]);
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, data);
+    for (let round = 0; round < 5; round++) {
+      const source = new ChildStage({ label: 'cat', command: 'cat', args: [file], input: false });
+      const zstd = new ChildStage({ label: 'zstd', command: 'zstd', args: ['-1', '-q', '-c'], input: true });
+      const unzstd = new ChildStage({ label: 'zstd -d', command: 'zstd', args: ['-d', '-q', '-c'], input: true });
+      const sink = new Sink();
+      ChildStage.connect([source, zstd, unzstd]);
+      await pipeline([source, zstd, unzstd, sink]);
+      expect(sink.bytes).toBe(data.length);
+      expect(sink.hash.digest('hex')).toBe(sha(data));
+      // The joined children read a kernel pipe, not a pipe from node.
+      expect(zstd.child.stdin).toBeNull();
+      expect(unzstd.child.stdin).toBeNull();
+    }
+  });
+
+  it('a killed first child fails the pipeline, and the output never ends, although the next child exited 0', async () => {
+    // It closes its stdout first (zstd sees a clean end of file and exits 0), then is killed.
+    const source = sh('pg_dump', 'head -c 2000000 /dev/zero; exec 1>&-; sleep 0.5; kill -9 $$', false);
+    const zstd = new ChildStage({ label: 'zstd', command: 'zstd', args: ['-1', '-q', '-c'], input: true });
+    const sink = new Sink();
+    ChildStage.connect([source, zstd]);
+    await expect(pipeline([source, zstd, sink])).rejects.toThrow(/pg_dump was killed by SIGKILL/);
+    expect(sink.finished).toBe(false);
+  });
+
+  it('a failing later child is reported, not the SIGPIPE it causes upstream', async () => {
+    const source = sh('producer', 'exec cat /dev/zero', false);
+    // It stops reading at once (the producer dies of SIGPIPE first), then fails.
+    const middle = sh('gpg', 'head -c 1000 > /dev/null; exec 0<&-; sleep 0.5; echo "no public key" >&2; exit 2', true);
+    const sink = new Sink();
+    ChildStage.connect([source, middle]);
+    await expect(pipeline([source, middle, sink])).rejects.toThrow(/gpg exited with code 2: no public key/);
+    expect(sink.finished).toBe(false);
+  });
+
+  it('stages that already started are not joined and still work through node', async () => {
+    const source = sh('producer', 'printf hello', false);
+    const upper = new ChildStage({ label: 'tr', command: 'tr', args: ['a-z', 'A-Z'], input: true });
+    await new Promise((r) => setImmediate(r)); // both started
+    ChildStage.connect([source, upper]);
+    const chunks: Buffer[] = [];
+    await pipeline([source, upper, new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(c), cb()) })]);
+    expect(Buffer.concat(chunks).toString()).toBe('HELLO');
+    expect(upper.child.stdin).not.toBeNull();
+  });
+});
