@@ -25,14 +25,21 @@ function isFile(p: string): boolean {
 }
 
 /** Candidate paths of a tool, in order: PG_DUMP_PATH (file or directory), PATH, /usr/lib/postgresql/*\/bin newest first. */
-export function candidatePaths(name: PgToolName, pgDumpPath?: string, env: NodeJS.ProcessEnv = process.env): string[] {
+export interface SearchPlaces {
+  /** PATH to search (default: the process's). */
+  readonly path?: string | undefined;
+  /** Where Debian installs versioned binaries (default /usr/lib/postgresql). */
+  readonly versionsRoot?: string;
+}
+
+export function candidatePaths(name: PgToolName, pgDumpPath?: string, places: SearchPlaces = {}): string[] {
   const out: string[] = [];
   if (pgDumpPath) {
     const dir = isFile(pgDumpPath) ? dirname(pgDumpPath) : pgDumpPath;
     out.push(isFile(pgDumpPath) && name === 'pg_dump' ? pgDumpPath : join(dir, name));
   }
-  for (const dir of (env.PATH ?? '').split(delimiter)) if (dir) out.push(join(dir, name));
-  const root = '/usr/lib/postgresql';
+  for (const dir of (places.path ?? process.env.PATH ?? '').split(delimiter)) if (dir) out.push(join(dir, name));
+  const root = places.versionsRoot ?? '/usr/lib/postgresql';
   if (existsSync(root)) {
     const versions = readdirSync(root)
       .filter((v) => /^\d+(\.\d+)?$/.test(v))
@@ -58,9 +65,9 @@ export async function toolVersion(path: string): Promise<{ version: string; majo
  * Find a PostgreSQL client tool whose major version is at least `minMajor` (pg_dump must be
  * as new as the server). Fails before any work, listing the versions that were found.
  */
-export async function findPgTool(name: PgToolName, minMajor: number, pgDumpPath?: string): Promise<PgTool> {
+export async function findPgTool(name: PgToolName, minMajor: number, pgDumpPath?: string, places?: SearchPlaces): Promise<PgTool> {
   const found: string[] = [];
-  for (const path of candidatePaths(name, pgDumpPath)) {
+  for (const path of candidatePaths(name, pgDumpPath, places)) {
     const v = await toolVersion(path);
     if (!v) continue;
     if (v.major >= minMajor) return { name, path, version: v.version, major: v.major };

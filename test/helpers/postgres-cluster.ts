@@ -47,9 +47,11 @@ export async function freePort(): Promise<number> {
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /** Run a server binary as the `postgres` user when we are root (initdb refuses root). */
+/** runuser(1), which lives in /usr/sbin (not always on a non-login root's PATH). */
+export const RUNUSER = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
+
 function asServerUser(bin: string, args: string[]): [string, string[]] {
-  const runuser = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
-  return isRoot ? [runuser, ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+  return isRoot ? [RUNUSER, ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
 }
 
 /**

@@ -3,6 +3,7 @@ import { createReadStream, existsSync, readdirSync, readFileSync, statSync } fro
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
+import { RUNUSER } from '../helpers/postgres-cluster.js';
 import {
   awsEnv,
   createBucket,
@@ -215,5 +216,24 @@ describe('pgbak backup', () => {
     const r = await runCli(['backup'], { env: backupEnv({ database: db, dir }) });
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(join(dir, 'backups', `.pgbak-${db}.lock`))).toBe(false);
+  });
+
+  it('names a permission problem on BACKUP_DIR or LOG_FILE with exit code 6', async () => {
+    const { chmodSync } = await import('node:fs');
+    const locked = tempDir(); // 0700, owned by root: the unprivileged user cannot write there
+    const cwd = tempDir();
+    chmodSync(cwd, 0o755);
+    const asNobody = [RUNUSER, '-u', 'nobody', '--'];
+    const base = { ...backupEnv({ database: db, dir: locked }), HOME: cwd };
+    let r = await runCli(['backup'], { env: { ...base, LOG_FILE: '' }, cwd, prefix: asNobody });
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.stderr).toContain(`permission denied`);
+    expect(r.stderr).toContain(join(locked, 'backups'));
+    expect(r.stderr).toMatch(/^hint: .*BACKUP_DIR/m);
+
+    r = await runCli(['backup'], { env: { ...base, BACKUP_DIR: join(cwd, 'b') }, cwd, prefix: asNobody });
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.stderr).toContain(join(locked, 'logs'));
+    expect(r.stderr).toMatch(/^hint: .*LOG_FILE/m);
   });
 });

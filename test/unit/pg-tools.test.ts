@@ -1,0 +1,49 @@
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ExitCode, PgToolError } from '../../src/errors/index.js';
+import { findPgTool } from '../../src/postgres/pg-tools.js';
+import { tempDir } from '../helpers/services.js';
+
+/** A directory with a fake `pg_dump` that answers --version like the real one. */
+function fakeBin(version: string): string {
+  const dir = tempDir('pgbak-fakebin-');
+  const file = join(dir, 'pg_dump');
+  writeFileSync(file, `#!/bin/sh\necho "pg_dump (PostgreSQL) ${version} (Debian ${version}-1)"\n`);
+  chmodSync(file, 0o755);
+  return dir;
+}
+
+describe('findPgTool: a pg_dump at least as new as the server', () => {
+  const emptyRoot = tempDir('pgbak-noroot-');
+
+  it('takes PG_DUMP_PATH first, then PATH, then /usr/lib/postgresql/*/bin newest first', async () => {
+    const root = tempDir('pgbak-root-');
+    for (const v of ['13', '16']) {
+      mkdirSync(join(root, v, 'bin'), { recursive: true });
+      writeFileSync(join(root, v, 'bin', 'pg_dump'), `#!/bin/sh\necho "pg_dump (PostgreSQL) ${v}.2"\n`);
+      chmodSync(join(root, v, 'bin', 'pg_dump'), 0o755);
+    }
+    const onPath = fakeBin('14.9');
+    const explicit = fakeBin('17.1');
+    expect((await findPgTool('pg_dump', 15, explicit, { path: onPath, versionsRoot: root })).version).toBe('17.1');
+    expect((await findPgTool('pg_dump', 14, undefined, { path: onPath, versionsRoot: root })).path).toBe(join(onPath, 'pg_dump'));
+    // PATH's 14 is too old for a 15 server: the newest versioned one is used.
+    expect((await findPgTool('pg_dump', 15, undefined, { path: onPath, versionsRoot: root })).path).toBe(join(root, '16', 'bin', 'pg_dump'));
+  });
+
+  it('fails before dumping and lists the versions found when all are older than the server', async () => {
+    const old = fakeBin('12.4');
+    const err = await findPgTool('pg_dump', 15, undefined, { path: old, versionsRoot: emptyRoot }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PgToolError);
+    expect((err as PgToolError).exitCode).toBe(ExitCode.pgDumpMissing);
+    expect((err as PgToolError).message).toBe(`no pg_dump of version 15 or newer (the server's) was found; found: ${join(old, 'pg_dump')} (12.4)`);
+  });
+
+  it('says "pg_dump not found" with the apt hint when there is none at all', async () => {
+    const err = await findPgTool('pg_dump', 15, undefined, { path: tempDir(), versionsRoot: emptyRoot }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PgToolError);
+    expect((err as PgToolError).message).toBe('pg_dump not found');
+    expect((err as PgToolError).hint).toMatch(/apt install postgresql-client/);
+  });
+});
