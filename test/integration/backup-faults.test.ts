@@ -23,14 +23,27 @@ async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, t
   }
 }
 
-/** pids of processes that are children of `parent` with the given command name. */
+function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return ''; // already gone
+  }
+}
+
+/**
+ * pids of the children of `parent` named `name` that are doing the real work (their command
+ * line has --dbname=; pgbak also runs short `pg_dump --version` probes). Debian's
+ * /usr/bin/pg_dump is a wrapper that execs the real binary: the cmdline is read after that.
+ */
 async function childPids(parent: number, name: string): Promise<number[]> {
   const { stdout } = await exec('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
   return stdout
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
     .filter((f) => f[1] === name)
-    .map((f) => Number(f[0]));
+    .map((f) => Number(f[0]))
+    .filter((pid) => cmdlineOf(pid).includes('--dbname='));
 }
 
 /** Files under a final backup name (not temp files, not the lock). */
@@ -56,11 +69,8 @@ describe('pgbak backup under faults', () => {
     const run = spawnCli(['backup'], { env: { ...env, BACKUP_COMPRESSION: 'gzip:9' } });
     const pgDump = await waitFor(async () => (await childPids(run.child.pid!, 'pg_dump'))[0]);
     // Secrets never reach argv: pg_dump's command line has no password.
-    // (Debian's /usr/bin/pg_dump is a wrapper that execs the real binary: read once it has.)
-    const cmdline = await waitFor(() => {
-      const text = readFileSync(`/proc/${pgDump}/cmdline`, 'utf8');
-      return text.includes('--dbname=') ? text : undefined;
-    });
+    const cmdline = cmdlineOf(pgDump);
+    expect(cmdline).toContain('--dbname=');
     expect(cmdline).not.toContain(services().pg.password);
     // Wait until data is flowing into the temp file, then kill pg_dump mid-stream.
     await waitFor(() => {
