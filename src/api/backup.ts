@@ -15,16 +15,11 @@ import { acquireLock } from '../scheduler/lock.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from './backup-result.js';
+import { BackupProgressTracker, type BackupProgress } from './backup-progress.js';
 import { preflight } from './preflight.js';
 import { TOOL_VERSION } from './version.js';
 
-export interface BackupProgress {
-  readonly bytes: number;
-  readonly elapsedMs: number;
-  /** Estimated from table sizes and pg_dump's "dumping contents of table" lines. */
-  readonly percent: number | undefined;
-  readonly table: string | undefined;
-}
+export type { BackupProgress } from './backup-progress.js';
 
 export interface BackupOptions {
   readonly job: JobConfig;
@@ -66,6 +61,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const warnings: string[] = [];
   let lockRelease: (() => void) | undefined;
   let client: pg.Client | undefined;
+  let progress: BackupProgressTracker | undefined;
   let size: number | undefined;
   let sha256: string | undefined;
   const locations: string[] = [];
@@ -134,16 +130,17 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     // 2. The dump, with exact row counts taken in the same snapshot at the same time.
     const counting = job.settings.BACKUP_ROW_COUNTS ? countRows(client, pre.tables ?? [], options.signal) : Promise.resolve(null);
     counting.catch(() => undefined);
-    const progress = progressTracker(pre.tables ?? [], started, options.onProgress);
+    progress = new BackupProgressTracker(pre.tables ?? [], started, options.onProgress);
+    progress.watchCopy(job.databaseUrl);
     const stages = [plan.streamStage(), encrypt ? gpgEncryptStage(pre.gpgKey!) : undefined].filter((s) => s !== undefined);
     const dump = await streamToStorage({
-      source: pgDumpStage({ tool: pgDump, url: job.databaseUrl, compressionArgs: plan.pgDumpArgs, snapshot, onTable: progress.onTable }),
+      source: pgDumpStage({ tool: pgDump, url: job.databaseUrl, compressionArgs: plan.pgDumpArgs, snapshot, onTable: (t) => progress?.onTable(t) }),
       stages,
       key: artKey,
       local,
       remote,
       signal: options.signal,
-      onBytes: progress.onBytes,
+      onBytes: (n) => progress?.onBytes(n),
       logger,
     });
     written.push({ backend: local, key: artKey });
@@ -217,6 +214,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     if (e.code === 'internal') logger.debug('stack', { stack: (e.cause as Error | undefined)?.stack });
     return result('failed', e);
   } finally {
+    await progress?.stop();
     if (client) await client.end().catch(() => undefined);
     lockRelease?.();
   }
@@ -251,30 +249,4 @@ async function storeGlobals(
     logger.warn('pg_dumpall cannot read role passwords (not a superuser); storing roles without passwords');
     return { ...(await attempt(true)), warning: 'globals stored without role passwords (the backup user is not a superuser)' };
   }
-}
-
-function progressTracker(tables: readonly { schema: string; table: string; bytes: number }[], started: Date, onProgress?: (p: BackupProgress) => void) {
-  const total = tables.reduce((s, t) => s + t.bytes, 0);
-  const sizes = new Map(tables.map((t) => [`${t.schema}.${t.table}`, t.bytes]));
-  let doneBytes = 0;
-  let current: string | undefined;
-  let bytes = 0;
-  let last = 0;
-  const emit = (force = false) => {
-    const t = Date.now();
-    if (!onProgress || (!force && t - last < 200)) return;
-    last = t;
-    onProgress({ bytes, elapsedMs: t - started.getTime(), percent: total > 0 ? Math.min(99, (doneBytes / total) * 100) : undefined, table: current });
-  };
-  return {
-    onTable(name: string) {
-      if (current) doneBytes += sizes.get(current) ?? 0;
-      current = name;
-      emit(true);
-    },
-    onBytes(n: number) {
-      bytes = n;
-      emit();
-    },
-  };
 }
