@@ -236,4 +236,25 @@ describe('pgbak backup', () => {
     expect(r.stderr).toContain(join(locked, 'logs'));
     expect(r.stderr).toMatch(/^hint: .*LOG_FILE/m);
   });
+
+  it('prunes after each successful backup (never below BACKUP_KEEP_MIN), unless --no-prune', async () => {
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, extra: { RETENTION_DAYS: '0', BACKUP_KEEP_MIN: '2', BACKUP_GLOBALS: 'false' } });
+    const manifests = () => readdirSync(join(dir, 'backups')).filter((f) => f.endsWith('.manifest.json')).sort();
+    const names: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 1100)); // names have one-second resolution
+      const r = await runCli(['backup', '--json'], { env });
+      expect(r.code, r.stderr).toBe(0);
+      names.push(JSON.parse(r.stdout).name);
+    }
+    // RETENTION_DAYS=0 lets every backup go, but the newest two good ones always stay.
+    expect(manifests()).toEqual(names.slice(1).map((n) => `${n}.manifest.json`));
+    expect(readdirSync(join(dir, 'backups')).filter((f) => f.endsWith('.dump')).sort()).toEqual(names.slice(1).map((n) => `${n}.dump`));
+
+    await new Promise((r) => setTimeout(r, 1100));
+    const kept = await runCli(['backup', '--no-prune', '--json'], { env });
+    expect(kept.code, kept.stderr).toBe(0);
+    expect(manifests()).toHaveLength(3);
+  });
 });
