@@ -6,7 +6,7 @@ import { ExitCode, UsageError } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 
-import { createRestoreProgress } from '../restore-progress.js';
+import { createRestoreProgress } from '../progress.js';
 import { formatDuration } from '../../logging/human-units.js';
 
 interface RestoreFlags extends CommonFlags {
