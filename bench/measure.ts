@@ -1,0 +1,97 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** One timed command: wall clock, CPU of the whole process tree, peak memory. */
+export interface Measurement {
+  readonly wallMs: number;
+  /** user + sys of the command and every child it waited for (from /usr/bin/time); null without it. */
+  readonly cpuMs: number | null;
+  /** Largest RSS of any process in the tree (ru_maxrss), KiB; null without /usr/bin/time. */
+  readonly treeMaxRssKiB: number | null;
+  /** For a node command run with the probe: that node process's own peak RSS (KiB) and CPU. */
+  readonly nodeMaxRssKiB: number | null;
+  readonly nodeCpuMs: number | null;
+  /** 1-minute load average when the command started (other work on the machine shows here). */
+  readonly load1: number;
+  readonly stdout: string;
+}
+
+export interface CommandSpec {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly env: NodeJS.ProcessEnv;
+  /** Where stdout goes: captured (default), discarded (/dev/null), or written to a file. */
+  readonly stdout?: 'capture' | 'ignore' | { file: string };
+  /** The command is a node program (bin/pgbak, run as installed): preload, through NODE_OPTIONS, the probe that reports its own peak RSS and CPU. */
+  readonly nodeProbe?: boolean;
+  readonly cwd?: string;
+}
+
+const TIME_BIN = '/usr/bin/time';
+const PROBE = join(fileURLToPath(new URL('.', import.meta.url)), 'rss-probe.mjs');
+
+/** Whether GNU time is available (CPU time and tree RSS); without it only wall time is measured. */
+export const haveGnuTime = existsSync(TIME_BIN);
+
+let current: ChildProcess | undefined;
+
+/** Kill the command being measured (Ctrl-C). */
+export function killCurrent(): void {
+  if (current && current.exitCode === null && current.signalCode === null) current.kill('SIGTERM');
+}
+
+/**
+ * Run one command and measure it. CPU time is the children's user+sys reported by GNU time,
+ * which covers every process the command waited for (pg_dump, gpg, zstd under pgbak), but not
+ * the servers it talks to (PostgreSQL, MinIO). Fails when the command exits non-zero.
+ */
+export async function measure(spec: CommandSpec, scratch: string): Promise<Measurement> {
+  const timeFile = join(scratch, `time-${process.pid}-${Date.now()}.txt`);
+  const probeFile = join(scratch, `probe-${process.pid}-${Date.now()}.json`);
+  const args = [...spec.args];
+  const [cmd, argv] = haveGnuTime
+    ? [TIME_BIN, ['-f', '%e %U %S %M', '-o', timeFile, '--', spec.command, ...args]]
+    : [spec.command, args];
+  const out = spec.stdout ?? 'capture';
+  const fd = typeof out === 'object' ? openSync(out.file, 'w', 0o600) : undefined;
+  const env = spec.nodeProbe ? { ...spec.env, BENCH_PROBE_FILE: probeFile, NODE_OPTIONS: `--import "${PROBE}"` } : spec.env;
+  const load1 = loadavg()[0] ?? 0;
+  const started = performance.now();
+  const child = spawn(cmd, argv, { env, cwd: spec.cwd, stdio: ['ignore', fd ?? (out === 'ignore' ? 'ignore' : 'pipe'), 'pipe'] });
+  current = child;
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (c, signal) => resolve(signal ? -1 : c));
+  });
+  const wallMs = performance.now() - started;
+  current = undefined;
+  if (fd !== undefined) closeSync(fd);
+  let time: number[] | undefined;
+  if (haveGnuTime && existsSync(timeFile)) {
+    const line = readFileSync(timeFile, 'utf8').trim().split('\n').pop() ?? '';
+    time = line.split(/\s+/).map(Number);
+    rmSync(timeFile, { force: true });
+  }
+  let probe: { maxRSS: number; userCPUTime: number; systemCPUTime: number } | undefined;
+  if (existsSync(probeFile)) {
+    probe = JSON.parse(readFileSync(probeFile, 'utf8'));
+    rmSync(probeFile, { force: true });
+  }
+  if (code !== 0) throw new Error(`${spec.command} ${spec.args.join(' ')} failed (exit ${code}): ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
+  return {
+    wallMs,
+    cpuMs: time && time.length >= 3 ? Math.round((time[1]! + time[2]!) * 1000) : null,
+    treeMaxRssKiB: time && time.length >= 4 ? time[3]! : null,
+    nodeMaxRssKiB: probe ? probe.maxRSS : null,
+    nodeCpuMs: probe ? Math.round((probe.userCPUTime + probe.systemCPUTime) / 1000) : null,
+    load1,
+    stdout,
+  };
+}

@@ -1,0 +1,163 @@
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Dataset } from './dataset.js';
+import type { RunResult } from './scenarios.js';
+
+/** Medians of one scenario's runs. */
+export interface Summary {
+  readonly wallMs: number;
+  readonly cpuMs: number | null;
+  readonly pgbakMaxRssKiB: number | null;
+  readonly treeMaxRssKiB: number | null;
+  readonly outputBytes: number;
+}
+
+export interface ScenarioReport {
+  readonly title: string;
+  readonly command: string;
+  readonly runs: readonly RunResult[];
+  readonly median: Summary;
+}
+
+export interface Target {
+  readonly name: string;
+  readonly value: number | null;
+  readonly limit: number;
+  readonly met: boolean | null;
+}
+
+/** The JSON file one bench run writes (bench/results/<date>-<host>.json). */
+export interface BenchReport {
+  readonly format: 'pgbak-bench';
+  readonly version: 1;
+  readonly date: string;
+  readonly host: string;
+  readonly machine: Readonly<Record<string, string | number>>;
+  readonly versions: Readonly<Record<string, string>>;
+  readonly dataset: Dataset & { readonly dumpZ0Bytes: number };
+  readonly options: { readonly reps: number; readonly zstdLevel: number; readonly order: readonly string[] };
+  readonly scenarios: Readonly<Record<string, ScenarioReport>>;
+  readonly ratios: Readonly<Record<string, number | null>>;
+  readonly targets: readonly Target[];
+  readonly loadAverage: { readonly start: number; readonly end: number };
+  readonly seconds: number;
+}
+
+/** The median (mean of the middle two for an even count); null when any value is missing. */
+export function median(values: readonly (number | null)[]): number | null {
+  if (values.length === 0 || values.some((v) => v === null)) return null;
+  const s = [...(values as number[])].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Medians of a scenario's runs. */
+export function summarize(runs: readonly RunResult[]): Summary {
+  return {
+    wallMs: median(runs.map((r) => r.wallMs)) ?? 0,
+    cpuMs: median(runs.map((r) => r.cpuMs)),
+    pgbakMaxRssKiB: median(runs.map((r) => r.pgbakMaxRssKiB)),
+    treeMaxRssKiB: median(runs.map((r) => r.treeMaxRssKiB)),
+    outputBytes: median(runs.map((r) => r.outputBytes)) ?? 0,
+  };
+}
+
+const ratio = (s: Readonly<Record<string, ScenarioReport>>, a: string, b: string) => {
+  const x = s[a]?.median.wallMs;
+  const y = s[b]?.median.wallMs;
+  return x !== undefined && y ? x / y : null;
+};
+
+/** Issue 7's ratios and targets from the medians. */
+export function judge(s: Readonly<Record<string, ScenarioReport>>): { ratios: Record<string, number | null>; targets: Target[] } {
+  const ratios = {
+    'd/b': ratio(s, 'd', 'b'),
+    'd/c': ratio(s, 'd', 'c'),
+    'e/a': ratio(s, 'e', 'a'),
+    'f_pgbak/f_bare': ratio(s, 'f_pgbak', 'f_bare'),
+    'zstd_T0/zstd_T1': ratio(s, 'zstd_T0', 'zstd_T1'),
+  };
+  const t = (name: string, value: number | null, limit: number): Target => ({ name, value, limit, met: value === null ? null : value <= limit });
+  const sizeE = s.e?.median.outputBytes;
+  const sizeB = s.b?.median.outputBytes;
+  const rss = [s.d?.median.pgbakMaxRssKiB, s.e?.median.pgbakMaxRssKiB, s.f_pgbak?.median.pgbakMaxRssKiB].filter((v): v is number => typeof v === 'number');
+  const targets = [
+    t('(d) ≤ 1.05 × (b)', ratios['d/b'], 1.05),
+    t('(d) ≤ 0.85 × (c)', ratios['d/c'], 0.85),
+    t('(e) ≤ 1.4 × (a)', ratios['e/a'], 1.4),
+    t("(e)'s output ≤ (b)'s (ratio)", sizeE !== undefined && sizeB ? sizeE / sizeB : null, 1),
+    t('pgbak restore ≤ 1.1 × bare pg_restore', ratios['f_pgbak/f_bare'], 1.1),
+    t('peak RSS of pgbak ≤ 120 MB (MB)', rss.length ? Math.max(...rss) / 1024 : null, 120),
+  ];
+  return { ratios, targets };
+}
+
+const mb = (bytes: number) => (bytes / 1e6).toFixed(bytes < 10e6 ? 2 : 0);
+const sec = (ms: number | null) => (ms === null ? '–' : (ms / 1000).toFixed(2));
+const rssMb = (kib: number | null) => (kib === null ? '–' : (kib / 1024).toFixed(0));
+const cell = (text: string) => text.replaceAll('|', '\\|');
+
+/** The markdown tables of one report: machine, dataset, scenarios, ratios and targets. */
+export function renderResults(r: BenchReport): string {
+  const lines: string[] = [];
+  const m = r.machine;
+  lines.push(`Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC on \`${r.host}\`: ${m.cpuModel}, ${m.cpus} cores, ${m.memoryGiB} GiB, ${m.kernel}.`);
+  lines.push(`Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
+  const rows = Object.entries(r.dataset.rows).map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ');
+  lines.push(
+    `Dataset: ${mb(r.dataset.bytes)} MB on disk (target ${mb(r.dataset.targetBytes)} MB; ${rows}); uncompressed custom dump ${mb(r.dataset.dumpZ0Bytes)} MB.`,
+  );
+  lines.push(`${r.options.reps} repetitions, interleaved; medians. Load average ${r.loadAverage.start.toFixed(1)} → ${r.loadAverage.end.toFixed(1)}. Whole run ${Math.round(r.seconds)} s.`);
+  lines.push('');
+  lines.push('| | scenario | wall s | CPU s | peak RSS pgbak MB | largest process MB | output MB | runs (wall s) |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---|');
+  for (const [id, s] of Object.entries(r.scenarios)) {
+    const steps = s.runs[0]?.steps ? ` — ${Object.keys(s.runs[0].steps).map((k) => `${k} ${sec(median(s.runs.map((x) => x.steps?.[k] ?? null)))}`).join(', ')}` : '';
+    const out = id === 'a' ? r.dataset.dumpZ0Bytes : s.median.outputBytes;
+    lines.push(
+      `| ${id} | ${cell(s.title)}${steps} | ${sec(s.median.wallMs)} | ${sec(s.median.cpuMs)} | ${rssMb(s.median.pgbakMaxRssKiB)} | ${rssMb(s.median.treeMaxRssKiB)} | ${mb(out)} | ${s.runs.map((x) => sec(x.wallMs)).join(' ')} |`,
+    );
+  }
+  lines.push('');
+  lines.push('| ratio or target | value | limit | met |');
+  lines.push('|---|---:|---:|---|');
+  for (const t of r.targets) lines.push(`| ${t.name} | ${t.value === null ? '–' : t.value.toFixed(2)} | ${t.limit} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`);
+  const z = r.ratios['zstd_T0/zstd_T1'];
+  if (z !== null && z !== undefined) lines.push(`| zstd -T0 / single-threaded (bare pipe) | ${z.toFixed(2)} | | |`);
+  return lines.join('\n');
+}
+
+/** Peak RSS of pgbak per dataset size, from every report in the results directory. */
+export function renderMemory(resultsDir: string): string {
+  const reports = existsSync(resultsDir)
+    ? readdirSync(resultsDir)
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => JSON.parse(readFileSync(join(resultsDir, f), 'utf8')) as BenchReport)
+        .filter((r) => r.format === 'pgbak-bench')
+    : [];
+  const lines = ['| run | dataset MB | dump -Z0 MB | (d) peak RSS MB | (e) peak RSS MB | restore peak RSS MB |', '|---|---:|---:|---:|---:|---:|'];
+  for (const r of reports.sort((a, b) => a.dataset.bytes - b.dataset.bytes || a.date.localeCompare(b.date))) {
+    const p = (id: string) => rssMb(r.scenarios[id]?.median.pgbakMaxRssKiB ?? null);
+    lines.push(`| ${r.date.slice(0, 10)} ${r.host} | ${mb(r.dataset.bytes)} | ${mb(r.dataset.dumpZ0Bytes)} | ${p('d')} | ${p('e')} | ${p('f_pgbak')} |`);
+  }
+  return lines.join('\n');
+}
+
+/** Replace the text between `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->` (appended when absent). */
+export function replaceSection(doc: string, name: string, body: string): string {
+  const begin = `<!-- bench:${name}:begin -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const block = `${begin}\n${body}\n${end}`;
+  const i = doc.indexOf(begin);
+  const j = doc.indexOf(end);
+  if (i >= 0 && j > i) return doc.slice(0, i) + block + doc.slice(j + end.length);
+  return `${doc.trimEnd()}\n\n${block}\n`;
+}
+
+/** Regenerate the generated sections of docs/performance.md, keeping the written analysis around them. */
+export function updateDocs(file: string, report: BenchReport, resultsDir: string, full: boolean): void {
+  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Performance\n\nGenerated by `npm run bench`.\n';
+  if (full) doc = replaceSection(doc, 'results', renderResults(report));
+  doc = replaceSection(doc, 'memory', renderMemory(resultsDir));
+  writeFileSync(file, doc);
+}

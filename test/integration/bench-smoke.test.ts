@@ -1,0 +1,43 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../helpers/cli.js';
+import { tempDir } from '../helpers/services.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Keeps `npm run bench` from rotting: a tiny run must produce every scenario. Shape, never speed. */
+describe('npm run bench (smoke)', () => {
+  it('runs every scenario at a tiny size and writes the JSON report and the docs tables', async () => {
+    const out = tempDir('pgbak-bench-smoke-');
+    const docs = join(out, 'performance.md');
+    const tsx = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
+    await execFileAsync(tsx, ['bench/bench.ts', '--size', '5MB', '--reps', '1', '--out', out, '--docs', docs], {
+      cwd: REPO_ROOT,
+      timeout: 170_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const files = readdirSync(out).filter((f) => f.endsWith('.json'));
+    expect(files).toHaveLength(1);
+    const report = JSON.parse(readFileSync(join(out, files[0]!), 'utf8'));
+    expect(report).toMatchObject({ format: 'pgbak-bench', version: 1, options: { reps: 1 } });
+    expect(report.dataset.bytes).toBeGreaterThan(0);
+    expect(report.dataset.dumpZ0Bytes).toBeGreaterThan(0);
+    expect(Object.keys(report.scenarios).sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f_bare', 'f_pgbak', 'zstd_T0', 'zstd_T1'].sort());
+    for (const [id, s] of Object.entries<{ runs: unknown[]; median: Record<string, number | null> }>(report.scenarios)) {
+      expect(s.runs, id).toHaveLength(1);
+      expect(s.median.wallMs, id).toBeGreaterThan(0);
+      if (id !== 'a') expect(s.median.outputBytes, id).toBeGreaterThan(0);
+      if (existsSync('/usr/bin/time')) expect(s.median.cpuMs, id).toBeGreaterThanOrEqual(0);
+    }
+    for (const id of ['d', 'e', 'f_pgbak']) expect(report.scenarios[id].median.pgbakMaxRssKiB, id).toBeGreaterThan(0);
+    for (const r of ['d/b', 'd/c', 'e/a', 'f_pgbak/f_bare']) expect(report.ratios[r], r).toBeGreaterThan(0);
+    expect(report.targets.length).toBeGreaterThanOrEqual(6);
+    const md = readFileSync(docs, 'utf8');
+    expect(md).toContain('<!-- bench:results:begin -->');
+    expect(md).toContain('| f_pgbak |');
+    expect(md).toContain('<!-- bench:memory:begin -->');
+  }, 180_000);
+});
