@@ -16,7 +16,8 @@ $ErrorActionPreference = 'Stop'
 $root = Split-Path -Parent $PSScriptRoot
 Set-Location -LiteralPath $root
 
-$pgbakArgs = @((Join-Path $root 'bin/pgbak'), 'backup')
+# --max-semi-space-size=1 as in bin/pgbak's shebang: lower peak memory while the dump streams.
+$pgbakArgs = @('--max-semi-space-size=1', (Join-Path $root 'bin/pgbak'), 'backup')
 if ($DryRun)    { $pgbakArgs += '--dry-run' }
 if ($NoUpload)  { $pgbakArgs += '--no-upload' }
 if ($NoEncrypt) { $pgbakArgs += '--no-encrypt' }

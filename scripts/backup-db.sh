@@ -12,4 +12,4 @@
 set -euo pipefail
 root="$(cd -- "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/.." && pwd)"
 cd -- "$root"
-exec node "$root/bin/pgbak" backup "$@"
+exec "$root/bin/pgbak" backup "$@"
