@@ -46,8 +46,9 @@ describe('transient failures get the codes the daemon retries', () => {
     const db = await createDatabase('lost', `CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g;`);
     const app = `pgbak_lost_${uniqueId()}`;
     const tool = await findPgTool('pg_dump', 0, services().pg.bindir);
-    // A slow reader keeps pg_dump (and its backend) busy inside COPY until the test terminates it.
-    const slow = new Writable({ highWaterMark: 1024, write: (_c, _e, cb) => void setTimeout(cb, 20) });
+    // A slow reader keeps pg_dump (and its backend) busy inside COPY until the test terminates it
+    // (about 30 s of reading if never terminated, so a loaded machine cannot finish it first).
+    const slow = new Writable({ highWaterMark: 1024, write: (_c, _e, cb) => void setTimeout(cb, 200) });
     const dump = pipeline(pgDumpStage({ tool, url: `${pgUrl(db)}?application_name=${app}`, compressionArgs: ['--compress=0'] }), slow);
     const failed = rejection(dump);
     for (let i = 0; i < 100; i++) {
