@@ -4,6 +4,7 @@
  *
  *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d]
  *                    [--out bench/results] [--docs docs/performance.md | none]
+ *                    [--pgbak-env NAME=VALUE …]   (extra pgbak variables, for profiling)
  *
  * Scenarios run interleaved (each repetition runs every scenario once, starting one further
  * along), and the report gives medians. Everything started is stopped and removed on exit,
@@ -36,12 +37,14 @@ const { values: opts } = parseArgs({
     scenarios: { type: 'string' },
     out: { type: 'string', default: join(REPO, 'bench', 'results') },
     docs: { type: 'string', default: join(REPO, 'docs', 'performance.md') },
+    /** Extra pgbak variables for profiling, e.g. --pgbak-env STORAGE_PART_SIZE=5MiB (repeatable). */
+    'pgbak-env': { type: 'string', multiple: true },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (opts.help) {
   process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,zstd_T0,zstd_T1,f_bare,f_pgbak]
-                     [--out DIR] [--docs FILE|none]\n`);
+                     [--out DIR] [--docs FILE|none] [--pgbak-env NAME=VALUE ...]\n`);
   process.exit(0);
 }
 
@@ -79,6 +82,12 @@ async function main(): Promise<void> {
   const wanted = opts.scenarios ? opts.scenarios.split(',').map((s) => s.trim()) : all.map((s) => s.id);
   for (const id of wanted) if (!all.some((s) => s.id === id)) throw new Error(`unknown scenario "${id}" (${all.map((s) => s.id).join(', ')})`);
   const selected = all.filter((s) => wanted.includes(s.id));
+  const pgbakExtra: Record<string, string> = {};
+  for (const kv of opts['pgbak-env'] ?? []) {
+    const i = kv.indexOf('=');
+    if (i < 1 || /SECRET|PASSWORD|KEY/i.test(kv.slice(0, i))) throw new Error(`--pgbak-env: expected NAME=VALUE without secrets (got "${kv}")`);
+    pgbakExtra[kv.slice(0, i)] = kv.slice(i + 1);
+  }
   if (!haveGnuTime) log('/usr/bin/time not found: CPU time and process-tree RSS are not measured');
   const load0 = loadavg()[0] ?? 0;
 
@@ -99,7 +108,7 @@ async function main(): Promise<void> {
   const buckets = { seed: 'bench-seed', pgbak: 'bench-pgbak' };
   for (const b of Object.values(buckets)) await execFileAsync('aws', ['s3', 'mb', `s3://${b}`, '--endpoint-url', s3.endpoint], { env: awsEnv });
 
-  const ctx: BenchContext = { scratch, pg, database: dataset.database, s3, gpg, pgbakBin: join(REPO, 'bin', 'pgbak'), zstdLevel, buckets, state: { runs: 0 } };
+  const ctx: BenchContext = { scratch, pg, database: dataset.database, s3, gpg, pgbakBin: join(REPO, 'bin', 'pgbak'), zstdLevel, buckets, pgbakExtra, state: { runs: 0 } };
 
   // Warm-up, untimed: the uncompressed dump's size (and a warm page cache), node's modules.
   const z0 = join(scratch, 'warmup.dump');
@@ -143,7 +152,7 @@ async function main(): Promise<void> {
     machine: machine(),
     versions: await versions(pg, process.env.S3_TEST_ENDPOINT ? 'external S3' : MINIO_VERSION, REPO),
     dataset: { ...dataset, dumpZ0Bytes },
-    options: { reps, zstdLevel, order: selected.map((s) => s.id) },
+    options: { reps, zstdLevel, order: selected.map((s) => s.id), pgbakEnv: pgbakExtra },
     scenarios: reportScenarios,
     ratios,
     targets,
@@ -151,11 +160,14 @@ async function main(): Promise<void> {
     seconds: (Date.now() - started) / 1000,
   };
   mkdirSync(opts.out, { recursive: true });
-  const file = join(opts.out, `${date.slice(0, 10)}-${hostname()}-${opts.size.replace(/\s+/g, '')}.json`);
+  const full = selected.length === all.length;
+  const variant = [full ? '' : selected.map((s) => s.id).join('+'), ...Object.entries(pgbakExtra).map(([k, v]) => `${k}=${v}`)].filter(Boolean).join('-');
+  const name = `${date.slice(0, 10)}-${hostname()}-${opts.size.replace(/\s+/g, '')}${variant ? `-${variant}` : ''}`;
+  const file = join(opts.out, `${name}.json`);
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   log(`wrote ${file}`);
   if (opts.docs !== 'none') {
-    updateDocs(opts.docs, report, opts.out, selected.length === all.length);
+    updateDocs(opts.docs, report, opts.out, full && Object.keys(pgbakExtra).length === 0);
     log(`updated ${opts.docs}`);
   }
   for (const t of targets) log(`${t.met === null ? '  -' : t.met ? ' ok' : 'MISS'} ${t.name}: ${t.value === null ? '–' : t.value.toFixed(2)} (limit ${t.limit})`);

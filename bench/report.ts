@@ -35,7 +35,12 @@ export interface BenchReport {
   readonly machine: Readonly<Record<string, string | number>>;
   readonly versions: Readonly<Record<string, string>>;
   readonly dataset: Dataset & { readonly dumpZ0Bytes: number };
-  readonly options: { readonly reps: number; readonly zstdLevel: number; readonly order: readonly string[] };
+  readonly options: {
+    readonly reps: number;
+    readonly zstdLevel: number;
+    readonly order: readonly string[];
+    readonly pgbakEnv?: Readonly<Record<string, string>>;
+  };
   readonly scenarios: Readonly<Record<string, ScenarioReport>>;
   readonly ratios: Readonly<Record<string, number | null>>;
   readonly targets: readonly Target[];
@@ -102,12 +107,18 @@ export function renderResults(r: BenchReport): string {
   const lines: string[] = [];
   const m = r.machine;
   lines.push(`Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC on \`${r.host}\`: ${m.cpuModel}, ${m.cpus} cores, ${m.memoryGiB} GiB, ${m.kernel}.`);
+  const extra = Object.entries(r.options.pgbakEnv ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (extra.length) lines.push(`pgbak ran with ${extra.join(' ')}.`);
   lines.push(`Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
   const rows = Object.entries(r.dataset.rows).map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ');
   lines.push(
     `Dataset: ${mb(r.dataset.bytes)} MB on disk (target ${mb(r.dataset.targetBytes)} MB; ${rows}); uncompressed custom dump ${mb(r.dataset.dumpZ0Bytes)} MB.`,
   );
-  lines.push(`${r.options.reps} repetitions, interleaved; medians. Load average ${r.loadAverage.start.toFixed(1)} → ${r.loadAverage.end.toFixed(1)}. Whole run ${Math.round(r.seconds)} s.`);
+  const loads = Object.values(r.scenarios).flatMap((s) => s.runs.map((x) => x.load1));
+  lines.push(
+    `${r.options.reps} repetitions, interleaved; medians. 1-minute load average when runs started: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} ` +
+      `(${m.cpus} cores; the bench itself keeps one or two busy, more is other work on the machine). Whole run ${Math.round(r.seconds)} s.`,
+  );
   lines.push('');
   lines.push('| | scenario | wall s | CPU s | peak RSS pgbak MB | largest process MB | output MB | runs (wall s) |');
   lines.push('|---|---|---:|---:|---:|---:|---:|---|');
@@ -119,11 +130,19 @@ export function renderResults(r: BenchReport): string {
     );
   }
   lines.push('');
-  lines.push('| ratio or target | value | limit | met |');
-  lines.push('|---|---:|---:|---|');
-  for (const t of r.targets) lines.push(`| ${t.name} | ${t.value === null ? '–' : t.value.toFixed(2)} | ${t.limit} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`);
+  lines.push('| ratio or target (wall time medians) | value | same ratio of CPU time | limit | met |');
+  lines.push('|---|---:|---:|---:|---|');
+  const cpu = (pair: string | undefined) => {
+    if (!pair) return '';
+    const [x, y] = pair.split('/').map((id) => r.scenarios[id!]?.median.cpuMs);
+    return typeof x === 'number' && typeof y === 'number' && y > 0 ? (x / y).toFixed(2) : '–';
+  };
+  const pairOf: Record<string, string> = { '(d) ≤ 1.05 × (b)': 'd/b', '(d) ≤ 0.85 × (c)': 'd/c', '(e) ≤ 1.4 × (a)': 'e/a', 'pgbak restore ≤ 1.1 × bare pg_restore': 'f_pgbak/f_bare' };
+  for (const t of r.targets) {
+    lines.push(`| ${t.name} | ${t.value === null ? '–' : t.value.toFixed(2)} | ${cpu(pairOf[t.name])} | ${t.limit} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`);
+  }
   const z = r.ratios['zstd_T0/zstd_T1'];
-  if (z !== null && z !== undefined) lines.push(`| zstd -T0 / single-threaded (bare pipe) | ${z.toFixed(2)} | | |`);
+  if (z !== null && z !== undefined) lines.push(`| zstd -T0 / single-threaded (bare pipe) | ${z.toFixed(2)} | ${cpu('zstd_T0/zstd_T1')} | | |`);
   return lines.join('\n');
 }
 
@@ -138,7 +157,8 @@ export function renderMemory(resultsDir: string): string {
   const lines = ['| run | dataset MB | dump -Z0 MB | (d) peak RSS MB | (e) peak RSS MB | restore peak RSS MB |', '|---|---:|---:|---:|---:|---:|'];
   for (const r of reports.sort((a, b) => a.dataset.bytes - b.dataset.bytes || a.date.localeCompare(b.date))) {
     const p = (id: string) => rssMb(r.scenarios[id]?.median.pgbakMaxRssKiB ?? null);
-    lines.push(`| ${r.date.slice(0, 10)} ${r.host} | ${mb(r.dataset.bytes)} | ${mb(r.dataset.dumpZ0Bytes)} | ${p('d')} | ${p('e')} | ${p('f_pgbak')} |`);
+    const extra = Object.entries(r.options.pgbakEnv ?? {}).map(([k, v]) => ` ${k}=${v}`).join('');
+    lines.push(`| ${r.date.slice(0, 16).replace('T', ' ')} ${r.host}${extra} | ${mb(r.dataset.bytes)} | ${mb(r.dataset.dumpZ0Bytes)} | ${p('d')} | ${p('e')} | ${p('f_pgbak')} |`);
   }
   return lines.join('\n');
 }

@@ -15,6 +15,8 @@ export interface BenchContext {
   /** bin/pgbak */
   readonly pgbakBin: string;
   readonly zstdLevel: number;
+  /** Extra pgbak variables (--pgbak-env), e.g. STORAGE_PART_SIZE for profiling. */
+  readonly pgbakExtra: Readonly<Record<string, string>>;
   /** Bucket per scenario, created beforehand. */
   readonly buckets: Readonly<Record<'seed' | 'pgbak', string>>;
   /** Outputs kept for the restore scenarios. */
@@ -86,6 +88,7 @@ function pgbakEnv(ctx: BenchContext, dir: string, compression: string): NodeJS.P
     STORAGE_ACCESS_KEY: ctx.s3.accessKey,
     STORAGE_SECRET_KEY: ctx.s3.secretKey,
     STORAGE_BUCKET: ctx.buckets.pgbak,
+    ...ctx.pgbakExtra,
   };
 }
 
