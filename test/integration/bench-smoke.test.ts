@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { REPO_ROOT } from '../helpers/cli.js';
 import { tempDir } from '../helpers/services.js';
 
@@ -12,6 +12,7 @@ const execFileAsync = promisify(execFile);
 describe('npm run bench (smoke)', () => {
   it('runs every scenario at a tiny size and writes the JSON report and the docs tables', async () => {
     const out = tempDir('pgbak-bench-smoke-');
+    onTestFinished(() => rmSync(out, { recursive: true, force: true }));
     const docs = join(out, 'performance.md');
     const tsx = join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
     await execFileAsync(tsx, ['bench/bench.ts', '--size', '5MB', '--reps', '1', '--out', out, '--docs', docs], {
