@@ -32,7 +32,15 @@ export async function runAfterBackup(options: AfterBackupOptions): Promise<Backu
   if (result.status === 'ok' && options.prune && job.settings.BACKUP_PRUNE && !options.signal?.aborted) {
     try {
       const storage = createStorage(job);
-      const pruned = await prune({ job, local: storage.local, remote: storage.remote, logger });
+      // Never the backup this run just made, and only backups of this run's server.
+      const pruned = await prune({
+        job,
+        local: storage.local,
+        remote: storage.remote,
+        logger,
+        protect: result.name ? [result.name] : [],
+        systemIdentifier: result.systemIdentifier,
+      });
       for (const e of pruned.errors) warnings.push(`prune: ${e}`);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);

@@ -18,6 +18,8 @@ export interface BackupResult {
   readonly locations: readonly string[];
   /** Set when status is partial or failed. */
   readonly error: { readonly code: string; readonly message: string; readonly hint?: string | undefined; readonly exitCode: number } | undefined;
+  /** The server's system identifier, once the run reached the database (identity of the backups). */
+  readonly systemIdentifier?: string | undefined;
   /** Warnings that did not fail the run (size anomaly, prune problems, notification failures). */
   readonly warnings: readonly string[];
 }

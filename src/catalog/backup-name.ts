@@ -3,9 +3,11 @@ import type { CompressionMethod } from '../config/parsers.js';
 /**
  * Backup names, as in the seed's "Backup Files" table: `<db>_YYYYMMDD_HHMMSS` (UTC), then
  * `.dump` (plus `.zst` / `.lz4` when compressed in the stream, plus `.gpg` when encrypted),
- * `.globals.sql[.gpg]`, `.manifest.json` (written last) and `.verify.json`.
+ * `.globals.sql[.gpg]`, `.manifest.json` (written last) and `.verify.json`; `.run.json` is the run
+ * record a backup writes FIRST (with a create-only put): it claims the name, so two writers never
+ * share keys, and it proves that a manifest-less dump is pgbak's own failed run and not a foreign file.
  */
-export type FileRole = 'artifact' | 'globals' | 'manifest' | 'verification';
+export type FileRole = 'artifact' | 'globals' | 'manifest' | 'verification' | 'run';
 
 export interface ParsedKey {
   /** `<prefix>_YYYYMMDD_HHMMSS` */
@@ -20,7 +22,7 @@ export interface ParsedKey {
   readonly streamCompression: 'zstd' | 'lz4' | undefined;
 }
 
-const KEY_RE = /^(.+)_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\.(dump(?:\.zst|\.lz4)?(?:\.gpg)?|globals\.sql(?:\.gpg)?|manifest\.json|verify\.json)$/;
+const KEY_RE = /^(.+)_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\.(dump(?:\.zst|\.lz4)?(?:\.gpg)?|globals\.sql(?:\.gpg)?|manifest\.json|verify\.json|run\.json)$/;
 
 /** Parse a storage key's last path segment; undefined for anything that is not pgbak's. */
 export function parseKey(key: string): ParsedKey | undefined {
@@ -30,7 +32,15 @@ export function parseKey(key: string): ParsedKey | undefined {
   const [, prefix, y, mo, d, h, mi, s, ext] = m as unknown as [string, string, string, string, string, string, string, string, string];
   const time = new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s));
   if (Number.isNaN(time.getTime()) || time.getUTCDate() !== +d || time.getUTCMonth() !== +mo - 1) return undefined;
-  const role: FileRole = ext.startsWith('dump') ? 'artifact' : ext.startsWith('globals') ? 'globals' : ext === 'manifest.json' ? 'manifest' : 'verification';
+  const role: FileRole = ext.startsWith('dump')
+    ? 'artifact'
+    : ext.startsWith('globals')
+      ? 'globals'
+      : ext === 'manifest.json'
+        ? 'manifest'
+        : ext === 'run.json'
+          ? 'run'
+          : 'verification';
   return {
     base: `${prefix}_${y}${mo}${d}_${h}${mi}${s}`,
     prefix,
@@ -59,3 +69,4 @@ export function artifactKey(base: string, opts: { streamCompression?: Compressio
 export const globalsKey = (base: string, encrypted: boolean) => `${base}.globals.sql${encrypted ? '.gpg' : ''}`;
 export const manifestKey = (base: string) => `${base}.manifest.json`;
 export const verificationKey = (base: string) => `${base}.verify.json`;
+export const runKey = (base: string) => `${base}.run.json`;

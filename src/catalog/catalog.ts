@@ -4,6 +4,7 @@ import type { BackupState } from '../retention/policy.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { parseKey, type ParsedKey } from './backup-name.js';
 import { parseManifest, type Manifest, type VerificationRecord } from './manifest.js';
+import { parseRunRecord, type RunRecord } from './run-record.js';
 
 /**
  * One view of the backups in BACKUP_DIR and in the bucket, merged by base name. Object sizes
@@ -20,15 +21,36 @@ export interface CopyObject {
   readonly size: number;
 }
 
-/** The keys of one backup present in one backend. */
+/**
+ * One backup as one backend holds it, judged ON ITS OWN: a broken or missing copy in one place
+ * never condemns a good copy elsewhere, and a copy is `good` only when its own manifest parses
+ * and the artifact it names is there with the right size.
+ */
 export interface CopyInfo {
   /** The dump; when the manifest names one, that one. */
   readonly artifact?: CopyObject | undefined;
   readonly globals?: CopyObject | undefined;
   readonly manifest?: CopyObject | undefined;
   readonly verification?: CopyObject | undefined;
+  /** The run record (`<name>.run.json`) that claimed the name here. */
+  readonly run?: CopyObject | undefined;
   /** Further pgbak keys of the same backup (e.g. a `.dump` next to the `.dump.gpg` the manifest names). */
   readonly others: readonly CopyObject[];
+  /**
+   * good: own manifest parses and names this backup, its artifact (and globals) are here with the
+   * recorded sizes, and this copy's newest verification did not fail; incomplete: no manifest, or
+   * a manifest whose artifact is missing; corrupt: unreadable manifest, size mismatch, missing
+   * globals, failed verification; foreign: not pgbak's (no manifest and no run record anywhere).
+   */
+  readonly state: BackupState;
+  /** Why this copy is not good (empty when good). */
+  readonly problems: readonly string[];
+  /** This copy's own manifest, when it parses. */
+  readonly manifestData?: Manifest | undefined;
+  /** This copy's verification record, when readable. */
+  readonly verificationData?: VerificationRecord | undefined;
+  /** This copy's run record, read only when the copy has no manifest. */
+  readonly runData?: RunRecord | undefined;
 }
 
 /** One backup, merged across the local directory and the bucket. */
@@ -39,16 +61,19 @@ export interface CatalogEntry {
   readonly prefix: string;
   /** From the manifest (`startedAt`); from the name when no manifest could be read. */
   readonly time: Date;
-  /** From the manifest; undefined when there is none. */
+  /** From the manifest (else the run record); undefined when there is neither. */
   readonly database: string | undefined;
+  /** The server's system identifier, from the manifest or the run record, when recorded. */
+  readonly systemIdentifier: string | undefined;
+  /** The manifest of the first good copy (local first), else the first that parses. */
   readonly manifest?: Manifest | undefined;
   /**
-   * good: the manifest parses and the artifact it names exists with its size in every location
-   * that has the manifest; incomplete: an artifact without manifest or a manifest without
-   * artifact; corrupt: unreadable manifest, size mismatch, or the newest verification failed.
+   * The best state of its copies: good when at least one copy is good; else corrupt when one is;
+   * else incomplete (pgbak's own, unfinished or failed); foreign when no copy has a manifest or a
+   * run record (a file named like a backup that pgbak did not make: retention keeps it).
    */
   readonly state: BackupState;
-  /** Why the backup is not good, for people (empty when good). */
+  /** Every problem of every copy, prefixed with its location, and disagreements between copies (empty when all is well). */
   readonly problems: readonly string[];
   readonly locations: { readonly local?: CopyInfo | undefined; readonly remote?: CopyInfo | undefined };
   readonly encrypted: boolean;
@@ -75,6 +100,7 @@ interface RawCopy {
   globals: CopyObject[];
   manifest?: CopyObject;
   verification?: CopyObject;
+  run?: CopyObject;
 }
 
 interface RawBackup {
@@ -139,6 +165,7 @@ async function collect(backend: StorageBackend, where: LocationName, prefix: str
     if (parsed.role === 'artifact') copy.artifacts.push(o);
     else if (parsed.role === 'globals') copy.globals.push(o);
     else if (parsed.role === 'manifest') copy.manifest = o;
+    else if (parsed.role === 'run') copy.run = o;
     else copy.verification = o;
   }
 }
@@ -149,6 +176,7 @@ interface ReadCopy {
   manifest?: Manifest;
   manifestProblem?: string;
   verification?: VerificationRecord;
+  run?: RunRecord;
 }
 
 async function readCopy(backend: StorageBackend, raw: RawCopy): Promise<ReadCopy> {
@@ -173,69 +201,144 @@ async function readCopy(backend: StorageBackend, raw: RawCopy): Promise<ReadCopy
       if (v) out.verification = v;
     }
   }
+  // Without a manifest, the run record says whose the files are (ownership, database, server).
+  if (raw.run && !raw.manifest) {
+    const got = await readSmall(backend, raw.run.key);
+    if (got && 'text' in got) {
+      const r = parseRunRecord(got.text);
+      if (r) out.run = r;
+    }
+  }
   return out;
 }
 
-/** State and CopyInfo of one location. Problems are prefixed with the location name. */
-function judgeCopy(name: string, where: LocationName, c: ReadCopy, problems: { corrupt: string[]; incomplete: string[] }): CopyInfo {
+/** The CopyInfo of one location, judged on its own (ownership is decided across copies later). */
+function judgeCopy(name: string, c: ReadCopy): CopyInfo {
   const { raw, manifest } = c;
   const byKey = (list: CopyObject[], key: string | undefined) => list.find((o) => o.key === key);
   const artifact = (manifest && byKey(raw.artifacts, manifest.artifact.key)) ?? (manifest ? undefined : raw.artifacts[0]);
   const globals = (manifest?.globals && byKey(raw.globals, manifest.globals.key)) ?? (manifest?.globals ? undefined : raw.globals[0]);
   const others = [...raw.artifacts, ...raw.globals].filter((o) => o !== artifact && o !== globals);
+  const corrupt: string[] = [];
+  const incomplete: string[] = [];
 
-  if (c.manifestProblem) problems.corrupt.push(`${where}: ${c.manifestProblem}`);
+  if (c.manifestProblem) corrupt.push(c.manifestProblem);
   if (manifest) {
-    if (manifest.name !== name) problems.corrupt.push(`${where}: manifest names ${manifest.name}`);
-    if (!artifact) problems.incomplete.push(`${where}: manifest without artifact ${manifest.artifact.key}`);
-    else if (artifact.size !== manifest.artifact.size) {
-      problems.corrupt.push(`${where}: ${artifact.key} is ${artifact.size} bytes, manifest says ${manifest.artifact.size}`);
-    }
+    if (manifest.name !== name) corrupt.push(`manifest names ${manifest.name}`);
+    if (!artifact) incomplete.push(`manifest without artifact ${manifest.artifact.key}`);
+    else if (artifact.size !== manifest.artifact.size) corrupt.push(`${artifact.key} is ${artifact.size} bytes, manifest says ${manifest.artifact.size}`);
     if (manifest.globals) {
-      if (!globals) problems.corrupt.push(`${where}: globals ${manifest.globals.key} named by the manifest is missing`);
-      else if (globals.size !== manifest.globals.size) {
-        problems.corrupt.push(`${where}: ${globals.key} is ${globals.size} bytes, manifest says ${manifest.globals.size}`);
-      }
+      if (!globals) corrupt.push(`globals ${manifest.globals.key} named by the manifest is missing`);
+      else if (globals.size !== manifest.globals.size) corrupt.push(`${globals.key} is ${globals.size} bytes, manifest says ${manifest.globals.size}`);
     }
+  } else if (!raw.manifest) {
+    incomplete.push(artifact ? 'no manifest' : globals ? 'no manifest, no artifact (globals only)' : raw.run ? 'no manifest, no artifact (run record only)' : 'no manifest, no artifact');
   }
-  return { artifact, globals, manifest: raw.manifest, verification: raw.verification, others };
+  if (c.verification && !c.verification.ok) corrupt.push(`verification failed (${c.verification.kind}, ${c.verification.verifiedAt})`);
+  const state: BackupState = corrupt.length ? 'corrupt' : incomplete.length ? 'incomplete' : 'good';
+  return {
+    artifact,
+    globals,
+    manifest: raw.manifest,
+    verification: raw.verification,
+    run: raw.run,
+    others,
+    state,
+    problems: [...corrupt, ...incomplete],
+    manifestData: manifest,
+    verificationData: c.verification,
+    runData: c.run,
+  };
+}
+
+/** What two copies' manifests disagree on (empty when they agree or either is missing). */
+function disagreement(a: Manifest | undefined, b: Manifest | undefined): string[] {
+  if (!a || !b) return [];
+  const out: string[] = [];
+  if (a.database !== b.database) out.push(`database ${a.database} vs ${b.database}`);
+  if (a.artifact.key !== b.artifact.key || a.artifact.size !== b.artifact.size || a.artifact.sha256 !== b.artifact.sha256) {
+    out.push(`artifact ${a.artifact.key} ${a.artifact.size} bytes sha256 ${a.artifact.sha256.slice(0, 12)}… vs ${b.artifact.key} ${b.artifact.size} bytes sha256 ${b.artifact.sha256.slice(0, 12)}…`);
+  }
+  if ((a.globals?.sha256 ?? null) !== (b.globals?.sha256 ?? null)) out.push('globals sha256');
+  if ((a.server.systemIdentifier ?? '') !== (b.server.systemIdentifier ?? '')) out.push('server');
+  return out;
 }
 
 function entryOf(raw: RawBackup, read: Partial<Record<LocationName, ReadCopy>>): CatalogEntry {
   const name = raw.parsed.base;
-  const problems = { corrupt: [] as string[], incomplete: [] as string[] };
-  const locations: { local?: CopyInfo; remote?: CopyInfo } = {};
+  const judged: { local?: CopyInfo; remote?: CopyInfo } = {};
   for (const where of ['local', 'remote'] as const) {
     const c = read[where];
-    if (c) locations[where] = judgeCopy(name, where, c, problems);
+    if (c) judged[where] = judgeCopy(name, c);
   }
-  const copies = [read.local, read.remote].filter((c): c is ReadCopy => c !== undefined);
-  const manifest = copies.find((c) => c.manifest)?.manifest;
-  if (!copies.some((c) => c.raw.manifest)) {
-    problems.incomplete.push(copies.some((c) => c.raw.artifacts.length) ? 'no manifest' : 'no manifest, no artifact');
+  const copies = [judged.local, judged.remote].filter((c): c is CopyInfo => c !== undefined);
+  // pgbak's own only with a manifest (even a broken one) or a run record in some location.
+  const owned = copies.some((c) => c.manifest !== undefined || c.run !== undefined);
+  const locations: { local?: CopyInfo; remote?: CopyInfo } = {};
+  for (const where of ['local', 'remote'] as const) {
+    const c = judged[where];
+    if (!c) continue;
+    locations[where] = owned ? c : { ...c, state: 'foreign', problems: ['no manifest and no run record: not made by pgbak (`pgbak adopt` takes it in)'] };
   }
+  const all = [locations.local, locations.remote].filter((c): c is CopyInfo => c !== undefined);
+  const problems = (['local', 'remote'] as const).flatMap((w) => (locations[w]?.problems ?? []).map((p) => `${w}: ${p}`));
+  const differ = disagreement(locations.local?.manifestData, locations.remote?.manifestData);
+  if (differ.length) problems.push(`the local and remote manifests disagree (${differ.join('; ')})`);
 
-  const verification = copies
-    .map((c) => c.verification)
+  const state: BackupState = all.some((c) => c.state === 'good')
+    ? 'good'
+    : all.some((c) => c.state === 'corrupt')
+      ? 'corrupt'
+      : all.some((c) => c.state === 'incomplete')
+        ? 'incomplete'
+        : 'foreign';
+  const manifest = all.find((c) => c.state === 'good')?.manifestData ?? all.find((c) => c.manifestData)?.manifestData;
+  const run = all.find((c) => c.runData)?.runData;
+  const verification = all
+    .map((c) => c.verificationData)
     .filter((v): v is VerificationRecord => v !== undefined)
     .sort((a, b) => Date.parse(b.verifiedAt) - Date.parse(a.verifiedAt))[0];
-  if (verification && !verification.ok) problems.corrupt.push(`verification failed (${verification.kind}, ${verification.verifiedAt})`);
 
-  const state: BackupState = problems.corrupt.length ? 'corrupt' : problems.incomplete.length ? 'incomplete' : 'good';
   const firstArtifact = locations.local?.artifact ?? locations.remote?.artifact;
   return {
     name,
     prefix: raw.parsed.prefix,
-    time: manifest ? new Date(manifest.startedAt) : raw.parsed.time,
-    database: manifest?.database,
+    time: manifest ? new Date(manifest.startedAt) : run ? new Date(run.startedAt) : raw.parsed.time,
+    database: manifest?.database ?? run?.database,
+    systemIdentifier: manifest?.server.systemIdentifier ?? run?.systemIdentifier,
     manifest,
     state,
-    problems: [...problems.corrupt, ...problems.incomplete],
+    problems,
     locations,
     encrypted: manifest ? manifest.encryption !== null : (firstArtifact ? parseKey(firstArtifact.key)?.encrypted : undefined) ?? false,
     size: manifest?.artifact.size ?? firstArtifact?.size ?? 0,
     verification,
   };
+}
+
+/** Whose backups a command looks at: one database, and (when known) one server. */
+export interface BackupIdentity {
+  readonly database: string;
+  /** The server's system identifier; undefined when it is not known (the server is down). */
+  readonly systemIdentifier?: string | undefined;
+}
+
+/**
+ * Does the entry belong to this database, and to this server when both the entry and the
+ * identity name one? An entry that records no database (a foreign file, a bare leftover) belongs
+ * by its name alone, which file prefixes make unambiguous.
+ */
+export function belongsTo(entry: CatalogEntry, identity: BackupIdentity): boolean {
+  if (entry.database !== undefined && entry.database !== identity.database) return false;
+  if (identity.systemIdentifier && entry.systemIdentifier && entry.systemIdentifier !== identity.systemIdentifier) return false;
+  return true;
+}
+
+/** The distinct servers (system identifiers) the entries were made on, newest first. */
+export function serversOf(entries: readonly CatalogEntry[]): string[] {
+  const out: string[] = [];
+  for (const e of entries) if (e.systemIdentifier && !out.includes(e.systemIdentifier)) out.push(e.systemIdentifier);
+  return out;
 }
 
 /**

@@ -32,7 +32,12 @@ export interface Manifest {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly durationMs: number;
-  readonly server: { readonly version: string; readonly versionNum: number };
+  /**
+   * The server the database lives on. `systemIdentifier` (pg_control_system(), shared by a primary
+   * and its physical replicas) tells two servers' databases of the same name apart in one prefix;
+   * absent in manifests of pgbak 0.1 and when the server does not show it.
+   */
+  readonly server: { readonly version: string; readonly versionNum: number; readonly systemIdentifier?: string | undefined };
   readonly pgDump: { readonly version: string; readonly path: string };
   readonly tool: { readonly name: 'pgbak'; readonly version: string };
   readonly compression: {
@@ -49,6 +54,14 @@ export interface Manifest {
    * test can compare them one to one; null when BACKUP_ROW_COUNTS=false.
    */
   readonly tables: readonly TableCount[] | null;
+  /** The id of the run that wrote the backup (its `.run.json` names the same id); absent before 0.2. */
+  readonly runId?: string | undefined;
+  /**
+   * Set when `pgbak adopt` wrote this manifest for a dump pgbak did not make (the guide's own
+   * script, a manual pg_dump): what was checked, and when. Server, pg_dump and compression fields
+   * then come from the archive's header where it could be read.
+   */
+  readonly adopted?: { readonly at: string; readonly from: string; readonly note: string } | undefined;
 }
 
 /** Verification record written next to a backup (`<name>.verify.json`) by `pgbak verify`. */

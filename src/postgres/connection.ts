@@ -27,6 +27,9 @@ export function childConnection(url: string, database?: string): ChildConnection
       u.searchParams.delete(p);
     }
   }
+  // Children get no PGPASSWORD from pgbak's environment (pipeline/child-env.ts) unless the stage
+  // sets it: a URL without a password keeps working with an operator's PGPASSWORD, as libpq does.
+  if (env.PGPASSWORD === undefined && process.env.PGPASSWORD) env.PGPASSWORD = process.env.PGPASSWORD;
   if (database !== undefined) u.pathname = '/' + encodeURIComponent(database);
   if (!env.PGAPPNAME) env.PGAPPNAME = 'pgbak';
   return { dbnameArg: u.toString(), env };
@@ -110,6 +113,8 @@ export interface ServerInfo {
   readonly versionNum: number;
   readonly major: number;
   readonly databaseSize: number;
+  /** pg_control_system().system_identifier: the same on a primary and its physical replicas; undefined where it cannot be read. */
+  readonly systemIdentifier: string | undefined;
 }
 
 export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
@@ -118,10 +123,22 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
   );
   const row = rows[0]!;
   const versionNum = Number(row.n);
+  const systemIdentifier = await systemIdentifierOf(client);
   return {
+    systemIdentifier,
     version: row.v.split(' ')[0]!,
     versionNum,
     major: versionNum >= 100000 ? Math.floor(versionNum / 10000) : Math.floor(versionNum / 100) / 100,
     databaseSize: Number(row.size),
   };
+}
+
+/** The server's system identifier (readable by any role since PostgreSQL 9.6); undefined when it cannot be read. */
+export async function systemIdentifierOf(client: pg.Client): Promise<string | undefined> {
+  try {
+    const { rows } = await client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
+    return rows[0]?.id;
+  } catch {
+    return undefined;
+  }
 }

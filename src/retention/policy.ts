@@ -5,8 +5,12 @@ import { ConfigError } from '../errors/index.js';
  * caller passes `now`, so the same input always gives the same answer (and golden tests).
  */
 
-/** The state of a backup as the catalog sees it. */
-export type BackupState = 'good' | 'incomplete' | 'corrupt';
+/**
+ * The state of a backup (or of one copy) as the catalog sees it. `foreign`: named like a backup,
+ * but neither a manifest nor a run record says pgbak made it (the guide's own script, a manual
+ * pg_dump): never deleted.
+ */
+export type BackupState = 'good' | 'incomplete' | 'corrupt' | 'foreign';
 
 /** One backup as retention sees it. */
 export interface PolicyBackup {
@@ -18,6 +22,18 @@ export interface PolicyBackup {
   readonly state: BackupState;
   /** Why the backup is incomplete or corrupt (e.g. "no manifest", "size mismatch"), for reasons. */
   readonly detail?: string | undefined;
+  /**
+   * An incomplete copy whose run is known to be over (its manifest exists elsewhere, or its
+   * process is gone) and which holds nothing restorable here (no artifact): removed at once.
+   */
+  readonly leftover?: boolean | undefined;
+  /**
+   * An incomplete copy with an artifact, of a backup that is good in another location: kept by
+   * age like a good backup (never deleted before RETENTION_DAYS), but not counted as good here.
+   */
+  readonly goodElsewhere?: boolean | undefined;
+  /** Never removed: the backup the current run just made. */
+  readonly protected?: boolean | undefined;
 }
 
 /** The policy of one database (RETENTION_DAYS, BACKUP_KEEP_MIN, BACKUP_KEEP_DAILY/WEEKLY/MONTHLY). */
@@ -25,7 +41,7 @@ export interface RetentionPolicy {
   readonly database: string;
   /** Good backups older than this many days may go (0: every backup not otherwise kept). */
   readonly days: number;
-  /** The newest N good backups always stay, whatever their age. */
+  /** The newest N good backups always stay, whatever their age (prune() and the config require ≥ 1). */
   readonly keepMin: number;
   /** Newest good backup of each of the last N UTC days (counted from `now`, today included). */
   readonly keepDaily: number;
@@ -126,7 +142,10 @@ function newestFirst(a: PolicyBackup, b: PolicyBackup): number {
  *   ISO weeks, months in UTC, counted from `now`);
  * - incomplete backups younger than 24 h are never touched (a backup may be running); older
  *   ones are leftovers of failed runs and go;
- * - corrupt backups never count toward keepMin or GFS, and go once older than `days`.
+ * - corrupt backups never count toward keepMin or GFS, and go once older than `days`;
+ * - foreign backups (not made by pgbak) and protected ones (made by the current run) always stay;
+ * - a leftover (see PolicyBackup) goes at once; an incomplete copy of a backup that is good
+ *   elsewhere ages like a good backup.
  * A backup dated in the future (clock skew) has age 0.
  */
 export function applyPolicy(backups: readonly PolicyBackup[], policy: RetentionPolicy, now: Date): PolicyResult {
@@ -157,9 +176,17 @@ export function applyPolicy(backups: readonly PolicyBackup[], policy: RetentionP
   for (const b of mine) {
     const r = at(b);
     const age = Math.max(0, now.getTime() - b.time.getTime());
-    if (b.state === 'good') {
-      if (age <= maxAge) r.keep.push(`kept: younger than ${plural(policy.days, 'day')}`);
-      else if (r.keep.length === 0) r.remove.push(`removed: older than ${plural(policy.days, 'day')}`);
+    if (b.protected) r.keep.push('kept: made by this run');
+    if (b.state === 'foreign') {
+      r.keep.push('kept: not made by pgbak (no manifest, no run record); `pgbak adopt` takes it in');
+    } else if (b.protected) {
+      // never removed
+    } else if (b.state === 'good' || (b.state === 'incomplete' && b.goodElsewhere)) {
+      const note = b.state === 'good' ? '' : ` (${b.detail ?? 'incomplete'} here; good in the other location)`;
+      if (age <= maxAge) r.keep.push(`kept: younger than ${plural(policy.days, 'day')}${note}`);
+      else if (r.keep.length === 0) r.remove.push(`removed: older than ${plural(policy.days, 'day')}${note}`);
+    } else if (b.state === 'incomplete' && b.leftover) {
+      r.remove.push(`removed: leftover of a finished run (${b.detail ?? 'no manifest'})`);
     } else if (b.state === 'incomplete') {
       const detail = b.detail ?? 'no manifest';
       if (age < IN_PROGRESS_GRACE_MS) r.keep.push(`kept: incomplete, may still be in progress (< 24 h)`);

@@ -13,6 +13,12 @@ export interface PutOptions {
   /** Known length, when the caller has it (small objects); streams of unknown length omit it. */
   readonly contentLength?: number;
   readonly contentType?: string;
+  /**
+   * Create only: when an object already exists under `key`, reject with ConflictError and leave
+   * it untouched (a local link(2), an S3 `If-None-Match: *`). Used for the run record that
+   * claims a backup name, so two writers can never share keys.
+   */
+  readonly ifNoneMatch?: boolean;
 }
 
 export interface PutResult {
@@ -25,6 +31,7 @@ export interface PutResult {
  * - put streams `body` to `key` and is atomic: until it resolves nothing is visible under
  *   `key` (an earlier object there stays intact), and if `body` errors, the signal aborts or the
  *   backend fails, the promise rejects and nothing is left under `key` or in temporary space;
+ *   with `ifNoneMatch` it rejects with ConflictError when `key` exists, which stays intact;
  * - get streams an object; a missing key rejects with NotFoundError;
  * - stat returns undefined for a missing key;
  * - list yields every object whose key starts with `prefix` (any number, pagination hidden);

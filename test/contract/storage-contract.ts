@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { NotFoundError } from '../../src/errors/index.js';
+import { ConflictError, NotFoundError } from '../../src/errors/index.js';
 import type { StorageBackend, StoredObject } from '../../src/storage/storage-backend.js';
 import { uniqueId } from '../helpers/services.js';
 
@@ -142,6 +142,25 @@ export function runStorageContract(name: string, make: () => Promise<StorageBack
       expect(await textOf(await backend.get(`${base}k`))).toBe('second');
       expect((await backend.stat(`${base}k`))?.size).toBe(6);
       expect(await keysOf(backend, base)).toEqual([`${base}k`]);
+    });
+
+    it('a create-only put (ifNoneMatch) writes a new key, refuses an existing one with ConflictError and leaves it intact', async () => {
+      fresh();
+      const key = `${base}claim.run.json`;
+      const create = (text: string) => backend.put(key, Readable.from([Buffer.from(text)]), { contentLength: Buffer.byteLength(text), ifNoneMatch: true });
+      expect(await create('first writer')).toEqual({ key, size: 12 });
+      const err = await create('second writer').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConflictError);
+      expect((err as Error).message).toContain('claim.run.json');
+      expect(await textOf(await backend.get(key))).toBe('first writer');
+      expect(await keysOf(backend, base)).toEqual([key]);
+      // Two writers at the same moment: exactly one wins.
+      const race = await Promise.allSettled([create('a'), create('b')].map((p) => p));
+      expect(race.every((r) => r.status === 'rejected')).toBe(true);
+      const key2 = `${base}race.run.json`;
+      const both = await Promise.allSettled(['a', 'b'].map((t) => backend.put(key2, Readable.from([Buffer.from(t)]), { contentLength: 1, ifNoneMatch: true })));
+      expect(both.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      expect(both.filter((r) => r.status === 'rejected' && r.reason instanceof ConflictError)).toHaveLength(1);
     });
 
     it('get of a missing key rejects with NotFoundError naming the key; stat returns undefined', async () => {

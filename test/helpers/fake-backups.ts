@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { artifactKey, baseName, globalsKey, manifestKey, verificationKey } from '../../src/catalog/backup-name.js';
+import { artifactKey, baseName, globalsKey, manifestKey, runKey, verificationKey } from '../../src/catalog/backup-name.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type VerificationRecord } from '../../src/catalog/manifest.js';
 import type { StorageBackend } from '../../src/storage/storage-backend.js';
 
@@ -57,6 +57,12 @@ export interface FakeBackupSpec {
   manifest?: 'ok' | 'none' | 'unparseable' | 'only';
   overrides?: Partial<Manifest>;
   verification?: { ok: boolean; verifiedAt?: Date };
+  /**
+   * Write the run record that a pgbak run stores first (default: only for manifest 'none', so a
+   * manifest-less fake is pgbak's own failed run; `false` makes it a foreign file). Its host is
+   * another machine's, so retention cannot tell whether the run is still going.
+   */
+  run?: boolean;
 }
 
 export interface FakeBackup {
@@ -78,6 +84,10 @@ export async function writeFakeBackup(backends: StorageBackend | StorageBackend[
   const globals = spec.globals ? { key: globalsKey(name, encrypted), body: `-- globals of ${name}\n` } : undefined;
   const mode = spec.manifest ?? 'ok';
   const files: [string, string][] = [];
+  if (spec.run ?? mode === 'none') {
+    const record = { format: 'pgbak-run', version: 1, name, runId: `fake-${name}`, job: spec.database ?? spec.prefix, database: spec.database ?? spec.prefix, systemIdentifier: undefined, host: 'elsewhere.test', pid: 1, startedAt: spec.time.toISOString(), keys: [artifact.key] };
+    files.push([runKey(name), JSON.stringify(record)]);
+  }
   if (mode !== 'only') files.push([artifact.key, artifact.body]);
   if (globals) files.push([globals.key, globals.body]);
   if (spec.verification) {

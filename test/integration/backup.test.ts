@@ -57,7 +57,7 @@ describe('pgbak backup', () => {
 
     const backups = join(dir, 'backups');
     const files = readdirSync(backups).filter((f) => !f.startsWith('.')).sort();
-    expect(files).toEqual([`${result.name}.dump`, `${result.name}.globals.sql`, `${result.name}.manifest.json`].sort());
+    expect(files).toEqual([`${result.name}.dump`, `${result.name}.globals.sql`, `${result.name}.manifest.json`, `${result.name}.run.json`].sort());
     expect(statSync(backups).mode & 0o777).toBe(0o700);
     for (const f of files) expect(statSync(join(backups, f)).mode & 0o777).toBe(0o600);
 
@@ -67,6 +67,11 @@ describe('pgbak backup', () => {
     expect(manifest.artifact.size).toBe(statSync(dump).size);
     expect(manifest.artifact.sha256).toBe(await sha256File(dump));
     expect(manifest.server.versionNum).toBeGreaterThan(100000);
+    // The server's identity, and the run that claimed the name first (its run record).
+    expect(manifest.server.systemIdentifier).toMatch(/^\d+$/);
+    const run = JSON.parse(readFileSync(join(backups, `${result.name}.run.json`), 'utf8'));
+    expect(run).toMatchObject({ format: 'pgbak-run', name: result.name, runId: manifest.runId, database: db, systemIdentifier: manifest.server.systemIdentifier });
+    expect(statSync(join(backups, `${result.name}.run.json`)).mtimeMs).toBeLessThanOrEqual(statSync(dump).mtimeMs);
     expect(manifest.tables).toEqual(
       expect.arrayContaining([{ schema: 'public', table: 'orders', rows: 5000 }, { schema: 'public', table: 'customers', rows: 500 }]),
     );

@@ -109,11 +109,15 @@ describe('catalog', () => {
     }
     expect(byName.get(localOnly.name)).toMatchObject({ state: 'good', encrypted: true });
     expect(Object.keys(byName.get(localOnly.name)!.locations)).toEqual(['local']);
-    expect(byName.get(leftover.name)).toMatchObject({ state: 'incomplete', database: undefined, problems: ['no manifest'] });
+    // Its run record says whose it is.
+    expect(byName.get(leftover.name)).toMatchObject({ state: 'incomplete', database: 'shop', problems: ['local: no manifest', 'remote: no manifest'] });
     expect(byName.get(orphanManifest.name)).toMatchObject({ state: 'incomplete', database: 'shop' });
     expect(byName.get(orphanManifest.name)!.problems[0]).toMatch(/remote: manifest without artifact/);
+    // Each copy is judged on its own: the bad bucket copy does not condemn the good local one.
     const lie = byName.get(sizeLie.name)!;
-    expect(lie.state).toBe('corrupt');
+    expect(lie.state).toBe('good');
+    expect(lie.locations.local!.state).toBe('good');
+    expect(lie.locations.remote!.state).toBe('corrupt');
     expect(lie.problems).toEqual([expect.stringMatching(/^remote: .* is 3 bytes, manifest says \d+/)]);
     expect(byName.get(garbage.name)).toMatchObject({ state: 'corrupt', manifest: undefined });
     expect(byName.get(garbage.name)!.problems[0]).toMatch(/local: manifest .* is not valid JSON/);
@@ -186,19 +190,22 @@ describe('prune', () => {
     const remote = s3(bucket);
     const old = await Promise.all([50, 60].map((d) => writeFakeBackup([local, remote], { prefix: 'shop', time: ago(d * D), globals: true })));
     await writeFakeBackup([local, remote], { prefix: 'shop', time: ago(3 * D), manifest: 'none' });
+    // BACKUP_KEEP_MIN is at least 1: the newest good backup stays.
+    const newest = await writeFakeBackup([local, remote], { prefix: 'shop', time: ago(40 * D) });
     const localBefore = await keysOf(local);
     const bucketBefore = await bucketKeys(bucket);
-    const dry = await prune({ job: job('shop', { keepMin: 0 }), local, remote, now: NOW, dryRun: true });
+    const dry = await prune({ job: job('shop', { keepMin: 1 }), local, remote, now: NOW, dryRun: true });
     expect(dry.deleted).toEqual([]);
     expect(dry.decisions.remove).toHaveLength(3);
-    expect(dry.planned).toHaveLength(2 * (3 * 2 + 1));
+    // artifact, globals, manifest of each old backup; the leftover's artifact and run record.
+    expect(dry.planned).toHaveLength(2 * (3 * 2 + 2));
     expect(await keysOf(local)).toEqual(localBefore);
     expect(await bucketKeys(bucket)).toEqual(bucketBefore);
-    const real = await prune({ job: job('shop', { keepMin: 0 }), local, remote, now: NOW });
+    const real = await prune({ job: job('shop', { keepMin: 1 }), local, remote, now: NOW });
     expect(real.decisions).toEqual(dry.decisions);
     expect(real.deleted).toEqual(dry.planned);
-    expect(await keysOf(local)).toEqual([]);
-    expect(await bucketKeys(bucket)).toEqual([]);
+    expect(await keysOf(local)).toEqual([...newest.keys].sort());
+    expect(await bucketKeys(bucket)).toEqual(newest.keys.map((k) => `backups/${k}`).sort());
     expect(real.deleted.map((d) => d.key)).toEqual(expect.arrayContaining(old.flatMap((b) => b.keys)));
   });
 
@@ -209,7 +216,7 @@ describe('prune', () => {
     const result = await prune({ job: job('shop'), local, now: NOW });
     expect(result.decisions.keep.map((d) => [d.name, d.reasons])).toEqual([[young.name, ['kept: incomplete, may still be in progress (< 24 h)']]]);
     expect(result.decisions.remove.map((d) => [d.name, d.reasons])).toEqual([[older.name, ['removed: leftover of a failed run (no manifest, 1 day old)']]]);
-    expect(await keysOf(local)).toEqual(young.keys);
+    expect(await keysOf(local)).toEqual([...young.keys].sort());
   });
 
   it('deletes the manifest first, and never the artifact when the manifest delete fails', async () => {
@@ -222,12 +229,13 @@ describe('prune', () => {
 
     const failing = recording(new LocalBackend(tempDir()), (key) => key.endsWith('.manifest.json'));
     const stuck = await writeFakeBackup(failing.backend, { prefix: 'shop', time: ago(40 * D) });
-    const result = await prune({ job: job('shop', { keepMin: 0 }), local: failing.backend, now: NOW });
+    const kept = await writeFakeBackup(failing.backend, { prefix: 'shop', time: ago(1 * D) });
+    const result = await prune({ job: job('shop', { keepMin: 1 }), local: failing.backend, now: NOW });
     expect(result.errors).toEqual([expect.stringMatching(/cannot delete .*manifest\.json: injected failure/)]);
     expect(result.deleted).toEqual([]);
     expect(failing.deletes).toEqual([]);
-    expect(await keysOf(failing.backend)).toEqual([...stuck.keys].sort());
-    expect((await listBackups({ local: failing.backend }))[0]!.state).toBe('good');
+    expect(await keysOf(failing.backend)).toEqual([...stuck.keys, ...kept.keys].sort());
+    expect((await listBackups({ local: failing.backend })).map((e) => e.state)).toEqual(['good', 'good']);
   });
 
   it('handles more than 1000 objects in the bucket', async () => {
