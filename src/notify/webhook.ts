@@ -80,13 +80,15 @@ function describeFetchError(err: unknown, url: string, timeoutMs: number): Error
  */
 export async function deliverHttp(url: string, request: HttpDelivery): Promise<void> {
   const signal = AbortSignal.timeout(request.timeoutMs);
+  const { bare, authorization } = splitCredentials(url);
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = await fetch(bare, {
       method: request.method,
       headers: {
         'User-Agent': 'pgbak',
         ...(request.contentType ? { 'Content-Type': request.contentType } : {}),
+        ...(authorization ? { Authorization: authorization } : {}),
       },
       ...(request.body !== undefined ? { body: request.body } : {}),
       signal,
@@ -108,6 +110,20 @@ export async function deliverHttp(url: string, request: HttpDelivery): Promise<v
   const message = redact(`${shown(url)} answered HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${answer ? `: ${answer}` : ''}`);
   const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
   throw permanent ? new PermanentDeliveryError(message) : new Error(message);
+}
+
+/**
+ * fetch refuses a URL with `user:pass@` ("Request cannot be constructed from a URL that includes
+ * credentials"): send them as HTTP Basic authentication instead, as curl does.
+ */
+function splitCredentials(url: string): { bare: string; authorization: string | undefined } {
+  const u = new URL(url);
+  if (!u.username && !u.password) return { bare: url, authorization: undefined };
+  const user = decodeURIComponent(u.username);
+  const pass = decodeURIComponent(u.password);
+  u.username = '';
+  u.password = '';
+  return { bare: u.toString(), authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` };
 }
 
 /** POST the run result as JSON to a webhook (one attempt). */

@@ -57,6 +57,7 @@ interface Received {
   path: string;
   body: string;
   contentType: string | undefined;
+  authorization: string | undefined;
 }
 
 /** A real HTTP server on loopback that records requests in arrival order and answers `status(path)`. */
@@ -68,7 +69,13 @@ class HttpSink {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const path = req.url ?? '';
-      this.requests.push({ method: req.method ?? '', path, body: Buffer.concat(chunks).toString('utf8'), contentType: req.headers['content-type'] });
+      this.requests.push({
+        method: req.method ?? '',
+        path,
+        body: Buffer.concat(chunks).toString('utf8'),
+        contentType: req.headers['content-type'],
+        authorization: req.headers.authorization,
+      });
       const status = this.status(path);
       res.writeHead(status, { 'Content-Type': 'text/plain' });
       res.end(status < 300 ? 'OK' : 'rejected by test');
@@ -278,6 +285,14 @@ describe('notifications', () => {
     expect(http.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['POST /ping/abc-123/fail', 'GET /ping/abc-123/start']);
     expect(pingUrlFor('https://hc-ping.com/uuid/?rid=1', 'success')).toBe('https://hc-ping.com/uuid?rid=1');
     expect(pingUrlFor('https://hc-ping.com/uuid?rid=1', 'fail')).toBe('https://hc-ping.com/uuid/fail?rid=1');
+  });
+
+  it('a ping URL with user:pass@ is sent with HTTP Basic authentication, never failing on the credentials', async () => {
+    const logger = new MemoryLogger();
+    const pingUrl = `${http.base.replace('http://', 'http://pinger:s%3Acret@')}/ping/auth`;
+    expect(await pingStart(pingUrl, logger)).toEqual({ channel: 'ping', ok: true, attempts: 1 });
+    const [req] = http.requests;
+    expect(req).toMatchObject({ method: 'GET', path: '/ping/auth/start', authorization: `Basic ${Buffer.from('pinger:s:cret').toString('base64')}` });
   });
 
   it('notifies nothing for a dry run', async () => {
