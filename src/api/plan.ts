@@ -1,8 +1,8 @@
-import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
+import { artifactKey, baseName, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
 import { formatCompression } from '../config/parsers.js';
 import { redactUrl } from '../config/redact.js';
 import type { JobConfig } from '../config/job.js';
-import type { AppError } from '../errors/index.js';
+import { PartialError, type AppError } from '../errors/index.js';
 import { compressionPlan } from '../pipeline/compression.js';
 import { preflight, type CheckResult } from './preflight.js';
 
@@ -30,10 +30,15 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
   const { job } = options;
   const encrypt = options.encrypt && Boolean(job.gpgRecipient);
   const upload = options.upload && Boolean(job.s3);
-  const pre = await preflight({ job, encrypt, upload, stopOnFailure: false, keepClient: false });
+  // As in a real run, a bucket that fails the check costs the upload, not the local backup.
+  const pre = await preflight({ job, encrypt, upload, stopOnFailure: false, keepClient: false, optionalBucket: true });
+  const error =
+    pre.error ??
+    (pre.bucketError && new PartialError(`the backup would be kept locally only: ${pre.bucketError.message}`, { hint: pre.bucketError.hint, cause: pre.bucketError }));
   const base = baseName(job.filePrefix, options.now ?? new Date());
   const plan = compressionPlan(job.compression, pre.pgDump?.major ?? 15);
   const keys = [
+    runKey(base),
     ...(job.settings.BACKUP_GLOBALS ? [globalsKey(base, encrypt)] : []),
     artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt }),
     manifestKey(base),
@@ -45,6 +50,7 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
     ...(job.settings.BACKUP_GLOBALS ? ['pg_dumpall --globals-only (roles, tablespaces)'] : []),
     encrypt ? `gpg --encrypt to ${job.gpgRecipient}` : `no encryption (${job.gpgRecipient ? '--no-encrypt' : 'GPG_RECIPIENT not set'})`,
     'sha256 of the stored bytes',
+    'claim the name: the run record first, create-only (locally, then in the bucket)',
     `write ${job.backupDir} (temp file, fsync, rename)`,
     upload ? `upload to s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} (multipart, in the same pass)` : `no upload (${job.s3 ? '--no-upload' : 'STORAGE_ACCESS_KEY / STORAGE_SECRET_KEY not set'})`,
     'write the manifest last (locally, then in the bucket)',
@@ -59,7 +65,11 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
     'would create:',
     ...files.map((f) => `  ${f}`),
     ...objects.map((o) => `  ${o}`),
-    pre.error ? 'result: a backup would FAIL (see the failed check)' : 'result: ready; nothing was changed',
+    pre.error
+      ? 'result: a backup would FAIL (see the failed check)'
+      : pre.bucketError
+        ? 'result: a backup would be PARTIAL: kept locally, not uploaded (exit 3; see the failed check)'
+        : 'result: ready; nothing was changed',
   ];
   return {
     text: lines.join('\n') + '\n',
@@ -71,8 +81,8 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
       files,
       objects,
       steps,
-      ok: !pre.error,
+      ok: !error,
     },
-    error: pre.error,
+    error,
   };
 }

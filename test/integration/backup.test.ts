@@ -140,6 +140,12 @@ describe('pgbak backup', () => {
     const dir = tempDir();
     const bucket = await createBucket();
     const env = backupEnv({ database: db, dir, bucket, extra: { STORAGE_SECRET_KEY: 'wrong-secret-key-123' } });
+    // The dry run predicts exactly that: partial, exit 3 (not "would FAIL").
+    const dry = await runCli(['backup', '--dry-run'], { env });
+    expect(dry.code).toBe(3);
+    expect(dry.stdout).toMatch(/\[FAIL\] bucket: /);
+    expect(dry.stdout).toMatch(/result: a backup would be PARTIAL: kept locally, not uploaded \(exit 3/);
+    expect(dry.stderr + dry.stdout).not.toContain('wrong-secret-key-123');
     const r = await runCli(['backup', '--json', '--set', 'BACKUP_PRUNE=false'], { env });
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/upload failed/);
