@@ -40,6 +40,8 @@ export interface PreflightOptions {
   readonly keepClient: boolean;
   /** A failed bucket check is reported in `bucketError` instead of failing the preflight. */
   readonly optionalBucket?: boolean;
+  /** Stops the bucket check (which STORAGE_TIMEOUT bounds anyway). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** The nearest existing ancestor of a path must be a writable directory (nothing is created). */
@@ -110,14 +112,18 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
   if (job.logFile) await run('log file', async () => checkWritableDir(dirname(job.logFile!), 'log directory', 'LOG_FILE'));
   let bucketError: AppError | undefined;
   if (options.upload && job.s3 && !(error && options.stopOnFailure)) {
+    // HeadBucket answers within STORAGE_TIMEOUT or fails with storage-timeout (a black-holed endpoint).
+    const bucket = new S3Backend(job.s3, { signal: options.signal });
     try {
-      await new S3Backend(job.s3).checkAccess();
+      await bucket.checkAccess();
       checks.push({ check: 'bucket', ok: true, detail: `s3://${job.s3.bucket}/${job.s3.prefix} at ${job.s3.endpoint} is reachable` });
     } catch (err) {
       const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
       checks.push({ check: 'bucket', ok: false, detail: e.message, error: e });
       if (options.optionalBucket) bucketError = e;
       else error ??= e;
+    } finally {
+      bucket.destroy();
     }
   }
   if (error && out.client) {

@@ -14,6 +14,8 @@ export interface S3Settings {
   /** Bytes, or undefined for automatic (from the database size). */
   readonly partSize: number | undefined;
   readonly queueSize: number;
+  /** STORAGE_TIMEOUT in ms (S3Backend's default when absent). */
+  readonly timeoutMs?: number | undefined;
 }
 
 export interface RetentionSettings {
@@ -74,6 +76,7 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
           region: settings.STORAGE_REGION,
           partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
           queueSize: settings.STORAGE_QUEUE_SIZE,
+          timeoutMs: settings.STORAGE_TIMEOUT,
         }
       : undefined,
   };

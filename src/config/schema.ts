@@ -113,6 +113,9 @@ export const variables = [
     default: 'auto',
   }),
   v('STORAGE_QUEUE_SIZE', wholeNumber(1), 'Parts uploaded concurrently (memory ≈ part size × (queue + 1))', { default: '2' }),
+  v('STORAGE_TIMEOUT', fromParser(parseDuration).pipe(z.number().min(1000, 'must be at least 1s')), 'S3 requests with no answer (and uploads taking no data) for this long fail; the local backup goes on', {
+    default: '60s',
+  }),
 
   // Retention
   v('BACKUP_KEEP_MIN', wholeNumber(0), 'Newest good backups always kept, whatever their age', { default: '3' }),

@@ -12,10 +12,13 @@ export interface JobStorage {
   readonly remote: S3Backend | undefined;
 }
 
-/** Build a job's backends from its resolved configuration. */
-export function createStorage(job: Pick<JobConfig, 'backupDir' | 's3'>, opts: { partSize?: number } = {}): JobStorage {
+/**
+ * Build a job's backends from its resolved configuration. `signal` (a command's stop) aborts
+ * every S3 request that reads or writes.
+ */
+export function createStorage(job: Pick<JobConfig, 'backupDir' | 's3'>, opts: { partSize?: number; signal?: AbortSignal | undefined } = {}): JobStorage {
   return {
     local: new LocalBackend(job.backupDir),
-    remote: job.s3 ? new S3Backend(job.s3, { partSize: opts.partSize }) : undefined,
+    remote: job.s3 ? new S3Backend(job.s3, { partSize: opts.partSize, signal: opts.signal }) : undefined,
   };
 }

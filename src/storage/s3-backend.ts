@@ -10,22 +10,37 @@ import {
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { S3Settings } from '../config/job.js';
 import { redact } from '../config/redact.js';
-import { type AppError, errnoCode, isAppError, NotFoundError, StorageError } from '../errors/index.js';
+import { type AppError, errnoCode, InterruptedError, isAppError, NotFoundError, StorageError } from '../errors/index.js';
+import { formatDuration } from '../logging/human-units.js';
 import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
 
 /** Smallest part S3 accepts (except for the last one). */
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** Part size when neither the options nor the settings give one. */
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+/** STORAGE_TIMEOUT's default, for settings that do not give one. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
 
 export interface S3BackendOptions {
   /** Multipart part size in bytes; overrides `settings.partSize`. Raised to 5 MiB when smaller. */
   readonly partSize?: number | undefined;
+  /**
+   * A command's stop signal (SIGTERM): every request that reads or writes is aborted when it
+   * aborts. Cleanup (delete, aborting a multipart upload) still runs, bounded by the timeout.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
+
+/**
+ * The signal that the requests made in this async context must also honour: the cancellation of
+ * one put (lib-storage sends its requests without one), or the deadline of a multipart abort.
+ */
+const requestScope = new AsyncLocalStorage<AbortSignal>();
 
 /**
  * Stores objects in an S3 bucket (MinIO, AWS, R2, Ceph …) under `settings.prefix`. Every put goes
@@ -33,6 +48,13 @@ export interface S3BackendOptions {
  * when the body errors, the signal aborts or a request fails, the multipart upload is aborted
  * before `put` rejects, so nothing is left behind. Checksums are only sent when an operation
  * requires them, which keeps the client compatible with MinIO, R2 and Ceph.
+ *
+ * Nothing waits on S3 forever (STORAGE_TIMEOUT, `settings.timeoutMs`): a stopped or black-holed
+ * endpoint still completes the TCP handshake from the kernel backlog and then never answers, so
+ * a connect timeout alone never fires. Every socket has an idle timeout; every request that is
+ * not a streaming upload must be answered within the timeout, retries included; a doomed upload
+ * gives its requests in flight one more timeout, and aborting it gets one too. A timeout is a
+ * StorageError `storage-timeout`.
  */
 export class S3Backend implements StorageBackend {
   readonly kind = 's3' as const;
@@ -42,7 +64,10 @@ export class S3Backend implements StorageBackend {
   readonly partSize: number;
   readonly bucket: string;
   readonly prefix: string;
+  /** STORAGE_TIMEOUT in ms. */
+  readonly timeoutMs: number;
   private readonly client: S3Client;
+  private readonly stop: AbortSignal | undefined;
 
   constructor(
     private readonly settings: S3Settings,
@@ -52,6 +77,8 @@ export class S3Backend implements StorageBackend {
     this.prefix = settings.prefix;
     this.location = `s3://${settings.bucket}/${settings.prefix}`;
     this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? settings.partSize ?? DEFAULT_PART_SIZE);
+    this.timeoutMs = settings.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.stop = options.signal;
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
@@ -60,10 +87,30 @@ export class S3Backend implements StorageBackend {
       // The 2025 SDK default (CRC32 on every request, aws-chunked bodies) breaks MinIO, R2 and Ceph.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: 10_000 },
+      // The idle timeout is what notices a frozen or black-holed server (see above); a total
+      // request timeout would also cut a slow but moving part upload.
+      requestHandler: { connectionTimeout: Math.min(10_000, this.timeoutMs), socketTimeout: this.timeoutMs },
     });
-    trackMultipartCleanup(this.client);
+    honourRequestScope(this.client);
+    trackMultipartCleanup(this.client, this.timeoutMs);
     addContentMd5(this.client);
+  }
+
+  /**
+   * Send one request (with the SDK's retries) that must be answered within the timeout, and is
+   * aborted by `signal` and the backend's stop signal unless it is `cleanup`. The deadline ends
+   * when the answer starts: a download's body is then bounded by the socket idle timeout only.
+   */
+  private async request<T>(send: (abortSignal: AbortSignal) => Promise<T>, options: { signal?: AbortSignal | undefined; cleanup?: boolean } = {}): Promise<T> {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(this.timeoutMs)), this.timeoutMs);
+    timer.unref();
+    const stops = options.cleanup ? [] : [options.signal, this.stop].filter((s) => s !== undefined);
+    try {
+      return await send(AbortSignal.any([deadline.signal, ...stops]));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   urlOf(key: string): string {
@@ -78,9 +125,26 @@ export class S3Backend implements StorageBackend {
    * removes the parts after a day). On failure the body is destroyed, as `pipeline` would.
    */
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
-    const { signal } = options;
+    const signal = anySignal(options.signal, this.stop);
+    // Cancels the requests of this upload still in flight, one timeout after it was doomed (its
+    // body failed or it was stopped): a working server finishes a part in time (aborting the
+    // multipart upload under a part still being stored could leave that part behind), a frozen
+    // one never would. A small body (one PutObject) must be stored within the timeout.
+    const requests = new AbortController();
+    const small = options.contentLength !== undefined && options.contentLength <= this.partSize;
+    let cancelTimer: NodeJS.Timeout | undefined;
+    const doom = () => {
+      if (cancelTimer || requests.signal.aborted) return;
+      cancelTimer = setTimeout(() => requests.abort(new DeadlineExceeded(this.timeoutMs)), small ? 0 : this.timeoutMs);
+      cancelTimer.unref();
+    };
+    const deadline = small ? setTimeout(() => requests.abort(new DeadlineExceeded(this.timeoutMs)), this.timeoutMs) : undefined;
+    deadline?.unref();
     let bodyError: unknown;
-    const onBodyError = (err: unknown) => (bodyError ??= err);
+    const onBodyError = (err: unknown) => {
+      bodyError ??= err;
+      doom();
+    };
     body.once('error', onBodyError);
 
     // Upload.abort() makes done() reject at once, while the parts in flight and the
@@ -99,6 +163,7 @@ export class S3Backend implements StorageBackend {
     upload.on('httpUploadProgress', (p) => (size = Math.max(size, p.loaded ?? 0)));
     const onAbort = () => {
       void upload.abort();
+      doom();
       // Also wakes a part loop that waits for data from a stalled source.
       body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('upload aborted'));
     };
@@ -106,7 +171,7 @@ export class S3Backend implements StorageBackend {
     signal?.addEventListener('abort', onAbort, { once: true });
 
     try {
-      await upload.done();
+      await requestScope.run(requests.signal, () => upload.done());
       return { key, size };
     } catch (err) {
       if (!body.destroyed) body.destroy();
@@ -115,6 +180,8 @@ export class S3Backend implements StorageBackend {
       const original = err instanceof CleanupFailure ? (err.original ?? err.cause) : err;
       throw mapS3Error(original, this.settings, `upload of ${key}`);
     } finally {
+      clearTimeout(cancelTimer);
+      clearTimeout(deadline);
       signal?.removeEventListener('abort', onAbort);
       body.off('error', onBodyError);
     }
@@ -122,8 +189,8 @@ export class S3Backend implements StorageBackend {
 
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), {
-        abortSignal: options.signal,
+      const out = await this.request((abortSignal) => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }), {
+        signal: options.signal,
       });
       if (!(out.Body instanceof Readable)) throw new Error('GetObject returned no Node stream');
       return out.Body;
@@ -137,7 +204,7 @@ export class S3Backend implements StorageBackend {
 
   async stat(key: string): Promise<StoredObject | undefined> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+      const out = await this.request((abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }));
       return { key, size: out.ContentLength ?? 0, modified: out.LastModified ?? new Date(0) };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -151,9 +218,8 @@ export class S3Backend implements StorageBackend {
     do {
       let page: ListObjectsV2CommandOutput;
       try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
-        );
+        const input = { Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token };
+        page = await this.request((abortSignal) => this.client.send(new ListObjectsV2Command(input), { abortSignal }));
       } catch (err) {
         throw mapS3Error(err, this.settings, 'list');
       }
@@ -165,10 +231,15 @@ export class S3Backend implements StorageBackend {
     } while (token);
   }
 
-  /** Deletes `key`; deleting a missing key succeeds (S3 answers 204 either way). */
+  /**
+   * Deletes `key`; deleting a missing key succeeds (S3 answers 204 either way). Deleting is
+   * cleanup, so a stop signal does not abort it (the timeout bounds it).
+   */
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }));
+      await this.request((abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }), {
+        cleanup: true,
+      });
     } catch (err) {
       if (s3ErrorName(err) === 'NoSuchKey') return;
       throw mapS3Error(err, this.settings, `delete of ${key}`);
@@ -178,7 +249,7 @@ export class S3Backend implements StorageBackend {
   /** Checks that the endpoint answers, the credentials are accepted and the bucket exists. */
   async checkAccess(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.request((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
     } catch (err) {
       // HeadBucket has no response body: a missing bucket is a bare 404.
       throw isNotFound(err) ? bucketMissing(this.settings, err) : mapS3Error(err, this.settings, 'access check');
@@ -188,13 +259,13 @@ export class S3Backend implements StorageBackend {
   /** Creates the bucket unless it exists; idempotent. */
   async ensureBucket(): Promise<'created' | 'exists'> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.request((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
       return 'exists';
     } catch (err) {
       if (!isNotFound(err)) throw mapS3Error(err, this.settings, 'bucket check');
     }
     try {
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      await this.request((abortSignal) => this.client.send(new CreateBucketCommand({ Bucket: this.bucket }), { abortSignal }));
       return 'created';
     } catch (err) {
       const name = s3ErrorName(err);
@@ -210,7 +281,7 @@ export class S3Backend implements StorageBackend {
   async setLifecycle(days: number): Promise<void> {
     if (!Number.isInteger(days) || days < 1) throw new RangeError(`lifecycle days must be a whole number ≥ 1, got ${days}`);
     try {
-      await this.client.send(
+      await this.request((abortSignal) => this.client.send(
         new PutBucketLifecycleConfigurationCommand({
           Bucket: this.bucket,
           LifecycleConfiguration: {
@@ -225,7 +296,8 @@ export class S3Backend implements StorageBackend {
             ],
           },
         }),
-      );
+        { abortSignal },
+      ));
     } catch (err) {
       throw mapS3Error(err, this.settings, 'lifecycle configuration');
     }
@@ -275,6 +347,39 @@ function errorChain(err: unknown, depth = 0): unknown[] {
   return out;
 }
 
+/** The reason a request's deadline aborts it with. */
+class DeadlineExceeded extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no answer within ${formatDuration(timeoutMs)}`);
+    this.name = 'DeadlineExceeded';
+  }
+}
+
+/**
+ * A request that got no answer in time: our deadline, or the SDK's socket idle / request timeout.
+ * A connection that could not be set up at all is an unreachable endpoint instead.
+ */
+function isTimeout(err: unknown): boolean {
+  return errorChain(err).some((e) => {
+    if (e instanceof DeadlineExceeded) return true;
+    const message = e instanceof Error ? e.message : '';
+    return s3ErrorName(e) === 'TimeoutError' && !/establish a connection/i.test(message);
+  });
+}
+
+function timeoutError(s: S3Settings, operation: string, cause: unknown): StorageError {
+  const limit = formatDuration(s.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  return new StorageError('storage-timeout', `S3 ${operation} timed out: ${redact(s.endpoint)} did not answer within ${limit} (STORAGE_TIMEOUT)`, {
+    hint: `the S3 server accepts connections but does not answer (stopped, overloaded, or a firewall drops the packets); check it, or raise STORAGE_TIMEOUT (now ${limit}) for a slow link`,
+    cause,
+  });
+}
+
+/** Both signals in one (either may be absent). */
+function anySignal(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
+}
+
 function isNetworkError(err: unknown): boolean {
   if (httpStatusOf(err) !== undefined && errnoCode(err) === undefined) return false;
   return errorChain(err).some((e) => {
@@ -312,6 +417,12 @@ export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppE
   const endpoint = redact(s.endpoint);
   const name = s3ErrorName(err);
   const status = httpStatusOf(err);
+  if (isTimeout(err)) return timeoutError(s, operation, err);
+  if (name === 'AbortError') {
+    // Stopped by a signal: its reason when that is ours (InterruptedError from the CLI).
+    const reason = errorChain(err).find(isAppError);
+    return reason ?? new InterruptedError(`S3 ${operation} interrupted`, { cause: err });
+  }
   if (isNetworkError(err)) {
     return new StorageError('storage-endpoint', `S3 endpoint unreachable: ${endpoint} (${clean(describe(err))})`, {
       hint: 'check STORAGE_ENDPOINT and that MinIO/S3 is running',
@@ -354,7 +465,7 @@ class CleanupFailure extends Error {
  * that caused it. This middleware remembers the first failed request of each multipart upload and
  * turns a failed abort into a CleanupFailure that carries it, so `put` can report the original.
  */
-function trackMultipartCleanup(client: S3Client): void {
+function trackMultipartCleanup(client: S3Client, timeoutMs: number): void {
   const failures = new Map<string, unknown>();
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -362,6 +473,8 @@ function trackMultipartCleanup(client: S3Client): void {
       const uploadId = 'UploadId' in input && typeof input.UploadId === 'string' ? input.UploadId : undefined;
       const isAbort = context.commandName === 'AbortMultipartUploadCommand';
       try {
+        // The abort is cleanup: not cancelled with the upload's requests, but given one timeout.
+        if (isAbort) return await requestScope.run(deadlineSignal(timeoutMs), () => next(args));
         return await next(args);
       } catch (err) {
         if (uploadId === undefined) throw err;
@@ -374,6 +487,29 @@ function trackMultipartCleanup(client: S3Client): void {
     },
     { step: 'initialize', name: 'pgbakMultipartCleanup' },
   );
+}
+
+/** A signal that aborts after `timeoutMs` (with DeadlineExceeded); its timer never holds the process. */
+function deadlineSignal(timeoutMs: number): AbortSignal {
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new DeadlineExceeded(timeoutMs)), timeoutMs).unref();
+  return controller.signal;
+}
+
+/**
+ * lib-storage sends its requests (parts, complete, abort) without an abort signal. This makes
+ * every request of the client also honour the signal of its async context (`requestScope`), so
+ * a put can cancel its requests in flight and bound its cleanup.
+ */
+function honourRequestScope(client: S3Client): void {
+  type Handle = (request: unknown, options?: { abortSignal?: AbortSignal | undefined }) => Promise<unknown>;
+  const handler = client.config.requestHandler as unknown as { handle: Handle };
+  const handle = handler.handle.bind(handler);
+  handler.handle = (request, options = {}) => {
+    const scope = requestScope.getStore();
+    if (!scope) return handle(request, options);
+    return handle(request, { ...options, abortSignal: anySignal(options.abortSignal, scope) });
+  };
 }
 
 /**

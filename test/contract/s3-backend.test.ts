@@ -2,7 +2,7 @@ import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,6 +168,40 @@ describe('S3Backend specifics', () => {
       const err = await attempt().catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'storage-endpoint', hint: 'check STORAGE_ENDPOINT and that MinIO/S3 is running' });
       expect((err as Error).message).toMatch(new RegExp(`^S3 endpoint unreachable: ${endpoint} \\(.*ECONNREFUSED.*\\)$`));
+    }
+  });
+
+  it('black-holed endpoint (accepts, never answers) → storage-timeout naming STORAGE_TIMEOUT, within the timeout', async () => {
+    const sockets = new Set<Socket>();
+    const hole = createNetServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.resume();
+    });
+    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+    const endpoint = `http://127.0.0.1:${(hole.address() as AddressInfo).port}`;
+    const bad = new S3Backend(settings(bucket, { endpoint, timeoutMs: 1500 }));
+    try {
+      for (const [what, attempt] of [
+        ['checkAccess', () => bad.checkAccess()],
+        ['stat', () => bad.stat('x.dump')],
+        ['get', () => bad.get('x.dump')],
+        ['delete', () => bad.delete('x.dump')],
+        ['list', async () => void (await bad.list()[Symbol.asyncIterator]().next())],
+        ['small put', () => bad.put('x.json', text('{}'), { contentLength: 2 })],
+      ] as const) {
+        const t0 = Date.now();
+        const err = await (attempt as () => Promise<unknown>)().catch((e: unknown) => e);
+        expect(Date.now() - t0, what).toBeLessThan(5000);
+        expect(err, what).toBeInstanceOf(StorageError);
+        expect(err, what).toMatchObject({ code: 'storage-timeout', exitCode: 7 });
+        expect((err as Error).message, what).toContain(`${endpoint} did not answer within 1.5s (STORAGE_TIMEOUT)`);
+        expect((err as StorageError).hint, what).toContain('STORAGE_TIMEOUT');
+      }
+    } finally {
+      bad.destroy();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => hole.close(r));
     }
   });
 
