@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type StoredFile, type TableCount } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
-import { AppError, PartialError } from '../errors/index.js';
+import { AppError, InterruptedError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { compressionPlan } from '../pipeline/compression.js';
 import { gpgEncryptStage, type GpgKey } from '../pipeline/gpg.js';
@@ -58,6 +58,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const upload = options.upload !== false && Boolean(job.s3);
   const base = baseName(job.filePrefix, started);
   const written: Written[] = [];
+  /** A failed upload's own cleanup, awaited after the local files are removed. */
+  const uploadCleanup: Promise<void>[] = [];
   const warnings: string[] = [];
   let lockRelease: (() => void) | undefined;
   let client: pg.Client | undefined;
@@ -90,14 +92,15 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     lockRelease = acquireLock(job.backupDir, job.filePrefix, `backup of ${job.database}`).release;
     logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
     // An unreachable bucket must not cost the local backup: go on without the upload, exit 3.
-    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true });
+    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true, signal: options.signal });
     if (pre.error) throw pre.error;
+    if (options.signal?.aborted) throw new InterruptedError();
     client = pre.client!;
     const server = pre.server!;
     const pgDump = pre.pgDump!;
     const plan = compressionPlan(job.compression, pgDump.major);
     const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt });
-    const storage = createStorage(job, { partSize: job.s3?.partSize ?? autoPartSize(server.databaseSize) });
+    const storage = createStorage(job, { partSize: job.s3?.partSize ?? autoPartSize(server.databaseSize), signal: options.signal });
     const local = storage.local;
     const remoteBackend = upload ? storage.remote : undefined;
     let remote: StorageBackend | undefined = remoteBackend;
@@ -139,6 +142,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       key: artKey,
       local,
       remote,
+      remoteTimeoutMs: remoteBackend?.timeoutMs,
+      deferRemoteCleanup: (cleanup) => uploadCleanup.push(cleanup),
       signal: options.signal,
       onBytes: (n) => progress?.onBytes(n),
       logger,
@@ -204,9 +209,12 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   } catch (err) {
     const e = toAppError(err);
     // Nothing half-made under a final name: remove whatever this run already stored.
-    for (const w of written.reverse()) {
+    // Local files first: a bucket that does not answer must not keep them from being removed.
+    for (const w of written.reverse().sort((a, b) => Number(a.backend.kind !== 'local') - Number(b.backend.kind !== 'local'))) {
+      if (w.backend.kind !== 'local') await Promise.all(uploadCleanup.splice(0));
       await w.backend.delete(w.key).catch((de: unknown) => logger.warn('cleanup failed', { key: w.key, error: String(de) }));
     }
+    await Promise.all(uploadCleanup.splice(0));
     locations.length = 0;
     size = undefined;
     sha256 = undefined;

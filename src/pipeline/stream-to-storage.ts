@@ -1,6 +1,7 @@
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError, InterruptedError } from '../errors/index.js';
+import { AppError, InterruptedError, StorageError } from '../errors/index.js';
+import { formatDuration } from '../logging/human-units.js';
 import type { Logger } from '../logging/logger.js';
 import type { PutResult, StorageBackend } from '../storage/storage-backend.js';
 import { ChildStage } from './child-stage.js';
@@ -15,6 +16,18 @@ export interface StreamToStorageOptions {
   readonly key: string;
   readonly local: StorageBackend;
   readonly remote?: StorageBackend | undefined;
+  /**
+   * STORAGE_TIMEOUT: an upload that takes no data for this long (a frozen server) is dropped with
+   * a `storage-timeout` error, and the local copy goes on without waiting for it.
+   */
+  readonly remoteTimeoutMs?: number | undefined;
+  /**
+   * When the run fails, the upload's own cleanup (aborting its multipart upload) can take a few
+   * STORAGE_TIMEOUTs on a server that stopped answering. Given this, the failure is thrown at once
+   * and the cleanup handed over, so the caller removes its local files first and waits for it
+   * after; else it is awaited here.
+   */
+  readonly deferRemoteCleanup?: ((cleanup: Promise<void>) => void) | undefined;
   readonly signal?: AbortSignal | undefined;
   readonly onBytes?: (total: number) => void;
   readonly logger: Logger;
@@ -47,16 +60,17 @@ export function toAppError(err: unknown): AppError {
  * handles only the final bytes; the source and stages must be created in the same tick as this call. Nothing is read back from disk, nothing holds the whole dump. Both puts are atomic
  * (temp file + rename; multipart completed only at end of stream), and the stream ends only
  * after every child exited 0, so a failure leaves nothing under the final key. If only the
- * upload fails, the local copy is kept and the upload error is returned; if the local copy
- * fails after the upload completed, the uploaded object is deleted again.
+ * upload fails or stalls (`remoteTimeoutMs`), the local copy is kept and the upload error is
+ * returned; if the local copy fails after the upload completed, the uploaded object is deleted again.
  */
 export async function streamToStorage(options: StreamToStorageOptions): Promise<StreamToStorageResult> {
   const { key, local, remote, logger } = options;
   // pg_dump → zstd → gpg talk through kernel pipes: node only reads the last child's output.
   ChildStage.connect([options.source, ...options.stages]);
+  const stall = remote && options.remoteTimeoutMs !== undefined ? uploadStall(remote, key, options.remoteTimeoutMs, logger) : undefined;
   const tee = new Tee([
     { name: 'local', required: true },
-    ...(remote ? [{ name: 'remote', required: false }] : []),
+    ...(remote ? [{ name: 'remote', required: false, stall }] : []),
   ]);
   const hash = new HashStage(options.onBytes);
 
@@ -82,27 +96,49 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
   } catch (err) {
     pipelineError = err;
   }
-  const [localResult, remoteResult] = await Promise.allSettled([localPut, remotePut ?? Promise.resolve(undefined)]);
+  const [localResult] = await Promise.allSettled([localPut]);
 
   if (pipelineError !== undefined || localResult.status === 'rejected') {
     // Nothing may remain under the final name. The puts clean up after themselves; this is the
     // belt-and-braces for a put that completed before another part failed.
-    if (remote && remoteResult.status === 'fulfilled' && remoteResult.value) {
-      await remote.delete(key).catch((e: unknown) => logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }));
-    }
     if (localResult.status === 'fulfilled') {
       await local.delete(key).catch((e: unknown) => logger.warn('could not delete the local file of a failed backup', { key, error: String(e) }));
     }
+    const remoteCleanup = (remotePut ?? Promise.resolve(undefined)).then(
+      async (uploaded) => {
+        if (remote && uploaded) {
+          await remote.delete(key).catch((e: unknown) => logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }));
+        }
+      },
+      () => undefined,
+    );
+    if (options.deferRemoteCleanup) options.deferRemoteCleanup(remoteCleanup);
+    else await remoteCleanup;
     const localError: unknown = localResult.status === 'rejected' ? localResult.reason : undefined;
     // Prefer a classified root cause (pg_dump died, disk full) over the generic abort it caused elsewhere.
     const candidates = [pipelineError, localError].filter((e) => e !== undefined).map(toAppError);
     throw candidates.find((e) => e.code !== 'internal' && e.code !== 'interrupted') ?? candidates[0]!;
   }
+  const [remoteResult] = await Promise.allSettled([remotePut ?? Promise.resolve(undefined)]);
   return {
     size: hash.bytes,
     sha256: hash.sha256,
     local: localResult.value,
     remote: remoteResult.status === 'fulfilled' ? remoteResult.value : undefined,
     remoteError: remoteResult.status === 'rejected' ? toAppError(remoteResult.reason) : undefined,
+  };
+}
+
+/** The Tee's stall limit of an upload: the error it is dropped with, logged when it happens. */
+function uploadStall(remote: StorageBackend, key: string, timeoutMs: number, logger: Logger) {
+  return {
+    afterMs: timeoutMs,
+    error: () => {
+      const limit = formatDuration(timeoutMs);
+      logger.warn(`upload stalled for ${limit}: going on with the local backup only`, { key, location: remote.location });
+      return new StorageError('storage-timeout', `upload to ${remote.urlOf(key)} stalled: the S3 server took no data for ${limit} (STORAGE_TIMEOUT)`, {
+        hint: `check that the S3 server is running and reachable; on a slow link raise STORAGE_TIMEOUT (now ${limit}) above the time one part takes`,
+      });
+    },
   };
 }

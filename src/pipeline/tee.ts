@@ -1,11 +1,25 @@
 import { PassThrough, Writable } from 'node:stream';
 
+/** An optional branch that has not drained for `afterMs` is failed with `error()` and dropped. */
+export interface TeeStall {
+  readonly afterMs: number;
+  readonly error: () => Error;
+}
+
+export interface TeeBranchSpec {
+  readonly name: string;
+  readonly required: boolean;
+  /** Only for an optional branch: how long it may hold the others back. */
+  readonly stall?: TeeStall | undefined;
+}
+
 /** One output of a Tee: a readable branch handed to a consumer (a storage put). */
 export interface TeeBranch {
   readonly name: string;
   readonly stream: PassThrough;
   /** A required branch that fails destroys the whole tee; an optional one is dropped. */
   readonly required: boolean;
+  readonly stall: TeeStall | undefined;
   failed: Error | undefined;
 }
 
@@ -13,14 +27,21 @@ export interface TeeBranch {
  * Writes every chunk to several branches with backpressure: the next chunk is accepted only
  * when every live branch has drained, so memory stays bounded by the branches' buffers. An
  * optional branch that fails (an upload) is dropped and the others go on; a required branch
- * that fails (the local file) fails the tee.
+ * that fails (the local file) fails the tee. An optional branch with a `stall` limit that keeps
+ * the others waiting longer than that (a frozen S3 server) is failed and dropped too, so the
+ * local file goes on at full speed and pg_dump's snapshot is not held open by the upload.
  */
 export class Tee extends Writable {
   readonly branches: TeeBranch[];
 
-  constructor(specs: readonly { name: string; required: boolean }[], highWaterMark = 1024 * 1024) {
+  constructor(specs: readonly TeeBranchSpec[], highWaterMark = 1024 * 1024) {
     super({ highWaterMark });
-    this.branches = specs.map((s) => ({ ...s, stream: new PassThrough({ highWaterMark }), failed: undefined }));
+    this.branches = specs.map((s) => {
+      const stream = new PassThrough({ highWaterMark });
+      // A branch's failure is reported by fail(); its consumer may be gone when it errors.
+      stream.on('error', () => undefined);
+      return { name: s.name, required: s.required, stall: s.required ? undefined : s.stall, stream, failed: undefined };
+    });
   }
 
   branch(name: string): PassThrough {
@@ -37,7 +58,8 @@ export class Tee extends Writable {
     if (b.required) {
       this.destroy(err);
     } else {
-      b.stream.destroy();
+      // With the error, so a consumer still reading (an upload) stops with this cause.
+      b.stream.destroy(err);
     }
   }
 
@@ -54,7 +76,10 @@ export class Tee extends Writable {
     for (const b of this.live()) {
       if (!b.stream.write(chunk)) {
         pending++;
+        const stall = b.stall;
+        const timer = stall ? setTimeout(() => this.fail(b.name, stall.error()), stall.afterMs) : undefined;
         const onDrain = () => {
+          clearTimeout(timer);
           b.stream.off('close', onDrain);
           b.stream.off('drain', onDrain);
           done();
