@@ -27,6 +27,8 @@ export interface ListOptions {
   readonly job: Pick<JobConfig, 'backupDir' | 's3'>;
   /** Only this location (default both). */
   readonly only?: 'local' | 'remote' | undefined;
+  /** Stops the bucket's requests (SIGTERM). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string) => string) | undefined>): ListedBackup {
@@ -57,7 +59,7 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
  * first, with its state and newest verification.
  */
 export async function list(options: ListOptions): Promise<ListedBackup[]> {
-  const storage = createStorage(options.job);
+  const storage = createStorage(options.job, { signal: options.signal });
   if (options.only === 'remote' && !storage.remote) {
     throw new UsageError('--remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
   }

@@ -101,7 +101,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs must be a whole number of 1 or more (got ${jobs})`);
   if (options.name && options.latest) throw new UsageError('give a backup NAME or --latest, not both');
   if (!options.name && !options.latest) throw new UsageError('which backup? give its NAME or --latest (`pgbak list` shows them)');
-  const storage = createStorage(job);
+  const storage = createStorage(job, { signal: options.signal });
   if (options.from === 'remote' && !storage.remote) {
     throw new UsageError('--from remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
   }

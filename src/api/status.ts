@@ -92,8 +92,8 @@ interface StoredState {
 
 type Backends = readonly (readonly [string, StorageBackend])[];
 
-function backendsOf(storage: Pick<JobConfig, 'backupDir' | 's3'>): { backends: Backends; close: () => void } {
-  const { local, remote } = createStorage(storage);
+function backendsOf(storage: Pick<JobConfig, 'backupDir' | 's3'>, signal?: AbortSignal): { backends: Backends; close: () => void } {
+  const { local, remote } = createStorage(storage, { signal });
   const backends: [string, StorageBackend][] = [[local.location, local]];
   if (remote) backends.push([remote.location, remote]);
   return { backends, close: () => remote?.destroy() };
@@ -137,8 +137,8 @@ async function readRecord(backends: Backends, prefix: string, problems: string[]
 }
 
 /** The state of one database from its stored backups and last-run record. */
-export async function databaseStatus(target: StatusTarget, now: Date = new Date()): Promise<DatabaseStatus> {
-  const { backends, close } = backendsOf(target.storage);
+export async function databaseStatus(target: StatusTarget, now: Date = new Date(), signal?: AbortSignal): Promise<DatabaseStatus> {
+  const { backends, close } = backendsOf(target.storage, signal);
   try {
     const problems: string[] = [];
     const entries = await readCatalog(backends, target.filePrefix, problems);
@@ -150,10 +150,10 @@ export async function databaseStatus(target: StatusTarget, now: Date = new Date(
 }
 
 /** The status of every target (sequentially: they usually share one bucket). */
-export async function status(options: { targets: readonly StatusTarget[]; now?: Date }): Promise<StatusReport> {
+export async function status(options: { targets: readonly StatusTarget[]; now?: Date; signal?: AbortSignal }): Promise<StatusReport> {
   const now = options.now ?? new Date();
   const databases: DatabaseStatus[] = [];
-  for (const t of options.targets) databases.push(await databaseStatus(t, now));
+  for (const t of options.targets) databases.push(await databaseStatus(t, now, options.signal));
   return { ok: databases.every((d) => d.ok), checkedAt: now.toISOString(), databases };
 }
 

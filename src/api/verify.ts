@@ -143,7 +143,7 @@ async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, option
 export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   const { job } = options;
   const logger = (options.logger ?? silentLogger).child({ database: job.database });
-  const storage = createStorage(job);
+  const storage = createStorage(job, { signal: options.signal });
   const backends: SourceBackends = { local: storage.local, remote: storage.remote };
   try {
     let entries: CatalogEntry[];

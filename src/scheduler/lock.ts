@@ -14,6 +14,18 @@ export interface HeldLock {
   release(): void;
 }
 
+/** The release of every lock this process holds, for an exit that cannot wait for its owner. */
+const held = new Set<() => void>();
+
+/**
+ * Release every lock this process still holds. Only for a process about to exit while a run is
+ * still going (a command past its stop grace, a daemon giving up on a run): the lock would
+ * otherwise hold this pid, which the next run takes over only once the process is gone.
+ */
+export function releaseHeldLocks(): void {
+  for (const release of [...held]) release();
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -59,11 +71,12 @@ export function acquireLock(dir: string, prefix: string, what: string): HeldLock
     writeSync(fd, JSON.stringify(me));
     closeSync(fd);
     let released = false;
-    return {
+    const lock: HeldLock = {
       path,
       release() {
         if (released) return;
         released = true;
+        held.delete(lock.release);
         try {
           const current = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
           if (current.pid === me.pid && current.host === me.host) rmSync(path, { force: true });
@@ -72,6 +85,8 @@ export function acquireLock(dir: string, prefix: string, what: string): HeldLock
         }
       },
     };
+    held.add(lock.release);
+    return lock;
   }
   throw new LockedError(`could not take the lock ${path}`, { hint: 'another run may be starting at the same moment; try again' });
 }

@@ -5,6 +5,7 @@ import { planBackup } from '../../api/plan.js';
 import { ExitCode } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { createProgress } from '../progress.js';
+import { stopOnSignals } from '../signals.js';
 import { renderError } from '../render.js';
 import { addCommonOptions } from '../options.js';
 import { runAfterBackup } from '../../api/after-backup.js';
@@ -52,13 +53,7 @@ async function runBackupCommand(flags: BackupFlags): Promise<number> {
     return code;
   }
 
-  const controller = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    ctx.logger.warn(`received ${sig}: stopping the backup, cleaning up`);
-    controller.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const controller = stopOnSignals(ctx.logger, 'backup');
   const results: BackupResult[] = [];
   const concurrency = Math.max(1, ctx.global.BACKUP_CONCURRENCY);
   const queue = [...ctx.jobs];
@@ -79,9 +74,11 @@ async function runBackupCommand(flags: BackupFlags): Promise<number> {
       results.push(await runAfterBackup({ job, result, logger: ctx.logger, prune: flags.prune !== false, signal: controller.signal }));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, ctx.jobs.length) }, worker));
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, ctx.jobs.length) }, worker));
+  } finally {
+    controller.dispose();
+  }
 
   if (flags.json) writeJson(ctx.jobs.length === 1 ? results[0] : results);
   else for (const r of results) process.stdout.write(describe(r));

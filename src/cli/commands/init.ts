@@ -4,6 +4,7 @@ import { initBucket } from '../../retention/init-bucket.js';
 import { S3Backend } from '../../storage/s3-backend.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
+import { stopOnSignals } from '../signals.js';
 
 interface InitFlags extends CommonFlags {
   lifecycle?: boolean;
@@ -20,13 +21,14 @@ export function registerInit(program: Command): void {
     const ctx = loadContext(flags, { openLogFile: true });
     const reports = [];
     let failed = false;
+    const stop = stopOnSignals(ctx.logger, 'bucket check');
     for (const job of ctx.jobs) {
       if (!job.s3) {
         throw new ConfigError(['STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY: both must be set for `pgbak init`'], {
           hint: 'set the MinIO/S3 keys in the environment or .env',
         });
       }
-      const report = await initBucket(new S3Backend(job.s3), { lifecycleDays: flags.lifecycle ? job.retention.days : undefined });
+      const report = await initBucket(new S3Backend(job.s3, { signal: stop.signal }), { lifecycleDays: flags.lifecycle ? job.retention.days : undefined });
       reports.push({ job: job.name, ...report });
       failed ||= !report.ok;
       for (const w of report.warnings) ctx.logger.warn(w);
@@ -41,8 +43,12 @@ export function registerInit(program: Command): void {
         );
       }
     }
+    stop.dispose();
     if (flags.json) writeJson(reports.length === 1 ? reports[0] : reports);
-    if (failed) {
+    if (stop.signal.aborted) {
+      process.stderr.write('pgbak: error: interrupted\n');
+      process.exitCode = ExitCode.interrupted;
+    } else if (failed) {
       const e = new StorageError('storage-access', 'the bucket does not allow every operation pgbak needs (see the failed checks)', {
         hint: 'grant the access key s3:PutObject, GetObject, ListBucket and DeleteObject on the bucket',
       });

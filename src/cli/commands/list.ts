@@ -4,6 +4,7 @@ import { ExitCode } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { table } from '../render.js';
+import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../logging/human-units.js';
 
 interface ListFlags extends CommonFlags {
@@ -30,11 +31,16 @@ async function runListCommand(flags: ListFlags): Promise<number> {
   // Jobs sharing a directory and bucket are listed once.
   const seen = new Set<string>();
   const all: ListedBackup[] = [];
-  for (const job of ctx.jobs) {
-    const where = `${job.backupDir}\n${job.s3 ? `${job.s3.endpoint}/${job.s3.bucket}/${job.s3.prefix}` : ''}`;
-    if (seen.has(where)) continue;
-    seen.add(where);
-    for (const b of await list({ job, only })) if (!all.some((x) => x.name === b.name)) all.push(b);
+  const stop = stopOnSignals(ctx.logger, 'listing');
+  try {
+    for (const job of ctx.jobs) {
+      const where = `${job.backupDir}\n${job.s3 ? `${job.s3.endpoint}/${job.s3.bucket}/${job.s3.prefix}` : ''}`;
+      if (seen.has(where)) continue;
+      seen.add(where);
+      for (const b of await list({ job, only, signal: stop.signal })) if (!all.some((x) => x.name === b.name)) all.push(b);
+    }
+  } finally {
+    stop.dispose();
   }
   all.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : a.name < b.name ? 1 : -1));
   if (flags.json) writeJson(all);

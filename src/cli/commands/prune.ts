@@ -4,6 +4,7 @@ import { prune, type PruneResult } from '../../retention/prune.js';
 import { createStorage } from '../../storage/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
+import { stopOnSignals } from '../signals.js';
 
 interface PruneFlags extends CommonFlags {
   dryRun?: boolean;
@@ -19,13 +20,22 @@ export function registerPrune(program: Command): void {
   addCommonOptions(cmd).action(async (flags: PruneFlags) => {
     const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
     const results: { job: string; result: PruneResult }[] = [];
+    // Deleting is cleanup, so a stop aborts only the listing; the grace bounds the rest.
+    const stop = stopOnSignals(ctx.logger, 'prune');
     for (const job of ctx.jobs) {
-      const storage = createStorage(job);
+      if (stop.signal.aborted) break;
+      const storage = createStorage(job, { signal: stop.signal });
       const result = await prune({ job, local: storage.local, remote: storage.remote, dryRun: Boolean(flags.dryRun), logger: ctx.logger });
       results.push({ job: job.name, result });
       if (!flags.json) process.stdout.write(describe(job.name, result));
     }
+    stop.dispose();
     if (flags.json) writeJson(results.length === 1 ? results[0] : results);
+    if (stop.signal.aborted) {
+      process.stderr.write('pgbak: error: interrupted\n');
+      process.exitCode = ExitCode.interrupted;
+      return;
+    }
     const errors = results.flatMap((r) => r.result.errors);
     if (errors.length > 0) {
       const e = new StorageError('prune-incomplete', `prune could not delete ${errors.length} item(s): ${errors[0]}`, {

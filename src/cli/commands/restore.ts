@@ -5,6 +5,7 @@ import { redactUrl } from '../../config/redact.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
+import { stopOnSignals } from '../signals.js';
 
 import { createRestoreProgress } from '../progress.js';
 import { formatDuration } from '../../logging/human-units.js';
@@ -74,13 +75,7 @@ async function runRestoreCommand(name: string | undefined, flags: RestoreFlags):
   const ctx = loadContext(flags, { openLogFile: true });
   if (ctx.jobs.length !== 1) throw new UsageError('restore acts on one job: choose it with --job NAME');
   const job = ctx.jobs[0]!;
-  const controller = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    ctx.logger.warn(`received ${sig}: stopping the restore`);
-    controller.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const controller = stopOnSignals(ctx.logger, 'restore');
   const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY) && !flags.json;
   const progress = flags.json ? undefined : createRestoreProgress(ctx.logger);
   let result: RestoreResult;
@@ -102,8 +97,7 @@ async function runRestoreCommand(name: string | undefined, flags: RestoreFlags):
     });
   } finally {
     progress?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    controller.dispose();
   }
   if (flags.json) writeJson(result);
   else process.stdout.write(describe(result));

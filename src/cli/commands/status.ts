@@ -2,9 +2,11 @@ import type { Command } from '@commander-js/extra-typings';
 import { discoverTargets, jobTarget, status, type DatabaseStatus, type StatusTarget } from '../../api/status.js';
 import { loadJobs, selectJobs } from '../../config/config-file.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
+import { LineLogger } from '../../logging/logger.js';
 
 import { flagLayer, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
+import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../logging/human-units.js';
 
 interface StatusFlags extends CommonFlags {
@@ -49,13 +51,20 @@ async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
 }
 
 async function runStatusCommand(flags: StatusFlags): Promise<number> {
-  const targets = await targetsOf(flags);
-  if (targets.length === 0) {
-    throw new UsageError('nothing to check: no DATABASE_URL or config file, and no backups found in storage', {
-      hint: 'set DATABASE_URL or --config, or the STORAGE_* variables / BACKUP_DIR where the backups are',
-    });
+  // status reads storage only and keeps stdout for the report: its stop notices go to stderr.
+  const stop = stopOnSignals(new LineLogger({ level: 'warn' }), 'status check');
+  let report: Awaited<ReturnType<typeof status>>;
+  try {
+    const targets = await targetsOf(flags);
+    if (targets.length === 0) {
+      throw new UsageError('nothing to check: no DATABASE_URL or config file, and no backups found in storage', {
+        hint: 'set DATABASE_URL or --config, or the STORAGE_* variables / BACKUP_DIR where the backups are',
+      });
+    }
+    report = await status({ targets, signal: stop.signal });
+  } finally {
+    stop.dispose();
   }
-  const report = await status({ targets });
   if (flags.json) writeJson(report);
   else process.stdout.write(report.databases.map(describe).join('\n'));
   for (const d of report.databases) {

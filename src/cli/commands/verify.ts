@@ -3,6 +3,7 @@ import { verify, combinedExitCode, type BackupVerification } from '../../api/ver
 import { ExitCode, UsageError } from '../../errors/index.js';
 import { updateMetricsTextfile } from '../../metrics/textfile.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
+import { stopOnSignals } from '../signals.js';
 import { formatDuration } from '../../logging/human-units.js';
 
 interface VerifyFlags extends CommonFlags {
@@ -39,10 +40,7 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
   if (picked > 1) throw new UsageError('give one of NAME, --latest or --all');
   const ctx = loadContext({ ...flags, all: undefined }, { openLogFile: true, allByDefault: Boolean(flags.all) && flags.job === undefined });
   if (name !== undefined && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const controller = stopOnSignals(ctx.logger, 'verification');
   const results: BackupVerification[] = [];
   const codes: number[] = [];
   try {
@@ -53,8 +51,7 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
       await recordMetrics(job.settings.METRICS_TEXTFILE, job.name, job.database, report.results, ctx.logger.warn.bind(ctx.logger));
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    controller.dispose();
   }
   if (flags.json) writeJson(results);
   else for (const r of results) process.stdout.write(describe(r));
