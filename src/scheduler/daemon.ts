@@ -33,10 +33,16 @@ export interface DaemonOptions {
   readonly signal?: AbortSignal;
 }
 
+/** How the daemon stopped. */
+export interface DaemonStopped {
+  /** Jobs whose run was still going when the daemon gave up on it (abort grace passed, or a third stop). */
+  readonly abandoned: readonly string[];
+}
+
 /** A running scheduler. */
 export interface Daemon {
   /** Resolves once stopped: no timer left and every run finished (or given up after the abort grace). */
-  readonly done: Promise<void>;
+  readonly done: Promise<DaemonStopped>;
   /**
    * Stop request. The first stops scheduling, cancels queued runs and retry waits, and lets running
    * backups finish for up to stopTimeoutMs, then aborts them. The second aborts running backups at
@@ -62,7 +68,7 @@ interface JobState {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Start the scheduler and resolve when it stopped. Stop it with `options.signal`. */
-export function runDaemon(options: DaemonOptions): Promise<void> {
+export function runDaemon(options: DaemonOptions): Promise<DaemonStopped> {
   return startDaemon(options).done;
 }
 
@@ -97,16 +103,18 @@ export function startDaemon(options: DaemonOptions): Daemon {
   const executions = new Set<Promise<void>>();
   const otherTimers = new Set<NodeJS.Timeout>();
   const slots = new Semaphore(Math.max(1, options.concurrency));
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
+  let resolveDone!: (stopped: DaemonStopped) => void;
+  const done = new Promise<DaemonStopped>((r) => (resolveDone = r));
   let finished = false;
 
   const finish = () => {
     if (finished) return;
     finished = true;
     for (const t of otherTimers) clearTimeout(t);
-    log.info('daemon stopped');
-    resolveDone();
+    const abandoned = executions.size > 0 ? states.filter((s) => s.busy).map((s) => s.job.name) : [];
+    if (abandoned.length > 0) log.error(`daemon stopped, abandoning the run(s) of ${abandoned.join(', ')} that did not stop`);
+    else log.info('daemon stopped');
+    resolveDone({ abandoned });
   };
   const maybeFinish = () => {
     if (stopRequests > 0 && executions.size === 0) finish();

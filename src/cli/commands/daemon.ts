@@ -11,7 +11,8 @@ import { LineLogger, type Logger } from '../../logging/logger.js';
 import { startMetricsServer, type HealthReport, type MetricsServer } from '../../metrics/http-server.js';
 import { BackupMetrics, type MetricsSeed } from '../../metrics/metrics.js';
 
-import { installSignalHandlers, startDaemon } from '../../scheduler/daemon.js';
+import { installSignalHandlers, startDaemon, type DaemonStopped } from '../../scheduler/daemon.js';
+import { releaseHeldLocks } from '../../scheduler/lock.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { formatDuration } from '../../logging/human-units.js';
@@ -67,6 +68,7 @@ async function serve(
     logger.info(`metrics served at ${server.url}/metrics`, { healthz: `${server.url}/healthz` });
   }
   let removeHandlers: (() => void) | undefined;
+  let stopped: DaemonStopped;
   try {
     const daemon = startDaemon({
       jobs,
@@ -92,10 +94,20 @@ async function serve(
         }
       },
     });
-    await daemon.done;
+    stopped = await daemon.done;
   } finally {
     removeHandlers?.();
     await server?.close().catch(() => undefined);
+  }
+  if (stopped.abandoned.length > 0) {
+    // The abandoned run is still inside this process: its lock holds our pid, which the next
+    // start would take for a live run until this process is gone. Exiting ends the run.
+    releaseHeldLocks();
+    process.stderr.write(
+      `pgbak: error: stopped, abandoning the backup of ${stopped.abandoned.join(', ')}, which did not stop after the abort\n` +
+        'hint: S3 or PostgreSQL may not be answering (STORAGE_TIMEOUT bounds each S3 request); `pgbak list` shows anything left without its manifest\n',
+    );
+    return ExitCode.failure;
   }
   return ExitCode.ok;
 }
