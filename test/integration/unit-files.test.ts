@@ -100,6 +100,10 @@ describe('systemd unit file contents', () => {
       expect(service.get(key!), key).toEqual([value]);
     }
     expect(service.get('ReadWritePaths')!.join(' ').split(/\s+/).sort()).toEqual(['/var/backups/pgbak', '/var/log/pgbak']);
+    // A hung run must not block the next slots of the 6-hourly timer.
+    const startTimeout = parseDuration(service.get('TimeoutStartSec')![0]!);
+    expect(startTimeout).toBeGreaterThan(0);
+    expect(startTimeout).toBeLessThan(6 * 3600_000);
   });
 
   it('db-backup.timer: every 6 hours, persistent, with a small random delay', () => {
