@@ -1,0 +1,272 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backupEnv, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
+import { startS3Server, type S3Server } from '../helpers/minio.js';
+import { createDatabase, execFileAsync, tempDir } from '../helpers/services.js';
+
+/**
+ * "Nothing hangs" (fault run H1): a frozen (SIGSTOP) or black-holed S3 endpoint accepts TCP from
+ * the kernel backlog and never answers. Every command must still end: by STORAGE_TIMEOUT, or
+ * within a few seconds of SIGTERM. Real processes only: a private MinIO we freeze, a TCP server
+ * that accepts and never answers, the built CLI.
+ */
+
+/** Rows of random-looking text (~45 MB uncompressed dump): long enough to freeze S3 mid-upload. */
+const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload, now() - g * interval '1 second' AS at
+  FROM generate_series(1, 400000) g;`;
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A TCP endpoint that accepts every connection and never answers (a black hole). */
+async function startBlackHole(): Promise<{ endpoint: string; connections: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let count = 0;
+  const server: Server = createServer((socket) => {
+    count++;
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+    socket.resume(); // read and drop: the request is "received", the answer never comes
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections: () => count,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+const backupsOf = (dir: string) => join(dir, 'backups');
+const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+const tempFiles = (dir: string) => listDir(backupsOf(dir)).filter((f) => f.includes('.tmp-'));
+const lockFiles = (dir: string) => listDir(backupsOf(dir)).filter((f) => f.endsWith('.lock'));
+
+/** The local artifact's sha256 equals its manifest's, and its size too. */
+function expectGoodLocalBackup(dir: string, name: string): void {
+  const manifest = JSON.parse(readFileSync(join(backupsOf(dir), `${name}.manifest.json`), 'utf8')) as { artifact: { key: string; size: number; sha256: string } };
+  const artifact = readFileSync(join(backupsOf(dir), manifest.artifact.key));
+  expect(artifact.length).toBe(manifest.artifact.size);
+  expect(createHash('sha256').update(artifact).digest('hex')).toBe(manifest.artifact.sha256);
+}
+
+/** Wait until the dump's temp file has grown past `bytes`. */
+function dumpPast(dir: string, bytes: number): Promise<string> {
+  return waitFor(`a dump past ${bytes} bytes`, () => {
+    const tmp = tempFiles(dir).find((f) => f.includes('.dump'));
+    return tmp && (statSync(join(backupsOf(dir), tmp), { throwIfNoEntry: false })?.size ?? 0) > bytes ? tmp : undefined;
+  });
+}
+
+/** Time a CLI run from now. */
+async function timed(run: Promise<CliResult>): Promise<CliResult & { seconds: number }> {
+  const t0 = Date.now();
+  const r = await run;
+  return { ...r, seconds: (Date.now() - t0) / 1000 };
+}
+
+describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
+  let db: string;
+  let s3: S3Server;
+  let bucketSeq = 0;
+  const aws = (...args: string[]) =>
+    execFileAsync('aws', [...args, '--endpoint-url', s3.endpoint, '--output', 'json'], {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: 'us-east-1' },
+    });
+  const frozen = () => s3.process!.kill('SIGSTOP');
+  const thawed = () => s3.process!.kill('SIGCONT');
+
+  /** The environment of a run against our own MinIO (a fresh bucket) or another endpoint. */
+  async function env(dir: string, extra: Record<string, string> = {}, endpoint?: string): Promise<NodeJS.ProcessEnv> {
+    const bucket = `hangs${++bucketSeq}`;
+    if (!endpoint) await aws('s3', 'mb', `s3://${bucket}`);
+    return {
+      ...backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'none', STORAGE_PART_SIZE: '5MiB', ...extra } }),
+      STORAGE_ENDPOINT: endpoint ?? s3.endpoint,
+      STORAGE_ACCESS_KEY: s3.accessKey,
+      STORAGE_SECRET_KEY: s3.secretKey,
+      STORAGE_BUCKET: bucket,
+    };
+  }
+
+  async function bucketKeys(bucket: string): Promise<string[]> {
+    const out = await aws('s3api', 'list-objects-v2', '--bucket', bucket);
+    return ((JSON.parse(out.stdout || '{}') as { Contents?: { Key: string }[] }).Contents ?? []).map((c) => c.Key);
+  }
+
+  async function openUploads(bucket: string): Promise<string[]> {
+    const out = await aws('s3api', 'list-multipart-uploads', '--bucket', bucket);
+    return ((JSON.parse(out.stdout || '{}') as { Uploads?: { Key: string }[] }).Uploads ?? []).map((u) => u.Key);
+  }
+
+  beforeAll(async () => {
+    [db, s3] = await Promise.all([createDatabase('hang', BIG_SQL), startS3Server()]);
+  });
+  afterAll(async () => {
+    if (s3.process?.exitCode === null) thawed();
+    await s3.stop();
+  });
+
+  it('MinIO frozen mid-upload: the upload is dropped after STORAGE_TIMEOUT, the local backup completes, exit 3; the multipart upload is aborted', async () => {
+    const dir = tempDir();
+    // Globals off: their object is stored before the freeze and cannot be removed while it lasts.
+    const e = await env(dir, { STORAGE_TIMEOUT: '5s', BACKUP_GLOBALS: 'false' });
+    const run = spawnCli(['backup', '--json'], { env: e, timeoutMs: 150_000 });
+    await dumpPast(dir, 6 * 1024 * 1024);
+    frozen();
+    const frozenAt = Date.now();
+    let thawTimer: NodeJS.Timeout | undefined;
+    try {
+      thawTimer = setTimeout(thawed, 120_000); // the freeze "ends" after 2 minutes
+      const r = await run.done;
+      const seconds = (Date.now() - frozenAt) / 1000;
+      expect(r.code, r.stderr.slice(-3000)).toBe(3);
+      // 5 s stall + 5 s for the parts in flight + 5 s for the multipart abort, plus a slow machine.
+      expect(seconds).toBeLessThan(60);
+      expect(r.stderr).toMatch(/stalled: the S3 server took no data for 5\.0s \(STORAGE_TIMEOUT\)/);
+      expect(r.stderr).toMatch(/hint: .*STORAGE_TIMEOUT/);
+      const result = JSON.parse(r.stdout) as { name: string; status: string; locations: string[] };
+      expect(result.status).toBe('partial');
+      expectGoodLocalBackup(dir, result.name);
+      expect(tempFiles(dir)).toEqual([]);
+      expect(lockFiles(dir)).toEqual([]);
+    } finally {
+      clearTimeout(thawTimer);
+      thawed();
+    }
+    // After the freeze nothing of this backup is in the bucket under a final key.
+    const keys = await bucketKeys(e.STORAGE_BUCKET!);
+    expect(keys.filter((k) => /\.(dump|manifest\.json|globals\.sql)$/.test(k))).toEqual([]);
+    // The abort was sent while MinIO was frozen; MinIO handles it once it runs again.
+    await waitFor('the multipart upload to be aborted', async () => ((await openUploads(e.STORAGE_BUCKET!)).length === 0 ? true : undefined), 20_000).catch(() => undefined);
+    expect(await openUploads(e.STORAGE_BUCKET!)).toEqual([]);
+  }, 200_000);
+
+  describe('with a black-holed endpoint', () => {
+    let hole: Awaited<ReturnType<typeof startBlackHole>>;
+    beforeAll(async () => {
+      hole = await startBlackHole();
+    });
+    afterAll(async () => {
+      await hole.close();
+    });
+
+    it('backup: preflight gives up on the bucket after STORAGE_TIMEOUT and backs up locally (exit 3); list and status end too', async () => {
+      const dir = tempDir();
+      const e = await env(dir, { STORAGE_TIMEOUT: '3s', BACKUP_GLOBALS: 'false' }, hole.endpoint);
+      const r = await timed(runCli(['backup', '--json'], { env: e, timeoutMs: 120_000 }));
+      expect(r.code, r.stderr.slice(-3000)).toBe(3);
+      // HeadBucket 3 s, the last-run record 3 s, the dump itself a few seconds.
+      expect(r.seconds).toBeLessThan(45);
+      expect(r.stderr).toMatch(/timed out: http:\/\/127\.0\.0\.1:\d+ did not answer within 3\.0s \(STORAGE_TIMEOUT\)/);
+      expect(r.stderr).toMatch(/hint: .*STORAGE_TIMEOUT/);
+      const result = JSON.parse(r.stdout) as { name: string };
+      expectGoodLocalBackup(dir, result.name);
+      expect(tempFiles(dir)).toEqual([]);
+      expect(lockFiles(dir)).toEqual([]);
+
+      // list and status read the bucket too: they must end (another change adds the local fallback).
+      for (const command of [['list'], ['status']]) {
+        const c = await timed(runCli(command, { env: e, timeoutMs: 120_000 }));
+        expect(c.signal, `${command[0]} was killed: ${c.stderr}`).toBeNull();
+        expect(c.seconds, command[0]).toBeLessThan(45);
+        expect(c.code, command[0]).not.toBeNull();
+        if (c.code !== 0) expect(c.stderr, command[0]).toMatch(/STORAGE_TIMEOUT|timed out/);
+      }
+    }, 200_000);
+
+    it('SIGTERM to backup, restore --latest and verify while their S3 request hangs: exit 130 within seconds, no lock, no temp file', async () => {
+      const dir = tempDir();
+      // A local backup to restore and verify (the bucket is down from the start).
+      const setup = await env(dir, { STORAGE_TIMEOUT: '2s', BACKUP_GLOBALS: 'false' }, hole.endpoint);
+      const first = await runCli(['backup'], { env: setup, timeoutMs: 120_000 });
+      expect(first.code, first.stderr.slice(-3000)).toBe(3);
+      // From here the default STORAGE_TIMEOUT (60 s): only the signal can end the request in time.
+      const e = { ...setup, STORAGE_TIMEOUT: '60s' };
+      const commands = [['backup'], ['restore', '--latest', '--target', `${db}_restored`, '--create'], ['verify']];
+      for (const args of commands) {
+        const before = hole.connections();
+        const run = spawnCli(args, { env: e, timeoutMs: 120_000 });
+        await waitFor(`${args[0]} to connect to the black hole`, () => (hole.connections() > before ? true : undefined), 30_000);
+        await new Promise((r) => setTimeout(r, 500)); // the request is sent and waiting
+        const t0 = Date.now();
+        run.child.kill('SIGTERM');
+        const r = await run.done;
+        const seconds = (Date.now() - t0) / 1000;
+        expect(r.code, `${args[0]}: ${r.stderr.slice(-2000)}`).toBe(130);
+        expect(seconds, args[0]).toBeLessThan(10);
+        expect(r.stderr, args[0]).toMatch(/interrupted/);
+        expect(tempFiles(dir), args[0]).toEqual([]);
+        expect(lockFiles(dir), args[0]).toEqual([]);
+      }
+    }, 300_000);
+  });
+
+  it('SIGTERM to a backup while MinIO is frozen mid-upload: exit 130 within seconds, no lock, no temp file', async () => {
+    const dir = tempDir();
+    const e = await env(dir, { BACKUP_GLOBALS: 'false' }); // default STORAGE_TIMEOUT: 60 s
+    const run = spawnCli(['backup'], { env: e, timeoutMs: 150_000 });
+    await dumpPast(dir, 6 * 1024 * 1024);
+    frozen();
+    try {
+      await new Promise((r) => setTimeout(r, 2000)); // parts are in flight to a frozen server
+      const t0 = Date.now();
+      run.child.kill('SIGTERM');
+      const r = await run.done;
+      const seconds = (Date.now() - t0) / 1000;
+      expect(r.code, r.stderr.slice(-3000)).toBe(130);
+      expect(seconds).toBeLessThan(12);
+      expect(r.stderr).toMatch(/interrupted/);
+      expect(tempFiles(dir)).toEqual([]);
+      expect(lockFiles(dir)).toEqual([]);
+      expect(listDir(backupsOf(dir)).filter((f) => !f.startsWith('.'))).toEqual([]);
+    } finally {
+      thawed();
+    }
+  }, 200_000);
+
+  it('daemon, MinIO frozen mid-upload, 2×SIGTERM: gives up on the run that cannot stop, exits non-zero, leaves no lock', async () => {
+    const dir = tempDir();
+    const e = await env(dir, { BACKUP_RUN_ON_START: 'true', BACKUP_SCHEDULE: '0 0 1 1 *', BACKUP_RETRIES: '0', BACKUP_GLOBALS: 'false' });
+    const { child, done } = spawnCli(['daemon'], { env: e, timeoutMs: 180_000 });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    await dumpPast(dir, 6 * 1024 * 1024);
+    frozen();
+    try {
+      await new Promise((r) => setTimeout(r, 2000));
+      const t0 = Date.now();
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 500));
+      child.kill('SIGTERM');
+      const r = await done;
+      const seconds = (Date.now() - t0) / 1000;
+      expect(r.signal, stderr.slice(-3000)).toBeNull();
+      expect(r.code, stderr.slice(-3000)).not.toBe(0);
+      expect(r.code).toBe(1);
+      // The abort grace is 60 s: the multipart abort and cleanup cannot finish on a frozen server.
+      expect(seconds).toBeLessThan(100);
+      expect(stderr).toMatch(/giving up on 1 run/);
+      expect(stderr).toMatch(new RegExp(`abandoning the (run\\(s\\)|backup) of ${db}`));
+      expect(lockFiles(dir)).toEqual([]);
+      expect(tempFiles(dir)).toEqual([]);
+    } finally {
+      thawed();
+    }
+  }, 240_000);
+});
