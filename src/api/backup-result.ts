@@ -17,7 +17,16 @@ export interface BackupResult {
   /** Where complete copies are (local path, s3:// URL). */
   readonly locations: readonly string[];
   /** Set when status is partial or failed. */
-  readonly error: { readonly code: string; readonly message: string; readonly hint?: string | undefined; readonly exitCode: number } | undefined;
+  readonly error:
+    | {
+        readonly code: string;
+        readonly message: string;
+        readonly hint?: string | undefined;
+        readonly exitCode: number;
+        /** The code of the underlying cause (for a partial run: why the upload failed), which decides a retry. */
+        readonly causeCode?: string | undefined;
+      }
+    | undefined;
   /** The server's system identifier, once the run reached the database (identity of the backups). */
   readonly systemIdentifier?: string | undefined;
   /** Warnings that did not fail the run (size anomaly, prune problems, notification failures). */

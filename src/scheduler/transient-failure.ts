@@ -68,7 +68,9 @@ export function isTransientFailure(failure: unknown): boolean {
   if (isBackupResult(failure)) {
     const error = failure.error;
     if (failure.status === 'ok' || failure.status === 'dry-run' || !error) return false;
-    return !PERMANENT_EXIT_CODES.has(error.exitCode) && TRANSIENT_ERROR_CODES.has(error.code);
+    if (PERMANENT_EXIT_CODES.has(error.exitCode)) return false;
+    // A partial run carries the upload's failure as its cause.
+    return TRANSIENT_ERROR_CODES.has(error.code) || (error.causeCode !== undefined && TRANSIENT_ERROR_CODES.has(error.causeCode));
   }
   return transientError(failure, 0);
 }

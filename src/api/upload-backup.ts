@@ -1,0 +1,115 @@
+import { Readable } from 'node:stream';
+import { manifestKey, runKey } from '../catalog/backup-name.js';
+import { readSmall } from '../catalog/catalog.js';
+import { parseManifest, type Manifest, type StoredFile } from '../catalog/manifest.js';
+import { parseRunRecord } from '../catalog/run-record.js';
+import type { JobConfig } from '../config/job.js';
+import { AppError, ConflictError, IntegrityError, NotFoundError, PartialError, UsageError } from '../errors/index.js';
+import { silentLogger, type Logger } from '../logging/logger.js';
+import { IntegrityStage } from '../pipeline/integrity-stage.js';
+import { toAppError } from '../pipeline/stream-to-storage.js';
+import { createStorage } from '../storage/index.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+import type { BackupResult } from './backup-result.js';
+
+export interface UploadBackupOptions {
+  readonly job: JobConfig;
+  /** The backup whose local copy is complete and whose upload failed. */
+  readonly name: string;
+  readonly logger?: Logger | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * Upload a backup that exists in BACKUP_DIR — the second half of a partial run — instead of
+ * dumping the database again: claim its name in the bucket with its own run record (create-only),
+ * stream the globals and the artifact from disk, each checked against the manifest's size and
+ * sha256 on the way (a mismatch aborts that upload before it completes), and put the manifest
+ * last. The result is the run's result: ok with both locations, or partial (exit 3) again.
+ */
+export async function uploadBackup(options: UploadBackupOptions): Promise<BackupResult> {
+  const { job, name } = options;
+  const logger = (options.logger ?? silentLogger).child({ database: job.database, backup: name });
+  const started = new Date();
+  const storage = createStorage(job);
+  const { local, remote } = storage;
+  let manifest: Manifest | undefined;
+  const result = (status: BackupResult['status'], error?: AppError, warnings: string[] = []): BackupResult => {
+    const finished = new Date();
+    return {
+      status,
+      job: job.name,
+      database: job.database,
+      name,
+      startedAt: manifest?.startedAt ?? started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs: manifest ? finished.getTime() - Date.parse(manifest.startedAt) : finished.getTime() - started.getTime(),
+      sizeBytes: manifest?.artifact.size,
+      sha256: manifest?.artifact.sha256,
+      encrypted: manifest ? manifest.encryption !== null : false,
+      locations: status === 'ok' && manifest ? [local.urlOf(manifest.artifact.key), remote!.urlOf(manifest.artifact.key)] : manifest ? [local.urlOf(manifest.artifact.key)] : [],
+      error: error && {
+        code: error.code,
+        message: error.message,
+        hint: error.hint,
+        exitCode: error.exitCode,
+        causeCode: error.cause instanceof AppError ? error.cause.code : undefined,
+      },
+      systemIdentifier: manifest?.server.systemIdentifier,
+      warnings,
+    };
+  };
+  try {
+    if (!remote) throw new UsageError('no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
+    const text = await readSmall(local, manifestKey(name));
+    if (!text || 'tooLarge' in text) throw new NotFoundError(`no manifest of ${name} in ${local.location}`);
+    manifest = parseManifest(text.text, local.urlOf(manifestKey(name)));
+    if (manifest.database !== job.database) throw new IntegrityError(`${name} is a backup of ${manifest.database}, not of ${job.database}`);
+  } catch (err) {
+    storage.remote?.destroy();
+    const e = toAppError(err);
+    logger.error('upload retry impossible', { error: e.message });
+    return result('failed', e);
+  }
+  try {
+    logger.info('uploading the local backup again (the earlier upload failed)');
+    await claimInBucket(local, remote, name, options.signal);
+    const files: StoredFile[] = [...(manifest.globals ? [manifest.globals] : []), manifest.artifact];
+    for (const file of files) {
+      const check = new IntegrityStage({ label: local.urlOf(file.key), size: file.size, sha256: file.sha256 });
+      const source = await local.get(file.key, { signal: options.signal });
+      source.on('error', (err) => check.destroy(err));
+      await remote.put(file.key, source.pipe(check), { signal: options.signal });
+    }
+    const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+    await remote.put(manifestKey(name), Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
+    logger.info('upload retry finished', { location: remote.urlOf(manifest.artifact.key) });
+    return result('ok', undefined, [`uploaded by a later attempt (${((Date.now() - started.getTime()) / 1000).toFixed(1)} s), without dumping again`]);
+  } catch (err) {
+    const e = toAppError(err);
+    logger.error('upload retry failed', { error: e.message });
+    // As after the first attempt: whatever made it to the bucket is pgbak's (its run record), and
+    // without the manifest it is only a leftover that prune removes.
+    return result('partial', new PartialError(`backup kept locally, but the upload failed again: ${e.message}`, { hint: e.hint, cause: e }));
+  } finally {
+    remote.destroy();
+  }
+}
+
+/** Store the local run record in the bucket, create-only; one already there must be this run's. */
+async function claimInBucket(local: StorageBackend, remote: StorageBackend, name: string, signal: AbortSignal | undefined): Promise<void> {
+  const got = await readSmall(local, runKey(name));
+  if (!got || 'tooLarge' in got) return; // a backup of pgbak 0.1 has no run record: nothing to claim with
+  const mine = parseRunRecord(got.text);
+  try {
+    await remote.put(runKey(name), Readable.from([Buffer.from(got.text)]), { contentLength: Buffer.byteLength(got.text), ifNoneMatch: true, signal });
+  } catch (err) {
+    if (!(err instanceof ConflictError)) throw err;
+    const theirs = await readSmall(remote, runKey(name));
+    const other = theirs && 'text' in theirs ? parseRunRecord(theirs.text) : undefined;
+    if (mine && other && other.runId === mine.runId) return; // an earlier attempt of this run got that far
+    throw new ConflictError(`${remote.urlOf(runKey(name))} was claimed by another run (${other ? `${other.host}, pid ${other.pid}` : 'unknown'})`, {
+      hint: 'another writer uses this bucket prefix: give each host its own STORAGE_PREFIX',
+    });
+  }
+}
