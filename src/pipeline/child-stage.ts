@@ -2,13 +2,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import { redact } from '../config/redact.js';
 import { ProcessError, AppError, PgToolError } from '../errors/index.js';
+import { childEnv } from './child-env.js';
 
 export interface ChildStageOptions {
   /** Name shown in errors: "pg_dump", "gpg", "zstd". */
   readonly label: string;
   readonly command: string;
   readonly args: readonly string[];
-  /** Extra environment for the child (merged over process.env). */
+  /** The child's own variables (PGPASSWORD …), over the allow-listed part of process.env (see child-env.ts). */
   readonly env?: Record<string, string | undefined>;
   /** Whether the stage reads input (a transform) or only produces output (a source). */
   readonly input: boolean;
@@ -112,7 +113,7 @@ export class ChildStage extends Duplex {
     // Read straight from the previous child's stdout.
     const input = this.upstream?.proc?.stdout ?? undefined;
     const child = spawn(options.command, [...options.args], {
-      env: { ...process.env, ...options.env },
+      env: childEnv(options.env),
       stdio: [input ?? (options.input ? 'pipe' : 'ignore'), 'pipe', 'pipe'],
     });
     this.proc = child;

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { EncryptionError } from '../errors/index.js';
+import { childEnv } from './child-env.js';
 import { ChildStage } from './child-stage.js';
 
 const execFileAsync = promisify(execFile);
@@ -20,7 +21,7 @@ const BASE_ARGS = ['--batch', '--no-tty', '--quiet'];
 export async function resolveRecipient(recipient: string): Promise<GpgKey> {
   let stdout: string;
   try {
-    ({ stdout } = await execFileAsync('gpg', [...BASE_ARGS, '--with-colons', '--fixed-list-mode', '--list-keys', '--', recipient], { timeout: 30_000 }));
+    ({ stdout } = await execFileAsync('gpg', [...BASE_ARGS, '--with-colons', '--fixed-list-mode', '--list-keys', '--', recipient], { timeout: 30_000, env: childEnv() }));
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') {

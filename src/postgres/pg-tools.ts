@@ -3,6 +3,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PgToolError } from '../errors/index.js';
+import { childEnv } from '../pipeline/child-env.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -51,7 +52,7 @@ export function candidatePaths(name: PgToolName, pgDumpPath?: string, places: Se
 
 export async function toolVersion(path: string): Promise<{ version: string; major: number } | undefined> {
   try {
-    const { stdout } = await execFileAsync(path, ['--version'], { timeout: 15_000 });
+    const { stdout } = await execFileAsync(path, ['--version'], { timeout: 15_000, env: childEnv() });
     const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(stdout);
     if (!m) return undefined;
     const major = Number(m[1]);

@@ -2,6 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { Transform, type TransformCallback } from 'node:stream';
 import { promisify } from 'node:util';
 import { ProcessError } from '../errors/index.js';
+import { childEnv } from '../pipeline/child-env.js';
 import type { PgTool } from './pg-tools.js';
 
 const execFileAsync = promisify(execFile);
@@ -37,7 +38,7 @@ export function parseToc(text: string): Toc {
 /** `pg_restore -l <file>` (a seekable plain archive). */
 export async function listToc(tool: PgTool, file: string): Promise<Toc> {
   try {
-    const { stdout } = await execFileAsync(tool.path, ['-l', file], { maxBuffer: 256 * 1024 * 1024 });
+    const { stdout } = await execFileAsync(tool.path, ['-l', file], { maxBuffer: 256 * 1024 * 1024, env: childEnv() });
     return parseToc(stdout);
   } catch (err) {
     const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim();
@@ -65,7 +66,7 @@ export class TocTap extends Transform {
     private readonly limit = 256 * 1024 * 1024,
   ) {
     super({ highWaterMark: 1024 * 1024 });
-    this.child = spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.child = spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'ignore'], env: childEnv() });
     const child = this.child;
     let out = '';
     child.stdout!.setEncoding('utf8');
