@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../catalog/manifest.js';
-import { fsError, IntegrityError } from '../errors/index.js';
+import { diskFullError, fsError, IntegrityError, isDiskFull } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { decompressStage } from '../pipeline/compression.js';
 import { gpgDecryptStage } from '../pipeline/gpg.js';
@@ -161,7 +161,11 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       file = join(spoolDir, `${manifest.name}.dump`);
       logger.info('spooling the archive for a parallel restore', { file });
       const check = new IntegrityStage(expected, { holdBack: 0, onBytes });
-      await twoStage(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })], true, o.signal);
+      const spoolFile = file;
+      await twoStage(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })], true, o.signal).catch((err: unknown) => {
+        // A full disk while spooling: exit 6 naming the file and the free space, not an internal error.
+        throw isDiskFull(err) ? diskFullError(err, spoolFile) : err;
+      });
       logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
     }
     if (file) toc = await listToc(o.pgRestore, file);

@@ -1,4 +1,6 @@
+import { formatBytes } from '../logging/human-units.js';
 import { ExitCode } from './exit-codes.js';
+import { freeSpaceOf } from './free-space.js';
 
 export interface AppErrorOptions {
   hint?: string | undefined;
@@ -106,7 +108,21 @@ export class ProcessError extends AppError {
 
 export class InterruptedError extends AppError {
   constructor(message = 'interrupted', options: AppErrorOptions = {}) {
-    super('interrupted', message, { exitCode: ExitCode.interrupted, ...options });
+    super('interrupted', message, {
+      exitCode: ExitCode.interrupted,
+      hint: 'stopped by a signal (SIGINT/SIGTERM); the backups already stored are untouched',
+      ...options,
+    });
+  }
+}
+
+/**
+ * The file system ran out of room (ENOSPC, EDQUOT, EFBIG). Exit code 6, as for a permission
+ * problem: the environment is at fault, not pgbak, and the operator has to act on the disk.
+ */
+export class DiskFullError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('disk-full', message, { exitCode: ExitCode.permission, ...options });
   }
 }
 
@@ -130,7 +146,35 @@ export function errnoCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/** Map a file-system error on `path` to an AppError that names it. */
+/** errno codes that mean "no room on the file system for this write", as people say them. */
+const DISK_FULL: Readonly<Record<string, string>> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large for the file system',
+};
+
+export function isDiskFull(err: unknown): boolean {
+  return Object.hasOwn(DISK_FULL, errnoCode(err) ?? '');
+}
+
+/**
+ * A DiskFullError for a failed write of `path`: "no space left on device writing /bk/x.dump
+ * (free: 1.2 MiB of 5.0 MiB)" with a hint. `written`: how much of the file got written before
+ * the file system filled, when known. Build it before removing what the write left behind, so
+ * the free space shown is the one the write met.
+ */
+export function diskFullError(err: unknown, path: string, detail: { written?: number | undefined } = {}): DiskFullError {
+  const what = DISK_FULL[errnoCode(err) ?? ''] ?? DISK_FULL.ENOSPC!;
+  const space = freeSpaceOf(path);
+  const free = space ? ` (free: ${formatBytes(space.free)} of ${formatBytes(space.total)})` : '';
+  const needed = detail.written ? `the file needed more than the ${formatBytes(detail.written)} written before the disk filled; ` : '';
+  return new DiskFullError(`${what} writing ${path}${free}`, {
+    hint: `${needed}free space on that file system, point BACKUP_DIR at a larger one, or keep fewer backups (lower RETENTION_DAYS or BACKUP_KEEP_MIN, then \`pgbak prune\`); nothing half-written was kept under a final name`,
+    cause: err,
+  });
+}
+
+/** Map a file-system error on `path` to an AppError that names it (a full disk: DiskFullError, exit 6). */
 export function fsError(err: unknown, action: string, path: string, hint?: string): AppError {
   if (isAppError(err)) return err;
   const code = errnoCode(err);
@@ -141,5 +185,6 @@ export function fsError(err: unknown, action: string, path: string, hint?: strin
     });
   }
   const detail = err instanceof Error ? err.message : String(err);
+  if (isDiskFull(err)) return diskFullError(err, path);
   return new AppError('fs', `cannot ${action} ${path}: ${detail}`, { cause: err, hint });
 }

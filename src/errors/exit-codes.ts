@@ -9,7 +9,7 @@ export const ExitCode = {
   partial: 3, // the backup is safe locally but a copy (upload) failed
   pgDumpMissing: 4, // no suitable pg_dump / pg_restore binary
   database: 5, // connection refused, authentication failed, database missing
-  permission: 6, // permission denied on BACKUP_DIR, LOG_FILE or a temp file
+  permission: 6, // permission denied on BACKUP_DIR, LOG_FILE or a temp file, or the disk is full
   storage: 7, // S3 endpoint, bucket or credentials
   encryption: 8, // GPG key missing or gpg failed
   integrity: 9, // size or sha256 differs from the manifest, archive unreadable
@@ -31,7 +31,7 @@ export const exitCodeHelp: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.partial, 'backup kept locally, but the upload (or another copy) failed'],
   [ExitCode.pgDumpMissing, 'pg_dump / pg_restore not found, or older than the server'],
   [ExitCode.database, 'database unreachable: connection refused, authentication failed, database missing'],
-  [ExitCode.permission, 'permission denied on BACKUP_DIR, LOG_FILE or a working file'],
+  [ExitCode.permission, 'permission denied on BACKUP_DIR, LOG_FILE or a working file, or the disk is full (no space left, quota exceeded)'],
   [ExitCode.storage, 'S3 storage failed: endpoint, bucket or credentials'],
   [ExitCode.encryption, 'GPG key not found or gpg failed'],
   [ExitCode.integrity, 'backup corrupt: size or sha256 differs from its manifest'],

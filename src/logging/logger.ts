@@ -52,6 +52,8 @@ function formatValue(v: unknown): string {
  */
 export class LineLogger implements Logger {
   private fd: number | undefined;
+  /** A write to LOG_FILE failed (a full disk …) and stderr was told once. */
+  private fileFailed = false;
   private readonly level: number;
 
   constructor(
@@ -102,7 +104,19 @@ export class LineLogger implements Logger {
       root.options.beforeStderrWrite?.();
       writeSync(2, line + '\n');
     }
-    if (root.fd !== undefined) writeSync(root.fd, line + '\n');
+    if (root.fd !== undefined) {
+      try {
+        writeSync(root.fd, line + '\n');
+      } catch (err) {
+        // A LOG_FILE that cannot be written (its disk is full) must not fail the run it logs:
+        // say so once on stderr; later lines are tried again, so logging resumes with free space.
+        if (!root.fileFailed) {
+          root.fileFailed = true;
+          const e = fsError(err, 'write log file', root.options.file ?? 'LOG_FILE');
+          writeSync(2, `${new Date().toISOString()} WARN  ${redact(e.message)}; lines are missing from the log file until it can be written\n`);
+        }
+      }
+    }
   }
 
   debug(msg: string, fields?: LogFields): void {

@@ -68,7 +68,15 @@ export function acquireLock(dir: string, prefix: string, what: string): HeldLock
       rmSync(path, { force: true });
       continue;
     }
-    writeSync(fd, JSON.stringify(me));
+    try {
+      writeSync(fd, JSON.stringify(me));
+    } catch (err) {
+      // A 100 % full disk creates the file but cannot write it: leave no empty lock behind (the
+      // next run would take it over anyway) and report the disk, not an internal error.
+      closeSync(fd);
+      rmSync(path, { force: true });
+      throw fsError(err, 'write lock file', path);
+    }
     closeSync(fd);
     let released = false;
     const lock: HeldLock = {

@@ -4,7 +4,7 @@ import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'nod
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError, errnoCode, fsError, NotFoundError } from '../errors/index.js';
+import { AppError, diskFullError, errnoCode, fsError, isDiskFull, NotFoundError } from '../errors/index.js';
 import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
 
 /** Mode of every file pgbak creates: dumps hold the whole database. */
@@ -45,7 +45,12 @@ export class LocalBackend implements StorageBackend {
     }
     const dir = dirname(target);
     let bodyError: unknown;
-    const onBodyError = (err: unknown) => (bodyError ??= err);
+    // Which side failed first: pipeline() destroys the other side with the same error.
+    let firstFailure: 'body' | 'file' | undefined;
+    const onBodyError = (err: unknown) => {
+      bodyError ??= err;
+      firstFailure ??= 'body';
+    };
     body.once('error', onBodyError);
 
     try {
@@ -61,6 +66,7 @@ export class LocalBackend implements StorageBackend {
     try {
       // `flush: true` fsyncs the file before the stream closes it.
       const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true });
+      out.once('error', () => (firstFailure ??= 'file'));
       await pipeline(body, out, options.signal ? { signal: options.signal } : {});
       const { size } = await stat(temp);
       action = 'rename';
@@ -69,9 +75,14 @@ export class LocalBackend implements StorageBackend {
       await syncDirectory(dir);
       return { key, size };
     } catch (err) {
+      // A full disk (in a write, the fsync at close or the rename) names the file being stored
+      // and the free space it met, so it is measured before the temp file goes.
+      const full = isDiskFull(err) ? diskFullError(err, target, { written: await stat(temp).then((s) => s.size, () => undefined) }) : undefined;
       if (action !== 'sync directory') await unlink(temp).catch(() => undefined);
       if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : err;
-      if (bodyError !== undefined && (err === bodyError || !errnoCode(err))) throw bodyError;
+      if (full) throw full;
+      // The body's own failure (pg_dump died …) is reported as it is; the file's is a file-system error.
+      if (bodyError !== undefined && firstFailure === 'body' && (err === bodyError || !errnoCode(err))) throw bodyError;
       throw fsError(err, action, action === 'write' ? temp : action === 'rename' ? target : dir);
     } finally {
       body.off('error', onBodyError);
