@@ -53,7 +53,11 @@ export function databaseNameOf(url: string): string {
   } catch {
     /* reported below */
   }
-  if (!name) throw new ConfigError(['DATABASE_URL: must name a database (postgresql://user:pass@host:5432/dbname)']);
+  if (!name) {
+    throw new ConfigError(['DATABASE_URL: must name a database (postgresql://user:pass@host:5432/dbname)'], {
+      hint: 'the database is the path after host:port, e.g. DATABASE_URL=postgresql://bak:secret@db.example:5432/shop; percent-encode special characters (a space is %20)',
+    });
+  }
   return name;
 }
 

@@ -34,7 +34,21 @@ const STDERR_KEEP = 16 * 1024;
 export function defaultFailure(info: ChildFailure): AppError {
   const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
   const tail = info.stderr.trim().split('\n').slice(-3).join(' | ');
-  return new ProcessError(`${info.label} ${how}${tail ? `: ${tail}` : ''}`);
+  return new ProcessError(`${info.label} ${how}${tail ? `: ${tail}` : ''}`, { hint: signalHint(info) });
+}
+
+/**
+ * pgbak stops its children with SIGTERM (an abort) and never sends SIGKILL, so a SIGKILL came
+ * from outside: most often the kernel's OOM killer, else an operator or a supervisor's timeout.
+ */
+function signalHint(info: ChildFailure): string | undefined {
+  if (info.signal === 'SIGKILL') {
+    return `${info.label} was killed from outside pgbak — often the kernel's OOM killer: check \`dmesg\` or \`journalctl -k\` for "Out of memory"; earlier backups are untouched`;
+  }
+  if (info.signal === 'SIGSEGV' || info.signal === 'SIGBUS' || info.signal === 'SIGABRT') {
+    return `${info.label} crashed (${info.signal}); check the system log and the ${info.label} version; earlier backups are untouched`;
+  }
+  return undefined;
 }
 
 /**

@@ -1,0 +1,105 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
+import { createDatabase, services, tempDir } from '../helpers/services.js';
+
+const exec = promisify(execFile);
+
+/** Rows of random-looking text: gzip -9 takes a few seconds on them, long enough to interrupt. */
+const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload
+  FROM generate_series(1, 400000) g;`;
+
+async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The pg_dump doing the dump (its command line has --dbname=, unlike the --version probes). */
+async function dumpingPgDump(parent: number): Promise<number | undefined> {
+  const { stdout } = await exec('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
+  for (const [pid, comm] of stdout.split('\n').map((l) => l.trim().split(/\s+/))) {
+    if (comm !== 'pg_dump') continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--dbname=')) return Number(pid);
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}
+
+/** Wait until the dump streams into its temp file. */
+function dumping(backups: string): Promise<string> {
+  return waitFor(() => {
+    const tmp = existsSync(backups) ? readdirSync(backups).find((f) => f.includes('.tmp-')) : undefined;
+    return tmp && statSync(join(backups, tmp)).size > 64 * 1024 ? tmp : undefined;
+  });
+}
+
+const hintOf = (stderr: string) => stderr.split('\n').find((l) => l.startsWith('hint: '));
+
+describe('hints of the CLI', () => {
+  let db: string;
+  beforeAll(async () => {
+    db = await createDatabase('hints', BIG_SQL);
+  });
+
+  it('pg_dump killed by SIGKILL: a hint about the OOM killer', async () => {
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
+    const run = spawnCli(['backup'], { env });
+    const pgDump = await waitFor(() => dumpingPgDump(run.child.pid!));
+    await dumping(join(dir, 'backups'));
+    process.kill(pgDump, 'SIGKILL');
+    const r = await run.done;
+    expect(r.code).toBe(13);
+    expect(r.stderr).toMatch(/^pgbak: error: pg_dump was killed by SIGKILL/m);
+    expect(hintOf(r.stderr)).toMatch(/^hint: pg_dump was killed from outside pgbak .*OOM killer.*dmesg.*journalctl -k.*earlier backups are untouched/);
+  });
+
+  it('interrupted (SIGTERM): the hint says what was cleaned up and that earlier backups are untouched', async () => {
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
+    const run = spawnCli(['backup'], { env });
+    await dumping(join(dir, 'backups'));
+    run.child.kill('SIGTERM');
+    const r = await run.done;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/^pgbak: error: interrupted/m);
+    expect(hintOf(r.stderr)).toMatch(new RegExp(`^hint: stopped by a signal: the partial files of ${db}_\\d{8}_\\d{6} were removed .*earlier backups are untouched`));
+    expect(readdirSync(join(dir, 'backups')).filter((f) => f.includes('.tmp-') || f.endsWith('.dump'))).toEqual([]);
+  });
+
+  it('DATABASE_URL without a database: exit 2 with the URL shape in the hint', async () => {
+    const s = services();
+    const dir = tempDir();
+    const env = { ...backupEnv({ database: db, dir }), DATABASE_URL: `postgresql://${s.pg.user}@${s.pg.host}:${s.pg.port}` };
+    const r = await runCli(['backup'], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('DATABASE_URL: must name a database');
+    expect(hintOf(r.stderr)).toMatch(/^hint: the database is the path after host:port, e\.g\. DATABASE_URL=postgresql:\/\/\S+:5432\/\w+/);
+  });
+
+  it('restore of a name that is no backup shows what was typed, quoted, and nothing is touched', async () => {
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:1', BACKUP_GLOBALS: 'false' } });
+    const made = await runCli(['backup', '--no-prune'], { env });
+    expect(made.code, made.stderr).toBe(0);
+    for (const typed of ['../../etc/passwd', 'x; rm -rf /', '$(touch pwned)', '\u001b[31mred']) {
+      const r = await runCli(['restore', typed, '--target', 'hints_never_created', '--create'], { env, cwd: dir });
+      expect(r.code, r.stderr).toBe(10);
+      expect(r.stderr).toContain(`no backup named ${JSON.stringify(typed)} in `);
+      expect(r.stderr).not.toContain('\u001b[31m');
+      expect(hintOf(r.stderr)).toMatch(/pgbak list/);
+    }
+    expect(existsSync(join(dir, 'pwned'))).toBe(false);
+  });
+});
