@@ -4,6 +4,7 @@ import { S3Backend } from './s3-backend.js';
 
 export * from './storage-backend.js';
 export * from './local-backend.js';
+export * from './stale-temps.js';
 export * from './s3-backend.js';
 
 /** The storage of one job: the local BACKUP_DIR always, S3 when both keys are configured. */

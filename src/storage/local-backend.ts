@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, diskFullError, errnoCode, fsError, isDiskFull, NotFoundError } from '../errors/index.js';
+import { removeStaleTemps, type StaleTemp, type StaleTempOptions } from './stale-temps.js';
 import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
 
 /** Mode of every file pgbak creates: dumps hold the whole database. */
@@ -139,6 +140,16 @@ export class LocalBackend implements StorageBackend {
       if (code === 'ENOENT' || code === 'ENOTDIR') return;
       throw fsError(err, 'delete', path);
     }
+  }
+
+  /**
+   * Remove the temp files of puts whose process died (SIGKILL, OOM, power loss): `list` never
+   * shows them, so nothing else would, and each holds up to a whole dump. Only files whose pid
+   * (in the name) is not alive on this host and that were not modified for a minute
+   * (STALE_TEMP_MIN_AGE_MS, see stale-temps.ts); returns what was removed (or, dry, would be).
+   */
+  removeStaleTemps(options: StaleTempOptions = {}): Promise<StaleTemp[]> {
+    return removeStaleTemps(this.location, options);
   }
 
   private async *walk(relDir: string, prefix: string): AsyncIterable<StoredObject> {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -119,5 +119,59 @@ try {
     const result = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     expect(result).toMatchObject({ name: 'PermissionError', code: 'permission', exitCode: 6 });
     expect(result.message).toContain(target);
+  });
+});
+
+describe('LocalBackend.removeStaleTemps (temp files of killed runs)', () => {
+  /** The pid of a process that has exited (and was reaped): no process has it now. */
+  async function deadPid(): Promise<number> {
+    const child = execFile(process.execPath, ['-e', '0']);
+    await new Promise((r) => child.once('exit', r));
+    return child.pid!;
+  }
+  const ago = (path: string, ms: number) => {
+    const t = new Date(Date.now() - ms);
+    utimesSync(path, t, t);
+  };
+
+  it('removes only old temp files of processes that are gone; live, own, fresh and foreign files stay', async () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'sub'));
+    const dead = await deadPid();
+    const sleeper = execFile('sleep', ['30']);
+    try {
+      const files = {
+        stale: join(root, `.shop_20240101_000000.dump.tmp-${dead}-0123456789ab`),
+        nested: join(root, 'sub', `.x.dump.tmp-${dead}-ba9876543210`),
+        fresh: join(root, `.shop_20240102_000000.dump.tmp-${dead}-aaaaaaaaaaaa`),
+        live: join(root, `.shop_20240103_000000.dump.tmp-${sleeper.pid}-bbbbbbbbbbbb`),
+        own: join(root, `.shop_20240104_000000.dump.tmp-${process.pid}-cccccccccccc`),
+        notPgbaks: join(root, `.notes.tmp-${dead}`),
+        plain: join(root, 'shop_20240101_000000.dump'),
+      };
+      for (const path of Object.values(files)) writeFileSync(path, 'x'.repeat(100));
+      for (const [name, path] of Object.entries(files)) if (name !== 'fresh') ago(path, 10 * 60_000);
+      ago(files.fresh, 10_000); // dead writer, but written 10 s ago: within the one-minute floor
+
+      const backend = new LocalBackend(root);
+      const dry = await backend.removeStaleTemps({ dryRun: true });
+      expect(dry.map((t) => t.path).sort()).toEqual([files.nested, files.stale].sort());
+      expect(readdirSync(root)).toHaveLength(7); // sub/ and the 6 root files: all still there
+      const removed = await backend.removeStaleTemps();
+      expect(removed.map((t) => t.path).sort()).toEqual([files.nested, files.stale].sort());
+      expect(removed.every((t) => t.pid === dead && t.size === 100)).toBe(true);
+      expect(readdirSync(join(root, 'sub'))).toEqual([]);
+      expect(readdirSync(root).sort()).toEqual(
+        ['sub', ...[files.fresh, files.live, files.own, files.notPgbaks, files.plain].map((p) => p.slice(root.length + 1))].sort(),
+      );
+      // A minute later the fresh one goes too.
+      expect((await backend.removeStaleTemps({ now: new Date(Date.now() + 60_000) })).map((t) => t.path)).toEqual([files.fresh]);
+    } finally {
+      sleeper.kill();
+    }
+  });
+
+  it('a root that does not exist has nothing to remove', async () => {
+    expect(await new LocalBackend(join(tempDir(), 'missing')).removeStaleTemps()).toEqual([]);
   });
 });

@@ -1,0 +1,72 @@
+import { parseKey } from '../catalog/backup-name.js';
+import type { Logger } from '../logging/logger.js';
+import { formatBytes } from '../logging/human-units.js';
+import { LocalBackend } from '../storage/local-backend.js';
+import { S3Backend, type StaleUpload } from '../storage/s3-backend.js';
+import type { StaleTemp } from '../storage/stale-temps.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+
+/**
+ * An open multipart upload is taken for a killed run's only after a day: no backup takes that
+ * long to upload (10 000 parts of 64 MiB at 10 MiB/s is 18 h), and the bucket's own lifecycle
+ * rule (`pgbak init --lifecycle`) uses the same day.
+ */
+export const STALE_UPLOAD_AGE_MS = 24 * 60 * 60 * 1000;
+
+/** What a killed run (SIGKILL, OOM, power loss) left that nothing else would remove. */
+export interface Leftovers {
+  /** Temp files in BACKUP_DIR whose writer is gone (see storage/stale-temps.ts). */
+  readonly tempFiles: readonly StaleTemp[];
+  /** Multipart uploads of this job's backup names older than a day, aborted. */
+  readonly uploads: readonly StaleUpload[];
+}
+
+/**
+ * Remove the leftovers of killed runs (or, dry, find them): temp files anywhere in BACKUP_DIR
+ * whose process is gone, and multipart uploads under the bucket prefix whose key is one of this
+ * job's backup names (`<filePrefix>_YYYYMMDD_HHMMSS.*`) and that are older than a day. A failed
+ * listing is logged and skipped (a server without ListMultipartUploads must not fail prune); a
+ * failed removal is added to `errors`.
+ */
+export async function removeLeftovers(o: {
+  filePrefix: string;
+  local: StorageBackend;
+  remote: StorageBackend | undefined;
+  now: Date;
+  dryRun: boolean;
+  log: Logger;
+  errors: string[];
+}): Promise<Leftovers> {
+  const verb = o.dryRun ? 'would remove' : 'removed';
+  let tempFiles: StaleTemp[] = [];
+  if (o.local instanceof LocalBackend) {
+    try {
+      tempFiles = await o.local.removeStaleTemps({ now: o.now, dryRun: o.dryRun });
+    } catch (err) {
+      const message = `cannot remove the temp files of killed runs in ${o.local.location}: ${messageOf(err)}`;
+      o.errors.push(message);
+      o.log.error(message);
+    }
+    for (const t of tempFiles) o.log.info(`${verb} ${t.path} (${formatBytes(t.size)}): the temp file of a killed run (pid ${t.pid} is gone)`);
+  }
+  let uploads: StaleUpload[] = [];
+  if (o.remote instanceof S3Backend) {
+    const own = (key: string) => !key.includes('/') && parseKey(key)?.prefix === o.filePrefix;
+    try {
+      const r = await o.remote.abortStaleUploads({ olderThan: new Date(o.now.getTime() - STALE_UPLOAD_AGE_MS), match: own, dryRun: o.dryRun });
+      uploads = r.aborted;
+      for (const e of r.errors) o.log.error(e);
+      o.errors.push(...r.errors);
+    } catch (err) {
+      o.log.warn('cannot list the bucket\'s multipart uploads; stale ones stay until the lifecycle rule (pgbak init --lifecycle) removes them', { error: messageOf(err) });
+    }
+    for (const u of uploads) {
+      o.log.info(`${o.dryRun ? 'would abort' : 'aborted'} the multipart upload of ${o.remote.urlOf(u.key)}, started ${u.initiated.toISOString()} by a run that never finished`);
+    }
+  }
+  return { tempFiles, uploads };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
