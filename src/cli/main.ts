@@ -10,6 +10,7 @@ import { registerInit } from './commands/init.js';
 import { registerPrune } from './commands/prune.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
+import { registerAdopt } from './commands/adopt.js';
 import { renderError } from './render.js';
 
 function helpFooter(): string {
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerRestore(program);
   registerVerify(program);
   registerPrune(program);
+  registerAdopt(program);
   registerInit(program);
   registerStatus(program);
   registerDaemon(program);

@@ -1,0 +1,84 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import { adopt, type AdoptResult } from '../../api/adopt.js';
+import { redact } from '../../config/redact.js';
+import { ExitCode, UsageError } from '../../errors/index.js';
+import { formatBytes } from '../../logging/human-units.js';
+import { createStorage } from '../../storage/index.js';
+import { loadContext, writeJson, type CommonFlags } from '../context.js';
+import { stopOnSignals } from '../signals.js';
+
+interface AdoptFlags extends CommonFlags {
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function registerAdopt(program: Command): void {
+  program
+    .command('adopt')
+    .description("take foreign dumps (named like a backup, no manifest: the guide's script's, a manual pg_dump -Fc) into the catalog, so retention counts them; checks each copy and writes only its manifest")
+    .argument('[names...]', 'backup names (or file names) of foreign dumps to adopt')
+    .option('--all', 'adopt every foreign dump of the database (of every job, unless --job is given)')
+    .option('--dry-run', 'read and check every copy, print what would be adopted; write nothing')
+    .option('--json', 'print the result as JSON on stdout')
+    // The common options, except --all, which here means every foreign dump.
+    .addOption(new Option('-c, --config <file>', 'config file listing jobs (default: PGBAK_CONFIG, else ./pgbak.yaml when present)'))
+    .addOption(new Option('--job <name>', 'act on this job of the config file'))
+    .addOption(new Option('--set <NAME=VALUE>', 'override a variable for this run (repeatable; secrets are refused)').argParser(collect))
+    .addOption(new Option('--env-file <file>', 'read variables from this file instead of ./.env'))
+    .action(async (names: string[], flags: AdoptFlags) => {
+      process.exitCode = await runAdopt(names, flags);
+    });
+}
+
+async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<number> {
+  if (names.length && flags.all) throw new UsageError('give backup NAMEs or --all, not both');
+  if (!names.length && !flags.all) {
+    throw new UsageError('adopt what? give the NAMEs of foreign dumps, or --all', { hint: '`pgbak list` shows them in state foreign; `pgbak adopt --all --dry-run` checks them all without writing' });
+  }
+  const ctx = loadContext({ ...flags, all: undefined }, { openLogFile: !flags.dryRun, allByDefault: Boolean(flags.all) && flags.job === undefined });
+  if (names.length && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
+  const stop = stopOnSignals(ctx.logger, 'adoption');
+  const results: AdoptResult[] = [];
+  try {
+    for (const job of ctx.jobs) {
+      const storage = createStorage(job, { signal: stop.signal });
+      const result = await adopt({
+        job,
+        local: storage.local,
+        remote: storage.remote,
+        names,
+        all: Boolean(flags.all),
+        dryRun: Boolean(flags.dryRun),
+        logger: ctx.logger,
+        signal: stop.signal,
+      });
+      results.push(result);
+      if (!flags.json) process.stdout.write(describe(result));
+      for (const r of result.refused) {
+        process.stderr.write(`pgbak: error: ${redact(r.message)}\n${r.hint ? `hint: ${redact(r.hint)}\n` : ''}`);
+      }
+    }
+  } finally {
+    stop.dispose();
+  }
+  if (flags.json) writeJson(results.length === 1 ? results[0] : results);
+  return results.find((r) => r.exitCode !== ExitCode.ok)?.exitCode ?? ExitCode.ok;
+}
+
+function describe(r: AdoptResult): string {
+  const would = r.dryRun ? 'would adopt' : 'adopted';
+  const lines = r.adopted.map((a) => `${would} ${a.name} (${a.where}, ${formatBytes(a.size)}, sha256 ${a.sha256}${a.encrypted ? `, gpg to ${a.manifest.encryption?.fingerprint}` : ''})`);
+  for (const s of r.skipped) lines.push(`skipped ${s.name}${s.where ? ` (${s.where})` : ''}: ${s.reason}`);
+  const names = new Set(r.adopted.map((a) => a.name)).size;
+  const refusedNames = new Set(r.refused.map((x) => x.name)).size;
+  const summary =
+    r.adopted.length === 0 && r.refused.length === 0
+      ? `adopt ${r.job}: nothing ${r.dryRun ? 'would be ' : ''}adopted${r.skipped.length ? '' : ` (no foreign dumps of ${r.database}, file prefix ${r.prefix})`}`
+      : `adopt ${r.job}: ${would} ${r.adopted.length} cop${r.adopted.length === 1 ? 'y' : 'ies'} of ${names} backup(s)${refusedNames ? `; refused ${refusedNames} backup(s) (see below)` : ''}${r.dryRun ? ' (dry run: nothing written)' : ''}`;
+  lines.push(summary);
+  return lines.join('\n') + '\n';
+}
