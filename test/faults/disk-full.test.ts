@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -101,11 +101,14 @@ describe('a full disk under BACKUP_DIR', () => {
     expect(finalFiles(backups)).toEqual([...before, 'filler'].sort());
 
     rmSync(filler);
-    // With the database back to a size that fits, the next run takes the (free) lock and succeeds.
+    // An empty lock, as a 100 % full disk left one before (created, never written), is taken over.
+    writeFileSync(join(backups, `.pgbak-${db}.lock`), '');
+    // With the database back to a size that fits, the next run takes the lock and succeeds.
     await sql(db, 'DELETE FROM t WHERE id > 100');
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const next = await runCli(['backup', '--no-prune'], { env });
     expect(next.code, next.stderr).toBe(0);
+    expect(existsSync(join(backups, `.pgbak-${db}.lock`))).toBe(false);
   });
 
   it('a LOG_FILE on a full disk (/dev/full) does not fail the backup: one warning on stderr, the backup is made', async () => {
