@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
-import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
+import { artifactKey, baseName, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
+import { claimName, newRunRecord } from '../catalog/run-record.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type StoredFile, type TableCount } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { AppError, InterruptedError, PartialError } from '../errors/index.js';
@@ -16,6 +18,7 @@ import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from './backup-result.js';
 import { BackupProgressTracker, type BackupProgress } from './backup-progress.js';
+import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
 import { preflight } from './preflight.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -56,7 +59,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const started = now();
   const encrypt = options.encrypt !== false && Boolean(job.gpgRecipient);
   const upload = options.upload !== false && Boolean(job.s3);
-  const base = baseName(job.filePrefix, started);
+  let base = baseName(job.filePrefix, started);
+  const runId = randomBytes(8).toString('hex');
   const written: Written[] = [];
   /** A failed upload's own cleanup, awaited after the local files are removed. */
   const uploadCleanup: Promise<void>[] = [];
@@ -66,6 +70,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   let progress: BackupProgressTracker | undefined;
   let size: number | undefined;
   let sha256: string | undefined;
+  let systemIdentifier: string | undefined;
   const locations: string[] = [];
 
   const result = (status: BackupResult['status'], error?: AppError): BackupResult => {
@@ -83,13 +88,21 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       encrypted: encrypt,
       upload,
       locations,
-      error: error && { code: error.code, message: error.message, hint: error.hint, exitCode: error.exitCode },
+      error: error && {
+        code: error.code,
+        message: error.message,
+        hint: error.hint,
+        exitCode: error.exitCode,
+        causeCode: error.cause instanceof AppError ? error.cause.code : undefined,
+      },
+      systemIdentifier,
       warnings,
     };
   };
 
   try {
     lockRelease = acquireLock(job.backupDir, job.filePrefix, `backup of ${job.database}`).release;
+    await removeKilledRunTemps(job.backupDir, logger);
     logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
     // An unreachable bucket must not cost the local backup: go on without the upload, exit 3.
     const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true, signal: options.signal });
@@ -97,9 +110,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     if (options.signal?.aborted) throw new InterruptedError();
     client = pre.client!;
     const server = pre.server!;
+    systemIdentifier = server.systemIdentifier;
     const pgDump = pre.pgDump!;
     const plan = compressionPlan(job.compression, pgDump.major);
-    const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt });
     const storage = createStorage(job, { partSize: job.s3?.partSize ?? autoPartSize(server.databaseSize), signal: options.signal });
     const local = storage.local;
     const remoteBackend = upload ? storage.remote : undefined;
@@ -114,6 +127,22 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       logger.warn('bucket unreachable; backing up locally only', { error: pre.bucketError.message });
       onRemoteFailure(pre.bucketError);
     }
+
+    // Claim a name in every location before anything else is stored (see run-record.ts).
+    const claimed = await claimBackupName({
+      prefix: job.filePrefix,
+      started,
+      keysOf: (name) => [artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encrypt }), globalsKey(name, encrypt), manifestKey(name)],
+      fields: { runId, job: job.name, database: job.database, systemIdentifier, startedAt: started.toISOString() },
+      local,
+      remote: () => remote,
+      onRemoteFailure,
+      signal: options.signal,
+    });
+    base = claimed.name;
+    written.push(...claimed.written);
+    if (claimed.moved) logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
+    const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt });
 
     const snapshot = await exportSnapshot(client);
 
@@ -175,7 +204,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       durationMs: finished.getTime() - started.getTime(),
-      server: { version: server.version, versionNum: server.versionNum },
+      server: { version: server.version, versionNum: server.versionNum, systemIdentifier },
       pgDump: { version: pgDump.version, path: pgDump.path },
       tool: { name: 'pgbak', version: TOOL_VERSION },
       compression: { method: job.compression.method, level: job.compression.level, by: plan.by },
@@ -183,14 +212,16 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       artifact: { key: artKey, size: dump.size, sha256: dump.sha256 },
       globals,
       tables,
+      runId,
     };
     const mKey = manifestKey(base);
     const body = Buffer.from(serializeManifest(manifest));
-    await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal });
+    // Create-only: a manifest this run did not write is never replaced, nor taken for its own.
+    await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
     locations.push(local.urlOf(artKey));
     if (remote) {
       try {
-        await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal });
+        await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
         locations.push(remote.urlOf(artKey));
       } catch (err) {
         const e = toAppError(err);
@@ -198,8 +229,16 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       }
     }
     if (uploadError) {
-      // Copies in the bucket without their manifest would only be leftovers: remove them.
-      for (const w of written.filter((x) => x.backend === remoteBackend)) await w.backend.delete(w.key).catch(() => undefined);
+      // Copies in the bucket without their manifest would only be leftovers: remove them (the run
+      // record last). What cannot be removed now (the bucket is down) is pgbak's by its run record
+      // and the local manifest, so the next prune removes it.
+      for (const w of written.filter((x) => x.backend === remoteBackend).reverse()) {
+        await w.backend.delete(w.key).catch((de: unknown) => {
+          const warning = `could not remove ${w.backend.urlOf(w.key)} left by the failed upload (${toAppError(de).message}); the next prune removes it`;
+          logger.warn(warning);
+          warnings.push(warning);
+        });
+      }
       const e = new PartialError(`backup kept locally, but the upload failed: ${uploadError.message}`, { hint: uploadError.hint, cause: uploadError });
       logger.error('backup partly failed', { backup: base, error: e.message });
       return result('partial', e);
@@ -207,12 +246,16 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     logger.info('backup finished', { backup: base, bytes: dump.size, sha256: dump.sha256, seconds: ((now().getTime() - started.getTime()) / 1000).toFixed(1), locations: locations.join(' ') });
     return result('ok');
   } catch (err) {
-    const e = toAppError(err);
+    const e = explainInterrupted(toAppError(err), base);
     // Nothing half-made under a final name: remove whatever this run already stored.
     // Local files first: a bucket that does not answer must not keep them from being removed.
     for (const w of written.reverse().sort((a, b) => Number(a.backend.kind !== 'local') - Number(b.backend.kind !== 'local'))) {
       if (w.backend.kind !== 'local') await Promise.all(uploadCleanup.splice(0));
-      await w.backend.delete(w.key).catch((de: unknown) => logger.warn('cleanup failed', { key: w.key, error: String(de) }));
+      await w.backend.delete(w.key).catch((de: unknown) => {
+        const warning = `could not remove ${w.backend.urlOf(w.key)} of the failed run (${toAppError(de).message}); the next prune removes it`;
+        logger.warn(warning);
+        warnings.push(warning);
+      });
     }
     await Promise.all(uploadCleanup.splice(0));
     locations.length = 0;
@@ -257,4 +300,64 @@ async function storeGlobals(
     logger.warn('pg_dumpall cannot read role passwords (not a superuser); storing roles without passwords');
     return { ...(await attempt(true)), warning: 'globals stored without role passwords (the backup user is not a superuser)' };
   }
+}
+
+/**
+ * Claim a backup name with a create-only run record in the local directory and the bucket. A name
+ * already claimed (by another writer in the same second, on this host or another) moves the name
+ * on by a second, up to 30 times: the name's time is then a few seconds after the start, which
+ * the manifest records exactly. The bucket's failure is not the run's (`onRemoteFailure`).
+ */
+async function claimBackupName(o: {
+  prefix: string;
+  started: Date;
+  keysOf: (name: string) => string[];
+  fields: { runId: string; job: string; database: string; systemIdentifier: string | undefined; startedAt: string };
+  local: StorageBackend;
+  remote: () => StorageBackend | undefined;
+  onRemoteFailure: (err: AppError) => void;
+  signal: AbortSignal | undefined;
+}): Promise<{ name: string; written: Written[]; moved: string | undefined }> {
+  const first = baseName(o.prefix, o.started);
+  for (let i = 0; i < 30; i++) {
+    const name = baseName(o.prefix, new Date(o.started.getTime() + i * 1000));
+    const record = newRunRecord({ ...o.fields, name, keys: o.keysOf(name) });
+    if (!(await claimName(o.local, record, o.signal))) continue;
+    const written: Written[] = [{ backend: o.local, key: runKey(name) }];
+    // A file already under this name (the guide's own script, a manual pg_dump of the same
+    // second) is not ours to replace: give the name back and take the next one.
+    if (await holdsOtherFiles(o.local, name)) {
+      await o.local.delete(runKey(name)).catch(() => undefined);
+      continue;
+    }
+    const remote = o.remote();
+    if (remote) {
+      let ok: boolean;
+      try {
+        ok = await claimName(remote, record, o.signal);
+      } catch (err) {
+        o.onRemoteFailure(toAppError(err));
+        ok = true; // the bucket failed, not the claim: go on locally
+      }
+      if (ok && o.remote() && (await holdsOtherFiles(remote, name).catch(() => false))) {
+        await remote.delete(runKey(name)).catch(() => undefined);
+        ok = false;
+      }
+      if (!ok) {
+        await o.local.delete(runKey(name)).catch(() => undefined);
+        continue;
+      }
+      if (o.remote()) written.push({ backend: remote, key: runKey(name) });
+    }
+    return { name, written, moved: i > 0 ? first : undefined };
+  }
+  throw new AppError('name-taken', `every backup name from ${first} on for 30 seconds is already claimed by other runs`, {
+    hint: 'several writers share this BACKUP_DIR or bucket prefix: give each its own STORAGE_PREFIX',
+  });
+}
+
+/** Does `backend` hold any key of backup `name` other than its run record? */
+async function holdsOtherFiles(backend: StorageBackend, name: string): Promise<boolean> {
+  for await (const o of backend.list(`${name}.`)) if (o.key !== runKey(name) && !o.key.includes('/')) return true;
+  return false;
 }

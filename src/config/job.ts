@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../errors/index.js';
 import type { Compression } from './parsers.js';
@@ -61,8 +62,21 @@ export function databaseNameOf(url: string): string {
   return name;
 }
 
+/** Characters a database name may have and keep as its file prefix, unchanged. */
+const PLAIN_NAME = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * The file prefix of a database: injective, so two databases never share backup names, the lock,
+ * the last-run record or retention decisions. A plain ASCII name (`[A-Za-z0-9_.-]`, as the guide's
+ * `sweet_narcisse`) is its own prefix. Any other name is made file-safe (`_` for each other
+ * character) and gets `~` plus the first 10 hex digits of the name's SHA-256: `shop archive` →
+ * `shop_archive~4b1a…`. `~` never occurs in a plain name, so an encoded prefix can never equal
+ * a plain one, and two names with the same safe form differ in their hash.
+ */
 export function filePrefixOf(database: string): string {
-  return database.replace(/[^A-Za-z0-9_.-]/g, '_');
+  if (PLAIN_NAME.test(database)) return database;
+  const safe = database.normalize('NFC').replace(/[^A-Za-z0-9_.-]/g, '_');
+  return `${safe}~${createHash('sha256').update(database, 'utf8').digest('hex').slice(0, 10)}`;
 }
 
 /** Where a job's backups live: BACKUP_DIR (absolute) and the S3 settings when both keys are set. */

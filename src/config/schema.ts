@@ -118,7 +118,7 @@ export const variables = [
   }),
 
   // Retention
-  v('BACKUP_KEEP_MIN', wholeNumber(0), 'Newest good backups always kept, whatever their age', { default: '3' }),
+  v('BACKUP_KEEP_MIN', wholeNumber(1), 'Newest good backups always kept, whatever their age (at least 1)', { default: '3' }),
   v('BACKUP_KEEP_DAILY', wholeNumber(0), 'Keep the newest good backup of each of the last N days', { default: '0' }),
   v('BACKUP_KEEP_WEEKLY', wholeNumber(0), 'Keep the newest good backup of each of the last N ISO weeks', { default: '0' }),
   v('BACKUP_KEEP_MONTHLY', wholeNumber(0), 'Keep the newest good backup of each of the last N months', { default: '0' }),

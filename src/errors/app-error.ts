@@ -81,6 +81,13 @@ export class NotFoundError extends AppError {
   }
 }
 
+/** A create-only put (`ifNoneMatch`) found the key already there: another writer has it. */
+export class ConflictError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super('conflict', message, { exitCode: ExitCode.storage, ...options });
+  }
+}
+
 export class EncryptionError extends AppError {
   constructor(code: string, message: string, options: AppErrorOptions = {}) {
     super(code, message, { exitCode: ExitCode.encryption, ...options });
@@ -178,6 +185,7 @@ export function diskFullError(err: unknown, path: string, detail: { written?: nu
 export function fsError(err: unknown, action: string, path: string, hint?: string): AppError {
   if (isAppError(err)) return err;
   const code = errnoCode(err);
+  if (isDiskFull(err)) return diskFullError(err, path);
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
     return new PermissionError(`permission denied: cannot ${action} ${path}`, {
       hint: hint ?? `check the owner and mode of ${path} (the user running pgbak must be able to write there)`,
@@ -185,6 +193,5 @@ export function fsError(err: unknown, action: string, path: string, hint?: strin
     });
   }
   const detail = err instanceof Error ? err.message : String(err);
-  if (isDiskFull(err)) return diskFullError(err, path);
   return new AppError('fs', `cannot ${action} ${path}: ${detail}`, { cause: err, hint });
 }

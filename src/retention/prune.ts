@@ -1,9 +1,12 @@
+import { hostname } from 'node:os';
 import { parseKey } from '../catalog/backup-name.js';
-import { listBackups, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
+import { belongsTo, listBackups, serversOf, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
+import { AppError, ConfigError } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import { applyPolicy, type PolicyBackup, type PolicyResult } from './policy.js';
+import { removeLeftovers, type Leftovers } from './leftovers.js';
+import { applyPolicy, type Decision, type PolicyBackup, type PolicyResult } from './policy.js';
 
 export interface PruneOptions {
   readonly job: Pick<JobConfig, 'name' | 'database' | 'filePrefix' | 'retention'>;
@@ -13,6 +16,14 @@ export interface PruneOptions {
   readonly now?: Date | undefined;
   /** Decide and report, delete nothing. */
   readonly dryRun?: boolean | undefined;
+  /**
+   * The server the job's database lives on (its system identifier), when known: backups of the
+   * same database name made on another server are not this job's and are never touched. When
+   * unknown and the prefix holds backups of several servers, prune refuses to decide.
+   */
+  readonly systemIdentifier?: string | undefined;
+  /** Backups never removed whatever the policy says (the one the current run just made). */
+  readonly protect?: readonly string[] | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -22,8 +33,13 @@ export interface DeletedKey {
 }
 
 export interface PruneResult {
-  /** Every backup of this database with its fate and reasons, newest first. */
+  /**
+   * Every backup of this database with its fate and reasons, newest first: removed when it goes
+   * from every location that holds it; kept otherwise, with per-location reasons where they differ.
+   */
   readonly decisions: PolicyResult;
+  /** The policy applied to each location on its own: a broken copy never condemns a good one elsewhere. */
+  readonly byLocation: Partial<Record<LocationName, PolicyResult>>;
   /** Keys actually deleted, in the order they were deleted (empty on a dry run). */
   readonly deleted: readonly DeletedKey[];
   /** Keys the decisions call for deleting (what a dry run would delete), in delete order. */
@@ -31,6 +47,8 @@ export interface PruneResult {
   /** One line per failed delete; the keys after a failed manifest delete are left in place. */
   readonly errors: readonly string[];
   readonly dryRun: boolean;
+  /** Temp files and multipart uploads of killed runs removed (or, dry, found): see leftovers.ts. */
+  readonly leftovers: Leftovers;
 }
 
 /**
@@ -39,7 +57,8 @@ export interface PruneResult {
  * the verification record, globals and the artifact.
  */
 function deleteOrder(copy: CopyInfo): string[] {
-  return [copy.manifest, copy.verification, copy.globals, copy.artifact, ...copy.others]
+  // The run record goes last: until then a half-deleted copy is still known to be pgbak's.
+  return [copy.manifest, copy.verification, copy.globals, copy.artifact, ...copy.others, copy.run]
     .filter((o) => o !== undefined)
     .map((o) => o.key);
 }
@@ -50,9 +69,58 @@ function isOwnKey(key: string, name: string, prefix: string): boolean {
   return !key.includes('/') && parsed !== undefined && parsed.prefix === prefix && parsed.base === name;
 }
 
-/** Is this catalog entry one of this job's backups? Name prefix AND, when readable, the manifest's database. */
-function belongsTo(entry: CatalogEntry, job: PruneOptions['job']): boolean {
-  return entry.prefix === job.filePrefix && (entry.manifest === undefined || entry.manifest.database === job.database);
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Is the run that wrote this backup over? Its manifest exists somewhere, or its process is gone from this host. */
+function runIsOver(entry: CatalogEntry): boolean {
+  const copies = [entry.locations.local, entry.locations.remote];
+  if (copies.some((c) => c?.manifest)) return true;
+  const run = copies.find((c) => c?.runData)?.runData;
+  return run !== undefined && run.host === hostname() && run.pid !== process.pid && !alive(run.pid);
+}
+
+/** How retention sees the copy of `entry` in one location. */
+function policyItem(entry: CatalogEntry, copy: CopyInfo, database: string, protect: readonly string[]): PolicyBackup {
+  return {
+    name: entry.name,
+    database,
+    time: entry.time,
+    state: copy.state,
+    detail: copy.problems.length ? copy.problems.join('; ') : undefined,
+    leftover: copy.state === 'incomplete' && !copy.artifact && runIsOver(entry),
+    goodElsewhere: copy.state === 'incomplete' && copy.artifact !== undefined && entry.state === 'good',
+    protected: protect.includes(entry.name),
+  };
+}
+
+/** One decision per backup from the per-location ones: removed only when every location removes it. */
+function combine(entries: readonly CatalogEntry[], byLocation: Partial<Record<LocationName, PolicyResult>>): PolicyResult {
+  const keep: Decision[] = [];
+  const remove: Decision[] = [];
+  for (const e of entries) {
+    const parts: { where: LocationName; d: Decision; removed: boolean }[] = [];
+    for (const where of ['local', 'remote'] as const) {
+      const r = byLocation[where];
+      if (!r) continue;
+      const kept = r.keep.find((d) => d.name === e.name);
+      const gone = r.remove.find((d) => d.name === e.name);
+      if (kept) parts.push({ where, d: kept, removed: false });
+      else if (gone) parts.push({ where, d: gone, removed: true });
+    }
+    if (parts.length === 0) continue;
+    const removed = parts.every((p) => p.removed);
+    const same = parts.every((p) => p.removed === parts[0]!.removed && p.d.reasons.join() === parts[0]!.d.reasons.join());
+    const reasons = same ? parts[0]!.d.reasons : parts.flatMap((p) => p.d.reasons.map((r) => `${p.where}: ${r}`));
+    (removed ? remove : keep).push({ name: e.name, database: parts[0]!.d.database, time: e.time, state: e.state, reasons });
+  }
+  return { keep, remove };
 }
 
 /**
@@ -68,16 +136,28 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   const dryRun = options.dryRun ?? false;
   const log = (options.logger ?? silentLogger).child({ database: job.database, stage: 'prune' });
 
-  const entries = (await listBackups({ local, remote, prefix: job.filePrefix })).filter((e) => belongsTo(e, job));
+  if (job.retention.keepMin < 1) {
+    // With 0, RETENTION_DAYS=0 would remove every backup, the one just made included.
+    throw new ConfigError([`BACKUP_KEEP_MIN: must be 1 or more (got ${job.retention.keepMin}): retention never removes the last good backup`]);
+  }
+  const listed = (await listBackups({ local, remote, prefix: job.filePrefix })).filter((e) => belongsTo(e, { database: job.database }));
+  const servers = serversOf(listed);
+  if (options.systemIdentifier === undefined && servers.length > 1) {
+    throw new AppError('identity-ambiguous', `prune: ${job.filePrefix} holds backups of ${job.database} from ${servers.length} different servers (system identifiers ${servers.join(', ')}), and this run cannot tell which server is its own`, {
+      hint: 'run prune where the database server is reachable (it reads its identifier), and give each server its own STORAGE_PREFIX',
+    });
+  }
+  const entries = listed.filter((e) => belongsTo(e, { database: job.database, systemIdentifier: options.systemIdentifier }));
   const byName = new Map(entries.map((e) => [e.name, e]));
-  const items: PolicyBackup[] = entries.map((e) => ({
-    name: e.name,
-    database: job.database,
-    time: e.time,
-    state: e.state,
-    detail: e.problems.length ? e.problems.join('; ') : undefined,
-  }));
-  const decisions = applyPolicy(items, { database: job.database, ...job.retention }, now);
+  const policy = { database: job.database, ...job.retention };
+  const protect = options.protect ?? [];
+  const byLocation: Partial<Record<LocationName, PolicyResult>> = {};
+  for (const where of ['local', 'remote'] as const) {
+    if (!(where === 'local' ? local : remote)) continue;
+    const items = entries.flatMap((e) => (e.locations[where] ? [policyItem(e, e.locations[where]!, job.database, protect)] : []));
+    byLocation[where] = applyPolicy(items, policy, now);
+  }
+  const decisions = combine(entries, byLocation);
 
   for (const d of decisions.keep) log.debug(d.reasons.join('; '), { backup: d.name });
   const backends: Record<LocationName, StorageBackend | undefined> = { local, remote };
@@ -86,10 +166,13 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   const errors: string[] = [];
 
   // Oldest first: an interrupted run leaves the newer backups.
-  for (const d of [...decisions.remove].reverse()) {
+  for (const d of [...decisions.remove, ...decisions.keep].sort((a, b) => a.time.getTime() - b.time.getTime())) {
     const entry = byName.get(d.name)!;
-    log.info(`${dryRun ? 'would remove' : 'removing'} ${d.name}: ${d.reasons.join('; ')}`, { backup: d.name });
-    for (const location of ['local', 'remote'] as const) {
+    const goesFrom = (['local', 'remote'] as const).filter((w) => byLocation[w]?.remove.some((x) => x.name === d.name));
+    if (goesFrom.length === 0) continue;
+    const whereText = goesFrom.length === Object.keys(byLocation).length ? '' : ` (${goesFrom.join(', ')} copy)`;
+    log.info(`${dryRun ? 'would remove' : 'removing'} ${d.name}${whereText}: ${d.reasons.join('; ')}`, { backup: d.name });
+    for (const location of goesFrom) {
       const copy = entry.locations[location];
       const backend = backends[location];
       if (!copy || !backend) continue;
@@ -111,11 +194,12 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
       }
     }
   }
+  const leftovers = await removeLeftovers({ filePrefix: job.filePrefix, local, remote, now, dryRun, log, errors });
   log.info(dryRun ? 'prune dry run done' : 'prune done', {
     kept: decisions.keep.length,
     removed: decisions.remove.length,
     deleted: deleted.length,
     errors: errors.length,
   });
-  return { decisions, deleted, planned, errors, dryRun };
+  return { decisions, byLocation, deleted, planned, errors, dryRun, leftovers };
 }

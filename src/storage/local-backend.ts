@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type Dirent } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError, diskFullError, errnoCode, fsError, isDiskFull, NotFoundError } from '../errors/index.js';
+import { AppError, ConflictError, diskFullError, errnoCode, fsError, isDiskFull, NotFoundError } from '../errors/index.js';
 import { removeStaleTemps, type StaleTemp, type StaleTempOptions } from './stale-temps.js';
 import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
 
@@ -71,7 +71,18 @@ export class LocalBackend implements StorageBackend {
       await pipeline(body, out, options.signal ? { signal: options.signal } : {});
       const { size } = await stat(temp);
       action = 'rename';
-      await rename(temp, target);
+      if (options.ifNoneMatch) {
+        // link(2) fails with EEXIST instead of replacing: create-only, and still atomic.
+        try {
+          await link(temp, target);
+        } catch (err) {
+          if (errnoCode(err) === 'EEXIST') throw new ConflictError(`${target} already exists`, { cause: err });
+          throw err;
+        }
+        await unlink(temp);
+      } else {
+        await rename(temp, target);
+      }
       action = 'sync directory';
       await syncDirectory(dir);
       return { key, size };
@@ -80,6 +91,7 @@ export class LocalBackend implements StorageBackend {
       // and the free space it met, so it is measured before the temp file goes.
       const full = isDiskFull(err) ? diskFullError(err, target, { written: await stat(temp).then((s) => s.size, () => undefined) }) : undefined;
       if (action !== 'sync directory') await unlink(temp).catch(() => undefined);
+      if (err instanceof ConflictError) throw err;
       if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : err;
       if (full) throw full;
       // The body's own failure (pg_dump died …) is reported as it is; the file's is a file-system error.

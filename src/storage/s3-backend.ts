@@ -1,9 +1,11 @@
 import {
+  AbortMultipartUploadCommand,
   CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutBucketLifecycleConfigurationCommand,
   S3Client,
@@ -15,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { S3Settings } from '../config/job.js';
 import { redact } from '../config/redact.js';
-import { type AppError, errnoCode, InterruptedError, isAppError, NotFoundError, StorageError } from '../errors/index.js';
+import { type AppError, ConflictError, errnoCode, InterruptedError, isAppError, NotFoundError, StorageError } from '../errors/index.js';
 import { formatDuration } from '../logging/human-units.js';
 import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
 
@@ -25,6 +27,14 @@ export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 /** STORAGE_TIMEOUT's default, for settings that do not give one. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
+
+/** A multipart upload that was started and never completed nor aborted (its run was killed). */
+export interface StaleUpload {
+  /** The key, relative to the backend's prefix. */
+  readonly key: string;
+  readonly uploadId: string;
+  readonly initiated: Date;
+}
 
 export interface S3BackendOptions {
   /** Multipart part size in bytes; overrides `settings.partSize`. Raised to 5 MiB when smaller. */
@@ -153,7 +163,14 @@ export class S3Backend implements StorageBackend {
     const gate = { signal: { aborted: false, onabort: null }, abort: () => void (gate.signal.aborted = true) };
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: this.prefix + key, Body: body, ContentType: options.contentType },
+      params: {
+        Bucket: this.bucket,
+        Key: this.prefix + key,
+        Body: body,
+        ContentType: options.contentType,
+        // Create only (a single PutObject: only small bodies such as run records use it).
+        ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+      },
       partSize: this.partSize,
       queueSize: this.settings.queueSize,
       leavePartsOnError: false,
@@ -178,6 +195,9 @@ export class S3Backend implements StorageBackend {
       if (signal?.aborted && signal.reason instanceof Error) throw signal.reason;
       if (bodyError !== undefined) throw bodyError;
       const original = err instanceof CleanupFailure ? (err.original ?? err.cause) : err;
+      if (options.ifNoneMatch && (httpStatusOf(original) === 412 || s3ErrorName(original) === 'PreconditionFailed')) {
+        throw new ConflictError(`${this.urlOf(key)} already exists`, { cause: original });
+      }
       throw mapS3Error(original, this.settings, `upload of ${key}`);
     } finally {
       clearTimeout(cancelTimer);
@@ -301,6 +321,50 @@ export class S3Backend implements StorageBackend {
     } catch (err) {
       throw mapS3Error(err, this.settings, 'lifecycle configuration');
     }
+  }
+
+  /**
+   * Abort the multipart uploads under this prefix that were started before `olderThan` and whose
+   * key (relative to the prefix) `match` accepts: a run killed mid-upload (SIGKILL, OOM, power
+   * loss) never aborts its upload, and its parts are stored, and billed, until someone does.
+   * Returns the uploads aborted (or, dry, that would be) and one line per abort that failed; a
+   * failed listing throws. MinIO lists uploads by a `Prefix` only when it is a whole key, so the
+   * bucket's uploads are listed without one and filtered here.
+   */
+  async abortStaleUploads(o: { olderThan: Date; match: (key: string) => boolean; dryRun?: boolean }): Promise<{ aborted: StaleUpload[]; errors: string[] }> {
+    const stale: StaleUpload[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+      } catch (err) {
+        throw mapS3Error(err, this.settings, 'listing of multipart uploads');
+      }
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key?.startsWith(this.prefix) || !u.UploadId || !u.Initiated) continue;
+        const key = u.Key.slice(this.prefix.length);
+        if (u.Initiated.getTime() < o.olderThan.getTime() && o.match(key)) stale.push({ key, uploadId: u.UploadId, initiated: u.Initiated });
+      }
+      const more = page.IsTruncated === true && (page.NextKeyMarker !== keyMarker || page.NextUploadIdMarker !== uploadIdMarker);
+      keyMarker = more ? page.NextKeyMarker : undefined;
+      uploadIdMarker = more ? page.NextUploadIdMarker : undefined;
+    } while (keyMarker !== undefined);
+    if (o.dryRun) return { aborted: stale, errors: [] };
+    const aborted: StaleUpload[] = [];
+    const errors: string[] = [];
+    for (const u of stale) {
+      try {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.prefix + u.key, UploadId: u.uploadId }));
+        aborted.push(u);
+      } catch (err) {
+        // Completed or aborted meanwhile: nothing is left to abort.
+        if (s3ErrorName(err) === 'NoSuchUpload') continue;
+        errors.push(`cannot abort the multipart upload of ${this.urlOf(u.key)}: ${mapS3Error(err, this.settings, 'abort of a multipart upload').message}`);
+      }
+    }
+    return { aborted, errors };
   }
 
   /** Closes the client's sockets. */

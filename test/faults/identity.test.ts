@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { timestampOf } from '../../src/catalog/backup-name.js';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { awsKeys } from '../helpers/restore-fixtures.js';
 import { awsEnv, createBucket, execFileAsync, services, sql, tableChecksums, tempDir, uniqueId } from '../helpers/services.js';
@@ -117,3 +118,23 @@ describe('identity: two writers to one bucket prefix in the same second', () => 
     }
   });
 });
+
+describe('identity: a file already under the name a backup would take', () => {
+  it("is never replaced: the run takes the next free second's name", async () => {
+    const db = `taken_${uniqueId()}`;
+    await makeDb(db, 100);
+    const dir = tempDir();
+    const backups = join(dir, 'backups');
+    mkdirSync(backups, { recursive: true });
+    // The guide's script (or an operator's pg_dump) wrote dumps named for the coming seconds.
+    const now = Date.now();
+    const foreign = Array.from({ length: 8 }, (_, i) => `${db}_${timestampOf(new Date(now + i * 1000))}.dump`);
+    for (const f of foreign) writeFileSync(join(backups, f), `foreign dump ${f}\n`);
+    const r = await runCli(['backup', '--json'], { env: backupEnv({ database: db, dir, extra: { BACKUP_GLOBALS: 'false' } }) });
+    expect(r.code, r.stderr).toBe(0);
+    const name = JSON.parse(r.stdout).name as string;
+    expect(foreign).not.toContain(`${name}.dump`);
+    for (const f of foreign) expect(readFileSync(join(backups, f), 'utf8')).toBe(`foreign dump ${f}\n`);
+  });
+});
+

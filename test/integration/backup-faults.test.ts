@@ -129,7 +129,7 @@ describe('pgbak backup under faults', () => {
       expect(r.code, r.stderr).toBe(3);
       expect(r.stderr).toMatch(/upload failed/);
       const result = JSON.parse(r.stdout);
-      expect(finalFiles(join(dir, 'backups')).sort()).toEqual([`${result.name}.dump`, `${result.name}.manifest.json`]);
+      expect(finalFiles(join(dir, 'backups')).sort()).toEqual([`${result.name}.dump`, `${result.name}.manifest.json`, `${result.name}.run.json`]);
     });
   });
 });

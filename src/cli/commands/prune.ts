@@ -1,10 +1,12 @@
 import type { Command } from '@commander-js/extra-typings';
 import { ExitCode, StorageError } from '../../errors/index.js';
+import { jobIdentity } from '../../api/identity.js';
 import { prune, type PruneResult } from '../../retention/prune.js';
 import { createStorage } from '../../storage/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { stopOnSignals } from '../signals.js';
+import { formatBytes } from '../../logging/human-units.js';
 
 interface PruneFlags extends CommonFlags {
   dryRun?: boolean;
@@ -25,7 +27,15 @@ export function registerPrune(program: Command): void {
     for (const job of ctx.jobs) {
       if (stop.signal.aborted) break;
       const storage = createStorage(job, { signal: stop.signal });
-      const result = await prune({ job, local: storage.local, remote: storage.remote, dryRun: Boolean(flags.dryRun), logger: ctx.logger });
+      const identity = await jobIdentity(job, { local: storage.local });
+      const result = await prune({
+        job,
+        local: storage.local,
+        remote: storage.remote,
+        dryRun: Boolean(flags.dryRun),
+        logger: ctx.logger,
+        systemIdentifier: identity.systemIdentifier,
+      });
       results.push({ job: job.name, result });
       if (!flags.json) process.stdout.write(describe(job.name, result));
     }
@@ -58,5 +68,8 @@ function describe(job: string, r: PruneResult): string {
   if (all.length === 0) lines.push('  no backups of this database');
   const n = r.dryRun ? r.planned.length : r.deleted.length;
   lines.push(`  ${r.dryRun ? 'would delete' : 'deleted'} ${n} file(s); kept ${r.decisions.keep.length} backup(s)`);
+  // What killed runs left behind (leftovers.ts): said only when there was some.
+  for (const t of r.leftovers.tempFiles) lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} temp file of a killed run: ${t.path} (${formatBytes(t.size)})`);
+  for (const u of r.leftovers.uploads) lines.push(`  ${r.dryRun ? 'would abort' : 'aborted'} multipart upload of a killed run: ${u.key} (started ${u.initiated.toISOString()})`);
   return lines.join('\n') + '\n';
 }
