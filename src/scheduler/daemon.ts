@@ -12,6 +12,12 @@ export interface DaemonOptions {
   readonly jobs: readonly JobConfig[];
   /** One backup of one job. Must stop and clean up when `signal` aborts; may throw or return a failed result. */
   readonly runJob: (job: JobConfig, signal: AbortSignal) => Promise<BackupResult>;
+  /**
+   * The retry of a partial run (its backup is complete locally, its upload failed for a
+   * transient cause): upload that backup rather than dump the database again. Without it, a
+   * partial run is retried with runJob.
+   */
+  readonly retryUpload?: (job: JobConfig, partial: BackupResult, signal: AbortSignal) => Promise<BackupResult>;
   readonly logger: Logger;
   /** The clock (default `new Date()`); it must advance with the timers, as vitest's fake timers do. */
   readonly now?: () => Date;
@@ -181,6 +187,8 @@ export function startDaemon(options: DaemonOptions): Daemon {
 
   async function execute(state: JobState, trigger: 'schedule' | 'start'): Promise<void> {
     const { job } = state;
+    /** The partial result whose upload the next attempt retries. */
+    let partial: BackupResult | undefined;
     for (let attempt = 1; ; attempt++) {
       const release = await slots.acquire(stopping.signal);
       if (!release) {
@@ -189,7 +197,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
       }
       let outcome: { result: BackupResult; failure: unknown };
       try {
-        outcome = await attemptRun(state, trigger, attempt);
+        outcome = await attemptRun(state, trigger, attempt, partial);
       } finally {
         release();
       }
@@ -197,8 +205,9 @@ export function startDaemon(options: DaemonOptions): Daemon {
       const failed = result.status === 'failed' || result.status === 'partial';
       const retry = failed && attempt <= options.retries && stopRequests === 0 && safe(() => isTransient(failure), false);
       if (!retry) return report(state, result, attempt);
+      partial = result.status === 'partial' && result.name && options.retryUpload ? result : undefined;
       const delay = retryBaseMs * 4 ** (attempt - 1);
-      state.log.warn('run failed for a transient cause; retrying', {
+      state.log.warn(partial ? 'upload failed for a transient cause; retrying the upload of the local backup' : 'run failed for a transient cause; retrying', {
         attempt,
         retries: options.retries,
         retryInMs: delay,
@@ -209,13 +218,13 @@ export function startDaemon(options: DaemonOptions): Daemon {
     }
   }
 
-  async function attemptRun(state: JobState, trigger: string, attempt: number) {
+  async function attemptRun(state: JobState, trigger: string, attempt: number, partial: BackupResult | undefined) {
     const controller = new AbortController();
     running.add(controller);
     const startedAt = now();
-    state.log.info('backup started', { trigger, attempt });
+    state.log.info(partial ? 'upload retry started' : 'backup started', { trigger, attempt, ...(partial ? { backup: partial.name } : {}) });
     try {
-      const result = await options.runJob(state.job, controller.signal);
+      const result = partial && options.retryUpload ? await options.retryUpload(state.job, partial, controller.signal) : await options.runJob(state.job, controller.signal);
       return { result, failure: result as unknown };
     } catch (err) {
       return { result: failedResult(state.job, err, startedAt, now()), failure: err };

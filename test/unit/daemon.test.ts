@@ -290,6 +290,33 @@ describe('runDaemon failures, retries and concurrency', () => {
     await daemon.done;
   });
 
+  it('retries a partial run (upload failed, transient cause) by uploading its backup, not by dumping again', async () => {
+    const partial: BackupResult = {
+      ...okResult(job('shop')),
+      status: 'partial',
+      name: 'shop_20250101_000000',
+      error: { code: 'partial', message: 'backup kept locally, but the upload failed: S3 endpoint unreachable', exitCode: 3, causeCode: 'storage-endpoint' },
+    };
+    let dumps = 0;
+    const uploads: string[] = [];
+    const { opts, results, messages } = options([onceAtStart('shop')], async () => (dumps++, partial), {
+      retries: 2,
+      retryBaseMs: 1_000,
+      retryUpload: async (_j, p) => {
+        uploads.push(p.name!);
+        return uploads.length === 1 ? p : { ...p, status: 'ok', error: undefined };
+      },
+    });
+    const daemon = startDaemon(opts);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(dumps).toBe(1);
+    expect(uploads).toEqual(['shop_20250101_000000', 'shop_20250101_000000']);
+    expect(results.map((r) => [r.result.status, r.result.name])).toEqual([['ok', 'shop_20250101_000000']]);
+    expect(messages('upload failed for a transient cause; retrying the upload of the local backup', 'shop')).toHaveLength(2);
+    daemon.stop();
+    await daemon.done;
+  });
+
   it('stops retrying after `retries` attempts and reports the failure once', async () => {
     const runner = fakeRunner({ fail: () => new DatabaseError('db-connection-refused', 'connection refused') });
     const { opts, results } = options([onceAtStart('shop')], runner.runJob, { retries: 2, retryBaseMs: 1_000 });

@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { Command } from '@commander-js/extra-typings';
 import { runAfterBackup } from '../../api/after-backup.js';
 import { backup } from '../../api/backup.js';
+import { uploadBackup } from '../../api/upload-backup.js';
 import type { BackupResult } from '../../api/backup-result.js';
 import { hasSizeAnomaly, reportStart } from '../../api/report-run.js';
 import { databaseStatus, jobTarget } from '../../api/status.js';
@@ -77,6 +78,7 @@ async function serve(
       concurrency: limits.concurrency,
       retries: limits.retries,
       runJob: (job, signal) => runOnce(job, signal, logger),
+      retryUpload: (job, partial, signal) => retryUploadOnce(job, partial, signal, logger),
       onRunFinished: (job, result) => {
         metrics.recordRun(result, { anomaly: hasSizeAnomaly(result) });
         const h = health.get(job.name)!;
@@ -116,6 +118,12 @@ async function serve(
 async function runOnce(job: JobConfig, signal: AbortSignal, logger: Logger): Promise<BackupResult> {
   await reportStart({ job, logger });
   const result = await backup({ job, logger, signal });
+  return runAfterBackup({ job, result, logger, prune: true, signal });
+}
+
+/** The retry of a partial run: upload the backup it made, then retention and reporting as for a run. */
+async function retryUploadOnce(job: JobConfig, partial: BackupResult, signal: AbortSignal, logger: Logger): Promise<BackupResult> {
+  const result = await uploadBackup({ job, name: partial.name!, logger, signal });
   return runAfterBackup({ job, result, logger, prune: true, signal });
 }
 
