@@ -8,7 +8,9 @@ import { applyGlobals, type GlobalsResult } from '../postgres/globals.js';
 import { findPgTool, siblingTool } from '../postgres/pg-tools.js';
 import { createDatabase, databaseOf, dropDatabase, inspectTarget } from '../postgres/target-database.js';
 import { createStorage } from '../storage/index.js';
-import { findByName, findLatest, readGlobals, requireCopies, requireManifest, requireSecretKey, type SourceBackends } from './backup-source.js';
+import type { CatalogEntry } from '../catalog/catalog.js';
+import { CatalogSource, findByName, findLatest, readGlobals, requireCopies, requireSecretKey, type SourceBackends } from './backup-source.js';
+import { jobIdentity } from './identity.js';
 import { runRestore, type RestoreMode, type RestoreProgress, type RunRestoreResult } from './restore-run.js';
 
 export type { RestoreProgress } from './restore-run.js';
@@ -43,6 +45,8 @@ export interface RestoreResult {
   readonly name: string;
   /** The database that was backed up. */
   readonly database: string;
+  /** The server it was backed up from (its system identifier, when recorded) and the host that made the backup. */
+  readonly server: { readonly systemIdentifier: string | null; readonly host: string; readonly version: string };
   readonly target: { readonly database: string; readonly url: string; readonly created: boolean; readonly replacedObjects: number };
   readonly source: { readonly where: 'local' | 'remote'; readonly location: string };
   readonly mode: RestoreMode;
@@ -115,14 +119,34 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const warnings: string[] = [];
   let waitedMs = 0; // time spent waiting for a person to confirm: not part of the RTO
   try {
-    const entry = options.name ? await findByName(backends, options.name) : await findLatest(backends, job.filePrefix);
-    const manifest = requireManifest(entry);
-    const { copies, skipped } = requireCopies(entry, manifest, backends);
-    for (const s of skipped) {
-      logger.warn(`skipping a corrupt copy: ${s}`);
-      warnings.push(`skipped a corrupt copy: ${s}`);
+    const source = new CatalogSource(backends);
+    let entry: CatalogEntry;
+    if (options.name) {
+      entry = await findByName(source, options.name);
+    } else {
+      const identity = await jobIdentity(job, { local: storage.local });
+      const choice = await findLatest(source, { prefix: job.filePrefix, identity });
+      entry = choice.entry;
+      for (const s of choice.skipped) {
+        logger.warn(s);
+        warnings.push(s);
+      }
     }
-    if (entry.state !== 'good') warnings.push(`the catalog marks ${entry.name} ${entry.state}: ${entry.problems.join('; ')}`);
+    for (const w of source.warnings) {
+      logger.warn(w);
+      warnings.push(w);
+    }
+    if (entry.database !== undefined && entry.database !== job.database) {
+      const w = `${entry.name} is a backup of database ${entry.database}, not of this job's database ${job.database}`;
+      logger.warn(w);
+      warnings.push(w);
+    }
+    const { copies, skipped } = requireCopies(entry, source.backends);
+    const manifest = copies[0]!.manifest;
+    for (const s of skipped) {
+      logger.warn(`skipping a copy: ${s}`);
+      warnings.push(`skipped a copy: ${s}`);
+    }
     logger.info('restore started', { backup: entry.name, url: redactUrl(targetUrl), jobs });
     await requireSecretKey(manifest);
 
@@ -147,7 +171,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       if (!yes) throw new UsageError('restore cancelled; the target was not changed');
     }
     // Verified before anything is applied; holds password hashes, so it is never logged.
-    const globalsSql = options.withGlobals ? await readGlobals(manifest, copies.map((c) => c.backend), options.signal) : undefined;
+    const globalsSql = options.withGlobals ? await readGlobals(copies, options.signal) : undefined;
 
     let created = false;
     let touched = false;
@@ -176,7 +200,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         used = copy;
         try {
           run = await runRestore({
-            manifest,
+            manifest: copy.manifest,
             copy,
             targetUrl,
             jobs,
@@ -217,7 +241,8 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     });
     return {
       name: entry.name,
-      database: manifest.database,
+      database: used.manifest.database,
+      server: { systemIdentifier: used.manifest.server.systemIdentifier ?? null, host: used.manifest.host, version: used.manifest.server.version },
       target: { database: targetDb, url: redactUrl(targetUrl), created, replacedObjects: state.objects },
       source: { where: used.where, location: used.backend.urlOf(used.key) },
       mode: r.mode,

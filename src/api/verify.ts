@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { verificationKey } from '../catalog/backup-name.js';
-import { listBackups, type CatalogEntry } from '../catalog/catalog.js';
+import { belongsTo, serversOf, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { ExitCode, IntegrityError, NotFoundError } from '../errors/index.js';
@@ -9,7 +9,8 @@ import { toAppError } from '../pipeline/stream-to-storage.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from './backup-result.js';
-import { artifactCopies, checkStored, findByName, findLatest, type SourceBackends } from './backup-source.js';
+import { CatalogSource, checkStored, findByName, findLatest, futureWarning, isFromTheFuture, newestPerServer, type SourceBackends, type SourceCopy } from './backup-source.js';
+import { jobIdentity } from './identity.js';
 import { restoreTest, type Check, type RestoreTestResult } from './restore-test.js';
 
 export interface VerifyOptions {
@@ -35,7 +36,9 @@ export interface BackupVerification {
   readonly durationMs: number;
   readonly checks: readonly Check[];
   readonly restoreTest: RestoreTestResult | undefined;
-  /** Where the verification record was written. */
+  /** Copies that were never complete (e.g. a stray globals file of a failed upload): not checked, no record written there. */
+  readonly problems: readonly string[];
+  /** Where the verification records were written. */
   readonly recordedIn: readonly string[];
   /** Set when the verification could not run (storage or server unreachable, key missing): nothing recorded. */
   readonly error: { readonly code: string; readonly message: string; readonly hint?: string | undefined } | undefined;
@@ -45,6 +48,8 @@ export interface VerifyReport {
   readonly ok: boolean;
   readonly exitCode: number;
   readonly results: readonly BackupVerification[];
+  /** The bucket could not be read (BACKUP_DIR alone was used); newer backups passed over; backups dated ahead of the clock. */
+  readonly warnings: readonly string[];
 }
 
 /** The exit code of several results: a checksum problem first, then a failed restore test, then any error. */
@@ -54,32 +59,57 @@ export function combinedExitCode(codes: readonly number[]): number {
   return codes.find((c) => c !== ExitCode.ok) ?? ExitCode.ok;
 }
 
-async function checkCopies(entry: CatalogEntry, backends: SourceBackends, signal: AbortSignal | undefined): Promise<Check[]> {
-  const m = entry.manifest;
-  if (!m) return [{ check: 'manifest', ok: false, detail: entry.problems.join('; ') || 'no readable manifest' }];
+/** What checking one location's copy found. */
+interface CopyResult {
+  readonly where: LocationName;
+  readonly backend: StorageBackend;
+  /** The copy's own checks (artifact and globals against its own manifest; a broken manifest). */
+  readonly checks: Check[];
+  /** A verification record belongs here: the copy has a manifest (even a broken one). */
+  readonly recordable: boolean;
+  /** The copy, ready to restore from, when every check passed. */
+  readonly usable: SourceCopy | undefined;
+}
+
+/**
+ * Check one location's copy against ITS OWN manifest: a wrong manifest blames this copy, never
+ * the intact artifact elsewhere. A copy that was never complete (no manifest and no artifact: a
+ * stray globals file or run record of a failed upload) is not checked: undefined, and the
+ * caller reports it as a problem of that copy.
+ */
+async function checkCopy(entry: CatalogEntry, where: LocationName, backend: StorageBackend, signal: AbortSignal | undefined): Promise<CopyResult | undefined> {
+  const copy = entry.locations[where]!;
   const checks: Check[] = [];
-  for (const where of ['local', 'remote'] as const) {
-    const loc = entry.locations[where];
-    const backend = backends[where];
-    if (!loc || !backend) continue;
-    if (!loc.manifest) checks.push({ check: `${where} manifest`, ok: false, detail: `no ${entry.name}.manifest.json in ${backend.location}` });
-    const files = [{ what: 'artifact', file: m.artifact, present: loc.artifact }, ...(m.globals ? [{ what: 'globals', file: m.globals, present: loc.globals }] : [])];
-    for (const f of files) {
-      const check = `${where} ${f.what}`;
-      if (!f.present) {
-        checks.push({ check, ok: false, detail: `${backend.urlOf(f.file.key)} is missing` });
-        continue;
-      }
-      try {
-        await checkStored(backend, f.file, { signal });
-        checks.push({ check, ok: true, detail: `${backend.urlOf(f.file.key)}: ${f.file.size} bytes, sha256 matches` });
-      } catch (err) {
-        if (!(err instanceof IntegrityError)) throw err;
-        checks.push({ check, ok: false, detail: err.message });
-      }
+  const m = copy.manifestData;
+  if (!copy.manifest) {
+    if (!copy.artifact) return undefined;
+    checks.push({ check: `${where} manifest`, ok: false, detail: `no ${entry.name}.manifest.json in ${backend.location} beside ${backend.urlOf(copy.artifact.key)}: it cannot be checked` });
+    return { where, backend, checks, recordable: false, usable: undefined };
+  }
+  if (!m) {
+    const problem = copy.problems.find((p) => p.includes('manifest')) ?? copy.problems[0] ?? 'unreadable';
+    checks.push({ check: `${where} manifest`, ok: false, detail: `${backend.urlOf(copy.manifest.key)}: ${problem}` });
+    return { where, backend, checks, recordable: true, usable: undefined };
+  }
+  if (m.name !== entry.name) checks.push({ check: `${where} manifest`, ok: false, detail: `${backend.urlOf(copy.manifest.key)} names ${m.name}, not ${entry.name}` });
+  const files = [{ what: 'artifact', file: m.artifact, present: copy.artifact }, ...(m.globals ? [{ what: 'globals', file: m.globals, present: copy.globals }] : [])];
+  for (const f of files) {
+    const check = `${where} ${f.what}`;
+    if (!f.present) {
+      checks.push({ check, ok: false, detail: `${backend.urlOf(f.file.key)} is missing (named by ${backend.urlOf(copy.manifest.key)})` });
+      continue;
+    }
+    try {
+      await checkStored(backend, f.file, { signal });
+      checks.push({ check, ok: true, detail: `${backend.urlOf(f.file.key)}: ${f.file.size} bytes, sha256 matches its manifest` });
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err;
+      checks.push({ check, ok: false, detail: `${err.message} (${backend.urlOf(copy.manifest.key)})` });
     }
   }
-  return checks;
+  const ok = checks.every((c) => c.ok);
+  const usable = ok && copy.artifact ? { where, backend, key: copy.artifact.key, size: copy.artifact.size, manifest: m } : undefined;
+  return { where, backend, checks, recordable: true, usable };
 }
 
 async function writeRecord(backend: StorageBackend, record: VerificationRecord, signal: AbortSignal | undefined): Promise<void> {
@@ -90,75 +120,128 @@ async function writeRecord(backend: StorageBackend, record: VerificationRecord, 
 async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, options: VerifyOptions, logger: Logger): Promise<BackupVerification> {
   const t0 = Date.now();
   const base = { name: entry.name, database: entry.database };
-  let checks: Check[] = [];
+  const copies: CopyResult[] = [];
+  const problems: string[] = [];
+  const entryChecks: Check[] = [];
   let rt: RestoreTestResult | undefined;
+  let rtFrom: LocationName | undefined;
   try {
-    checks = await checkCopies(entry, backends, options.signal);
-    const checksumOk = checks.every((c) => c.ok);
-    if (options.restoreTest && checksumOk && entry.manifest) {
-      const copy = artifactCopies(entry, entry.manifest, backends).copies[0];
+    for (const where of ['local', 'remote'] as const) {
+      const backend = backends[where];
+      const copy = entry.locations[where];
+      if (!backend || !copy) continue;
+      const r = await checkCopy(entry, where, backend, options.signal);
+      if (r) copies.push(r);
+      else problems.push(`${where}: ${copy.problems.join('; ') || 'not a complete copy'}: not a complete copy, nothing to check (no verification record written there)`);
+    }
+    if (copies.length === 0) {
+      entryChecks.push({ check: 'manifest', ok: false, detail: `no copy with a manifest: ${entry.problems.join('; ') || entry.state}` });
+    }
+    const local = entry.locations.local?.manifestData;
+    const remote = entry.locations.remote?.manifestData;
+    const disagree = entry.problems.find((p) => p.startsWith('the local and remote manifests disagree'));
+    if (local && remote && disagree && backends.local && backends.remote) {
+      entryChecks.push({
+        check: 'manifests',
+        ok: false,
+        detail: `${backends.local.urlOf(entry.locations.local!.manifest!.key)} and ${backends.remote.urlOf(entry.locations.remote!.manifest!.key)}: ${disagree.replace(/^the local and remote manifests disagree/, 'disagree')}`,
+      });
+    }
+    const checksumOk = entryChecks.every((c) => c.ok) && copies.every((c) => c.checks.every((x) => x.ok));
+    if (options.restoreTest && checksumOk) {
+      const copy = copies.find((c) => c.usable)?.usable;
       if (!copy) throw new NotFoundError(`backup ${entry.name} has no copy to restore`);
-      rt = await restoreTest({ job: options.job, manifest: entry.manifest, copy, preVerified: true, logger, signal: options.signal });
+      rt = await restoreTest({ job: options.job, manifest: copy.manifest, copy, preVerified: true, logger, signal: options.signal });
+      rtFrom = copy.where;
     }
   } catch (err) {
     const e = toAppError(err);
     logger.error('verification could not run', { backup: entry.name, error: e.message });
-    return { ...base, ok: false, kind: options.restoreTest ? 'restore-test' : 'checksum', exitCode: e.exitCode, durationMs: Date.now() - t0, checks, restoreTest: rt, recordedIn: [], error: { code: e.code, message: e.message, hint: e.hint } };
+    const checks = [...copies.flatMap((c) => c.checks), ...entryChecks];
+    return { ...base, ok: false, kind: options.restoreTest ? 'restore-test' : 'checksum', exitCode: e.exitCode, durationMs: Date.now() - t0, checks, problems, restoreTest: rt, recordedIn: [], error: { code: e.code, message: e.message, hint: e.hint } };
   }
-  const checksumOk = checks.every((c) => c.ok);
+  const copyChecks = copies.flatMap((c) => c.checks);
+  const checksumOk = entryChecks.every((c) => c.ok) && copyChecks.every((c) => c.ok);
   const ok = checksumOk && (rt?.ok ?? true);
   const kind = rt ? 'restore-test' : 'checksum';
   const durationMs = Date.now() - t0;
-  const all = [...checks, ...(rt?.checks ?? [])];
-  const record: VerificationRecord = { format: 'pgbak-verification', version: 1, name: entry.name, verifiedAt: new Date().toISOString(), ok, kind, durationMs, checks: all };
-  // A passing checksum check does not replace the record of a passing restore test, which proves more.
-  const keep = ok && kind === 'checksum' && entry.verification?.ok === true && entry.verification.kind === 'restore-test';
+  const all = [...copyChecks, ...entryChecks, ...(rt?.checks ?? [])];
+  const verifiedAt = new Date().toISOString();
   const recordedIn: string[] = [];
-  for (const where of ['local', 'remote'] as const) {
-    const backend = backends[where];
-    if (keep || !backend || !entry.locations[where]) continue;
+  // Each location's record holds only that copy's checks (and the restore test's, when it restored from that copy).
+  for (const c of copies) {
+    if (!c.recordable) continue;
+    const withTest = rt !== undefined && rtFrom === c.where;
+    const checks = [...c.checks, ...(withTest ? rt!.checks : [])];
+    const copyOk = checks.every((x) => x.ok);
+    const copyKind = withTest ? 'restore-test' : 'checksum';
+    // A passing checksum check does not replace this copy's record of a passing restore test, which proves more.
+    const previous = entry.locations[c.where]?.verificationData;
+    if (copyOk && copyKind === 'checksum' && previous?.ok === true && previous.kind === 'restore-test') continue;
+    const record: VerificationRecord = { format: 'pgbak-verification', version: 1, name: entry.name, verifiedAt, ok: copyOk, kind: copyKind, durationMs, checks };
     try {
-      await writeRecord(backend, record, options.signal);
-      recordedIn.push(backend.urlOf(verificationKey(entry.name)));
+      await writeRecord(c.backend, record, options.signal);
+      recordedIn.push(c.backend.urlOf(verificationKey(entry.name)));
     } catch (err) {
-      logger.warn('could not write the verification record', { location: backend.location, error: toAppError(err).message });
+      logger.warn('could not write the verification record', { location: c.backend.location, error: toAppError(err).message });
     }
   }
   const exitCode = !checksumOk ? ExitCode.integrity : rt && !rt.ok ? ExitCode.verifyFailed : ExitCode.ok;
+  for (const p of problems) logger.warn(`${entry.name}: ${p}`);
   logger[ok ? 'info' : 'error'](`verification ${ok ? 'passed' : 'FAILED'}`, {
     backup: entry.name,
     kind,
     seconds: (durationMs / 1000).toFixed(1),
     ...(ok ? {} : { failed: all.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail}`).join('; ') }),
   });
-  return { ...base, ok, kind, exitCode, durationMs, checks: all, restoreTest: rt, recordedIn, error: undefined };
+  return { ...base, ok, kind, exitCode, durationMs, checks: all, problems, restoreTest: rt, recordedIn, error: undefined };
 }
 
 /**
  * Check backups against their manifests — every copy, local and remote (the remote one
- * streamed, never stored) — and with `restoreTest` restore one into a scratch database and
- * check it. Writes a verification record next to each backup so `pgbak list` shows it.
- * Throws only when the backups cannot be found (NotFoundError); per-backup results otherwise.
+ * streamed, never stored), each against its own manifest — and with `restoreTest` restore one
+ * into a scratch database and check it. Writes a verification record beside each copy that has
+ * a manifest, with that copy's checks, so `pgbak list` shows it. When the bucket cannot be read,
+ * BACKUP_DIR alone is verified (one warning). Throws only when the backups cannot be found
+ * (NotFoundError) or the job's server is ambiguous; per-backup results otherwise.
  */
 export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   const { job } = options;
   const logger = (options.logger ?? silentLogger).child({ database: job.database });
   const storage = createStorage(job, { signal: options.signal });
-  const backends: SourceBackends = { local: storage.local, remote: storage.remote };
+  const source = new CatalogSource({ local: storage.local, remote: storage.remote });
+  const warnings: string[] = [];
   try {
     let entries: CatalogEntry[];
-    if (options.name) entries = [await findByName(backends, options.name)];
+    if (options.name) entries = [await findByName(source, options.name)];
     else if (options.all) {
-      entries = await listBackups({ ...backends, prefix: job.filePrefix });
-      if (entries.length === 0) throw new NotFoundError(`no backups of ${job.database} in ${storage.local.location}${storage.remote ? ` or ${storage.remote.location}` : ''}`);
-    } else entries = [await findLatest(backends, job.filePrefix, { anyState: true })];
+      const identity = await jobIdentity(job, { local: storage.local });
+      const ofDatabase = (await source.list(job.filePrefix)).filter((e) => belongsTo(e, { database: job.database }));
+      if (!identity.systemIdentifier && serversOf(ofDatabase).length > 1) {
+        warnings.push(`the backups of ${job.database} come from ${serversOf(ofDatabase).length} servers and this host cannot tell which is its own: verifying all of them (${newestPerServer(ofDatabase).join('; ')})`);
+      }
+      entries = ofDatabase.filter((e) => belongsTo(e, identity));
+      const now = new Date();
+      for (const e of entries) if (isFromTheFuture(e, now)) warnings.push(futureWarning(e, now).replace(/: not taken as the newest backup$/, ''));
+      if (entries.length === 0) {
+        throw new NotFoundError(`no backups of ${job.database} in ${storage.local.location}${storage.remote && !source.bucketError ? ` or ${storage.remote.location}` : ''}`, { hint: source.hint('`pgbak list` shows every backup') });
+      }
+    } else {
+      const identity = await jobIdentity(job, { local: storage.local });
+      const hasManifest = (e: CatalogEntry) => [e.locations.local, e.locations.remote].some((c) => c?.manifest !== undefined);
+      const choice = await findLatest(source, { prefix: job.filePrefix, identity, accept: hasManifest, what: 'backup with a manifest' });
+      entries = [choice.entry];
+      warnings.push(...choice.skipped);
+    }
+    warnings.unshift(...source.warnings);
+    for (const w of warnings) logger.warn(w);
     const results: BackupVerification[] = [];
     for (const entry of entries) {
       if (options.signal?.aborted) break;
-      results.push(await verifyEntry(entry, backends, options, logger));
+      results.push(await verifyEntry(entry, source.backends, options, logger));
     }
     const exitCode = combinedExitCode(results.map((r) => r.exitCode));
-    return { ok: exitCode === ExitCode.ok && results.length === entries.length, exitCode, results };
+    return { ok: exitCode === ExitCode.ok && results.length === entries.length, exitCode, results, warnings };
   } finally {
     storage.remote?.destroy();
   }

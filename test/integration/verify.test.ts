@@ -71,10 +71,11 @@ describe('pgbak verify', () => {
     expect(entry).toMatchObject({ name, where: 'both', state: 'good', encrypted: true, verified: { ok: true, kind: 'restore-test' } });
     expect(entry.verified.durationMs).toBe(v.durationMs);
 
-    // A later checksum-only pass keeps the restore test's record (it proves more).
+    // A later checksum-only pass keeps the restore test's record (it proves more) beside the copy
+    // it restored from (local); the bucket copy's own record was a checksum one and is renewed.
     const again = await cli(['verify', name, '--json'], env);
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)[0]).toMatchObject({ kind: 'checksum', ok: true, recordedIn: [] });
+    expect(JSON.parse(again.stdout)[0]).toMatchObject({ kind: 'checksum', ok: true, recordedIn: [expect.stringMatching(new RegExp(`^s3://${bucket}/backups/${name}\\.verify\\.json$`))] });
     expect(JSON.parse(readFileSync(join(dir, 'backups', `${name}.verify.json`), 'utf8')).kind).toBe('restore-test');
   });
 

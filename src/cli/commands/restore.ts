@@ -108,6 +108,7 @@ function describe(r: RestoreResult): string {
   const objects = r.objects.total === undefined ? `${r.objects.restored} objects` : `${r.objects.restored}/${r.objects.total} objects`;
   return [
     `restore ok: ${r.name} → ${r.target.database}${r.target.created ? ' (created)' : ''} (${objects}, from ${r.source.where} ${r.source.location})`,
+    `  backup of database ${r.database}, server ${r.server.systemIdentifier ?? '(identifier not recorded)'} (PostgreSQL ${r.server.version}, backed up on host ${r.server.host})`,
     `  target ${redactUrl(r.target.url)}, ${r.mode} mode, jobs ${r.jobs}${r.singleTransaction ? ', single transaction' : ''}`,
     ...(r.globals ? [`  globals: roles created ${r.globals.created.join(', ') || 'none'}; ${r.globals.existing.length} existing roles left as they were`] : []),
     `  RTO ${formatDuration(r.durationMs)} (checks ${formatDuration(r.verifyMs)}, pg_restore ${formatDuration(r.restoreMs)})`,

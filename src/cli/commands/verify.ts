@@ -76,7 +76,11 @@ function describe(r: BackupVerification): string {
   const head = r.error
     ? `verify ERROR: ${r.name}: ${r.error.message}${r.error.hint ? ` (hint: ${r.error.hint})` : ''}`
     : `verify ${r.ok ? 'ok' : 'FAILED'}: ${r.name} (${r.kind}, ${formatDuration(r.durationMs)})`;
-  const lines = [head, ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}${c.detail ? `: ${c.detail}` : ''}`)];
+  const lines = [
+    head,
+    ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}${c.detail ? `: ${c.detail}` : ''}`),
+    ...r.problems.map((p) => `  note ${p}`),
+  ];
   if (r.recordedIn.length) lines.push(`  recorded in ${r.recordedIn.join(', ')}`);
   return lines.join('\n') + '\n';
 }
