@@ -1,8 +1,10 @@
-import { listBackups, type BackupState, type CatalogEntry } from '../catalog/catalog.js';
+import type { BackupState, CatalogEntry, CopyInfo } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { UsageError } from '../errors/index.js';
+import type { Logger } from '../logging/logger.js';
 import { createStorage } from '../storage/index.js';
+import { CatalogSource } from './backup-source.js';
 
 /** One backup as `pgbak list` shows it (and `--json` prints it). */
 export interface ListedBackup {
@@ -13,14 +15,28 @@ export interface ListedBackup {
   /** Artifact bytes. */
   readonly size: number;
   readonly encrypted: boolean;
-  readonly where: 'local' | 'remote' | 'both';
+  /**
+   * The locations holding a complete copy (its manifest and its artifact, good or not); `none`
+   * when no location does (a leftover of a failed run, a foreign file).
+   */
+  readonly where: 'local' | 'remote' | 'both' | 'none';
+  /** The best state of its copies (good when one copy is). */
   readonly state: BackupState;
-  /** Why it is not good (empty when good). */
+  /** Why a copy is not good, prefixed with its location, and disagreements between copies (empty when all is well). */
   readonly problems: readonly string[];
-  /** Where the artifact is (path, s3:// URL). */
+  /** Where the complete copies' artifacts are (path, s3:// URL). */
   readonly locations: readonly string[];
+  /** Each location's copy, judged on its own. */
+  readonly copies: { readonly local?: ListedCopy | undefined; readonly remote?: ListedCopy | undefined };
   /** The newest verification: when, what kind, whether it passed, how long it took. */
   readonly verified: Pick<VerificationRecord, 'verifiedAt' | 'ok' | 'kind' | 'durationMs'> | null;
+}
+
+/** One location's copy of a backup. */
+export interface ListedCopy {
+  readonly state: BackupState;
+  /** Why this copy is not good (empty when good). */
+  readonly problems: readonly string[];
 }
 
 export interface ListOptions {
@@ -29,15 +45,27 @@ export interface ListOptions {
   readonly only?: 'local' | 'remote' | undefined;
   /** Stops the bucket's requests (SIGTERM). */
   readonly signal?: AbortSignal | undefined;
+  /** Gets the one warning when the bucket cannot be read and BACKUP_DIR alone is listed. */
+  readonly logger?: Logger | undefined;
+}
+
+/** A copy is present only when its manifest and its artifact are. */
+function complete(c: CopyInfo | undefined): boolean {
+  return c !== undefined && c.manifest !== undefined && c.artifact !== undefined;
 }
 
 function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string) => string) | undefined>): ListedBackup {
-  const here = (['local', 'remote'] as const).filter((w) => e.locations[w]);
+  const here = (['local', 'remote'] as const).filter((w) => complete(e.locations[w]));
   const locations: string[] = [];
   for (const w of here) {
     const a = e.locations[w]?.artifact;
     const url = urlOf[w];
     if (a && url) locations.push(url(a.key));
+  }
+  const copies: { local?: ListedCopy; remote?: ListedCopy } = {};
+  for (const w of ['local', 'remote'] as const) {
+    const c = e.locations[w];
+    if (c) copies[w] = { state: c.state, problems: c.problems };
   }
   const v = e.verification;
   return {
@@ -46,10 +74,11 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
     time: e.time.toISOString(),
     size: e.size,
     encrypted: e.encrypted,
-    where: here.length === 2 ? 'both' : (here[0] ?? 'local'),
+    where: here.length === 2 ? 'both' : (here[0] ?? 'none'),
     state: e.state,
     problems: e.problems,
     locations,
+    copies,
     verified: v ? { verifiedAt: v.verifiedAt, ok: v.ok, kind: v.kind, durationMs: v.durationMs } : null,
   };
 }
@@ -64,10 +93,12 @@ export async function list(options: ListOptions): Promise<ListedBackup[]> {
     throw new UsageError('--remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
   }
   try {
-    const entries = await listBackups({
+    const source = new CatalogSource({
       local: options.only === 'remote' ? undefined : storage.local,
       remote: options.only === 'local' ? undefined : storage.remote,
     });
+    const entries = await source.list();
+    for (const w of source.warnings) options.logger?.warn(w);
     const urlOf = { local: (k: string) => storage.local.urlOf(k), remote: storage.remote ? (k: string) => storage.remote!.urlOf(k) : undefined };
     return entries.map((e) => listed(e, urlOf));
   } finally {

@@ -64,11 +64,13 @@ describe('pgbak list', () => {
     expect(all[0]).toMatchObject({ database: db, where: 'local', encrypted: false, state: 'good', problems: [], verified: null });
     expect(all[1]).toMatchObject({ database: db, where: 'both', encrypted: true, state: 'good' });
     expect(all[1]!.size).toBe(statSync(join(dir, 'backups', `${names.both}.dump.gpg`)).size);
-    expect(all[2]).toMatchObject({ where: 'remote', state: 'incomplete', problems: ['no manifest'] });
+    // A leftover without manifest is no copy: WHERE names no location; its problem is its location's.
+    expect(all[2]).toMatchObject({ where: 'none', state: 'incomplete', problems: ['remote: no manifest'], copies: { remote: { state: 'incomplete', problems: ['no manifest'] } } });
+    expect(all[1]).toMatchObject({ copies: { local: { state: 'good', problems: [] }, remote: { state: 'good', problems: [] } } });
     expect(Date.parse(all[0]!.time)).toBeGreaterThan(Date.parse(all[1]!.time));
 
     expect((await listJson('--local')).map((b) => `${b.name}:${b.where}`)).toEqual([`${names.local}:local`, `${names.both}:local`]);
-    expect((await listJson('--remote')).map((b) => `${b.name}:${b.where}`)).toEqual([`${names.both}:remote`, `${names.leftover}:remote`]);
+    expect((await listJson('--remote')).map((b) => `${b.name}:${b.where}`)).toEqual([`${names.both}:remote`, `${names.leftover}:none`]);
   });
 
   it('prints a table for people, and marks a truncated artifact corrupt', async () => {

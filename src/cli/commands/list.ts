@@ -37,7 +37,7 @@ async function runListCommand(flags: ListFlags): Promise<number> {
       const where = `${job.backupDir}\n${job.s3 ? `${job.s3.endpoint}/${job.s3.bucket}/${job.s3.prefix}` : ''}`;
       if (seen.has(where)) continue;
       seen.add(where);
-      for (const b of await list({ job, only, signal: stop.signal })) if (!all.some((x) => x.name === b.name)) all.push(b);
+      for (const b of await list({ job, only, signal: stop.signal, logger: ctx.logger })) if (!all.some((x) => x.name === b.name)) all.push(b);
     }
   } finally {
     stop.dispose();
