@@ -1,12 +1,15 @@
-import { listBackups, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
+import { belongsTo, listBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
 import { lastRunPrefixes, newerRecord, readLastRun, type LastRunRecord } from '../catalog/last-run.js';
 import { resolveStorage, type JobConfig } from '../config/job.js';
 import type { Settings } from '../config/schema.js';
 import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../notify/size-anomaly.js';
 
+import { isAppError } from '../errors/index.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from './backup-result.js';
+import { CatalogSource, futureWarning, isFromTheFuture, newestPerServer } from './backup-source.js';
+import { jobIdentity } from './identity.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../logging/human-units.js';
 
@@ -43,6 +46,8 @@ export interface DatabaseStatus {
   readonly ok: boolean;
   /** Why not ok, one line each (empty when ok). */
   readonly reasons: readonly string[];
+  /** Worth saying, not failing: the bucket could not be read (BACKUP_DIR alone was used), a backup dated ahead of the clock. */
+  readonly warnings: readonly string[];
   readonly rpoMs: number;
   readonly destination: string;
   readonly newestGood: (BackupSummary & { readonly ageMs: number; readonly locations: readonly LocationName[] }) | null;
@@ -88,6 +93,9 @@ interface StoredState {
   readonly entries: readonly CatalogEntry[];
   readonly record: LastRunRecord | undefined;
   readonly problems: readonly string[];
+  /** Not a reason to fail: the bucket could not be read (BACKUP_DIR alone was used). */
+  readonly warnings: readonly string[];
+  readonly identity: BackupIdentity;
 }
 
 type Backends = readonly (readonly [string, StorageBackend])[];
@@ -99,27 +107,29 @@ function backendsOf(storage: Pick<JobConfig, 'backupDir' | 's3'>, signal?: Abort
   return { backends, close: () => remote?.destroy() };
 }
 
-/** Catalog entries of `prefix` (all prefixes when undefined), merged over the readable backends. */
-async function readCatalog(backends: Backends, prefix: string | undefined, problems: string[]): Promise<CatalogEntry[]> {
-  const [local, remote] = [backends[0]?.[1], backends[1]?.[1]];
+/**
+ * Catalog entries of `prefix` (all prefixes when undefined), from the readable backends: an
+ * unreadable bucket is one warning and BACKUP_DIR alone is used (CatalogSource, as restore and
+ * verify do); an unreadable BACKUP_DIR is a problem, and the bucket alone is used.
+ */
+async function readCatalog(backends: Backends, prefix: string | undefined, problems: string[], warnings: string[]): Promise<{ entries: CatalogEntry[]; readable: Backends }> {
+  const [localPair, remotePair] = [backends[0], backends[1]];
+  const source = new CatalogSource({ local: localPair?.[1], remote: remotePair?.[1] });
   try {
-    return await listBackups({ local, remote, prefix });
-  } catch {
-    // Find which location fails, and use the other.
-    const readable: StorageBackend[] = [];
-    for (const [where, backend] of backends) {
-      try {
-        await listBackups({ local: backend, prefix });
-        readable.push(backend);
-      } catch (err) {
-        problems.push(`cannot read ${where}: ${messageOf(err)}`);
-      }
+    const entries = await source.list(prefix);
+    for (const w of source.warnings) if (!warnings.includes(w)) warnings.push(w);
+    return { entries, readable: source.bucketError ? backends.slice(0, 1) : backends };
+  } catch (err) {
+    if (isAppError(err) && err.code === 'interrupted') throw err;
+    // BACKUP_DIR cannot be read (or neither can): say so, and use the bucket alone.
+    problems.push(`cannot read ${localPair?.[0] ?? 'BACKUP_DIR'}: ${messageOf(err)}`);
+    if (!remotePair) return { entries: [], readable: [] };
+    try {
+      return { entries: await listBackups({ remote: remotePair[1], prefix }), readable: [remotePair] };
+    } catch (e) {
+      problems.push(`cannot read ${remotePair[0]}: ${messageOf(e)}`);
+      return { entries: [], readable: [] };
     }
-    if (readable.length === 0) return [];
-    return listBackups({ local: readable[0], remote: readable[1], prefix }).catch((err: unknown) => {
-      problems.push(`cannot read the backups: ${messageOf(err)}`);
-      return [];
-    });
   }
 }
 
@@ -141,9 +151,13 @@ export async function databaseStatus(target: StatusTarget, now: Date = new Date(
   const { backends, close } = backendsOf(target.storage, signal);
   try {
     const problems: string[] = [];
-    const entries = await readCatalog(backends, target.filePrefix, problems);
-    const record = await readRecord(backends, target.filePrefix, problems);
-    return judge(target, { entries, record, problems }, now);
+    const warnings: string[] = [];
+    const { entries, readable } = await readCatalog(backends, target.filePrefix, problems, warnings);
+    const record = await readRecord(readable, target.filePrefix, problems);
+    // Whose backups: this database, and the server this host's last run recorded (status never asks the server).
+    const local = backends[0]?.[1];
+    const identity = await jobIdentity({ database: target.database, databaseUrl: '', filePrefix: target.filePrefix }, { local, askServer: false });
+    return judge(target, { entries, record, problems, warnings, identity }, now);
   } finally {
     close();
   }
@@ -167,7 +181,7 @@ export async function discoverTargets(settings: Settings, options: { cwd: string
   const { backends, close } = backendsOf(storage);
   try {
     const problems: string[] = [];
-    const entries = await readCatalog(backends, undefined, problems);
+    const { entries } = await readCatalog(backends, undefined, problems, []);
     const prefixes = new Set(entries.map((e) => e.prefix));
     for (const [, backend] of backends) {
       for (const p of await lastRunPrefixes(backend).catch(() => [])) prefixes.add(p);
@@ -201,10 +215,20 @@ function summary(e: CatalogEntry): BackupSummary {
 }
 
 function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseStatus {
-  const mine = state.entries.filter((e) => (e.database ?? target.database) === target.database);
-  const good = mine.filter((e) => e.state === 'good');
-  const newest = good[0];
+  const ofDatabase = state.entries.filter((e) => belongsTo(e, { database: target.database }));
   const reasons = [...state.problems];
+  const warnings = [...state.warnings];
+  const servers = serversOf(ofDatabase);
+  if (!state.identity.systemIdentifier && servers.length > 1) {
+    reasons.push(
+      `backups of ${target.database} from ${servers.length} different servers in ${destinationOf(target.storage)}, and this host cannot tell which is its own (${newestPerServer(ofDatabase).join('; ')}): give each server its own STORAGE_PREFIX`,
+    );
+  }
+  const mine = ofDatabase.filter((e) => belongsTo(e, state.identity));
+  const future = mine.filter((e) => isFromTheFuture(e, now));
+  for (const e of future.filter((x) => x.state === 'good')) warnings.push(futureWarning(e, now));
+  const good = mine.filter((e) => e.state === 'good' && !isFromTheFuture(e, now));
+  const newest = good[0];
   const rpo = formatDuration(target.rpoMs);
 
   let newestGood: DatabaseStatus['newestGood'] = null;
@@ -212,7 +236,7 @@ function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseSta
     reasons.push(`no good backup in ${destinationOf(target.storage)}`);
   } else {
     const ageMs = Math.max(0, now.getTime() - newest.time.getTime());
-    const locations = (['local', 'remote'] as const).filter((w) => newest.locations[w]?.manifest && newest.locations[w]?.artifact);
+    const locations = (['local', 'remote'] as const).filter((w) => newest.locations[w]?.state === 'good');
     newestGood = { ...summary(newest), ageMs, locations };
     if (ageMs >= target.rpoMs) reasons.push(`stale: newest good backup ${newest.name} is ${formatDuration(ageMs)} old (BACKUP_RPO ${rpo})`);
   }
@@ -230,9 +254,9 @@ function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseSta
         host: state.record!.host,
       }
     : null;
-  // A good backup newer than the recorded run means a later run succeeded (its record was lost).
-  const supersededByGood = r !== undefined && newest !== undefined && newest.time.getTime() > Date.parse(r.startedAt);
-  if (r && r.status !== 'ok' && r.status !== 'dry-run' && !supersededByGood) {
+  // A failed last run is always a problem: a good backup dated after it is no proof that a later
+  // run succeeded (it may come from a clock that was ahead, or from another host).
+  if (r && r.status !== 'ok' && r.status !== 'dry-run') {
     const what = r.status === 'partial' ? 'partly failed (local copy only)' : 'failed';
     reasons.push(`last run ${what} at ${r.finishedAt}${r.error ? `: ${r.error.message}` : ''}`);
   }
@@ -253,6 +277,7 @@ function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseSta
     database: target.database,
     ok: reasons.length === 0,
     reasons,
+    warnings,
     rpoMs: target.rpoMs,
     destination: destinationOf(target.storage),
     newestGood,

@@ -68,6 +68,7 @@ async function runStatusCommand(flags: StatusFlags): Promise<number> {
   if (flags.json) writeJson(report);
   else process.stdout.write(report.databases.map(describe).join('\n'));
   for (const d of report.databases) {
+    for (const w of d.warnings) process.stderr.write(`pgbak: warning: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${w}\n`);
     if (!d.ok) process.stderr.write(`pgbak: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${d.reasons.join('; ')}\n`);
   }
   return report.ok ? ExitCode.ok : ExitCode.stale;
@@ -100,5 +101,6 @@ function describe(d: DatabaseStatus): string {
   }
   row('backups', `${d.backups.good} good, ${d.backups.incomplete} incomplete, ${d.backups.corrupt} corrupt in ${d.destination}`);
   for (const reason of d.reasons) row('problem', reason);
+  for (const w of d.warnings) row('warning', w);
   return lines.join('\n') + '\n';
 }
