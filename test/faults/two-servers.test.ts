@@ -1,0 +1,83 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { backupEnv, runCli } from '../helpers/cli.js';
+import { awsPut } from '../helpers/restore-fixtures.js';
+import { createBucket, createDatabase, services, sql, tempDir, uniqueId } from '../helpers/services.js';
+import { cloneBackup, stamp } from './fault-helpers.js';
+
+const OTHER_SERVER = '7123456789012345678';
+
+/**
+ * Fault run case 18d (second half) / issue 14 §1: two servers back up a database of the same
+ * name into one bucket prefix. `restore --latest` must use its own server's backups, and refuse
+ * when it cannot tell which server is its own.
+ */
+describe('two servers, one database name, one bucket prefix', () => {
+  let db: string;
+  let bucket: string;
+  let prefix: string;
+  let own: string;
+  let other: string;
+  let ownId: string;
+
+  beforeAll(async () => {
+    db = await createDatabase('c18d', `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'own' FROM generate_series(1, 100) g;`);
+    ownId = await sql('postgres', 'SELECT system_identifier::text FROM pg_control_system()');
+    bucket = await createBucket('c18d');
+    prefix = `c18d-${uniqueId()}/`;
+    const hostA = tempDir();
+    const b = await runCli(['backup', '--json', '--no-prune'], { env: { ...backupEnv({ database: db, dir: hostA, bucket }), STORAGE_PREFIX: prefix } });
+    expect(b.code, b.stderr).toBe(0);
+    own = JSON.parse(b.stdout).name;
+
+    // Host B: another server's backup of a database of the same name, newer, in the same prefix
+    // (host A's files under a new name, the manifest naming another server and host).
+    const dirA = join(hostA, 'backups');
+    other = `${db}_${stamp(new Date(Date.now() + 60_000))}`;
+    cloneBackup(dirA, own, other, (m) => {
+      m.server.systemIdentifier = OTHER_SERVER;
+      m.host = 'host-b.example';
+      m.startedAt = new Date(Date.now() + 60_000).toISOString();
+    });
+    for (const f of readdirSync(dirA).filter((x) => x.startsWith(`${other}.`))) await awsPut(join(dirA, f), bucket, prefix + f);
+  });
+
+  /** A disaster-recovery host: an empty BACKUP_DIR (no last-run record), the bucket. */
+  function freshHost(databaseUrl?: string): NodeJS.ProcessEnv {
+    const env = { ...backupEnv({ database: db, dir: tempDir(), bucket }), STORAGE_PREFIX: prefix };
+    return databaseUrl ? { ...env, DATABASE_URL: databaseUrl } : env;
+  }
+
+  it('with the server down, restore --latest refuses as ambiguous, naming both servers and their newest backups', async () => {
+    const { pg } = services();
+    const env = freshHost(`postgresql://${pg.user}:${encodeURIComponent(pg.password)}@127.0.0.1:1/${db}`);
+    const list = JSON.parse((await runCli(['list', '--json'], { env })).stdout).map((b: { name: string }) => b.name);
+    expect(list).toEqual([other, own]);
+    const r = await runCli(['restore', '--latest', '--target', `c18d_x_${uniqueId()}`, '--create'], { env });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/from 2 different servers/);
+    expect(r.stderr).toContain(`server ${OTHER_SERVER}: newest ${other}`);
+    expect(r.stderr).toContain('host host-b.example');
+    expect(r.stderr).toContain(`server ${ownId}: newest ${own}`);
+    expect(r.stderr).toMatch(/hint: name the backup .*STORAGE_PREFIX/);
+
+    const v = await runCli(['verify', '--latest'], { env });
+    expect(v.code, v.stderr).toBe(2);
+    expect(v.stderr).toMatch(/from 2 different servers/);
+  });
+
+  it("with the server up, restore --latest picks its own server's backup; a named one of the other server says whose it is", async () => {
+    const env = freshHost();
+    const target = `c18d_own_${uniqueId()}`;
+    const r = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: own, database: db, server: { systemIdentifier: ownId } });
+
+    const named = await runCli(['restore', other, '--target', `c18d_other_${uniqueId()}`, '--create'], { env });
+    expect(named.code, named.stderr).toBe(0);
+    expect(named.stdout).toContain(`restore ok: ${other}`);
+    expect(named.stdout).toContain(`backup of database ${db}, server ${OTHER_SERVER}`);
+    expect(named.stdout).toContain('host-b.example');
+  });
+});
