@@ -17,7 +17,7 @@ export const STALE_UPLOAD_AGE_MS = 24 * 60 * 60 * 1000;
 export interface Leftovers {
   /** Temp files in BACKUP_DIR whose writer is gone (see storage/stale-temps.ts). */
   readonly tempFiles: readonly StaleTemp[];
-  /** Multipart uploads of this job's backup names older than a day, aborted. */
+  /** Multipart uploads of this job's backup names older than a day, or of a run known to be over, aborted. */
   readonly uploads: readonly StaleUpload[];
 }
 
@@ -36,6 +36,12 @@ export async function removeLeftovers(o: {
   dryRun: boolean;
   log: Logger;
   errors: string[];
+  /**
+   * Backup names whose run is known to be over (its manifest exists somewhere, or its process is
+   * gone from this host): their open uploads are leftovers whatever their age, e.g. an upload
+   * dropped while S3 was frozen, whose abort met a server that did not answer.
+   */
+  finished?: ReadonlySet<string>;
 }): Promise<Leftovers> {
   const verb = o.dryRun ? 'would remove' : 'removed';
   let tempFiles: StaleTemp[] = [];
@@ -51,9 +57,14 @@ export async function removeLeftovers(o: {
   }
   let uploads: StaleUpload[] = [];
   if (o.remote instanceof S3Backend) {
-    const own = (key: string) => !key.includes('/') && parseKey(key)?.prefix === o.filePrefix;
+    const staleBefore = o.now.getTime() - STALE_UPLOAD_AGE_MS;
+    const select = (u: StaleUpload) => {
+      const parsed = u.key.includes('/') ? undefined : parseKey(u.key);
+      if (parsed?.prefix !== o.filePrefix) return false;
+      return u.initiated.getTime() < staleBefore || o.finished?.has(parsed.base) === true;
+    };
     try {
-      const r = await o.remote.abortStaleUploads({ olderThan: new Date(o.now.getTime() - STALE_UPLOAD_AGE_MS), match: own, dryRun: o.dryRun });
+      const r = await o.remote.abortStaleUploads({ select, dryRun: o.dryRun });
       uploads = r.aborted;
       for (const e of r.errors) o.log.error(e);
       o.errors.push(...r.errors);
@@ -61,7 +72,7 @@ export async function removeLeftovers(o: {
       o.log.warn('cannot list the bucket\'s multipart uploads; stale ones stay until the lifecycle rule (pgbak init --lifecycle) removes them', { error: messageOf(err) });
     }
     for (const u of uploads) {
-      o.log.info(`${o.dryRun ? 'would abort' : 'aborted'} the multipart upload of ${o.remote.urlOf(u.key)}, started ${u.initiated.toISOString()} by a run that never finished`);
+      o.log.info(`${o.dryRun ? 'would abort' : 'aborted'} the multipart upload of ${o.remote.urlOf(u.key)}, started ${u.initiated.toISOString()} by a run that ended without completing it`);
     }
   }
   return { tempFiles, uploads };

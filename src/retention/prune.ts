@@ -194,7 +194,8 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
       }
     }
   }
-  const leftovers = await removeLeftovers({ filePrefix: job.filePrefix, local, remote, now, dryRun, log, errors });
+  const finished = new Set(entries.filter(runIsOver).map((e) => e.name));
+  const leftovers = await removeLeftovers({ filePrefix: job.filePrefix, local, remote, now, dryRun, log, errors, finished });
   log.info(dryRun ? 'prune dry run done' : 'prune done', {
     kept: decisions.keep.length,
     removed: decisions.remove.length,

@@ -324,14 +324,14 @@ export class S3Backend implements StorageBackend {
   }
 
   /**
-   * Abort the multipart uploads under this prefix that were started before `olderThan` and whose
-   * key (relative to the prefix) `match` accepts: a run killed mid-upload (SIGKILL, OOM, power
+   * Abort the multipart uploads under this prefix that `select` picks (by key relative to the
+   * prefix and start time): a run killed mid-upload (SIGKILL, OOM, power
    * loss) never aborts its upload, and its parts are stored, and billed, until someone does.
    * Returns the uploads aborted (or, dry, that would be) and one line per abort that failed; a
    * failed listing throws. MinIO lists uploads by a `Prefix` only when it is a whole key, so the
    * bucket's uploads are listed without one and filtered here.
    */
-  async abortStaleUploads(o: { olderThan: Date; match: (key: string) => boolean; dryRun?: boolean }): Promise<{ aborted: StaleUpload[]; errors: string[] }> {
+  async abortStaleUploads(o: { select: (upload: StaleUpload) => boolean; dryRun?: boolean }): Promise<{ aborted: StaleUpload[]; errors: string[] }> {
     const stale: StaleUpload[] = [];
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -345,7 +345,8 @@ export class S3Backend implements StorageBackend {
       for (const u of page.Uploads ?? []) {
         if (!u.Key?.startsWith(this.prefix) || !u.UploadId || !u.Initiated) continue;
         const key = u.Key.slice(this.prefix.length);
-        if (u.Initiated.getTime() < o.olderThan.getTime() && o.match(key)) stale.push({ key, uploadId: u.UploadId, initiated: u.Initiated });
+        const upload = { key, uploadId: u.UploadId, initiated: u.Initiated };
+        if (o.select(upload)) stale.push(upload);
       }
       const more = page.IsTruncated === true && (page.NextKeyMarker !== keyMarker || page.NextUploadIdMarker !== uploadIdMarker);
       keyMarker = more ? page.NextKeyMarker : undefined;

@@ -100,5 +100,13 @@ describe('MinIO killed mid-upload (F5)', () => {
     expect(restored.code, restored.stderr).toBe(0);
     expect(JSON.parse(restored.stdout)).toMatchObject({ name, source: { where: 'local' } });
     expect(await sql(target, `SELECT string_agg(v, ',' ORDER BY v) FROM marks`)).toBe('new,old');
+
+    // The clean-up that met a dead server is done by the next run: its prune removes what the killed
+    // upload left in the bucket (pgbak's by its run record; the run is over, its local manifest says
+    // so), and keeps the good local copy.
+    const next = await runCli(['backup', '--json'], { env: { ...env, BACKUP_PRUNE: 'true' }, timeoutMs: 300_000 });
+    expect(next.code, next.stderr).toBe(0);
+    expect((await bucketKeys(minio, bucket)).filter((k) => k.startsWith(`c3/${name}.`))).toEqual([]);
+    expect(existsSync(join(backups, `${name}.manifest.json`))).toBe(true);
   });
 });

@@ -43,7 +43,7 @@ describe('a pgbak process killed mid-dump (SIGKILL: OOM killer, power loss)', ()
     bucket = await createBucket('killed');
   });
 
-  it('the next backup removes its temp file; prune aborts its multipart upload once it is a day old', async () => {
+  it('the next backup removes its temp file; prune aborts its multipart upload (at once: its pid is gone; others after a day)', async () => {
     const dir = tempDir();
     const backups = join(dir, 'backups');
     const prefix = 'killed/';
@@ -81,23 +81,29 @@ describe('a pgbak process killed mid-dump (SIGKILL: OOM killer, power loss)', ()
     expect(next.code, next.stderr).toBe(0);
     expect(tempFiles(backups)).toEqual([]);
     expect(next.stderr).toContain(`removed ${join(backups, temp)}`);
-    // The open upload is not the next backup's business, nor is it a day old yet: prune keeps it.
-    expect((await openUploads(bucket, prefix)).map((u) => u.UploadId)).toEqual([upload!.UploadId]);
-    const early = await runCli(['prune'], { env });
-    expect(early.code, early.stderr).toBe(0);
+    // The open upload is not the next backup's business (--no-prune here).
     expect((await openUploads(bucket, prefix)).map((u) => u.UploadId)).toEqual([upload!.UploadId]);
 
-    // Uploads under keys that are not this job's backup names are never touched.
+    // An upload of one of this job's names whose run is not known to be over (another host's, say)
+    // stays until it is a day old; uploads under keys that are not this job's names are never touched.
     const s3 = services().s3;
+    const elsewhere = `${prefix}${db}_20240101_000000.dump`;
     const foreign = [`${prefix}notes.txt`, `${prefix}other_db_20240101_000000.dump`, `${prefix}sub/${db}_20240101_000000.dump`, `other-prefix/${db}_20240101_000000.dump`];
-    for (const key of foreign) {
+    for (const key of [elsewhere, ...foreign]) {
       await execFileAsync('aws', ['s3api', 'create-multipart-upload', '--bucket', bucket, '--key', key, '--endpoint-url', s3.endpoint], { env: awsEnv() });
     }
 
-    // 3. Two days later (a real skewed clock: libfaketime), prune aborts it.
+    // 3. prune: the killed run's upload goes at once (its run record names a pid gone from this host),
+    //    the other one is kept: it is not a day old.
+    const early = await runCli(['prune'], { env });
+    expect(early.code, early.stderr).toBe(0);
+    expect(early.stdout).toContain(`aborted multipart upload of a killed run: ${upload!.Key.slice(prefix.length)}`);
+    expect((await openUploads(bucket, '')).map((u) => u.Key).sort()).toEqual([elsewhere, ...foreign].sort());
+
+    // 4. Two days later (a real skewed clock: libfaketime), prune aborts the other one too.
     const later = await runCli(['prune'], { env, prefix: ['faketime', '-f', '+2d'] });
     expect(later.code, later.stderr).toBe(0);
-    expect(later.stdout).toContain(`aborted multipart upload of a killed run: ${upload!.Key.slice(prefix.length)}`);
+    expect(later.stdout).toContain(`aborted multipart upload of a killed run: ${elsewhere.slice(prefix.length)}`);
     expect((await openUploads(bucket, '')).map((u) => u.Key).sort()).toEqual([...foreign].sort());
     // The good backup of step 2 is still there, locally and in the bucket.
     const list = await runCli(['list', '--json'], { env });
