@@ -58,9 +58,9 @@ describe('BACKUP_COMPRESSION profiles', () => {
         const result = JSON.parse(r.stdout);
         const artifact = `${result.name}${profile.ext}${encrypted ? '.gpg' : ''}`;
 
-        // Local files: exactly the artifact and its manifest.
+        // Local files: exactly the artifact, its manifest and the run record that claimed the name.
         const backups = join(dir, 'backups');
-        expect(readdirSync(backups).filter((f) => !f.startsWith('.')).sort()).toEqual([artifact, `${result.name}.manifest.json`].sort());
+        expect(readdirSync(backups).filter((f) => !f.startsWith('.')).sort()).toEqual([artifact, `${result.name}.manifest.json`, `${result.name}.run.json`].sort());
         const local = join(backups, artifact);
         const bytes = readFileSync(local);
         const manifest = JSON.parse(readFileSync(join(backups, `${result.name}.manifest.json`), 'utf8'));

@@ -136,7 +136,8 @@ async function seedFromStorage(jobs: readonly JobConfig[], metrics: BackupMetric
       const h = health.get(job.name)!;
       h.lastGoodAt = s.newestGood ? new Date(s.newestGood.time) : undefined;
       const run = s.lastRun && s.lastRun.status !== 'dry-run' ? s.lastRun : undefined;
-      if (run) h.lastRunOk = run.status === 'ok' || (s.newestGood !== null && Date.parse(s.newestGood.time) > Date.parse(run.startedAt));
+      // As `pgbak status`: a good backup is never proof that a later run succeeded (a clock that was ahead).
+      if (run) h.lastRunOk = run.status === 'ok';
       const test = s.lastRestoreTest;
       seeds.push({
         job: job.name,
@@ -150,7 +151,7 @@ async function seedFromStorage(jobs: readonly JobConfig[], metrics: BackupMetric
         restoreTestLastSuccessAt: test?.ok ? test.at : undefined,
         restoreTestLastDurationMs: test?.durationMs,
       });
-      for (const problem of s.reasons.filter((r) => r.startsWith('cannot read'))) logger.warn(problem, { job: job.name });
+      for (const problem of [...s.warnings, ...s.reasons.filter((r) => r.startsWith('cannot read'))]) logger.warn(problem, { job: job.name });
     } catch (err) {
       logger.warn(`cannot read the backup history of job ${job.name}: ${err instanceof Error ? err.message : String(err)}`);
     }
