@@ -1,8 +1,8 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { Transform, type TransformCallback } from 'node:stream';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { childEnv } from '../pipeline/child-env.js';
 import type { PgTool } from './pg-tools.js';
+import { PgRestoreListTap } from './toc.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -67,74 +67,7 @@ export async function readArchiveHeader(tool: PgTool, file: string): Promise<Hea
   }
 }
 
-/**
- * A pass-through stage that also feeds the head of the stream to `pg_restore -l`, which reads a
- * custom-format archive's header and table of contents and exits. So a stream read once (a
- * bucket object, a decrypted `.gpg`) yields its header too. The tap never fails the stream: how
- * pg_restore ended is in `result`.
- */
-export class ArchiveHeaderTap extends Transform {
-  readonly result: Promise<HeaderRead>;
-  private readonly child: ChildProcess;
-  private feeding = true;
-  private fed = 0;
-
-  constructor(
-    tool: PgTool,
-    private readonly limit = 256 * 1024 * 1024,
-  ) {
-    super({ highWaterMark: 1024 * 1024 });
-    this.child = spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'pipe'], env: childEnv() });
-    const child = this.child;
-    let out = '';
-    let err = '';
-    child.stdout!.setEncoding('utf8');
-    child.stderr!.setEncoding('utf8');
-    child.stdout!.on('data', (s: string) => (out += s));
-    child.stderr!.on('data', (s: string) => (err = (err + s).slice(-8192)));
-    child.stdin!.on('error', () => (this.feeding = false));
-    this.result = new Promise((resolve) => {
-      child.on('error', (e) => {
-        this.feeding = false;
-        resolve({ ok: false, error: `cannot run ${tool.path}: ${e.message}` });
-      });
-      child.on('close', (code, signal) => {
-        this.feeding = false;
-        if (code === 0) resolve({ ok: true, header: parseArchiveHeader(out) });
-        else if (this.fed > this.limit) resolve({ ok: false, error: `no table of contents in the first ${this.limit} bytes` });
-        else resolve({ ok: false, error: signal ? `pg_restore was killed by ${signal}` : tail(err) });
-      });
-    });
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    this.push(chunk);
-    if (!this.feeding) return callback();
-    this.fed += chunk.length;
-    const stdin = this.child.stdin!;
-    if (this.fed > this.limit) {
-      this.feeding = false;
-      this.child.kill('SIGTERM');
-      return callback();
-    }
-    if (stdin.write(chunk)) return callback();
-    const done = () => {
-      stdin.off('drain', done);
-      this.child.off('close', done);
-      callback();
-    };
-    stdin.once('drain', done);
-    this.child.once('close', done);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.feeding) this.child.stdin!.end();
-    callback();
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // After a normal end the reader has its EOF and exits by itself; on failure, stop it.
-    if (err && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
-    callback(err);
-  }
+/** The tap of a stream read once (a bucket object, a decrypted `.gpg`): its header too. */
+export class ArchiveHeaderTap extends PgRestoreListTap {
+  readonly result: Promise<HeaderRead> = this.output.then((r) => (r.ok ? { ok: true, header: parseArchiveHeader(r.text) } : r));
 }

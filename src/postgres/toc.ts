@@ -48,15 +48,18 @@ export async function listToc(tool: PgTool, file: string): Promise<Toc> {
   }
 }
 
+/** How `pg_restore -l` on the head of a stream ended: its output, or why there is none. */
+export type ListRead = { readonly ok: true; readonly text: string } | { readonly ok: false; readonly error: string };
+
 /**
  * A pass-through stage that also feeds the head of the stream to `pg_restore -l`, which reads
  * the header and table of contents at the start of a custom-format archive and exits. So a
- * streaming restore learns its object count without a second read of the archive. The tap
- * never fails the stream: if `pg_restore -l` fails, `toc` resolves to undefined.
+ * stream read once (a restore from the bucket, a decrypted `.gpg`) also yields its listing
+ * without a second read. The tap never fails the stream: how pg_restore ended is in `output`.
  */
-export class TocTap extends Transform {
-  /** The archive's table of contents, once `pg_restore -l` has read it. */
-  readonly toc: Promise<Toc | undefined>;
+export class PgRestoreListTap extends Transform {
+  /** pg_restore -l's output once it has read the archive's head. */
+  readonly output: Promise<ListRead>;
   private readonly child: ChildProcess;
   private feeding = true;
   private fed = 0;
@@ -66,20 +69,25 @@ export class TocTap extends Transform {
     private readonly limit = 256 * 1024 * 1024,
   ) {
     super({ highWaterMark: 1024 * 1024 });
-    this.child = spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'ignore'], env: childEnv() });
+    this.child = spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'pipe'], env: childEnv() });
     const child = this.child;
     let out = '';
+    let err = '';
     child.stdout!.setEncoding('utf8');
+    child.stderr!.setEncoding('utf8');
     child.stdout!.on('data', (s: string) => (out += s));
+    child.stderr!.on('data', (s: string) => (err = (err + s).slice(-8192)));
     child.stdin!.on('error', () => (this.feeding = false));
-    this.toc = new Promise((resolve) => {
-      child.on('error', () => {
+    this.output = new Promise((resolve) => {
+      child.on('error', (e) => {
         this.feeding = false;
-        resolve(undefined);
+        resolve({ ok: false, error: `cannot run ${tool.path}: ${e.message}` });
       });
-      child.on('close', (code) => {
+      child.on('close', (code, signal) => {
         this.feeding = false;
-        resolve(code === 0 ? parseToc(out) : undefined);
+        if (code === 0) resolve({ ok: true, text: out });
+        else if (this.fed > this.limit) resolve({ ok: false, error: `no table of contents in the first ${this.limit} bytes` });
+        else resolve({ ok: false, error: signal ? `pg_restore was killed by ${signal}` : err.trim().split('\n').slice(-2).join(' | ') || 'no output' });
       });
     });
   }
@@ -116,4 +124,9 @@ export class TocTap extends Transform {
     if (err && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
     callback(err);
   }
+}
+
+/** The tap a streaming restore uses: its object count, or undefined when pg_restore -l failed. */
+export class TocTap extends PgRestoreListTap {
+  readonly toc: Promise<Toc | undefined> = this.output.then((r) => (r.ok ? parseToc(r.text) : undefined));
 }
