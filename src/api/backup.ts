@@ -16,7 +16,7 @@ import { siblingTool, type PgTool } from '../postgres/pg-tools.js';
 import { acquireLock } from '../scheduler/lock.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import type { BackupResult } from './backup-result.js';
+import { resultError, type BackupResult } from './backup-result.js';
 import { BackupProgressTracker, type BackupProgress } from './backup-progress.js';
 import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
 import { preflight } from './preflight.js';
@@ -88,13 +88,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       encrypted: encrypt,
       upload,
       locations,
-      error: error && {
-        code: error.code,
-        message: error.message,
-        hint: error.hint,
-        exitCode: error.exitCode,
-        causeCode: error.cause instanceof AppError ? error.cause.code : undefined,
-      },
+      error: error && resultError(error),
       systemIdentifier,
       warnings,
     };

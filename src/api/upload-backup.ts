@@ -10,7 +10,7 @@ import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { toAppError } from '../pipeline/stream-to-storage.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import type { BackupResult } from './backup-result.js';
+import { resultError, type BackupResult } from './backup-result.js';
 
 export interface UploadBackupOptions {
   readonly job: JobConfig;
@@ -48,13 +48,7 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
       sha256: manifest?.artifact.sha256,
       encrypted: manifest ? manifest.encryption !== null : false,
       locations: status === 'ok' && manifest ? [local.urlOf(manifest.artifact.key), remote!.urlOf(manifest.artifact.key)] : manifest ? [local.urlOf(manifest.artifact.key)] : [],
-      error: error && {
-        code: error.code,
-        message: error.message,
-        hint: error.hint,
-        exitCode: error.exitCode,
-        causeCode: error.cause instanceof AppError ? error.cause.code : undefined,
-      },
+      error: error && resultError(error),
       systemIdentifier: manifest?.server.systemIdentifier,
       warnings,
     };
