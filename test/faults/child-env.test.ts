@@ -1,15 +1,11 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, spawnCli } from '../helpers/cli.js';
+import { bigTableSql, children, connectsToDatabase } from '../helpers/processes.js';
 import { createBucket, createDatabase, pgUrl, tempDir } from '../helpers/services.js';
 
-const exec = promisify(execFile);
-
 /** Enough rows that pg_dump → zstd → gpg runs for a few seconds, long enough to look at. */
-const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload
-  FROM generate_series(1, 400000) g;`;
+const BIG_SQL = bigTableSql(400_000);
 
 /** The environment of a running process, NAME=value each; undefined once it is gone. */
 function environOf(pid: number): string[] | undefined {
@@ -18,24 +14,6 @@ function environOf(pid: number): string[] | undefined {
   } catch {
     return undefined;
   }
-}
-
-function cmdlineOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-/** Direct children of `parent` as [pid, comm]. */
-async function children(parent: number): Promise<[number, string][]> {
-  const { stdout } = await exec('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
-  return stdout
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length === 2)
-    .map((f) => [Number(f[0]), f[1]!]);
 }
 
 describe('the environment of pgbak\'s children', () => {
@@ -70,7 +48,7 @@ describe('the environment of pgbak\'s children', () => {
       for (const [pid, comm] of await children(run.child.pid!)) {
         if (!['pg_dump', 'pg_dumpall', 'zstd', 'gpg'].includes(comm)) continue;
         // Tools that connect have --dbname= (unlike the `pg_dump --version` probes, also checked).
-        const connects = cmdlineOf(pid).includes('--dbname=');
+        const connects = connectsToDatabase(pid);
         const environ = environOf(pid);
         if (environ && environ.length > 0) seen.set(pid, { comm, environ, connects });
       }

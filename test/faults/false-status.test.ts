@@ -2,22 +2,13 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
+import { awsEnvOf, bucketKeys, startS3Server, type S3Server } from '../helpers/minio.js';
+import { bigTableSql, waitFor } from '../helpers/processes.js';
 import { createDatabase, execFileAsync, sql, tempDir, uniqueId } from '../helpers/services.js';
-import { bucketKeys, startOwnMinio, type OwnMinio } from './fault-helpers.js';
 
 /** ~50 MB of incompressible rows: with BACKUP_COMPRESSION=none the upload takes seconds, long enough to kill MinIO in it. */
-const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload FROM generate_series(1, 400000) g;
+const BIG_SQL = `${bigTableSql(400_000)}
 CREATE TABLE marks (v text PRIMARY KEY); INSERT INTO marks VALUES ('old');`;
-
-async function waitFor<T>(probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /**
  * Fault run case 3 / F5: MinIO SIGKILLed mid-upload leaves the backup good locally and a stray
@@ -26,9 +17,10 @@ async function waitFor<T>(probe: () => T | undefined, timeoutMs = 60_000): Promi
  * and must not make `restore --latest` fall back to the previous backup.
  */
 describe('MinIO killed mid-upload (F5)', () => {
-  let minio: OwnMinio;
+  let minio: S3Server;
   beforeAll(async () => {
-    minio = await startOwnMinio(tempDir('pgbak-fault-minio-'));
+    // A MinIO of its own on a data dir of its own: killed mid-upload, then started again on the same data.
+    minio = await startS3Server({ dataDir: tempDir('pgbak-fault-minio-') });
   });
   afterAll(async () => {
     await minio?.stop();
@@ -37,7 +29,7 @@ describe('MinIO killed mid-upload (F5)', () => {
   it('list, verify and restore --latest judge the local copy on its own', async () => {
     const db = await createDatabase('f5', BIG_SQL);
     const bucket = `f5-${uniqueId()}`;
-    await execFileAsync('aws', ['s3', 'mb', `s3://${bucket}`, '--endpoint-url', minio.endpoint], { env: minio.awsEnv() });
+    await execFileAsync('aws', ['s3', 'mb', `s3://${bucket}`, '--endpoint-url', minio.endpoint], { env: awsEnvOf(minio) });
     const dir = tempDir();
     const env = {
       ...backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'none', STORAGE_PART_SIZE: '5MiB', BACKUP_PRUNE: 'false' } }),
@@ -58,8 +50,8 @@ describe('MinIO killed mid-upload (F5)', () => {
     await waitFor(() => {
       const tmp = existsSync(backups) && readdirSync(backups).find((f) => f.includes('.tmp-') && f.includes('.dump'));
       return tmp && statSync(join(backups, tmp)).size > 12 * 1024 * 1024 ? tmp : undefined;
-    });
-    minio.process.kill('SIGKILL');
+    }, 60_000);
+    minio.process!.kill('SIGKILL');
     const r = await run.done;
     expect(r.code, r.stderr).toBe(3);
     const name = JSON.parse(r.stdout).name as string;
@@ -71,7 +63,7 @@ describe('MinIO killed mid-upload (F5)', () => {
     // …but the globals (uploaded before the dump) stay behind: the cleanup's delete met a dead server.
     // (Should a later cleanup retry that delete, put the stray back: it is the state the fault run met.)
     if (!left.includes(`c3/${name}.globals.sql`)) {
-      await execFileAsync('aws', ['s3', 'cp', join(backups, `${name}.globals.sql`), `s3://${bucket}/c3/${name}.globals.sql`, '--endpoint-url', minio.endpoint], { env: minio.awsEnv() });
+      await execFileAsync('aws', ['s3', 'cp', join(backups, `${name}.globals.sql`), `s3://${bucket}/c3/${name}.globals.sql`, '--endpoint-url', minio.endpoint], { env: awsEnvOf(minio) });
     }
 
     const list = await runCli(['list', '--json'], { env });

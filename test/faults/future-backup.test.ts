@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { timestampOf } from '../../src/catalog/backup-name.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
+import { cloneLocal } from '../helpers/clone-backup.js';
 import { createDatabase, services, sql, tempDir, uniqueId } from '../helpers/services.js';
-import { cloneBackup, stamp } from './fault-helpers.js';
 
 const DAY = 86_400_000;
 
@@ -22,8 +23,8 @@ describe('a backup dated in the future (F7)', () => {
 
     // clone.py … -200: the same files under a name and startedAt 200 days ahead.
     const ahead = new Date(Date.now() + 200 * DAY);
-    const futureName = `${db}_${stamp(ahead)}`;
-    cloneBackup(join(dir, 'backups'), firstName, futureName, (m) => {
+    const futureName = `${db}_${timestampOf(ahead)}`;
+    cloneLocal(join(dir, 'backups'), firstName, futureName, (m) => {
       m.startedAt = ahead.toISOString();
     });
     const listed = JSON.parse((await runCli(['list', '--json'], { env })).stdout);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
 import { startS3Server, type S3Server } from '../helpers/minio.js';
+import { bigTableSql, tempFiles, waitFor } from '../helpers/processes.js';
 import { createDatabase, execFileAsync, tempDir } from '../helpers/services.js';
 
 /**
@@ -16,18 +17,7 @@ import { createDatabase, execFileAsync, tempDir } from '../helpers/services.js';
  */
 
 /** Rows of random-looking text (~45 MB uncompressed dump): long enough to freeze S3 mid-upload. */
-const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload, now() - g * interval '1 second' AS at
-  FROM generate_series(1, 400000) g;`;
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const BIG_SQL = bigTableSql(400_000, { withTime: true });
 
 /** A TCP endpoint that accepts every connection and never answers (a black hole). */
 async function startBlackHole(): Promise<{ endpoint: string; connections: () => number; close: () => Promise<void> }> {
@@ -54,7 +44,6 @@ async function startBlackHole(): Promise<{ endpoint: string; connections: () => 
 
 const backupsOf = (dir: string) => join(dir, 'backups');
 const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
-const tempFiles = (dir: string) => listDir(backupsOf(dir)).filter((f) => f.includes('.tmp-'));
 const lockFiles = (dir: string) => listDir(backupsOf(dir)).filter((f) => f.endsWith('.lock'));
 
 /** The local artifact's sha256 equals its manifest's, and its size too. */
@@ -67,10 +56,14 @@ function expectGoodLocalBackup(dir: string, name: string): void {
 
 /** Wait until the dump's temp file has grown past `bytes`. */
 function dumpPast(dir: string, bytes: number): Promise<string> {
-  return waitFor(`a dump past ${bytes} bytes`, () => {
-    const tmp = tempFiles(dir).find((f) => f.includes('.dump'));
-    return tmp && (statSync(join(backupsOf(dir), tmp), { throwIfNoEntry: false })?.size ?? 0) > bytes ? tmp : undefined;
-  });
+  return waitFor(
+    () => {
+      const tmp = tempFiles(backupsOf(dir)).find((f) => f.includes('.dump'));
+      return tmp && (statSync(join(backupsOf(dir), tmp), { throwIfNoEntry: false })?.size ?? 0) > bytes ? tmp : undefined;
+    },
+    60_000,
+    `a dump past ${bytes} bytes`,
+  );
 }
 
 /** Time a CLI run from now. */
@@ -143,7 +136,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       const result = JSON.parse(r.stdout) as { name: string; status: string; locations: string[] };
       expect(result.status).toBe('partial');
       expectGoodLocalBackup(dir, result.name);
-      expect(tempFiles(dir)).toEqual([]);
+      expect(tempFiles(backupsOf(dir))).toEqual([]);
       expect(lockFiles(dir)).toEqual([]);
     } finally {
       clearTimeout(thawTimer);
@@ -179,7 +172,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       expect(r.stderr).toMatch(/hint: .*STORAGE_TIMEOUT/);
       const result = JSON.parse(r.stdout) as { name: string };
       expectGoodLocalBackup(dir, result.name);
-      expect(tempFiles(dir)).toEqual([]);
+      expect(tempFiles(backupsOf(dir))).toEqual([]);
       expect(lockFiles(dir)).toEqual([]);
 
       // list and status read the bucket too: they must end (another change adds the local fallback).
@@ -204,7 +197,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       for (const args of commands) {
         const before = hole.connections();
         const run = spawnCli(args, { env: e, timeoutMs: 120_000 });
-        await waitFor(`${args[0]} to connect to the black hole`, () => (hole.connections() > before ? true : undefined), 30_000);
+        await waitFor(() => (hole.connections() > before ? true : undefined), 30_000, `${args[0]} to connect to the black hole`);
         await new Promise((r) => setTimeout(r, 500)); // the request is sent and waiting
         const t0 = Date.now();
         run.child.kill('SIGTERM');
@@ -213,7 +206,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
         expect(r.code, `${args[0]}: ${r.stderr.slice(-2000)}`).toBe(130);
         expect(seconds, args[0]).toBeLessThan(10);
         expect(r.stderr, args[0]).toMatch(/interrupted/);
-        expect(tempFiles(dir), args[0]).toEqual([]);
+        expect(tempFiles(backupsOf(dir)), args[0]).toEqual([]);
         expect(lockFiles(dir), args[0]).toEqual([]);
       }
     }, 300_000);
@@ -234,7 +227,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       expect(r.code, r.stderr.slice(-3000)).toBe(130);
       expect(seconds).toBeLessThan(12);
       expect(r.stderr).toMatch(/interrupted/);
-      expect(tempFiles(dir)).toEqual([]);
+      expect(tempFiles(backupsOf(dir))).toEqual([]);
       expect(lockFiles(dir)).toEqual([]);
       expect(listDir(backupsOf(dir)).filter((f) => !f.startsWith('.'))).toEqual([]);
     } finally {
@@ -266,7 +259,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       expect(stderr).toMatch(/giving up on 1 run/);
       expect(stderr).toMatch(new RegExp(`abandoning the (run\\(s\\)|backup) of ${db}`));
       expect(lockFiles(dir)).toEqual([]);
-      expect(tempFiles(dir)).toEqual([]);
+      expect(tempFiles(backupsOf(dir))).toEqual([]);
     } finally {
       thawed();
     }

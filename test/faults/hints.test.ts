@@ -1,47 +1,19 @@
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
+import { bigTableSql, dumpingPgDump, waitFor } from '../helpers/processes.js';
 import { createDatabase, services, tempDir } from '../helpers/services.js';
 
-const exec = promisify(execFile);
-
 /** Rows of random-looking text: gzip -9 takes a few seconds on them, long enough to interrupt. */
-const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload
-  FROM generate_series(1, 400000) g;`;
-
-async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** The pg_dump doing the dump (its command line has --dbname=, unlike the --version probes). */
-async function dumpingPgDump(parent: number): Promise<number | undefined> {
-  const { stdout } = await exec('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
-  for (const [pid, comm] of stdout.split('\n').map((l) => l.trim().split(/\s+/))) {
-    if (comm !== 'pg_dump') continue;
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--dbname=')) return Number(pid);
-    } catch {
-      /* gone */
-    }
-  }
-  return undefined;
-}
+const BIG_SQL = bigTableSql(400_000);
 
 /** Wait until the dump streams into its temp file. */
 function dumping(backups: string): Promise<string> {
   return waitFor(() => {
     const tmp = existsSync(backups) ? readdirSync(backups).find((f) => f.includes('.tmp-')) : undefined;
     return tmp && statSync(join(backups, tmp)).size > 64 * 1024 ? tmp : undefined;
-  });
+  }, 30_000);
 }
 
 const hintOf = (stderr: string) => stderr.split('\n').find((l) => l.startsWith('hint: '));
@@ -56,7 +28,7 @@ describe('hints of the CLI', () => {
     const dir = tempDir();
     const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
     const run = spawnCli(['backup'], { env });
-    const pgDump = await waitFor(() => dumpingPgDump(run.child.pid!));
+    const pgDump = await waitFor(() => dumpingPgDump(run.child.pid!), 30_000);
     await dumping(join(dir, 'backups'));
     process.kill(pgDump, 'SIGKILL');
     const r = await run.done;

@@ -1,22 +1,12 @@
-import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
+import { bigTableSql, tempFiles, waitFor } from '../helpers/processes.js';
 import { awsEnv, createBucket, createDatabase, execFileAsync, services, tempDir } from '../helpers/services.js';
 
 /** ~110 MB of hex text: with gzip -9 the dump takes several seconds and needs several 5 MiB parts. */
-const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload
-  FROM generate_series(1, 1000000) g;`;
-
-async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const BIG_SQL = bigTableSql(1_000_000);
 
 interface Upload {
   Key: string;
@@ -32,8 +22,6 @@ async function openUploads(bucket: string, prefix: string): Promise<Upload[]> {
   const uploads = (stdout.trim() ? (JSON.parse(stdout) as { Uploads?: Upload[] }).Uploads : undefined) ?? [];
   return uploads.filter((u) => u.Key.startsWith(prefix));
 }
-
-const tempFiles = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.includes('.tmp-')) : []);
 
 describe('a pgbak process killed mid-dump (SIGKILL: OOM killer, power loss)', () => {
   let db: string;
@@ -59,11 +47,11 @@ describe('a pgbak process killed mid-dump (SIGKILL: OOM killer, power loss)', ()
     const temp = await waitFor(() => {
       const t = tempFiles(backups)[0];
       return t && statSync(join(backups, t)).size > 6 * 1024 * 1024 ? t : undefined;
-    });
+    }, 60_000);
     const [upload] = await waitFor(async () => {
       const open = await openUploads(bucket, prefix);
       return open.length > 0 ? open : undefined;
-    });
+    }, 60_000);
     run.child.kill('SIGKILL');
     const killed = await run.done;
     expect(killed.signal).toBe('SIGKILL');

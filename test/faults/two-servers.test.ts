@@ -1,10 +1,11 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { timestampOf } from '../../src/catalog/backup-name.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
+import { cloneLocal } from '../helpers/clone-backup.js';
 import { awsPut } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, services, sql, tempDir, uniqueId } from '../helpers/services.js';
-import { cloneBackup, stamp } from './fault-helpers.js';
 
 const OTHER_SERVER = '7123456789012345678';
 
@@ -34,8 +35,8 @@ describe('two servers, one database name, one bucket prefix', () => {
     // Host B: another server's backup of a database of the same name, newer, in the same prefix
     // (host A's files under a new name, the manifest naming another server and host).
     const dirA = join(hostA, 'backups');
-    other = `${db}_${stamp(new Date(Date.now() + 60_000))}`;
-    cloneBackup(dirA, own, other, (m) => {
+    other = `${db}_${timestampOf(new Date(Date.now() + 60_000))}`;
+    cloneLocal(dirA, own, other, (m) => {
       m.server.systemIdentifier = OTHER_SERVER;
       m.host = 'host-b.example';
       m.startedAt = new Date(Date.now() + 60_000).toISOString();

@@ -1,50 +1,13 @@
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { startS3Server, type S3Server } from '../helpers/minio.js';
+import { bigTableSql, cmdlineOf, dumpingPgDump, waitFor } from '../helpers/processes.js';
 import { createDatabase, execFileAsync, services, tempDir } from '../helpers/services.js';
 
-const exec = promisify(execFile);
-
 /** Rows of random-looking text: gzip -9 takes a few seconds on them, long enough to interrupt. */
-const BIG_SQL = `CREATE TABLE events AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) AS payload, now() - g * interval '1 second' AS at
-  FROM generate_series(1, 400000) g;`;
-
-async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function cmdlineOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return ''; // already gone
-  }
-}
-
-/**
- * pids of the children of `parent` named `name` that are doing the real work (their command
- * line has --dbname=; pgbak also runs short `pg_dump --version` probes). Debian's
- * /usr/bin/pg_dump is a wrapper that execs the real binary: the cmdline is read after that.
- */
-async function childPids(parent: number, name: string): Promise<number[]> {
-  const { stdout } = await exec('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
-  return stdout
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f[1] === name)
-    .map((f) => Number(f[0]))
-    .filter((pid) => cmdlineOf(pid).includes('--dbname='));
-}
+const BIG_SQL = bigTableSql(400_000, { withTime: true });
 
 /** Files under a final backup name (not temp files, not the lock). */
 function finalFiles(dir: string): string[] {
@@ -67,7 +30,7 @@ describe('pgbak backup under faults', () => {
     await new Promise((r) => setTimeout(r, 1100)); // a new timestamp for the second run
 
     const run = spawnCli(['backup'], { env: { ...env, BACKUP_COMPRESSION: 'gzip:9' } });
-    const pgDump = await waitFor(async () => (await childPids(run.child.pid!, 'pg_dump'))[0]);
+    const pgDump = await waitFor(() => dumpingPgDump(run.child.pid!), 30_000);
     // Secrets never reach argv: pg_dump's command line has no password.
     const cmdline = cmdlineOf(pgDump);
     expect(cmdline).toContain('--dbname=');
@@ -76,7 +39,7 @@ describe('pgbak backup under faults', () => {
     await waitFor(() => {
       const tmp = readdirSync(join(dir, 'backups')).find((f) => f.includes('.tmp-'));
       return tmp && statSync(join(dir, 'backups', tmp)).size > 64 * 1024 ? tmp : undefined;
-    });
+    }, 30_000);
     process.kill(pgDump, 'SIGKILL');
     const r = await run.done;
     expect(r.code).toBe(13);
@@ -91,7 +54,7 @@ describe('pgbak backup under faults', () => {
     const dir = tempDir();
     const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
     const first = spawnCli(['backup'], { env });
-    await waitFor(async () => (await childPids(first.child.pid!, 'pg_dump'))[0]);
+    await waitFor(() => dumpingPgDump(first.child.pid!), 30_000);
     const second = await runCli(['backup'], { env });
     expect(second.code).toBe(11);
     expect(second.stderr).toContain(`another backup of ${db} is running (pid ${first.child.pid}`);
@@ -123,7 +86,7 @@ describe('pgbak backup under faults', () => {
       await waitFor(() => {
         const tmp = existsSync(join(dir, 'backups')) && readdirSync(join(dir, 'backups')).find((f) => f.includes('.tmp-'));
         return tmp && statSync(join(dir, 'backups', tmp)).size > 6 * 1024 * 1024 ? tmp : undefined;
-      });
+      }, 30_000);
       s3.process!.kill('SIGKILL');
       const r = await run.done;
       expect(r.code, r.stderr).toBe(3);
