@@ -12,21 +12,19 @@ import {
   type ListObjectsV2CommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { S3Settings } from '../config/job.js';
-import { redact } from '../config/redact.js';
-import { type AppError, ConflictError, errnoCode, InterruptedError, isAppError, NotFoundError, StorageError } from '../errors/index.js';
-import { formatDuration } from '../logging/human-units.js';
+import { ConflictError, NotFoundError } from '../errors/index.js';
+import { bucketMissing, DeadlineExceeded, DEFAULT_TIMEOUT_MS, isNotFound, mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
+import { addContentMd5, anySignal, CleanupFailure, honourRequestScope, requestScope, trackMultipartCleanup } from './s3-middleware.js';
 import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
+
+export { DEFAULT_TIMEOUT_MS, httpStatusOf, mapS3Error, s3ErrorName } from './s3-errors.js';
 
 /** Smallest part S3 accepts (except for the last one). */
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** Part size when neither the options nor the settings give one. */
 export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
-/** STORAGE_TIMEOUT's default, for settings that do not give one. */
-export const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** A multipart upload that was started and never completed nor aborted (its run was killed). */
 export interface StaleUpload {
@@ -46,11 +44,6 @@ export interface S3BackendOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
-/**
- * The signal that the requests made in this async context must also honour: the cancellation of
- * one put (lib-storage sends its requests without one), or the deadline of a multipart abort.
- */
-const requestScope = new AsyncLocalStorage<AbortSignal>();
 
 /**
  * Stores objects in an S3 bucket (MinIO, AWS, R2, Ceph …) under `settings.prefix`. Every put goes
@@ -372,225 +365,4 @@ export class S3Backend implements StorageBackend {
   destroy(): void {
     this.client.destroy();
   }
-}
-
-// --- errors -------------------------------------------------------------------------------
-
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
-  'EPIPE', 'ECONNABORTED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET',
-]);
-const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken']);
-
-/** The S3 error name (NoSuchKey, AccessDenied …) of an SDK error, or its Error name. */
-export function s3ErrorName(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as { name?: unknown; Code?: unknown };
-  if (typeof e.Code === 'string') return e.Code;
-  return typeof e.name === 'string' ? e.name : undefined;
-}
-
-/** The HTTP status of a failed S3 request, when the server answered. */
-export function httpStatusOf(err: unknown): number | undefined {
-  if (typeof err !== 'object' || err === null || !('$metadata' in err)) return undefined;
-  const status = (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
-  return typeof status === 'number' ? status : undefined;
-}
-
-function isNotFound(err: unknown): boolean {
-  const name = s3ErrorName(err);
-  return name === 'NotFound' || name === 'NoSuchKey' || name === 'NoSuchBucket' || httpStatusOf(err) === 404;
-}
-
-/** The error and its causes (`cause`, AggregateError's `errors`), nearest first. */
-function errorChain(err: unknown, depth = 0): unknown[] {
-  if (typeof err !== 'object' || err === null || depth > 4) return [];
-  const out: unknown[] = [err];
-  const e = err as { cause?: unknown; errors?: unknown };
-  if (e.cause !== undefined) out.push(...errorChain(e.cause, depth + 1));
-  if (Array.isArray(e.errors)) for (const inner of e.errors) out.push(...errorChain(inner, depth + 1));
-  return out;
-}
-
-/** The reason a request's deadline aborts it with. */
-class DeadlineExceeded extends Error {
-  constructor(readonly timeoutMs: number) {
-    super(`no answer within ${formatDuration(timeoutMs)}`);
-    this.name = 'DeadlineExceeded';
-  }
-}
-
-/**
- * A request that got no answer in time: our deadline, or the SDK's socket idle / request timeout.
- * A connection that could not be set up at all is an unreachable endpoint instead.
- */
-function isTimeout(err: unknown): boolean {
-  return errorChain(err).some((e) => {
-    if (e instanceof DeadlineExceeded) return true;
-    const message = e instanceof Error ? e.message : '';
-    return s3ErrorName(e) === 'TimeoutError' && !/establish a connection/i.test(message);
-  });
-}
-
-function timeoutError(s: S3Settings, operation: string, cause: unknown): StorageError {
-  const limit = formatDuration(s.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  return new StorageError('storage-timeout', `S3 ${operation} timed out: ${redact(s.endpoint)} did not answer within ${limit} (STORAGE_TIMEOUT)`, {
-    hint: `the S3 server accepts connections but does not answer (stopped, overloaded, or a firewall drops the packets); check it, or raise STORAGE_TIMEOUT (now ${limit}) for a slow link`,
-    cause,
-  });
-}
-
-/** Both signals in one (either may be absent). */
-function anySignal(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
-  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
-}
-
-function isNetworkError(err: unknown): boolean {
-  if (httpStatusOf(err) !== undefined && errnoCode(err) === undefined) return false;
-  return errorChain(err).some((e) => {
-    const code = errnoCode(e);
-    const name = s3ErrorName(e);
-    const message = e instanceof Error ? e.message : '';
-    return (code !== undefined && NETWORK_CODES.has(code)) || name === 'TimeoutError' || /fetch failed|socket hang up/i.test(message);
-  });
-}
-
-function describe(err: unknown): string {
-  for (const e of errorChain(err)) {
-    if (e instanceof Error && e.message) return e.message;
-    const code = errnoCode(e);
-    if (code) return code;
-  }
-  return String(err);
-}
-
-function bucketMissing(s: S3Settings, cause: unknown): StorageError {
-  return new StorageError('storage-bucket', `S3 bucket "${s.bucket}" does not exist at ${redact(s.endpoint)}`, {
-    hint: 'create it with `pgbak init` (or aws s3 mb)',
-    cause,
-  });
-}
-
-/**
- * The one mapping from an S3 / network failure to an AppError: unreachable endpoint, missing
- * bucket, rejected credentials, or a generic storage failure naming the operation. The secret
- * key never appears in a message.
- */
-export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppError {
-  if (isAppError(err)) return err;
-  const clean = (text: string) => redact(text).split(s.secretAccessKey).join('***');
-  const endpoint = redact(s.endpoint);
-  const name = s3ErrorName(err);
-  const status = httpStatusOf(err);
-  if (isTimeout(err)) return timeoutError(s, operation, err);
-  if (name === 'AbortError') {
-    // Stopped by a signal: its reason when that is ours (InterruptedError from the CLI).
-    const reason = errorChain(err).find(isAppError);
-    return reason ?? new InterruptedError(`S3 ${operation} interrupted`, { cause: err });
-  }
-  if (isNetworkError(err)) {
-    return new StorageError('storage-endpoint', `S3 endpoint unreachable: ${endpoint} (${clean(describe(err))})`, {
-      hint: 'check STORAGE_ENDPOINT and that MinIO/S3 is running',
-      cause: err,
-    });
-  }
-  if (name === 'NoSuchBucket') return bucketMissing(s, err);
-  if ((status !== undefined && (status >= 500 || status === 429)) || name === 'SlowDown' || name === 'ServiceUnavailable' || name === 'InternalError') {
-    return new StorageError('storage-server-error', `S3 ${operation} failed: ${endpoint} answered ${name ?? 'an error'}${status ? ` (HTTP ${status})` : ''}: ${clean(describe(err))}`, {
-      hint: 'the S3 server is overloaded or failing; pgbak retries later (BACKUP_RETRIES)',
-      cause: err,
-    });
-  }
-  if ((name !== undefined && CREDENTIAL_ERRORS.has(name)) || status === 403) {
-    return new StorageError(
-      'storage-credentials',
-      `S3 ${operation} refused by ${endpoint}: access key "${clean(s.accessKeyId)}" not accepted for bucket "${s.bucket}" (${name ?? status})`,
-      { hint: 'check STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY', cause: err },
-    );
-  }
-  const detail = clean(describe(err));
-  return new StorageError('storage', `S3 ${operation} failed: ${name && !detail.includes(name) ? `${name}: ` : ''}${detail}${status ? ` (HTTP ${status})` : ''}`, {
-    cause: err,
-  });
-}
-
-/** An AbortMultipartUpload that failed, carrying the failure that made the upload abort. */
-class CleanupFailure extends Error {
-  constructor(
-    cause: unknown,
-    readonly original: unknown,
-  ) {
-    super(`aborting the multipart upload failed: ${describe(cause)}`, { cause });
-    this.name = 'CleanupFailure';
-  }
-}
-
-/**
- * lib-storage throws the error of AbortMultipartUpload when that cleanup fails, hiding the failure
- * that caused it. This middleware remembers the first failed request of each multipart upload and
- * turns a failed abort into a CleanupFailure that carries it, so `put` can report the original.
- */
-function trackMultipartCleanup(client: S3Client, timeoutMs: number): void {
-  const failures = new Map<string, unknown>();
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const input: object = args.input;
-      const uploadId = 'UploadId' in input && typeof input.UploadId === 'string' ? input.UploadId : undefined;
-      const isAbort = context.commandName === 'AbortMultipartUploadCommand';
-      try {
-        // The abort is cleanup: not cancelled with the upload's requests, but given one timeout.
-        if (isAbort) return await requestScope.run(deadlineSignal(timeoutMs), () => next(args));
-        return await next(args);
-      } catch (err) {
-        if (uploadId === undefined) throw err;
-        if (isAbort) throw new CleanupFailure(err, failures.get(uploadId));
-        if (!failures.has(uploadId)) failures.set(uploadId, err);
-        throw err;
-      } finally {
-        if (isAbort && uploadId !== undefined) failures.delete(uploadId);
-      }
-    },
-    { step: 'initialize', name: 'pgbakMultipartCleanup' },
-  );
-}
-
-/** A signal that aborts after `timeoutMs` (with DeadlineExceeded); its timer never holds the process. */
-function deadlineSignal(timeoutMs: number): AbortSignal {
-  const controller = new AbortController();
-  setTimeout(() => controller.abort(new DeadlineExceeded(timeoutMs)), timeoutMs).unref();
-  return controller.signal;
-}
-
-/**
- * lib-storage sends its requests (parts, complete, abort) without an abort signal. This makes
- * every request of the client also honour the signal of its async context (`requestScope`), so
- * a put can cancel its requests in flight and bound its cleanup.
- */
-function honourRequestScope(client: S3Client): void {
-  type Handle = (request: unknown, options?: { abortSignal?: AbortSignal | undefined }) => Promise<unknown>;
-  const handler = client.config.requestHandler as unknown as { handle: Handle };
-  const handle = handler.handle.bind(handler);
-  handler.handle = (request, options = {}) => {
-    const scope = requestScope.getStore();
-    if (!scope) return handle(request, options);
-    return handle(request, { ...options, abortSignal: anySignal(options.abortSignal, scope) });
-  };
-}
-
-/**
- * PutBucketLifecycleConfiguration requires an integrity header. The SDK sends only
- * x-amz-checksum-crc32 (MinIO of 2026 accepts it); AWS also accepts Content-MD5, which older MinIO
- * and Ceph require, so it is added too.
- */
-function addContentMd5(client: S3Client): void {
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const request = args.request as { headers?: Record<string, string>; body?: unknown };
-      if (context.commandName === 'PutBucketLifecycleConfigurationCommand' && request.headers && typeof request.body === 'string') {
-        request.headers['content-md5'] = createHash('md5').update(request.body).digest('base64');
-      }
-      return next(args);
-    },
-    { step: 'build', name: 'pgbakContentMd5' },
-  );
 }
