@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { pipeline } from 'node:stream/promises';
 import { parseKey } from '../catalog/backup-name.js';
-import { belongsTo, listBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
+import { listBackups, ownBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
 import type { Manifest, StoredFile } from '../catalog/manifest.js';
 import { AppError, EncryptionError, ExitCode, IntegrityError, isAppError, NotFoundError, UsageError } from '../errors/index.js';
 import { formatDuration } from '../logging/human-units.js';
@@ -234,9 +234,8 @@ export async function findLatest(from: CatalogSource | SourceBackends, options: 
   const accept = options.accept ?? ((e: CatalogEntry) => e.state === 'good');
   const what = options.what ?? 'good backup';
   const { identity } = options;
-  const ofDatabase = (await source.list(options.prefix)).filter((e) => belongsTo(e, { database: identity.database }));
-  if (!identity.systemIdentifier && serversOf(ofDatabase).length > 1) throw ambiguousServers(identity, options.prefix, ofDatabase, where(source.backends));
-  const mine = ofDatabase.filter((x) => belongsTo(x, identity));
+  const { ofDatabase, mine, ambiguousServers: servers } = ownBackups(await source.list(options.prefix), identity);
+  if (servers.length > 0) throw ambiguousServers(identity, options.prefix, ofDatabase, where(source.backends));
   const passed: CatalogEntry[] = [];
   const why = (e: CatalogEntry, than: string) =>
     isFromTheFuture(e, now) ? futureWarning(e, now) : `skipped ${e.name}, newer than ${than}: it is ${whyNot(e)}`;

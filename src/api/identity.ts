@@ -18,7 +18,7 @@ export interface JobIdentity extends BackupIdentity {
  * (`status` reads storage only) — from this host's last-run record in BACKUP_DIR.
  */
 export async function jobIdentity(
-  job: Pick<JobConfig, 'database' | 'databaseUrl' | 'filePrefix'>,
+  job: Pick<JobConfig, 'database' | 'filePrefix'> & { readonly databaseUrl?: string | undefined },
   options: { local?: StorageBackend | undefined; askServer?: boolean } = {},
 ): Promise<JobIdentity> {
   if (options.askServer !== false && job.databaseUrl) {

@@ -1,4 +1,4 @@
-import { belongsTo, listBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
+import { listBackups, ownBackups, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
 import { lastRunPrefixes, newerRecord, readLastRun, type LastRunRecord } from '../catalog/last-run.js';
 import { resolveStorage, type JobConfig } from '../config/job.js';
 import type { Settings } from '../config/schema.js';
@@ -156,7 +156,7 @@ export async function databaseStatus(target: StatusTarget, now: Date = new Date(
     const record = await readRecord(readable, target.filePrefix, problems);
     // Whose backups: this database, and the server this host's last run recorded (status never asks the server).
     const local = backends[0]?.[1];
-    const identity = await jobIdentity({ database: target.database, databaseUrl: '', filePrefix: target.filePrefix }, { local, askServer: false });
+    const identity = await jobIdentity({ database: target.database, filePrefix: target.filePrefix }, { local, askServer: false });
     return judge(target, { entries, record, problems, warnings, identity }, now);
   } finally {
     close();
@@ -215,16 +215,14 @@ function summary(e: CatalogEntry): BackupSummary {
 }
 
 function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseStatus {
-  const ofDatabase = state.entries.filter((e) => belongsTo(e, { database: target.database }));
+  const { ofDatabase, mine, ambiguousServers: servers } = ownBackups(state.entries, state.identity);
   const reasons = [...state.problems];
   const warnings = [...state.warnings];
-  const servers = serversOf(ofDatabase);
-  if (!state.identity.systemIdentifier && servers.length > 1) {
+  if (servers.length > 0) {
     reasons.push(
       `backups of ${target.database} from ${servers.length} different servers in ${destinationOf(target.storage)}, and this host cannot tell which is its own (${newestPerServer(ofDatabase).join('; ')}): give each server its own STORAGE_PREFIX`,
     );
   }
-  const mine = ofDatabase.filter((e) => belongsTo(e, state.identity));
   const future = mine.filter((e) => isFromTheFuture(e, now));
   for (const e of future.filter((x) => x.state === 'good')) warnings.push(futureWarning(e, now));
   const good = mine.filter((e) => e.state === 'good' && !isFromTheFuture(e, now));

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { verificationKey } from '../catalog/backup-name.js';
-import { belongsTo, serversOf, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
+import { ownBackups, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { ExitCode, IntegrityError, NotFoundError } from '../errors/index.js';
@@ -216,11 +216,11 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     if (options.name) entries = [await findByName(source, options.name)];
     else if (options.all) {
       const identity = await jobIdentity(job, { local: storage.local });
-      const ofDatabase = (await source.list(job.filePrefix)).filter((e) => belongsTo(e, { database: job.database }));
-      if (!identity.systemIdentifier && serversOf(ofDatabase).length > 1) {
-        warnings.push(`the backups of ${job.database} come from ${serversOf(ofDatabase).length} servers and this host cannot tell which is its own: verifying all of them (${newestPerServer(ofDatabase).join('; ')})`);
+      const own = ownBackups(await source.list(job.filePrefix), identity);
+      if (own.ambiguousServers.length > 0) {
+        warnings.push(`the backups of ${job.database} come from ${own.ambiguousServers.length} servers and this host cannot tell which is its own: verifying all of them (${newestPerServer(own.ofDatabase).join('; ')})`);
       }
-      entries = ofDatabase.filter((e) => belongsTo(e, identity));
+      entries = own.mine;
       const now = new Date();
       for (const e of entries) if (isFromTheFuture(e, now)) warnings.push(futureWarning(e, now).replace(/: not taken as the newest backup$/, ''));
       if (entries.length === 0) {

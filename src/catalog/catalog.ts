@@ -334,6 +334,30 @@ export function belongsTo(entry: CatalogEntry, identity: BackupIdentity): boolea
   return true;
 }
 
+/** A job's share of a listing, and whether its server is ambiguous there. */
+export interface OwnBackups {
+  /** Every entry of the identity's database, whatever its server. */
+  readonly ofDatabase: CatalogEntry[];
+  /** The entries that belong to the identity (database, and server when known). */
+  readonly mine: CatalogEntry[];
+  /**
+   * The servers the database's backups come from when the identity's server is unknown and
+   * there are several of them (then "latest", "status" and "prune" cannot be decided); else empty.
+   */
+  readonly ambiguousServers: string[];
+}
+
+/** Split a listing into the identity's backups, as restore, verify, status and prune all need it. */
+export function ownBackups(entries: readonly CatalogEntry[], identity: BackupIdentity): OwnBackups {
+  const ofDatabase = entries.filter((e) => belongsTo(e, { database: identity.database }));
+  const servers = serversOf(ofDatabase);
+  return {
+    ofDatabase,
+    mine: ofDatabase.filter((e) => belongsTo(e, identity)),
+    ambiguousServers: !identity.systemIdentifier && servers.length > 1 ? servers : [],
+  };
+}
+
 /** The distinct servers (system identifiers) the entries were made on, newest first. */
 export function serversOf(entries: readonly CatalogEntry[]): string[] {
   const out: string[] = [];

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { parseKey } from '../catalog/backup-name.js';
-import { belongsTo, listBackups, serversOf, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
+import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
 import { AppError, ConfigError } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
@@ -140,14 +140,14 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     // With 0, RETENTION_DAYS=0 would remove every backup, the one just made included.
     throw new ConfigError([`BACKUP_KEEP_MIN: must be 1 or more (got ${job.retention.keepMin}): retention never removes the last good backup`]);
   }
-  const listed = (await listBackups({ local, remote, prefix: job.filePrefix })).filter((e) => belongsTo(e, { database: job.database }));
-  const servers = serversOf(listed);
-  if (options.systemIdentifier === undefined && servers.length > 1) {
+  const own = ownBackups(await listBackups({ local, remote, prefix: job.filePrefix }), { database: job.database, systemIdentifier: options.systemIdentifier });
+  const servers = own.ambiguousServers;
+  if (servers.length > 0) {
     throw new AppError('identity-ambiguous', `prune: ${job.filePrefix} holds backups of ${job.database} from ${servers.length} different servers (system identifiers ${servers.join(', ')}), and this run cannot tell which server is its own`, {
       hint: 'run prune where the database server is reachable (it reads its identifier), and give each server its own STORAGE_PREFIX',
     });
   }
-  const entries = listed.filter((e) => belongsTo(e, { database: job.database, systemIdentifier: options.systemIdentifier }));
+  const entries = own.mine;
   const byName = new Map(entries.map((e) => [e.name, e]));
   const policy = { database: job.database, ...job.retention };
   const protect = options.protect ?? [];
