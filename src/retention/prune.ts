@@ -4,6 +4,7 @@ import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type Locatio
 import { AppError, ConfigError } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
+import { processAlive } from '../storage/stale-temps.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { removeLeftovers, type Leftovers } from './leftovers.js';
 import { applyPolicy, type Decision, type PolicyBackup, type PolicyResult } from './policy.js';
@@ -69,21 +70,12 @@ function isOwnKey(key: string, name: string, prefix: string): boolean {
   return !key.includes('/') && parsed !== undefined && parsed.prefix === prefix && parsed.base === name;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Is the run that wrote this backup over? Its manifest exists somewhere, or its process is gone from this host. */
 function runIsOver(entry: CatalogEntry): boolean {
   const copies = [entry.locations.local, entry.locations.remote];
   if (copies.some((c) => c?.manifest)) return true;
   const run = copies.find((c) => c?.runData)?.runData;
-  return run !== undefined && run.host === hostname() && run.pid !== process.pid && !alive(run.pid);
+  return run !== undefined && run.host === hostname() && run.pid !== process.pid && !processAlive(run.pid);
 }
 
 /** How retention sees the copy of `entry` in one location. */
