@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { cpus, hostname, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { TOOL_VERSION } from '../src/api/version.js';
+import { TOOL_VERSION } from '../src/version.js';
 import { psql, type PgCluster } from '../test/helpers/postgres-cluster.js';
 
 const execFileAsync = promisify(execFile);

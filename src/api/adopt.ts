@@ -11,7 +11,7 @@ import { findPgTool, type PgTool } from '../postgres/pg-tools.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { closestNames, normalizeName, shownName } from './backup-source.js';
 import { readForeignCopy, type CheckedCopy } from './foreign-copy.js';
-import { TOOL_VERSION } from './version.js';
+import { TOOL_VERSION } from '../version.js';
 
 /**
  * `pgbak adopt`: take foreign dumps (named like a backup of the job, with neither a manifest nor a

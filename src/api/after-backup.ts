@@ -2,7 +2,7 @@ import type { JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
 import { prune } from '../retention/prune.js';
 import { createStorage } from '../storage/index.js';
-import type { BackupResult } from './backup-result.js';
+import type { BackupResult } from '../model/backup-result.js';
 import { reportRun } from './report-run.js';
 import { restoreTestAfterBackup } from './verify.js';
 

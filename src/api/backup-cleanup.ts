@@ -1,5 +1,5 @@
 import { InterruptedError, type AppError } from '../errors/index.js';
-import { formatBytes } from '../logging/human-units.js';
+import { formatBytes } from '../model/human-units.js';
 import type { Logger } from '../logging/logger.js';
 import { LocalBackend } from '../storage/local-backend.js';
 

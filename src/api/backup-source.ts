@@ -6,7 +6,7 @@ import { parseKey } from '../catalog/backup-name.js';
 import { listBackups, ownBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
 import type { Manifest, StoredFile } from '../catalog/manifest.js';
 import { AppError, EncryptionError, ExitCode, IntegrityError, isAppError, NotFoundError, UsageError } from '../errors/index.js';
-import { formatDuration } from '../logging/human-units.js';
+import { formatDuration } from '../model/human-units.js';
 import { childEnv } from '../pipeline/child-env.js';
 import { gpgDecryptStage } from '../pipeline/gpg.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';

@@ -10,19 +10,21 @@ import { AppError, InterruptedError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { compressionPlan } from '../pipeline/compression.js';
 import { gpgEncryptStage, type GpgKey } from '../pipeline/gpg.js';
-import { streamToStorage, toAppError } from '../pipeline/stream-to-storage.js';
+import { streamToStorage } from '../pipeline/stream-to-storage.js';
+import { toAppError } from '../errors/index.js';
 import { countRows, exportSnapshot, pgDumpallGlobalsStage, pgDumpStage } from '../postgres/pg-dump.js';
 import { siblingTool, type PgTool } from '../postgres/pg-tools.js';
-import { acquireLock } from '../scheduler/lock.js';
+import { acquireLock } from '../catalog/run-lock.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import { resultError, type BackupResult } from './backup-result.js';
-import { BackupProgressTracker, type BackupProgress } from './backup-progress.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { resultError } from '../errors/index.js';
+import { BackupProgressTracker, type BackupProgress } from '../postgres/copy-progress.js';
 import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
 import { preflight } from './preflight.js';
-import { TOOL_VERSION } from './version.js';
+import { TOOL_VERSION } from '../version.js';
 
-export type { BackupProgress } from './backup-progress.js';
+export type { BackupProgress } from '../postgres/copy-progress.js';
 
 export interface BackupOptions {
   readonly job: JobConfig;

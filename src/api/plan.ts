@@ -1,6 +1,6 @@
 import { artifactKey, baseName, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
 import { formatCompression } from '../config/parsers.js';
-import { redactUrl } from '../config/redact.js';
+import { redactUrl } from '../logging/redact.js';
 import type { JobConfig } from '../config/job.js';
 import { PartialError, type AppError } from '../errors/index.js';
 import { compressionPlan } from '../pipeline/compression.js';

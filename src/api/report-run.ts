@@ -5,10 +5,10 @@ import type { JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
 import { updateMetricsTextfile } from '../metrics/textfile.js';
 import { notifyRun, notifySettingsFrom, pingStart, type NotifyOutcome, type RetryPolicy } from '../notify/notifier.js';
-import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../notify/size-anomaly.js';
+import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import type { BackupResult } from './backup-result.js';
+import type { BackupResult } from '../model/backup-result.js';
 
 /**
  * Reporting after a run: size check, notifications, the metrics textfile and the last-run record.

@@ -11,7 +11,7 @@ import { decompressStage } from '../pipeline/compression.js';
 import { gpgDecryptStage } from '../pipeline/gpg.js';
 import { Handoff } from '../pipeline/handoff.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
-import { toAppError } from '../pipeline/stream-to-storage.js';
+import { toAppError } from '../errors/index.js';
 import { discard, pgRestoreStage } from '../postgres/pg-restore.js';
 import type { PgTool } from '../postgres/pg-tools.js';
 import { listToc, TocTap, type Toc } from '../postgres/toc.js';

@@ -2,7 +2,7 @@ import type { Manifest } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { IntegrityError, ProcessError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
-import { toAppError } from '../pipeline/stream-to-storage.js';
+import { toAppError } from '../errors/index.js';
 import { connect, withDatabase } from '../postgres/connection.js';
 import { findPgTool } from '../postgres/pg-tools.js';
 import { createDatabase, dropDatabase } from '../postgres/target-database.js';

@@ -1,8 +1,8 @@
 import type { JobConfig } from '../config/job.js';
-import { redactUrl } from '../config/redact.js';
+import { redactUrl } from '../logging/redact.js';
 import { AppError, DatabaseError, IntegrityError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
-import { toAppError } from '../pipeline/stream-to-storage.js';
+import { toAppError } from '../errors/index.js';
 import { withDatabase } from '../postgres/connection.js';
 import { applyGlobals, type GlobalsResult } from '../postgres/globals.js';
 import { findPgTool, siblingTool } from '../postgres/pg-tools.js';

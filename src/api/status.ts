@@ -2,16 +2,16 @@ import { listBackups, ownBackups, type BackupIdentity, type CatalogEntry, type L
 import { lastRunPrefixes, newerRecord, readLastRun, type LastRunRecord } from '../catalog/last-run.js';
 import { resolveStorage, type JobConfig } from '../config/job.js';
 import type { Settings } from '../config/schema.js';
-import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../notify/size-anomaly.js';
+import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
 
 import { isAppError } from '../errors/index.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import type { BackupResult } from './backup-result.js';
+import type { BackupResult } from '../model/backup-result.js';
 import { CatalogSource, futureWarning, isFromTheFuture, newestPerServer } from './backup-source.js';
 import { jobIdentity } from './identity.js';
 import { destinationOf } from './report-run.js';
-import { formatDuration } from '../logging/human-units.js';
+import { formatDuration } from '../model/human-units.js';
 
 /**
  * `pgbak status`: the state of each database's backups, read from storage alone (BACKUP_DIR and

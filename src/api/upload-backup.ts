@@ -7,10 +7,11 @@ import type { JobConfig } from '../config/job.js';
 import { AppError, ConflictError, IntegrityError, NotFoundError, PartialError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
-import { toAppError } from '../pipeline/stream-to-storage.js';
+import { toAppError } from '../errors/index.js';
 import { createStorage } from '../storage/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import { resultError, type BackupResult } from './backup-result.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { resultError } from '../errors/index.js';
 
 export interface UploadBackupOptions {
   readonly job: JobConfig;

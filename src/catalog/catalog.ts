@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { isAppError, NotFoundError } from '../errors/index.js';
-import type { BackupState } from '../retention/policy.js';
+import type { BackupState } from '../model/backup-state.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { parseKey, type ParsedKey } from './backup-name.js';
 import { parseManifest, type Manifest, type VerificationRecord } from './manifest.js';
@@ -12,7 +12,7 @@ import { parseRunRecord, type RunRecord } from './run-record.js';
  * records (small JSON) are read.
  */
 
-export type { BackupState } from '../retention/policy.js';
+export type { BackupState } from '../model/backup-state.js';
 export type LocationName = 'local' | 'remote';
 
 /** One stored key of a backup. */

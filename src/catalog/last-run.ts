@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
-import type { BackupResult } from '../api/backup-result.js';
-import { redactValue } from '../config/redact.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { redactValue } from '../logging/redact.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { readSmall } from './catalog.js';
 

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
-import { TOOL_VERSION } from '../api/version.js';
+import { TOOL_VERSION } from '../version.js';
 import { variables } from '../config/schema.js';
 import { ExitCode, exitCodeHelp } from '../errors/index.js';
 import { registerBackup } from './commands/backup.js';

@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import type { BackupProgress } from '../api/backup.js';
 import type { RestoreProgress } from '../api/restore-run.js';
 import type { Logger, LogFields } from '../logging/logger.js';
-import { formatBytes, formatDuration } from '../logging/human-units.js';
+import { formatBytes, formatDuration } from '../model/human-units.js';
 
 export interface ProgressDisplay<P> {
   update(p: P): void;

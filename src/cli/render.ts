@@ -1,6 +1,6 @@
-import { redact } from '../config/redact.js';
+import { redact } from '../logging/redact.js';
 import { AppError, ConfigError, ExitCode } from '../errors/index.js';
-import { TOOL_VERSION } from '../api/version.js';
+import { TOOL_VERSION } from '../version.js';
 
 /** Print an error once, as one line with its cause and a hint; return its exit code. */
 export function renderError(err: unknown, write: (text: string) => void = (t) => process.stderr.write(t)): number {

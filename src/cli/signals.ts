@@ -1,7 +1,7 @@
 import { ExitCode, InterruptedError } from '../errors/index.js';
-import { formatDuration } from '../logging/human-units.js';
+import { formatDuration } from '../model/human-units.js';
 import type { Logger } from '../logging/logger.js';
-import { releaseHeldLocks } from '../scheduler/lock.js';
+import { releaseHeldLocks } from '../catalog/run-lock.js';
 
 /** After SIGTERM/SIGINT, how long a command may clean up before it exits anyway. */
 export const STOP_GRACE_MS = 5_000;

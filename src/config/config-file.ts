@@ -38,7 +38,7 @@ import { ConfigError, UsageError } from '../errors/index.js';
 import { type JobConfig, resolveJob } from './job.js';
 import { type RawLayer, loadSettings, readEnvFile } from './load.js';
 import { type Settings, type VariableName, isVariableName, variables } from './schema.js';
-import { isValidTimeZone, scheduleProblem } from '../scheduler/schedule.js';
+import { isValidTimeZone, scheduleProblem } from './schedule.js';
 
 export interface LoadJobsOptions {
   /** The process environment (default: process.env). */

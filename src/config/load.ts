@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { ConfigError } from '../errors/index.js';
-import { registerSecret } from './redact.js';
+import { registerSecret } from '../logging/redact.js';
 import { type Settings, type VariableName, variables, isVariableName } from './schema.js';
 
 /** Raw string values by variable name; later layers win. */

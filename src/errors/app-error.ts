@@ -1,4 +1,4 @@
-import { formatBytes } from '../logging/human-units.js';
+import { formatBytes } from '../model/human-units.js';
 import { ExitCode } from './exit-codes.js';
 import { freeSpaceOf } from './free-space.js';
 

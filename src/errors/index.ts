@@ -1,2 +1,4 @@
 export * from './app-error.js';
 export * from './exit-codes.js';
+export * from './result-error.js';
+export * from './to-app-error.js';

@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { redact } from '../config/redact.js';
+import { redact } from './redact.js';
 import { fsError } from '../errors/index.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { redact } from '../config/redact.js';
+import { redact } from '../logging/redact.js';
 import { ConfigError, AppError, errnoCode } from '../errors/index.js';
 import type { BackupMetrics } from './metrics.js';
 

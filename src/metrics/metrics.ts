@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { BackupResult } from '../api/backup-result.js';
+import type { BackupResult } from '../model/backup-result.js';
 
 /**
  * Metric names are part of pgbak's interface: dashboards and alert rules

@@ -1,6 +1,6 @@
 import { createTransport } from 'nodemailer';
-import type { BackupResult } from '../api/backup-result.js';
-import { redact, registerSecret } from '../config/redact.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { redact, registerSecret } from '../logging/redact.js';
 import { PermanentDeliveryError } from './delivery-error.js';
 import { describeRun, subjectOf, type NotifyContext } from './run-summary.js';
 

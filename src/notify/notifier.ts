@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BackupResult } from '../api/backup-result.js';
-import { redact } from '../config/redact.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { redact } from '../logging/redact.js';
 import type { Settings } from '../config/schema.js';
 import type { Logger } from '../logging/logger.js';
 import { DEFAULT_SMTP_URL, registerSmtpSecret, renderEmail, sendEmail } from './email.js';

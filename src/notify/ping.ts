@@ -1,4 +1,4 @@
-import { redact } from '../config/redact.js';
+import { redact } from '../logging/redact.js';
 import { deliverHttp } from './webhook.js';
 
 /** The three signals of a dead-man's switch (healthchecks.io style). */

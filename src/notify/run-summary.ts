@@ -1,7 +1,7 @@
-import type { BackupResult } from '../api/backup-result.js';
-import { redact } from '../config/redact.js';
-import type { SizeJudgement } from './size-anomaly.js';
-import { formatBytes, formatDuration } from '../logging/human-units.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { redact } from '../logging/redact.js';
+import type { SizeJudgement } from '../catalog/size-trend.js';
+import { formatBytes, formatDuration } from '../model/human-units.js';
 
 /** Facts about a run that the BackupResult does not carry, supplied by the caller. */
 export interface NotifyContext {

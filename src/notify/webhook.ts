@@ -1,5 +1,5 @@
-import type { BackupResult } from '../api/backup-result.js';
-import { redact, redactValue } from '../config/redact.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { redact, redactValue } from '../logging/redact.js';
 import { PermanentDeliveryError } from './delivery-error.js';
 import { shortText, type NotifyContext } from './run-summary.js';
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Duplex } from 'node:stream';
-import { redact } from '../config/redact.js';
+import { redact } from '../logging/redact.js';
 import { ProcessError, AppError, PgToolError } from '../errors/index.js';
 import { childEnv } from './child-env.js';
 

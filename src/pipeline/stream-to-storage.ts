@@ -1,7 +1,7 @@
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError, InterruptedError, StorageError } from '../errors/index.js';
-import { formatDuration } from '../logging/human-units.js';
+import { StorageError, toAppError, type AppError } from '../errors/index.js';
+import { formatDuration } from '../model/human-units.js';
 import type { Logger } from '../logging/logger.js';
 import type { PutResult, StorageBackend } from '../storage/storage-backend.js';
 import { ChildStage } from './child-stage.js';
@@ -40,18 +40,6 @@ export interface StreamToStorageResult {
   readonly remote: PutResult | undefined;
   /** The upload failed while the local copy succeeded. */
   readonly remoteError: AppError | undefined;
-}
-
-export function toAppError(err: unknown): AppError {
-  if (err instanceof AppError) return err;
-  if (err instanceof Error && err.name === 'AbortError') {
-    const reason = (err as Error & { cause?: unknown }).cause;
-    return reason instanceof AppError ? reason : new InterruptedError('interrupted', { cause: err });
-  }
-  return new AppError('internal', `internal error: ${err instanceof Error ? err.message : String(err)}`, {
-    cause: err,
-    hint: 'this is a bug in pgbak; the log has the details (BACKUP_LOG_LEVEL=debug shows the stack)',
-  });
 }
 
 /**

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { redactUrl } from '../config/redact.js';
+import { redactUrl } from '../logging/redact.js';
 import { AppError, DatabaseError, errnoCode } from '../errors/index.js';
 
 /**

@@ -1,6 +1,6 @@
 import { parseKey } from '../catalog/backup-name.js';
 import type { Logger } from '../logging/logger.js';
-import { formatBytes } from '../logging/human-units.js';
+import { formatBytes } from '../model/human-units.js';
 import { LocalBackend } from '../storage/local-backend.js';
 import { S3Backend, type StaleUpload } from '../storage/s3-backend.js';
 import type { StaleTemp } from '../storage/stale-temps.js';

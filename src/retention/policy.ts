@@ -1,16 +1,10 @@
 import { ConfigError } from '../errors/index.js';
+import type { BackupState } from '../model/backup-state.js';
 
 /**
  * Retention as a pure function: which backups stay, which go, and why. No I/O, no clock: the
  * caller passes `now`, so the same input always gives the same answer (and golden tests).
  */
-
-/**
- * The state of a backup (or of one copy) as the catalog sees it. `foreign`: named like a backup,
- * but neither a manifest nor a run record says pgbak made it (the guide's own script, a manual
- * pg_dump): never deleted.
- */
-export type BackupState = 'good' | 'incomplete' | 'corrupt' | 'foreign';
 
 /** One backup as retention sees it. */
 export interface PolicyBackup {

@@ -1,8 +1,8 @@
-import type { BackupResult } from '../api/backup-result.js';
+import type { BackupResult } from '../model/backup-result.js';
 import type { JobConfig } from '../config/job.js';
 import { AppError, ConfigError, ExitCode } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
-import { type Schedule, formatInTimeZone, parseSchedule } from './schedule.js';
+import { type Schedule, formatInTimeZone, parseSchedule } from '../config/schedule.js';
 import { isTransientFailure } from './transient-failure.js';
 
 export { isTransientFailure, TRANSIENT_ERROR_CODES } from './transient-failure.js';

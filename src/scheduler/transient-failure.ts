@@ -1,4 +1,4 @@
-import type { BackupResult } from '../api/backup-result.js';
+import type { BackupResult } from '../model/backup-result.js';
 import { AppError, ExitCode, errnoCode } from '../errors/index.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { S3Settings } from '../config/job.js';
-import { redact } from '../config/redact.js';
+import { redact } from '../logging/redact.js';
 import { type AppError, errnoCode, InterruptedError, isAppError, StorageError } from '../errors/index.js';
-import { formatDuration } from '../logging/human-units.js';
+import { formatDuration } from '../model/human-units.js';
 
 /**
  * The one mapping from an S3 / network failure to an AppError (unreachable endpoint, timeout,

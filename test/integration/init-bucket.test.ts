@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { ExitCode } from '../../src/errors/index.js';
-import { initBucket, LIFECYCLE_WARNING, PROBE_PREFIX } from '../../src/retention/init-bucket.js';
+import { initBucket, LIFECYCLE_WARNING, PROBE_PREFIX } from '../../src/storage/init-bucket.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import { awsEnv, execFileAsync, services, uniqueId } from '../helpers/services.js';
 

@@ -3,11 +3,11 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { BackupResult } from '../../src/api/backup-result.js';
+import type { BackupResult } from '../../src/model/backup-result.js';
 import { MemoryLogger } from '../../src/logging/logger.js';
 import { notifyRun, pingStart, type NotifySettings } from '../../src/notify/notifier.js';
 import { pingUrlFor } from '../../src/notify/ping.js';
-import { judgeSize } from '../../src/notify/size-anomaly.js';
+import { judgeSize } from '../../src/catalog/size-trend.js';
 
 const SMTP_USER = 'pgbak-mailer';
 const SMTP_PASS = 'Sm7p-P@ss:w0rd!';

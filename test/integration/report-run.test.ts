@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BackupResult } from '../../src/api/backup-result.js';
+import type { BackupResult } from '../../src/model/backup-result.js';
 import { hasSizeAnomaly, reportRun } from '../../src/api/report-run.js';
 import { lastRunKey, readLastRun } from '../../src/catalog/last-run.js';
 import { loadJobs } from '../../src/config/config-file.js';

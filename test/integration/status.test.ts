@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BackupResult } from '../../src/api/backup-result.js';
+import type { BackupResult } from '../../src/model/backup-result.js';
 import type { StatusReport } from '../../src/api/status.js';
 import { lastRunRecord, writeLastRun } from '../../src/catalog/last-run.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { BackupResult } from '../../src/api/backup-result.js';
+import type { BackupResult } from '../../src/model/backup-result.js';
 import { type JobConfig, resolveJob } from '../../src/config/job.js';
 import { loadSettings } from '../../src/config/load.js';
 import {

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, mkdirSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { BackupResult } from '../../src/api/backup-result.js';
+import type { BackupResult } from '../../src/model/backup-result.js';
 import { ConfigError } from '../../src/errors/index.js';
 import { BackupMetrics } from '../../src/metrics/metrics.js';
 import { parseMetricsText, readMetricsTextfile, updateMetricsTextfile, writeMetricsTextfile } from '../../src/metrics/textfile.js';

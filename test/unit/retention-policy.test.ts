@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors/index.js';
-import { applyPolicy, dayKey, isoWeekKey, monthKey, type BackupState, type PolicyBackup, type RetentionPolicy } from '../../src/retention/policy.js';
+import type { BackupState } from '../../src/model/backup-state.js';
+import { applyPolicy, dayKey, isoWeekKey, monthKey, type PolicyBackup, type RetentionPolicy } from '../../src/retention/policy.js';
 
 const H = 3_600_000;
 const D = 24 * H;

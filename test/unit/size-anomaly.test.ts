@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { judgeSize } from '../../src/notify/size-anomaly.js';
+import { judgeSize } from '../../src/catalog/size-trend.js';
 
 describe('judgeSize', () => {
   it('makes no judgement with fewer than 3 earlier good backups', () => {

@@ -1,8 +1,8 @@
 import { Option, type Command } from '@commander-js/extra-typings';
 import { adopt, type AdoptResult } from '../../api/adopt.js';
-import { redact } from '../../config/redact.js';
+import { redact } from '../../logging/redact.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
-import { formatBytes } from '../../logging/human-units.js';
+import { formatBytes } from '../../model/human-units.js';
 import { createStorage } from '../../storage/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { stopOnSignals } from '../signals.js';

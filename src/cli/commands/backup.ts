@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import { backup, type BackupOptions } from '../../api/backup.js';
-import type { BackupResult } from '../../api/backup-result.js';
+import type { BackupResult } from '../../model/backup-result.js';
 import { planBackup } from '../../api/plan.js';
 import { ExitCode } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
@@ -10,7 +10,7 @@ import { renderError } from '../render.js';
 import { addCommonOptions } from '../options.js';
 import { runAfterBackup } from '../../api/after-backup.js';
 import { reportStart } from '../../api/report-run.js';
-import { formatBytes, formatDuration } from '../../logging/human-units.js';
+import { formatBytes, formatDuration } from '../../model/human-units.js';
 
 interface BackupFlags extends CommonFlags {
   dryRun?: boolean;

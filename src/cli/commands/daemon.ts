@@ -3,7 +3,7 @@ import type { Command } from '@commander-js/extra-typings';
 import { runAfterBackup } from '../../api/after-backup.js';
 import { backup } from '../../api/backup.js';
 import { uploadBackup } from '../../api/upload-backup.js';
-import type { BackupResult } from '../../api/backup-result.js';
+import type { BackupResult } from '../../model/backup-result.js';
 import { hasSizeAnomaly, reportStart } from '../../api/report-run.js';
 import { databaseStatus, jobTarget } from '../../api/status.js';
 import type { JobConfig } from '../../config/job.js';
@@ -13,10 +13,10 @@ import { startMetricsServer, type HealthReport, type MetricsServer } from '../..
 import { BackupMetrics, type MetricsSeed } from '../../metrics/metrics.js';
 
 import { installSignalHandlers, startDaemon, type DaemonStopped } from '../../scheduler/daemon.js';
-import { releaseHeldLocks } from '../../scheduler/lock.js';
+import { releaseHeldLocks } from '../../catalog/run-lock.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
-import { formatDuration } from '../../logging/human-units.js';
+import { formatDuration } from '../../model/human-units.js';
 
 /** `pgbak daemon`: run every job (or `--job`) on its schedule until SIGTERM/SIGINT. */
 export function registerDaemon(program: Command): void {

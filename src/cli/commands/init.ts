@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import { ConfigError, ExitCode, StorageError } from '../../errors/index.js';
-import { initBucket } from '../../retention/init-bucket.js';
+import { initBucket } from '../../storage/init-bucket.js';
 import { S3Backend } from '../../storage/s3-backend.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';

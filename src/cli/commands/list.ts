@@ -5,7 +5,7 @@ import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { table } from '../render.js';
 import { stopOnSignals } from '../signals.js';
-import { formatBytes, formatDuration } from '../../logging/human-units.js';
+import { formatBytes, formatDuration } from '../../model/human-units.js';
 
 interface ListFlags extends CommonFlags {
   local?: boolean;

@@ -6,7 +6,7 @@ import { createStorage } from '../../storage/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { stopOnSignals } from '../signals.js';
-import { formatBytes } from '../../logging/human-units.js';
+import { formatBytes } from '../../model/human-units.js';
 
 interface PruneFlags extends CommonFlags {
   dryRun?: boolean;

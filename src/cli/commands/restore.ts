@@ -1,14 +1,14 @@
 import { createInterface } from 'node:readline/promises';
 import { Option, type Command } from '@commander-js/extra-typings';
 import { restore, type RestoreResult } from '../../api/restore.js';
-import { redactUrl } from '../../config/redact.js';
+import { redactUrl } from '../../logging/redact.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { stopOnSignals } from '../signals.js';
 
 import { createRestoreProgress } from '../progress.js';
-import { formatDuration } from '../../logging/human-units.js';
+import { formatDuration } from '../../model/human-units.js';
 
 interface RestoreFlags extends CommonFlags {
   latest?: boolean;

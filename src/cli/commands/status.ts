@@ -7,7 +7,7 @@ import { LineLogger } from '../../logging/logger.js';
 import { flagLayer, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { stopOnSignals } from '../signals.js';
-import { formatBytes, formatDuration } from '../../logging/human-units.js';
+import { formatBytes, formatDuration } from '../../model/human-units.js';
 
 interface StatusFlags extends CommonFlags {
   json?: boolean;

@@ -4,7 +4,7 @@ import { ExitCode, UsageError } from '../../errors/index.js';
 import { updateMetricsTextfile } from '../../metrics/textfile.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { stopOnSignals } from '../signals.js';
-import { formatDuration } from '../../logging/human-units.js';
+import { formatDuration } from '../../model/human-units.js';
 
 interface VerifyFlags extends CommonFlags {
   latest?: boolean;

@@ -1,5 +1,3 @@
-import { AppError } from '../errors/index.js';
-
 /** What one backup run did, as returned by `backup()` and rendered by `--json`. */
 export interface BackupResult {
   readonly status: 'ok' | 'partial' | 'failed' | 'dry-run';
@@ -33,15 +31,4 @@ export interface BackupResult {
   readonly systemIdentifier?: string | undefined;
   /** Warnings that did not fail the run (size anomaly, prune problems, notification failures). */
   readonly warnings: readonly string[];
-}
-
-/** The `error` of a result, from the AppError that ended the run (its cause's code kept for retries). */
-export function resultError(error: AppError): NonNullable<BackupResult['error']> {
-  return {
-    code: error.code,
-    message: error.message,
-    hint: error.hint,
-    exitCode: error.exitCode,
-    causeCode: error.cause instanceof AppError ? error.cause.code : undefined,
-  };
 }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { UsageError } from '../errors/index.js';
-import type { S3Backend } from '../storage/s3-backend.js';
-import type { StorageBackend } from '../storage/storage-backend.js';
+import type { S3Backend } from './s3-backend.js';
+import type { StorageBackend } from './storage-backend.js';
 
 /** What `initBucket` needs of a bucket backend (an `S3Backend` has all of it). */
 export type BucketBackend = StorageBackend & Pick<S3Backend, 'ensureBucket' | 'setLifecycle' | 'bucket' | 'prefix'>;

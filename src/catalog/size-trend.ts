@@ -1,4 +1,4 @@
-import { formatBytes } from '../logging/human-units.js';
+import { formatBytes } from '../model/human-units.js';
 
 /**
  * Size anomalies: a backup much smaller than usual often means a dropped table or a dump of the

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { connect } from '../postgres/connection.js';
+import { connect } from './connection.js';
 
 export interface BackupProgress {
   readonly bytes: number;
