@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { isAppError, NotFoundError } from '../errors/index.js';
 import type { BackupState } from '../model/backup-state.js';
+import { forEachLimit } from '../model/for-each-limit.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { parseKey, type ParsedKey } from './backup-name.js';
 import { parseManifest, type Manifest, type VerificationRecord } from './manifest.js';
@@ -142,15 +143,6 @@ function parseVerification(text: string): VerificationRecord | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Run `fn` over `items`, at most `limit` at a time. */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
 
 async function collect(backend: StorageBackend, where: LocationName, prefix: string | undefined, into: Map<string, RawBackup>) {
