@@ -21,6 +21,7 @@ import type { BackupResult } from '../model/backup-result.js';
 /** The text that starts the warning of a size anomaly (people read it; code reads `sizeAnomaly`). */
 const SIZE_ANOMALY_WARNING = 'size anomaly: ';
 
+/** Options of {@link reportRun}. */
 export interface ReportRunOptions {
   readonly job: JobConfig;
   readonly result: BackupResult;

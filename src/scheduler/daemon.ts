@@ -10,6 +10,7 @@ import { Semaphore } from './semaphore.js';
 
 export { isTransientFailure, TRANSIENT_ERROR_CODES } from './transient-failure.js';
 
+/** Options of {@link startDaemon}: the jobs, what one run of a job is, and the limits. */
 export interface DaemonOptions {
   /** Each runs on `settings.BACKUP_SCHEDULE` in `settings.BACKUP_TZ`; once at start when BACKUP_RUN_ON_START. */
   readonly jobs: readonly JobConfig[];
