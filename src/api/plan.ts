@@ -6,8 +6,10 @@ import { PartialError, type AppError } from '../errors/index.js';
 import { compressionPlan } from '../pipeline/compression.js';
 import { preflight, type CheckResult } from './preflight.js';
 
+/** What `backup --dry-run` found and would do, as data (the CLI renders it). */
 export interface BackupPlan {
-  readonly text: string;
+  /** ready: a backup would succeed; partial: it would be kept locally only (exit 3); fail: a check failed. */
+  readonly verdict: 'ready' | 'partial' | 'fail';
   readonly data: {
     readonly job: string;
     readonly database: string;
@@ -56,23 +58,9 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
     'write the manifest last (locally, then in the bucket)',
     job.settings.BACKUP_PRUNE ? `prune: keep ${job.retention.days} days, never fewer than ${job.retention.keepMin} good backups` : 'no prune (BACKUP_PRUNE=false)',
   ];
-  const lines = [
-    `pgbak backup --dry-run: job ${job.name}, database ${job.database} (${redactUrl(job.databaseUrl)})`,
-    'checks:',
-    ...pre.checks.map((c) => `  [${c.ok ? 'ok' : 'FAIL'}] ${c.check}: ${c.detail}`),
-    'steps:',
-    ...steps.map((s, i) => `  ${i + 1}. ${s}`),
-    'would create:',
-    ...files.map((f) => `  ${f}`),
-    ...objects.map((o) => `  ${o}`),
-    pre.error
-      ? 'result: a backup would FAIL (see the failed check)'
-      : pre.bucketError
-        ? 'result: a backup would be PARTIAL: kept locally, not uploaded (exit 3; see the failed check)'
-        : 'result: ready; nothing was changed',
-  ];
+  const verdict = pre.error ? 'fail' : pre.bucketError ? 'partial' : 'ready';
   return {
-    text: lines.join('\n') + '\n',
+    verdict,
     data: {
       job: job.name,
       database: job.database,

@@ -5,8 +5,10 @@ import type { JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
 import { updateMetricsTextfile } from '../metrics/textfile.js';
 import { notifyRun, notifySettingsFrom, pingStart, type NotifyOutcome, type RetryPolicy } from '../notify/notifier.js';
-import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
-import { createStorage } from '../storage/index.js';
+import { judgeSize, SIZE_HISTORY_WINDOW } from '../catalog/size-trend.js';
+import type { SizeJudgement } from '../model/size-judgement.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { messageOf } from '../errors/error-message.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
 
@@ -16,14 +18,10 @@ import type { BackupResult } from '../model/backup-result.js';
  * and never hides a failed one.
  */
 
-/** Warnings that start with this mark a size anomaly (see {@link hasSizeAnomaly}). */
-export const SIZE_ANOMALY_WARNING = 'size anomaly: ';
+/** The text that starts the warning of a size anomaly (people read it; code reads `sizeAnomaly`). */
+const SIZE_ANOMALY_WARNING = 'size anomaly: ';
 
-/** True when reportRun judged the run's size anomalous. */
-export function hasSizeAnomaly(result: Pick<BackupResult, 'warnings'>): boolean {
-  return result.warnings.some((w) => w.startsWith(SIZE_ANOMALY_WARNING));
-}
-
+/** Options of {@link reportRun}. */
 export interface ReportRunOptions {
   readonly job: JobConfig;
   readonly result: BackupResult;
@@ -38,6 +36,8 @@ export interface ReportRunOptions {
   readonly now?: () => Date;
   /** Notification retry policy (tests make it impatient). */
   readonly notifyRetry?: Partial<RetryPolicy> | undefined;
+  /** The run's storage (default: opened and released here). */
+  readonly storage?: JobStorage | undefined;
 }
 
 /** Where a job stores backups, for people: `/var/backups/db + s3://bucket/backups/`. */
@@ -48,7 +48,8 @@ export function destinationOf(job: Pick<JobConfig, 'backupDir' | 's3'>): string 
 /**
  * Report a finished run (dry runs are returned unchanged):
  * 1. size check against the median of the previous up-to-7 good backups of the database
- *    (`judgeSize`, BACKUP_SIZE_TOLERANCE); an anomaly is logged and becomes a warning;
+ *    (`judgeSize`, BACKUP_SIZE_TOLERANCE); an anomaly is logged, becomes a warning and sets
+ *    `sizeAnomaly` of the result;
  * 2. METRICS_TEXTFILE, when set, is updated with the run;
  * 3. notifications (e-mail, webhook, ping) via `notifyRun`; an undelivered one becomes a warning;
  * 4. the last-run record is written to BACKUP_DIR and, when storage is configured, the bucket.
@@ -57,85 +58,117 @@ export function destinationOf(job: Pick<JobConfig, 'backupDir' | 's3'>): string 
 export async function reportRun(options: ReportRunOptions): Promise<BackupResult> {
   const { job } = options;
   if (options.result.status === 'dry-run') return options.result;
-  const now = options.now ?? (() => new Date());
   const logger = options.logger.child({ job: job.name, database: job.database });
   const warnings = [...options.result.warnings];
-  const warn = (warning: string, message: string, fields: Record<string, unknown> = {}) => {
-    logger.warn(message, fields);
-    warnings.push(warning);
+  const report: Report = {
+    options,
+    logger,
+    now: options.now ?? (() => new Date()),
+    warnings,
+    warn: (warning, message, fields = {}) => {
+      logger.warn(message, fields);
+      warnings.push(warning);
+    },
   };
-  const storage = createStorage(job);
-  // After an unreachable or failing bucket, do not wait on it again for the history.
-  const remoteDown = options.result.status === 'partial' || (options.result.error?.code.startsWith('storage') ?? false);
+  await using owned = options.storage ? undefined : openStorage(job);
+  const storage = options.storage ?? owned!;
+  let result = options.result;
   try {
-    // 1. History and size check.
-    let previousGood = options.previousGood;
-    if (!previousGood) {
-      const read = await readHistory(job, storage.local, remoteDown ? undefined : storage.remote);
-      previousGood = read.entries;
-      if (read.problem) warn(`backup history partly unreadable: ${read.problem}`, 'backup history partly unreadable', { error: read.problem });
-    }
-    const earlier = previousGood.filter((e) => e.state === 'good' && e.name !== options.result.name && (e.database ?? job.database) === job.database);
-    let judgement: SizeJudgement | undefined;
-    if (options.result.sizeBytes !== undefined) {
-      judgement = judgeSize(options.result.sizeBytes, earlier.slice(0, SIZE_HISTORY_WINDOW).map((e) => e.size), job.settings.BACKUP_SIZE_TOLERANCE);
-      if (judgement.anomalous) warn(`${SIZE_ANOMALY_WARNING}${judgement.reason}`, `size anomaly: ${judgement.reason}`, { backup: options.result.name });
-      else logger.debug('size check', { reason: judgement.reason });
-    }
-    const anomaly = judgement?.anomalous === true;
-
-    // 2. Metrics textfile; the restore-test gauges follow the newest passed restore test in the catalog.
-    const textfile = job.settings.METRICS_TEXTFILE;
-    if (textfile) {
-      try {
-        const result = options.result;
-        const tested = previousGood
-          .map((e) => e.verification)
-          .filter((v) => v?.kind === 'restore-test' && v.ok)
-          .sort((a, b) => Date.parse(b!.verifiedAt) - Date.parse(a!.verifiedAt))[0];
-        await updateMetricsTextfile(textfile, (m) => {
-          if (tested) m.recordRestoreTest({ job: job.name, database: job.database, ok: true, durationMs: tested.durationMs, at: tested.verifiedAt });
-          m.recordRun(result, { anomaly });
-        });
-      } catch (err) {
-        warn(`metrics not written: ${messageOf(err)}`, 'metrics textfile not written', { path: textfile, error: messageOf(err) });
-      }
-    }
-
-    // 3. Notifications.
-    const newestEarlier = earlier[0];
-    const outcomes = await notifyRun({
-      result: { ...options.result, warnings: [...warnings] },
-      settings: notifySettingsFrom(job.settings),
-      context: {
-        host: hostname(),
-        lastGoodAgeMs: options.result.status === 'ok' || !newestEarlier ? undefined : Math.max(0, now().getTime() - newestEarlier.time.getTime()),
-        location: destinationOf(job),
-        sizeJudgement: judgement,
-      },
-      logger,
-      ...(options.notifyRetry ? { retry: options.notifyRetry } : {}),
-    });
-    for (const o of outcomes) if (!o.ok) warnings.push(`${o.channel} notification not delivered: ${o.error ?? 'unknown error'}`);
-
-    // 4. The last-run record, with every warning so far.
-    const record = lastRunRecord(job.filePrefix, { ...options.result, warnings: [...warnings] }, now());
-    const targets: [string, StorageBackend][] = [['local', storage.local]];
-    if (storage.remote) targets.push(['bucket', storage.remote]);
-    for (const [where, backend] of targets) {
-      try {
-        await writeLastRun(backend, record);
-      } catch (err) {
-        warn(`last-run record not written to the ${where}: ${messageOf(err)}`, `last-run record not written to the ${where}`, { error: messageOf(err) });
-      }
-    }
+    const previousGood = await history(report, storage);
+    const earlier = previousGood.filter((e) => e.state === 'good' && e.name !== result.name && (e.database ?? job.database) === job.database);
+    const judgement = checkSize(report, earlier);
+    if (judgement?.anomalous) result = { ...result, sizeAnomaly: judgement };
+    await writeMetrics(report, result, previousGood);
+    await notify(report, result, earlier, judgement);
+    await recordLastRun(report, result, storage);
   } catch (err) {
     // Only a bug gets here: every step catches its own failures. Still never fail the run.
-    warn(`reporting failed: ${messageOf(err)}`, 'reporting failed', { error: messageOf(err) });
-  } finally {
-    storage.remote?.destroy();
+    report.warn(`reporting failed: ${messageOf(err)}`, 'reporting failed', { error: messageOf(err) });
   }
-  return { ...options.result, warnings };
+  return { ...result, warnings };
+}
+
+/** The state of one reportRun: its options, and the warnings its steps add. */
+interface Report {
+  readonly options: ReportRunOptions;
+  readonly logger: Logger;
+  readonly now: () => Date;
+  readonly warnings: string[];
+  warn(warning: string, message: string, fields?: Record<string, unknown>): void;
+}
+
+/** 1a. The database's catalog entries, newest first (given, or read from storage). */
+async function history(report: Report, storage: JobStorage): Promise<readonly CatalogEntry[]> {
+  const { options } = report;
+  if (options.previousGood) return options.previousGood;
+  // After an unreachable or failing bucket, do not wait on it again for the history.
+  const remoteDown = options.result.status === 'partial' || (options.result.error?.code.startsWith('storage') ?? false);
+  const read = await readHistory(options.job, storage.local, remoteDown ? undefined : storage.remote);
+  if (read.problem) report.warn(`backup history partly unreadable: ${read.problem}`, 'backup history partly unreadable', { error: read.problem });
+  return read.entries;
+}
+
+/** 1b. The size check against the earlier good backups; an anomaly becomes a warning. */
+function checkSize(report: Report, earlier: readonly CatalogEntry[]): SizeJudgement | undefined {
+  const { result, job } = report.options;
+  if (result.sizeBytes === undefined) return undefined;
+  const sizes = earlier.slice(0, SIZE_HISTORY_WINDOW).map((e) => e.size);
+  const judgement = judgeSize(result.sizeBytes, sizes, job.settings.BACKUP_SIZE_TOLERANCE);
+  if (judgement.anomalous) report.warn(`${SIZE_ANOMALY_WARNING}${judgement.reason}`, `size anomaly: ${judgement.reason}`, { backup: result.name });
+  else report.logger.debug('size check', { reason: judgement.reason });
+  return judgement;
+}
+
+/** 2. The metrics textfile; the restore-test gauges follow the newest passed restore test in the catalog. */
+async function writeMetrics(report: Report, result: BackupResult, previousGood: readonly CatalogEntry[]): Promise<void> {
+  const { job } = report.options;
+  const textfile = job.settings.METRICS_TEXTFILE;
+  if (!textfile) return;
+  try {
+    const tested = previousGood
+      .map((e) => e.verification)
+      .filter((v) => v?.kind === 'restore-test' && v.ok)
+      .sort((a, b) => Date.parse(b!.verifiedAt) - Date.parse(a!.verifiedAt))[0];
+    await updateMetricsTextfile(textfile, (m) => {
+      if (tested) m.recordRestoreTest({ job: job.name, database: job.database, ok: true, durationMs: tested.durationMs, at: tested.verifiedAt });
+      m.recordRun(result);
+    });
+  } catch (err) {
+    report.warn(`metrics not written: ${messageOf(err)}`, 'metrics textfile not written', { path: textfile, error: messageOf(err) });
+  }
+}
+
+/** 3. Notifications; an undelivered one becomes a warning. */
+async function notify(report: Report, result: BackupResult, earlier: readonly CatalogEntry[], judgement: SizeJudgement | undefined): Promise<void> {
+  const { options } = report;
+  const newestEarlier = earlier[0];
+  const outcomes = await notifyRun({
+    result: { ...result, warnings: [...report.warnings] },
+    settings: notifySettingsFrom(options.job.settings),
+    context: {
+      host: hostname(),
+      lastGoodAgeMs: result.status === 'ok' || !newestEarlier ? undefined : Math.max(0, report.now().getTime() - newestEarlier.time.getTime()),
+      location: destinationOf(options.job),
+      sizeJudgement: judgement,
+    },
+    logger: report.logger,
+    ...(options.notifyRetry ? { retry: options.notifyRetry } : {}),
+  });
+  for (const o of outcomes) if (!o.ok) report.warnings.push(`${o.channel} notification not delivered: ${o.error ?? 'unknown error'}`);
+}
+
+/** 4. The last-run record, with every warning so far, locally and in the bucket. */
+async function recordLastRun(report: Report, result: BackupResult, storage: JobStorage): Promise<void> {
+  const record = lastRunRecord(report.options.job.filePrefix, { ...result, warnings: [...report.warnings] }, report.now());
+  const targets: [string, StorageBackend][] = [['local', storage.local]];
+  if (storage.remote) targets.push(['bucket', storage.remote]);
+  for (const [where, backend] of targets) {
+    try {
+      await writeLastRun(backend, record);
+    } catch (err) {
+      report.warn(`last-run record not written to the ${where}: ${messageOf(err)}`, `last-run record not written to the ${where}`, { error: messageOf(err) });
+    }
+  }
 }
 
 /**
@@ -166,8 +199,4 @@ async function readHistory(
       return { entries: [], problem: messageOf(err2) };
     }
   }
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

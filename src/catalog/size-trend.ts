@@ -1,4 +1,5 @@
 import { formatBytes } from '../model/human-units.js';
+import type { SizeJudgement } from '../model/size-judgement.js';
 
 /**
  * Size anomalies: a backup much smaller than usual often means a dropped table or a dump of the
@@ -11,17 +12,7 @@ export const SIZE_HISTORY_WINDOW = 7;
 /** Fewer earlier good backups than this: no judgement. */
 export const SIZE_HISTORY_MINIMUM = 3;
 
-/** Outcome of {@link judgeSize}. */
-export interface SizeJudgement {
-  /** True when the size lies outside ±tolerance of the median. */
-  readonly anomalous: boolean;
-  /** Median of the earlier sizes that were compared (absent when there was no judgement). */
-  readonly median?: number;
-  /** Signed relative deviation from the median: +0.8 is 80 % larger, -0.6 is 60 % smaller. */
-  readonly deviation?: number;
-  /** One human sentence: why the size is (not) anomalous, or why there was no judgement. */
-  readonly reason: string;
-}
+export type { SizeJudgement } from '../model/size-judgement.js';
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -12,6 +12,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { renderError } from './render.js';
+import type { OutcomeSlot } from './outcome.js';
 
 function helpFooter(): string {
   const vars = variables.map((v) => `  ${v.name.padEnd(22)} ${v.description}${'default' in v && v.default ? ` [${v.default}]` : ''}`);
@@ -27,7 +28,7 @@ function helpFooter(): string {
   ].join('\n');
 }
 
-export function buildProgram(): Command {
+export function buildProgram(slot: OutcomeSlot): Command {
   const program = new Command()
     .name('pgbak')
     .description('PostgreSQL backups: pg_dump → gpg → local disk + S3/MinIO, manifests, retention, verified restores')
@@ -35,7 +36,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run `pgbak --help` for usage)')
     .exitOverride();
   program.addHelpText('after', helpFooter());
-  registerBackup(program);
+  registerBackup(program, slot);
   registerList(program);
   registerRestore(program);
   registerVerify(program);
@@ -43,7 +44,7 @@ export function buildProgram(): Command {
   registerAdopt(program);
   registerInit(program);
   registerStatus(program);
-  registerDaemon(program);
+  registerDaemon(program, slot);
   return program;
 }
 
@@ -51,9 +52,14 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   // The AWS SDK warns on every S3 client that Node 20 is past its end of life; pgbak supports
   // Node 20 on purpose, and the warning would pollute `status` checks and cron mail.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const program = buildProgram();
+  const slot: OutcomeSlot = { outcome: undefined };
+  const program = buildProgram(slot);
   try {
     await program.parseAsync(argv);
+    if (slot.outcome) {
+      for (const e of slot.outcome.errors) renderError(e);
+      return slot.outcome.exitCode;
+    }
     return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {

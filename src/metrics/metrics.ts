@@ -114,8 +114,11 @@ export class BackupMetrics {
     return this.registry.contentType;
   }
 
-  /** Update the gauges (and the run counter) after a backup run. Dry runs are ignored. */
-  recordRun(result: BackupResult, options: { anomaly: boolean }): void {
+  /**
+   * Update the gauges (and the run counter) after a backup run. Dry runs are ignored. The size
+   * anomaly gauge follows `result.sizeAnomaly` unless `options.anomaly` says otherwise.
+   */
+  recordRun(result: BackupResult, options: { anomaly?: boolean } = {}): void {
     if (result.status === 'dry-run') return;
     const labels: Labels = { job: result.job, database: result.database };
     const key = keyOf(labels);
@@ -133,7 +136,7 @@ export class BackupMetrics {
     }
     if (result.sizeBytes !== undefined) {
       this.gauges.lastSize.set(labels, result.sizeBytes);
-      this.gauges.sizeAnomaly.set(labels, options.anomaly ? 1 : 0);
+      this.gauges.sizeAnomaly.set(labels, (options.anomaly ?? result.sizeAnomaly?.anomalous === true) ? 1 : 0);
     }
     this.runs?.inc({ ...labels, status: result.status });
   }

@@ -1,3 +1,5 @@
+import type { SizeJudgement } from './size-judgement.js';
+
 /** What one backup run did, as returned by `backup()` and rendered by `--json`. */
 export interface BackupResult {
   readonly status: 'ok' | 'partial' | 'failed' | 'dry-run';
@@ -29,6 +31,11 @@ export interface BackupResult {
     | undefined;
   /** The server's system identifier, once the run reached the database (identity of the backups). */
   readonly systemIdentifier?: string | undefined;
+  /**
+   * Set by the report of a run (reportRun) when the size check found the backup's size anomalous;
+   * absent otherwise (the webhook body sets it to the judgement, or null). The warnings then also carry it as text (`size anomaly: …`).
+   */
+  readonly sizeAnomaly?: SizeJudgement | null | undefined;
   /** Warnings that did not fail the run (size anomaly, prune problems, notification failures). */
   readonly warnings: readonly string[];
 }

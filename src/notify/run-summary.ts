@@ -1,6 +1,6 @@
 import type { BackupResult } from '../model/backup-result.js';
 import { redact } from '../logging/redact.js';
-import type { SizeJudgement } from '../catalog/size-trend.js';
+import type { SizeJudgement } from '../model/size-judgement.js';
 import { formatBytes, formatDuration } from '../model/human-units.js';
 
 /** Facts about a run that the BackupResult does not carry, supplied by the caller. */

@@ -1,12 +1,16 @@
 import type { BackupResult } from '../model/backup-result.js';
 import type { JobConfig } from '../config/job.js';
-import { AppError, ConfigError, ExitCode } from '../errors/index.js';
+import { ConfigError } from '../errors/index.js';
+import { messageOf } from '../errors/error-message.js';
 import type { Logger } from '../logging/logger.js';
 import { type Schedule, formatInTimeZone, parseSchedule } from '../config/schedule.js';
 import { isTransientFailure } from './transient-failure.js';
+import { runWithRetries, safe } from './run-with-retries.js';
+import { Semaphore } from './semaphore.js';
 
 export { isTransientFailure, TRANSIENT_ERROR_CODES } from './transient-failure.js';
 
+/** Options of {@link startDaemon}: the jobs, what one run of a job is, and the limits. */
 export interface DaemonOptions {
   /** Each runs on `settings.BACKUP_SCHEDULE` in `settings.BACKUP_TZ`; once at start when BACKUP_RUN_ON_START. */
   readonly jobs: readonly JobConfig[];
@@ -55,8 +59,6 @@ export interface Daemon {
    * once (their cleanup still runs). A third stops waiting for them.
    */
   stop(reason?: string): void;
-  /** Jobs with a run in progress (running, queued for a slot, or waiting to retry). */
-  busyJobs(): string[];
 }
 
 interface JobState {
@@ -73,11 +75,6 @@ interface JobState {
 /** setTimeout's limit (about 24.8 days): longer waits are made of several timers. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Start the scheduler and resolve when it stopped. Stop it with `options.signal`. */
-export function runDaemon(options: DaemonOptions): Promise<DaemonStopped> {
-  return startDaemon(options).done;
-}
-
 /**
  * Start the scheduler: each job on its cron schedule, never overlapping itself (a slot that comes
  * while the job's previous run is still going, queued or waiting to retry is skipped and logged),
@@ -85,55 +82,159 @@ export function runDaemon(options: DaemonOptions): Promise<DaemonStopped> {
  * Throws a ConfigError naming the job when a schedule is invalid (loadJobs reports that earlier).
  */
 export function startDaemon(options: DaemonOptions): Daemon {
-  const now = options.now ?? (() => new Date());
-  const isTransient = options.isTransient ?? isTransientFailure;
-  const retryBaseMs = options.retryBaseMs ?? 30_000;
-  const abortGraceMs = options.abortGraceMs ?? 60_000;
-  const log = options.logger;
+  const scheduler = new JobScheduler(options);
+  scheduler.start();
+  return { done: scheduler.done, stop: (reason) => scheduler.stop(reason) };
+}
 
-  const states: JobState[] = options.jobs.map((job) => ({
-    job,
-    schedule: scheduleOf(job),
-    log: log.child({ job: job.name }),
-    timer: undefined,
-    lastSlot: undefined,
-    next: undefined,
-    busy: false,
-  }));
-
-  let stopRequests = 0;
+/** The jobs' timers, their runs in progress and the stop sequence of one daemon (see startDaemon). */
+export class JobScheduler {
+  /** Resolves once stopped (see Daemon.done). */
+  readonly done: Promise<DaemonStopped>;
+  private readonly now: () => Date;
+  private readonly log: Logger;
+  private readonly states: JobState[];
+  private stopRequests = 0;
   /** Aborted on the first stop request: cancels queued runs and retry waits. */
-  const stopping = new AbortController();
+  private readonly stopping = new AbortController();
   /** One controller per backup in progress. */
-  const running = new Set<AbortController>();
-  const executions = new Set<Promise<void>>();
-  const otherTimers = new Set<NodeJS.Timeout>();
-  const slots = new Semaphore(Math.max(1, options.concurrency));
-  let resolveDone!: (stopped: DaemonStopped) => void;
-  const done = new Promise<DaemonStopped>((r) => (resolveDone = r));
-  let finished = false;
+  private readonly running = new Set<AbortController>();
+  private readonly executions = new Set<Promise<void>>();
+  private readonly otherTimers = new Set<NodeJS.Timeout>();
+  private readonly slots: Semaphore;
+  private resolveDone!: (stopped: DaemonStopped) => void;
+  private finished = false;
+  private aborted = false;
 
-  const finish = () => {
-    if (finished) return;
-    finished = true;
-    for (const t of otherTimers) clearTimeout(t);
-    const abandoned = executions.size > 0 ? states.filter((s) => s.busy).map((s) => s.job.name) : [];
-    if (abandoned.length > 0) log.error(`daemon stopped, abandoning the run(s) of ${abandoned.join(', ')} that did not stop`);
-    else log.info('daemon stopped');
-    resolveDone({ abandoned });
-  };
-  const maybeFinish = () => {
-    if (stopRequests > 0 && executions.size === 0) finish();
-  };
-  const later = (ms: number, fn: () => void) => {
-    const t = setTimeout(() => {
-      otherTimers.delete(t);
-      fn();
-    }, ms);
-    otherTimers.add(t);
-  };
+  constructor(private readonly options: DaemonOptions) {
+    this.now = options.now ?? (() => new Date());
+    this.log = options.logger;
+    this.slots = new Semaphore(Math.max(1, options.concurrency));
+    this.states = options.jobs.map((job) => ({
+      job,
+      schedule: scheduleOf(job),
+      log: this.log.child({ job: job.name }),
+      timer: undefined,
+      lastSlot: undefined,
+      next: undefined,
+      busy: false,
+    }));
+    this.done = new Promise<DaemonStopped>((r) => (this.resolveDone = r));
+  }
 
-  function logNext(state: JobState, message = 'next run'): void {
+  /** Arm every job's timer, start the BACKUP_RUN_ON_START runs, and listen to options.signal. */
+  start(): void {
+    const { options, log, states } = this;
+    log.info(`daemon started with ${states.length} job(s)`, { concurrency: options.concurrency, retries: options.retries });
+    for (const state of states) {
+      this.scheduleNext(state);
+      this.logNext(state);
+    }
+    for (const state of states) if (state.job.settings.BACKUP_RUN_ON_START) this.execute(state, 'start');
+    if (options.signal) {
+      if (options.signal.aborted) this.stop('signal');
+      else options.signal.addEventListener('abort', () => this.stop('signal'), { once: true });
+    }
+  }
+
+  /** A stop request (see Daemon.stop). */
+  stop(reason = 'stop requested'): void {
+    const { log, options } = this;
+    this.stopRequests++;
+    if (this.stopRequests === 1) {
+      for (const s of this.states) if (s.timer) clearTimeout(s.timer);
+      this.stopping.abort();
+      const active = this.busyJobs();
+      log.info(`stopping (${reason}): no new runs`, { running: active.length ? active.join(',') : undefined });
+      if (this.running.size > 0) {
+        log.info(`waiting up to ${options.stopTimeoutMs} ms for running backups to finish`);
+        this.later(options.stopTimeoutMs, () => this.abortRunning(`still running ${options.stopTimeoutMs} ms after the stop request`));
+      }
+      this.maybeFinish();
+    } else if (this.stopRequests === 2) {
+      this.abortRunning(`${reason} again: stopping at once`);
+      this.maybeFinish();
+    } else {
+      log.warn('not waiting for running backups to clean up');
+      this.finish();
+    }
+  }
+
+  /** Set the job's timer for `slot`; when it fires, run the job unless its previous run is still busy. */
+  private arm(state: JobState, slot: Date): void {
+    const delay = Math.min(Math.max(slot.getTime() - this.now().getTime(), 0), MAX_TIMER_MS);
+    state.timer = setTimeout(() => {
+      state.timer = undefined;
+      if (this.stopRequests > 0) return;
+      // A long wait is several timers, and a timer may fire a little early: wait for the slot.
+      if (this.now().getTime() < slot.getTime()) return this.arm(state, slot);
+      state.lastSlot = slot;
+      if (state.busy) {
+        this.scheduleNext(state);
+        state.log.warn('skipped: the previous run of this job is still in progress', {
+          slot: slot.toISOString(),
+          next: state.next?.toISOString(),
+        });
+      } else {
+        this.execute(state, 'schedule');
+        this.scheduleNext(state);
+      }
+    }, delay);
+  }
+
+  /** Run the job now (with its retries), tracked until it is over. */
+  private execute(state: JobState, trigger: 'schedule' | 'start'): void {
+    state.busy = true;
+    const execution = this.runAndReport(state, trigger).finally(() => {
+      state.busy = false;
+      this.executions.delete(execution);
+      if (this.stopRequests === 0) this.logNext(state);
+      this.maybeFinish();
+    });
+    this.executions.add(execution);
+  }
+
+  private async runAndReport(state: JobState, trigger: 'schedule' | 'start'): Promise<void> {
+    const { options } = this;
+    const outcome = await runWithRetries(
+      {
+        job: state.job,
+        log: state.log,
+        slots: this.slots,
+        stopping: this.stopping.signal,
+        running: this.running,
+        retries: options.retries,
+        retryBaseMs: options.retryBaseMs ?? 30_000,
+        isTransient: options.isTransient ?? isTransientFailure,
+        now: this.now,
+        later: (ms, fn) => this.later(ms, fn),
+        runJob: options.runJob,
+        retryUpload: options.retryUpload,
+      },
+      trigger,
+    );
+    if (outcome) this.report(state, outcome.result, outcome.attempts);
+  }
+
+  /** Log a run's final result and hand it to onRunFinished. */
+  private report(state: JobState, result: BackupResult, attempts: number): void {
+    const fields = { status: result.status, backup: result.name, durationMs: result.durationMs, attempts };
+    if (result.status === 'ok' || result.status === 'dry-run') state.log.info('backup finished', { ...fields, sizeBytes: result.sizeBytes });
+    else {
+      const level = result.status === 'partial' ? 'warn' : 'error';
+      state.log[level]('backup failed', { ...fields, code: result.error?.code, error: result.error?.message });
+    }
+    safe(() => this.options.onRunFinished?.(state.job, result), undefined, (err) => state.log.error('onRunFinished failed', { error: messageOf(err) }));
+  }
+
+  private scheduleNext(state: JobState): void {
+    if (this.stopRequests > 0) return;
+    const from = new Date(Math.max(this.now().getTime(), state.lastSlot?.getTime() ?? -Infinity));
+    state.next = state.schedule.nextAfter(from);
+    if (state.next) this.arm(state, state.next);
+  }
+
+  private logNext(state: JobState, message = 'next run'): void {
     if (!state.next) {
       state.log.warn('no further runs: the schedule never matches again', { schedule: state.schedule.expression });
       return;
@@ -146,150 +247,43 @@ export function startDaemon(options: DaemonOptions): Daemon {
     });
   }
 
-  function scheduleNext(state: JobState): void {
-    if (stopRequests > 0) return;
-    const from = new Date(Math.max(now().getTime(), state.lastSlot?.getTime() ?? -Infinity));
-    state.next = state.schedule.nextAfter(from);
-    if (state.next) arm(state, state.next);
-  }
-
-  function arm(state: JobState, slot: Date): void {
-    const delay = Math.min(Math.max(slot.getTime() - now().getTime(), 0), MAX_TIMER_MS);
-    state.timer = setTimeout(() => {
-      state.timer = undefined;
-      if (stopRequests > 0) return;
-      // A long wait is several timers, and a timer may fire a little early: wait for the slot.
-      if (now().getTime() < slot.getTime()) return arm(state, slot);
-      state.lastSlot = slot;
-      if (state.busy) {
-        scheduleNext(state);
-        state.log.warn('skipped: the previous run of this job is still in progress', {
-          slot: slot.toISOString(),
-          next: state.next?.toISOString(),
-        });
-      } else {
-        start(state, 'schedule');
-        scheduleNext(state);
-      }
-    }, delay);
-  }
-
-  function start(state: JobState, trigger: 'schedule' | 'start'): void {
-    state.busy = true;
-    const execution = execute(state, trigger).finally(() => {
-      state.busy = false;
-      executions.delete(execution);
-      if (stopRequests === 0) logNext(state);
-      maybeFinish();
-    });
-    executions.add(execution);
-  }
-
-  async function execute(state: JobState, trigger: 'schedule' | 'start'): Promise<void> {
-    const { job } = state;
-    /** The partial result whose upload the next attempt retries. */
-    let partial: BackupResult | undefined;
-    for (let attempt = 1; ; attempt++) {
-      const release = await slots.acquire(stopping.signal);
-      if (!release) {
-        state.log.info('run cancelled: the daemon is stopping', { trigger });
-        return;
-      }
-      let outcome: { result: BackupResult; failure: unknown };
-      try {
-        outcome = await attemptRun(state, trigger, attempt, partial);
-      } finally {
-        release();
-      }
-      const { result, failure } = outcome;
-      const failed = result.status === 'failed' || result.status === 'partial';
-      const retry = failed && attempt <= options.retries && stopRequests === 0 && safe(() => isTransient(failure), false);
-      if (!retry) return report(state, result, attempt);
-      partial = result.status === 'partial' && result.name && options.retryUpload ? result : undefined;
-      const delay = retryBaseMs * 4 ** (attempt - 1);
-      state.log.warn(partial ? 'upload failed for a transient cause; retrying the upload of the local backup' : 'run failed for a transient cause; retrying', {
-        attempt,
-        retries: options.retries,
-        retryInMs: delay,
-        code: result.error?.code,
-        error: result.error?.message,
-      });
-      if (!(await sleep(delay, stopping.signal, later))) return report(state, result, attempt);
-    }
-  }
-
-  async function attemptRun(state: JobState, trigger: string, attempt: number, partial: BackupResult | undefined) {
-    const controller = new AbortController();
-    running.add(controller);
-    const startedAt = now();
-    state.log.info(partial ? 'upload retry started' : 'backup started', { trigger, attempt, ...(partial ? { backup: partial.name } : {}) });
-    try {
-      const result = partial && options.retryUpload ? await options.retryUpload(state.job, partial, controller.signal) : await options.runJob(state.job, controller.signal);
-      return { result, failure: result as unknown };
-    } catch (err) {
-      return { result: failedResult(state.job, err, startedAt, now()), failure: err };
-    } finally {
-      running.delete(controller);
-    }
-  }
-
-  function report(state: JobState, result: BackupResult, attempts: number): void {
-    const fields = { status: result.status, backup: result.name, durationMs: result.durationMs, attempts };
-    if (result.status === 'ok' || result.status === 'dry-run') state.log.info('backup finished', { ...fields, sizeBytes: result.sizeBytes });
-    else {
-      const level = result.status === 'partial' ? 'warn' : 'error';
-      state.log[level]('backup failed', { ...fields, code: result.error?.code, error: result.error?.message });
-    }
-    safe(() => options.onRunFinished?.(state.job, result), undefined, (err) =>
-      state.log.error('onRunFinished failed', { error: err instanceof Error ? err.message : String(err) }),
-    );
-  }
-
-  let aborted = false;
-  function abortRunning(why: string): void {
-    if (aborted) return;
-    aborted = true;
-    if (running.size > 0) log.warn(`aborting ${running.size} running backup(s): ${why}`);
-    for (const c of running) c.abort(new Error(why));
-    later(abortGraceMs, () => {
-      if (executions.size > 0) log.error(`giving up on ${executions.size} run(s) that did not stop within ${abortGraceMs} ms of the abort`);
-      finish();
+  private abortRunning(why: string): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const abortGraceMs = this.options.abortGraceMs ?? 60_000;
+    if (this.running.size > 0) this.log.warn(`aborting ${this.running.size} running backup(s): ${why}`);
+    for (const c of this.running) c.abort(new Error(why));
+    this.later(abortGraceMs, () => {
+      if (this.executions.size > 0) this.log.error(`giving up on ${this.executions.size} run(s) that did not stop within ${abortGraceMs} ms of the abort`);
+      this.finish();
     });
   }
 
-  function stop(reason = 'stop requested'): void {
-    stopRequests++;
-    if (stopRequests === 1) {
-      for (const s of states) if (s.timer) clearTimeout(s.timer);
-      stopping.abort();
-      const active = states.filter((s) => s.busy).map((s) => s.job.name);
-      log.info(`stopping (${reason}): no new runs`, { running: active.length ? active.join(',') : undefined });
-      if (running.size > 0) {
-        log.info(`waiting up to ${options.stopTimeoutMs} ms for running backups to finish`);
-        later(options.stopTimeoutMs, () => abortRunning(`still running ${options.stopTimeoutMs} ms after the stop request`));
-      }
-      maybeFinish();
-    } else if (stopRequests === 2) {
-      abortRunning(`${reason} again: stopping at once`);
-      maybeFinish();
-    } else {
-      log.warn('not waiting for running backups to clean up');
-      finish();
-    }
+  private busyJobs(): string[] {
+    return this.states.filter((s) => s.busy).map((s) => s.job.name);
   }
 
-  log.info(`daemon started with ${states.length} job(s)`, { concurrency: options.concurrency, retries: options.retries });
-  for (const state of states) {
-    scheduleNext(state);
-    logNext(state);
-  }
-  for (const state of states) if (state.job.settings.BACKUP_RUN_ON_START) start(state, 'start');
-  if (options.signal) {
-    if (options.signal.aborted) stop('signal');
-    else options.signal.addEventListener('abort', () => stop('signal'), { once: true });
+  private maybeFinish(): void {
+    if (this.stopRequests > 0 && this.executions.size === 0) this.finish();
   }
 
-  return { done, stop, busyJobs: () => states.filter((s) => s.busy).map((s) => s.job.name) };
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (const t of this.otherTimers) clearTimeout(t);
+    const abandoned = this.executions.size > 0 ? this.busyJobs() : [];
+    if (abandoned.length > 0) this.log.error(`daemon stopped, abandoning the run(s) of ${abandoned.join(', ')} that did not stop`);
+    else this.log.info('daemon stopped');
+    this.resolveDone({ abandoned });
+  }
+
+  private later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.otherTimers.delete(t);
+      fn();
+    }, ms);
+    this.otherTimers.add(t);
+  }
 }
 
 /** Minimal process surface, so tests can emit signals on an EventEmitter. */
@@ -325,88 +319,5 @@ function scheduleOf(job: JobConfig): Schedule {
     return parseSchedule(job.settings.BACKUP_SCHEDULE, job.settings.BACKUP_TZ);
   } catch (err) {
     throw new ConfigError([`job "${job.name}": ${(err as Error).message}`]);
-  }
-}
-
-/** A failed BackupResult for a runJob that threw. */
-function failedResult(job: JobConfig, err: unknown, startedAt: Date, finishedAt: Date): BackupResult {
-  const error =
-    err instanceof AppError
-      ? { code: err.code, message: err.message, hint: err.hint, exitCode: err.exitCode }
-      : { code: 'internal', message: err instanceof Error ? err.message : String(err), exitCode: ExitCode.failure };
-  return {
-    status: 'failed',
-    job: job.name,
-    database: job.database,
-    name: undefined,
-    startedAt: startedAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
-    durationMs: finishedAt.getTime() - startedAt.getTime(),
-    sizeBytes: undefined,
-    sha256: undefined,
-    encrypted: false,
-    locations: [],
-    error,
-    warnings: [],
-  };
-}
-
-function safe<T>(fn: () => T, fallback: T, onError?: (err: unknown) => void): T {
-  try {
-    return fn();
-  } catch (err) {
-    onError?.(err);
-    return fallback;
-  }
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal, later: (ms: number, fn: () => void) => void): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = () => resolve(false);
-    signal.addEventListener('abort', onAbort, { once: true });
-    later(ms, () => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    });
-  });
-}
-
-/** FIFO slots; acquire resolves undefined when `signal` aborts first. */
-class Semaphore {
-  private free: number;
-  private readonly waiters: Array<(release: (() => void) | undefined) => void> = [];
-  constructor(size: number) {
-    this.free = size;
-  }
-  acquire(signal: AbortSignal): Promise<(() => void) | undefined> {
-    if (signal.aborted) return Promise.resolve(undefined);
-    if (this.free > 0) {
-      this.free--;
-      return Promise.resolve(this.releaser());
-    }
-    return new Promise((resolve) => {
-      const waiter = (release: (() => void) | undefined) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(release);
-      };
-      const onAbort = () => {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        resolve(undefined);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
-  }
-  private releaser(): () => void {
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiters.shift();
-      if (next) next(this.releaser());
-      else this.free++;
-    };
   }
 }

@@ -1,5 +1,6 @@
 import type { BackupResult } from '../model/backup-result.js';
 import { AppError, ExitCode, errnoCode } from '../errors/index.js';
+import { isNetworkErrorCode, NETWORK_ERRORS } from '../errors/network-errors.js';
 
 /**
  * Error codes of causes that may go away by themselves, so a run that failed with one is worth
@@ -44,19 +45,10 @@ const PERMANENT_EXIT_CODES: ReadonlySet<number> = new Set([
   ExitCode.interrupted,
 ]);
 
-/** Socket-level error codes of errors that reach here unwrapped. */
-const TRANSIENT_ERRNO: ReadonlySet<string> = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'EPIPE',
-  'ECONNABORTED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_SOCKET',
-]);
+/** Socket-level error codes of errors that reach here unwrapped: the transient ones of NETWORK_ERRORS. */
+function transientErrno(code: string | undefined): boolean {
+  return isNetworkErrorCode(code) && NETWORK_ERRORS[code].transient;
+}
 
 /**
  * True when a failed run (a thrown error, or a BackupResult with status failed/partial) failed for
@@ -83,7 +75,7 @@ function transientError(err: unknown, depth: number): boolean {
     return transientError(err.cause, depth + 1);
   }
   const code = errnoCode(err);
-  if (code !== undefined && TRANSIENT_ERRNO.has(code)) return true;
+  if (transientErrno(code)) return true;
   const status = (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
   if (typeof status === 'number' && (status >= 500 || status === 429)) return true;
   const name = (err as { name?: unknown }).name;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupResult } from '../../src/model/backup-result.js';
-import { hasSizeAnomaly, reportRun } from '../../src/api/report-run.js';
+import { reportRun } from '../../src/api/report-run.js';
 import { lastRunKey, readLastRun } from '../../src/catalog/last-run.js';
 import { loadJobs } from '../../src/config/config-file.js';
 import { MemoryLogger } from '../../src/logging/logger.js';
@@ -193,7 +193,7 @@ describe('size anomaly on crafted histories', () => {
     const { dir, job, backups } = await setup(4);
     const logger = new MemoryLogger();
     const result = await reportRun({ job, result: run(5000), logger });
-    expect(hasSizeAnomaly(result)).toBe(true);
+    expect(result.sizeAnomaly?.anomalous).toBe(true);
     expect(result.warnings[0]).toMatch(/size anomaly: .*larger than the median/);
     expect(logger.lines.some((l) => l.level === 'warn' && l.msg.startsWith('size anomaly'))).toBe(true);
     const samples = parseExposition(readFileSync(join(dir, 'pgbak.prom'), 'utf8'));
@@ -205,12 +205,12 @@ describe('size anomaly on crafted histories', () => {
   it('accepts a size within the tolerance, and makes no judgement with fewer than 3 earlier backups', async () => {
     const normal = await setup(4);
     const ok = await reportRun({ job: normal.job, result: run(1400), logger: new MemoryLogger() });
-    expect(hasSizeAnomaly(ok)).toBe(false);
+    expect(ok.sizeAnomaly).toBeUndefined();
     expect(sample(parseExposition(readFileSync(join(normal.dir, 'pgbak.prom'), 'utf8')), 'pgbak_backup_size_anomaly', { database: 'shop' })).toBe(0);
 
     const young = await setup(2);
     const none = await reportRun({ job: young.job, result: run(50_000), logger: new MemoryLogger() });
-    expect(hasSizeAnomaly(none)).toBe(false);
+    expect(none.sizeAnomaly).toBeUndefined();
   });
 
   it('carries the newest passed restore test of the catalog into the metrics textfile', async () => {

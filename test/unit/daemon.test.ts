@@ -122,7 +122,7 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-describe('runDaemon scheduling', () => {
+describe('startDaemon scheduling', () => {
   it('runs a per-second job every second and logs the next run at start and after each run', async () => {
     const runner = fakeRunner();
     const { opts, results, messages } = options([job('shop')], runner.runJob);
@@ -192,7 +192,7 @@ describe('runDaemon scheduling', () => {
   });
 });
 
-describe('runDaemon stop', () => {
+describe('startDaemon stop', () => {
   it('stops scheduling and lets a running backup finish within the stop timeout', async () => {
     const runner = fakeRunner({ durationMs: () => 5_000 });
     const { opts, results } = options([job('shop')], runner.runJob, { stopTimeoutMs: 10_000 });
@@ -274,7 +274,7 @@ describe('runDaemon stop', () => {
   });
 });
 
-describe('runDaemon failures, retries and concurrency', () => {
+describe('startDaemon failures, retries and concurrency', () => {
   const onceAtStart = (name: string) => job(name, { BACKUP_SCHEDULE: '0 0 1 1 *', BACKUP_RUN_ON_START: 'true' });
 
   it('retries a transient failure with backoff, up to `retries` times', async () => {

@@ -1,16 +1,17 @@
 import type { Command } from '@commander-js/extra-typings';
-import { backup, type BackupOptions } from '../../api/backup.js';
+import type { BackupProgress } from '../../api/backup.js';
+import { planBackup, type BackupPlan } from '../../api/plan.js';
+import { runJob } from '../../api/run-job.js';
+import type { JobConfig } from '../../config/job.js';
+import { AppError, ExitCode } from '../../errors/index.js';
 import type { BackupResult } from '../../model/backup-result.js';
-import { planBackup } from '../../api/plan.js';
-import { ExitCode } from '../../errors/index.js';
+import { forEachLimit } from '../../model/for-each-limit.js';
+import { formatBytes, formatDuration } from '../../model/human-units.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
+import { addCommonOptions } from '../options.js';
+import { ok, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { createProgress } from '../progress.js';
 import { stopOnSignals } from '../signals.js';
-import { renderError } from '../render.js';
-import { addCommonOptions } from '../options.js';
-import { runAfterBackup } from '../../api/after-backup.js';
-import { reportStart } from '../../api/report-run.js';
-import { formatBytes, formatDuration } from '../../model/human-units.js';
 
 interface BackupFlags extends CommonFlags {
   dryRun?: boolean;
@@ -20,7 +21,8 @@ interface BackupFlags extends CommonFlags {
   json?: boolean;
 }
 
-export function registerBackup(program: Command): void {
+/** `pgbak backup`: back up every job (or `--job`), or with --dry-run print the plan. */
+export function registerBackup(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('backup', { isDefault: false })
     .description('back up the database: pg_dump → [gpg] → BACKUP_DIR + s3://STORAGE_BUCKET/backups/, manifest last')
@@ -30,71 +32,90 @@ export function registerBackup(program: Command): void {
     .option('--no-prune', 'do not apply retention after a successful backup')
     .option('--json', 'print the result as JSON on stdout');
   addCommonOptions(cmd).action(async (flags: BackupFlags) => {
-    process.exitCode = await runBackupCommand(flags);
+    slot.outcome = await runBackupCommand(flags);
   });
 }
 
-async function runBackupCommand(flags: BackupFlags): Promise<number> {
+async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
   const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
-  if (flags.dryRun) {
-    let code: number = ExitCode.ok;
-    const plans = [];
-    for (const job of ctx.jobs) {
-      const plan = await planBackup({ job, upload: flags.upload !== false, encrypt: flags.encrypt !== false });
-      plans.push(plan);
-      if (!flags.json) process.stdout.write(plan.text);
-      if (plan.error && code === ExitCode.ok) code = plan.error.exitCode;
-    }
-    if (flags.json) writeJson(ctx.jobs.length === 1 ? plans[0]!.data : plans.map((p) => p.data));
-    if (code !== ExitCode.ok) {
-      const first = plans.find((p) => p.error)!.error!;
-      renderError(first);
-    }
-    return code;
-  }
-
+  if (flags.dryRun) return dryRun(ctx.jobs, flags);
   const controller = stopOnSignals(ctx.logger, 'backup');
   const results: BackupResult[] = [];
-  const concurrency = Math.max(1, ctx.global.BACKUP_CONCURRENCY);
-  const queue = [...ctx.jobs];
   const progress = ctx.jobs.length === 1 && !flags.json ? createProgress(ctx.logger) : undefined;
-  const worker = async () => {
-    for (let job = queue.shift(); job; job = queue.shift()) {
-      const options: BackupOptions = {
-        job,
-        upload: flags.upload !== false,
-        encrypt: flags.encrypt !== false,
+  try {
+    await forEachLimit(ctx.jobs, Math.max(1, ctx.global.BACKUP_CONCURRENCY), async (job) => {
+      const result = await runJob(job, {
         logger: ctx.logger,
         signal: controller.signal,
-        ...(progress ? { onProgress: (p) => progress.update(p) } : {}),
-      };
-      await reportStart({ job, logger: ctx.logger });
-      const result = await backup(options);
-      progress?.stop();
-      results.push(await runAfterBackup({ job, result, logger: ctx.logger, prune: flags.prune !== false, signal: controller.signal }));
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: Math.min(concurrency, ctx.jobs.length) }, worker));
+        upload: flags.upload !== false,
+        encrypt: flags.encrypt !== false,
+        prune: flags.prune !== false,
+        ...(progress ? { onProgress: (p: BackupProgress) => progress.update(p) } : {}),
+        onBackupDone: () => progress?.stop(),
+      });
+      results.push(result);
+    });
   } finally {
     controller.dispose();
   }
-
   if (flags.json) writeJson(ctx.jobs.length === 1 ? results[0] : results);
   else for (const r of results) process.stdout.write(describe(r));
+  return backupOutcome(results, ctx.jobs.length, controller.signal.aborted);
+}
+
+/** `backup --dry-run`: the plan of every job; the exit code and error of the first that would not succeed. */
+async function dryRun(jobs: readonly JobConfig[], flags: BackupFlags): Promise<CommandOutcome> {
+  const plans: BackupPlan[] = [];
+  for (const job of jobs) {
+    const plan = await planBackup({ job, upload: flags.upload !== false, encrypt: flags.encrypt !== false });
+    plans.push(plan);
+    if (!flags.json) process.stdout.write(renderPlan(plan));
+  }
+  if (flags.json) writeJson(jobs.length === 1 ? plans[0]!.data : plans.map((p) => p.data));
+  const first = plans.find((p) => p.error)?.error;
+  return first ? { exitCode: first.exitCode, errors: [first] } : ok;
+}
+
+/** The text of a plan, as `backup --dry-run` prints it. */
+export function renderPlan(plan: BackupPlan): string {
+  const { data } = plan;
+  const lines = [
+    `pgbak backup --dry-run: job ${data.job}, database ${data.database} (${data.databaseUrl})`,
+    'checks:',
+    ...data.checks.map((c) => `  [${c.ok ? 'ok' : 'FAIL'}] ${c.check}: ${c.detail}`),
+    'steps:',
+    ...data.steps.map((s, i) => `  ${i + 1}. ${s}`),
+    'would create:',
+    ...data.files.map((f) => `  ${f}`),
+    ...data.objects.map((o) => `  ${o}`),
+    plan.verdict === 'fail'
+      ? 'result: a backup would FAIL (see the failed check)'
+      : plan.verdict === 'partial'
+        ? 'result: a backup would be PARTIAL: kept locally, not uploaded (exit 3; see the failed check)'
+        : 'result: ready; nothing was changed',
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * The outcome of the runs: with several jobs, "N of M backups failed: a, b" first; then each
+ * failed run's error (prefixed `[job] ` with several jobs). Exit 130 when interrupted, else the
+ * first failure's code.
+ */
+function backupOutcome(results: readonly BackupResult[], jobCount: number, interrupted: boolean): CommandOutcome {
   const failed = results.filter((r) => r.status !== 'ok');
-  if (failed.length === 0) return ExitCode.ok;
-  if (ctx.jobs.length > 1) {
-    process.stderr.write(`pgbak: error: ${failed.length} of ${results.length} backups failed: ${failed.map((r) => r.job).join(', ')}\n`);
+  if (failed.length === 0) return ok;
+  const errors: AppError[] = [];
+  if (jobCount > 1) {
+    errors.push(new AppError('backups-failed', `${failed.length} of ${results.length} backups failed: ${failed.map((r) => r.job).join(', ')}`));
   }
   for (const r of failed) {
-    if (r.error) {
-      process.stderr.write(`pgbak: error: ${ctx.jobs.length > 1 ? `[${r.job}] ` : ''}${r.error.message}\n`);
-      if (r.error.hint) process.stderr.write(`hint: ${r.error.hint}\n`);
-    }
+    if (!r.error) continue;
+    const { code, message, hint, exitCode } = r.error;
+    errors.push(new AppError(code, `${jobCount > 1 ? `[${r.job}] ` : ''}${message}`, { hint, exitCode }));
   }
-  if (controller.signal.aborted) return ExitCode.interrupted;
-  return failed[0]!.error?.exitCode ?? ExitCode.failure;
+  const exitCode = interrupted ? ExitCode.interrupted : (failed[0]!.error?.exitCode ?? ExitCode.failure);
+  return { exitCode, errors };
 }
 
 function describe(r: BackupResult): string {

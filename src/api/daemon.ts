@@ -1,0 +1,98 @@
+import { releaseHeldLocks } from '../catalog/run-lock.js';
+import type { JobConfig } from '../config/job.js';
+import { AppError, ExitCode } from '../errors/index.js';
+import { messageOf } from '../errors/error-message.js';
+import type { Logger } from '../logging/logger.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/http-server.js';
+import { BackupMetrics } from '../metrics/metrics.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { installSignalHandlers, startDaemon, type Daemon, type DaemonStopped, type SignalSource } from '../scheduler/daemon.js';
+import { DaemonHealth, seedFromStorage } from './health.js';
+import { runJob } from './run-job.js';
+
+export type { DaemonStopped } from '../scheduler/daemon.js';
+
+/** Options of {@link runDaemon}. */
+export interface RunDaemonOptions {
+  readonly logger: Logger;
+  /** METRICS_ADDR: where /metrics and /healthz are served (none when undefined). */
+  readonly metricsAddr?: string | undefined;
+  /** BACKUP_STOP_TIMEOUT, BACKUP_CONCURRENCY, BACKUP_RETRIES. */
+  readonly limits: { readonly stopTimeoutMs: number; readonly concurrency: number; readonly retries: number };
+  /** SIGHUP (logrotate): reopen the log file. */
+  readonly reopenLogs?: (() => void) | undefined;
+  /** Where SIGTERM/SIGINT/SIGHUP come from (default: the process). */
+  readonly signals?: SignalSource | undefined;
+}
+
+/**
+ * `pgbak daemon`: seed the metrics and the health state from storage, serve /metrics and
+ * /healthz, run every job on its schedule (each run is {@link runJob}; the retry of a partial run
+ * resumes it) until SIGTERM/SIGINT, then stop the server. When a run had to be abandoned, the
+ * run locks this process holds are released before returning (the next start would take them for
+ * a live run while this process lives); see {@link abandonedError}.
+ */
+export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOptions): Promise<DaemonStopped> {
+  const { logger } = options;
+  const metrics = new BackupMetrics({ countRuns: true });
+  const health = new DaemonHealth(jobs);
+  await seedFromStorage(jobs, metrics, health, logger);
+  let server: MetricsServer | undefined;
+  if (options.metricsAddr) {
+    server = await startMetricsServer(options.metricsAddr, metrics, { health: () => health.report() });
+    logger.info(`metrics served at ${server.url}/metrics`, { healthz: `${server.url}/healthz` });
+  }
+  let removeHandlers: (() => void) | undefined;
+  let stopped: DaemonStopped;
+  try {
+    const daemon = startScheduler(jobs, options, (job, result) => {
+      metrics.recordRun(result);
+      health.recordRun(job, result);
+    });
+    removeHandlers = handleSignals(daemon, options);
+    stopped = await daemon.done;
+  } finally {
+    removeHandlers?.();
+    await server?.close().catch(() => undefined);
+  }
+  // The abandoned run is still inside this process: its lock holds our pid. Exiting ends the run.
+  if (stopped.abandoned.length > 0) releaseHeldLocks();
+  return stopped;
+}
+
+/** The error of a daemon that stopped with runs abandoned (exit 1). */
+export function abandonedError(stopped: DaemonStopped): AppError {
+  return new AppError('daemon-abandoned', `stopped, abandoning the backup of ${stopped.abandoned.join(', ')}, which did not stop after the abort`, {
+    exitCode: ExitCode.failure,
+    hint: 'S3 or PostgreSQL may not be answering (STORAGE_TIMEOUT bounds each S3 request); `pgbak list` shows anything left without its manifest',
+  });
+}
+
+function startScheduler(jobs: readonly JobConfig[], options: RunDaemonOptions, onRunFinished: (job: JobConfig, result: BackupResult) => void): Daemon {
+  const { logger, limits } = options;
+  return startDaemon({
+    jobs,
+    logger,
+    stopTimeoutMs: limits.stopTimeoutMs,
+    concurrency: limits.concurrency,
+    retries: limits.retries,
+    runJob: (job, signal) => runJob(job, { logger, signal }),
+    retryUpload: (job, partial, signal) => runJob(job, { logger, signal, resume: partial }),
+    onRunFinished,
+  });
+}
+
+function handleSignals(daemon: Daemon, options: RunDaemonOptions): () => void {
+  const { logger } = options;
+  return installSignalHandlers(daemon, {
+    ...(options.signals ? { target: options.signals } : {}),
+    onReopenLogs: () => {
+      try {
+        options.reopenLogs?.();
+        logger.info('log file reopened (SIGHUP)');
+      } catch (err) {
+        logger.error(`cannot reopen the log file: ${messageOf(err)}`);
+      }
+    },
+  });
+}
