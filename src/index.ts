@@ -1,3 +1,3 @@
-/** The package's entry point (`import … from 'pgbak'`): the library API, its errors and exit codes. */
+/** The package's entry point (`import … from 'pgbak'`): the library API with its errors and exit codes. */
 export * from './api/index.js';
-export * from './errors/index.js';
+export { TOOL_VERSION } from './version.js';

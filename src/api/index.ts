@@ -41,3 +41,6 @@ export { adopt, type AdoptOptions, type AdoptResult, type AdoptedCopy, type Adop
 
 // Process lifetime
 export { releaseHeldLocks } from '../catalog/run-lock.js';
+
+// Errors and exit codes: every failure is an AppError with a stable exit code.
+export * from '../errors/index.js';

@@ -12,6 +12,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { renderError } from './render.js';
+import type { OutcomeSlot } from './outcome.js';
 
 function helpFooter(): string {
   const vars = variables.map((v) => `  ${v.name.padEnd(22)} ${v.description}${'default' in v && v.default ? ` [${v.default}]` : ''}`);
@@ -27,7 +28,24 @@ function helpFooter(): string {
   ].join('\n');
 }
 
-export function buildProgram(): Command {
+/** How a command joins the program: its action puts what it did in `slot`. */
+type Register = (program: Command, slot: OutcomeSlot) => void;
+
+/** The commands, in the order `pgbak --help` lists them. */
+const COMMANDS: readonly Register[] = [
+  registerBackup,
+  registerList,
+  registerRestore,
+  registerVerify,
+  registerPrune,
+  registerAdopt,
+  registerInit,
+  registerStatus,
+  registerDaemon,
+];
+
+/** The commander program of every command; the action that runs stores its outcome in `slot`. */
+export function buildProgram(slot: OutcomeSlot): Command {
   const program = new Command()
     .name('pgbak')
     .description('PostgreSQL backups: pg_dump → gpg → local disk + S3/MinIO, manifests, retention, verified restores')
@@ -35,26 +53,27 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run `pgbak --help` for usage)')
     .exitOverride();
   program.addHelpText('after', helpFooter());
-  registerBackup(program);
-  registerList(program);
-  registerRestore(program);
-  registerVerify(program);
-  registerPrune(program);
-  registerAdopt(program);
-  registerInit(program);
-  registerStatus(program);
-  registerDaemon(program);
+  for (const register of COMMANDS) register(program, slot);
   return program;
 }
 
+/**
+ * Run the CLI on `argv` and return its exit code (bin/pgbak exits with it). The one place that
+ * prints errors: a command's outcome errors, then anything thrown, each once through renderError.
+ */
 export async function main(argv: string[] = process.argv): Promise<number> {
   // The AWS SDK warns on every S3 client that Node 20 is past its end of life; pgbak supports
   // Node 20 on purpose, and the warning would pollute `status` checks and cron mail.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const program = buildProgram();
+  const slot: OutcomeSlot = { outcome: undefined };
+  const program = buildProgram(slot);
   try {
     await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+    if (slot.outcome) {
+      for (const e of slot.outcome.errors) renderError(e);
+      return slot.outcome.exitCode;
+    }
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok; // removed when backup/daemon return outcomes
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
@@ -63,6 +82,3 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     return renderError(err);
   }
 }
-
-const code = await main();
-process.exit(code);
