@@ -13,11 +13,11 @@ export async function recordRestoreTests(
   results: readonly BackupVerification[],
   logger: Pick<Logger, 'warn'>,
 ): Promise<void> {
-  const tests = results.filter((r) => r.restoreTest);
+  const tests = results.flatMap((r) => (r.restoreTest ? [{ ok: r.ok, durationMs: r.restoreTest.durationMs }] : []));
   if (!path || tests.length === 0) return;
   try {
     await updateMetricsTextfile(path, (m) => {
-      for (const r of tests) m.recordRestoreTest({ ...labels, ok: r.ok, durationMs: r.restoreTest!.durationMs, at: new Date() });
+      for (const t of tests) m.recordRestoreTest({ ...labels, ...t, at: new Date() });
     });
   } catch (err) {
     logger.warn('could not update METRICS_TEXTFILE', { error: messageOf(err) });
