@@ -3,7 +3,7 @@ import { loadJobs, selectJobs } from '../config/config-file.js';
 import type { Settings } from '../config/schema.js';
 import { isVariableName } from '../config/schema.js';
 import { UsageError } from '../errors/index.js';
-import { LineLogger, type Logger } from '../logging/logger.js';
+import { LineLogger } from '../logging/logger.js';
 
 /** Options every job-oriented command accepts. */
 export interface CommonFlags {

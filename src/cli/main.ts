@@ -28,6 +28,23 @@ function helpFooter(): string {
   ].join('\n');
 }
 
+/** How a command joins the program: its action puts what it did in `slot`. */
+type Register = (program: Command, slot: OutcomeSlot) => void;
+
+/** The commands, in the order `pgbak --help` lists them. */
+const COMMANDS: readonly Register[] = [
+  registerBackup,
+  registerList,
+  registerRestore,
+  registerVerify,
+  registerPrune,
+  registerAdopt,
+  registerInit,
+  registerStatus,
+  registerDaemon,
+];
+
+/** The commander program of every command; the action that runs stores its outcome in `slot`. */
 export function buildProgram(slot: OutcomeSlot): Command {
   const program = new Command()
     .name('pgbak')
@@ -36,18 +53,14 @@ export function buildProgram(slot: OutcomeSlot): Command {
     .showHelpAfterError('(run `pgbak --help` for usage)')
     .exitOverride();
   program.addHelpText('after', helpFooter());
-  registerBackup(program, slot);
-  registerList(program);
-  registerRestore(program);
-  registerVerify(program);
-  registerPrune(program);
-  registerAdopt(program);
-  registerInit(program);
-  registerStatus(program);
-  registerDaemon(program, slot);
+  for (const register of COMMANDS) register(program, slot);
   return program;
 }
 
+/**
+ * Run the CLI on `argv` and return its exit code (bin/pgbak exits with it). The one place that
+ * prints errors: a command's outcome errors, then anything thrown, each once through renderError.
+ */
 export async function main(argv: string[] = process.argv): Promise<number> {
   // The AWS SDK warns on every S3 client that Node 20 is past its end of life; pgbak supports
   // Node 20 on purpose, and the warning would pollute `status` checks and cron mail.
@@ -60,7 +73,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       for (const e of slot.outcome.errors) renderError(e);
       return slot.outcome.exitCode;
     }
-    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+    return ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
@@ -69,6 +82,3 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     return renderError(err);
   }
 }
-
-const code = await main();
-process.exit(code);

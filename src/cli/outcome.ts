@@ -16,3 +16,8 @@ export interface OutcomeSlot {
 }
 
 export const ok: CommandOutcome = { exitCode: 0, errors: [] };
+
+/** An outcome with this exit code and, optionally, the errors that explain it. */
+export function outcomeOf(exitCode: number, errors: readonly unknown[] = []): CommandOutcome {
+  return { exitCode, errors };
+}

@@ -1,11 +1,13 @@
 import { ExitCode, InterruptedError } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
 import type { Logger } from '../logging/logger.js';
-import { releaseHeldLocks } from '../catalog/run-lock.js';
+import { releaseHeldLocks } from '../api/index.js';
+import { renderError } from './render.js';
 
 /** After SIGTERM/SIGINT, how long a command may clean up before it exits anyway. */
 export const STOP_GRACE_MS = 5_000;
 
+/** A command's stop: see {@link stopOnSignals}. */
 export interface StopSignals {
   /** Aborts (with an InterruptedError) on the first SIGTERM or SIGINT. */
   readonly signal: AbortSignal;
@@ -49,9 +51,12 @@ export function stopOnSignals(logger: Logger, what: string, options: { graceMs?:
   };
 }
 
-/** Exit 130 now, with the one-line cause and hint every failure gets. */
+/**
+ * Exit 130 now, with the one-line cause and hint every failure gets: the command is stuck, so
+ * this cannot wait for main to render its outcome.
+ */
 function exitInterrupted(cause: string, hint: string): never {
   releaseHeldLocks();
-  process.stderr.write(`pgbak: error: interrupted (${cause})\nhint: ${hint}\n`);
+  renderError(new InterruptedError(`interrupted (${cause})`, { hint }));
   process.exit(ExitCode.interrupted);
 }

@@ -1,10 +1,10 @@
-import { Option, type Command } from '@commander-js/extra-typings';
-import { adopt, type AdoptResult } from '../../api/adopt.js';
-import { redact } from '../../logging/redact.js';
-import { ExitCode, UsageError } from '../../errors/index.js';
+import type { Command } from '@commander-js/extra-typings';
+import { adopt, openStorage, type AdoptRefusal, type AdoptResult } from '../../api/index.js';
+import { AppError, ExitCode, UsageError } from '../../errors/index.js';
 import { formatBytes } from '../../model/human-units.js';
-import { createStorage } from '../../storage/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
+import { addCommonOptions } from '../options.js';
+import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 
 interface AdoptFlags extends CommonFlags {
@@ -12,29 +12,27 @@ interface AdoptFlags extends CommonFlags {
   json?: boolean;
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
-export function registerAdopt(program: Command): void {
-  program
+/** `pgbak adopt`: take foreign dumps into the catalog. */
+export function registerAdopt(program: Command, slot: OutcomeSlot): void {
+  const cmd = program
     .command('adopt')
     .description("take foreign dumps (named like a backup, no manifest: the guide's script's, a manual pg_dump -Fc) into the catalog, so retention counts them; checks each copy and writes only its manifest")
     .argument('[names...]', 'backup names (or file names) of foreign dumps to adopt')
     .option('--all', 'adopt every foreign dump of the database (of every job, unless --job is given)')
     .option('--dry-run', 'read and check every copy, print what would be adopted; write nothing')
-    .option('--json', 'print the result as JSON on stdout')
-    // The common options, except --all, which here means every foreign dump.
-    .addOption(new Option('-c, --config <file>', 'config file listing jobs (default: PGBAK_CONFIG, else ./pgbak.yaml when present)'))
-    .addOption(new Option('--job <name>', 'act on this job of the config file'))
-    .addOption(new Option('--set <NAME=VALUE>', 'override a variable for this run (repeatable; secrets are refused)').argParser(collect))
-    .addOption(new Option('--env-file <file>', 'read variables from this file instead of ./.env'))
-    .action(async (names: string[], flags: AdoptFlags) => {
-      process.exitCode = await runAdopt(names, flags);
-    });
+    .option('--json', 'print the result as JSON on stdout');
+  // The common options, except --all, which here means every foreign dump.
+  addCommonOptions(cmd, { withAll: false }).action(async (names: string[], flags: AdoptFlags) => {
+    slot.outcome = await runAdopt(names, flags);
+  });
 }
 
-async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<number> {
+/** A refused copy as the error main renders (its message and hint, as adopt reported them). */
+function refusalError(r: AdoptRefusal): AppError {
+  return new AppError(r.code, r.message, { hint: r.hint, exitCode: r.exitCode });
+}
+
+async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<CommandOutcome> {
   if (names.length && flags.all) throw new UsageError('give backup NAMEs or --all, not both');
   if (!names.length && !flags.all) {
     throw new UsageError('adopt what? give the NAMEs of foreign dumps, or --all', { hint: '`pgbak list` shows them in state foreign; `pgbak adopt --all --dry-run` checks them all without writing' });
@@ -45,7 +43,7 @@ async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<nu
   const results: AdoptResult[] = [];
   try {
     for (const job of ctx.jobs) {
-      const storage = createStorage(job, { signal: stop.signal });
+      await using storage = openStorage(job, { signal: stop.signal });
       const result = await adopt({
         job,
         local: storage.local,
@@ -58,15 +56,13 @@ async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<nu
       });
       results.push(result);
       if (!flags.json) process.stdout.write(describe(result));
-      for (const r of result.refused) {
-        process.stderr.write(`pgbak: error: ${redact(r.message)}\n${r.hint ? `hint: ${redact(r.hint)}\n` : ''}`);
-      }
     }
   } finally {
     stop.dispose();
   }
   if (flags.json) writeJson(results.length === 1 ? results[0] : results);
-  return results.find((r) => r.exitCode !== ExitCode.ok)?.exitCode ?? ExitCode.ok;
+  const errors = results.flatMap((r) => r.refused.map(refusalError));
+  return outcomeOf(results.find((r) => r.exitCode !== ExitCode.ok)?.exitCode ?? ExitCode.ok, errors);
 }
 
 function describe(r: AdoptResult): string {

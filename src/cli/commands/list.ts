@@ -1,6 +1,6 @@
 import { Option, type Command } from '@commander-js/extra-typings';
-import { list, type ListedBackup } from '../../api/list.js';
-import { ExitCode } from '../../errors/index.js';
+import { list, type ListedBackup } from '../../api/index.js';
+import { ok, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { table } from '../render.js';
@@ -13,7 +13,8 @@ interface ListFlags extends CommonFlags {
   json?: boolean;
 }
 
-export function registerList(program: Command): void {
+/** `pgbak list`: every backup of the jobs' directories and buckets, newest first. */
+export function registerList(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('list')
     .description('list every backup in BACKUP_DIR and the bucket, newest first: size, encryption, where, state, last verification')
@@ -21,11 +22,11 @@ export function registerList(program: Command): void {
     .addOption(new Option('--remote', 'only the bucket'))
     .option('--json', 'print the list as JSON on stdout');
   addCommonOptions(cmd).action(async (flags: ListFlags) => {
-    process.exitCode = await runListCommand(flags);
+    slot.outcome = await runListCommand(flags);
   });
 }
 
-async function runListCommand(flags: ListFlags): Promise<number> {
+async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
   const ctx = loadContext(flags, { openLogFile: false, allByDefault: true });
   const only = flags.local ? 'local' : flags.remote ? 'remote' : undefined;
   // Jobs sharing a directory and bucket are listed once.
@@ -46,7 +47,7 @@ async function runListCommand(flags: ListFlags): Promise<number> {
   if (flags.json) writeJson(all);
   else if (all.length === 0) process.stdout.write('no backups\n');
   else process.stdout.write(render(all));
-  return ExitCode.ok;
+  return ok;
 }
 
 function render(backups: readonly ListedBackup[]): string {

@@ -1,12 +1,12 @@
 import { createInterface } from 'node:readline/promises';
 import { Option, type Command } from '@commander-js/extra-typings';
-import { restore, type RestoreResult } from '../../api/restore.js';
+import { restore, type RestoreResult } from '../../api/index.js';
 import { redactUrl } from '../../logging/redact.js';
-import { ExitCode, UsageError } from '../../errors/index.js';
+import { UsageError } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { stopOnSignals } from '../signals.js';
-
+import { ok, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { createRestoreProgress } from '../progress.js';
 import { formatDuration } from '../../model/human-units.js';
 
@@ -22,7 +22,8 @@ interface RestoreFlags extends CommonFlags {
   json?: boolean;
 }
 
-export function registerRestore(program: Command): void {
+/** `pgbak restore`: one backup into a target database. */
+export function registerRestore(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('restore')
     .description('restore a backup: check it against its manifest, [gpg -d], pg_restore --clean --if-exists into the target; prints the RTO')
@@ -37,7 +38,7 @@ export function registerRestore(program: Command): void {
     .option('--with-globals', "first apply the backup's roles and tablespaces (existing roles are left as they are)")
     .option('--json', 'print the result as JSON on stdout');
   addCommonOptions(cmd).action(async (name: string | undefined, flags: RestoreFlags) => {
-    process.exitCode = await runRestoreCommand(name, flags);
+    slot.outcome = await runRestoreCommand(name, flags);
   });
 }
 
@@ -68,7 +69,7 @@ async function askOnTty(question: string): Promise<boolean> {
   }
 }
 
-async function runRestoreCommand(name: string | undefined, flags: RestoreFlags): Promise<number> {
+async function runRestoreCommand(name: string | undefined, flags: RestoreFlags): Promise<CommandOutcome> {
   const target = targetOf(flags);
   const jobs = Number(flags.jobs ?? '1');
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs must be a whole number of 1 or more (got ${flags.jobs})`);
@@ -101,7 +102,7 @@ async function runRestoreCommand(name: string | undefined, flags: RestoreFlags):
   }
   if (flags.json) writeJson(result);
   else process.stdout.write(describe(result));
-  return ExitCode.ok;
+  return ok;
 }
 
 function describe(r: RestoreResult): string {

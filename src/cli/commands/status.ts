@@ -1,11 +1,10 @@
 import type { Command } from '@commander-js/extra-typings';
-import { discoverTargets, jobTarget, status, type DatabaseStatus, type StatusTarget } from '../../api/status.js';
-import { loadJobs, selectJobs } from '../../config/config-file.js';
+import { discoverTargets, jobTarget, loadJobs, selectJobs, status, type DatabaseStatus, type StatusTarget } from '../../api/index.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
 import { LineLogger } from '../../logging/logger.js';
-
 import { flagLayer, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
+import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../model/human-units.js';
 
@@ -14,7 +13,7 @@ interface StatusFlags extends CommonFlags {
 }
 
 /** `pgbak status`: a Nagios/cron-style check of every database's backups, from storage alone. */
-export function registerStatus(program: Command): void {
+export function registerStatus(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('status')
     .description(
@@ -23,7 +22,7 @@ export function registerStatus(program: Command): void {
     )
     .option('--json', 'print the report as JSON on stdout');
   addCommonOptions(cmd).action(async (flags: StatusFlags) => {
-    process.exitCode = await runStatusCommand(flags);
+    slot.outcome = await runStatusCommand(flags);
   });
 }
 
@@ -50,7 +49,7 @@ async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
   return picked;
 }
 
-async function runStatusCommand(flags: StatusFlags): Promise<number> {
+async function runStatusCommand(flags: StatusFlags): Promise<CommandOutcome> {
   // status reads storage only and keeps stdout for the report: its stop notices go to stderr.
   const stop = stopOnSignals(new LineLogger({ level: 'warn' }), 'status check');
   let report: Awaited<ReturnType<typeof status>>;
@@ -71,7 +70,7 @@ async function runStatusCommand(flags: StatusFlags): Promise<number> {
     for (const w of d.warnings) process.stderr.write(`pgbak: warning: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${w}\n`);
     if (!d.ok) process.stderr.write(`pgbak: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${d.reasons.join('; ')}\n`);
   }
-  return report.ok ? ExitCode.ok : ExitCode.stale;
+  return outcomeOf(report.ok ? ExitCode.ok : ExitCode.stale);
 }
 
 function ago(iso: string): string {

@@ -1,8 +1,9 @@
-import { Option, type Command } from '@commander-js/extra-typings';
-import { verify, combinedExitCode, type BackupVerification } from '../../api/verify.js';
+import type { Command } from '@commander-js/extra-typings';
+import { verify, combinedExitCode, recordRestoreTests, type BackupVerification } from '../../api/index.js';
 import { ExitCode, UsageError } from '../../errors/index.js';
-import { updateMetricsTextfile } from '../../metrics/textfile.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
+import { addCommonOptions } from '../options.js';
+import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatDuration } from '../../model/human-units.js';
 
@@ -12,30 +13,23 @@ interface VerifyFlags extends CommonFlags {
   json?: boolean;
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
-export function registerVerify(program: Command): void {
-  program
+/** `pgbak verify`: check copies against their manifests, optionally by a test restore. */
+export function registerVerify(program: Command, slot: OutcomeSlot): void {
+  const cmd = program
     .command('verify')
     .description('check every copy (local and remote) against its manifest; --restore-test also restores into a scratch database and checks tables and row counts')
     .argument('[name]', 'backup name (default: the newest backup)')
     .option('--latest', 'verify the newest backup (the default)')
     .option('--all', 'verify every backup of the database (of every job, unless --job is given)')
     .option('--restore-test', 'restore into a scratch database (created and dropped; VERIFY_DATABASE_URL or the same server) and check it')
-    .option('--json', 'print the results as JSON on stdout')
-    // The common options, except --all, which here means every backup.
-    .addOption(new Option('-c, --config <file>', 'config file listing jobs (default: PGBAK_CONFIG, else ./pgbak.yaml when present)'))
-    .addOption(new Option('--job <name>', 'act on this job of the config file'))
-    .addOption(new Option('--set <NAME=VALUE>', 'override a variable for this run (repeatable; secrets are refused)').argParser(collect))
-    .addOption(new Option('--env-file <file>', 'read variables from this file instead of ./.env'))
-    .action(async (name: string | undefined, flags: VerifyFlags) => {
-      process.exitCode = await runVerifyCommand(name, flags);
-    });
+    .option('--json', 'print the results as JSON on stdout');
+  // The common options, except --all, which here means every backup.
+  addCommonOptions(cmd, { withAll: false }).action(async (name: string | undefined, flags: VerifyFlags) => {
+    slot.outcome = await runVerifyCommand(name, flags);
+  });
 }
 
-async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): Promise<number> {
+async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): Promise<CommandOutcome> {
   const picked = [name !== undefined, Boolean(flags.latest), Boolean(flags.all)].filter(Boolean).length;
   if (picked > 1) throw new UsageError('give one of NAME, --latest or --all');
   const ctx = loadContext({ ...flags, all: undefined }, { openLogFile: true, allByDefault: Boolean(flags.all) && flags.job === undefined });
@@ -48,28 +42,15 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
       const report = await verify({ job, name, all: flags.all, restoreTest: flags.restoreTest, logger: ctx.logger, signal: controller.signal });
       results.push(...report.results);
       codes.push(report.exitCode);
-      await recordMetrics(job.settings.METRICS_TEXTFILE, job.name, job.database, report.results, ctx.logger.warn.bind(ctx.logger));
+      await recordRestoreTests(job.settings.METRICS_TEXTFILE, { job: job.name, database: job.database }, report.results, ctx.logger);
     }
   } finally {
     controller.dispose();
   }
   if (flags.json) writeJson(results);
   else for (const r of results) process.stdout.write(describe(r));
-  if (controller.signal.aborted) return ExitCode.interrupted;
-  return combinedExitCode(codes);
-}
-
-/** METRICS_TEXTFILE: the restore test's outcome for the alert rules (never fails the command). */
-async function recordMetrics(path: string | undefined, job: string, database: string, results: readonly BackupVerification[], warn: (m: string, f?: Record<string, unknown>) => void) {
-  const tests = results.filter((r) => r.restoreTest);
-  if (!path || tests.length === 0) return;
-  try {
-    await updateMetricsTextfile(path, (m) => {
-      for (const r of tests) m.recordRestoreTest({ job, database, ok: r.ok, durationMs: r.restoreTest!.durationMs, at: new Date() });
-    });
-  } catch (err) {
-    warn('could not update METRICS_TEXTFILE', { error: (err as Error).message });
-  }
+  if (controller.signal.aborted) return outcomeOf(ExitCode.interrupted);
+  return outcomeOf(combinedExitCode(codes));
 }
 
 function describe(r: BackupVerification): string {

@@ -1,0 +1,45 @@
+/**
+ * pgbak as a library: the one public surface (`import { backup, restore, … } from 'pgbak'`).
+ * Load jobs with `loadJobs` (an injected environment and working directory work as well as the
+ * process's), then call the verbs with a job, a logger and an AbortSignal. Nothing here prints or
+ * exits; failures are thrown as AppErrors (or returned in results) with their exit codes.
+ */
+
+// Configuration
+export { loadJobs, selectJobs, type LoadJobsOptions, type LoadedJobs } from '../config/config-file.js';
+export type { JobConfig, RetentionSettings, S3Settings } from '../config/job.js';
+export type { Settings } from '../config/schema.js';
+
+// Logging
+export { LineLogger, MemoryLogger, silentLogger, type Logger, type LogFields, type LogLevel } from '../logging/logger.js';
+
+// Storage
+export { openStorage, type JobStorage, type OpenStorageOptions } from '../storage/job-storage.js';
+export type { StorageBackend } from '../storage/storage-backend.js';
+export { initBucket, type InitBucketJobOptions, type InitBucketReport, type AccessCheck, type AccessCheckName } from './init-bucket.js';
+
+// Runs
+export { runJob, finishRun, type RunJobOptions, type FinishRunOptions } from './run-job.js';
+export { backup, type BackupOptions, type BackupProgress } from './backup.js';
+export type { BackupResult } from '../model/backup-result.js';
+export { uploadBackup, type UploadBackupOptions } from './upload-backup.js';
+export { planBackup, type BackupPlan } from './plan.js';
+export { reportStart } from './report-run.js';
+
+// Catalog: reading, checking, restoring
+export { list, list as listBackups, type ListOptions, type ListedBackup, type ListedCopy } from './list.js';
+export { restore, type RestoreOptions, type RestoreResult, type RestoreProgress } from './restore.js';
+export { verify, combinedExitCode, type VerifyOptions, type VerifyReport, type BackupVerification } from './verify.js';
+export { recordRestoreTests } from './verify-metrics.js';
+export { status, jobTarget, discoverTargets, type StatusReport, type DatabaseStatus, type StatusTarget, type BackupSummary } from './status.js';
+export { jobIdentity, type JobIdentity } from './identity.js';
+
+// Retention and adoption
+export { prune, type PruneJobOptions, type PruneResult, type DeletedKey } from './prune.js';
+export { adopt, type AdoptOptions, type AdoptResult, type AdoptedCopy, type AdoptRefusal, type AdoptSkip } from './adopt.js';
+
+// Process lifetime
+export { releaseHeldLocks } from '../catalog/run-lock.js';
+
+// Errors and exit codes: every failure is an AppError with a stable exit code.
+export * from '../errors/index.js';

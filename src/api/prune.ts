@@ -1,0 +1,40 @@
+import type { JobConfig } from '../config/job.js';
+import type { Logger } from '../logging/logger.js';
+import { prune as applyRetention, type PruneResult } from '../retention/prune.js';
+import { openStorage } from '../storage/job-storage.js';
+import { jobIdentity } from './identity.js';
+
+export type { PruneResult, DeletedKey } from '../retention/prune.js';
+
+/** Options of {@link prune}. */
+export interface PruneJobOptions {
+  readonly logger?: Logger | undefined;
+  /** Stops the listing (a command's stop); deleting is cleanup and is bounded by the caller. */
+  readonly signal?: AbortSignal | undefined;
+  /** Decide and report, delete nothing. */
+  readonly dryRun?: boolean | undefined;
+  /** The clock (tests inject one); default: the current time. */
+  readonly now?: Date | undefined;
+  /** Backups never removed whatever the policy says. */
+  readonly protect?: readonly string[] | undefined;
+}
+
+/**
+ * Apply a job's retention (`pgbak prune`) to BACKUP_DIR and the bucket: opens the job's storage
+ * for this call, learns whose backups are the job's (the server's system identifier, else this
+ * host's last run), decides and deletes. Never removes the last good backups; see retention/prune.
+ */
+export async function prune(job: JobConfig, options: PruneJobOptions = {}): Promise<PruneResult> {
+  await using storage = openStorage(job, { signal: options.signal });
+  const identity = await jobIdentity(job, { local: storage.local });
+  return applyRetention({
+    job,
+    local: storage.local,
+    remote: storage.remote,
+    dryRun: Boolean(options.dryRun),
+    logger: options.logger,
+    now: options.now,
+    protect: options.protect,
+    systemIdentifier: identity.systemIdentifier,
+  });
+}
