@@ -36,7 +36,7 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError, UsageError } from '../errors/index.js';
 import { type JobConfig, resolveJob } from './job.js';
-import { type RawLayer, loadSettings, readEnvFile } from './load.js';
+import { type RawLayer, loadSettings, readDotenv } from './load.js';
 import { type Settings, type VariableName, isVariableName, variables } from './schema.js';
 import { isValidTimeZone, scheduleProblem } from './schedule.js';
 
@@ -103,7 +103,7 @@ export function loadJobs(options: LoadJobsOptions = {}): LoadedJobs {
   const flags = options.flags ?? {};
   const dotenv = readDotenv(cwd, options.envFile);
   const source = findConfigFile(cwd, options.configPath ?? flags['PGBAK_CONFIG'], env, dotenv);
-  const base = { env, cwd, envFile: options.envFile };
+  const base = { env, cwd, dotenv };
 
   if (source === undefined) {
     const { settings } = loadSettings({ ...base, layers: [flags], requireDatabaseUrl: options.requireDatabaseUrl !== false });
@@ -345,12 +345,6 @@ function findConfigFile(cwd: string, explicit: string | undefined, env: RawLayer
   if (fromEnv !== undefined) return resolve(cwd, fromEnv.trim());
   const implicit = resolve(cwd, 'pgbak.yaml');
   return existsSync(implicit) ? implicit : undefined;
-}
-
-function readDotenv(cwd: string, envFile: string | false | undefined): Record<string, string> {
-  if (envFile === false) return {};
-  const path = envFile ?? resolve(cwd, '.env');
-  return envFile !== undefined || existsSync(path) ? readEnvFile(path) : {};
 }
 
 /** Parse YAML with the failsafe schema: every scalar stays text, as in the environment. */

@@ -13,8 +13,10 @@ export interface LoadSettingsOptions {
   env?: RawLayer;
   /** Working directory: `.env` is read from here and relative paths resolve against it. */
   cwd?: string;
-  /** A `.env` file to read (default `<cwd>/.env` when it exists; `false` for none). */
+  /** A `.env` file to read (default `<cwd>/.env` when it exists; `false` for none). Ignored with `dotenv`. */
   envFile?: string | false;
+  /** The `.env` values, already read by the caller (loadJobs reads the file once for every job). */
+  dotenv?: RawLayer;
   /** Layers applied after the environment, in order (config file job, then flags). */
   layers?: readonly RawLayer[];
   /** Require DATABASE_URL (default true). */
@@ -37,6 +39,16 @@ export function readEnvFile(path: string): Record<string, string> {
 }
 
 /**
+ * The `.env` layer: `envFile` when given (it must exist), else `<cwd>/.env` when it exists;
+ * nothing with `envFile: false`.
+ */
+export function readDotenv(cwd: string, envFile: string | false | undefined): Record<string, string> {
+  if (envFile === false) return {};
+  const path = resolve(cwd, envFile ?? '.env');
+  return envFile !== undefined || existsSync(path) ? readEnvFile(path) : {};
+}
+
+/**
  * Merge defaults < .env < environment < layers and validate every variable, reporting every
  * problem at once, each with its variable name. Environment values win over `.env` (as with
  * dotenv and systemd's EnvironmentFile), so a deployment can override a checked-in file.
@@ -44,9 +56,7 @@ export function readEnvFile(path: string): Record<string, string> {
 export function loadSettings(options: LoadSettingsOptions = {}): LoadedSettings {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
-  const envFilePath = options.envFile === false ? undefined : (options.envFile ?? resolve(cwd, '.env'));
-  const fromFile =
-    envFilePath && (options.envFile !== undefined || existsSync(envFilePath)) ? readEnvFile(envFilePath) : {};
+  const fromFile = options.dotenv ?? readDotenv(cwd, options.envFile);
 
   const raw: Partial<Record<VariableName, string>> = {};
   for (const layer of [fromFile, env, ...(options.layers ?? [])]) {

@@ -254,6 +254,29 @@ describe('loadJobs without a config file', () => {
   });
 });
 
+describe('loadJobs with an injected environment and working directory', () => {
+  it('resolves relative paths, .env and pgbak.yaml against cwd and never touches process.env', () => {
+    const before = { ...process.env };
+    write('.env', 'SHOP_URL=postgresql://shop:dotenv-pass@db1:5432/shop\nLOG_FILE=./logs/pgbak.log\n');
+    write('pgbak.yaml', 'defaults:\n  backup_dir: ./backups\njobs:\n  - name: shop\n    database_url_env: SHOP_URL\n');
+    const { jobs, source, global } = loadJobs({ env: { BACKUP_RETRIES: '5' }, cwd: dir });
+    expect(source).toBe(join(dir, 'pgbak.yaml'));
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.backupDir).toBe(join(dir, 'backups'));
+    expect(jobs[0]!.logFile).toBe(join(dir, 'logs', 'pgbak.log'));
+    expect(jobs[0]!.databaseUrl).toBe('postgresql://shop:dotenv-pass@db1:5432/shop');
+    expect(global.BACKUP_RETRIES).toBe(5);
+    expect(process.env).toEqual(before);
+  });
+
+  it('finds PGBAK_CONFIG and BACKUP_DIR of the environment-only job relative to cwd', () => {
+    write('jobs.yaml', 'jobs:\n  - name: crm\n    database_url: postgresql://h/crm\n    backup_dir: rel/dir\n');
+    expect(loadJobs({ env: { PGBAK_CONFIG: 'jobs.yaml' }, cwd: dir, envFile: false }).jobs[0]!.backupDir).toBe(join(dir, 'rel', 'dir'));
+    const [job] = loadJobs({ env: { DATABASE_URL: 'postgresql://h/db', BACKUP_DIR: './backups' }, cwd: join(dir, 'none'), envFile: false }).jobs;
+    expect(job!.backupDir).toBe(join(dir, 'none', 'backups'));
+  });
+});
+
 describe('selectJobs', () => {
   const jobs = (() => {
     const d = mkdtempSync(join(tmpdir(), 'pgbak-select-'));
