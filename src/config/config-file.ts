@@ -36,6 +36,7 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError, UsageError } from '../errors/index.js';
 import { type JobConfig, resolveJob } from './job.js';
+import { type DaemonSettings, daemonSettingsOf } from './job-sections.js';
 import { type RawLayer, loadSettings, readDotenv } from './load.js';
 import { type Settings, type VariableName, isVariableName, variables } from './schema.js';
 import { isValidTimeZone, scheduleProblem } from './schedule.js';
@@ -63,6 +64,8 @@ export interface LoadedJobs {
   readonly jobs: readonly JobConfig[];
   /** Settings of the process as a whole (concurrency, retries, stop timeout, log file …). */
   readonly global: Settings;
+  /** The daemon's part of `global`, typed (LOG_FILE absolute). */
+  readonly daemon: DaemonSettings;
   /** Absolute path of the config file, or undefined when the jobs came from the environment. */
   readonly source: string | undefined;
   /** Things that work but should be fixed (a password in the file). */
@@ -107,11 +110,12 @@ export function loadJobs(options: LoadJobsOptions = {}): LoadedJobs {
 
   if (source === undefined) {
     const { settings } = loadSettings({ ...base, layers: [flags], requireDatabaseUrl: options.requireDatabaseUrl !== false });
-    if (!settings.DATABASE_URL) return { jobs: [], global: settings, source: undefined, warnings: [] };
+    const daemon = daemonSettingsOf(settings, cwd);
+    if (!settings.DATABASE_URL) return { jobs: [], global: settings, daemon, source: undefined, warnings: [] };
     const job = resolveJob(settings, { cwd });
     const problem = checkSchedule(settings, () => undefined, flags);
     if (problem) throw new ConfigError([`${problem.path} (job "${job.name}"): ${problem.message}`]);
-    return { jobs: [job], global: settings, source: undefined, warnings: [] };
+    return { jobs: [job], global: settings, daemon, source: undefined, warnings: [] };
   }
 
   const problems: string[] = [];
@@ -195,7 +199,7 @@ export function loadJobs(options: LoadJobsOptions = {}): LoadedJobs {
       hint: `fix ${source} or the variables named above (file keys are the variable names in lower case; see docs/scheduling.md)`,
     });
   }
-  return { jobs, global, source, warnings };
+  return { jobs, global, daemon: daemonSettingsOf(global, cwd), source, warnings };
 }
 
 /**

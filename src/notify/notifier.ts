@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BackupResult } from '../model/backup-result.js';
 import { redact } from '../logging/redact.js';
+import { type NotifySettings, notifySettingsOf } from '../config/job-sections.js';
 import type { Settings } from '../config/schema.js';
 import type { Logger } from '../logging/logger.js';
 import { DEFAULT_SMTP_URL, registerSmtpSecret, renderEmail, sendEmail } from './email.js';
@@ -9,33 +10,16 @@ import { isFailure, shortText, type NotifyContext } from './run-summary.js';
 import { buildWebhookPayload, sendWebhook } from './webhook.js';
 
 export type { NotifyContext } from './run-summary.js';
+export type { NotifySettings } from '../config/job-sections.js';
 
-/** Where notifications go; built from the NOTIFY_* variables by {@link notifySettingsFrom}. */
-export interface NotifySettings {
-  /** NOTIFY_EMAIL; empty: no e-mail. */
-  readonly email: readonly string[];
-  /** NOTIFY_ON: e-mail on failure (and partial, and size anomaly) only, or after every run. */
-  readonly on: 'failure' | 'always';
-  /** NOTIFY_SMTP_URL; unset: {@link DEFAULT_SMTP_URL}, the host's own MTA. */
-  readonly smtpUrl?: string | undefined;
-  /** NOTIFY_FROM. */
-  readonly from: string;
-  readonly webhookUrl?: string | undefined;
-  readonly pingUrl?: string | undefined;
-}
-
-/** Map parsed settings to {@link NotifySettings}. */
+/**
+ * Map parsed settings to {@link NotifySettings}.
+ * @deprecated a job's notifications are `job.notify`; removed after the merge
+ */
 export function notifySettingsFrom(
   settings: Pick<Settings, 'NOTIFY_EMAIL' | 'NOTIFY_ON' | 'NOTIFY_SMTP_URL' | 'NOTIFY_FROM' | 'NOTIFY_WEBHOOK_URL' | 'NOTIFY_PING_URL'>,
 ): NotifySettings {
-  return {
-    email: settings.NOTIFY_EMAIL,
-    on: settings.NOTIFY_ON,
-    smtpUrl: settings.NOTIFY_SMTP_URL,
-    from: settings.NOTIFY_FROM,
-    webhookUrl: settings.NOTIFY_WEBHOOK_URL,
-    pingUrl: settings.NOTIFY_PING_URL,
-  };
+  return notifySettingsOf(settings);
 }
 
 /** How hard to try: `attempts` in all, waiting `delaysMs[i]` after failed attempt i+1, each bounded by `timeoutMs`. */

@@ -277,6 +277,51 @@ describe('loadJobs with an injected environment and working directory', () => {
   });
 });
 
+describe('the typed sections of a job and of the daemon', () => {
+  it('match the settings they are built from', () => {
+    const env = {
+      DATABASE_URL: 'postgresql://h/db',
+      BACKUP_VERIFY: 'restore-test',
+      VERIFY_DATABASE_URL: 'postgresql://v/scratch',
+      NOTIFY_EMAIL: 'a@example.com',
+      NOTIFY_PING_URL: 'https://hc.example/ping/x',
+      BACKUP_TZ: 'Europe/Paris',
+      BACKUP_RUN_ON_START: 'true',
+      PG_DUMP_PATH: '/opt/pg/bin',
+      METRICS_TEXTFILE: 'metrics/pgbak.prom',
+      BACKUP_RPO: '2h',
+      BACKUP_GLOBALS: 'false',
+      BACKUP_CONCURRENCY: '3',
+      BACKUP_STOP_TIMEOUT: '30s',
+      LOG_FILE: 'log/pgbak.log',
+    };
+    const { jobs, daemon } = loadJobs({ env, cwd: dir, envFile: false });
+    const job = jobs[0]!;
+    expect(job.verify).toEqual({ mode: 'restore-test', databaseUrl: 'postgresql://v/scratch' });
+    expect(job.notify).toEqual({
+      email: ['a@example.com'],
+      on: 'failure',
+      smtpUrl: undefined,
+      from: 'pgbak@localhost',
+      webhookUrl: undefined,
+      pingUrl: 'https://hc.example/ping/x',
+    });
+    expect(job.schedule).toEqual({ cron: '0 0,6,12,18 * * *', timezone: 'Europe/Paris', runOnStart: true });
+    expect(job.pgTools).toEqual({ pgDumpPath: '/opt/pg/bin' });
+    expect(job.metrics).toEqual({ textfile: join(dir, 'metrics', 'pgbak.prom') });
+    expect(job.health).toEqual({ rpoMs: 2 * 3_600_000, sizeTolerance: 0.5 });
+    expect(job.backup).toEqual({ globals: false, rowCounts: true, prune: true });
+    expect(daemon).toEqual({
+      concurrency: 3,
+      retries: 2,
+      stopTimeoutMs: 30_000,
+      metricsAddr: undefined,
+      logFile: join(dir, 'log', 'pgbak.log'),
+      logLevel: 'info',
+    });
+  });
+});
+
 describe('selectJobs', () => {
   const jobs = (() => {
     const d = mkdtempSync(join(tmpdir(), 'pgbak-select-'));
