@@ -34,12 +34,14 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError } from '../errors/index.js';
+import type { Redactor } from '../logging/redact.js';
 import { type JobConfig, resolveJob } from './job.js';
 import { checkSchedule, sharedNameProblems } from './job-checks.js';
 import { type FileReading, type Section, readConfigFile, readJobSections, readRoot } from './job-file.js';
 import { type DaemonSettings, daemonSettingsOf } from './job-sections.js';
 import { type RawLayer, loadSettings, readDotenv } from './load.js';
 import type { Settings, VariableName } from './schema.js';
+import { redactorOf } from './secrets.js';
 
 export { selectJobs } from './select-jobs.js';
 
@@ -72,6 +74,12 @@ export interface LoadedJobs {
   readonly source: string | undefined;
   /** Things that work but should be fixed (a password in the file). */
   readonly warnings: readonly string[];
+  /**
+   * Masks the secrets of every loaded job and of the global settings (STORAGE_SECRET_KEY, the
+   * passwords of DATABASE_URL, VERIFY_DATABASE_URL and NOTIFY_SMTP_URL): give it to the logger
+   * (`new LineLogger({ redactor })`) and to whatever prints.
+   */
+  readonly redactor: Redactor;
 }
 
 /** What every step of loading shares. */
@@ -110,7 +118,7 @@ function settingsOf(context: LoadContext, layers: readonly RawLayer[], requireDa
 /** No config file: one job (or none) from the environment and flags. */
 function loadFromEnvironment(context: LoadContext, requireDatabaseUrl: boolean): LoadedJobs {
   const settings = settingsOf(context, [context.flags], requireDatabaseUrl);
-  const loaded = { global: settings, daemon: daemonSettingsOf(settings, context.cwd), source: undefined, warnings: [] };
+  const loaded = { global: settings, daemon: daemonSettingsOf(settings, context.cwd), source: undefined, warnings: [], redactor: redactorOf([settings]) };
   if (!settings.DATABASE_URL) return { ...loaded, jobs: [] };
   const job = resolveJob(settings, { cwd: context.cwd });
   const problem = checkSchedule(settings, () => undefined, context.flags);
@@ -132,7 +140,8 @@ function loadFromFile(source: string, context: LoadContext): LoadedJobs {
       hint: `fix ${source} or the variables named above (file keys are the variable names in lower case; see docs/scheduling.md)`,
     });
   }
-  return { jobs, global, daemon: daemonSettingsOf(global, context.cwd), source, warnings };
+  const redactor = redactorOf([global, ...jobs.map((job) => job.settings)]);
+  return { jobs, global, daemon: daemonSettingsOf(global, context.cwd), source, warnings, redactor };
 }
 
 /** Resolve each named job section over the defaults; problems are collected. */

@@ -2,7 +2,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { ConfigError } from '../errors/index.js';
-import { registerSecret } from '../logging/redact.js';
 import { type Settings, type VariableName, variables, isVariableName } from './schema.js';
 
 /** Raw string values by variable name; later layers win. */
@@ -85,21 +84,8 @@ export function loadSettings(options: LoadSettingsOptions = {}): LoadedSettings 
     }
   }
   const settings = out as Settings;
-  if (settings.STORAGE_SECRET_KEY) registerSecret(settings.STORAGE_SECRET_KEY);
-  if (settings.DATABASE_URL) registerSecret(passwordOf(settings.DATABASE_URL));
-  if (settings.VERIFY_DATABASE_URL) registerSecret(passwordOf(settings.VERIFY_DATABASE_URL));
-  if (settings.NOTIFY_SMTP_URL) registerSecret(passwordOf(settings.NOTIFY_SMTP_URL));
   if (problems.length > 0) {
     throw new ConfigError(problems, { hint: 'fix the variables above (environment, .env, config file or flags); `pgbak --help` lists them' });
   }
   return { settings, cwd };
-}
-
-function passwordOf(url: string): string | undefined {
-  try {
-    const p = new URL(url).password;
-    return p ? decodeURIComponent(p) : undefined;
-  } catch {
-    return undefined;
-  }
 }
