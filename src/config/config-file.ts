@@ -133,30 +133,39 @@ function loadFromFile(source: string, context: LoadContext): LoadedJobs {
   const { defaults, rawJobs } = readRoot(readConfigFile(source), reading);
   const global = collect(problems, () => settingsOf(context, [defaults.layer, context.flags]));
   const sections = readJobSections(rawJobs, reading);
-  const jobs = resolveSections(sections, defaults, context, problems);
+  const { jobs, settings } = resolveSections(sections, defaults, context, problems);
   problems.push(...sharedNameProblems(jobs, sections));
   if (problems.length > 0 || !global) {
     throw new ConfigError(unique(problems), {
       hint: `fix ${source} or the variables named above (file keys are the variable names in lower case; see docs/scheduling.md)`,
     });
   }
-  const redactor = redactorOf([global, ...jobs.map((job) => job.settings)]);
+  const redactor = redactorOf([global, ...settings]);
   return { jobs, global, daemon: daemonSettingsOf(global, context.cwd), source, warnings, redactor };
 }
 
-/** Resolve each named job section over the defaults; problems are collected. */
-function resolveSections(sections: readonly Section[], defaults: Section, context: LoadContext, problems: string[]): JobConfig[] {
+/** Resolve each named job section over the defaults, with the settings of each job; problems are collected. */
+function resolveSections(
+  sections: readonly Section[],
+  defaults: Section,
+  context: LoadContext,
+  problems: string[],
+): { jobs: JobConfig[]; settings: Settings[] } {
   const jobs: JobConfig[] = [];
+  const settings: Settings[] = [];
   const scheduleProblems: ScheduleProblems = new Map();
   for (const section of sections) {
     if (section.name === undefined) continue; // reported by readJobSections
-    const job = resolveSection(section, section.name, defaults, context, problems, scheduleProblems);
-    if (job) jobs.push(job);
+    const resolved = resolveSection(section, section.name, defaults, context, problems, scheduleProblems);
+    if (resolved) {
+      jobs.push(resolved.job);
+      settings.push(resolved.settings);
+    }
   }
   for (const [path, { message, jobs: names }] of scheduleProblems) {
     problems.push(`${path} (${names.length === 1 ? 'job' : 'jobs'} ${names.map((n) => `"${n}"`).join(', ')}): ${message}`);
   }
-  return jobs;
+  return { jobs, settings };
 }
 
 /** One job: its settings (defaults < job keys < flags), its schedule checked, its database required. */
@@ -167,7 +176,7 @@ function resolveSection(
   context: LoadContext,
   problems: string[],
   scheduleProblems: ScheduleProblems,
-): JobConfig | undefined {
+): { job: JobConfig; settings: Settings } | undefined {
   const label = `${section.path} (job "${name}")`;
   const settings = collect(problems, () => settingsOf(context, [defaults.layer, section.layer, context.flags]));
   if (!settings) return undefined;
@@ -183,7 +192,8 @@ function resolveSection(
     return undefined;
   }
   const urlOrigin = origin('DATABASE_URL') ?? 'DATABASE_URL';
-  return collect(problems, () => resolveJob(settings, { cwd: context.cwd, name }), (p) => p.replace(/^DATABASE_URL/, urlOrigin));
+  const job = collect(problems, () => resolveJob(settings, { cwd: context.cwd, name }), (p) => p.replace(/^DATABASE_URL/, urlOrigin));
+  return job && { job, settings };
 }
 
 function findConfigFile(cwd: string, explicit: string | undefined, env: RawLayer, dotenv: Record<string, string>): string | undefined {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -39,6 +39,14 @@ describe('loadJobs returns the redactor of the configuration', () => {
       envFile: false,
     });
     expect(redactor.redact('db-password verify-password smtp/password smtp%2Fpassword storage-secret')).toBe('*** *** *** *** ***');
+    const dir = mkdtempSync(join(tmpdir(), 'pgbak-redact-file-'));
+    try {
+      writeFileSync(join(dir, 'pgbak.yaml'), 'jobs:\n  - name: a\n    database_url_env: A_URL\n  - name: b\n    database_url_env: B_URL\n');
+      const loaded = loadJobs({ env: { A_URL: 'postgresql://a:first-pass@h/a', B_URL: 'postgresql://b:second-pass@h/b' }, cwd: dir, envFile: false });
+      expect(loaded.redactor.redact('first-pass second-pass')).toBe('*** ***');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     // Nothing global: a fresh Redactor or the module's redact knows none of them.
     expect(redact('db-password storage-secret')).toBe('db-password storage-secret');
   });
