@@ -43,8 +43,10 @@ import { type RawLayer, loadSettings, readDotenv } from './load.js';
 import type { Settings, VariableName } from './schema.js';
 import { redactorOf } from './secrets.js';
 
+/** Kept here for its callers; it lives in select-jobs.ts. */
 export { selectJobs } from './select-jobs.js';
 
+/** Options of {@link loadJobs}: everything it reads is injectable. */
 export interface LoadJobsOptions {
   /** The process environment (default: process.env). */
   env?: RawLayer;
@@ -63,6 +65,7 @@ export interface LoadJobsOptions {
   requireDatabaseUrl?: boolean;
 }
 
+/** What {@link loadJobs} returns. */
 export interface LoadedJobs {
   /** One or more jobs, in file order (none only with `requireDatabaseUrl: false` and no DATABASE_URL). */
   readonly jobs: readonly JobConfig[];

@@ -7,6 +7,7 @@ import { type Settings, type VariableName, variables, isVariableName } from './s
 /** Raw string values by variable name; later layers win. */
 export type RawLayer = Readonly<Partial<Record<string, string | undefined>>>;
 
+/** Options of {@link loadSettings}. */
 export interface LoadSettingsOptions {
   /** The process environment (default: process.env). */
   env?: RawLayer;
@@ -22,14 +23,15 @@ export interface LoadSettingsOptions {
   requireDatabaseUrl?: boolean;
 }
 
+/** The merged, validated settings and the directory relative paths resolve against. */
 export interface LoadedSettings {
   readonly settings: Settings;
-  /** Where each value came from: default, .env, env, or a layer's name. */
+  /** The working directory the settings were loaded for. */
   readonly cwd: string;
 }
 
 /** Read a `.env` file into a layer (KEY=value lines, # comments, quotes). */
-export function readEnvFile(path: string): Record<string, string> {
+function readEnvFile(path: string): Record<string, string> {
   try {
     return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
   } catch (err) {

@@ -5,7 +5,7 @@ import { type Settings, variables } from './schema.js';
 const URLS_WITH_PASSWORDS = ['DATABASE_URL', 'VERIFY_DATABASE_URL', 'NOTIFY_SMTP_URL'] as const;
 
 /** The secret values of parsed settings: every variable the schema marks `secret`, and the passwords of the URLs. */
-export function secretsOf(settings: Settings): string[] {
+function secretsOf(settings: Settings): string[] {
   const out: string[] = [];
   for (const spec of variables) {
     const value = settings[spec.name];

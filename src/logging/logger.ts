@@ -3,9 +3,11 @@ import { dirname } from 'node:path';
 import { Redactor } from './redact.js';
 import { fsError } from '../errors/index.js';
 
+/** Log levels, from the most verbose. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
+/** `key=value` fields of a log line. */
 export type LogFields = Record<string, unknown>;
 
 /** Leveled logging; every line passes through {@link Logger.redactor}. */
@@ -31,6 +33,7 @@ export const silentLogger: Logger = {
   },
 };
 
+/** Where and how a {@link LineLogger} writes. */
 export interface LogSinkOptions {
   level?: LogLevel;
   /** Append to this file (directory created, mode 0600). */

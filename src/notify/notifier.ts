@@ -33,6 +33,7 @@ export interface RetryPolicy {
 /** 3 attempts, 0.5 s then 2 s apart, 10 s each: at most about 33 s per channel, channels in parallel. */
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, delaysMs: [500, 2000], timeoutMs: 10_000 };
 
+/** A way a run is reported. */
 export type NotifyChannel = 'email' | 'webhook' | 'ping';
 
 /** What happened to one channel's notification. */
@@ -84,7 +85,7 @@ async function deliver(
 }
 
 /** Whether a run gets an e-mail: failures and partial runs always, size anomalies too, the rest only with NOTIFY_ON=always. */
-export function wantsEmail(result: BackupResult, settings: NotifySettings, context: NotifyContext): boolean {
+function wantsEmail(result: BackupResult, settings: NotifySettings, context: NotifyContext): boolean {
   if (settings.email.length === 0 || result.status === 'dry-run') return false;
   return settings.on === 'always' || isFailure(result) || context.sizeJudgement?.anomalous === true;
 }
