@@ -31,15 +31,22 @@
  * Layering for each job: built-in defaults < .env < environment < file `defaults:` < the job's
  * keys < flags. Every problem is reported at once, each with its path (`jobs[1].schedule: …`).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseDocument } from 'yaml';
-import { ConfigError, UsageError } from '../errors/index.js';
+import { ConfigError } from '../errors/index.js';
+import type { Redactor } from '../logging/redact.js';
 import { type JobConfig, resolveJob } from './job.js';
-import { type RawLayer, loadSettings, readEnvFile } from './load.js';
-import { type Settings, type VariableName, isVariableName, variables } from './schema.js';
-import { isValidTimeZone, scheduleProblem } from './schedule.js';
+import { checkSchedule, sharedNameProblems } from './job-checks.js';
+import { type FileReading, type Section, readConfigFile, readJobSections, readRoot } from './job-file.js';
+import { type DaemonSettings, daemonSettingsOf } from './job-sections.js';
+import { type RawLayer, loadSettings, readDotenv } from './load.js';
+import type { Settings, VariableName } from './schema.js';
+import { redactorOf } from './secrets.js';
 
+/** Kept here for its callers; it lives in select-jobs.ts. */
+export { selectJobs } from './select-jobs.js';
+
+/** Options of {@link loadJobs}: everything it reads is injectable. */
 export interface LoadJobsOptions {
   /** The process environment (default: process.env). */
   env?: RawLayer;
@@ -58,40 +65,37 @@ export interface LoadJobsOptions {
   requireDatabaseUrl?: boolean;
 }
 
+/** What {@link loadJobs} returns. */
 export interface LoadedJobs {
   /** One or more jobs, in file order (none only with `requireDatabaseUrl: false` and no DATABASE_URL). */
   readonly jobs: readonly JobConfig[];
   /** Settings of the process as a whole (concurrency, retries, stop timeout, log file …). */
   readonly global: Settings;
+  /** The daemon's part of `global`, typed (LOG_FILE absolute). */
+  readonly daemon: DaemonSettings;
   /** Absolute path of the config file, or undefined when the jobs came from the environment. */
   readonly source: string | undefined;
   /** Things that work but should be fixed (a password in the file). */
   readonly warnings: readonly string[];
+  /**
+   * Masks the secrets of every loaded job and of the global settings (STORAGE_SECRET_KEY, the
+   * passwords of DATABASE_URL, VERIFY_DATABASE_URL and NOTIFY_SMTP_URL): give it to the logger
+   * (`new LineLogger({ redactor })`) and to whatever prints.
+   */
+  readonly redactor: Redactor;
 }
 
-/** Settings of the daemon as a whole: not allowed inside one job. */
-const GLOBAL_ONLY: readonly VariableName[] = [
-  'BACKUP_CONCURRENCY',
-  'BACKUP_RETRIES',
-  'BACKUP_STOP_TIMEOUT',
-  'BACKUP_LOG_LEVEL',
-  'METRICS_ADDR',
-];
-const ALIASES: Readonly<Record<string, VariableName>> = { schedule: 'BACKUP_SCHEDULE', tz: 'BACKUP_TZ' };
-const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/** One `defaults:` block or job, read and checked key by key. */
-interface Section {
-  readonly path: string;
-  /** Valid values by variable name: a layer for loadSettings. */
-  readonly layer: Record<string, string>;
-  /** Which key set each variable (`jobs[0].schedule`), to name it in later problems. */
-  readonly setBy: Map<VariableName, string>;
-  /** Variables whose key had a problem (already reported: no follow-on problem for them). */
-  readonly failed: Set<VariableName>;
-  name?: string;
+/** What every step of loading shares. */
+interface LoadContext {
+  readonly env: RawLayer;
+  readonly cwd: string;
+  /** The `.env` values, read once. */
+  readonly dotenv: Record<string, string>;
+  readonly flags: Readonly<Record<string, string>>;
 }
+
+/** A schedule problem shared by several jobs is reported once, naming them. */
+type ScheduleProblems = Map<string, { message: string; jobs: string[] }>;
 
 /**
  * Load every job: from the config file when there is one, else one job from the environment.
@@ -102,241 +106,97 @@ export function loadJobs(options: LoadJobsOptions = {}): LoadedJobs {
   const env = options.env ?? process.env;
   const flags = options.flags ?? {};
   const dotenv = readDotenv(cwd, options.envFile);
+  const context: LoadContext = { env, cwd, dotenv, flags };
   const source = findConfigFile(cwd, options.configPath ?? flags['PGBAK_CONFIG'], env, dotenv);
-  const base = { env, cwd, envFile: options.envFile };
+  if (source === undefined) return loadFromEnvironment(context, options.requireDatabaseUrl !== false);
+  return loadFromFile(source, context);
+}
 
-  if (source === undefined) {
-    const { settings } = loadSettings({ ...base, layers: [flags], requireDatabaseUrl: options.requireDatabaseUrl !== false });
-    if (!settings.DATABASE_URL) return { jobs: [], global: settings, source: undefined, warnings: [] };
-    const job = resolveJob(settings, { cwd });
-    const problem = checkSchedule(settings, () => undefined, flags);
-    if (problem) throw new ConfigError([`${problem.path} (job "${job.name}"): ${problem.message}`]);
-    return { jobs: [job], global: settings, source: undefined, warnings: [] };
-  }
+/** Settings of the layers over defaults < .env < environment. */
+function settingsOf(context: LoadContext, layers: readonly RawLayer[], requireDatabaseUrl = false): Settings {
+  const { env, cwd, dotenv } = context;
+  return loadSettings({ env, cwd, dotenv, layers, requireDatabaseUrl }).settings;
+}
 
-  const problems: string[] = [];
-  const warnings: string[] = [];
-  const lookupEnv = (name: string) => env[name] ?? dotenv[name];
-  const file = readConfigFile(source);
-  if (file.problems.length > 0) throw new ConfigError(file.problems.map((p) => `${source}: ${p}`));
-  const root = file.value;
+/** No config file: one job (or none) from the environment and flags. */
+function loadFromEnvironment(context: LoadContext, requireDatabaseUrl: boolean): LoadedJobs {
+  const settings = settingsOf(context, [context.flags], requireDatabaseUrl);
+  const loaded = { global: settings, daemon: daemonSettingsOf(settings, context.cwd), source: undefined, warnings: [], redactor: redactorOf([settings]) };
+  if (!settings.DATABASE_URL) return { ...loaded, jobs: [] };
+  const job = resolveJob(settings, { cwd: context.cwd });
+  const problem = checkSchedule(settings, () => undefined, context.flags);
+  if (problem) throw new ConfigError([`${problem.path} (job "${job.name}"): ${problem.message}`]);
+  return { ...loaded, jobs: [job] };
+}
 
-  let defaults: Section = emptySection('defaults');
-  let rawJobs: unknown[] = [];
-  if (root !== undefined && !isMapping(root)) {
-    problems.push('the config file must be a mapping with "defaults:" and "jobs:"');
-  } else if (root !== undefined) {
-    for (const key of Object.keys(root)) {
-      if (key !== 'defaults' && key !== 'jobs') problems.push(`${key}: unknown key (expected defaults and jobs)`);
-    }
-    if (root['defaults'] !== undefined && root['defaults'] !== '') {
-      if (isMapping(root['defaults'])) defaults = readSection(root['defaults'], 'defaults', 'defaults', lookupEnv, problems, warnings);
-      else problems.push('defaults: must be a mapping of settings (retention_days: 30)');
-    }
-    const jobs = root['jobs'];
-    if (Array.isArray(jobs)) rawJobs = jobs;
-    else if (jobs !== undefined && jobs !== '') problems.push('jobs: must be a list of jobs (- name: shop)');
-  }
-  if (root !== undefined && isMapping(root) && rawJobs.length === 0) {
-    problems.push('jobs: the config file lists no jobs (add at least one "- name: …" entry)');
-  }
-
-  const global = collect(problems, () => loadSettings({ ...base, layers: [defaults.layer, flags], requireDatabaseUrl: false }).settings);
-
-  const sections: Section[] = [];
-  const firstByName = new Map<string, string>();
-  rawJobs.forEach((raw, i) => {
-    const path = `jobs[${i}]`;
-    if (!isMapping(raw)) {
-      problems.push(`${path}: must be a mapping (name: …, database_url_env: …)`);
-      return;
-    }
-    const section = readSection(raw, path, 'job', lookupEnv, problems, warnings);
-    if (section.name !== undefined) {
-      const first = firstByName.get(section.name);
-      if (first) problems.push(`${path}.name: "${section.name}" is already the name of ${first}`);
-      else firstByName.set(section.name, path);
-    }
-    sections.push(section);
-  });
-
-  const jobs: JobConfig[] = [];
-  const scheduleProblems = new Map<string, { message: string; jobs: string[] }>();
-  for (const section of sections) {
-    if (section.name === undefined) continue; // reported by readSection
-    const label = `${section.path} (job "${section.name}")`;
-    const settings = collect(problems, () =>
-      loadSettings({ ...base, layers: [defaults.layer, section.layer, flags], requireDatabaseUrl: false }).settings,
-    );
-    if (!settings) continue;
-    const origin = (name: VariableName) => section.setBy.get(name) ?? defaults.setBy.get(name);
-    const schedule = checkSchedule(settings, origin, flags);
-    if (schedule) {
-      const entry = scheduleProblems.get(schedule.path) ?? { message: schedule.message, jobs: [] };
-      entry.jobs.push(section.name);
-      scheduleProblems.set(schedule.path, entry);
-    }
-    if (!settings.DATABASE_URL) {
-      if (section.failed.has('DATABASE_URL')) continue;
-      problems.push(`${label}: no database: set database_url_env (or database_url) in the job`);
-      continue;
-    }
-    const urlOrigin = origin('DATABASE_URL') ?? 'DATABASE_URL';
-    const job = collect(problems, () => resolveJob(settings, { cwd, name: section.name }), (p) => p.replace(/^DATABASE_URL/, urlOrigin));
-    if (job) jobs.push(job);
-  }
-  for (const [path, { message, jobs: names }] of scheduleProblems) {
-    problems.push(`${path} (${names.length === 1 ? 'job' : 'jobs'} ${names.map((n) => `"${n}"`).join(', ')}): ${message}`);
-  }
+/** The jobs of a config file, over the environment; every problem at once. */
+function loadFromFile(source: string, context: LoadContext): LoadedJobs {
+  const reading: FileReading = { problems: [], warnings: [], lookupEnv: (name) => context.env[name] ?? context.dotenv[name] };
+  const { problems, warnings } = reading;
+  const { defaults, rawJobs } = readRoot(readConfigFile(source), reading);
+  const global = collect(problems, () => settingsOf(context, [defaults.layer, context.flags]));
+  const sections = readJobSections(rawJobs, reading);
+  const { jobs, settings } = resolveSections(sections, defaults, context, problems);
   problems.push(...sharedNameProblems(jobs, sections));
-
   if (problems.length > 0 || !global) {
     throw new ConfigError(unique(problems), {
       hint: `fix ${source} or the variables named above (file keys are the variable names in lower case; see docs/scheduling.md)`,
     });
   }
-  return { jobs, global, source, warnings };
+  const redactor = redactorOf([global, ...settings]);
+  return { jobs, global, daemon: daemonSettingsOf(global, context.cwd), source, warnings, redactor };
 }
 
-/**
- * The jobs a command acts on: `--job NAME` picks one, `--all` every job; without either, the
- * only job (a file with several jobs then needs one of them). Throws a UsageError naming the jobs.
- */
-export function selectJobs(jobs: readonly JobConfig[], selection: { job?: string | undefined; all?: boolean | undefined } = {}): JobConfig[] {
-  const names = jobs.map((j) => j.name);
-  if (selection.job !== undefined && selection.all) throw new UsageError('use either --job NAME or --all, not both');
-  if (selection.all) return [...jobs];
-  if (selection.job !== undefined) {
-    const found = jobs.find((j) => j.name === selection.job);
-    if (!found) throw new UsageError(`no job named "${selection.job}"; the jobs are: ${names.join(', ')}`);
-    return [found];
-  }
-  if (jobs.length === 1) return [...jobs];
-  throw new UsageError(`there are ${jobs.length} jobs (${names.join(', ')}): choose one with --job NAME, or --all`);
-}
-
-function readSection(
-  raw: Record<string, unknown>,
-  path: string,
-  kind: 'defaults' | 'job',
-  lookupEnv: (name: string) => string | undefined,
+/** Resolve each named job section over the defaults, with the settings of each job; problems are collected. */
+function resolveSections(
+  sections: readonly Section[],
+  defaults: Section,
+  context: LoadContext,
   problems: string[],
-  warnings: string[],
-): Section {
-  const section = emptySection(path);
-  for (const [key, value] of Object.entries(raw)) {
-    const at = `${path}.${key}`;
-    if (key === 'name') {
-      if (kind === 'defaults') problems.push(`${at}: a job's name cannot be a default; name each job`);
-      else if (typeof value !== 'string' || !JOB_NAME.test(value)) {
-        problems.push(`${at}: must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit`);
-      } else section.name = value;
-      continue;
+): { jobs: JobConfig[]; settings: Settings[] } {
+  const jobs: JobConfig[] = [];
+  const settings: Settings[] = [];
+  const scheduleProblems: ScheduleProblems = new Map();
+  for (const section of sections) {
+    if (section.name === undefined) continue; // reported by readJobSections
+    const resolved = resolveSection(section, section.name, defaults, context, problems, scheduleProblems);
+    if (resolved) {
+      jobs.push(resolved.job);
+      settings.push(resolved.settings);
     }
-    const variable: VariableName | undefined =
-      key === 'database_url_env' ? 'DATABASE_URL' : (ALIASES[key] ?? (key === key.toLowerCase() && isVariableName(key.toUpperCase()) ? (key.toUpperCase() as VariableName) : undefined));
-    if (variable === undefined || variable === 'PGBAK_CONFIG') {
-      const lower = key.toLowerCase();
-      const hint = lower !== key && (isVariableName(key.toUpperCase()) || lower in ALIASES) ? ` (write it in lower case: ${lower})` : '';
-      problems.push(`${at}: unknown key${hint}`);
-      continue;
-    }
-    const earlier = section.setBy.get(variable);
-    if (earlier) {
-      problems.push(`${at}: ${earlier.slice(path.length + 1)} already sets ${variable}; keep one of them`);
-      continue;
-    }
-    if (kind === 'job' && GLOBAL_ONLY.includes(variable)) {
-      problems.push(`${at}: applies to the whole daemon; set it in defaults or the environment, not in a job`);
-      continue;
-    }
-    const fail = (problem: string) => {
-      problems.push(`${at}: ${problem}`);
-      section.failed.add(variable);
-    };
-    const text = asText(value, variable);
-    if (typeof text !== 'string') {
-      fail(text.problem);
-      continue;
-    }
-    let finalValue = text;
-    if (key === 'database_url_env') {
-      if (!ENV_NAME.test(text)) {
-        fail('must be the name of an environment variable (SHOP_DATABASE_URL)');
-        continue;
-      }
-      const fromEnv = lookupEnv(text);
-      if (fromEnv === undefined || fromEnv.trim() === '') {
-        fail(`${text} is not set`);
-        continue;
-      }
-      finalValue = fromEnv;
-    }
-    const spec = variables.find((v) => v.name === variable)!;
-    const parsed = spec.schema.safeParse(finalValue);
-    if (!parsed.success) {
-      // Never echo a value that came from a secret-holding variable.
-      const subject = key === 'database_url_env' ? `the value of ${text}` : '';
-      for (const issue of parsed.error.issues) fail(`${subject ? subject + ' ' : ''}${issue.message}`);
-      continue;
-    }
-    if (key === 'database_url' && hasPassword(finalValue)) {
-      warnings.push(`${at}: contains a password; keep secrets out of the file with database_url_env (or ~/.pgpass)`);
-    }
-    if (variable === 'STORAGE_SECRET_KEY' && finalValue.trim() !== '') {
-      warnings.push(`${at}: a secret key in the file; prefer STORAGE_SECRET_KEY in the environment`);
-    }
-    section.layer[variable] = finalValue;
-    section.setBy.set(variable, at);
   }
-  if (kind === 'job' && section.name === undefined && raw['name'] === undefined) problems.push(`${path}.name: is required`);
-  return section;
+  for (const [path, { message, jobs: names }] of scheduleProblems) {
+    problems.push(`${path} (${names.length === 1 ? 'job' : 'jobs'} ${names.map((n) => `"${n}"`).join(', ')}): ${message}`);
+  }
+  return { jobs, settings };
 }
 
-/** A scalar as the text an environment variable would hold; lists only for notify_email. */
-function asText(value: unknown, variable: VariableName): string | { problem: string } {
-  if (typeof value === 'string') return value;
-  if (Array.isArray(value)) {
-    if (variable === 'NOTIFY_EMAIL' && value.every((v) => typeof v === 'string')) return value.join(',');
-    return { problem: 'must be a single value, not a list' };
+/** One job: its settings (defaults < job keys < flags), its schedule checked, its database required. */
+function resolveSection(
+  section: Section,
+  name: string,
+  defaults: Section,
+  context: LoadContext,
+  problems: string[],
+  scheduleProblems: ScheduleProblems,
+): { job: JobConfig; settings: Settings } | undefined {
+  const label = `${section.path} (job "${name}")`;
+  const settings = collect(problems, () => settingsOf(context, [defaults.layer, section.layer, context.flags]));
+  if (!settings) return undefined;
+  const origin = (variable: VariableName) => section.setBy.get(variable) ?? defaults.setBy.get(variable);
+  const schedule = checkSchedule(settings, origin, context.flags);
+  if (schedule) {
+    const entry = scheduleProblems.get(schedule.path) ?? { message: schedule.message, jobs: [] };
+    entry.jobs.push(name);
+    scheduleProblems.set(schedule.path, entry);
   }
-  return { problem: 'must be a single value, not a mapping' };
-}
-
-/** The schedule's problem and the key to blame: the job's, the defaults', a flag or the environment. */
-function checkSchedule(
-  settings: Settings,
-  origin: (name: VariableName) => string | undefined,
-  flags: Readonly<Record<string, string>>,
-): { path: string; message: string } | undefined {
-  const blame = (name: VariableName) => origin(name) ?? (flags[name] !== undefined ? `flag ${name}` : name);
-  if (!isValidTimeZone(settings.BACKUP_TZ)) {
-    return { path: blame('BACKUP_TZ'), message: `unknown time zone "${settings.BACKUP_TZ}" (use an IANA name such as UTC or Europe/Paris)` };
+  if (!settings.DATABASE_URL) {
+    if (!section.failed.has('DATABASE_URL')) problems.push(`${label}: no database: set database_url_env (or database_url) in the job`);
+    return undefined;
   }
-  const problem = scheduleProblem(settings.BACKUP_SCHEDULE, settings.BACKUP_TZ);
-  return problem ? { path: blame('BACKUP_SCHEDULE'), message: problem } : undefined;
-}
-
-/** Two jobs writing `<db>_<timestamp>` into the same folder or bucket prefix would prune each other. */
-function sharedNameProblems(jobs: readonly JobConfig[], sections: readonly Section[]): string[] {
-  const problems: string[] = [];
-  const pathOf = (job: JobConfig) => sections.find((s) => s.name === job.name)?.path ?? job.name;
-  for (let i = 0; i < jobs.length; i++) {
-    for (let k = i + 1; k < jobs.length; k++) {
-      const a = jobs[i]!;
-      const b = jobs[k]!;
-      if (a.filePrefix !== b.filePrefix) continue;
-      const sameDir = a.backupDir === b.backupDir;
-      const sameBucket = a.s3 && b.s3 && a.s3.endpoint === b.s3.endpoint && a.s3.bucket === b.s3.bucket && a.s3.prefix === b.s3.prefix;
-      if (!sameDir && !sameBucket) continue;
-      const where = sameDir ? `backup_dir ${a.backupDir}` : `s3://${a.s3!.bucket}/${a.s3!.prefix}`;
-      problems.push(
-        `${pathOf(a)} and ${pathOf(b)} (jobs "${a.name}" and "${b.name}") both back up a database named "${a.database}" into ${where}: ` +
-          'give one of them its own backup_dir and storage_prefix, or their retention would delete each other\'s backups',
-      );
-    }
-  }
-  return problems;
+  const urlOrigin = origin('DATABASE_URL') ?? 'DATABASE_URL';
+  const job = collect(problems, () => resolveJob(settings, { cwd: context.cwd, name }), (p) => p.replace(/^DATABASE_URL/, urlOrigin));
+  return job && { job, settings };
 }
 
 function findConfigFile(cwd: string, explicit: string | undefined, env: RawLayer, dotenv: Record<string, string>): string | undefined {
@@ -347,33 +207,6 @@ function findConfigFile(cwd: string, explicit: string | undefined, env: RawLayer
   return existsSync(implicit) ? implicit : undefined;
 }
 
-function readDotenv(cwd: string, envFile: string | false | undefined): Record<string, string> {
-  if (envFile === false) return {};
-  const path = envFile ?? resolve(cwd, '.env');
-  return envFile !== undefined || existsSync(path) ? readEnvFile(path) : {};
-}
-
-/** Parse YAML with the failsafe schema: every scalar stays text, as in the environment. */
-function readConfigFile(path: string): { value: unknown; problems: string[] } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError([`cannot read the config file ${path}: ${(err as Error).message}`], {
-      hint: 'check --config / PGBAK_CONFIG, or remove it to use the environment alone',
-    });
-  }
-  const doc = parseDocument(text, { schema: 'failsafe', prettyErrors: true, uniqueKeys: true });
-  const problems = [...doc.errors, ...doc.warnings].map((e) => {
-    const pos = e.linePos?.[0];
-    const message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-    return `${pos ? `line ${pos.line}, column ${pos.col}: ` : ''}${message}`;
-  });
-  if (problems.length > 0) return { value: undefined, problems };
-  const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
-  return { value: value === null || value === '' ? undefined : value, problems: [] };
-}
-
 /** Run `fn`; a ConfigError's problems go to `problems` (mapped) and undefined is returned. */
 function collect<T>(problems: string[], fn: () => T, map: (p: string) => string = (p) => p): T | undefined {
   try {
@@ -382,22 +215,6 @@ function collect<T>(problems: string[], fn: () => T, map: (p: string) => string 
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems.map(map));
     return undefined;
-  }
-}
-
-function emptySection(path: string): Section {
-  return { path, layer: {}, setBy: new Map(), failed: new Set() };
-}
-
-function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function hasPassword(url: string): boolean {
-  try {
-    return new URL(url).password !== '';
-  } catch {
-    return false;
   }
 }
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../errors/index.js';
+import { type JobSections, absolutePath, jobSectionsOf } from './job-sections.js';
 import type { Compression } from './parsers.js';
 import type { Settings } from './schema.js';
 
@@ -19,6 +20,7 @@ export interface S3Settings {
   readonly timeoutMs?: number | undefined;
 }
 
+/** How long backups are kept (RETENTION_DAYS, BACKUP_KEEP_*). */
 export interface RetentionSettings {
   readonly days: number;
   readonly keepMin: number;
@@ -27,8 +29,8 @@ export interface RetentionSettings {
   readonly keepMonthly: number;
 }
 
-/** Everything one backup job needs, resolved and validated. */
-export interface JobConfig {
+/** Everything one backup job needs, resolved and validated, in typed sections. */
+export interface JobConfig extends JobSections {
   /** Job name: the config file's name, else the database name. */
   readonly name: string;
   readonly databaseUrl: string;
@@ -36,13 +38,18 @@ export interface JobConfig {
   readonly database: string;
   /** Database name made safe for file names (the artifact prefix). */
   readonly filePrefix: string;
+  /** BACKUP_DIR, absolute. */
   readonly backupDir: string;
+  /** LOG_FILE, absolute; undefined: no log file. */
   readonly logFile: string | undefined;
+  /** BACKUP_COMPRESSION. */
   readonly compression: Compression;
+  /** GPG_RECIPIENT; undefined: no encryption. */
   readonly gpgRecipient: string | undefined;
   /** S3 settings when both keys are set, else undefined. */
   readonly s3: S3Settings | undefined;
   readonly retention: RetentionSettings;
+  /** @deprecated use the typed sections; removed after the merge */
   readonly settings: Settings;
 }
 
@@ -100,11 +107,11 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
   };
 }
 
+/** The job of parsed settings; relative paths resolve against `cwd`. Throws a ConfigError without a database. */
 export function resolveJob(settings: Settings, options: { cwd: string; name?: string }): JobConfig {
   const databaseUrl = settings.DATABASE_URL;
   if (!databaseUrl) throw new ConfigError(['DATABASE_URL: is required (e.g. postgresql://user:pass@host:5432/db)']);
   const database = databaseNameOf(databaseUrl);
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(options.cwd, p));
   const storage = resolveStorage(settings, options);
   return {
     name: options.name ?? database,
@@ -112,7 +119,7 @@ export function resolveJob(settings: Settings, options: { cwd: string; name?: st
     database,
     filePrefix: filePrefixOf(database),
     backupDir: storage.backupDir,
-    logFile: settings.LOG_FILE ? abs(settings.LOG_FILE) : undefined,
+    logFile: absolutePath(settings.LOG_FILE, options.cwd),
     compression: settings.BACKUP_COMPRESSION,
     gpgRecipient: settings.GPG_RECIPIENT,
     s3: storage.s3,
@@ -123,6 +130,7 @@ export function resolveJob(settings: Settings, options: { cwd: string; name?: st
       keepWeekly: settings.BACKUP_KEEP_WEEKLY,
       keepMonthly: settings.BACKUP_KEEP_MONTHLY,
     },
+    ...jobSectionsOf(settings, options.cwd),
     settings,
   };
 }

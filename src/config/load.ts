@@ -2,38 +2,51 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { ConfigError } from '../errors/index.js';
-import { registerSecret } from '../logging/redact.js';
 import { type Settings, type VariableName, variables, isVariableName } from './schema.js';
 
 /** Raw string values by variable name; later layers win. */
 export type RawLayer = Readonly<Partial<Record<string, string | undefined>>>;
 
+/** Options of {@link loadSettings}. */
 export interface LoadSettingsOptions {
   /** The process environment (default: process.env). */
   env?: RawLayer;
   /** Working directory: `.env` is read from here and relative paths resolve against it. */
   cwd?: string;
-  /** A `.env` file to read (default `<cwd>/.env` when it exists; `false` for none). */
+  /** A `.env` file to read (default `<cwd>/.env` when it exists; `false` for none). Ignored with `dotenv`. */
   envFile?: string | false;
+  /** The `.env` values, already read by the caller (loadJobs reads the file once for every job). */
+  dotenv?: RawLayer;
   /** Layers applied after the environment, in order (config file job, then flags). */
   layers?: readonly RawLayer[];
   /** Require DATABASE_URL (default true). */
   requireDatabaseUrl?: boolean;
 }
 
+/** The merged, validated settings and the directory relative paths resolve against. */
 export interface LoadedSettings {
   readonly settings: Settings;
-  /** Where each value came from: default, .env, env, or a layer's name. */
+  /** The working directory the settings were loaded for. */
   readonly cwd: string;
 }
 
 /** Read a `.env` file into a layer (KEY=value lines, # comments, quotes). */
-export function readEnvFile(path: string): Record<string, string> {
+function readEnvFile(path: string): Record<string, string> {
   try {
     return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
   } catch (err) {
     throw new ConfigError([`cannot read ${path}: ${(err as Error).message}`]);
   }
+}
+
+/**
+ * The `.env` layer: `envFile` when given (it must exist), else `<cwd>/.env` when it exists;
+ * nothing with `envFile: false`.
+ */
+export function readDotenv(cwd: string, envFile: string | false | undefined): Record<string, string> {
+  if (envFile === false) return {};
+  const path = resolve(cwd, envFile ?? '.env');
+  return envFile !== undefined || existsSync(path) ? readEnvFile(path) : {};
 }
 
 /**
@@ -44,9 +57,7 @@ export function readEnvFile(path: string): Record<string, string> {
 export function loadSettings(options: LoadSettingsOptions = {}): LoadedSettings {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
-  const envFilePath = options.envFile === false ? undefined : (options.envFile ?? resolve(cwd, '.env'));
-  const fromFile =
-    envFilePath && (options.envFile !== undefined || existsSync(envFilePath)) ? readEnvFile(envFilePath) : {};
+  const fromFile = options.dotenv ?? readDotenv(cwd, options.envFile);
 
   const raw: Partial<Record<VariableName, string>> = {};
   for (const layer of [fromFile, env, ...(options.layers ?? [])]) {
@@ -75,21 +86,8 @@ export function loadSettings(options: LoadSettingsOptions = {}): LoadedSettings 
     }
   }
   const settings = out as Settings;
-  if (settings.STORAGE_SECRET_KEY) registerSecret(settings.STORAGE_SECRET_KEY);
-  if (settings.DATABASE_URL) registerSecret(passwordOf(settings.DATABASE_URL));
-  if (settings.VERIFY_DATABASE_URL) registerSecret(passwordOf(settings.VERIFY_DATABASE_URL));
-  if (settings.NOTIFY_SMTP_URL) registerSecret(passwordOf(settings.NOTIFY_SMTP_URL));
   if (problems.length > 0) {
     throw new ConfigError(problems, { hint: 'fix the variables above (environment, .env, config file or flags); `pgbak --help` lists them' });
   }
   return { settings, cwd };
-}
-
-function passwordOf(url: string): string | undefined {
-  try {
-    const p = new URL(url).password;
-    return p ? decodeURIComponent(p) : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -60,7 +60,9 @@ export function parsePercent(text: string): number {
   return Number(m[1]) / 100;
 }
 
+/** A compressor pgbak can run. */
 export type CompressionMethod = 'gzip' | 'zstd' | 'lz4' | 'none';
+/** A compressor and its level (BACKUP_COMPRESSION). */
 export interface Compression {
   readonly method: CompressionMethod;
   readonly level: number;
@@ -85,6 +87,7 @@ export function parseCompression(text: string): Compression {
   return { method, level };
 }
 
+/** `gzip:9`, `none`: the text {@link parseCompression} reads. */
 export function formatCompression(c: Compression): string {
   return c.method === 'none' ? 'none' : `${c.method}:${c.level}`;
 }

@@ -57,6 +57,7 @@ const cronText = z
   .trim()
   .refine((s) => s.split(/\s+/).length >= 5 && s.split(/\s+/).length <= 6, 'must be a cron expression with 5 or 6 fields');
 
+/** One setting: its variable name, default, help text and check. */
 export interface VariableSpec {
   readonly name: string;
   readonly default?: string;
@@ -152,6 +153,7 @@ export const variables = [
   }),
 ] as const satisfies readonly VariableSpec[];
 
+/** The name of a setting (DATABASE_URL …). */
 export type VariableName = (typeof variables)[number]['name'];
 
 type SpecOf<N extends VariableName> = Extract<(typeof variables)[number], { name: N }>;
@@ -161,8 +163,9 @@ export type Settings = {
   [N in VariableName]: N extends 'DATABASE_URL' ? string | undefined : z.output<SpecOf<N>['schema']>;
 };
 
-export const variableNames: readonly VariableName[] = variables.map((x) => x.name);
+const variableNames: readonly VariableName[] = variables.map((x) => x.name);
 
+/** True when `name` is a setting pgbak knows. */
 export function isVariableName(name: string): name is VariableName {
   return (variableNames as readonly string[]).includes(name);
 }

@@ -1,14 +1,19 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { redact } from './redact.js';
+import { Redactor } from './redact.js';
 import { fsError } from '../errors/index.js';
 
+/** Log levels, from the most verbose. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
+/** `key=value` fields of a log line. */
 export type LogFields = Record<string, unknown>;
 
+/** Leveled logging; every line passes through {@link Logger.redactor}. */
 export interface Logger {
+  /** Masks secrets in every line; shared by children; use it for other output of the same run. */
+  readonly redactor: Redactor;
   debug(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
@@ -16,8 +21,9 @@ export interface Logger {
   child(bindings: LogFields): Logger;
 }
 
-/** A logger that drops everything: for library callers that do not care. */
+/** A logger that drops everything: for library callers that do not care. Its redactor masks by pattern only. */
 export const silentLogger: Logger = {
+  redactor: new Redactor(),
   debug() {},
   info() {},
   warn() {},
@@ -27,6 +33,7 @@ export const silentLogger: Logger = {
   },
 };
 
+/** Where and how a {@link LineLogger} writes. */
 export interface LogSinkOptions {
   level?: LogLevel;
   /** Append to this file (directory created, mode 0600). */
@@ -35,6 +42,8 @@ export interface LogSinkOptions {
   stderr?: boolean;
   /** Called before a line is written to stderr (e.g. to clear a progress bar). */
   beforeStderrWrite?: () => void;
+  /** Masks secrets in every line (default: URL credentials only); loadJobs returns the configuration's. */
+  redactor?: Redactor;
 }
 
 function formatValue(v: unknown): string {
@@ -48,9 +57,10 @@ function formatValue(v: unknown): string {
  * Writes readable lines (`2026-11-28T17:00:00.000Z INFO  message key=value`) synchronously to
  * stderr and to LOG_FILE. Synchronous writes: a backup logs a handful of lines, and a line that
  * is lost because the process exited early is worse than a microsecond spent writing it.
- * Every line passes through `redact`, which masks URL credentials and registered secrets.
+ * Every line passes through the redactor, which masks URL credentials and the configuration's secrets.
  */
 export class LineLogger implements Logger {
+  readonly redactor: Redactor;
   private fd: number | undefined;
   /** A write to LOG_FILE failed (a full disk …) and stderr was told once. */
   private fileFailed = false;
@@ -62,6 +72,7 @@ export class LineLogger implements Logger {
     private readonly root?: LineLogger,
   ) {
     this.level = LEVELS[options.level ?? 'info'];
+    this.redactor = root?.redactor ?? options.redactor ?? new Redactor();
     if (!root && options.file) this.open();
   }
 
@@ -76,6 +87,7 @@ export class LineLogger implements Logger {
     }
   }
 
+  /** Reopen LOG_FILE (after logrotate moved it; called on SIGHUP). */
   /** Reopen LOG_FILE (after logrotate moved it; called on SIGHUP). */
   reopen(): void {
     const target = this.root ?? this;
@@ -96,7 +108,7 @@ export class LineLogger implements Logger {
     const parts = Object.entries(all)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k}=${formatValue(v)}`);
-    const line = redact(
+    const line = this.redactor.redact(
       `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${parts.length ? ' ' + parts.join(' ') : ''}`,
     ).replace(/\n/g, '\n    ');
     const root = this.root ?? this;
@@ -113,7 +125,7 @@ export class LineLogger implements Logger {
         if (!root.fileFailed) {
           root.fileFailed = true;
           const e = fsError(err, 'write log file', root.options.file ?? 'LOG_FILE');
-          writeSync(2, `${new Date().toISOString()} WARN  ${redact(e.message)}; lines are missing from the log file until it can be written\n`);
+          writeSync(2, `${new Date().toISOString()} WARN  ${this.redactor.redact(e.message)}; lines are missing from the log file until it can be written\n`);
         }
       }
     }
@@ -136,17 +148,18 @@ export class LineLogger implements Logger {
   }
 }
 
-/** Collects lines in memory: for tests and for callers that want the log as data. */
+/** Collects lines in memory: for tests and for callers that want the log as data. Messages are redacted. */
 export class MemoryLogger implements Logger {
   readonly lines: { level: LogLevel; msg: string; fields: LogFields }[];
   constructor(
     private readonly bindings: LogFields = {},
     lines?: { level: LogLevel; msg: string; fields: LogFields }[],
+    readonly redactor: Redactor = new Redactor(),
   ) {
     this.lines = lines ?? [];
   }
   private push(level: LogLevel, msg: string, fields?: LogFields) {
-    this.lines.push({ level, msg: redact(msg), fields: { ...this.bindings, ...fields } });
+    this.lines.push({ level, msg: this.redactor.redact(msg), fields: { ...this.bindings, ...fields } });
   }
   debug(msg: string, fields?: LogFields) {
     this.push('debug', msg, fields);
@@ -161,6 +174,6 @@ export class MemoryLogger implements Logger {
     this.push('error', msg, fields);
   }
   child(bindings: LogFields): Logger {
-    return new MemoryLogger({ ...this.bindings, ...bindings }, this.lines);
+    return new MemoryLogger({ ...this.bindings, ...bindings }, this.lines, this.redactor);
   }
 }

@@ -1,6 +1,6 @@
 import { createTransport } from 'nodemailer';
 import type { BackupResult } from '../model/backup-result.js';
-import { redact, registerSecret } from '../logging/redact.js';
+import { Redactor, passwordOfUrl } from '../logging/redact.js';
 import { PermanentDeliveryError } from './delivery-error.js';
 import { describeRun, subjectOf, type NotifyContext } from './run-summary.js';
 
@@ -25,9 +25,9 @@ interface SmtpErrorFields {
   command?: string;
 }
 
-function describeSmtpError(err: unknown, smtpUrl: string, timeoutMs: number): Error {
+function describeSmtpError(err: unknown, smtpUrl: string, timeoutMs: number, redactor: Redactor): Error {
   const e = (err ?? {}) as Error & SmtpErrorFields;
-  let where = redact(smtpUrl);
+  let where = redactor.redact(smtpUrl);
   try {
     const u = new URL(smtpUrl);
     where = `${u.protocol}//${u.host}`;
@@ -38,19 +38,9 @@ function describeSmtpError(err: unknown, smtpUrl: string, timeoutMs: number): Er
   if (name === 'AbortError' || name === 'TimeoutError') {
     return new Error(`SMTP server ${where} did not complete the delivery within ${timeoutMs / 1000}s`, { cause: err });
   }
-  const message = redact(`SMTP ${where}: ${e.message ?? String(err)}${e.code ? ` [${e.code}]` : ''}`);
+  const message = redactor.redact(`SMTP ${where}: ${e.message ?? String(err)}${e.code ? ` [${e.code}]` : ''}`);
   const permanent = e.code === 'EAUTH' || (typeof e.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600);
   return permanent ? new PermanentDeliveryError(message, { cause: err }) : new Error(message, { cause: err });
-}
-
-/** Register the password of an SMTP URL as a secret, so that `redact` masks it everywhere. */
-export function registerSmtpSecret(smtpUrl: string | undefined): void {
-  if (!smtpUrl) return;
-  try {
-    registerSecret(decodeURIComponent(new URL(smtpUrl).password));
-  } catch {
-    /* not a URL: nodemailer reports it when sending */
-  }
 }
 
 /** Options of one delivery attempt. */
@@ -61,15 +51,17 @@ export interface SendEmailOptions {
   readonly to: readonly string[];
   /** Bound on connecting, the greeting, each socket wait and the whole delivery. */
   readonly timeoutMs: number;
+  /** Masks secrets in the e-mail and in errors (default: URL credentials only); the SMTP password is added. */
+  readonly redactor?: Redactor;
 }
 
 /**
  * Send one e-mail through a fresh SMTP connection (one attempt; the notifier retries).
- * The SMTP password is registered as a secret first, so no error or log line can show it.
+ * The SMTP password is masked with the redactor's secrets, so neither the e-mail nor an error can show it.
  * Throws an Error whose message is redacted; a {@link PermanentDeliveryError} is not worth retrying.
  */
 export async function sendEmail(email: RenderedEmail, options: SendEmailOptions): Promise<void> {
-  registerSmtpSecret(options.smtpUrl);
+  const redactor = (options.redactor ?? new Redactor()).with(passwordOfUrl(options.smtpUrl));
   const transport = createTransport({
     url: options.smtpUrl,
     connectionTimeout: options.timeoutMs,
@@ -81,13 +73,13 @@ export async function sendEmail(email: RenderedEmail, options: SendEmailOptions)
     await transport.sendMail({
       from: options.from,
       to: [...options.to],
-      subject: redact(email.subject),
-      text: redact(email.text),
+      subject: redactor.redact(email.subject),
+      text: redactor.redact(email.text),
       headers: { 'Auto-Submitted': 'auto-generated', 'X-Mailer': 'pgbak' },
       signal: AbortSignal.timeout(options.timeoutMs),
     });
   } catch (err) {
-    throw describeSmtpError(err, options.smtpUrl, options.timeoutMs);
+    throw describeSmtpError(err, options.smtpUrl, options.timeoutMs, redactor);
   } finally {
     transport.close();
   }

@@ -1,41 +1,26 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BackupResult } from '../model/backup-result.js';
-import { redact } from '../logging/redact.js';
+import { messageOf } from '../errors/error-message.js';
+import { type Redactor, passwordOfUrl } from '../logging/redact.js';
+import { type NotifySettings, notifySettingsOf } from '../config/job-sections.js';
 import type { Settings } from '../config/schema.js';
 import type { Logger } from '../logging/logger.js';
-import { DEFAULT_SMTP_URL, registerSmtpSecret, renderEmail, sendEmail } from './email.js';
+import { DEFAULT_SMTP_URL, renderEmail, sendEmail } from './email.js';
 import { sendPing } from './ping.js';
 import { isFailure, shortText, type NotifyContext } from './run-summary.js';
 import { buildWebhookPayload, sendWebhook } from './webhook.js';
 
 export type { NotifyContext } from './run-summary.js';
+export type { NotifySettings } from '../config/job-sections.js';
 
-/** Where notifications go; built from the NOTIFY_* variables by {@link notifySettingsFrom}. */
-export interface NotifySettings {
-  /** NOTIFY_EMAIL; empty: no e-mail. */
-  readonly email: readonly string[];
-  /** NOTIFY_ON: e-mail on failure (and partial, and size anomaly) only, or after every run. */
-  readonly on: 'failure' | 'always';
-  /** NOTIFY_SMTP_URL; unset: {@link DEFAULT_SMTP_URL}, the host's own MTA. */
-  readonly smtpUrl?: string | undefined;
-  /** NOTIFY_FROM. */
-  readonly from: string;
-  readonly webhookUrl?: string | undefined;
-  readonly pingUrl?: string | undefined;
-}
-
-/** Map parsed settings to {@link NotifySettings}. */
+/**
+ * Map parsed settings to {@link NotifySettings}.
+ * @deprecated a job's notifications are `job.notify`; removed after the merge
+ */
 export function notifySettingsFrom(
   settings: Pick<Settings, 'NOTIFY_EMAIL' | 'NOTIFY_ON' | 'NOTIFY_SMTP_URL' | 'NOTIFY_FROM' | 'NOTIFY_WEBHOOK_URL' | 'NOTIFY_PING_URL'>,
 ): NotifySettings {
-  return {
-    email: settings.NOTIFY_EMAIL,
-    on: settings.NOTIFY_ON,
-    smtpUrl: settings.NOTIFY_SMTP_URL,
-    from: settings.NOTIFY_FROM,
-    webhookUrl: settings.NOTIFY_WEBHOOK_URL,
-    pingUrl: settings.NOTIFY_PING_URL,
-  };
+  return notifySettingsOf(settings);
 }
 
 /** How hard to try: `attempts` in all, waiting `delaysMs[i]` after failed attempt i+1, each bounded by `timeoutMs`. */
@@ -48,6 +33,7 @@ export interface RetryPolicy {
 /** 3 attempts, 0.5 s then 2 s apart, 10 s each: at most about 33 s per channel, channels in parallel. */
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, delaysMs: [500, 2000], timeoutMs: 10_000 };
 
+/** A way a run is reported. */
 export type NotifyChannel = 'email' | 'webhook' | 'ping';
 
 /** What happened to one channel's notification. */
@@ -65,13 +51,10 @@ const HINTS: Record<NotifyChannel, string> = {
   ping: 'check NOTIFY_PING_URL and that the monitoring service is reachable from this host',
 };
 
-function messageOf(err: unknown): string {
-  return redact(err instanceof Error ? err.message : String(err));
-}
-
 /**
  * Run `attempt` up to `policy.attempts` times. Never throws: failures are logged (each retry at
- * info, the final failure as a warning with its cause and a hint) and returned.
+ * info, the final failure as a warning with its cause and a hint) and returned, their causes
+ * redacted by `redactor`.
  */
 async function deliver(
   channel: NotifyChannel,
@@ -79,6 +62,7 @@ async function deliver(
   attempt: (timeoutMs: number) => Promise<void>,
   policy: RetryPolicy,
   logger: Logger,
+  redactor: Redactor = logger.redactor,
 ): Promise<NotifyOutcome> {
   const attempts = Math.max(1, policy.attempts);
   for (let i = 1; ; i++) {
@@ -87,7 +71,7 @@ async function deliver(
       logger.info(`${what} sent`, { channel, attempt: i });
       return { channel, ok: true, attempts: i };
     } catch (err) {
-      const cause = messageOf(err);
+      const cause = redactor.redact(messageOf(err));
       const permanent = (err as { permanent?: unknown } | null)?.permanent === true;
       if (i >= attempts || permanent) {
         logger.warn(`${what} could not be delivered: ${cause}`, { channel, attempts: i, cause, hint: HINTS[channel] });
@@ -101,7 +85,7 @@ async function deliver(
 }
 
 /** Whether a run gets an e-mail: failures and partial runs always, size anomalies too, the rest only with NOTIFY_ON=always. */
-export function wantsEmail(result: BackupResult, settings: NotifySettings, context: NotifyContext): boolean {
+function wantsEmail(result: BackupResult, settings: NotifySettings, context: NotifyContext): boolean {
   if (settings.email.length === 0 || result.status === 'dry-run') return false;
   return settings.on === 'always' || isFailure(result) || context.sizeJudgement?.anomalous === true;
 }
@@ -127,46 +111,54 @@ export interface NotifyRunArgs {
  * email, webhook, ping, for the channels that were attempted.
  */
 export async function notifyRun(args: NotifyRunArgs): Promise<NotifyOutcome[]> {
-  const { result, settings, context } = args;
-  const policy: RetryPolicy = { ...DEFAULT_RETRY, ...args.retry };
+  const { result, settings } = args;
   const logger = args.logger.child({ job: result.job, database: result.database });
+  // The SMTP password must be masked in every channel's text, whether the logger's redactor knows it or not.
+  const redactor = logger.redactor.with(passwordOfUrl(settings.smtpUrl));
   try {
-    // Before anything is rendered: the SMTP password must be masked in every channel's text.
-    registerSmtpSecret(settings.smtpUrl);
     if (result.status === 'dry-run') return [];
-    const jobs: Promise<NotifyOutcome>[] = [];
-    if (wantsEmail(result, settings, context)) {
-      const email = renderEmail(result, context);
-      const smtpUrl = settings.smtpUrl ?? DEFAULT_SMTP_URL;
-      jobs.push(
-        deliver(
-          'email',
-          `e-mail notification to ${settings.email.join(', ')}`,
-          (timeoutMs) => sendEmail(email, { smtpUrl, from: settings.from, to: settings.email, timeoutMs }),
-          policy,
-          logger,
-        ),
-      );
-    }
-    if (settings.webhookUrl) {
-      const url = settings.webhookUrl;
-      const payload = buildWebhookPayload(result, context);
-      jobs.push(deliver('webhook', 'webhook notification', (timeoutMs) => sendWebhook(url, payload, timeoutMs), policy, logger));
-    }
-    if (settings.pingUrl) {
-      const url = settings.pingUrl;
-      const kind = result.status === 'ok' ? 'success' : 'fail';
-      const body = kind === 'fail' ? shortText(result, context) : undefined;
-      jobs.push(
-        deliver('ping', `${kind} ping`, (timeoutMs) => sendPing(url, kind, body === undefined ? { timeoutMs } : { timeoutMs, body }), policy, logger),
-      );
-    }
+    const run: ChannelRun = { ...args, policy: { ...DEFAULT_RETRY, ...args.retry }, logger, redactor };
+    const jobs = [emailDelivery(run), webhookDelivery(run), pingDelivery(run)].filter((job) => job !== undefined);
     return await Promise.all(jobs);
   } catch (err) {
     // Only a bug can get here (every delivery catches its own errors); still never throw.
-    logger.warn(`notifications failed: ${messageOf(err)}`, { cause: messageOf(err) });
+    const cause = redactor.redact(messageOf(err));
+    logger.warn(`notifications failed: ${cause}`, { cause });
     return [];
   }
+}
+
+/** What each channel's delivery of one run needs. */
+interface ChannelRun extends NotifyRunArgs {
+  readonly policy: RetryPolicy;
+  readonly redactor: Redactor;
+}
+
+/** The e-mail of a run, when {@link wantsEmail}. */
+function emailDelivery({ result, settings, context, policy, logger, redactor }: ChannelRun): Promise<NotifyOutcome> | undefined {
+  if (!wantsEmail(result, settings, context)) return undefined;
+  const email = renderEmail(result, context);
+  const smtpUrl = settings.smtpUrl ?? DEFAULT_SMTP_URL;
+  const send = (timeoutMs: number) => sendEmail(email, { smtpUrl, from: settings.from, to: settings.email, timeoutMs, redactor });
+  return deliver('email', `e-mail notification to ${settings.email.join(', ')}`, send, policy, logger, redactor);
+}
+
+/** The webhook POST of a run, when NOTIFY_WEBHOOK_URL is set. */
+function webhookDelivery({ result, settings, context, policy, logger, redactor }: ChannelRun): Promise<NotifyOutcome> | undefined {
+  const url = settings.webhookUrl;
+  if (!url) return undefined;
+  const payload = buildWebhookPayload(result, context, redactor);
+  return deliver('webhook', 'webhook notification', (timeoutMs) => sendWebhook(url, payload, timeoutMs, redactor), policy, logger, redactor);
+}
+
+/** The success or fail ping of a run, when NOTIFY_PING_URL is set. */
+function pingDelivery({ result, settings, context, policy, logger, redactor }: ChannelRun): Promise<NotifyOutcome> | undefined {
+  const url = settings.pingUrl;
+  if (!url) return undefined;
+  const kind = result.status === 'ok' ? 'success' : 'fail';
+  const body = kind === 'fail' ? shortText(result, context) : undefined;
+  const send = (timeoutMs: number) => sendPing(url, kind, body === undefined ? { timeoutMs, redactor } : { timeoutMs, body, redactor });
+  return deliver('ping', `${kind} ping`, send, policy, logger, redactor);
 }
 
 /**
@@ -175,10 +167,12 @@ export async function notifyRun(args: NotifyRunArgs): Promise<NotifyOutcome[]> {
  */
 export async function pingStart(pingUrl: string | undefined, logger: Logger, retry?: Partial<RetryPolicy>): Promise<NotifyOutcome | undefined> {
   if (!pingUrl) return undefined;
+  const { redactor } = logger;
   try {
-    return await deliver('ping', 'start ping', (timeoutMs) => sendPing(pingUrl, 'start', { timeoutMs }), { ...DEFAULT_RETRY, ...retry }, logger);
+    return await deliver('ping', 'start ping', (timeoutMs) => sendPing(pingUrl, 'start', { timeoutMs, redactor }), { ...DEFAULT_RETRY, ...retry }, logger);
   } catch (err) {
-    logger.warn(`start ping failed: ${messageOf(err)}`, { cause: messageOf(err) });
-    return { channel: 'ping', ok: false, error: messageOf(err), attempts: 0 };
+    const cause = redactor.redact(messageOf(err));
+    logger.warn(`start ping failed: ${cause}`, { cause });
+    return { channel: 'ping', ok: false, error: cause, attempts: 0 };
   }
 }

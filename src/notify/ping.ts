@@ -1,4 +1,4 @@
-import { redact } from '../logging/redact.js';
+import { Redactor } from '../logging/redact.js';
 import { deliverHttp } from './webhook.js';
 
 /** The three signals of a dead-man's switch (healthchecks.io style). */
@@ -21,18 +21,21 @@ export function pingUrlFor(base: string, kind: PingKind): string {
 /**
  * Send one ping (one attempt; the notifier retries). `start` and `success` are GETs, accepted by
  * every such service (healthchecks.io, Cronitor, Uptime Kuma push); `fail` is a POST whose body,
- * the redacted failure summary, healthchecks.io shows in its event log.
+ * the failure summary redacted by `options.redactor` (default: URL credentials only), healthchecks.io
+ * shows in its event log.
  */
-export async function sendPing(base: string, kind: PingKind, options: { timeoutMs: number; body?: string }): Promise<void> {
+export async function sendPing(base: string, kind: PingKind, options: { timeoutMs: number; body?: string; redactor?: Redactor }): Promise<void> {
   const url = pingUrlFor(base, kind);
+  const redactor = options.redactor ?? new Redactor();
   if (kind === 'fail' && options.body !== undefined) {
     await deliverHttp(url, {
       method: 'POST',
-      body: redact(options.body).slice(0, PING_BODY_LIMIT),
+      body: redactor.redact(options.body).slice(0, PING_BODY_LIMIT),
       contentType: 'text/plain; charset=utf-8',
       timeoutMs: options.timeoutMs,
+      redactor,
     });
   } else {
-    await deliverHttp(url, { method: 'GET', timeoutMs: options.timeoutMs });
+    await deliverHttp(url, { method: 'GET', timeoutMs: options.timeoutMs, redactor });
   }
 }

@@ -1,5 +1,6 @@
 import type { BackupResult } from '../model/backup-result.js';
-import { redact, redactValue } from '../logging/redact.js';
+import { NETWORK_ERRORS, isNetworkErrorCode } from '../errors/network-errors.js';
+import { Redactor, redact } from '../logging/redact.js';
 import { PermanentDeliveryError } from './delivery-error.js';
 import { shortText, type NotifyContext } from './run-summary.js';
 
@@ -20,11 +21,11 @@ export interface WebhookPayload extends BackupResult {
   readonly sizeAnomaly: { anomalous: boolean; reason: string; median: number | null; deviation: number | null } | null;
 }
 
-/** Build the webhook body for a run. */
-export function buildWebhookPayload(result: BackupResult, context: NotifyContext): WebhookPayload {
+/** Build the webhook body for a run, redacted by `redactor` (default: URL credentials only). */
+export function buildWebhookPayload(result: BackupResult, context: NotifyContext, redactor: Redactor = new Redactor()): WebhookPayload {
   const text = shortText(result, context);
   const j = context.sizeJudgement;
-  return redactValue({
+  return redactor.redactValue({
     text,
     content: text.length > DISCORD_CONTENT_LIMIT ? text.slice(0, DISCORD_CONTENT_LIMIT - 1) + '…' : text,
     event: 'backup',
@@ -41,6 +42,8 @@ export interface HttpDelivery {
   readonly body?: string;
   readonly contentType?: string;
   readonly timeoutMs: number;
+  /** Masks secrets in error messages (default: URL credentials only). */
+  readonly redactor?: Redactor;
 }
 
 /** `https://host/path` without credentials or query, for messages. */
@@ -53,24 +56,15 @@ function shown(url: string): string {
   }
 }
 
-const NETWORK_ERRORS: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'DNS lookup failed',
-  ECONNRESET: 'connection reset',
-  ETIMEDOUT: 'connection timed out',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-};
-
-function describeFetchError(err: unknown, url: string, timeoutMs: number): Error {
+function describeFetchError(err: unknown, url: string, timeoutMs: number, redactor: Redactor): Error {
   const e = err as Error & { cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError' || e?.name === 'AbortError') {
     return new Error(`no answer from ${shown(url)} within ${timeoutMs / 1000}s`, { cause: err });
   }
   const code = e?.cause?.code;
-  const cause = code ? `${NETWORK_ERRORS[code] ?? e?.cause?.message ?? code} (${code})` : (e?.cause?.message ?? e?.message ?? String(err));
-  return new Error(redact(`cannot reach ${shown(url)}: ${cause}`), { cause: err });
+  const known = isNetworkErrorCode(code) ? NETWORK_ERRORS[code].text : undefined;
+  const cause = code ? `${known ?? e?.cause?.message ?? code} (${code})` : (e?.cause?.message ?? e?.message ?? String(err));
+  return new Error(redactor.redact(`cannot reach ${shown(url)}: ${cause}`), { cause: err });
 }
 
 /**
@@ -79,6 +73,7 @@ function describeFetchError(err: unknown, url: string, timeoutMs: number): Error
  * otherwise; a 4xx other than 408/429 is a {@link PermanentDeliveryError} (retrying cannot help).
  */
 export async function deliverHttp(url: string, request: HttpDelivery): Promise<void> {
+  const redactor = request.redactor ?? new Redactor();
   const signal = AbortSignal.timeout(request.timeoutMs);
   const { bare, authorization } = splitCredentials(url);
   let res: Response;
@@ -95,7 +90,7 @@ export async function deliverHttp(url: string, request: HttpDelivery): Promise<v
       redirect: 'follow',
     });
   } catch (err) {
-    throw describeFetchError(err, url, request.timeoutMs);
+    throw describeFetchError(err, url, request.timeoutMs, redactor);
   }
   if (res.ok) {
     await res.body?.cancel().catch(() => undefined);
@@ -107,7 +102,7 @@ export async function deliverHttp(url: string, request: HttpDelivery): Promise<v
   } catch {
     /* the status is enough */
   }
-  const message = redact(`${shown(url)} answered HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${answer ? `: ${answer}` : ''}`);
+  const message = redactor.redact(`${shown(url)} answered HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${answer ? `: ${answer}` : ''}`);
   const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
   throw permanent ? new PermanentDeliveryError(message) : new Error(message);
 }
@@ -126,12 +121,13 @@ function splitCredentials(url: string): { bare: string; authorization: string | 
   return { bare: u.toString(), authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` };
 }
 
-/** POST the run result as JSON to a webhook (one attempt). */
-export async function sendWebhook(url: string, payload: WebhookPayload, timeoutMs: number): Promise<void> {
+/** POST the run result as JSON to a webhook (one attempt); body and errors redacted by `redactor` (default: URL credentials only). */
+export async function sendWebhook(url: string, payload: WebhookPayload, timeoutMs: number, redactor: Redactor = new Redactor()): Promise<void> {
   await deliverHttp(url, {
     method: 'POST',
-    body: redact(JSON.stringify(payload)),
+    body: redactor.redact(JSON.stringify(payload)),
     contentType: 'application/json',
     timeoutMs,
+    redactor,
   });
 }

@@ -3,30 +3,52 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 
-/** A real SMTP server on loopback (no auth, no TLS) that keeps the raw messages it accepts. */
+/** Credentials a {@link MailSink} requires (AUTH PLAIN/LOGIN without TLS); without them it takes mail from anyone. */
+export interface MailSinkAuth {
+  readonly user: string;
+  readonly pass: string;
+}
+
+/** A real SMTP server on loopback (no TLS; AUTH only with `auth`) that keeps the raw messages it accepts. */
 export class MailSink {
   readonly raw: Buffer[] = [];
+  /** Every AUTH attempt, in order. */
+  readonly logins: { username: string | null | undefined; password: string | null | undefined }[] = [];
   port = 0;
-  private readonly server = new SMTPServer({
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    authOptional: true,
-    logger: false,
-    onData: (stream, _session, cb) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        this.raw.push(Buffer.concat(chunks));
-        cb();
-      });
-    },
-  });
+  private readonly server: SMTPServer;
+  constructor(private readonly auth?: MailSinkAuth) {
+    this.server = new SMTPServer({
+      ...(auth
+        ? { disabledCommands: ['STARTTLS'], allowInsecureAuth: true, authMethods: ['PLAIN', 'LOGIN'] }
+        : { disabledCommands: ['STARTTLS', 'AUTH'], authOptional: true }),
+      logger: false,
+      onAuth: (login, _session, cb) => {
+        this.logins.push({ username: login.username, password: login.password });
+        if (auth && login.username === auth.user && login.password === auth.pass) cb(null, { user: login.username });
+        else cb(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }));
+      },
+      onData: (stream, _session, cb) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          this.raw.push(Buffer.concat(chunks));
+          cb();
+        });
+      },
+    });
+  }
   async start(): Promise<this> {
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     this.port = (this.server.server.address() as AddressInfo).port;
     return this;
   }
+  /** `smtp://127.0.0.1:<port>`, without credentials. */
   get url(): string {
     return `smtp://127.0.0.1:${this.port}`;
+  }
+  /** The URL with credentials (default: the ones the sink requires), percent-encoded. */
+  urlWith(user = this.auth?.user ?? '', pass = this.auth?.pass ?? ''): string {
+    return `smtp://${encodeURIComponent(user)}:${encodeURIComponent(pass)}@127.0.0.1:${this.port}`;
   }
   parsed(): Promise<ParsedMail[]> {
     return Promise.all(this.raw.map((b) => simpleParser(b)));

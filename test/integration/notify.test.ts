@@ -1,56 +1,16 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { simpleParser, type ParsedMail } from 'mailparser';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BackupResult } from '../../src/model/backup-result.js';
 import { MemoryLogger } from '../../src/logging/logger.js';
 import { notifyRun, pingStart, type NotifySettings } from '../../src/notify/notifier.js';
 import { pingUrlFor } from '../../src/notify/ping.js';
 import { judgeSize } from '../../src/catalog/size-trend.js';
+import { MailSink } from '../helpers/notify-sinks.js';
 
 const SMTP_USER = 'pgbak-mailer';
 const SMTP_PASS = 'Sm7p-P@ss:w0rd!';
 const DB_PASS = 'Db-s3cret-9';
-
-/** A real SMTP server on loopback that requires AUTH and keeps the raw messages it accepts. */
-class MailSink {
-  readonly raw: Buffer[] = [];
-  readonly logins: { username: string | null | undefined; password: string | null | undefined }[] = [];
-  private server = new SMTPServer({
-    disabledCommands: ['STARTTLS'],
-    allowInsecureAuth: true,
-    authMethods: ['PLAIN', 'LOGIN'],
-    logger: false,
-    onAuth: (auth, _session, cb) => {
-      this.logins.push({ username: auth.username, password: auth.password });
-      if (auth.username === SMTP_USER && auth.password === SMTP_PASS) cb(null, { user: auth.username });
-      else cb(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }));
-    },
-    onData: (stream, _session, cb) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        this.raw.push(Buffer.concat(chunks));
-        cb();
-      });
-    },
-  });
-  port = 0;
-  async start(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.port = (this.server.server.address() as AddressInfo).port;
-  }
-  url(user = SMTP_USER, pass = SMTP_PASS): string {
-    return `smtp://${encodeURIComponent(user)}:${encodeURIComponent(pass)}@127.0.0.1:${this.port}`;
-  }
-  parsed(): Promise<ParsedMail[]> {
-    return Promise.all(this.raw.map((b) => simpleParser(b)));
-  }
-  close(): Promise<void> {
-    return new Promise((r) => this.server.close(() => r()));
-  }
-}
 
 interface Received {
   method: string;
@@ -152,7 +112,7 @@ const context = { host: 'db1', lastGoodAgeMs: 26 * 3_600_000, location: '/var/ba
 const fast = { attempts: 3, delaysMs: [20, 20], timeoutMs: 2000 };
 
 describe('notifications', () => {
-  const mail = new MailSink();
+  const mail = new MailSink({ user: SMTP_USER, pass: SMTP_PASS });
   const http = new HttpSink();
   beforeAll(async () => {
     await Promise.all([mail.start(), http.start()]);
@@ -170,7 +130,7 @@ describe('notifications', () => {
   const settings = (over: Partial<NotifySettings> = {}): NotifySettings => ({
     email: ['ops@example.com', 'dba@example.com'],
     on: 'failure',
-    smtpUrl: mail.url(),
+    smtpUrl: mail.urlWith(),
     from: 'pgbak@db1.example.com',
     webhookUrl: `${http.base}/hook`,
     pingUrl: `${http.base}/ping/abc-123`,
@@ -360,7 +320,7 @@ describe('notifications', () => {
     http.status = (p) => (p === '/hook' ? 503 : 400);
     const outcomes = await notifyRun({
       result: failedRun,
-      settings: settings({ smtpUrl: mail.url(SMTP_USER, 'wrong-password'), email: ['ops@example.com'] }),
+      settings: settings({ smtpUrl: mail.urlWith(SMTP_USER, 'wrong-password'), email: ['ops@example.com'] }),
       context,
       logger,
       retry: fast,

@@ -254,6 +254,74 @@ describe('loadJobs without a config file', () => {
   });
 });
 
+describe('loadJobs with an injected environment and working directory', () => {
+  it('resolves relative paths, .env and pgbak.yaml against cwd and never touches process.env', () => {
+    const before = { ...process.env };
+    write('.env', 'SHOP_URL=postgresql://shop:dotenv-pass@db1:5432/shop\nLOG_FILE=./logs/pgbak.log\n');
+    write('pgbak.yaml', 'defaults:\n  backup_dir: ./backups\njobs:\n  - name: shop\n    database_url_env: SHOP_URL\n');
+    const { jobs, source, global } = loadJobs({ env: { BACKUP_RETRIES: '5' }, cwd: dir });
+    expect(source).toBe(join(dir, 'pgbak.yaml'));
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.backupDir).toBe(join(dir, 'backups'));
+    expect(jobs[0]!.logFile).toBe(join(dir, 'logs', 'pgbak.log'));
+    expect(jobs[0]!.databaseUrl).toBe('postgresql://shop:dotenv-pass@db1:5432/shop');
+    expect(global.BACKUP_RETRIES).toBe(5);
+    expect(process.env).toEqual(before);
+  });
+
+  it('finds PGBAK_CONFIG and BACKUP_DIR of the environment-only job relative to cwd', () => {
+    write('jobs.yaml', 'jobs:\n  - name: crm\n    database_url: postgresql://h/crm\n    backup_dir: rel/dir\n');
+    expect(loadJobs({ env: { PGBAK_CONFIG: 'jobs.yaml' }, cwd: dir, envFile: false }).jobs[0]!.backupDir).toBe(join(dir, 'rel', 'dir'));
+    const [job] = loadJobs({ env: { DATABASE_URL: 'postgresql://h/db', BACKUP_DIR: './backups' }, cwd: join(dir, 'none'), envFile: false }).jobs;
+    expect(job!.backupDir).toBe(join(dir, 'none', 'backups'));
+  });
+});
+
+describe('the typed sections of a job and of the daemon', () => {
+  it('match the settings they are built from', () => {
+    const env = {
+      DATABASE_URL: 'postgresql://h/db',
+      BACKUP_VERIFY: 'restore-test',
+      VERIFY_DATABASE_URL: 'postgresql://v/scratch',
+      NOTIFY_EMAIL: 'a@example.com',
+      NOTIFY_PING_URL: 'https://hc.example/ping/x',
+      BACKUP_TZ: 'Europe/Paris',
+      BACKUP_RUN_ON_START: 'true',
+      PG_DUMP_PATH: '/opt/pg/bin',
+      METRICS_TEXTFILE: 'metrics/pgbak.prom',
+      BACKUP_RPO: '2h',
+      BACKUP_GLOBALS: 'false',
+      BACKUP_CONCURRENCY: '3',
+      BACKUP_STOP_TIMEOUT: '30s',
+      LOG_FILE: 'log/pgbak.log',
+    };
+    const { jobs, daemon } = loadJobs({ env, cwd: dir, envFile: false });
+    const job = jobs[0]!;
+    expect(job.verify).toEqual({ mode: 'restore-test', databaseUrl: 'postgresql://v/scratch' });
+    expect(job.notify).toEqual({
+      email: ['a@example.com'],
+      on: 'failure',
+      smtpUrl: undefined,
+      from: 'pgbak@localhost',
+      webhookUrl: undefined,
+      pingUrl: 'https://hc.example/ping/x',
+    });
+    expect(job.schedule).toEqual({ cron: '0 0,6,12,18 * * *', timezone: 'Europe/Paris', runOnStart: true });
+    expect(job.pgTools).toEqual({ pgDumpPath: '/opt/pg/bin' });
+    expect(job.metrics).toEqual({ textfile: join(dir, 'metrics', 'pgbak.prom') });
+    expect(job.health).toEqual({ rpoMs: 2 * 3_600_000, sizeTolerance: 0.5 });
+    expect(job.backup).toEqual({ globals: false, rowCounts: true, prune: true });
+    expect(daemon).toEqual({
+      concurrency: 3,
+      retries: 2,
+      stopTimeoutMs: 30_000,
+      metricsAddr: undefined,
+      logFile: join(dir, 'log', 'pgbak.log'),
+      logLevel: 'info',
+    });
+  });
+});
+
 describe('selectJobs', () => {
   const jobs = (() => {
     const d = mkdtempSync(join(tmpdir(), 'pgbak-select-'));
