@@ -12,6 +12,7 @@ export type { Settings } from '../config/schema.js';
 
 // Logging
 export { LineLogger, MemoryLogger, silentLogger, type Logger, type LogFields, type LogLevel } from '../logging/logger.js';
+export { Redactor, redact } from '../logging/redact.js';
 
 // Storage
 export { openStorage, type JobStorage, type OpenStorageOptions } from '../storage/job-storage.js';

@@ -12,8 +12,12 @@ export type LogFields = Record<string, unknown>;
 
 /** Leveled logging; every line passes through {@link Logger.redactor}. */
 export interface Logger {
-  /** Masks secrets in every line; shared by children; use it for other output of the same run. */
-  readonly redactor: Redactor;
+  /**
+   * Masks secrets in every line; shared by children; pgbak uses it for the other output of the same
+   * run (notifications). A host application's own logger may leave it out: pgbak then masks URL
+   * credentials only, so give it `loadJobs()`'s `redactor` to mask the configured secrets as well.
+   */
+  readonly redactor?: Redactor | undefined;
   debug(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;

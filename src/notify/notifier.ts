@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BackupResult } from '../model/backup-result.js';
 import { messageOf } from '../errors/error-message.js';
-import { type Redactor, passwordOfUrl } from '../logging/redact.js';
+import { Redactor, passwordOfUrl } from '../logging/redact.js';
 import { type NotifySettings, notifySettingsOf } from '../config/job-sections.js';
 import type { Settings } from '../config/schema.js';
 import type { Logger } from '../logging/logger.js';
@@ -62,7 +62,7 @@ async function deliver(
   attempt: (timeoutMs: number) => Promise<void>,
   policy: RetryPolicy,
   logger: Logger,
-  redactor: Redactor = logger.redactor,
+  redactor: Redactor = logger.redactor ?? new Redactor(),
 ): Promise<NotifyOutcome> {
   const attempts = Math.max(1, policy.attempts);
   for (let i = 1; ; i++) {
@@ -114,7 +114,7 @@ export async function notifyRun(args: NotifyRunArgs): Promise<NotifyOutcome[]> {
   const { result, settings } = args;
   const logger = args.logger.child({ job: result.job, database: result.database });
   // The SMTP password must be masked in every channel's text, whether the logger's redactor knows it or not.
-  const redactor = logger.redactor.with(passwordOfUrl(settings.smtpUrl));
+  const redactor = (logger.redactor ?? new Redactor()).with(passwordOfUrl(settings.smtpUrl));
   try {
     if (result.status === 'dry-run') return [];
     const run: ChannelRun = { ...args, policy: { ...DEFAULT_RETRY, ...args.retry }, logger, redactor };
@@ -167,7 +167,7 @@ function pingDelivery({ result, settings, context, policy, logger, redactor }: C
  */
 export async function pingStart(pingUrl: string | undefined, logger: Logger, retry?: Partial<RetryPolicy>): Promise<NotifyOutcome | undefined> {
   if (!pingUrl) return undefined;
-  const { redactor } = logger;
+  const redactor = logger.redactor ?? new Redactor();
   try {
     return await deliver('ping', 'start ping', (timeoutMs) => sendPing(pingUrl, 'start', { timeoutMs, redactor }), { ...DEFAULT_RETRY, ...retry }, logger);
   } catch (err) {
