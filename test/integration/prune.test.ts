@@ -62,6 +62,8 @@ function recording(inner: StorageBackend, failDelete: (key: string) => boolean =
     get: (k, o) => inner.get(k, o),
     stat: (k) => inner.stat(k),
     list: (p) => inner.list(p),
+    localPath: (k) => inner.localPath(k),
+    checkAccess: () => inner.checkAccess(),
     async delete(key) {
       if (failDelete(key)) throw new StorageError('delete-failed', `injected failure deleting ${key}`);
       deletes.push(key);
