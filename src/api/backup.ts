@@ -8,14 +8,15 @@ import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, ty
 import type { JobConfig } from '../config/job.js';
 import { AppError, InterruptedError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
-import { compressionPlan } from '../pipeline/compression.js';
+import { compressionPlan, type CompressionPlan } from '../pipeline/compression.js';
 import { gpgEncryptStage, type GpgKey } from '../pipeline/gpg.js';
 import { streamToStorage } from '../pipeline/stream-to-storage.js';
 import { toAppError } from '../errors/index.js';
 import { countRows, exportSnapshot, pgDumpallGlobalsStage, pgDumpStage } from '../postgres/pg-dump.js';
 import { siblingTool, type PgTool } from '../postgres/pg-tools.js';
+import type { ServerInfo } from '../postgres/connection.js';
 import { acquireLock } from '../catalog/run-lock.js';
-import { createStorage } from '../storage/index.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { resultError } from '../errors/index.js';
@@ -36,6 +37,8 @@ export interface BackupOptions {
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
   readonly onProgress?: (p: BackupProgress) => void;
+  /** The run's storage; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 /** Auto part size: 10 000 parts cover twice the database's on-disk size; 8 MiB at least. */
@@ -55,6 +58,12 @@ interface Written {
  * error), so callers can notify and record metrics; nothing half-made stays under a final name.
  */
 export async function backup(options: BackupOptions): Promise<BackupResult> {
+  if (options.storage) return backupWith(options, options.storage);
+  await using storage = openStorage(options.job, { signal: options.signal });
+  return backupWith(options, storage);
+}
+
+async function backupWith(options: BackupOptions, storage: JobStorage): Promise<BackupResult> {
   const { job } = options;
   const logger = (options.logger ?? silentLogger).child({ database: job.database });
   const now = options.now ?? (() => new Date());
@@ -98,10 +107,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
 
   try {
     lockRelease = acquireLock(job.backupDir, job.filePrefix, `backup of ${job.database}`).release;
-    await removeKilledRunTemps(job.backupDir, logger);
+    await removeKilledRunTemps(storage.local, logger);
     logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
     // An unreachable bucket must not cost the local backup: go on without the upload, exit 3.
-    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true, signal: options.signal });
+    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true, signal: options.signal, storage });
     if (pre.error) throw pre.error;
     if (options.signal?.aborted) throw new InterruptedError();
     client = pre.client!;
@@ -109,7 +118,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     systemIdentifier = server.systemIdentifier;
     const pgDump = pre.pgDump!;
     const plan = compressionPlan(job.compression, pgDump.major);
-    const storage = createStorage(job, { partSize: job.s3?.partSize ?? autoPartSize(server.databaseSize), signal: options.signal });
+    const partSize = job.s3?.partSize ?? autoPartSize(server.databaseSize);
     const local = storage.local;
     const remoteBackend = upload ? storage.remote : undefined;
     let remote: StorageBackend | undefined = remoteBackend;
@@ -168,6 +177,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       local,
       remote,
       remoteTimeoutMs: remoteBackend?.timeoutMs,
+      remotePartSize: partSize,
       deferRemoteCleanup: (cleanup) => uploadCleanup.push(cleanup),
       signal: options.signal,
       onBytes: (n) => progress?.onBytes(n),
@@ -189,52 +199,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     client = undefined;
 
     // 3. The manifest, LAST: only now is the backup complete.
-    const finished = now();
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      version: MANIFEST_VERSION,
-      name: base,
-      job: job.name,
-      database: job.database,
-      host: hostname(),
-      startedAt: started.toISOString(),
-      finishedAt: finished.toISOString(),
-      durationMs: finished.getTime() - started.getTime(),
-      server: { version: server.version, versionNum: server.versionNum, systemIdentifier },
-      pgDump: { version: pgDump.version, path: pgDump.path },
-      tool: { name: 'pgbak', version: TOOL_VERSION },
-      compression: { method: job.compression.method, level: job.compression.level, by: plan.by },
-      encryption: encrypt ? { method: 'gpg', recipient: job.gpgRecipient!, fingerprint: pre.gpgKey!.fingerprint } : null,
-      artifact: { key: artKey, size: dump.size, sha256: dump.sha256 },
-      globals,
-      tables,
-      runId,
-    };
-    const mKey = manifestKey(base);
-    const body = Buffer.from(serializeManifest(manifest));
-    // Create-only: a manifest this run did not write is never replaced, nor taken for its own.
-    await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
-    locations.push(local.urlOf(artKey));
-    if (remote) {
-      try {
-        await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
-        locations.push(remote.urlOf(artKey));
-      } catch (err) {
-        const e = toAppError(err);
-        onRemoteFailure(e);
-      }
-    }
+    const manifest = buildManifest({ job, base, started, finished: now(), server, pgDump, plan, encrypt, gpgKey: pre.gpgKey, artifact: { key: artKey, size: dump.size, sha256: dump.sha256 }, globals, tables, runId });
+    locations.push(...(await storeManifest(manifest, local, remote, onRemoteFailure, options.signal)));
     if (uploadError) {
       // Copies in the bucket without their manifest would only be leftovers: remove them (the run
       // record last). What cannot be removed now (the bucket is down) is pgbak's by its run record
       // and the local manifest, so the next prune removes it.
-      for (const w of written.filter((x) => x.backend === remoteBackend).reverse()) {
-        await w.backend.delete(w.key).catch((de: unknown) => {
-          const warning = `could not remove ${w.backend.urlOf(w.key)} left by the failed upload (${toAppError(de).message}); the next prune removes it`;
-          logger.warn(warning);
-          warnings.push(warning);
-        });
-      }
+      await removeWritten(written.filter((x) => x.backend === remoteBackend), [], 'left by the failed upload', logger, warnings);
       const e = new PartialError(`backup kept locally, but the upload failed: ${uploadError.message}`, { hint: uploadError.hint, cause: uploadError });
       logger.error('backup partly failed', { backup: base, error: e.message });
       return result('partial', e);
@@ -245,15 +216,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const e = explainInterrupted(toAppError(err), base);
     // Nothing half-made under a final name: remove whatever this run already stored.
     // Local files first: a bucket that does not answer must not keep them from being removed.
-    for (const w of written.reverse().sort((a, b) => Number(a.backend.kind !== 'local') - Number(b.backend.kind !== 'local'))) {
-      if (w.backend.kind !== 'local') await Promise.all(uploadCleanup.splice(0));
-      await w.backend.delete(w.key).catch((de: unknown) => {
-        const warning = `could not remove ${w.backend.urlOf(w.key)} of the failed run (${toAppError(de).message}); the next prune removes it`;
-        logger.warn(warning);
-        warnings.push(warning);
-      });
-    }
-    await Promise.all(uploadCleanup.splice(0));
+    await removeWritten(written, uploadCleanup, 'of the failed run', logger, warnings, storage.local);
     locations.length = 0;
     size = undefined;
     sha256 = undefined;
@@ -264,6 +227,90 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     await progress?.stop();
     if (client) await client.end().catch(() => undefined);
     lockRelease?.();
+  }
+}
+
+/** The manifest of a finished dump (written LAST: only it makes the backup complete). */
+function buildManifest(o: {
+  job: JobConfig;
+  base: string;
+  started: Date;
+  finished: Date;
+  server: ServerInfo;
+  pgDump: PgTool;
+  plan: CompressionPlan;
+  encrypt: boolean;
+  gpgKey: GpgKey | undefined;
+  artifact: StoredFile;
+  globals: StoredFile | null;
+  tables: TableCount[] | null;
+  runId: string;
+}): Manifest {
+  const { job, server } = o;
+  return {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    name: o.base,
+    job: job.name,
+    database: job.database,
+    host: hostname(),
+    startedAt: o.started.toISOString(),
+    finishedAt: o.finished.toISOString(),
+    durationMs: o.finished.getTime() - o.started.getTime(),
+    server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
+    pgDump: { version: o.pgDump.version, path: o.pgDump.path },
+    tool: { name: 'pgbak', version: TOOL_VERSION },
+    compression: { method: job.compression.method, level: job.compression.level, by: o.plan.by },
+    encryption: o.encrypt ? { method: 'gpg', recipient: job.gpgRecipient!, fingerprint: o.gpgKey!.fingerprint } : null,
+    artifact: o.artifact,
+    globals: o.globals,
+    tables: o.tables,
+    runId: o.runId,
+  };
+}
+
+/**
+ * Store the manifest locally, then in the bucket, create-only (a manifest this run did not write
+ * is never replaced, nor taken for its own). Returns the artifact's locations; a failed bucket
+ * put goes to `onRemoteFailure`.
+ */
+async function storeManifest(
+  manifest: Manifest,
+  local: StorageBackend,
+  remote: StorageBackend | undefined,
+  onRemoteFailure: (err: AppError) => void,
+  signal: AbortSignal | undefined,
+): Promise<string[]> {
+  const mKey = manifestKey(manifest.name);
+  const body = Buffer.from(serializeManifest(manifest));
+  await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true });
+  const locations = [local.urlOf(manifest.artifact.key)];
+  if (remote) {
+    try {
+      await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true });
+      locations.push(remote.urlOf(manifest.artifact.key));
+    } catch (err) {
+      onRemoteFailure(toAppError(err));
+    }
+  }
+  return locations;
+}
+
+/**
+ * Remove what a run stored, newest first; a removal that fails is a warning (the next prune
+ * removes it). With `local` given, its files go first: a bucket that does not answer must not
+ * keep them from being removed, and the uploads' own cleanups are awaited before the bucket's.
+ */
+async function removeWritten(written: Written[], uploadCleanup: Promise<void>[], what: string, logger: Logger, warnings: string[], local?: StorageBackend): Promise<void> {
+  const ordered = written.slice().reverse();
+  if (local) ordered.sort((a, b) => Number(a.backend !== local) - Number(b.backend !== local));
+  for (const w of ordered) {
+    if (local && w.backend !== local) await Promise.all(uploadCleanup.splice(0));
+    await w.backend.delete(w.key).catch((de: unknown) => {
+      const warning = `could not remove ${w.backend.urlOf(w.key)} ${what} (${toAppError(de).message}); the next prune removes it`;
+      logger.warn(warning);
+      warnings.push(warning);
+    });
   }
 }
 

@@ -106,9 +106,10 @@ export async function readForeignCopy(o: {
   const hash = new HashStage();
   const head = encrypted ? new HeadCapture() : undefined;
   // A plain dump on disk: pg_restore reads the file itself; anything else: the stream, decrypted first.
-  const onDisk = backend.kind === 'local' && !encrypted && !stream;
+  const path = backend.localPath(key);
+  const onDisk = path !== undefined && !encrypted && !stream;
   const tap = onDisk ? undefined : new ArchiveHeaderTap(tool);
-  const fromFile: Promise<HeaderRead> | undefined = onDisk ? readArchiveHeader(tool, url) : undefined;
+  const fromFile: Promise<HeaderRead> | undefined = onDisk ? readArchiveHeader(tool, path) : undefined;
   try {
     await pipeline(
       [source, hash, ...(head ? [head, gpgDecryptStage()] : []), ...(stream ? [decompressStage(stream)] : []), ...(tap ? [tap] : []), nullSink()],

@@ -78,7 +78,8 @@ function unwrapStages(manifest: Manifest): Duplex[] {
 }
 
 async function openCopy(copy: SourceCopy, signal: AbortSignal | undefined): Promise<Readable> {
-  if (copy.backend.kind === 'local') return createReadStream(copy.backend.urlOf(copy.key), { highWaterMark: 1024 * 1024 });
+  const path = copy.backend.localPath(copy.key);
+  if (path !== undefined) return createReadStream(path, { highWaterMark: 1024 * 1024 });
   return copy.backend.get(copy.key, { signal });
 }
 
@@ -116,7 +117,8 @@ async function twoStage(source: Readable, check: IntegrityStage, downstream: (Du
 /** Restore one copy of an artifact into `targetUrl` (which must exist). */
 export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult> {
   const { manifest, copy, logger } = o;
-  const local = copy.backend.kind === 'local';
+  const path = copy.backend.localPath(copy.key);
+  const local = path !== undefined;
   const plain = manifest.encryption === null && manifest.compression.by !== 'stream';
   const mode: RestoreMode = local && plain ? 'file' : o.jobs > 1 ? 'spool' : 'stream';
   const preChecked = local && mode !== 'spool';
@@ -148,7 +150,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       await checkStored(copy.backend, manifest.artifact, { signal: o.signal, onBytes });
       logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
     }
-    let file: string | undefined = mode === 'file' ? label : undefined;
+    let file: string | undefined = mode === 'file' ? path : undefined;
     if (mode === 'spool') {
       phase = 'download';
       progress(true);

@@ -58,6 +58,8 @@ export interface StorageBackend {
   readonly kind: 'local' | 's3';
   /** Where this backend stores, for people: "/var/backups/db" or "s3://bucket/backups/". */
   readonly location: string;
+  /** How long a request may go unanswered (STORAGE_TIMEOUT) in ms; undefined when nothing times out (local). */
+  readonly timeoutMs?: number | undefined;
   /** The full location of one key, for people and for the seed's recipes. */
   urlOf(key: string): string;
   put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
