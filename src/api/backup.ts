@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
-import { artifactKey, baseName, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
-import { claimName, newRunRecord } from '../catalog/run-record.js';
+import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
+import { claimBackupName, type StoredKey } from '../catalog/claim-backup-name.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type StoredFile, type TableCount } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { AppError, InterruptedError, PartialError } from '../errors/index.js';
@@ -47,10 +47,7 @@ export function autoPartSize(databaseBytes: number): number {
   return Math.max(8 * MiB, Math.ceil((databaseBytes * 2) / 10_000 / MiB) * MiB);
 }
 
-interface Written {
-  readonly backend: StorageBackend;
-  readonly key: string;
-}
+type Written = StoredKey;
 
 /**
  * One backup run: lock → preflight → globals → pg_dump | [compress] | [gpg] | sha256 | tee(file,
@@ -343,64 +340,4 @@ async function storeGlobals(
     logger.warn('pg_dumpall cannot read role passwords (not a superuser); storing roles without passwords');
     return { ...(await attempt(true)), warning: 'globals stored without role passwords (the backup user is not a superuser)' };
   }
-}
-
-/**
- * Claim a backup name with a create-only run record in the local directory and the bucket. A name
- * already claimed (by another writer in the same second, on this host or another) moves the name
- * on by a second, up to 30 times: the name's time is then a few seconds after the start, which
- * the manifest records exactly. The bucket's failure is not the run's (`onRemoteFailure`).
- */
-async function claimBackupName(o: {
-  prefix: string;
-  started: Date;
-  keysOf: (name: string) => string[];
-  fields: { runId: string; job: string; database: string; systemIdentifier: string | undefined; startedAt: string };
-  local: StorageBackend;
-  remote: () => StorageBackend | undefined;
-  onRemoteFailure: (err: AppError) => void;
-  signal: AbortSignal | undefined;
-}): Promise<{ name: string; written: Written[]; moved: string | undefined }> {
-  const first = baseName(o.prefix, o.started);
-  for (let i = 0; i < 30; i++) {
-    const name = baseName(o.prefix, new Date(o.started.getTime() + i * 1000));
-    const record = newRunRecord({ ...o.fields, name, keys: o.keysOf(name) });
-    if (!(await claimName(o.local, record, o.signal))) continue;
-    const written: Written[] = [{ backend: o.local, key: runKey(name) }];
-    // A file already under this name (the guide's own script, a manual pg_dump of the same
-    // second) is not ours to replace: give the name back and take the next one.
-    if (await holdsOtherFiles(o.local, name)) {
-      await o.local.delete(runKey(name)).catch(() => undefined);
-      continue;
-    }
-    const remote = o.remote();
-    if (remote) {
-      let ok: boolean;
-      try {
-        ok = await claimName(remote, record, o.signal);
-      } catch (err) {
-        o.onRemoteFailure(toAppError(err));
-        ok = true; // the bucket failed, not the claim: go on locally
-      }
-      if (ok && o.remote() && (await holdsOtherFiles(remote, name).catch(() => false))) {
-        await remote.delete(runKey(name)).catch(() => undefined);
-        ok = false;
-      }
-      if (!ok) {
-        await o.local.delete(runKey(name)).catch(() => undefined);
-        continue;
-      }
-      if (o.remote()) written.push({ backend: remote, key: runKey(name) });
-    }
-    return { name, written, moved: i > 0 ? first : undefined };
-  }
-  throw new AppError('name-taken', `every backup name from ${first} on for 30 seconds is already claimed by other runs`, {
-    hint: 'several writers share this BACKUP_DIR or bucket prefix: give each its own STORAGE_PREFIX',
-  });
-}
-
-/** Does `backend` hold any key of backup `name` other than its run record? */
-async function holdsOtherFiles(backend: StorageBackend, name: string): Promise<boolean> {
-  for await (const o of backend.list(`${name}.`)) if (o.key !== runKey(name) && !o.key.includes('/')) return true;
-  return false;
 }

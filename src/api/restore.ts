@@ -7,7 +7,7 @@ import { withDatabase } from '../postgres/connection.js';
 import { applyGlobals, type GlobalsResult } from '../postgres/globals.js';
 import { findPgTool, siblingTool } from '../postgres/pg-tools.js';
 import { createDatabase, databaseOf, dropDatabase, inspectTarget } from '../postgres/target-database.js';
-import { createStorage } from '../storage/index.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { CatalogEntry } from '../catalog/catalog.js';
 import { CatalogSource, findByName, findLatest, readGlobals, requireCopies, requireSecretKey, type SourceBackends } from './backup-source.js';
 import { jobIdentity } from './identity.js';
@@ -39,6 +39,8 @@ export interface RestoreOptions {
   readonly logger?: Logger | undefined;
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: ((p: RestoreProgress) => void) | undefined;
+  /** The job's open storage; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 export interface RestoreResult {
@@ -105,7 +107,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs must be a whole number of 1 or more (got ${jobs})`);
   if (options.name && options.latest) throw new UsageError('give a backup NAME or --latest, not both');
   if (!options.name && !options.latest) throw new UsageError('which backup? give its NAME or --latest (`pgbak list` shows them)');
-  const storage = createStorage(job, { signal: options.signal });
+  await using storage = openStorage(job, { signal: options.signal, shared: options.storage });
   if (options.from === 'remote' && !storage.remote) {
     throw new UsageError('--from remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
   }
@@ -261,7 +263,5 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const e = toAppError(err);
     logger.error('restore failed', { error: e.message, ...(e.hint ? { hint: e.hint } : {}), seconds: ((Date.now() - started.getTime()) / 1000).toFixed(1) });
     throw e;
-  } finally {
-    storage.remote?.destroy();
   }
 }

@@ -17,10 +17,16 @@ export interface JobStorage extends AsyncDisposable {
 export interface OpenStorageOptions {
   /** A command's stop: aborts every S3 request that reads or writes. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * A storage the caller already holds (a run's, handed to its steps): returned as a view whose
+   * disposal leaves it open, so a step can always `await using` what it gets.
+   */
+  readonly shared?: JobStorage | undefined;
 }
 
 /** Open a job's storage; see {@link JobStorage}. */
 export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3'>, options: OpenStorageOptions = {}): JobStorage {
+  if (options.shared) return { local: options.shared.local, remote: options.shared.remote, async [Symbol.asyncDispose]() {} };
   const local = new LocalBackend(job.backupDir);
   const remote = job.s3 ? new S3Backend(job.s3, { signal: options.signal }) : undefined;
   return storageOf(local, remote);
