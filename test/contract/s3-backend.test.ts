@@ -9,25 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
-import { awsEnv, createBucket, execFileAsync, services, tempDir, uniqueId } from '../helpers/services.js';
+import { awsEnv, createBucket, execFileAsync, s3Settings, services, tempDir, uniqueId } from '../helpers/services.js';
 import { MiB, runStorageContract, TestSource } from './storage-contract.js';
 
 const PREFIX = 'backups/';
 const text = (s: string) => Readable.from([Buffer.from(s)]);
 
 function settings(bucket: string, overrides: Partial<S3Settings> = {}): S3Settings {
-  const s = services().s3;
-  return {
-    endpoint: s.endpoint,
-    accessKeyId: s.accessKey,
-    secretAccessKey: s.secretKey,
-    bucket,
-    prefix: PREFIX,
-    region: s.region,
-    partSize: undefined,
-    queueSize: 2,
-    ...overrides,
-  };
+  return s3Settings(bucket, { prefix: PREFIX, ...overrides });
 }
 
 /** The aws CLI (a real, independent client) against the test server; returns stdout. */

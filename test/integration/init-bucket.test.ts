@@ -1,26 +1,14 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import type { S3Settings } from '../../src/config/job.js';
 import { ExitCode } from '../../src/errors/index.js';
 import { initBucket, LIFECYCLE_WARNING, PROBE_PREFIX } from '../../src/storage/init-bucket.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
-import { awsEnv, execFileAsync, services, uniqueId } from '../helpers/services.js';
+import { awsEnv, execFileAsync, s3Settings, services, uniqueId } from '../helpers/services.js';
 
 const opened: S3Backend[] = [];
 afterAll(() => opened.forEach((b) => b.destroy()));
 
 function s3(bucket: string, prefix = 'backups/', secretKey?: string): S3Backend {
-  const s = services().s3;
-  const settings: S3Settings = {
-    endpoint: s.endpoint,
-    accessKeyId: s.accessKey,
-    secretAccessKey: secretKey ?? s.secretKey,
-    bucket,
-    prefix,
-    region: s.region,
-    partSize: undefined,
-    queueSize: 2,
-  };
-  const backend = new S3Backend(settings);
+  const backend = new S3Backend(s3Settings(bucket, { prefix, ...(secretKey ? { secretAccessKey: secretKey } : {}) }));
   opened.push(backend);
   return backend;
 }
