@@ -10,7 +10,7 @@ import type { ArchiveHeader } from '../postgres/archive-header.js';
 import { findPgTool, type PgTool } from '../postgres/pg-tools.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import { closestNames, normalizeName, shownName } from './backup-source.js';
+import { closestNames, normalizeName, shownName } from '../catalog/find-backup.js';
 import { readForeignCopy, type CheckedCopy } from './foreign-copy.js';
 import { TOOL_VERSION } from '../version.js';
 

@@ -4,7 +4,7 @@ import type { JobConfig } from '../config/job.js';
 import { UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
-import { CatalogSource } from './backup-source.js';
+import { CatalogSource } from '../catalog/find-backup.js';
 
 /** One backup as `pgbak list` shows it (and `--json` prints it). */
 export interface ListedBackup {

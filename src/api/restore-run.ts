@@ -15,7 +15,8 @@ import { toAppError } from '../errors/index.js';
 import { discard, pgRestoreStage } from '../postgres/pg-restore.js';
 import type { PgTool } from '../postgres/pg-tools.js';
 import { listToc, TocTap, type Toc } from '../postgres/toc.js';
-import { checkStored, type SourceCopy } from './backup-source.js';
+import { type SourceCopy } from '../catalog/find-backup.js';
+import { checkStored } from '../pipeline/check-stored.js';
 
 /**
  * How an artifact reaches pg_restore:

@@ -7,7 +7,8 @@ import { connect, withDatabase } from '../postgres/connection.js';
 import { findPgTool } from '../postgres/pg-tools.js';
 import { createDatabase, dropDatabase } from '../postgres/target-database.js';
 import type { Toc } from '../postgres/toc.js';
-import { requireSecretKey, type SourceCopy } from './backup-source.js';
+import { type SourceCopy } from '../catalog/find-backup.js';
+import { requireSecretKey } from '../pipeline/gpg.js';
 import { randomSuffix, runRestore } from './restore-run.js';
 
 /** One check of a verification, as stored in the verification record. */

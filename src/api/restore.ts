@@ -11,7 +11,9 @@ import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { Manifest } from '../catalog/manifest.js';
 import type { CatalogEntry } from '../catalog/catalog.js';
-import { CatalogSource, findByName, findLatest, readGlobals, requireCopies, requireSecretKey, type SourceBackends, type SourceCopy } from './backup-source.js';
+import { CatalogSource, findByName, findLatest, requireCopies, type SourceBackends, type SourceCopy } from '../catalog/find-backup.js';
+import { readGlobals } from '../pipeline/check-stored.js';
+import { requireSecretKey } from '../pipeline/gpg.js';
 import { jobIdentity } from './identity.js';
 import { runRestore, type RestoreMode, type RestoreProgress, type RunRestoreOptions, type RunRestoreResult } from './restore-run.js';
 

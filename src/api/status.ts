@@ -8,7 +8,7 @@ import { isAppError } from '../errors/index.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
-import { CatalogSource, futureWarning, isFromTheFuture, newestPerServer } from './backup-source.js';
+import { CatalogSource, futureWarning, isFromTheFuture, newestPerServer } from '../catalog/find-backup.js';
 import { jobIdentity } from './identity.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../model/human-units.js';

@@ -9,7 +9,8 @@ import { toAppError } from '../errors/index.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
-import { CatalogSource, checkStored, findByName, findLatest, futureWarning, isFromTheFuture, newestPerServer, type SourceBackends, type SourceCopy } from './backup-source.js';
+import { CatalogSource, findByName, findLatest, futureWarning, isFromTheFuture, newestPerServer, type SourceBackends, type SourceCopy } from '../catalog/find-backup.js';
+import { checkStored } from '../pipeline/check-stored.js';
 import { jobIdentity } from './identity.js';
 import { restoreTest, type Check, type RestoreTestResult } from './restore-test.js';
 
