@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { ProcessError } from '../errors/index.js';
 import { ChildStage } from '../pipeline/child-stage.js';
 import { childConnection } from './connection.js';
@@ -77,15 +76,6 @@ export function pgRestoreStage(o: PgRestoreOptions): ChildStage {
       return new ProcessError(`pg_restore ${how}${first ? `: ${first}` : ''}`, {
         hint: `${count > 1 ? `${count} errors in all; each` : 'the error'} is in the log above${/role .* does not exist/.test(first) ? '; a missing owner role: restore with --with-globals' : ''}`,
       });
-    },
-  });
-}
-
-/** A sink for pg_restore's (empty) stdout. */
-export function discard(): Writable {
-  return new Writable({
-    write(_chunk, _enc, callback) {
-      callback();
     },
   });
 }
