@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../logging/logger.js';
 import { toAppError } from '../errors/index.js';
 import { withDatabase } from '../postgres/connection.js';
 import { applyGlobals, type GlobalsResult } from '../postgres/globals.js';
-import { findPgTool, siblingTool, type PgTool } from '../postgres/pg-tools.js';
+import { findPgTool, majorOf, siblingTool, type PgTool } from '../postgres/pg-tools.js';
 import { createDatabase, databaseOf, dropDatabase, inspectTarget, type TargetState } from '../postgres/target-database.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
@@ -92,10 +92,6 @@ export function resolveTargetUrl(job: Pick<JobConfig, 'databaseUrl'>, target: st
     u.password = own.password;
   }
   return u.toString();
-}
-
-function majorOf(version: string): number {
-  return Number(/^(\d+)/.exec(version)?.[1] ?? 0);
 }
 
 /**

@@ -4,7 +4,7 @@ import { resolveStorage, type JobConfig } from '../config/job.js';
 import type { Settings } from '../config/schema.js';
 import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
 
-import { isAppError } from '../errors/index.js';
+import { isAppError, messageOf } from '../errors/index.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
@@ -283,8 +283,4 @@ function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseSta
       corrupt: mine.filter((e) => e.state === 'corrupt').length,
     },
   };
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

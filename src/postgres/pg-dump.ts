@@ -4,6 +4,7 @@ import { DatabaseError, type AppError } from '../errors/index.js';
 import { ChildStage, defaultFailure, type ChildFailure } from '../pipeline/child-stage.js';
 import { childConnection } from './connection.js';
 import type { PgTool } from './pg-tools.js';
+import { ident } from './sql.js';
 
 const KEEP_STDERR = (line: string) => /error|fatal|warning|detail|hint|could not|failed|abort|closed|lost|terminat/i.test(line);
 
@@ -97,7 +98,6 @@ export async function exportSnapshot(client: pg.Client): Promise<string> {
   return rows[0]!.s;
 }
 
-const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
 
 /**
  * Exact row counts of every dumped table, in the exported snapshot's transaction: the numbers

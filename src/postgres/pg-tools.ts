@@ -62,6 +62,11 @@ export async function toolVersion(path: string): Promise<{ version: string; majo
   }
 }
 
+/** The major version of a version string ("16.2" → 16, "9.6.24" → 9); 0 when there is none. */
+export function majorOf(version: string): number {
+  return Number(/^(\d+)/.exec(version)?.[1] ?? 0);
+}
+
 /**
  * Find a PostgreSQL client tool whose major version is at least `minMajor` (pg_dump must be
  * as new as the server). Fails before any work, listing the versions that were found.

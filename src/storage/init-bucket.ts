@@ -43,8 +43,6 @@ export const LIFECYCLE_WARNING =
   'a bucket lifecycle rule deletes by age alone: if backups stop, it removes the last good backup too. ' +
   "pgbak's own retention (pgbak prune: RETENTION_DAYS with BACKUP_KEEP_MIN) is the recommended way";
 
-const message = messageOf;
-
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
@@ -79,7 +77,7 @@ export async function initBucket(storage: JobStorage | BucketBackend, options: I
     written = true;
     checks.push({ name: 'write', ok: true });
   } catch (err) {
-    checks.push({ name: 'write', ok: false, detail: message(err) });
+    checks.push({ name: 'write', ok: false, detail: messageOf(err) });
   }
 
   if (!written) {
@@ -93,21 +91,21 @@ export async function initBucket(storage: JobStorage | BucketBackend, options: I
         got.equals(body) ? { name: 'read', ok: true } : { name: 'read', ok: false, detail: `read ${got.length} bytes that differ from the ${body.length} written` },
       );
     } catch (err) {
-      checks.push({ name: 'read', ok: false, detail: message(err) });
+      checks.push({ name: 'read', ok: false, detail: messageOf(err) });
     }
     try {
       let seen = false;
       for await (const o of remote.list(PROBE_PREFIX)) if (o.key === probeKey) seen = true;
       checks.push(seen ? { name: 'list', ok: true } : { name: 'list', ok: false, detail: `the probe ${probeKey} is missing from the listing` });
     } catch (err) {
-      checks.push({ name: 'list', ok: false, detail: message(err) });
+      checks.push({ name: 'list', ok: false, detail: messageOf(err) });
     }
     try {
       await remote.delete(probeKey);
       const left = await remote.stat(probeKey);
       checks.push(left ? { name: 'delete', ok: false, detail: `the probe ${probeKey} is still there after delete` } : { name: 'delete', ok: true });
     } catch (err) {
-      checks.push({ name: 'delete', ok: false, detail: `${message(err)} (remove ${remote.urlOf(probeKey)} by hand)` });
+      checks.push({ name: 'delete', ok: false, detail: `${messageOf(err)} (remove ${remote.urlOf(probeKey)} by hand)` });
     }
   }
 
