@@ -34,7 +34,7 @@ export interface BackupOptions {
 }
 
 /** Auto part size: 10 000 parts cover twice the database's on-disk size; 8 MiB at least. */
-export function autoPartSize(databaseBytes: number): number {
+function autoPartSize(databaseBytes: number): number {
   const MiB = 1024 * 1024;
   return Math.max(8 * MiB, Math.ceil((databaseBytes * 2) / 10_000 / MiB) * MiB);
 }

@@ -151,7 +151,7 @@ export async function findByName(from: CatalogSource | SourceBackends, input: st
 }
 
 /** How far ahead of this host's clock a backup may be dated before it is taken for a skewed clock's. */
-export const FUTURE_TOLERANCE_MS = 5 * 60_000;
+const FUTURE_TOLERANCE_MS = 5 * 60_000;
 
 /** Is the entry dated more than FUTURE_TOLERANCE_MS after `now` (made while a clock was ahead)? */
 export function isFromTheFuture(entry: CatalogEntry, now: Date): boolean {
@@ -165,7 +165,7 @@ export function futureWarning(entry: CatalogEntry, now: Date): string {
 }
 
 /** The host that made a backup, from its manifest or run record. */
-export function hostOf(entry: CatalogEntry): string | undefined {
+function hostOf(entry: CatalogEntry): string | undefined {
   return entry.manifest?.host ?? entry.locations.local?.runData?.host ?? entry.locations.remote?.runData?.host;
 }
 
@@ -210,7 +210,7 @@ export interface LatestChoice {
 }
 
 /** Why an entry does not qualify, for a message: its state and problems. */
-export function whyNot(entry: CatalogEntry): string {
+function whyNot(entry: CatalogEntry): string {
   return `${entry.state}${entry.problems.length ? `: ${entry.problems.join('; ')}` : ''}`;
 }
 
@@ -245,7 +245,7 @@ export async function findLatest(from: CatalogSource | SourceBackends, options: 
 }
 
 /** The manifest of an entry, or an IntegrityError saying why there is none to trust. */
-export function requireManifest(entry: CatalogEntry): Manifest {
+function requireManifest(entry: CatalogEntry): Manifest {
   if (entry.manifest) return entry.manifest;
   throw new IntegrityError(`backup ${entry.name} has no readable manifest (${entry.problems.join('; ') || entry.state}): its integrity cannot be checked`, {
     hint: 'restore another backup; to use this file anyway, run pg_restore on it by hand',
@@ -257,7 +257,7 @@ export function requireManifest(entry: CatalogEntry): Manifest {
  * (no manifest, artifact missing or of the wrong size, failed verification) is left out and
  * reported through `skipped`, with its problems.
  */
-export function artifactCopies(entry: CatalogEntry, backends: SourceBackends): { copies: SourceCopy[]; skipped: string[] } {
+function artifactCopies(entry: CatalogEntry, backends: SourceBackends): { copies: SourceCopy[]; skipped: string[] } {
   const copies: SourceCopy[] = [];
   const skipped: string[] = [];
   for (const w of ['local', 'remote'] as const) {

@@ -9,7 +9,7 @@ import type { IntegrityStage } from './integrity-stage.js';
  * (download → checksum) goes on to its verdict: after `cut()` chunks are dropped, so the
  * checksum still sees every byte and can say whether the artifact itself was corrupt.
  */
-export class Handoff extends Writable {
+class Handoff extends Writable {
   private broken = false;
   private waiting: (() => void) | undefined;
 

@@ -43,7 +43,7 @@ export function withDatabase(url: string, database: string): string {
 }
 
 /** Translate a pg / socket error into a DatabaseError with a redacted URL and a hint. */
-export function databaseError(err: unknown, url: string): AppError {
+function databaseError(err: unknown, url: string): AppError {
   if (err instanceof AppError) return err;
   const shown = redactUrl(url);
   const code = errnoCode(err);

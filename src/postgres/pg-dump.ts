@@ -21,7 +21,7 @@ const TRANSIENT_STDERR: readonly (readonly [RegExp, string, string])[] = [
  * when its stderr says the connection was lost, refused or the server was busy or restarting;
  * else the default ProcessError. The message keeps the stderr tail either way.
  */
-export function pgToolFailure(info: ChildFailure): AppError {
+function pgToolFailure(info: ChildFailure): AppError {
   const fallback = defaultFailure(info);
   if (info.signal) return fallback; // killed here (an abort): not the server's doing
   for (const [re, code, what] of TRANSIENT_STDERR) {

@@ -29,7 +29,7 @@ const KEEP_LINE = /error|warning|fatal|detail|hint|command was|could not/i;
  * The seed's restore: `pg_restore --clean --if-exists`, plus `--no-password` (never prompt),
  * `--verbose` (for progress), `--jobs N` and `--single-transaction` when asked.
  */
-export function pgRestoreArgs(o: PgRestoreOptions): string[] {
+function pgRestoreArgs(o: PgRestoreOptions): string[] {
   if (o.jobs > 1 && !o.file) throw new ProcessError('pg_restore --jobs needs an archive file, not a stream');
   if (o.jobs > 1 && o.singleTransaction) throw new ProcessError('pg_restore cannot combine --jobs with --single-transaction');
   const conn = childConnection(o.targetUrl);

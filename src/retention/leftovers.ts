@@ -10,7 +10,7 @@ import type { StaleUpload, StorageBackend } from '../storage/storage-backend.js'
  * long to upload (10 000 parts of 64 MiB at 10 MiB/s is 18 h), and the bucket's own lifecycle
  * rule (`pgbak init --lifecycle`) uses the same day.
  */
-export const STALE_UPLOAD_AGE_MS = 24 * 60 * 60 * 1000;
+const STALE_UPLOAD_AGE_MS = 24 * 60 * 60 * 1000;
 
 /** What a killed run (SIGKILL, OOM, power loss) left that nothing else would remove. */
 export interface Leftovers {

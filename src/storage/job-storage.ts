@@ -36,7 +36,7 @@ export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3'>, options: O
  * A JobStorage over backends the caller built (tests, a foreign bucket): disposing it destroys
  * the remote's client when it has one.
  */
-export function storageOf(local: StorageBackend, remote: StorageBackend | undefined): JobStorage {
+function storageOf(local: StorageBackend, remote: StorageBackend | undefined): JobStorage {
   let released = false;
   return {
     local,

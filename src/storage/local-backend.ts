@@ -10,12 +10,12 @@ import type { PutOptions, PutResult, StorageBackend, StoredObject } from './stor
 import { checkWritableDir } from './writable-dir.js';
 
 /** Mode of every file pgbak creates: dumps hold the whole database. */
-export const FILE_MODE = 0o600;
+const FILE_MODE = 0o600;
 /** Mode of every directory pgbak creates. */
-export const DIR_MODE = 0o700;
+const DIR_MODE = 0o700;
 
 /** True for the temporary files `put` writes (`.<name>.tmp-<pid>-<random>`); `list` never shows them. */
-export function isTempName(name: string): boolean {
+function isTempName(name: string): boolean {
   return name.startsWith('.') && name.includes('.tmp-');
 }
 

@@ -22,9 +22,9 @@ import type { PutOptions, PutResult, StaleUpload, StorageBackend, StoredObject }
 export { DEFAULT_TIMEOUT_MS, httpStatusOf, mapS3Error, s3ErrorName } from './s3-errors.js';
 
 /** Smallest part S3 accepts (except for the last one). */
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** Part size when neither the options nor the settings give one. */
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 
 export type { StaleUpload } from './storage-backend.js';
 
