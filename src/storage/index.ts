@@ -7,6 +7,7 @@ export * from './local-backend.js';
 export * from './stale-temps.js';
 export * from './s3-backend.js';
 export * from './job-storage.js';
+export * from './memory-backend.js';
 
 /**
  * Build a job's backends from its resolved configuration; nothing releases them.

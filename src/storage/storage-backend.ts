@@ -54,8 +54,8 @@ export interface PutResult {
  * Backend failures are thrown as AppErrors (StorageError, PermissionError, NotFoundError).
  */
 export interface StorageBackend {
-  /** "local" or "s3". */
-  readonly kind: 'local' | 's3';
+  /** "local", "s3", or "memory" (tests, dry runs). */
+  readonly kind: 'local' | 's3' | 'memory';
   /** Where this backend stores, for people: "/var/backups/db" or "s3://bucket/backups/". */
   readonly location: string;
   /** How long a request may go unanswered (STORAGE_TIMEOUT) in ms; undefined when nothing times out (local). */
