@@ -58,6 +58,14 @@ describe('S3Backend specifics', () => {
   });
   afterAll(() => backend.destroy());
 
+  it('a put may give its own part size (raised to 5 MiB when smaller): 11 MiB in parts of "1 MiB" round-trips', async () => {
+    const key = `part-size-${uniqueId()}.dump`;
+    const source = new TestSource(11 * MiB);
+    expect((await backend.put(key, source, { partSize: MiB })).size).toBe(11 * MiB);
+    expect((await backend.stat(key))?.size).toBe(11 * MiB);
+    await backend.delete(key);
+  });
+
   it('names its location and keys as s3:// URLs under the prefix; part size defaults to 8 MiB, at least 5 MiB', () => {
     expect(backend.kind).toBe('s3');
     expect(backend.location).toBe(`s3://${bucket}/${PREFIX}`);

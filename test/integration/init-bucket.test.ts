@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors/index.js';
 import { initBucket, LIFECYCLE_WARNING, PROBE_PREFIX } from '../../src/storage/init-bucket.js';
+import { openStorage } from '../../src/storage/job-storage.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import { awsEnv, execFileAsync, s3Settings, services, uniqueId } from '../helpers/services.js';
 
@@ -91,5 +92,17 @@ describe('initBucket', () => {
       code: 'storage-credentials',
       exitCode: ExitCode.storage,
     });
+  });
+
+  it('takes a job\'s open storage and prepares its bucket; a storage without a bucket is a usage error', async () => {
+    const bucket = `job-${uniqueId()}`;
+    {
+      await using storage = openStorage({ backupDir: '/nonexistent/pgbak-init', s3: s3Settings(bucket) });
+      const report = await initBucket(storage);
+      expect(report).toMatchObject({ location: `s3://${bucket}/backups/`, bucket: 'created', ok: true });
+    }
+    expect(await bucketExists(bucket)).toBe(true);
+    await using local = openStorage({ backupDir: '/nonexistent/pgbak-init', s3: undefined });
+    await expect(initBucket(local)).rejects.toMatchObject({ exitCode: ExitCode.usage });
   });
 });
