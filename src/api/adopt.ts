@@ -8,8 +8,9 @@ import { AppError, ConflictError, ExitCode, IntegrityError, InterruptedError, is
 import { silentLogger, type Logger } from '../logging/logger.js';
 import type { ArchiveHeader } from '../postgres/archive-header.js';
 import { findPgTool, type PgTool } from '../postgres/pg-tools.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import { closestNames, normalizeName, shownName } from './backup-source.js';
+import { closestNames, normalizeName, shownName } from '../catalog/find-backup.js';
 import { readForeignCopy, type CheckedCopy } from './foreign-copy.js';
 import { TOOL_VERSION } from '../version.js';
 
@@ -24,8 +25,11 @@ import { TOOL_VERSION } from '../version.js';
 
 export interface AdoptOptions {
   readonly job: JobConfig;
+  /** Only these locations (a CLI's --local/--remote); the job's storage when neither is given. */
   readonly local?: StorageBackend | undefined;
   readonly remote?: StorageBackend | undefined;
+  /** The job's open storage, used when neither `local` nor `remote` is given; else opened (and released) here. */
+  readonly storage?: JobStorage | undefined;
   /** Backup names (or file names of them) to adopt. */
   readonly names?: readonly string[] | undefined;
   /** Every foreign backup of the job (when no names are given). */
@@ -213,14 +217,18 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
   const log = (options.logger ?? silentLogger).child({ job: job.name, database: job.database });
   const now = options.now ?? new Date();
   const dryRun = Boolean(options.dryRun);
+  const chosen = options.local !== undefined || options.remote !== undefined;
+  await using storage = chosen ? undefined : openStorage(job, { signal: options.signal, shared: options.storage });
+  const local = chosen ? options.local : storage?.local;
+  const remote = chosen ? options.remote : storage?.remote;
   const backends: Partial<Record<LocationName, StorageBackend>> = {};
-  if (options.local) backends.local = options.local;
-  if (options.remote) backends.remote = options.remote;
+  if (local) backends.local = local;
+  if (remote) backends.remote = remote;
   const adopted: AdoptedCopy[] = [];
   const refused: AdoptRefusal[] = [];
   const skipped: AdoptSkip[] = [];
 
-  const entries = await listBackups({ local: options.local, remote: options.remote, prefix: job.filePrefix });
+  const entries = await listBackups({ local, remote, prefix: job.filePrefix });
   const targets: CatalogEntry[] = [];
   if (options.names?.length) {
     for (const input of options.names) {

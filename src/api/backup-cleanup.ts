@@ -1,7 +1,7 @@
-import { InterruptedError, type AppError } from '../errors/index.js';
+import { InterruptedError, messageOf, type AppError } from '../errors/index.js';
 import { formatBytes } from '../model/human-units.js';
 import type { Logger } from '../logging/logger.js';
-import { LocalBackend } from '../storage/local-backend.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
 
 /**
  * At the start of a backup (lock held): remove the temp files that killed runs (SIGKILL, the
@@ -9,13 +9,13 @@ import { LocalBackend } from '../storage/local-backend.js';
  * as large as a whole dump and nothing else sees them. A failure here only warns: the backup
  * itself does not depend on it.
  */
-export async function removeKilledRunTemps(backupDir: string, logger: Logger): Promise<void> {
+export async function removeKilledRunTemps(local: StorageBackend, logger: Logger): Promise<void> {
   try {
-    for (const t of await new LocalBackend(backupDir).removeStaleTemps()) {
+    for (const t of (await local.removeStaleTemps?.()) ?? []) {
       logger.warn(`removed ${t.path} (${formatBytes(t.size)}), the temp file of a killed run (pid ${t.pid} is gone)`);
     }
   } catch (err) {
-    logger.warn('could not remove the temp files of killed runs', { error: err instanceof Error ? err.message : String(err) });
+    logger.warn('could not remove the temp files of killed runs', { error: messageOf(err) });
   }
 }
 

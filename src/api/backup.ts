@@ -1,28 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-import { Readable } from 'node:stream';
 import type pg from 'pg';
-import { artifactKey, baseName, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
-import { claimName, newRunRecord } from '../catalog/run-record.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type StoredFile, type TableCount } from '../catalog/manifest.js';
+import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
+import { claimBackupName } from '../catalog/claim-backup-name.js';
 import type { JobConfig } from '../config/job.js';
 import { AppError, InterruptedError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { compressionPlan } from '../pipeline/compression.js';
-import { gpgEncryptStage, type GpgKey } from '../pipeline/gpg.js';
-import { streamToStorage } from '../pipeline/stream-to-storage.js';
 import { toAppError } from '../errors/index.js';
-import { countRows, exportSnapshot, pgDumpallGlobalsStage, pgDumpStage } from '../postgres/pg-dump.js';
-import { siblingTool, type PgTool } from '../postgres/pg-tools.js';
+import { exportSnapshot } from '../postgres/pg-dump.js';
 import { acquireLock } from '../catalog/run-lock.js';
-import { createStorage } from '../storage/index.js';
-import type { StorageBackend } from '../storage/storage-backend.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { resultError } from '../errors/index.js';
 import { BackupProgressTracker, type BackupProgress } from '../postgres/copy-progress.js';
 import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
+import { buildManifest, dumpStep, globalsStep, removeWritten, RunTargets, storeManifest } from './backup-steps.js';
 import { preflight } from './preflight.js';
-import { TOOL_VERSION } from '../version.js';
 
 export type { BackupProgress } from '../postgres/copy-progress.js';
 
@@ -36,18 +29,16 @@ export interface BackupOptions {
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
   readonly onProgress?: (p: BackupProgress) => void;
+  /** The run's storage; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 /** Auto part size: 10 000 parts cover twice the database's on-disk size; 8 MiB at least. */
-export function autoPartSize(databaseBytes: number): number {
+function autoPartSize(databaseBytes: number): number {
   const MiB = 1024 * 1024;
   return Math.max(8 * MiB, Math.ceil((databaseBytes * 2) / 10_000 / MiB) * MiB);
 }
 
-interface Written {
-  readonly backend: StorageBackend;
-  readonly key: string;
-}
 
 /**
  * One backup run: lock → preflight → globals → pg_dump | [compress] | [gpg] | sha256 | tee(file,
@@ -55,6 +46,12 @@ interface Written {
  * error), so callers can notify and record metrics; nothing half-made stays under a final name.
  */
 export async function backup(options: BackupOptions): Promise<BackupResult> {
+  if (options.storage) return backupWith(options, options.storage);
+  await using storage = openStorage(options.job, { signal: options.signal });
+  return backupWith(options, storage);
+}
+
+async function backupWith(options: BackupOptions, storage: JobStorage): Promise<BackupResult> {
   const { job } = options;
   const logger = (options.logger ?? silentLogger).child({ database: job.database });
   const now = options.now ?? (() => new Date());
@@ -63,9 +60,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const upload = options.upload !== false && Boolean(job.s3);
   let base = baseName(job.filePrefix, started);
   const runId = randomBytes(8).toString('hex');
-  const written: Written[] = [];
-  /** A failed upload's own cleanup, awaited after the local files are removed. */
-  const uploadCleanup: Promise<void>[] = [];
+  const targets = new RunTargets(storage.local, upload ? storage.remote : undefined);
   const warnings: string[] = [];
   let lockRelease: (() => void) | undefined;
   let client: pg.Client | undefined;
@@ -98,10 +93,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
 
   try {
     lockRelease = acquireLock(job.backupDir, job.filePrefix, `backup of ${job.database}`).release;
-    await removeKilledRunTemps(job.backupDir, logger);
+    await removeKilledRunTemps(storage.local, logger);
     logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
     // An unreachable bucket must not cost the local backup: go on without the upload, exit 3.
-    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true, signal: options.signal });
+    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true, signal: options.signal, storage });
     if (pre.error) throw pre.error;
     if (options.signal?.aborted) throw new InterruptedError();
     client = pre.client!;
@@ -109,16 +104,8 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     systemIdentifier = server.systemIdentifier;
     const pgDump = pre.pgDump!;
     const plan = compressionPlan(job.compression, pgDump.major);
-    const storage = createStorage(job, { partSize: job.s3?.partSize ?? autoPartSize(server.databaseSize), signal: options.signal });
-    const local = storage.local;
-    const remoteBackend = upload ? storage.remote : undefined;
-    let remote: StorageBackend | undefined = remoteBackend;
-    let uploadError: AppError | undefined;
-
-    const onRemoteFailure = (err: AppError) => {
-      uploadError ??= err;
-      remote = undefined; // the local backup goes on; later files are not uploaded either
-    };
+    const partSize = job.s3?.partSize ?? autoPartSize(server.databaseSize);
+    const { local, onRemoteFailure } = targets;
     if (pre.bucketError) {
       logger.warn('bucket unreachable; backing up locally only', { error: pre.bucketError.message });
       onRemoteFailure(pre.bucketError);
@@ -131,110 +118,38 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       keysOf: (name) => [artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encrypt }), globalsKey(name, encrypt), manifestKey(name)],
       fields: { runId, job: job.name, database: job.database, systemIdentifier, startedAt: started.toISOString() },
       local,
-      remote: () => remote,
+      remote: () => targets.remote,
       onRemoteFailure,
       signal: options.signal,
     });
     base = claimed.name;
-    written.push(...claimed.written);
+    targets.written.push(...claimed.written);
     if (claimed.moved) logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
     const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt });
 
     const snapshot = await exportSnapshot(client);
 
     // 1. Globals (roles, tablespaces), encrypted like the dump.
-    let globals: StoredFile | null = null;
-    if (job.settings.BACKUP_GLOBALS) {
-      const tool = await siblingTool(pgDump, 'pg_dumpall');
-      const key = globalsKey(base, encrypt);
-      const r = await storeGlobals(tool, job.databaseUrl, key, local, remote, pre.gpgKey, options.signal, logger);
-      written.push({ backend: local, key });
-      if (r.remote) written.push({ backend: remote!, key });
-      if (r.remoteError) onRemoteFailure(r.remoteError);
-      if (r.warning) warnings.push(r.warning);
-      globals = { key, size: r.size, sha256: r.sha256 };
-    }
+    const globals = job.settings.BACKUP_GLOBALS ? await globalsStep({ pgDump, url: job.databaseUrl, key: globalsKey(base, encrypt), gpgKey: pre.gpgKey, targets, warnings, signal: options.signal, logger }) : null;
 
     // 2. The dump, with exact row counts taken in the same snapshot at the same time.
-    const counting = job.settings.BACKUP_ROW_COUNTS ? countRows(client, pre.tables ?? [], options.signal) : Promise.resolve(null);
-    counting.catch(() => undefined);
     progress = new BackupProgressTracker(pre.tables ?? [], started, options.onProgress);
-    progress.watchCopy(job.databaseUrl);
-    const stages = [plan.streamStage(), encrypt ? gpgEncryptStage(pre.gpgKey!) : undefined].filter((s) => s !== undefined);
-    const dump = await streamToStorage({
-      source: pgDumpStage({ tool: pgDump, url: job.databaseUrl, compressionArgs: plan.pgDumpArgs, snapshot, onTable: (t) => progress?.onTable(t) }),
-      stages,
-      key: artKey,
-      local,
-      remote,
-      remoteTimeoutMs: remoteBackend?.timeoutMs,
-      deferRemoteCleanup: (cleanup) => uploadCleanup.push(cleanup),
-      signal: options.signal,
-      onBytes: (n) => progress?.onBytes(n),
-      logger,
-    });
-    written.push({ backend: local, key: artKey });
-    if (dump.remote) written.push({ backend: remote!, key: artKey });
-    if (dump.remoteError) onRemoteFailure(dump.remoteError);
+    const { dump, tables } = await dumpStep({ job, client, tables: pre.tables ?? [], pgDump, plan, snapshot, gpgKey: encrypt ? pre.gpgKey : undefined, key: artKey, partSize, targets, progress, warnings, signal: options.signal, logger });
     size = dump.size;
     sha256 = dump.sha256;
-    let tables: TableCount[] | null = null;
-    try {
-      tables = await counting;
-    } catch (err) {
-      warnings.push(`row counts unavailable: ${toAppError(err).message}`);
-    }
     await client.query('COMMIT').catch(() => undefined);
     await client.end().catch(() => undefined);
     client = undefined;
 
     // 3. The manifest, LAST: only now is the backup complete.
-    const finished = now();
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      version: MANIFEST_VERSION,
-      name: base,
-      job: job.name,
-      database: job.database,
-      host: hostname(),
-      startedAt: started.toISOString(),
-      finishedAt: finished.toISOString(),
-      durationMs: finished.getTime() - started.getTime(),
-      server: { version: server.version, versionNum: server.versionNum, systemIdentifier },
-      pgDump: { version: pgDump.version, path: pgDump.path },
-      tool: { name: 'pgbak', version: TOOL_VERSION },
-      compression: { method: job.compression.method, level: job.compression.level, by: plan.by },
-      encryption: encrypt ? { method: 'gpg', recipient: job.gpgRecipient!, fingerprint: pre.gpgKey!.fingerprint } : null,
-      artifact: { key: artKey, size: dump.size, sha256: dump.sha256 },
-      globals,
-      tables,
-      runId,
-    };
-    const mKey = manifestKey(base);
-    const body = Buffer.from(serializeManifest(manifest));
-    // Create-only: a manifest this run did not write is never replaced, nor taken for its own.
-    await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
-    locations.push(local.urlOf(artKey));
-    if (remote) {
-      try {
-        await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
-        locations.push(remote.urlOf(artKey));
-      } catch (err) {
-        const e = toAppError(err);
-        onRemoteFailure(e);
-      }
-    }
+    const manifest = buildManifest({ job, base, started, finished: now(), server, pgDump, plan, encrypt, gpgKey: pre.gpgKey, artifact: { key: artKey, size: dump.size, sha256: dump.sha256 }, globals, tables, runId });
+    locations.push(...(await storeManifest(manifest, local, targets.remote, onRemoteFailure, options.signal)));
+    const { uploadError } = targets;
     if (uploadError) {
       // Copies in the bucket without their manifest would only be leftovers: remove them (the run
       // record last). What cannot be removed now (the bucket is down) is pgbak's by its run record
       // and the local manifest, so the next prune removes it.
-      for (const w of written.filter((x) => x.backend === remoteBackend).reverse()) {
-        await w.backend.delete(w.key).catch((de: unknown) => {
-          const warning = `could not remove ${w.backend.urlOf(w.key)} left by the failed upload (${toAppError(de).message}); the next prune removes it`;
-          logger.warn(warning);
-          warnings.push(warning);
-        });
-      }
+      await removeWritten(targets.written.filter((x) => x.backend === targets.bucket), [], 'left by the failed upload', logger, warnings);
       const e = new PartialError(`backup kept locally, but the upload failed: ${uploadError.message}`, { hint: uploadError.hint, cause: uploadError });
       logger.error('backup partly failed', { backup: base, error: e.message });
       return result('partial', e);
@@ -245,15 +160,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const e = explainInterrupted(toAppError(err), base);
     // Nothing half-made under a final name: remove whatever this run already stored.
     // Local files first: a bucket that does not answer must not keep them from being removed.
-    for (const w of written.reverse().sort((a, b) => Number(a.backend.kind !== 'local') - Number(b.backend.kind !== 'local'))) {
-      if (w.backend.kind !== 'local') await Promise.all(uploadCleanup.splice(0));
-      await w.backend.delete(w.key).catch((de: unknown) => {
-        const warning = `could not remove ${w.backend.urlOf(w.key)} of the failed run (${toAppError(de).message}); the next prune removes it`;
-        logger.warn(warning);
-        warnings.push(warning);
-      });
-    }
-    await Promise.all(uploadCleanup.splice(0));
+    await removeWritten(targets.written, targets.uploadCleanup, 'of the failed run', logger, warnings, storage.local);
     locations.length = 0;
     size = undefined;
     sha256 = undefined;
@@ -265,95 +172,4 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     if (client) await client.end().catch(() => undefined);
     lockRelease?.();
   }
-}
-
-async function storeGlobals(
-  tool: PgTool,
-  url: string,
-  key: string,
-  local: StorageBackend,
-  remote: StorageBackend | undefined,
-  gpgKey: GpgKey | undefined,
-  signal: AbortSignal | undefined,
-  logger: Logger,
-) {
-  const attempt = (noRolePasswords: boolean) =>
-    streamToStorage({
-      source: pgDumpallGlobalsStage({ tool, url, noRolePasswords }),
-      stages: gpgKey ? [gpgEncryptStage(gpgKey)] : [],
-      key,
-      local,
-      remote,
-      signal,
-      logger,
-    });
-  try {
-    return { ...(await attempt(false)), warning: undefined };
-  } catch (err) {
-    const e = toAppError(err);
-    // A non-superuser cannot read pg_authid: store the roles without their passwords instead.
-    if (!/pg_authid|permission denied/i.test(e.message)) throw e;
-    logger.warn('pg_dumpall cannot read role passwords (not a superuser); storing roles without passwords');
-    return { ...(await attempt(true)), warning: 'globals stored without role passwords (the backup user is not a superuser)' };
-  }
-}
-
-/**
- * Claim a backup name with a create-only run record in the local directory and the bucket. A name
- * already claimed (by another writer in the same second, on this host or another) moves the name
- * on by a second, up to 30 times: the name's time is then a few seconds after the start, which
- * the manifest records exactly. The bucket's failure is not the run's (`onRemoteFailure`).
- */
-async function claimBackupName(o: {
-  prefix: string;
-  started: Date;
-  keysOf: (name: string) => string[];
-  fields: { runId: string; job: string; database: string; systemIdentifier: string | undefined; startedAt: string };
-  local: StorageBackend;
-  remote: () => StorageBackend | undefined;
-  onRemoteFailure: (err: AppError) => void;
-  signal: AbortSignal | undefined;
-}): Promise<{ name: string; written: Written[]; moved: string | undefined }> {
-  const first = baseName(o.prefix, o.started);
-  for (let i = 0; i < 30; i++) {
-    const name = baseName(o.prefix, new Date(o.started.getTime() + i * 1000));
-    const record = newRunRecord({ ...o.fields, name, keys: o.keysOf(name) });
-    if (!(await claimName(o.local, record, o.signal))) continue;
-    const written: Written[] = [{ backend: o.local, key: runKey(name) }];
-    // A file already under this name (the guide's own script, a manual pg_dump of the same
-    // second) is not ours to replace: give the name back and take the next one.
-    if (await holdsOtherFiles(o.local, name)) {
-      await o.local.delete(runKey(name)).catch(() => undefined);
-      continue;
-    }
-    const remote = o.remote();
-    if (remote) {
-      let ok: boolean;
-      try {
-        ok = await claimName(remote, record, o.signal);
-      } catch (err) {
-        o.onRemoteFailure(toAppError(err));
-        ok = true; // the bucket failed, not the claim: go on locally
-      }
-      if (ok && o.remote() && (await holdsOtherFiles(remote, name).catch(() => false))) {
-        await remote.delete(runKey(name)).catch(() => undefined);
-        ok = false;
-      }
-      if (!ok) {
-        await o.local.delete(runKey(name)).catch(() => undefined);
-        continue;
-      }
-      if (o.remote()) written.push({ backend: remote, key: runKey(name) });
-    }
-    return { name, written, moved: i > 0 ? first : undefined };
-  }
-  throw new AppError('name-taken', `every backup name from ${first} on for 30 seconds is already claimed by other runs`, {
-    hint: 'several writers share this BACKUP_DIR or bucket prefix: give each its own STORAGE_PREFIX',
-  });
-}
-
-/** Does `backend` hold any key of backup `name` other than its run record? */
-async function holdsOtherFiles(backend: StorageBackend, name: string): Promise<boolean> {
-  for await (const o of backend.list(`${name}.`)) if (o.key !== runKey(name) && !o.key.includes('/')) return true;
-  return false;
 }

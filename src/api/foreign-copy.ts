@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { Transform, Writable, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { parseKey } from '../catalog/backup-name.js';
@@ -8,6 +8,7 @@ import { AppError, ExitCode, IntegrityError, InterruptedError, isAppError } from
 import { childEnv } from '../pipeline/child-env.js';
 import { decompressStage } from '../pipeline/compression.js';
 import { gpgDecryptStage } from '../pipeline/gpg.js';
+import { nullSink } from '../pipeline/null-sink.js';
 import { HashStage } from '../pipeline/hash-stage.js';
 import { ArchiveHeaderTap, readArchiveHeader, type ArchiveHeader, type HeaderRead } from '../postgres/archive-header.js';
 import type { PgTool } from '../postgres/pg-tools.js';
@@ -83,9 +84,6 @@ async function encryptionKeyOf(head: Buffer): Promise<string | undefined> {
   }
 }
 
-function nullSink(): Writable {
-  return new Writable({ write: (_c, _e, cb) => cb() });
-}
 
 /** Read one foreign copy once: size, sha256, the archive header, the encryption key. */
 export async function readForeignCopy(o: {
@@ -106,9 +104,10 @@ export async function readForeignCopy(o: {
   const hash = new HashStage();
   const head = encrypted ? new HeadCapture() : undefined;
   // A plain dump on disk: pg_restore reads the file itself; anything else: the stream, decrypted first.
-  const onDisk = backend.kind === 'local' && !encrypted && !stream;
+  const path = backend.localPath(key);
+  const onDisk = path !== undefined && !encrypted && !stream;
   const tap = onDisk ? undefined : new ArchiveHeaderTap(tool);
-  const fromFile: Promise<HeaderRead> | undefined = onDisk ? readArchiveHeader(tool, url) : undefined;
+  const fromFile: Promise<HeaderRead> | undefined = onDisk ? readArchiveHeader(tool, path) : undefined;
   try {
     await pipeline(
       [source, hash, ...(head ? [head, gpgDecryptStage()] : []), ...(stream ? [decompressStage(stream)] : []), ...(tap ? [tap] : []), nullSink()],

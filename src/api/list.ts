@@ -3,8 +3,8 @@ import type { VerificationRecord } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
-import { createStorage } from '../storage/index.js';
-import { CatalogSource } from './backup-source.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { CatalogSource } from '../catalog/find-backup.js';
 
 /** One backup as `pgbak list` shows it (and `--json` prints it). */
 export interface ListedBackup {
@@ -47,6 +47,8 @@ export interface ListOptions {
   readonly signal?: AbortSignal | undefined;
   /** Gets the one warning when the bucket cannot be read and BACKUP_DIR alone is listed. */
   readonly logger?: Logger | undefined;
+  /** The job's open storage; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 /** A copy is present only when its manifest and its artifact are. */
@@ -88,20 +90,16 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
  * first, with its state and newest verification.
  */
 export async function list(options: ListOptions): Promise<ListedBackup[]> {
-  const storage = createStorage(options.job, { signal: options.signal });
+  await using storage = openStorage(options.job, { signal: options.signal, shared: options.storage });
   if (options.only === 'remote' && !storage.remote) {
     throw new UsageError('--remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
   }
-  try {
-    const source = new CatalogSource({
-      local: options.only === 'remote' ? undefined : storage.local,
-      remote: options.only === 'local' ? undefined : storage.remote,
-    });
-    const entries = await source.list();
-    for (const w of source.warnings) options.logger?.warn(w);
-    const urlOf = { local: (k: string) => storage.local.urlOf(k), remote: storage.remote ? (k: string) => storage.remote!.urlOf(k) : undefined };
-    return entries.map((e) => listed(e, urlOf));
-  } finally {
-    storage.remote?.destroy();
-  }
+  const source = new CatalogSource({
+    local: options.only === 'remote' ? undefined : storage.local,
+    remote: options.only === 'local' ? undefined : storage.remote,
+  });
+  const entries = await source.list();
+  for (const w of source.warnings) options.logger?.warn(w);
+  const urlOf = { local: (k: string) => storage.local.urlOf(k), remote: storage.remote ? (k: string) => storage.remote!.urlOf(k) : undefined };
+  return entries.map((e) => listed(e, urlOf));
 }

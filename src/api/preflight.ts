@@ -1,13 +1,13 @@
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type pg from 'pg';
 import type { JobConfig } from '../config/job.js';
-import { AppError, PermissionError, fsError } from '../errors/index.js';
+import { AppError } from '../errors/index.js';
 import { connect, serverInfo, type ServerInfo } from '../postgres/connection.js';
 import { dumpedTables } from '../postgres/pg-dump.js';
 import { findPgTool, type PgTool } from '../postgres/pg-tools.js';
 import { resolveRecipient, type GpgKey } from '../pipeline/gpg.js';
-import { S3Backend } from '../storage/s3-backend.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { checkWritableDir } from '../storage/writable-dir.js';
 
 export interface CheckResult {
   readonly check: string;
@@ -42,23 +42,8 @@ export interface PreflightOptions {
   readonly optionalBucket?: boolean;
   /** Stops the bucket check (which STORAGE_TIMEOUT bounds anyway). */
   readonly signal?: AbortSignal | undefined;
-}
-
-/** The nearest existing ancestor of a path must be a writable directory (nothing is created). */
-export function checkWritableDir(path: string, what: string, variable: string): string {
-  let p = path;
-  while (!existsSync(p)) {
-    const parent = dirname(p);
-    if (parent === p) break;
-    p = parent;
-  }
-  try {
-    if (!statSync(p).isDirectory()) throw new PermissionError(`${what} ${path}: ${p} is not a directory`, { hint: `set ${variable} to a directory path` });
-    accessSync(p, constants.W_OK | constants.X_OK);
-  } catch (err) {
-    throw fsError(err, `write ${what}`, path, `set ${variable} to a writable directory, or fix the permissions of ${p}`);
-  }
-  return p === path ? `${path} is writable` : `${path} will be created in ${p} (writable)`;
+  /** The run's storage, whose remote the bucket check uses; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 /**
@@ -113,7 +98,8 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
   let bucketError: AppError | undefined;
   if (options.upload && job.s3 && !(error && options.stopOnFailure)) {
     // HeadBucket answers within STORAGE_TIMEOUT or fails with storage-timeout (a black-holed endpoint).
-    const bucket = new S3Backend(job.s3, { signal: options.signal });
+    await using own = options.storage ? undefined : openStorage(job, { signal: options.signal });
+    const bucket = (options.storage ?? own)!.remote!;
     try {
       await bucket.checkAccess();
       checks.push({ check: 'bucket', ok: true, detail: `s3://${job.s3.bucket}/${job.s3.prefix} at ${job.s3.endpoint} is reachable` });
@@ -122,8 +108,6 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
       checks.push({ check: 'bucket', ok: false, detail: e.message, error: e });
       if (options.optionalBucket) bucketError = e;
       else error ??= e;
-    } finally {
-      bucket.destroy();
     }
   }
   if (error && out.client) {

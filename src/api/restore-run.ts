@@ -2,20 +2,22 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../catalog/manifest.js';
 import { diskFullError, fsError, IntegrityError, isDiskFull } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { decompressStage } from '../pipeline/compression.js';
 import { gpgDecryptStage } from '../pipeline/gpg.js';
-import { Handoff } from '../pipeline/handoff.js';
+import { verifiedHandoff } from '../pipeline/verified-handoff.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { toAppError } from '../errors/index.js';
-import { discard, pgRestoreStage } from '../postgres/pg-restore.js';
+import { pgRestoreStage } from '../postgres/pg-restore.js';
+import { nullSink } from '../pipeline/null-sink.js';
 import type { PgTool } from '../postgres/pg-tools.js';
 import { listToc, TocTap, type Toc } from '../postgres/toc.js';
-import { checkStored, type SourceCopy } from './backup-source.js';
+import { type SourceCopy } from '../catalog/find-backup.js';
+import { checkStored } from '../pipeline/check-stored.js';
 
 /**
  * How an artifact reaches pg_restore:
@@ -78,45 +80,16 @@ function unwrapStages(manifest: Manifest): Duplex[] {
 }
 
 async function openCopy(copy: SourceCopy, signal: AbortSignal | undefined): Promise<Readable> {
-  if (copy.backend.kind === 'local') return createReadStream(copy.backend.urlOf(copy.key), { highWaterMark: 1024 * 1024 });
+  const path = copy.backend.localPath(copy.key);
+  if (path !== undefined) return createReadStream(path, { highWaterMark: 1024 * 1024 });
   return copy.backend.get(copy.key, { signal });
-}
-
-/**
- * source → checksum → handoff ⇒ head → downstream… as two pipelines. When the downstream side
- * fails (pg_restore, gpg) and `drain` is set, the source is still read to its end so the
- * checksum decides: a corrupt artifact is reported as IntegrityError, not as the symptom it
- * caused. A checksum failure destroys the downstream side (killing pg_restore).
- */
-async function twoStage(source: Readable, check: IntegrityStage, downstream: (Duplex | Writable)[], drain: boolean, signal: AbortSignal | undefined): Promise<void> {
-  const head = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const handoff = new Handoff(head);
-  let downError: unknown;
-  const down = pipeline([head, ...downstream], { signal }).catch((err: unknown) => {
-    downError = err;
-    if (drain) handoff.cut();
-    else handoff.destroy(err instanceof Error ? err : new Error(String(err)));
-  });
-  let upError: unknown;
-  try {
-    await pipeline([source, check, handoff], { signal });
-  } catch (err) {
-    upError = err;
-    head.destroy(err instanceof Error ? err : new Error(String(err)));
-  }
-  await down;
-  if (upError instanceof IntegrityError) {
-    if (downError !== undefined && downError !== upError) upError.message += ` (and ${toAppError(downError).message})`;
-    throw upError;
-  }
-  if (downError !== undefined) throw toAppError(downError);
-  if (upError !== undefined) throw toAppError(upError);
 }
 
 /** Restore one copy of an artifact into `targetUrl` (which must exist). */
 export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult> {
   const { manifest, copy, logger } = o;
-  const local = copy.backend.kind === 'local';
+  const path = copy.backend.localPath(copy.key);
+  const local = path !== undefined;
   const plain = manifest.encryption === null && manifest.compression.by !== 'stream';
   const mode: RestoreMode = local && plain ? 'file' : o.jobs > 1 ? 'spool' : 'stream';
   const preChecked = local && mode !== 'spool';
@@ -148,7 +121,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       await checkStored(copy.backend, manifest.artifact, { signal: o.signal, onBytes });
       logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
     }
-    let file: string | undefined = mode === 'file' ? label : undefined;
+    let file: string | undefined = mode === 'file' ? path : undefined;
     if (mode === 'spool') {
       phase = 'download';
       progress(true);
@@ -162,7 +135,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       logger.info('spooling the archive for a parallel restore', { file });
       const check = new IntegrityStage(expected, { holdBack: 0, onBytes });
       const spoolFile = file;
-      await twoStage(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })], true, o.signal).catch((err: unknown) => {
+      await verifiedHandoff(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })], true, o.signal).catch((err: unknown) => {
         // A full disk while spooling: exit 6 naming the file and the free space, not an internal error.
         throw isDiskFull(err) ? diskFullError(err, spoolFile) : err;
       });
@@ -191,7 +164,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       onError: (line) => logger.error(line),
     });
     if (file) {
-      await pipeline([restoreStage, discard()], { signal: o.signal });
+      await pipeline([restoreStage, nullSink()], { signal: o.signal });
     } else {
       const tap = new TocTap(o.pgRestore);
       void tap.toc.then((t) => {
@@ -199,7 +172,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
         progress(true);
       });
       const check = new IntegrityStage(expected, { onBytes });
-      await twoStage(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), tap, restoreStage, discard()], !preChecked, o.signal);
+      await verifiedHandoff(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), tap, restoreStage, nullSink()], !preChecked, o.signal);
       toc = await tap.toc;
     }
     progress(true);

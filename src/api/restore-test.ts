@@ -4,11 +4,13 @@ import { IntegrityError, ProcessError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { toAppError } from '../errors/index.js';
 import { connect, withDatabase } from '../postgres/connection.js';
-import { findPgTool } from '../postgres/pg-tools.js';
+import { findPgTool, majorOf } from '../postgres/pg-tools.js';
 import { createDatabase, dropDatabase } from '../postgres/target-database.js';
 import type { Toc } from '../postgres/toc.js';
-import { requireSecretKey, type SourceCopy } from './backup-source.js';
+import { type SourceCopy } from '../catalog/find-backup.js';
+import { requireSecretKey } from '../pipeline/gpg.js';
 import { randomSuffix, runRestore } from './restore-run.js';
+import { ident } from '../postgres/sql.js';
 
 /** One check of a verification, as stored in the verification record. */
 export interface Check {
@@ -24,7 +26,6 @@ export interface RestoreTestResult {
   readonly checks: readonly Check[];
 }
 
-const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
 
 /** `pgbak_verify_<name>_<random>`, cut to PostgreSQL's 63-byte identifier limit. */
 export function scratchName(backup: string): string {
@@ -106,7 +107,7 @@ export async function restoreTest(options: {
   const other = !sameServer(server, job.databaseUrl);
   const t0 = Date.now();
   const checks: Check[] = [];
-  const pgRestore = await findPgTool('pg_restore', Number(/^(\d+)/.exec(manifest.pgDump.version)?.[1] ?? 0), job.settings.PG_DUMP_PATH);
+  const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.settings.PG_DUMP_PATH);
   await requireSecretKey(manifest);
   logger.info('restore test started', { backup: manifest.name, scratch });
   await createDatabase(url, scratch);

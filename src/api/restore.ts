@@ -5,13 +5,17 @@ import { silentLogger, type Logger } from '../logging/logger.js';
 import { toAppError } from '../errors/index.js';
 import { withDatabase } from '../postgres/connection.js';
 import { applyGlobals, type GlobalsResult } from '../postgres/globals.js';
-import { findPgTool, siblingTool } from '../postgres/pg-tools.js';
-import { createDatabase, databaseOf, dropDatabase, inspectTarget } from '../postgres/target-database.js';
-import { createStorage } from '../storage/index.js';
+import { findPgTool, majorOf, siblingTool, type PgTool } from '../postgres/pg-tools.js';
+import { createDatabase, databaseOf, dropDatabase, inspectTarget, type TargetState } from '../postgres/target-database.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+import type { Manifest } from '../catalog/manifest.js';
 import type { CatalogEntry } from '../catalog/catalog.js';
-import { CatalogSource, findByName, findLatest, readGlobals, requireCopies, requireSecretKey, type SourceBackends } from './backup-source.js';
+import { CatalogSource, findByName, findLatest, requireCopies, type SourceBackends, type SourceCopy } from '../catalog/find-backup.js';
+import { readGlobals } from '../pipeline/check-stored.js';
+import { requireSecretKey } from '../pipeline/gpg.js';
 import { jobIdentity } from './identity.js';
-import { runRestore, type RestoreMode, type RestoreProgress, type RunRestoreResult } from './restore-run.js';
+import { runRestore, type RestoreMode, type RestoreProgress, type RunRestoreOptions, type RunRestoreResult } from './restore-run.js';
 
 export type { RestoreProgress } from './restore-run.js';
 
@@ -39,6 +43,8 @@ export interface RestoreOptions {
   readonly logger?: Logger | undefined;
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: ((p: RestoreProgress) => void) | undefined;
+  /** The job's open storage; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 export interface RestoreResult {
@@ -88,10 +94,6 @@ export function resolveTargetUrl(job: Pick<JobConfig, 'databaseUrl'>, target: st
   return u.toString();
 }
 
-function majorOf(version: string): number {
-  return Number(/^(\d+)/.exec(version)?.[1] ?? 0);
-}
-
 /**
  * Restore a backup: find it (local first, else the bucket), check it against its manifest
  * before the target is touched, then `pg_restore --clean --if-exists` into the target. The
@@ -105,7 +107,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs must be a whole number of 1 or more (got ${jobs})`);
   if (options.name && options.latest) throw new UsageError('give a backup NAME or --latest, not both');
   if (!options.name && !options.latest) throw new UsageError('which backup? give its NAME or --latest (`pgbak list` shows them)');
-  const storage = createStorage(job, { signal: options.signal });
+  await using storage = openStorage(job, { signal: options.signal, shared: options.storage });
   if (options.from === 'remote' && !storage.remote) {
     throw new UsageError('--from remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
   }
@@ -117,36 +119,8 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const targetDb = databaseOf(targetUrl);
   const logger = (options.logger ?? silentLogger).child({ target: targetDb });
   const warnings: string[] = [];
-  let waitedMs = 0; // time spent waiting for a person to confirm: not part of the RTO
   try {
-    const source = new CatalogSource(backends);
-    let entry: CatalogEntry;
-    if (options.name) {
-      entry = await findByName(source, options.name);
-    } else {
-      const identity = await jobIdentity(job, { local: storage.local });
-      const choice = await findLatest(source, { prefix: job.filePrefix, identity });
-      entry = choice.entry;
-      for (const s of choice.skipped) {
-        logger.warn(s);
-        warnings.push(s);
-      }
-    }
-    for (const w of source.warnings) {
-      logger.warn(w);
-      warnings.push(w);
-    }
-    if (entry.database !== undefined && entry.database !== job.database) {
-      const w = `${entry.name} is a backup of database ${entry.database}, not of this job's database ${job.database}`;
-      logger.warn(w);
-      warnings.push(w);
-    }
-    const { copies, skipped } = requireCopies(entry, source.backends);
-    const manifest = copies[0]!.manifest;
-    for (const s of skipped) {
-      logger.warn(`skipping a copy: ${s}`);
-      warnings.push(`skipped a copy: ${s}`);
-    }
+    const { entry, copies, manifest } = await pickSource(job, backends, storage.local, options.name, logger, warnings);
     logger.info('restore started', { backup: entry.name, url: redactUrl(targetUrl), jobs });
     await requireSecretKey(manifest);
 
@@ -154,114 +128,212 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const psql = options.withGlobals ? await siblingTool(pgRestore, 'psql') : undefined;
 
     // Read-only look at the target: does it exist, is it empty?
-    const state = await inspectTarget(targetUrl);
-    if (!state.exists && !options.create) {
-      throw new DatabaseError('db-missing', `target database ${targetDb} does not exist (${redactUrl(targetUrl)})`, { hint: 'add --create to create it' });
-    }
-    if (state.objects > 0 && !options.yes) {
-      const question = `database ${targetDb} holds ${state.objects} objects; restoring ${entry.name} drops and replaces the objects of the backup. Continue?`;
-      if (!options.confirm) {
-        throw new UsageError(`target database ${targetDb} is not empty (${state.objects} objects): restoring would drop and replace the objects of the backup`, {
-          hint: 'pass --yes to restore over it, or restore into a new database with --create',
-        });
-      }
-      const asked = Date.now();
-      const yes = await options.confirm(question);
-      waitedMs = Date.now() - asked;
-      if (!yes) throw new UsageError('restore cancelled; the target was not changed');
-    }
+    const { state, waitedMs } = await guardTarget(targetUrl, targetDb, entry.name, options);
     // Verified before anything is applied; holds password hashes, so it is never logged.
     const globalsSql = options.withGlobals ? await readGlobals(copies, options.signal) : undefined;
 
-    let created = false;
-    let touched = false;
-    let globals: GlobalsResult | undefined;
-    const beforeTouch = async () => {
-      touched = true;
-      if (!state.exists) {
-        await createDatabase(targetUrl, targetDb);
-        created = true;
-        logger.info('created the target database', { database: targetDb });
-      }
-      if (globalsSql !== undefined && psql) {
-        globals = await applyGlobals({ psql, targetUrl, sql: globalsSql, signal: options.signal });
-        logger.info('globals applied', { created: globals.created.join(',') || '-', existing: globals.existing.length });
-        for (const e of globals.errors) {
-          logger.warn(`globals: ${e}`);
-          warnings.push(`globals: ${e}`);
-        }
-      }
-    };
-
-    let run: RunRestoreResult | undefined;
-    let used = copies[0]!;
+    const setup = new TargetSetup({ targetUrl, targetDb, exists: state.exists, psql, globalsSql, signal: options.signal, logger, warnings });
+    let restored: { run: RunRestoreResult; used: SourceCopy };
     try {
-      for (const [i, copy] of copies.entries()) {
-        used = copy;
-        try {
-          run = await runRestore({
-            manifest: copy.manifest,
-            copy,
-            targetUrl,
-            jobs,
-            pgRestore,
-            spoolDir: options.spoolDir ?? job.backupDir,
-            beforeTouch,
-            logger,
-            signal: options.signal,
-            onProgress: options.onProgress,
-          });
-          break;
-        } catch (err) {
-          const next = copies[i + 1];
-          if (!(err instanceof IntegrityError) || touched || !next) throw err;
-          logger.warn(`${err.message}; trying ${next.backend.urlOf(next.key)}`);
-          warnings.push(`${err.message} (restored from ${next.where} instead)`);
-        }
-      }
+      restored = await restoreFromCopies(copies, {
+        targetUrl,
+        jobs,
+        pgRestore,
+        spoolDir: options.spoolDir ?? job.backupDir,
+        beforeTouch: setup.beforeTouch,
+        touched: () => setup.touched,
+        logger,
+        warnings,
+        signal: options.signal,
+        onProgress: options.onProgress,
+      });
     } catch (err) {
-      if (created) {
-        await dropDatabase(targetUrl, targetDb).then(
-          () => logger.info('dropped the target database this run had created', { database: targetDb }),
-          (e: unknown) => logger.warn('could not drop the target database this run had created', { database: targetDb, error: toAppError(e).message }),
-        );
-      }
+      await setup.undo();
       throw err;
     }
-    const r = run!;
-    const finished = new Date();
-    const durationMs = finished.getTime() - started.getTime() - waitedMs;
-    logger.info('restore finished', {
-      backup: entry.name,
-      objects: r.objects,
-      seconds: (durationMs / 1000).toFixed(1),
-      rto: `${(durationMs / 1000).toFixed(1)}s`,
-      verifySeconds: (r.verifyMs / 1000).toFixed(1),
-      restoreSeconds: (r.restoreMs / 1000).toFixed(1),
-    });
-    return {
-      name: entry.name,
-      database: used.manifest.database,
-      server: { systemIdentifier: used.manifest.server.systemIdentifier ?? null, host: used.manifest.host, version: used.manifest.server.version },
-      target: { database: targetDb, url: redactUrl(targetUrl), created, replacedObjects: state.objects },
-      source: { where: used.where, location: used.backend.urlOf(used.key) },
-      mode: r.mode,
-      jobs,
-      singleTransaction: r.singleTransaction,
-      objects: { restored: r.objects, total: r.toc?.entries },
-      globals: globals ?? null,
-      startedAt: started.toISOString(),
-      finishedAt: finished.toISOString(),
-      durationMs,
-      verifyMs: r.verifyMs,
-      restoreMs: r.restoreMs,
-      warnings,
-    };
+    return finished(restored, { entry, started, waitedMs, targetUrl, targetDb, state, setup, jobs, logger, warnings });
   } catch (err) {
     const e = toAppError(err);
     logger.error('restore failed', { error: e.message, ...(e.hint ? { hint: e.hint } : {}), seconds: ((Date.now() - started.getTime()) / 1000).toFixed(1) });
     throw e;
-  } finally {
-    storage.remote?.destroy();
   }
+}
+
+/** The backup to restore (a name, or the job's newest) and its readable copies, best first. */
+async function pickSource(
+  job: JobConfig,
+  backends: SourceBackends,
+  local: StorageBackend,
+  name: string | undefined,
+  logger: Logger,
+  warnings: string[],
+): Promise<{ entry: CatalogEntry; copies: SourceCopy[]; manifest: Manifest }> {
+  const warn = (w: string, shown = w) => {
+    logger.warn(w);
+    warnings.push(shown);
+  };
+  const source = new CatalogSource(backends);
+  let entry: CatalogEntry;
+  if (name) {
+    entry = await findByName(source, name);
+  } else {
+    const identity = await jobIdentity(job, { local });
+    const choice = await findLatest(source, { prefix: job.filePrefix, identity });
+    entry = choice.entry;
+    for (const s of choice.skipped) warn(s);
+  }
+  for (const w of source.warnings) warn(w);
+  if (entry.database !== undefined && entry.database !== job.database) {
+    warn(`${entry.name} is a backup of database ${entry.database}, not of this job's database ${job.database}`);
+  }
+  const { copies, skipped } = requireCopies(entry, source.backends);
+  for (const s of skipped) warn(`skipping a copy: ${s}`, `skipped a copy: ${s}`);
+  return { entry, copies, manifest: copies[0]!.manifest };
+}
+
+/**
+ * Refuse a target that is missing (without --create) or not empty (without --yes or a person's
+ * confirmation). `waitedMs` is the time spent waiting for that person: not part of the RTO.
+ */
+async function guardTarget(targetUrl: string, targetDb: string, name: string, options: RestoreOptions): Promise<{ state: TargetState; waitedMs: number }> {
+  const state = await inspectTarget(targetUrl);
+  if (!state.exists && !options.create) {
+    throw new DatabaseError('db-missing', `target database ${targetDb} does not exist (${redactUrl(targetUrl)})`, { hint: 'add --create to create it' });
+  }
+  let waitedMs = 0;
+  if (state.objects > 0 && !options.yes) {
+    const question = `database ${targetDb} holds ${state.objects} objects; restoring ${name} drops and replaces the objects of the backup. Continue?`;
+    if (!options.confirm) {
+      throw new UsageError(`target database ${targetDb} is not empty (${state.objects} objects): restoring would drop and replace the objects of the backup`, {
+        hint: 'pass --yes to restore over it, or restore into a new database with --create',
+      });
+    }
+    const asked = Date.now();
+    const yes = await options.confirm(question);
+    waitedMs = Date.now() - asked;
+    if (!yes) throw new UsageError('restore cancelled; the target was not changed');
+  }
+  return { state, waitedMs };
+}
+
+/**
+ * Restore from the first copy that works: a copy that fails its checksum before the target was
+ * touched hands over to the next one (a warning); any other failure is thrown.
+ */
+async function restoreFromCopies(
+  copies: readonly SourceCopy[],
+  o: Omit<RunRestoreOptions, 'manifest' | 'copy'> & { touched: () => boolean; warnings: string[] },
+): Promise<{ run: RunRestoreResult; used: SourceCopy }> {
+  const { touched, warnings, ...common } = o;
+  for (const [i, copy] of copies.entries()) {
+    try {
+      return { run: await runRestore({ ...common, manifest: copy.manifest, copy }), used: copy };
+    } catch (err) {
+      const next = copies[i + 1];
+      if (!(err instanceof IntegrityError) || touched() || !next) throw err;
+      o.logger.warn(`${err.message}; trying ${next.backend.urlOf(next.key)}`);
+      warnings.push(`${err.message} (restored from ${next.where} instead)`);
+    }
+  }
+  throw new AppError('internal', 'no copy to restore from');
+}
+
+/**
+ * What is done to the target just before pg_restore touches it (`beforeTouch`): create it when
+ * missing, apply the globals (their failures are warnings). `undo` drops a database it created.
+ */
+class TargetSetup {
+  created = false;
+  touched = false;
+  globals: GlobalsResult | undefined;
+
+  constructor(
+    private readonly o: {
+      targetUrl: string;
+      targetDb: string;
+      exists: boolean;
+      psql: PgTool | undefined;
+      globalsSql: string | undefined;
+      signal: AbortSignal | undefined;
+      logger: Logger;
+      warnings: string[];
+    },
+  ) {}
+
+  readonly beforeTouch = async (): Promise<void> => {
+    const { targetUrl, targetDb, logger } = this.o;
+    this.touched = true;
+    if (!this.o.exists) {
+      await createDatabase(targetUrl, targetDb);
+      this.created = true;
+      logger.info('created the target database', { database: targetDb });
+    }
+    if (this.o.globalsSql !== undefined && this.o.psql) {
+      const globals = await applyGlobals({ psql: this.o.psql, targetUrl, sql: this.o.globalsSql, signal: this.o.signal });
+      this.globals = globals;
+      logger.info('globals applied', { created: globals.created.join(',') || '-', existing: globals.existing.length });
+      for (const e of globals.errors) {
+        logger.warn(`globals: ${e}`);
+        this.o.warnings.push(`globals: ${e}`);
+      }
+    }
+  };
+
+  /** Drop the target again when this run created it (a failure to drop is a warning). */
+  async undo(): Promise<void> {
+    if (!this.created) return;
+    const { targetUrl, targetDb, logger } = this.o;
+    await dropDatabase(targetUrl, targetDb).then(
+      () => logger.info('dropped the target database this run had created', { database: targetDb }),
+      (e: unknown) => logger.warn('could not drop the target database this run had created', { database: targetDb, error: toAppError(e).message }),
+    );
+  }
+}
+
+/** Log the finished restore and describe it; its duration, less the time a person took to confirm, is the RTO. */
+function finished(
+  restored: { run: RunRestoreResult; used: SourceCopy },
+  o: {
+    entry: CatalogEntry;
+    started: Date;
+    waitedMs: number;
+    targetUrl: string;
+    targetDb: string;
+    state: TargetState;
+    setup: TargetSetup;
+    jobs: number;
+    logger: Logger;
+    warnings: string[];
+  },
+): RestoreResult {
+  const { run: r, used } = restored;
+  const { entry, started, waitedMs, targetUrl, targetDb, state, setup, jobs, logger, warnings } = o;
+  const finishedAt = new Date();
+  const durationMs = finishedAt.getTime() - started.getTime() - waitedMs;
+  logger.info('restore finished', {
+    backup: entry.name,
+    objects: r.objects,
+    seconds: (durationMs / 1000).toFixed(1),
+    rto: `${(durationMs / 1000).toFixed(1)}s`,
+    verifySeconds: (r.verifyMs / 1000).toFixed(1),
+    restoreSeconds: (r.restoreMs / 1000).toFixed(1),
+  });
+  return {
+    name: entry.name,
+    database: used.manifest.database,
+    server: { systemIdentifier: used.manifest.server.systemIdentifier ?? null, host: used.manifest.host, version: used.manifest.server.version },
+    target: { database: targetDb, url: redactUrl(targetUrl), created: setup.created, replacedObjects: state.objects },
+    source: { where: used.where, location: used.backend.urlOf(used.key) },
+    mode: r.mode,
+    jobs,
+    singleTransaction: r.singleTransaction,
+    objects: { restored: r.objects, total: r.toc?.entries },
+    globals: setup.globals ?? null,
+    startedAt: started.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs,
+    verifyMs: r.verifyMs,
+    restoreMs: r.restoreMs,
+    warnings,
+  };
 }

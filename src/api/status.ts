@@ -4,11 +4,11 @@ import { resolveStorage, type JobConfig } from '../config/job.js';
 import type { Settings } from '../config/schema.js';
 import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
 
-import { isAppError } from '../errors/index.js';
-import { createStorage } from '../storage/index.js';
+import { isAppError, messageOf } from '../errors/index.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
-import { CatalogSource, futureWarning, isFromTheFuture, newestPerServer } from './backup-source.js';
+import { CatalogSource, futureWarning, isFromTheFuture, newestPerServer } from '../catalog/find-backup.js';
 import { jobIdentity } from './identity.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../model/human-units.js';
@@ -100,11 +100,10 @@ interface StoredState {
 
 type Backends = readonly (readonly [string, StorageBackend])[];
 
-function backendsOf(storage: Pick<JobConfig, 'backupDir' | 's3'>, signal?: AbortSignal): { backends: Backends; close: () => void } {
-  const { local, remote } = createStorage(storage, { signal });
+function backendsOf({ local, remote }: JobStorage): Backends {
   const backends: [string, StorageBackend][] = [[local.location, local]];
   if (remote) backends.push([remote.location, remote]);
-  return { backends, close: () => remote?.destroy() };
+  return backends;
 }
 
 /**
@@ -146,21 +145,20 @@ async function readRecord(backends: Backends, prefix: string, problems: string[]
   return newest;
 }
 
-/** The state of one database from its stored backups and last-run record. */
-export async function databaseStatus(target: StatusTarget, now: Date = new Date(), signal?: AbortSignal): Promise<DatabaseStatus> {
-  const { backends, close } = backendsOf(target.storage, signal);
-  try {
-    const problems: string[] = [];
-    const warnings: string[] = [];
-    const { entries, readable } = await readCatalog(backends, target.filePrefix, problems, warnings);
-    const record = await readRecord(readable, target.filePrefix, problems);
-    // Whose backups: this database, and the server this host's last run recorded (status never asks the server).
-    const local = backends[0]?.[1];
-    const identity = await jobIdentity({ database: target.database, filePrefix: target.filePrefix }, { local, askServer: false });
-    return judge(target, { entries, record, problems, warnings, identity }, now);
-  } finally {
-    close();
-  }
+/**
+ * The state of one database from its stored backups and last-run record. `storage` is the
+ * target's open storage; opened (and released) here when absent.
+ */
+export async function databaseStatus(target: StatusTarget, now: Date = new Date(), signal?: AbortSignal, storage?: JobStorage): Promise<DatabaseStatus> {
+  await using opened = openStorage(target.storage, { signal, shared: storage });
+  const backends = backendsOf(opened);
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const { entries, readable } = await readCatalog(backends, target.filePrefix, problems, warnings);
+  const record = await readRecord(readable, target.filePrefix, problems);
+  // Whose backups: this database, and the server this host's last run recorded (status never asks the server).
+  const identity = await jobIdentity({ database: target.database, filePrefix: target.filePrefix }, { local: opened.local, askServer: false });
+  return judge(target, { entries, record, problems, warnings, identity }, now);
 }
 
 /** The status of every target (sequentially: they usually share one bucket). */
@@ -178,36 +176,33 @@ export async function status(options: { targets: readonly StatusTarget[]; now?: 
  */
 export async function discoverTargets(settings: Settings, options: { cwd: string }): Promise<StatusTarget[]> {
   const storage = resolveStorage(settings, options);
-  const { backends, close } = backendsOf(storage);
-  try {
-    const problems: string[] = [];
-    const { entries } = await readCatalog(backends, undefined, problems, []);
-    const prefixes = new Set(entries.map((e) => e.prefix));
-    for (const [, backend] of backends) {
-      for (const p of await lastRunPrefixes(backend).catch(() => [])) prefixes.add(p);
-    }
-    const targets: StatusTarget[] = [];
-    for (const prefix of [...prefixes].sort()) {
-      const manifest = entries.find((e) => e.prefix === prefix && e.manifest)?.manifest;
-      const record = manifest ? undefined : await readRecord(backends, prefix, []);
-      const database = manifest?.database ?? record?.database ?? prefix;
-      targets.push({
-        job: manifest?.job ?? record?.job ?? database,
-        database,
-        filePrefix: prefix,
-        storage,
-        rpoMs: settings.BACKUP_RPO,
-        sizeTolerance: settings.BACKUP_SIZE_TOLERANCE,
-      });
-    }
-    if (targets.length === 0 && problems.length > 0) {
-      // Nothing readable at all: report it as one unknown database rather than "nothing to check".
-      return [{ job: '(unknown)', database: '(unknown)', filePrefix: '', storage, rpoMs: settings.BACKUP_RPO, sizeTolerance: settings.BACKUP_SIZE_TOLERANCE }];
-    }
-    return targets;
-  } finally {
-    close();
+  await using opened = openStorage(storage);
+  const backends = backendsOf(opened);
+  const problems: string[] = [];
+  const { entries } = await readCatalog(backends, undefined, problems, []);
+  const prefixes = new Set(entries.map((e) => e.prefix));
+  for (const [, backend] of backends) {
+    for (const p of await lastRunPrefixes(backend).catch(() => [])) prefixes.add(p);
   }
+  const targets: StatusTarget[] = [];
+  for (const prefix of [...prefixes].sort()) {
+    const manifest = entries.find((e) => e.prefix === prefix && e.manifest)?.manifest;
+    const record = manifest ? undefined : await readRecord(backends, prefix, []);
+    const database = manifest?.database ?? record?.database ?? prefix;
+    targets.push({
+      job: manifest?.job ?? record?.job ?? database,
+      database,
+      filePrefix: prefix,
+      storage,
+      rpoMs: settings.BACKUP_RPO,
+      sizeTolerance: settings.BACKUP_SIZE_TOLERANCE,
+    });
+  }
+  if (targets.length === 0 && problems.length > 0) {
+    // Nothing readable at all: report it as one unknown database rather than "nothing to check".
+    return [{ job: '(unknown)', database: '(unknown)', filePrefix: '', storage, rpoMs: settings.BACKUP_RPO, sizeTolerance: settings.BACKUP_SIZE_TOLERANCE }];
+  }
+  return targets;
 }
 
 function summary(e: CatalogEntry): BackupSummary {
@@ -288,8 +283,4 @@ function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseSta
       corrupt: mine.filter((e) => e.state === 'corrupt').length,
     },
   };
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

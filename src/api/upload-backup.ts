@@ -8,7 +8,7 @@ import { AppError, ConflictError, IntegrityError, NotFoundError, PartialError, U
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { toAppError } from '../errors/index.js';
-import { createStorage } from '../storage/index.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { resultError } from '../errors/index.js';
@@ -19,6 +19,8 @@ export interface UploadBackupOptions {
   readonly name: string;
   readonly logger?: Logger | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** The job's open storage; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 /**
@@ -32,7 +34,7 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
   const { job, name } = options;
   const logger = (options.logger ?? silentLogger).child({ database: job.database, backup: name });
   const started = new Date();
-  const storage = createStorage(job);
+  await using storage = openStorage(job, { shared: options.storage });
   const { local, remote } = storage;
   let manifest: Manifest | undefined;
   const result = (status: BackupResult['status'], error?: AppError, warnings: string[] = []): BackupResult => {
@@ -61,7 +63,6 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
     manifest = parseManifest(text.text, local.urlOf(manifestKey(name)));
     if (manifest.database !== job.database) throw new IntegrityError(`${name} is a backup of ${manifest.database}, not of ${job.database}`);
   } catch (err) {
-    storage.remote?.destroy();
     const e = toAppError(err);
     logger.error('upload retry impossible', { error: e.message });
     return result('failed', e);
@@ -86,8 +87,6 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
     // As after the first attempt: whatever made it to the bucket is pgbak's (its run record), and
     // without the manifest it is only a leftover that prune removes.
     return result('partial', new PartialError(`backup kept locally, but the upload failed again: ${e.message}`, { hint: e.hint, cause: e }));
-  } finally {
-    remote.destroy();
   }
 }
 

@@ -6,10 +6,11 @@ import type { JobConfig } from '../config/job.js';
 import { ExitCode, IntegrityError, NotFoundError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { toAppError } from '../errors/index.js';
-import { createStorage } from '../storage/index.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
-import { CatalogSource, checkStored, findByName, findLatest, futureWarning, isFromTheFuture, newestPerServer, type SourceBackends, type SourceCopy } from './backup-source.js';
+import { CatalogSource, findByName, findLatest, futureWarning, isFromTheFuture, newestPerServer, type SourceBackends, type SourceCopy } from '../catalog/find-backup.js';
+import { checkStored } from '../pipeline/check-stored.js';
 import { jobIdentity } from './identity.js';
 import { restoreTest, type Check, type RestoreTestResult } from './restore-test.js';
 
@@ -23,6 +24,8 @@ export interface VerifyOptions {
   readonly restoreTest?: boolean | undefined;
   readonly logger?: Logger | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** The job's open storage; opened (and released) here when absent. */
+  readonly storage?: JobStorage | undefined;
 }
 
 /** What verify found about one backup. */
@@ -208,43 +211,39 @@ async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, option
 export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   const { job } = options;
   const logger = (options.logger ?? silentLogger).child({ database: job.database });
-  const storage = createStorage(job, { signal: options.signal });
+  await using storage = openStorage(job, { signal: options.signal, shared: options.storage });
   const source = new CatalogSource({ local: storage.local, remote: storage.remote });
   const warnings: string[] = [];
-  try {
-    let entries: CatalogEntry[];
-    if (options.name) entries = [await findByName(source, options.name)];
-    else if (options.all) {
-      const identity = await jobIdentity(job, { local: storage.local });
-      const own = ownBackups(await source.list(job.filePrefix), identity);
-      if (own.ambiguousServers.length > 0) {
-        warnings.push(`the backups of ${job.database} come from ${own.ambiguousServers.length} servers and this host cannot tell which is its own: verifying all of them (${newestPerServer(own.ofDatabase).join('; ')})`);
-      }
-      entries = own.mine;
-      const now = new Date();
-      for (const e of entries) if (isFromTheFuture(e, now)) warnings.push(futureWarning(e, now).replace(/: not taken as the newest backup$/, ''));
-      if (entries.length === 0) {
-        throw new NotFoundError(`no backups of ${job.database} in ${storage.local.location}${storage.remote && !source.bucketError ? ` or ${storage.remote.location}` : ''}`, { hint: source.hint('`pgbak list` shows every backup') });
-      }
-    } else {
-      const identity = await jobIdentity(job, { local: storage.local });
-      const hasManifest = (e: CatalogEntry) => [e.locations.local, e.locations.remote].some((c) => c?.manifest !== undefined);
-      const choice = await findLatest(source, { prefix: job.filePrefix, identity, accept: hasManifest, what: 'backup with a manifest' });
-      entries = [choice.entry];
-      warnings.push(...choice.skipped);
+  let entries: CatalogEntry[];
+  if (options.name) entries = [await findByName(source, options.name)];
+  else if (options.all) {
+    const identity = await jobIdentity(job, { local: storage.local });
+    const own = ownBackups(await source.list(job.filePrefix), identity);
+    if (own.ambiguousServers.length > 0) {
+      warnings.push(`the backups of ${job.database} come from ${own.ambiguousServers.length} servers and this host cannot tell which is its own: verifying all of them (${newestPerServer(own.ofDatabase).join('; ')})`);
     }
-    warnings.unshift(...source.warnings);
-    for (const w of warnings) logger.warn(w);
-    const results: BackupVerification[] = [];
-    for (const entry of entries) {
-      if (options.signal?.aborted) break;
-      results.push(await verifyEntry(entry, source.backends, options, logger));
+    entries = own.mine;
+    const now = new Date();
+    for (const e of entries) if (isFromTheFuture(e, now)) warnings.push(futureWarning(e, now).replace(/: not taken as the newest backup$/, ''));
+    if (entries.length === 0) {
+      throw new NotFoundError(`no backups of ${job.database} in ${storage.local.location}${storage.remote && !source.bucketError ? ` or ${storage.remote.location}` : ''}`, { hint: source.hint('`pgbak list` shows every backup') });
     }
-    const exitCode = combinedExitCode(results.map((r) => r.exitCode));
-    return { ok: exitCode === ExitCode.ok && results.length === entries.length, exitCode, results, warnings };
-  } finally {
-    storage.remote?.destroy();
+  } else {
+    const identity = await jobIdentity(job, { local: storage.local });
+    const hasManifest = (e: CatalogEntry) => [e.locations.local, e.locations.remote].some((c) => c?.manifest !== undefined);
+    const choice = await findLatest(source, { prefix: job.filePrefix, identity, accept: hasManifest, what: 'backup with a manifest' });
+    entries = [choice.entry];
+    warnings.push(...choice.skipped);
   }
+  warnings.unshift(...source.warnings);
+  for (const w of warnings) logger.warn(w);
+  const results: BackupVerification[] = [];
+  for (const entry of entries) {
+    if (options.signal?.aborted) break;
+    results.push(await verifyEntry(entry, source.backends, options, logger));
+  }
+  const exitCode = combinedExitCode(results.map((r) => r.exitCode));
+  return { ok: exitCode === ExitCode.ok && results.length === entries.length, exitCode, results, warnings };
 }
 
 /**

@@ -320,7 +320,7 @@ export interface BackupIdentity {
  * identity name one? An entry that records no database (a foreign file, a bare leftover) belongs
  * by its name alone, which file prefixes make unambiguous.
  */
-export function belongsTo(entry: CatalogEntry, identity: BackupIdentity): boolean {
+function belongsTo(entry: CatalogEntry, identity: BackupIdentity): boolean {
   if (entry.database !== undefined && entry.database !== identity.database) return false;
   if (identity.systemIdentifier && entry.systemIdentifier && entry.systemIdentifier !== identity.systemIdentifier) return false;
   return true;

@@ -13,7 +13,7 @@ import { readSmall } from './catalog.js';
  * and retention never see it; each run replaces it.
  */
 
-export const LAST_RUN_FORMAT = 'pgbak-last-run';
+const LAST_RUN_FORMAT = 'pgbak-last-run';
 
 /** The record as stored. */
 export interface LastRunRecord {
@@ -31,7 +31,7 @@ export interface LastRunRecord {
 
 const KEY_RE = /^\.pgbak-(.+)\.last-run\.json$/;
 /** Key prefix shared by every last-run record, for listing. */
-export const LAST_RUN_KEY_PREFIX = '.pgbak-';
+const LAST_RUN_KEY_PREFIX = '.pgbak-';
 
 /** `.pgbak-<filePrefix>.last-run.json` */
 export function lastRunKey(filePrefix: string): string {
@@ -39,7 +39,7 @@ export function lastRunKey(filePrefix: string): string {
 }
 
 /** The file prefix of a last-run key; undefined for any other key. */
-export function prefixOfLastRunKey(key: string): string | undefined {
+function prefixOfLastRunKey(key: string): string | undefined {
   return KEY_RE.exec(key)?.[1];
 }
 
@@ -68,7 +68,7 @@ export async function writeLastRun(backend: StorageBackend, record: LastRunRecor
 }
 
 /** Parse a stored record; undefined when it is not a valid last-run record. */
-export function parseLastRun(text: string): LastRunRecord | undefined {
+function parseLastRun(text: string): LastRunRecord | undefined {
   try {
     const r = JSON.parse(text) as Partial<LastRunRecord>;
     const res = r.result as Partial<BackupResult> | undefined;

@@ -16,7 +16,7 @@ import { runKey } from './backup-name.js';
  * It stays beside the backup and is deleted with it, last.
  */
 
-export const RUN_RECORD_FORMAT = 'pgbak-run';
+const RUN_RECORD_FORMAT = 'pgbak-run';
 
 export interface RunRecord {
   readonly format: typeof RUN_RECORD_FORMAT;

@@ -18,7 +18,7 @@
 const ALLOWED_NAMES = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'GNUPGHOME', 'KRB5CCNAME', 'KRB5_CONFIG']);
 
 /** Whether the parent's variable `name` may pass to a child. */
-export function isAllowedChildVariable(name: string): boolean {
+function isAllowedChildVariable(name: string): boolean {
   if (ALLOWED_NAMES.has(name) || name.startsWith('LC_')) return true;
   return name.startsWith('PG') && name !== 'PGPASSWORD' && !name.startsWith('PGBAK');
 }

@@ -87,3 +87,22 @@ export function gpgDecryptStage(): ChildStage {
     },
   });
 }
+
+/**
+ * An encrypted backup needs the secret key in the keyring (GNUPGHOME or ~/.gnupg): checked
+ * before the target is touched, so a missing key is a clear error rather than a failed restore.
+ */
+export async function requireSecretKey(manifest: { readonly name: string; readonly encryption: { readonly fingerprint: string; readonly recipient: string } | null }): Promise<void> {
+  const enc = manifest.encryption;
+  if (!enc) return;
+  const home = process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : '';
+  try {
+    const { stdout } = await execFileAsync('gpg', ['--batch', '--no-tty', '--with-colons', '--list-secret-keys', '--', enc.fingerprint], { timeout: 30_000, env: childEnv() });
+    if (/^sec/m.test(stdout)) return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg' });
+  }
+  throw new EncryptionError('gpg-secret-key-missing', `cannot decrypt ${manifest.name}: the secret key ${enc.fingerprint} (${enc.recipient}) is not in the keyring${home}`, {
+    hint: 'import the private key on this host: gpg --import private-key.asc',
+  });
+}

@@ -10,7 +10,7 @@ export interface ExpectedContent {
 }
 
 /** Default tail held back until the digest is known: far more than gpg's or zstd's trailers. */
-export const DEFAULT_HOLD_BACK = 1024 * 1024;
+const DEFAULT_HOLD_BACK = 1024 * 1024;
 
 /**
  * Passes bytes through while checking them against the size and sha256 a manifest recorded,

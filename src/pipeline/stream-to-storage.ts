@@ -21,6 +21,8 @@ export interface StreamToStorageOptions {
    * a `storage-timeout` error, and the local copy goes on without waiting for it.
    */
   readonly remoteTimeoutMs?: number | undefined;
+  /** The upload's multipart part size (the backend's own when absent). */
+  readonly remotePartSize?: number | undefined;
   /**
    * When the run fails, the upload's own cleanup (aborting its multipart upload) can take a few
    * STORAGE_TIMEOUTs on a server that stopped answering. Given this, the failure is thrown at once
@@ -67,7 +69,7 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
     throw err;
   });
   const remotePut = remote
-    ? remote.put(key, tee.branch('remote'), { signal: options.signal }).catch((err: unknown) => {
+    ? remote.put(key, tee.branch('remote'), { signal: options.signal, partSize: options.remotePartSize }).catch((err: unknown) => {
         const e = toAppError(err);
         if (!tee.destroyed) logger.warn('upload failed; the local backup goes on', { key, error: e.message });
         tee.fail('remote', e);

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { redactUrl } from '../logging/redact.js';
-import { AppError, DatabaseError, errnoCode } from '../errors/index.js';
+import { AppError, DatabaseError, errnoCode, messageOf } from '../errors/index.js';
 
 /**
  * How pg_dump and friends are told where to connect: a `--dbname` URL WITHOUT its password,
@@ -43,11 +43,11 @@ export function withDatabase(url: string, database: string): string {
 }
 
 /** Translate a pg / socket error into a DatabaseError with a redacted URL and a hint. */
-export function databaseError(err: unknown, url: string): AppError {
+function databaseError(err: unknown, url: string): AppError {
   if (err instanceof AppError) return err;
   const shown = redactUrl(url);
   const code = errnoCode(err);
-  const message = err instanceof Error ? err.message : String(err);
+  const message = messageOf(err);
   switch (code) {
     case 'ECONNREFUSED':
       return new DatabaseError('db-connection-refused', `connection refused: ${shown}`, {

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { ProcessError } from '../errors/index.js';
 import { ChildStage } from '../pipeline/child-stage.js';
 import { childConnection } from './connection.js';
-import { discard } from './pg-restore.js';
+import { nullSink } from '../pipeline/null-sink.js';
 import type { PgTool } from './pg-tools.js';
 import { connectMaintenance } from './target-database.js';
 
@@ -90,6 +90,6 @@ export async function applyGlobals(options: { psql: PgTool; targetUrl: string; s
       return new ProcessError(`applying the globals with psql failed: ${first}`);
     },
   });
-  await pipeline([Readable.from([Buffer.from(filtered.sql)]), psql, discard()], { signal: options.signal });
+  await pipeline([Readable.from([Buffer.from(filtered.sql)]), psql, nullSink()], { signal: options.signal });
   return { created: filtered.created, existing: filtered.existing, errors };
 }

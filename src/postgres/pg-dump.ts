@@ -4,6 +4,7 @@ import { DatabaseError, type AppError } from '../errors/index.js';
 import { ChildStage, defaultFailure, type ChildFailure } from '../pipeline/child-stage.js';
 import { childConnection } from './connection.js';
 import type { PgTool } from './pg-tools.js';
+import { ident } from './sql.js';
 
 const KEEP_STDERR = (line: string) => /error|fatal|warning|detail|hint|could not|failed|abort|closed|lost|terminat/i.test(line);
 
@@ -20,7 +21,7 @@ const TRANSIENT_STDERR: readonly (readonly [RegExp, string, string])[] = [
  * when its stderr says the connection was lost, refused or the server was busy or restarting;
  * else the default ProcessError. The message keeps the stderr tail either way.
  */
-export function pgToolFailure(info: ChildFailure): AppError {
+function pgToolFailure(info: ChildFailure): AppError {
   const fallback = defaultFailure(info);
   if (info.signal) return fallback; // killed here (an abort): not the server's doing
   for (const [re, code, what] of TRANSIENT_STDERR) {
@@ -97,7 +98,6 @@ export async function exportSnapshot(client: pg.Client): Promise<string> {
   return rows[0]!.s;
 }
 
-const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
 
 /**
  * Exact row counts of every dumped table, in the exported snapshot's transaction: the numbers

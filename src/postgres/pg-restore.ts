@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { ProcessError } from '../errors/index.js';
 import { ChildStage } from '../pipeline/child-stage.js';
 import { childConnection } from './connection.js';
@@ -30,7 +29,7 @@ const KEEP_LINE = /error|warning|fatal|detail|hint|command was|could not/i;
  * The seed's restore: `pg_restore --clean --if-exists`, plus `--no-password` (never prompt),
  * `--verbose` (for progress), `--jobs N` and `--single-transaction` when asked.
  */
-export function pgRestoreArgs(o: PgRestoreOptions): string[] {
+function pgRestoreArgs(o: PgRestoreOptions): string[] {
   if (o.jobs > 1 && !o.file) throw new ProcessError('pg_restore --jobs needs an archive file, not a stream');
   if (o.jobs > 1 && o.singleTransaction) throw new ProcessError('pg_restore cannot combine --jobs with --single-transaction');
   const conn = childConnection(o.targetUrl);
@@ -77,15 +76,6 @@ export function pgRestoreStage(o: PgRestoreOptions): ChildStage {
       return new ProcessError(`pg_restore ${how}${first ? `: ${first}` : ''}`, {
         hint: `${count > 1 ? `${count} errors in all; each` : 'the error'} is in the log above${/role .* does not exist/.test(first) ? '; a missing owner role: restore with --with-globals' : ''}`,
       });
-    },
-  });
-}
-
-/** A sink for pg_restore's (empty) stdout. */
-export function discard(): Writable {
-  return new Writable({
-    write(_chunk, _enc, callback) {
-      callback();
     },
   });
 }

@@ -33,7 +33,7 @@ export interface SearchPlaces {
   readonly versionsRoot?: string;
 }
 
-export function candidatePaths(name: PgToolName, pgDumpPath?: string, places: SearchPlaces = {}): string[] {
+function candidatePaths(name: PgToolName, pgDumpPath?: string, places: SearchPlaces = {}): string[] {
   const out: string[] = [];
   if (pgDumpPath) {
     const dir = isFile(pgDumpPath) ? dirname(pgDumpPath) : pgDumpPath;
@@ -50,7 +50,7 @@ export function candidatePaths(name: PgToolName, pgDumpPath?: string, places: Se
   return [...new Set(out)].filter(isFile);
 }
 
-export async function toolVersion(path: string): Promise<{ version: string; major: number } | undefined> {
+async function toolVersion(path: string): Promise<{ version: string; major: number } | undefined> {
   try {
     const { stdout } = await execFileAsync(path, ['--version'], { timeout: 15_000, env: childEnv() });
     const m = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(stdout);
@@ -60,6 +60,11 @@ export async function toolVersion(path: string): Promise<{ version: string; majo
   } catch {
     return undefined;
   }
+}
+
+/** The major version of a version string ("16.2" → 16, "9.6.24" → 9); 0 when there is none. */
+export function majorOf(version: string): number {
+  return Number(/^(\d+)/.exec(version)?.[1] ?? 0);
 }
 
 /**

@@ -1,6 +1,8 @@
 import type pg from 'pg';
+import { databaseNameOf } from '../config/job.js';
 import { AppError, DatabaseError } from '../errors/index.js';
 import { connect, withDatabase } from './connection.js';
+import { ident } from './sql.js';
 
 /** What a restore target looks like before anything is changed. */
 export interface TargetState {
@@ -12,7 +14,6 @@ export interface TargetState {
   readonly serverVersionNum: number | undefined;
 }
 
-const ident = (s: string) => '"' + s.replace(/"/g, '""') + '"';
 
 const OBJECTS_SQL = `
   SELECT
@@ -26,9 +27,13 @@ const OBJECTS_SQL = `
   + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql') AS n,
   current_setting('server_version_num') AS v`;
 
-/** The name of the database a URL points at. */
+/** The name of the database a URL points at; '' when it names none (config's databaseNameOf, which throws then). */
 export function databaseOf(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  try {
+    return databaseNameOf(url);
+  } catch {
+    return '';
+  }
 }
 
 /** Does the target exist, and is it empty? Read-only: nothing is changed. */

@@ -1,17 +1,16 @@
 import { parseKey } from '../catalog/backup-name.js';
 import type { Logger } from '../logging/logger.js';
 import { formatBytes } from '../model/human-units.js';
-import { LocalBackend } from '../storage/local-backend.js';
-import { S3Backend, type StaleUpload } from '../storage/s3-backend.js';
+import { messageOf } from '../errors/index.js';
 import type { StaleTemp } from '../storage/stale-temps.js';
-import type { StorageBackend } from '../storage/storage-backend.js';
+import type { StaleUpload, StorageBackend } from '../storage/storage-backend.js';
 
 /**
  * An open multipart upload is taken for a killed run's only after a day: no backup takes that
  * long to upload (10 000 parts of 64 MiB at 10 MiB/s is 18 h), and the bucket's own lifecycle
  * rule (`pgbak init --lifecycle`) uses the same day.
  */
-export const STALE_UPLOAD_AGE_MS = 24 * 60 * 60 * 1000;
+const STALE_UPLOAD_AGE_MS = 24 * 60 * 60 * 1000;
 
 /** What a killed run (SIGKILL, OOM, power loss) left that nothing else would remove. */
 export interface Leftovers {
@@ -45,9 +44,10 @@ export async function removeLeftovers(o: {
 }): Promise<Leftovers> {
   const verb = o.dryRun ? 'would remove' : 'removed';
   let tempFiles: StaleTemp[] = [];
-  if (o.local instanceof LocalBackend) {
+  const local = o.local;
+  if (local.removeStaleTemps) {
     try {
-      tempFiles = await o.local.removeStaleTemps({ now: o.now, dryRun: o.dryRun });
+      tempFiles = await local.removeStaleTemps({ now: o.now, dryRun: o.dryRun });
     } catch (err) {
       const message = `cannot remove the temp files of killed runs in ${o.local.location}: ${messageOf(err)}`;
       o.errors.push(message);
@@ -56,7 +56,8 @@ export async function removeLeftovers(o: {
     for (const t of tempFiles) o.log.info(`${verb} ${t.path} (${formatBytes(t.size)}): the temp file of a killed run (pid ${t.pid} is gone)`);
   }
   let uploads: StaleUpload[] = [];
-  if (o.remote instanceof S3Backend) {
+  const remote = o.remote;
+  if (remote?.abortStaleUploads) {
     const staleBefore = o.now.getTime() - STALE_UPLOAD_AGE_MS;
     const select = (u: StaleUpload) => {
       const parsed = u.key.includes('/') ? undefined : parseKey(u.key);
@@ -64,7 +65,7 @@ export async function removeLeftovers(o: {
       return u.initiated.getTime() < staleBefore || o.finished?.has(parsed.base) === true;
     };
     try {
-      const r = await o.remote.abortStaleUploads({ select, dryRun: o.dryRun });
+      const r = await remote.abortStaleUploads({ select, dryRun: o.dryRun });
       uploads = r.aborted;
       for (const e of r.errors) o.log.error(e);
       o.errors.push(...r.errors);
@@ -72,12 +73,8 @@ export async function removeLeftovers(o: {
       o.log.warn('cannot list the bucket\'s multipart uploads; stale ones stay until the lifecycle rule (pgbak init --lifecycle) removes them', { error: messageOf(err) });
     }
     for (const u of uploads) {
-      o.log.info(`${o.dryRun ? 'would abort' : 'aborted'} the multipart upload of ${o.remote.urlOf(u.key)}, started ${u.initiated.toISOString()} by a run that ended without completing it`);
+      o.log.info(`${o.dryRun ? 'would abort' : 'aborted'} the multipart upload of ${remote.urlOf(u.key)}, started ${u.initiated.toISOString()} by a run that ended without completing it`);
     }
   }
   return { tempFiles, uploads };
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -63,7 +63,7 @@ export interface PolicyResult {
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 /** An incomplete backup younger than this may still be written by a running backup. */
-export const IN_PROGRESS_GRACE_MS = 24 * HOUR;
+const IN_PROGRESS_GRACE_MS = 24 * HOUR;
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { parseKey } from '../catalog/backup-name.js';
 import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
-import { AppError, ConfigError } from '../errors/index.js';
+import { AppError, ConfigError, messageOf } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { processAlive } from '../storage/stale-temps.js';
@@ -177,7 +177,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
           await backend.delete(key);
           deleted.push({ location, key });
         } catch (err) {
-          const message = `cannot delete ${backend.urlOf(key)}: ${err instanceof Error ? err.message : String(err)}`;
+          const message = `cannot delete ${backend.urlOf(key)}: ${messageOf(err)}`;
           errors.push(message);
           log.error(message, { backup: d.name, location });
           // Never delete the artifact while its manifest may still claim a good backup.

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { UsageError } from '../errors/index.js';
-import type { S3Backend } from './s3-backend.js';
+import { messageOf, UsageError } from '../errors/index.js';
+import type { JobStorage } from './job-storage.js';
+import { S3Backend } from './s3-backend.js';
 import type { StorageBackend } from './storage-backend.js';
 
-/** What `initBucket` needs of a bucket backend (an `S3Backend` has all of it). */
-export type BucketBackend = StorageBackend & Pick<S3Backend, 'ensureBucket' | 'setLifecycle' | 'bucket' | 'prefix'>;
+/** What bucket setup needs of a backend (an `S3Backend` has all of it). */
+type BucketBackend = StorageBackend & Pick<S3Backend, 'ensureBucket' | 'setLifecycle' | 'bucket' | 'prefix'>;
 
 export type AccessCheckName = 'write' | 'read' | 'list' | 'delete';
 
@@ -42,8 +43,6 @@ export const LIFECYCLE_WARNING =
   'a bucket lifecycle rule deletes by age alone: if backups stop, it removes the last good backup too. ' +
   "pgbak's own retention (pgbak prune: RETENTION_DAYS with BACKUP_KEEP_MIN) is the recommended way";
 
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
@@ -58,7 +57,8 @@ async function readAll(stream: Readable): Promise<Buffer> {
  * Invalid `lifecycleDays` (< 1) throws a UsageError before anything is done; bucket creation and
  * lifecycle failures throw (StorageError); the four checks are reported, never thrown.
  */
-export async function initBucket(remote: BucketBackend, options: InitBucketOptions = {}): Promise<InitBucketReport> {
+export async function initBucket(storage: JobStorage | BucketBackend, options: InitBucketOptions = {}): Promise<InitBucketReport> {
+  const remote = bucketOf(storage);
   const days = options.lifecycleDays;
   if (days !== undefined && (!Number.isSafeInteger(days) || days < 1)) {
     throw new UsageError(`a bucket lifecycle rule needs a whole number of days ≥ 1, got ${days} (RETENTION_DAYS)`, {
@@ -77,7 +77,7 @@ export async function initBucket(remote: BucketBackend, options: InitBucketOptio
     written = true;
     checks.push({ name: 'write', ok: true });
   } catch (err) {
-    checks.push({ name: 'write', ok: false, detail: message(err) });
+    checks.push({ name: 'write', ok: false, detail: messageOf(err) });
   }
 
   if (!written) {
@@ -91,21 +91,21 @@ export async function initBucket(remote: BucketBackend, options: InitBucketOptio
         got.equals(body) ? { name: 'read', ok: true } : { name: 'read', ok: false, detail: `read ${got.length} bytes that differ from the ${body.length} written` },
       );
     } catch (err) {
-      checks.push({ name: 'read', ok: false, detail: message(err) });
+      checks.push({ name: 'read', ok: false, detail: messageOf(err) });
     }
     try {
       let seen = false;
       for await (const o of remote.list(PROBE_PREFIX)) if (o.key === probeKey) seen = true;
       checks.push(seen ? { name: 'list', ok: true } : { name: 'list', ok: false, detail: `the probe ${probeKey} is missing from the listing` });
     } catch (err) {
-      checks.push({ name: 'list', ok: false, detail: message(err) });
+      checks.push({ name: 'list', ok: false, detail: messageOf(err) });
     }
     try {
       await remote.delete(probeKey);
       const left = await remote.stat(probeKey);
       checks.push(left ? { name: 'delete', ok: false, detail: `the probe ${probeKey} is still there after delete` } : { name: 'delete', ok: true });
     } catch (err) {
-      checks.push({ name: 'delete', ok: false, detail: `${message(err)} (remove ${remote.urlOf(probeKey)} by hand)` });
+      checks.push({ name: 'delete', ok: false, detail: `${messageOf(err)} (remove ${remote.urlOf(probeKey)} by hand)` });
     }
   }
 
@@ -121,4 +121,16 @@ export async function initBucket(remote: BucketBackend, options: InitBucketOptio
     }
   }
   return { location: remote.location, bucket, checks, ok: checks.every((c) => c.ok), probeKey, lifecycle, warnings };
+}
+
+/**
+ * The bucket of a job's storage. A bare bucket backend is accepted too, until cli/commands/init.ts
+ * hands over a JobStorage (through api/init-bucket.ts).
+ */
+function bucketOf(storage: JobStorage | BucketBackend): BucketBackend {
+  const remote = 'location' in storage ? storage : storage.remote;
+  if (!(remote instanceof S3Backend)) {
+    throw new UsageError('pgbak init prepares a bucket, and none is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
+  }
+  return remote;
 }

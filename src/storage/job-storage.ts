@@ -1,5 +1,6 @@
 import type { JobConfig } from '../config/job.js';
-import { createStorage } from './index.js';
+import { LocalBackend } from './local-backend.js';
+import { S3Backend } from './s3-backend.js';
 import type { StorageBackend } from './storage-backend.js';
 
 /**
@@ -12,14 +13,30 @@ export interface JobStorage extends AsyncDisposable {
   readonly remote: StorageBackend | undefined;
 }
 
+/** How {@link openStorage} opens a job's storage. */
 export interface OpenStorageOptions {
   /** A command's stop: aborts every S3 request that reads or writes. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * A storage the caller already holds (a run's, handed to its steps): returned as a view whose
+   * disposal leaves it open, so a step can always `await using` what it gets.
+   */
+  readonly shared?: JobStorage | undefined;
 }
 
 /** Open a job's storage; see {@link JobStorage}. */
 export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3'>, options: OpenStorageOptions = {}): JobStorage {
-  const { local, remote } = createStorage(job, { signal: options.signal });
+  if (options.shared) return { local: options.shared.local, remote: options.shared.remote, async [Symbol.asyncDispose]() {} };
+  const local = new LocalBackend(job.backupDir);
+  const remote = job.s3 ? new S3Backend(job.s3, { signal: options.signal }) : undefined;
+  return storageOf(local, remote);
+}
+
+/**
+ * A JobStorage over backends the caller built (tests, a foreign bucket): disposing it destroys
+ * the remote's client when it has one.
+ */
+function storageOf(local: StorageBackend, remote: StorageBackend | undefined): JobStorage {
   let released = false;
   return {
     local,
@@ -27,7 +44,7 @@ export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3'>, options: O
     async [Symbol.asyncDispose]() {
       if (released) return;
       released = true;
-      remote?.destroy();
+      if (remote instanceof S3Backend) remote.destroy();
     },
   };
 }

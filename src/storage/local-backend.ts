@@ -7,14 +7,15 @@ import { pipeline } from 'node:stream/promises';
 import { AppError, ConflictError, diskFullError, errnoCode, fsError, isDiskFull, NotFoundError } from '../errors/index.js';
 import { removeStaleTemps, type StaleTemp, type StaleTempOptions } from './stale-temps.js';
 import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
+import { checkWritableDir } from './writable-dir.js';
 
 /** Mode of every file pgbak creates: dumps hold the whole database. */
-export const FILE_MODE = 0o600;
+const FILE_MODE = 0o600;
 /** Mode of every directory pgbak creates. */
-export const DIR_MODE = 0o700;
+const DIR_MODE = 0o700;
 
 /** True for the temporary files `put` writes (`.<name>.tmp-<pid>-<random>`); `list` never shows them. */
-export function isTempName(name: string): boolean {
+function isTempName(name: string): boolean {
   return name.startsWith('.') && name.includes('.tmp-');
 }
 
@@ -37,6 +38,16 @@ export class LocalBackend implements StorageBackend {
   /** The absolute path of `key`. */
   urlOf(key: string): string {
     return this.pathOf(key);
+  }
+
+  /** The absolute path of `key` (files are on this host). */
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
+  /** The root, or its nearest existing ancestor (it is created on the first put), must be a writable directory. */
+  async checkAccess(): Promise<void> {
+    checkWritableDir(this.location, 'backup directory', 'BACKUP_DIR');
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {

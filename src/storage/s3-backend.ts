@@ -17,25 +17,19 @@ import type { S3Settings } from '../config/job.js';
 import { ConflictError, NotFoundError } from '../errors/index.js';
 import { bucketMissing, DeadlineExceeded, DEFAULT_TIMEOUT_MS, isNotFound, mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
 import { addContentMd5, anySignal, CleanupFailure, honourRequestScope, requestScope, trackMultipartCleanup } from './s3-middleware.js';
-import type { PutOptions, PutResult, StorageBackend, StoredObject } from './storage-backend.js';
+import type { PutOptions, PutResult, StaleUpload, StorageBackend, StoredObject } from './storage-backend.js';
 
 export { DEFAULT_TIMEOUT_MS, httpStatusOf, mapS3Error, s3ErrorName } from './s3-errors.js';
 
 /** Smallest part S3 accepts (except for the last one). */
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
+const MIN_PART_SIZE = 5 * 1024 * 1024;
 /** Part size when neither the options nor the settings give one. */
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
+const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 
-/** A multipart upload that was started and never completed nor aborted (its run was killed). */
-export interface StaleUpload {
-  /** The key, relative to the backend's prefix. */
-  readonly key: string;
-  readonly uploadId: string;
-  readonly initiated: Date;
-}
+export type { StaleUpload } from './storage-backend.js';
 
 export interface S3BackendOptions {
-  /** Multipart part size in bytes; overrides `settings.partSize`. Raised to 5 MiB when smaller. */
+  /** Default multipart part size in bytes; overrides `settings.partSize`. Raised to 5 MiB when smaller. */
   readonly partSize?: number | undefined;
   /**
    * A command's stop signal (SIGTERM): every request that reads or writes is aborted when it
@@ -63,7 +57,7 @@ export class S3Backend implements StorageBackend {
   readonly kind = 's3' as const;
   /** `s3://bucket/prefix`. */
   readonly location: string;
-  /** The multipart part size in bytes. */
+  /** The default multipart part size in bytes (a put's `partSize` overrides it). */
   readonly partSize: number;
   readonly bucket: string;
   readonly prefix: string;
@@ -120,6 +114,11 @@ export class S3Backend implements StorageBackend {
     return `s3://${this.bucket}/${this.prefix}${key}`;
   }
 
+  /** Objects in a bucket have no path on this host. */
+  localPath(_key: string): undefined {
+    return undefined;
+  }
+
   /**
    * Streams `body` to `key` with a multipart upload of `partSize` parts (`queueSize` at a time).
    * Rejects, after aborting the multipart upload, when the body errors (with the body's error),
@@ -134,7 +133,8 @@ export class S3Backend implements StorageBackend {
     // multipart upload under a part still being stored could leave that part behind), a frozen
     // one never would. A small body (one PutObject) must be stored within the timeout.
     const requests = new AbortController();
-    const small = options.contentLength !== undefined && options.contentLength <= this.partSize;
+    const partSize = options.partSize === undefined ? this.partSize : Math.max(MIN_PART_SIZE, options.partSize);
+    const small = options.contentLength !== undefined && options.contentLength <= partSize;
     let cancelTimer: NodeJS.Timeout | undefined;
     const doom = () => {
       if (cancelTimer || requests.signal.aborted) return;
@@ -164,7 +164,7 @@ export class S3Backend implements StorageBackend {
         // Create only (a single PutObject: only small bodies such as run records use it).
         ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
       },
-      partSize: this.partSize,
+      partSize,
       queueSize: this.settings.queueSize,
       leavePartsOnError: false,
       abortController: gate,

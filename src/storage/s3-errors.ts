@@ -1,6 +1,6 @@
 import type { S3Settings } from '../config/job.js';
 import { redact } from '../logging/redact.js';
-import { type AppError, errnoCode, InterruptedError, isAppError, StorageError } from '../errors/index.js';
+import { type AppError, errnoCode, InterruptedError, isAppError, isNetworkErrorCode, StorageError } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
 
 /**
@@ -11,10 +11,6 @@ import { formatDuration } from '../model/human-units.js';
 /** STORAGE_TIMEOUT's default, for settings that do not give one. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
 
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
-  'EPIPE', 'ECONNABORTED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET',
-]);
 const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken']);
 
 /** The S3 error name (NoSuchKey, AccessDenied …) of an SDK error, or its Error name. */
@@ -82,7 +78,7 @@ function isNetworkError(err: unknown): boolean {
     const code = errnoCode(e);
     const name = s3ErrorName(e);
     const message = e instanceof Error ? e.message : '';
-    return (code !== undefined && NETWORK_CODES.has(code)) || name === 'TimeoutError' || /fetch failed|socket hang up/i.test(message);
+    return isNetworkErrorCode(code) || name === 'TimeoutError' || /fetch failed|socket hang up/i.test(message);
   });
 }
 

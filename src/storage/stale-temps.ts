@@ -29,7 +29,7 @@ export const STALE_TEMP_MIN_AGE_MS = 60_000;
 const TEMP_RE = /^\..+\.tmp-(\d+)-[0-9a-f]{12}$/;
 
 /** The writer's pid of a put temp file name, or undefined for any other name. */
-export function tempFileOwner(name: string): number | undefined {
+function tempFileOwner(name: string): number | undefined {
   const m = TEMP_RE.exec(name);
   const pid = m ? Number(m[1]) : NaN;
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { StaleTemp, StaleTempOptions } from './stale-temps.js';
 
 /** One stored object. Keys are relative to the backend's root (BACKUP_DIR, or bucket + prefix). */
 export interface StoredObject {
@@ -19,6 +20,19 @@ export interface PutOptions {
    * claims a backup name, so two writers can never share keys.
    */
   readonly ifNoneMatch?: boolean;
+  /**
+   * Multipart part size in bytes for this put (S3: raised to 5 MiB when smaller; the backend's
+   * own part size when absent). Backends without parts ignore it.
+   */
+  readonly partSize?: number | undefined;
+}
+
+/** A multipart upload that was started and never completed nor aborted (its run was killed). */
+export interface StaleUpload {
+  /** The key, relative to the backend's prefix. */
+  readonly key: string;
+  readonly uploadId: string;
+  readonly initiated: Date;
 }
 
 export interface PutResult {
@@ -40,10 +54,12 @@ export interface PutResult {
  * Backend failures are thrown as AppErrors (StorageError, PermissionError, NotFoundError).
  */
 export interface StorageBackend {
-  /** "local" or "s3". */
-  readonly kind: 'local' | 's3';
+  /** "local", "s3", or "memory" (tests, dry runs). */
+  readonly kind: 'local' | 's3' | 'memory';
   /** Where this backend stores, for people: "/var/backups/db" or "s3://bucket/backups/". */
   readonly location: string;
+  /** How long a request may go unanswered (STORAGE_TIMEOUT) in ms; undefined when nothing times out (local). */
+  readonly timeoutMs?: number | undefined;
   /** The full location of one key, for people and for the seed's recipes. */
   urlOf(key: string): string;
   put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
@@ -51,4 +67,15 @@ export interface StorageBackend {
   stat(key: string): Promise<StoredObject | undefined>;
   list(prefix?: string): AsyncIterable<StoredObject>;
   delete(key: string): Promise<void>;
+  /** The file path of `key` when the backend stores files on this host (local); else undefined. */
+  localPath(key: string): string | undefined;
+  /**
+   * Rejects (AppError) unless the backend can be used: local, the root is (or can be made) a
+   * writable directory; S3, the endpoint answers, the credentials are accepted, the bucket exists.
+   */
+  checkAccess(): Promise<void>;
+  /** Remove (or, dry, find) the temp files of killed writers; only backends that have such files. */
+  removeStaleTemps?(options?: StaleTempOptions): Promise<StaleTemp[]>;
+  /** Abort (or, dry, find) selected multipart uploads left open; only backends that have them. */
+  abortStaleUploads?(o: { select: (upload: StaleUpload) => boolean; dryRun?: boolean }): Promise<{ aborted: StaleUpload[]; errors: string[] }>;
 }

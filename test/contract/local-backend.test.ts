@@ -81,6 +81,15 @@ describe('LocalBackend specifics', () => {
     expect((err as AppError).message).toContain('ENOTDIR');
   });
 
+  it('checkAccess: a root that does not exist yet is fine, a root below a regular file is refused naming it', async () => {
+    const dir = tempDir();
+    await expect(new LocalBackend(join(dir, 'not', 'yet')).checkAccess()).resolves.toBeUndefined();
+    writeFileSync(join(dir, 'plain-file'), 'not a directory');
+    const err = await new LocalBackend(join(dir, 'plain-file', 'backups')).checkAccess().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).message).toContain(join(dir, 'plain-file', 'backups'));
+  });
+
   it('a directory the user cannot write gives PermissionError naming it (as root: checked in a child running as nobody)', async () => {
     const dir = tempDir();
     chmodSync(dir, 0o755);

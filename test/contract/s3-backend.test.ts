@@ -9,25 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
-import { awsEnv, createBucket, execFileAsync, services, tempDir, uniqueId } from '../helpers/services.js';
+import { awsEnv, createBucket, execFileAsync, s3Settings, services, tempDir, uniqueId } from '../helpers/services.js';
 import { MiB, runStorageContract, TestSource } from './storage-contract.js';
 
 const PREFIX = 'backups/';
 const text = (s: string) => Readable.from([Buffer.from(s)]);
 
 function settings(bucket: string, overrides: Partial<S3Settings> = {}): S3Settings {
-  const s = services().s3;
-  return {
-    endpoint: s.endpoint,
-    accessKeyId: s.accessKey,
-    secretAccessKey: s.secretKey,
-    bucket,
-    prefix: PREFIX,
-    region: s.region,
-    partSize: undefined,
-    queueSize: 2,
-    ...overrides,
-  };
+  return s3Settings(bucket, { prefix: PREFIX, ...overrides });
 }
 
 /** The aws CLI (a real, independent client) against the test server; returns stdout. */
@@ -68,6 +57,14 @@ describe('S3Backend specifics', () => {
     backend = new S3Backend(settings(bucket), { partSize: 5 * MiB });
   });
   afterAll(() => backend.destroy());
+
+  it('a put may give its own part size (raised to 5 MiB when smaller): 11 MiB in parts of "1 MiB" round-trips', async () => {
+    const key = `part-size-${uniqueId()}.dump`;
+    const source = new TestSource(11 * MiB);
+    expect((await backend.put(key, source, { partSize: MiB })).size).toBe(11 * MiB);
+    expect((await backend.stat(key))?.size).toBe(11 * MiB);
+    await backend.delete(key);
+  });
 
   it('names its location and keys as s3:// URLs under the prefix; part size defaults to 8 MiB, at least 5 MiB', () => {
     expect(backend.kind).toBe('s3');

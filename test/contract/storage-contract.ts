@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError } from '../../src/errors/index.js';
@@ -269,6 +270,23 @@ export function runStorageContract(name: string, make: () => Promise<StorageBack
       expect((await put).size).toBe(9 * MiB);
       expect(await keysOf(backend, base)).toEqual([`${base}inflight.dump`, `${base}other.dump`]);
       expect(await sha256Of(await backend.get(`${base}inflight.dump`))).toBe(source.digest());
+    });
+
+    it('localPath is undefined, or the path of a file holding exactly the stored bytes', async () => {
+      fresh();
+      const key = `${base}sub dir/pathed.dump`;
+      await putText(key, 'on disk or not');
+      const path = backend.localPath(key);
+      if (path === undefined) {
+        expect(backend.kind).not.toBe('local');
+      } else {
+        expect(backend.kind).toBe('local');
+        expect(await readFile(path, 'utf8')).toBe('on disk or not');
+      }
+    });
+
+    it('checkAccess resolves on a working backend', async () => {
+      await expect(backend.checkAccess()).resolves.toBeUndefined();
     });
   });
 }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { inject } from 'vitest';
+import type { S3Settings } from '../../src/config/job.js';
 import type { TestServices } from '../global-setup.js';
 import { psql } from './postgres-cluster.js';
 
@@ -87,4 +88,20 @@ export async function tableChecksums(database: string): Promise<Record<string, s
     result[table] = await sql(database, `SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM ${table} t`);
   }
   return result;
+}
+
+/** S3 settings of the test server for `bucket` (prefix "backups/", two parts at a time), with `overrides`. */
+export function s3Settings(bucket: string, overrides: Partial<S3Settings> = {}): S3Settings {
+  const s = services().s3;
+  return {
+    endpoint: s.endpoint,
+    accessKeyId: s.accessKey,
+    secretAccessKey: s.secretKey,
+    bucket,
+    prefix: 'backups/',
+    region: s.region,
+    partSize: undefined,
+    queueSize: 2,
+    ...overrides,
+  };
 }

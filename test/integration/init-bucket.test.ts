@@ -1,26 +1,15 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import type { S3Settings } from '../../src/config/job.js';
 import { ExitCode } from '../../src/errors/index.js';
 import { initBucket, LIFECYCLE_WARNING, PROBE_PREFIX } from '../../src/storage/init-bucket.js';
+import { openStorage } from '../../src/storage/job-storage.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
-import { awsEnv, execFileAsync, services, uniqueId } from '../helpers/services.js';
+import { awsEnv, execFileAsync, s3Settings, services, uniqueId } from '../helpers/services.js';
 
 const opened: S3Backend[] = [];
 afterAll(() => opened.forEach((b) => b.destroy()));
 
 function s3(bucket: string, prefix = 'backups/', secretKey?: string): S3Backend {
-  const s = services().s3;
-  const settings: S3Settings = {
-    endpoint: s.endpoint,
-    accessKeyId: s.accessKey,
-    secretAccessKey: secretKey ?? s.secretKey,
-    bucket,
-    prefix,
-    region: s.region,
-    partSize: undefined,
-    queueSize: 2,
-  };
-  const backend = new S3Backend(settings);
+  const backend = new S3Backend(s3Settings(bucket, { prefix, ...(secretKey ? { secretAccessKey: secretKey } : {}) }));
   opened.push(backend);
   return backend;
 }
@@ -103,5 +92,17 @@ describe('initBucket', () => {
       code: 'storage-credentials',
       exitCode: ExitCode.storage,
     });
+  });
+
+  it('takes a job\'s open storage and prepares its bucket; a storage without a bucket is a usage error', async () => {
+    const bucket = `job-${uniqueId()}`;
+    {
+      await using storage = openStorage({ backupDir: '/nonexistent/pgbak-init', s3: s3Settings(bucket) });
+      const report = await initBucket(storage);
+      expect(report).toMatchObject({ location: `s3://${bucket}/backups/`, bucket: 'created', ok: true });
+    }
+    expect(await bucketExists(bucket)).toBe(true);
+    await using local = openStorage({ backupDir: '/nonexistent/pgbak-init', s3: undefined });
+    await expect(initBucket(local)).rejects.toMatchObject({ exitCode: ExitCode.usage });
   });
 });

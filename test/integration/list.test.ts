@@ -4,14 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { mapLimit, writeFakeBackup } from '../helpers/fake-backups.js';
-import { createBucket, createDatabase, SAMPLE_SQL, services, tempDir } from '../helpers/services.js';
+import { createBucket, createDatabase, SAMPLE_SQL, s3Settings, tempDir } from '../helpers/services.js';
 
 const opened: S3Backend[] = [];
 afterAll(() => opened.forEach((b) => b.destroy()));
 
 function s3(bucket: string): S3Backend {
-  const s = services().s3;
-  const b = new S3Backend({ endpoint: s.endpoint, accessKeyId: s.accessKey, secretAccessKey: s.secretKey, bucket, prefix: 'backups/', region: s.region, partSize: undefined, queueSize: 2 });
+  const b = new S3Backend(s3Settings(bucket));
   opened.push(b);
   return b;
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { listBackups } from '../../src/catalog/catalog.js';
-import type { RetentionSettings, S3Settings } from '../../src/config/job.js';
+import type { RetentionSettings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
 import { MemoryLogger } from '../../src/logging/logger.js';
 import { prune, type PruneOptions } from '../../src/retention/prune.js';
@@ -11,7 +11,7 @@ import { LocalBackend } from '../../src/storage/local-backend.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { StorageBackend } from '../../src/storage/storage-backend.js';
 import { keysOf, mapLimit, writeFakeBackup } from '../helpers/fake-backups.js';
-import { awsEnv, createBucket, execFileAsync, services, tempDir, uniqueId } from '../helpers/services.js';
+import { awsEnv, createBucket, execFileAsync, s3Settings, services, tempDir, uniqueId } from '../helpers/services.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -22,18 +22,7 @@ const opened: S3Backend[] = [];
 afterAll(() => opened.forEach((b) => b.destroy()));
 
 function s3(bucket: string, prefix = 'backups/'): S3Backend {
-  const s = services().s3;
-  const settings: S3Settings = {
-    endpoint: s.endpoint,
-    accessKeyId: s.accessKey,
-    secretAccessKey: s.secretKey,
-    bucket,
-    prefix,
-    region: s.region,
-    partSize: undefined,
-    queueSize: 2,
-  };
-  const backend = new S3Backend(settings);
+  const backend = new S3Backend(s3Settings(bucket, { prefix }));
   opened.push(backend);
   return backend;
 }
@@ -62,6 +51,8 @@ function recording(inner: StorageBackend, failDelete: (key: string) => boolean =
     get: (k, o) => inner.get(k, o),
     stat: (k) => inner.stat(k),
     list: (p) => inner.list(p),
+    localPath: (k) => inner.localPath(k),
+    checkAccess: () => inner.checkAccess(),
     async delete(key) {
       if (failDelete(key)) throw new StorageError('delete-failed', `injected failure deleting ${key}`);
       deletes.push(key);

@@ -6,7 +6,7 @@ import { lastRunRecord, writeLastRun } from '../../src/catalog/last-run.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import { writeFakeBackup } from '../helpers/fake-backups.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
-import { createBucket, createDatabase, services, tempDir } from '../helpers/services.js';
+import { createBucket, createDatabase, s3Settings, services, tempDir } from '../helpers/services.js';
 
 const SMALL_SQL = `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g;`;
 const H = 3_600_000;
@@ -30,8 +30,7 @@ const opened: S3Backend[] = [];
 afterAll(() => opened.forEach((b) => b.destroy()));
 
 function bucketBackend(bucket: string): S3Backend {
-  const s = services().s3;
-  const b = new S3Backend({ endpoint: s.endpoint, accessKeyId: s.accessKey, secretAccessKey: s.secretKey, bucket, prefix: 'backups/', region: s.region, partSize: undefined, queueSize: 2 });
+  const b = new S3Backend(s3Settings(bucket));
   opened.push(b);
   return b;
 }

@@ -10,7 +10,7 @@ import { pgDumpStage } from '../../src/postgres/pg-dump.js';
 import { findPgTool } from '../../src/postgres/pg-tools.js';
 import { isTransientFailure } from '../../src/scheduler/transient-failure.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
-import { createDatabase, pgUrl, services, sql, uniqueId } from '../helpers/services.js';
+import { createDatabase, pgUrl, s3Settings, services, sql, uniqueId } from '../helpers/services.js';
 
 /** The error a promise rejects with (fails the test when it resolves). */
 async function rejection(p: Promise<unknown>): Promise<AppError> {
@@ -75,7 +75,7 @@ describe('transient failures get the codes the daemon retries', () => {
       });
       await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
       const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const s3 = new S3Backend({ endpoint, accessKeyId: 'k', secretAccessKey: 'secret-key-123', bucket: 'b', prefix: 'backups/', region: 'us-east-1', partSize: undefined, queueSize: 1 });
+      const s3 = new S3Backend(s3Settings('b', { endpoint, accessKeyId: 'k', secretAccessKey: 'secret-key-123', region: 'us-east-1', queueSize: 1 }));
       try {
         const err = await rejection((async () => { for await (const _ of s3.list()) { /* nothing */ } })());
         expect(err.code, err.message).toBe('storage-server-error');

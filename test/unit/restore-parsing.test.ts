@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { closestNames, normalizeName } from '../../src/api/backup-source.js';
+import { closestNames, normalizeName } from '../../src/catalog/find-backup.js';
 import { resolveTargetUrl } from '../../src/api/restore.js';
 import { scratchName } from '../../src/api/restore-test.js';
 import { targetOf } from '../../src/cli/commands/restore.js';

@@ -1,15 +1,8 @@
-import { execFile } from 'node:child_process';
-import { Writable } from 'node:stream';
-import { promisify } from 'node:util';
-import { pipeline } from 'node:stream/promises';
-import { parseKey } from '../catalog/backup-name.js';
-import { listBackups, ownBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
-import type { Manifest, StoredFile } from '../catalog/manifest.js';
-import { AppError, EncryptionError, ExitCode, IntegrityError, isAppError, NotFoundError, UsageError } from '../errors/index.js';
+import { parseKey } from './backup-name.js';
+import { listBackups, ownBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from './catalog.js';
+import type { Manifest } from './manifest.js';
+import { AppError, ExitCode, IntegrityError, isAppError, NotFoundError, UsageError } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
-import { childEnv } from '../pipeline/child-env.js';
-import { gpgDecryptStage } from '../pipeline/gpg.js';
-import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 
 /** The backends a command may read, after `--from` narrowed them. */
@@ -158,7 +151,7 @@ export async function findByName(from: CatalogSource | SourceBackends, input: st
 }
 
 /** How far ahead of this host's clock a backup may be dated before it is taken for a skewed clock's. */
-export const FUTURE_TOLERANCE_MS = 5 * 60_000;
+const FUTURE_TOLERANCE_MS = 5 * 60_000;
 
 /** Is the entry dated more than FUTURE_TOLERANCE_MS after `now` (made while a clock was ahead)? */
 export function isFromTheFuture(entry: CatalogEntry, now: Date): boolean {
@@ -172,7 +165,7 @@ export function futureWarning(entry: CatalogEntry, now: Date): string {
 }
 
 /** The host that made a backup, from its manifest or run record. */
-export function hostOf(entry: CatalogEntry): string | undefined {
+function hostOf(entry: CatalogEntry): string | undefined {
   return entry.manifest?.host ?? entry.locations.local?.runData?.host ?? entry.locations.remote?.runData?.host;
 }
 
@@ -217,7 +210,7 @@ export interface LatestChoice {
 }
 
 /** Why an entry does not qualify, for a message: its state and problems. */
-export function whyNot(entry: CatalogEntry): string {
+function whyNot(entry: CatalogEntry): string {
   return `${entry.state}${entry.problems.length ? `: ${entry.problems.join('; ')}` : ''}`;
 }
 
@@ -252,7 +245,7 @@ export async function findLatest(from: CatalogSource | SourceBackends, options: 
 }
 
 /** The manifest of an entry, or an IntegrityError saying why there is none to trust. */
-export function requireManifest(entry: CatalogEntry): Manifest {
+function requireManifest(entry: CatalogEntry): Manifest {
   if (entry.manifest) return entry.manifest;
   throw new IntegrityError(`backup ${entry.name} has no readable manifest (${entry.problems.join('; ') || entry.state}): its integrity cannot be checked`, {
     hint: 'restore another backup; to use this file anyway, run pg_restore on it by hand',
@@ -264,7 +257,7 @@ export function requireManifest(entry: CatalogEntry): Manifest {
  * (no manifest, artifact missing or of the wrong size, failed verification) is left out and
  * reported through `skipped`, with its problems.
  */
-export function artifactCopies(entry: CatalogEntry, backends: SourceBackends): { copies: SourceCopy[]; skipped: string[] } {
+function artifactCopies(entry: CatalogEntry, backends: SourceBackends): { copies: SourceCopy[]; skipped: string[] } {
   const copies: SourceCopy[] = [];
   const skipped: string[] = [];
   for (const w of ['local', 'remote'] as const) {
@@ -296,69 +289,5 @@ export function requireCopies(entry: CatalogEntry, backends: SourceBackends): { 
   }
   throw new NotFoundError(`backup ${entry.name} has no complete copy in ${where(backends)}${found.skipped.length ? `: ${found.skipped.join('; ')}` : ''}`, {
     hint: backends.local && backends.remote ? 'restore another backup (pgbak list)' : 'try the other location (--from local|remote)',
-  });
-}
-
-function nullSink(): Writable {
-  return new Writable({ write: (_c, _e, cb) => cb() });
-}
-
-/** Read a stored object completely and check its size and sha256; IntegrityError when they differ. */
-export async function checkStored(backend: StorageBackend, file: StoredFile, options: { signal?: AbortSignal | undefined; onBytes?: (n: number) => void } = {}): Promise<void> {
-  const source = await backend.get(file.key, { signal: options.signal });
-  const check = new IntegrityStage({ label: backend.urlOf(file.key), size: file.size, sha256: file.sha256 }, { holdBack: 0, onBytes: options.onBytes });
-  await pipeline([source, check, nullSink()], { signal: options.signal });
-}
-
-/**
- * The globals SQL of a backup (`pg_dumpall --globals-only`), checked against each copy's own
- * manifest and decrypted; from the first copy that has it. Holds password hashes: never log it.
- */
-export async function readGlobals(copies: readonly Pick<SourceCopy, 'backend' | 'manifest'>[], signal?: AbortSignal): Promise<string> {
-  const first = copies[0]?.manifest;
-  if (!first) throw new NotFoundError('no copy to read the globals from');
-  if (copies.every((c) => !c.manifest.globals)) {
-    throw new UsageError(`backup ${first.name} has no globals (it was made with BACKUP_GLOBALS=false)`, { hint: 'restore without --with-globals' });
-  }
-  let lastError: unknown;
-  for (const { backend, manifest } of copies) {
-    const g = manifest.globals;
-    if (!g || !(await backend.stat(g.key))) continue;
-    try {
-      const source = await backend.get(g.key, { signal });
-      const chunks: Buffer[] = [];
-      const collect = new Writable({
-        write(chunk: Buffer, _e, cb) {
-          chunks.push(chunk);
-          cb();
-        },
-      });
-      const check = new IntegrityStage({ label: backend.urlOf(g.key), size: g.size, sha256: g.sha256 });
-      await pipeline([source, check, ...(manifest.encryption ? [gpgDecryptStage()] : []), collect], { signal });
-      return Buffer.concat(chunks).toString('utf8');
-    } catch (err) {
-      lastError = err;
-    }
-  }
-  if (lastError) throw lastError;
-  throw new NotFoundError(`the globals of ${first.name} (${first.globals?.key ?? 'none'}) are missing`);
-}
-
-/**
- * An encrypted backup needs the secret key in the keyring (GNUPGHOME or ~/.gnupg): checked
- * before the target is touched, so a missing key is a clear error rather than a failed restore.
- */
-export async function requireSecretKey(manifest: Manifest): Promise<void> {
-  const enc = manifest.encryption;
-  if (!enc) return;
-  const home = process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : '';
-  try {
-    const { stdout } = await promisify(execFile)('gpg', ['--batch', '--no-tty', '--with-colons', '--list-secret-keys', '--', enc.fingerprint], { timeout: 30_000, env: childEnv() });
-    if (/^sec/m.test(stdout)) return;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg' });
-  }
-  throw new EncryptionError('gpg-secret-key-missing', `cannot decrypt ${manifest.name}: the secret key ${enc.fingerprint} (${enc.recipient}) is not in the keyring${home}`, {
-    hint: 'import the private key on this host: gpg --import private-key.asc',
   });
 }

@@ -1,0 +1,4 @@
+import { MemoryBackend } from '../../src/storage/memory-backend.js';
+import { runStorageContract } from './storage-contract.js';
+
+runStorageContract('memory', async () => new MemoryBackend());
