@@ -80,12 +80,14 @@ async function main(): Promise<void> {
   if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new Error('--zstd-level must be 1-19');
   const all = scenarios({ zstdLevel });
   const wanted = opts.scenarios ? opts.scenarios.split(',').map((s) => s.trim()) : all.map((s) => s.id);
-  for (const id of wanted) if (!all.some((s) => s.id === id)) throw new Error(`unknown scenario "${id}" (${all.map((s) => s.id).join(', ')})`);
+  for (const id of wanted)
+    if (!all.some((s) => s.id === id)) throw new Error(`unknown scenario "${id}" (${all.map((s) => s.id).join(', ')})`);
   const selected = all.filter((s) => wanted.includes(s.id));
   const pgbakExtra: Record<string, string> = {};
   for (const kv of opts['pgbak-env'] ?? []) {
     const i = kv.indexOf('=');
-    if (i < 1 || /SECRET|PASSWORD|KEY/i.test(kv.slice(0, i))) throw new Error(`--pgbak-env: expected NAME=VALUE without secrets (got "${kv}")`);
+    if (i < 1 || /SECRET|PASSWORD|KEY/i.test(kv.slice(0, i)))
+      throw new Error(`--pgbak-env: expected NAME=VALUE without secrets (got "${kv}")`);
     pgbakExtra[kv.slice(0, i)] = kv.slice(i + 1);
   }
   if (!haveGnuTime) log('/usr/bin/time not found: CPU time and process-tree RSS are not measured');
@@ -104,11 +106,29 @@ async function main(): Promise<void> {
   const dataset = await createDataset(pg, targetBytes, log);
   log(`dataset: ${(dataset.bytes / 1e6).toFixed(0)} MB in ${dataset.seconds.toFixed(0)} s`);
 
-  const awsEnv = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: s3.region, AWS_EC2_METADATA_DISABLED: 'true' };
+  const awsEnv = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: s3.accessKey,
+    AWS_SECRET_ACCESS_KEY: s3.secretKey,
+    AWS_DEFAULT_REGION: s3.region,
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
   const buckets = { seed: 'bench-seed', pgbak: 'bench-pgbak' };
-  for (const b of Object.values(buckets)) await execFileAsync('aws', ['s3', 'mb', `s3://${b}`, '--endpoint-url', s3.endpoint], { env: awsEnv });
+  for (const b of Object.values(buckets))
+    await execFileAsync('aws', ['s3', 'mb', `s3://${b}`, '--endpoint-url', s3.endpoint], { env: awsEnv });
 
-  const ctx: BenchContext = { scratch, pg, database: dataset.database, s3, gpg, pgbakBin: join(REPO, 'bin', 'pgbak'), zstdLevel, buckets, pgbakExtra, state: { runs: 0 } };
+  const ctx: BenchContext = {
+    scratch,
+    pg,
+    database: dataset.database,
+    s3,
+    gpg,
+    pgbakBin: join(REPO, 'bin', 'pgbak'),
+    zstdLevel,
+    buckets,
+    pgbakExtra,
+    state: { runs: 0 },
+  };
 
   // Warm-up, untimed: the uncompressed dump's size (and a warm page cache), node's modules.
   const z0 = join(scratch, 'warmup.dump');
@@ -133,7 +153,9 @@ async function main(): Promise<void> {
       const r = await s.run(ctx);
       runs.get(s.id)!.push(r);
       const rss = r.pgbakMaxRssKiB !== null ? `, pgbak RSS ${(r.pgbakMaxRssKiB / 1024).toFixed(0)} MB` : '';
-      log(`rep ${rep + 1}/${reps} ${s.id}: ${(r.wallMs / 1000).toFixed(2)} s wall, ${r.cpuMs === null ? '?' : (r.cpuMs / 1000).toFixed(2)} s CPU${rss}, ${(r.outputBytes / 1e6).toFixed(1)} MB`);
+      log(
+        `rep ${rep + 1}/${reps} ${s.id}: ${(r.wallMs / 1000).toFixed(2)} s wall, ${r.cpuMs === null ? '?' : (r.cpuMs / 1000).toFixed(2)} s CPU${rss}, ${(r.outputBytes / 1e6).toFixed(1)} MB`,
+      );
     }
   }
 
@@ -161,7 +183,9 @@ async function main(): Promise<void> {
   };
   mkdirSync(opts.out, { recursive: true });
   const full = selected.length === all.length;
-  const variant = [full ? '' : selected.map((s) => s.id).join('+'), ...Object.entries(pgbakExtra).map(([k, v]) => `${k}=${v}`)].filter(Boolean).join('-');
+  const variant = [full ? '' : selected.map((s) => s.id).join('+'), ...Object.entries(pgbakExtra).map(([k, v]) => `${k}=${v}`)]
+    .filter(Boolean)
+    .join('-');
   const name = `${date.slice(0, 10)}-${hostname()}-${opts.size.replace(/\s+/g, '')}${variant ? `-${variant}` : ''}`;
   const file = join(opts.out, `${name}.json`);
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
@@ -170,7 +194,8 @@ async function main(): Promise<void> {
     updateDocs(opts.docs, report, opts.out, full && Object.keys(pgbakExtra).length === 0);
     log(`updated ${opts.docs}`);
   }
-  for (const t of targets) log(`${t.met === null ? '  -' : t.met ? ' ok' : 'MISS'} ${t.name}: ${t.value === null ? '–' : t.value.toFixed(2)} (limit ${t.limit})`);
+  for (const t of targets)
+    log(`${t.met === null ? '  -' : t.met ? ' ok' : 'MISS'} ${t.name}: ${t.value === null ? '–' : t.value.toFixed(2)} (limit ${t.limit})`);
 }
 
 main()

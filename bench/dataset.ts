@@ -29,7 +29,9 @@ knew city next program business give group toward young days let room president 
 order national possible rather second face per among form important often things looked early white john
 backup restore database archive stream compress encrypt upload bucket manifest checksum snapshot replica
 invoice payment customer shipment warehouse ledger account balance refund discount voucher catalog
-`.trim().split(/\s+/);
+`
+  .trim()
+  .split(/\s+/);
 
 const FUNCTIONS = `
 CREATE OR REPLACE FUNCTION bench_u(g bigint, salt bigint) RETURNS float8 IMMUTABLE PARALLEL SAFE LANGUAGE sql
@@ -85,8 +87,12 @@ FROM ${range(CHUNK.customers)};
 INSERT INTO orders SELECT g, ${k * CHUNK.customers + 1} + bench_i(g, 20, ${CHUNK.customers}),
   (ARRAY['new','paid','shipped','delivered','cancelled','refunded'])[1 + bench_i(g, 21, 6)],
   round((bench_u(g, 22) * 900 + 1)::numeric, 2), bench_ts(g, 23),
-  to_jsonb((ARRAY[${[1, 2, 3, 4, 5].map((i) => `jsonb_build_object('sku', 'SKU-' || lpad(bench_i(g, ${240 + i}, 50000)::text, 6, '0'),
-     'qty', 1 + bench_i(g, ${250 + i}, 5), 'price', round((bench_u(g, ${260 + i}) * 200)::numeric, 2))`).join(',\n    ')}])[1:1 + bench_i(g, 27, 5)]),
+  to_jsonb((ARRAY[${[1, 2, 3, 4, 5]
+    .map(
+      (i) => `jsonb_build_object('sku', 'SKU-' || lpad(bench_i(g, ${240 + i}, 50000)::text, 6, '0'),
+     'qty', 1 + bench_i(g, ${250 + i}, 5), 'price', round((bench_u(g, ${260 + i}) * 200)::numeric, 2))`,
+    )
+    .join(',\n    ')}])[1:1 + bench_i(g, 27, 5)]),
   (10 + bench_i(g, 28, 990)) || ' ' || initcap(bench_words(g, 29, 2)) || ' street, ' || initcap(bench_words(g, 30, 1))
 FROM ${range(CHUNK.orders)};
 INSERT INTO events SELECT g, bench_ts(g, 40),

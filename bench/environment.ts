@@ -10,7 +10,13 @@ const execFileAsync = promisify(execFile);
 /** The machine the bench ran on. */
 export function machine(): Record<string, string | number> {
   const c = cpus();
-  return { cpus: c.length, cpuModel: c[0]?.model.trim() ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), kernel: `Linux ${release()}`, host: hostname() };
+  return {
+    cpus: c.length,
+    cpuModel: c[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: `Linux ${release()}`,
+    host: hostname(),
+  };
 }
 
 async function firstLine(cmd: string, args: string[], cwd?: string): Promise<string> {

@@ -52,9 +52,7 @@ export async function measure(spec: CommandSpec, scratch: string): Promise<Measu
   const timeFile = join(scratch, `time-${process.pid}-${Date.now()}.txt`);
   const probeFile = join(scratch, `probe-${process.pid}-${Date.now()}.json`);
   const args = [...spec.args];
-  const [cmd, argv] = haveGnuTime
-    ? [TIME_BIN, ['-f', '%e %U %S %M', '-o', timeFile, '--', spec.command, ...args]]
-    : [spec.command, args];
+  const [cmd, argv] = haveGnuTime ? [TIME_BIN, ['-f', '%e %U %S %M', '-o', timeFile, '--', spec.command, ...args]] : [spec.command, args];
   const out = spec.stdout ?? 'capture';
   const fd = typeof out === 'object' ? openSync(out.file, 'w', 0o600) : undefined;
   const env = spec.nodeProbe ? { ...spec.env, BENCH_PROBE_FILE: probeFile, NODE_OPTIONS: `--import "${PROBE}"` } : spec.env;
@@ -84,7 +82,8 @@ export async function measure(spec: CommandSpec, scratch: string): Promise<Measu
     probe = JSON.parse(readFileSync(probeFile, 'utf8'));
     rmSync(probeFile, { force: true });
   }
-  if (code !== 0) throw new Error(`${spec.command} ${spec.args.join(' ')} failed (exit ${code}): ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
+  if (code !== 0)
+    throw new Error(`${spec.command} ${spec.args.join(' ')} failed (exit ${code}): ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
   return {
     wallMs,
     cpuMs: time && time.length >= 3 ? Math.round((time[1]! + time[2]!) * 1000) : null,

@@ -82,10 +82,17 @@ export function judge(s: Readonly<Record<string, ScenarioReport>>): { ratios: Re
     'f_pgbak/f_bare': ratio(s, 'f_pgbak', 'f_bare'),
     'zstd_T0/zstd_T1': ratio(s, 'zstd_T0', 'zstd_T1'),
   };
-  const t = (name: string, value: number | null, limit: number): Target => ({ name, value, limit, met: value === null ? null : value <= limit });
+  const t = (name: string, value: number | null, limit: number): Target => ({
+    name,
+    value,
+    limit,
+    met: value === null ? null : value <= limit,
+  });
   const sizeE = s.e?.median.outputBytes;
   const sizeB = s.b?.median.outputBytes;
-  const rss = [s.d?.median.pgbakMaxRssKiB, s.e?.median.pgbakMaxRssKiB, s.f_pgbak?.median.pgbakMaxRssKiB].filter((v): v is number => typeof v === 'number');
+  const rss = [s.d?.median.pgbakMaxRssKiB, s.e?.median.pgbakMaxRssKiB, s.f_pgbak?.median.pgbakMaxRssKiB].filter(
+    (v): v is number => typeof v === 'number',
+  );
   const targets = [
     t('(d) ≤ 1.05 × (b)', ratios['d/b'], 1.05),
     t('(d) ≤ 0.85 × (c)', ratios['d/c'], 0.85),
@@ -106,11 +113,19 @@ const cell = (text: string) => text.replaceAll('|', '\\|');
 export function renderResults(r: BenchReport): string {
   const lines: string[] = [];
   const m = r.machine;
-  lines.push(`Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC on \`${r.host}\`: ${m.cpuModel}, ${m.cpus} cores, ${m.memoryGiB} GiB, ${m.kernel}.`);
+  lines.push(
+    `Run of ${r.date.slice(0, 16).replace('T', ' ')} UTC on \`${r.host}\`: ${m.cpuModel}, ${m.cpus} cores, ${m.memoryGiB} GiB, ${m.kernel}.`,
+  );
   const extra = Object.entries(r.options.pgbakEnv ?? {}).map(([k, v]) => `${k}=${v}`);
   if (extra.length) lines.push(`pgbak ran with ${extra.join(' ')}.`);
-  lines.push(`Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
-  const rows = Object.entries(r.dataset.rows).map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ');
+  lines.push(
+    `Versions: ${Object.entries(r.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}.`,
+  );
+  const rows = Object.entries(r.dataset.rows)
+    .map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`)
+    .join(', ');
   lines.push(
     `Dataset: ${mb(r.dataset.bytes)} MB on disk (target ${mb(r.dataset.targetBytes)} MB; ${rows}); uncompressed custom dump ${mb(r.dataset.dumpZ0Bytes)} MB.`,
   );
@@ -123,7 +138,11 @@ export function renderResults(r: BenchReport): string {
   lines.push('| | scenario | wall s | CPU s | peak RSS pgbak MB | largest process MB | output MB | runs (wall s) |');
   lines.push('|---|---|---:|---:|---:|---:|---:|---|');
   for (const [id, s] of Object.entries(r.scenarios)) {
-    const steps = s.runs[0]?.steps ? ` — ${Object.keys(s.runs[0].steps).map((k) => `${k} ${sec(median(s.runs.map((x) => x.steps?.[k] ?? null)))}`).join(', ')}` : '';
+    const steps = s.runs[0]?.steps
+      ? ` — ${Object.keys(s.runs[0].steps)
+          .map((k) => `${k} ${sec(median(s.runs.map((x) => x.steps?.[k] ?? null)))}`)
+          .join(', ')}`
+      : '';
     const out = id === 'a' ? r.dataset.dumpZ0Bytes : s.median.outputBytes;
     lines.push(
       `| ${id} | ${cell(s.title)}${steps} | ${sec(s.median.wallMs)} | ${sec(s.median.cpuMs)} | ${rssMb(s.median.pgbakMaxRssKiB)} | ${rssMb(s.median.treeMaxRssKiB)} | ${mb(out)} | ${s.runs.map((x) => sec(x.wallMs)).join(' ')} |`,
@@ -137,12 +156,20 @@ export function renderResults(r: BenchReport): string {
     const [x, y] = pair.split('/').map((id) => r.scenarios[id!]?.median.cpuMs);
     return typeof x === 'number' && typeof y === 'number' && y > 0 ? (x / y).toFixed(2) : '–';
   };
-  const pairOf: Record<string, string> = { '(d) ≤ 1.05 × (b)': 'd/b', '(d) ≤ 0.85 × (c)': 'd/c', '(e) ≤ 1.4 × (a)': 'e/a', 'pgbak restore ≤ 1.1 × bare pg_restore': 'f_pgbak/f_bare' };
+  const pairOf: Record<string, string> = {
+    '(d) ≤ 1.05 × (b)': 'd/b',
+    '(d) ≤ 0.85 × (c)': 'd/c',
+    '(e) ≤ 1.4 × (a)': 'e/a',
+    'pgbak restore ≤ 1.1 × bare pg_restore': 'f_pgbak/f_bare',
+  };
   for (const t of r.targets) {
-    lines.push(`| ${t.name} | ${t.value === null ? '–' : t.value.toFixed(2)} | ${cpu(pairOf[t.name])} | ${t.limit} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`);
+    lines.push(
+      `| ${t.name} | ${t.value === null ? '–' : t.value.toFixed(2)} | ${cpu(pairOf[t.name])} | ${t.limit} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`,
+    );
   }
   const z = r.ratios['zstd_T0/zstd_T1'];
-  if (z !== null && z !== undefined) lines.push(`| zstd -T0 / single-threaded (bare pipe) | ${z.toFixed(2)} | ${cpu('zstd_T0/zstd_T1')} | | |`);
+  if (z !== null && z !== undefined)
+    lines.push(`| zstd -T0 / single-threaded (bare pipe) | ${z.toFixed(2)} | ${cpu('zstd_T0/zstd_T1')} | | |`);
   return lines.join('\n');
 }
 
@@ -154,11 +181,18 @@ export function renderMemory(resultsDir: string): string {
         .map((f) => JSON.parse(readFileSync(join(resultsDir, f), 'utf8')) as BenchReport)
         .filter((r) => r.format === 'pgbak-bench')
     : [];
-  const lines = ['| run | dataset MB | dump -Z0 MB | (d) peak RSS MB | (e) peak RSS MB | restore peak RSS MB |', '|---|---:|---:|---:|---:|---:|'];
+  const lines = [
+    '| run | dataset MB | dump -Z0 MB | (d) peak RSS MB | (e) peak RSS MB | restore peak RSS MB |',
+    '|---|---:|---:|---:|---:|---:|',
+  ];
   for (const r of reports.sort((a, b) => a.dataset.bytes - b.dataset.bytes || a.date.localeCompare(b.date))) {
     const p = (id: string) => rssMb(r.scenarios[id]?.median.pgbakMaxRssKiB ?? null);
-    const extra = Object.entries(r.options.pgbakEnv ?? {}).map(([k, v]) => ` ${k}=${v}`).join('');
-    lines.push(`| ${r.date.slice(0, 16).replace('T', ' ')} ${r.host}${extra} | ${mb(r.dataset.bytes)} | ${mb(r.dataset.dumpZ0Bytes)} | ${p('d')} | ${p('e')} | ${p('f_pgbak')} |`);
+    const extra = Object.entries(r.options.pgbakEnv ?? {})
+      .map(([k, v]) => ` ${k}=${v}`)
+      .join('');
+    lines.push(
+      `| ${r.date.slice(0, 16).replace('T', ' ')} ${r.host}${extra} | ${mb(r.dataset.bytes)} | ${mb(r.dataset.dumpZ0Bytes)} | ${p('d')} | ${p('e')} | ${p('f_pgbak')} |`,
+    );
   }
   return lines.join('\n');
 }

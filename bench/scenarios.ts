@@ -115,7 +115,8 @@ function result(m: Measurement, outputBytes: number, steps?: Record<string, numb
 
 /** Several measured steps run one after the other, as one result. */
 function sequence(parts: readonly { name: string; m: Measurement }[], outputBytes: number): RunResult {
-  const sum = (f: (m: Measurement) => number | null) => parts.reduce<number | null>((s, p) => (s === null || f(p.m) === null ? null : s + f(p.m)!), 0);
+  const sum = (f: (m: Measurement) => number | null) =>
+    parts.reduce<number | null>((s, p) => (s === null || f(p.m) === null ? null : s + f(p.m)!), 0);
   return {
     wallMs: parts.reduce((s, p) => s + p.m.wallMs, 0),
     cpuMs: sum((m) => m.cpuMs),
@@ -130,7 +131,13 @@ function sequence(parts: readonly { name: string; m: Measurement }[], outputByte
 
 async function pgbakBackup(ctx: BenchContext, compression: string): Promise<{ r: RunResult; name: string }> {
   const dir = runDir(ctx);
-  const spec: CommandSpec = { command: ctx.pgbakBin, args: ['backup', '--json'], env: pgbakEnv(ctx, dir, compression), nodeProbe: true, cwd: dir };
+  const spec: CommandSpec = {
+    command: ctx.pgbakBin,
+    args: ['backup', '--json'],
+    env: pgbakEnv(ctx, dir, compression),
+    nodeProbe: true,
+    cwd: dir,
+  };
   const m = await measure(spec, ctx.scratch);
   const out = JSON.parse(m.stdout) as { status: string; name: string; sizeBytes: number };
   if (out.status !== 'ok') throw new Error(`pgbak backup ended ${out.status}`);
@@ -160,7 +167,10 @@ export function scenarios(ctx: Pick<BenchContext, 'zstdLevel'>): Scenario[] {
     async run(c) {
       const file = join(c.scratch, 'pipe.dump.zst');
       const script = `set -o pipefail; "$BENCH_PG_DUMP" -Fc -Z0 | zstd -${z} ${threads ? '-T0 ' : ''}-q -c > "$BENCH_OUT"`;
-      const m = await measure({ command: 'bash', args: ['-c', script], env: { ...pgEnv(c), BENCH_PG_DUMP: bin(c, 'pg_dump'), BENCH_OUT: file } }, c.scratch);
+      const m = await measure(
+        { command: 'bash', args: ['-c', script], env: { ...pgEnv(c), BENCH_PG_DUMP: bin(c, 'pg_dump'), BENCH_OUT: file } },
+        c.scratch,
+      );
       const size = statSync(file).size;
       rmSync(file, { force: true });
       return result(m, size);
@@ -207,17 +217,36 @@ export function scenarios(ctx: Pick<BenchContext, 'zstdLevel'>): Scenario[] {
         );
         const size = statSync(`${file}.gpg`).size;
         const upload = await measure(
-          { command: 'aws', args: ['s3', 'cp', '--quiet', `${file}.gpg`, `s3://${c.buckets.seed}/backups/seed-${c.state.runs}.dump.gpg`, '--endpoint-url', c.s3.endpoint], env: awsEnv(c) },
+          {
+            command: 'aws',
+            args: [
+              's3',
+              'cp',
+              '--quiet',
+              `${file}.gpg`,
+              `s3://${c.buckets.seed}/backups/seed-${c.state.runs}.dump.gpg`,
+              '--endpoint-url',
+              c.s3.endpoint,
+            ],
+            env: awsEnv(c),
+          },
           c.scratch,
         );
         rmSync(file, { force: true });
         rmSync(`${file}.gpg`, { force: true });
-        return sequence([{ name: 'dump', m: dump }, { name: 'encrypt', m: encrypt }, { name: 'upload', m: upload }], size);
+        return sequence(
+          [
+            { name: 'dump', m: dump },
+            { name: 'encrypt', m: encrypt },
+            { name: 'upload', m: upload },
+          ],
+          size,
+        );
       },
     },
     {
       id: 'd',
-      title: 'pgbak backup, gzip:9 + gpg + upload (the seed\'s settings)',
+      title: "pgbak backup, gzip:9 + gpg + upload (the seed's settings)",
       command: 'BACKUP_COMPRESSION=gzip:9 GPG_RECIPIENT=… STORAGE_…=… pgbak backup',
       async run(c) {
         const { r, name } = await pgbakBackup(c, 'gzip:9');
@@ -240,7 +269,10 @@ export function scenarios(ctx: Pick<BenchContext, 'zstdLevel'>): Scenario[] {
       async run(c) {
         if (!c.state.restoreFile) throw new Error('f_bare needs scenario b first');
         const target = await emptyDatabase(c);
-        const m = await measure({ command: bin(c, 'pg_restore'), args: ['-j', '2', '-d', target, c.state.restoreFile], env: pgEnv(c) }, c.scratch);
+        const m = await measure(
+          { command: bin(c, 'pg_restore'), args: ['-j', '2', '-d', target, c.state.restoreFile], env: pgEnv(c) },
+          c.scratch,
+        );
         await dropDatabase(c, target);
         return result(m, statSync(c.state.restoreFile).size);
       },

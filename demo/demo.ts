@@ -40,11 +40,15 @@ try {
   say('\nWhat it made (newest backup):');
   for (const f of made) say(`  ${relative(root, join(dir, f)).padEnd(58)} ${statSync(join(dir, f)).size} bytes`);
   const manifestFile = made.find((f) => f.endsWith('.manifest.json'));
-  const manifest = manifestFile ? (JSON.parse(readFileSync(join(dir, manifestFile), 'utf8')) as { artifact: { key: string; sha256: string } }) : undefined;
+  const manifest = manifestFile
+    ? (JSON.parse(readFileSync(join(dir, manifestFile), 'utf8')) as { artifact: { key: string; sha256: string } })
+    : undefined;
   if (manifest) {
     say(`\nThe manifest (written last) vouches for ${manifest.artifact.key}: sha256 ${manifest.artifact.sha256}`);
     say('\nRestore it, as in the guide (into an existing database):');
-    say(`  pg_restore --host=localhost --port=5432 --username=user --dbname=${db} --clean --if-exists \\\n      backups/db/${manifest.artifact.key}`);
+    say(
+      `  pg_restore --host=localhost --port=5432 --username=user --dbname=${db} --clean --if-exists \\\n      backups/db/${manifest.artifact.key}`,
+    );
     say('or with pgbak (checks size and sha256 first, can create the database):');
     say(`  ./bin/pgbak restore ${manifestFile!.replace('.manifest.json', '')} --target ${db}_copy --create`);
   }

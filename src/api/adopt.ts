@@ -86,7 +86,6 @@ export interface AdoptResult {
   readonly exitCode: number;
 }
 
-
 const UNKNOWN = 'unknown (adopted)';
 
 /** The note recorded in `adopted.note` about the time taken from the name. */
@@ -127,7 +126,6 @@ export function compressionOf(header: ArchiveHeader, stream: 'zstd' | 'lz4' | un
   return { method: (method ?? 'gzip') satisfies CompressionMethod, level: method === 'none' ? 0 : -1, by: 'pg_dump' };
 }
 
-
 function manifestOf(job: JobConfig, entry: CatalogEntry, c: CheckedCopy, now: Date): Manifest {
   const parsed = parseKey(c.key);
   const time = entry.time;
@@ -136,7 +134,9 @@ function manifestOf(job: JobConfig, entry: CatalogEntry, c: CheckedCopy, now: Da
     `adopted by pgbak ${TOOL_VERSION}: a ${c.encrypted ? 'gpg-encrypted ' : ''}custom-format archive of database ${c.header.dbname} (pg_restore -l), size and sha256 read from this copy`,
     timeNote(entry.name, time, c.header),
     `server and pg_dump versions and compression (${c.header.compression ?? 'not stated'}) from the archive header; the server's system identifier, the host, the globals and row counts are not known`,
-    ...(c.encrypted ? [`encrypted to ${c.fingerprint ?? 'a key gpg could not name'} (from its public-key packet; the recipient's name is not recorded)`] : []),
+    ...(c.encrypted
+      ? [`encrypted to ${c.fingerprint ?? 'a key gpg could not name'} (from its public-key packet; the recipient's name is not recorded)`]
+      : []),
   ];
   return {
     format: MANIFEST_FORMAT,
@@ -181,7 +181,16 @@ function copiesOf(entry: CatalogEntry, backends: Partial<Record<LocationName, St
     const backend = backends[where];
     if (!copy || !backend) continue;
     if (!copy.artifact) {
-      skipped.push({ name: entry.name, where, reason: `no dump in ${where} (only ${copy.others.map((o) => o.key).concat(copy.globals ? [copy.globals.key] : []).join(', ') || 'other files'})` });
+      skipped.push({
+        name: entry.name,
+        where,
+        reason: `no dump in ${where} (only ${
+          copy.others
+            .map((o) => o.key)
+            .concat(copy.globals ? [copy.globals.key] : [])
+            .join(', ') || 'other files'
+        })`,
+      });
       continue;
     }
     const extra = [...copy.others, ...(copy.globals ? [copy.globals] : [])];
@@ -190,10 +199,14 @@ function copiesOf(entry: CatalogEntry, backends: Partial<Record<LocationName, St
       refused.push(
         refusalOf(
           entry.name,
-          new AppError('adopt-ambiguous', `${backend.urlOf(copy.artifact.key)} has other files under the same name (${extra.map((o) => o.key).join(', ')}): a backup has one dump`, {
-            exitCode: ExitCode.usage,
-            hint: 'move the one(s) you do not want pgbak to manage out of the directory or prefix (retention would delete them with the backup), then run `pgbak adopt` again; nothing was written',
-          }),
+          new AppError(
+            'adopt-ambiguous',
+            `${backend.urlOf(copy.artifact.key)} has other files under the same name (${extra.map((o) => o.key).join(', ')}): a backup has one dump`,
+            {
+              exitCode: ExitCode.usage,
+              hint: 'move the one(s) you do not want pgbak to manage out of the directory or prefix (retention would delete them with the backup), then run `pgbak adopt` again; nothing was written',
+            },
+          ),
           where,
           backend.urlOf(copy.artifact.key),
         ),
@@ -243,12 +256,25 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
       const prefix = parseKey(`${name}.dump`)?.prefix;
       const err =
         prefix !== undefined && prefix !== job.filePrefix
-          ? new AppError('adopt-other-prefix', `${shownName(input)} is not named like a backup of ${job.database} (its prefix is ${prefix}, this job's is ${job.filePrefix})`, {
-              exitCode: ExitCode.usage,
-              hint: `adopt it with the job whose database it is (--job), or rename it to ${job.filePrefix}_YYYYMMDD_HHMMSS.dump if it really is a dump of ${job.database}`,
-            })
+          ? new AppError(
+              'adopt-other-prefix',
+              `${shownName(input)} is not named like a backup of ${job.database} (its prefix is ${prefix}, this job's is ${job.filePrefix})`,
+              {
+                exitCode: ExitCode.usage,
+                hint: `adopt it with the job whose database it is (--job), or rename it to ${job.filePrefix}_YYYYMMDD_HHMMSS.dump if it really is a dump of ${job.database}`,
+              },
+            )
           : new NotFoundError(
-              `no file named ${shownName(input)} of ${job.database} in ${Object.values(backends).map((b) => b.location).join(' and ')}${entries.length ? `; closest: ${closestNames(name, entries.map((e) => e.name)).join(', ')}` : ''}`,
+              `no file named ${shownName(input)} of ${job.database} in ${Object.values(backends)
+                .map((b) => b.location)
+                .join(' and ')}${
+                entries.length
+                  ? `; closest: ${closestNames(
+                      name,
+                      entries.map((e) => e.name),
+                    ).join(', ')}`
+                  : ''
+              }`,
               { hint: '`pgbak list` shows every backup; foreign files are those in state foreign' },
             );
       refused.push(refusalOf(name, err));
@@ -258,7 +284,7 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
   }
 
   let tool: Promise<PgTool> | undefined;
-  const pgRestore = () => (tool ??= findPgTool('pg_restore', 0, job.settings.PG_DUMP_PATH));
+  const pgRestore = () => (tool ??= findPgTool('pg_restore', 0, job.pgTools.pgDumpPath));
 
   for (const entry of targets) {
     if (options.signal?.aborted) throw options.signal.reason instanceof AppError ? options.signal.reason : new InterruptedError();
@@ -272,10 +298,14 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
         log.info(`reading ${backend.urlOf(art.key)}`, { backup: entry.name, location: where });
         const c = await readForeignCopy({ where, backend, key: art.key, listedSize: art.size, tool: pgRestore, signal: options.signal });
         if (c.header.dbname !== job.database) {
-          throw new AppError('adopt-other-database', `${backend.urlOf(art.key)} is a dump of database "${c.header.dbname ?? '?'}", not of "${job.database}" (this job's DATABASE_URL)`, {
-            exitCode: ExitCode.usage,
-            hint: `nothing was written and the file stays foreign (retention keeps it); ${c.header.dbname === undefined ? 'move it out of the way' : `rename it to ${filePrefixOf(c.header.dbname)}_${entry.name.slice(-15)}${c.encrypted ? '.dump.gpg' : '.dump'} and adopt it with that database's job, or move it out of the way`}`,
-          });
+          throw new AppError(
+            'adopt-other-database',
+            `${backend.urlOf(art.key)} is a dump of database "${c.header.dbname ?? '?'}", not of "${job.database}" (this job's DATABASE_URL)`,
+            {
+              exitCode: ExitCode.usage,
+              hint: `nothing was written and the file stays foreign (retention keeps it); ${c.header.dbname === undefined ? 'move it out of the way' : `rename it to ${filePrefixOf(c.header.dbname)}_${entry.name.slice(-15)}${c.encrypted ? '.dump.gpg' : '.dump'} and adopt it with that database's job, or move it out of the way`}`,
+            },
+          );
         }
         checked.push(c);
       } catch (err) {
@@ -289,36 +319,68 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
       refusedHere.push(
         refusalOf(
           entry.name,
-          new IntegrityError(`the local and bucket copies of ${entry.name} differ (${a.key} ${a.size} bytes sha256 ${a.sha256.slice(0, 12)}…, ${b.key} ${b.size} bytes sha256 ${b.sha256.slice(0, 12)}…)`, {
-            hint: 'two different dumps under one name: keep the one you want (move the other out of the way), then run `pgbak adopt` again; nothing was written',
-          }),
+          new IntegrityError(
+            `the local and bucket copies of ${entry.name} differ (${a.key} ${a.size} bytes sha256 ${a.sha256.slice(0, 12)}…, ${b.key} ${b.size} bytes sha256 ${b.sha256.slice(0, 12)}…)`,
+            {
+              hint: 'two different dumps under one name: keep the one you want (move the other out of the way), then run `pgbak adopt` again; nothing was written',
+            },
+          ),
         ),
       );
     }
     if (refusedHere.length) {
       refused.push(...refusedHere);
       for (const c of checked) {
-        skipped.push({ name: entry.name, where: c.where, reason: `not adopted although it checks out: the backup's other copy was refused, and adopting this one would make pgbak treat that copy as its own` });
+        skipped.push({
+          name: entry.name,
+          where: c.where,
+          reason: `not adopted although it checks out: the backup's other copy was refused, and adopting this one would make pgbak treat that copy as its own`,
+        });
       }
       continue;
     }
     for (const c of checked) {
       const manifest = manifestOf(job, entry, c, now);
       const key = manifestKey(entry.name);
-      const done: AdoptedCopy = { name: entry.name, where: c.where, key: c.key, url: c.backend.urlOf(c.key), size: c.size, sha256: c.sha256, encrypted: c.encrypted, manifestUrl: c.backend.urlOf(key), manifest };
+      const done: AdoptedCopy = {
+        name: entry.name,
+        where: c.where,
+        key: c.key,
+        url: c.backend.urlOf(c.key),
+        size: c.size,
+        sha256: c.sha256,
+        encrypted: c.encrypted,
+        manifestUrl: c.backend.urlOf(key),
+        manifest,
+      };
       if (dryRun) {
         adopted.push(done);
         continue;
       }
       const body = Buffer.from(serializeManifest(manifest));
       try {
-        await c.backend.put(key, Readable.from([body]), { contentLength: body.length, contentType: 'application/json', ifNoneMatch: true, ...(options.signal ? { signal: options.signal } : {}) });
+        await c.backend.put(key, Readable.from([body]), {
+          contentLength: body.length,
+          contentType: 'application/json',
+          ifNoneMatch: true,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
         adopted.push(done);
-        log.info(`adopted ${entry.name}`, { backup: entry.name, location: c.where, bytes: c.size, sha256: c.sha256, manifest: done.manifestUrl });
+        log.info(`adopted ${entry.name}`, {
+          backup: entry.name,
+          location: c.where,
+          bytes: c.size,
+          sha256: c.sha256,
+          manifest: done.manifestUrl,
+        });
       } catch (err) {
         if (options.signal?.aborted) throw options.signal.reason instanceof AppError ? options.signal.reason : new InterruptedError();
         if (err instanceof ConflictError) {
-          skipped.push({ name: entry.name, where: c.where, reason: `a manifest appeared at ${done.manifestUrl} while adopt ran (another adopt?): left as it is` });
+          skipped.push({
+            name: entry.name,
+            where: c.where,
+            reason: `a manifest appeared at ${done.manifestUrl} while adopt ran (another adopt?): left as it is`,
+          });
           continue;
         }
         if (!isAppError(err)) throw err;
@@ -326,5 +388,14 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
       }
     }
   }
-  return { job: job.name, database: job.database, prefix: job.filePrefix, dryRun, adopted, refused, skipped, exitCode: refused[0]?.exitCode ?? ExitCode.ok };
+  return {
+    job: job.name,
+    database: job.database,
+    prefix: job.filePrefix,
+    dryRun,
+    adopted,
+    refused,
+    skipped,
+    exitCode: refused[0]?.exitCode ?? ExitCode.ok,
+  };
 }

@@ -3,7 +3,14 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { manifestKey } from '../catalog/backup-name.js';
 import type { StoredKey } from '../catalog/claim-backup-name.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type StoredFile, type TableCount } from '../catalog/manifest.js';
+import {
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  serializeManifest,
+  type Manifest,
+  type StoredFile,
+  type TableCount,
+} from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { toAppError, type AppError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
@@ -91,12 +98,18 @@ export async function dumpStep(o: {
   logger: Logger;
 }): Promise<{ dump: StreamToStorageResult; tables: TableCount[] | null }> {
   const { job, targets, progress } = o;
-  const counting = job.settings.BACKUP_ROW_COUNTS ? countRows(o.client, o.tables, o.signal) : Promise.resolve(null);
+  const counting = job.backup.rowCounts ? countRows(o.client, o.tables, o.signal) : Promise.resolve(null);
   counting.catch(() => undefined);
   progress.watchCopy(job.databaseUrl);
   const stages = [o.plan.streamStage(), o.gpgKey ? gpgEncryptStage(o.gpgKey) : undefined].filter((s) => s !== undefined);
   const dump = await streamToStorage({
-    source: pgDumpStage({ tool: o.pgDump, url: job.databaseUrl, compressionArgs: o.plan.pgDumpArgs, snapshot: o.snapshot, onTable: (t) => progress.onTable(t) }),
+    source: pgDumpStage({
+      tool: o.pgDump,
+      url: job.databaseUrl,
+      compressionArgs: o.plan.pgDumpArgs,
+      snapshot: o.snapshot,
+      onTable: (t) => progress.onTable(t),
+    }),
     stages,
     key: o.key,
     local: targets.local,
@@ -189,7 +202,14 @@ export async function storeManifest(
  * removes it). With `local` given, its files go first: a bucket that does not answer must not
  * keep them from being removed, and the uploads' own cleanups are awaited before the bucket's.
  */
-export async function removeWritten(written: Written[], uploadCleanup: Promise<void>[], what: string, logger: Logger, warnings: string[], local?: StorageBackend): Promise<void> {
+export async function removeWritten(
+  written: Written[],
+  uploadCleanup: Promise<void>[],
+  what: string,
+  logger: Logger,
+  warnings: string[],
+  local?: StorageBackend,
+): Promise<void> {
   const ordered = written.slice().reverse();
   if (local) ordered.sort((a, b) => Number(a.backend !== local) - Number(b.backend !== local));
   for (const w of ordered) {

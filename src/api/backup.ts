@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
 import { claimBackupName } from '../catalog/claim-backup-name.js';
 import type { JobConfig } from '../config/job.js';
-import { AppError, InterruptedError, PartialError } from '../errors/index.js';
+import { type AppError, InterruptedError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { compressionPlan } from '../pipeline/compression.js';
 import { toAppError } from '../errors/index.js';
@@ -38,7 +38,6 @@ function autoPartSize(databaseBytes: number): number {
   const MiB = 1024 * 1024;
   return Math.max(8 * MiB, Math.ceil((databaseBytes * 2) / 10_000 / MiB) * MiB);
 }
-
 
 /**
  * One backup run: lock → preflight → globals → pg_dump | [compress] | [gpg] | sha256 | tee(file,
@@ -96,7 +95,16 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     await removeKilledRunTemps(storage.local, logger);
     logger.info('backup started', { backup: base, upload, encrypt, compression: `${job.compression.method}:${job.compression.level}` });
     // An unreachable bucket must not cost the local backup: go on without the upload, exit 3.
-    const pre = await preflight({ job, encrypt, upload, stopOnFailure: true, keepClient: true, optionalBucket: true, signal: options.signal, storage });
+    const pre = await preflight({
+      job,
+      encrypt,
+      upload,
+      stopOnFailure: true,
+      keepClient: true,
+      optionalBucket: true,
+      signal: options.signal,
+      storage,
+    });
     if (pre.error) throw pre.error;
     if (options.signal?.aborted) throw new InterruptedError();
     client = pre.client!;
@@ -115,7 +123,11 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     const claimed = await claimBackupName({
       prefix: job.filePrefix,
       started,
-      keysOf: (name) => [artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encrypt }), globalsKey(name, encrypt), manifestKey(name)],
+      keysOf: (name) => [
+        artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encrypt }),
+        globalsKey(name, encrypt),
+        manifestKey(name),
+      ],
       fields: { runId, job: job.name, database: job.database, systemIdentifier, startedAt: started.toISOString() },
       local,
       remote: () => targets.remote,
@@ -124,17 +136,44 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     });
     base = claimed.name;
     targets.written.push(...claimed.written);
-    if (claimed.moved) logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
+    if (claimed.moved)
+      logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
     const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt });
 
     const snapshot = await exportSnapshot(client);
 
     // 1. Globals (roles, tablespaces), encrypted like the dump.
-    const globals = job.settings.BACKUP_GLOBALS ? await globalsStep({ pgDump, url: job.databaseUrl, key: globalsKey(base, encrypt), gpgKey: pre.gpgKey, targets, warnings, signal: options.signal, logger }) : null;
+    const globals = job.backup.globals
+      ? await globalsStep({
+          pgDump,
+          url: job.databaseUrl,
+          key: globalsKey(base, encrypt),
+          gpgKey: pre.gpgKey,
+          targets,
+          warnings,
+          signal: options.signal,
+          logger,
+        })
+      : null;
 
     // 2. The dump, with exact row counts taken in the same snapshot at the same time.
     progress = new BackupProgressTracker(pre.tables ?? [], started, options.onProgress);
-    const { dump, tables } = await dumpStep({ job, client, tables: pre.tables ?? [], pgDump, plan, snapshot, gpgKey: encrypt ? pre.gpgKey : undefined, key: artKey, partSize, targets, progress, warnings, signal: options.signal, logger });
+    const { dump, tables } = await dumpStep({
+      job,
+      client,
+      tables: pre.tables ?? [],
+      pgDump,
+      plan,
+      snapshot,
+      gpgKey: encrypt ? pre.gpgKey : undefined,
+      key: artKey,
+      partSize,
+      targets,
+      progress,
+      warnings,
+      signal: options.signal,
+      logger,
+    });
     size = dump.size;
     sha256 = dump.sha256;
     await client.query('COMMIT').catch(() => undefined);
@@ -142,19 +181,48 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     client = undefined;
 
     // 3. The manifest, LAST: only now is the backup complete.
-    const manifest = buildManifest({ job, base, started, finished: now(), server, pgDump, plan, encrypt, gpgKey: pre.gpgKey, artifact: { key: artKey, size: dump.size, sha256: dump.sha256 }, globals, tables, runId });
+    const manifest = buildManifest({
+      job,
+      base,
+      started,
+      finished: now(),
+      server,
+      pgDump,
+      plan,
+      encrypt,
+      gpgKey: pre.gpgKey,
+      artifact: { key: artKey, size: dump.size, sha256: dump.sha256 },
+      globals,
+      tables,
+      runId,
+    });
     locations.push(...(await storeManifest(manifest, local, targets.remote, onRemoteFailure, options.signal)));
     const { uploadError } = targets;
     if (uploadError) {
       // Copies in the bucket without their manifest would only be leftovers: remove them (the run
       // record last). What cannot be removed now (the bucket is down) is pgbak's by its run record
       // and the local manifest, so the next prune removes it.
-      await removeWritten(targets.written.filter((x) => x.backend === targets.bucket), [], 'left by the failed upload', logger, warnings);
-      const e = new PartialError(`backup kept locally, but the upload failed: ${uploadError.message}`, { hint: uploadError.hint, cause: uploadError });
+      await removeWritten(
+        targets.written.filter((x) => x.backend === targets.bucket),
+        [],
+        'left by the failed upload',
+        logger,
+        warnings,
+      );
+      const e = new PartialError(`backup kept locally, but the upload failed: ${uploadError.message}`, {
+        hint: uploadError.hint,
+        cause: uploadError,
+      });
       logger.error('backup partly failed', { backup: base, error: e.message });
       return result('partial', e);
     }
-    logger.info('backup finished', { backup: base, bytes: dump.size, sha256: dump.sha256, seconds: ((now().getTime() - started.getTime()) / 1000).toFixed(1), locations: locations.join(' ') });
+    logger.info('backup finished', {
+      backup: base,
+      bytes: dump.size,
+      sha256: dump.sha256,
+      seconds: ((now().getTime() - started.getTime()) / 1000).toFixed(1),
+      locations: locations.join(' '),
+    });
     return result('ok');
   } catch (err) {
     const e = explainInterrupted(toAppError(err), base);

@@ -62,13 +62,21 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
 
 /** The error of a daemon that stopped with runs abandoned (exit 1). */
 export function abandonedError(stopped: DaemonStopped): AppError {
-  return new AppError('daemon-abandoned', `stopped, abandoning the backup of ${stopped.abandoned.join(', ')}, which did not stop after the abort`, {
-    exitCode: ExitCode.failure,
-    hint: 'S3 or PostgreSQL may not be answering (STORAGE_TIMEOUT bounds each S3 request); `pgbak list` shows anything left without its manifest',
-  });
+  return new AppError(
+    'daemon-abandoned',
+    `stopped, abandoning the backup of ${stopped.abandoned.join(', ')}, which did not stop after the abort`,
+    {
+      exitCode: ExitCode.failure,
+      hint: 'S3 or PostgreSQL may not be answering (STORAGE_TIMEOUT bounds each S3 request); `pgbak list` shows anything left without its manifest',
+    },
+  );
 }
 
-function startScheduler(jobs: readonly JobConfig[], options: RunDaemonOptions, onRunFinished: (job: JobConfig, result: BackupResult) => void): Daemon {
+function startScheduler(
+  jobs: readonly JobConfig[],
+  options: RunDaemonOptions,
+  onRunFinished: (job: JobConfig, result: BackupResult) => void,
+): Daemon {
   const { logger, limits } = options;
   return startDaemon({
     jobs,

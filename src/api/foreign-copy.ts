@@ -65,7 +65,10 @@ class HeadCapture extends Transform {
  */
 async function encryptionKeyOf(head: Buffer): Promise<string | undefined> {
   const listed = await new Promise<string>((resolve) => {
-    const child = spawn('gpg', ['--batch', '--no-tty', '--list-only', '--list-packets'], { stdio: ['pipe', 'pipe', 'ignore'], env: childEnv() });
+    const child = spawn('gpg', ['--batch', '--no-tty', '--list-only', '--list-packets'], {
+      stdio: ['pipe', 'pipe', 'ignore'],
+      env: childEnv(),
+    });
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s: string) => (out += s));
@@ -77,13 +80,21 @@ async function encryptionKeyOf(head: Buffer): Promise<string | undefined> {
   const keyid = /:pubkey enc packet:.*\bkeyid ([0-9A-F]{16})/.exec(listed)?.[1];
   if (!keyid || /^0+$/.test(keyid)) return undefined;
   try {
-    const { stdout } = await execFileAsync('gpg', ['--batch', '--no-tty', '--with-colons', '--fixed-list-mode', '--list-keys', '--', keyid], { timeout: 30_000, env: childEnv() });
-    return stdout.split('\n').find((l) => l.startsWith('fpr:'))?.split(':')[9] || keyid;
+    const { stdout } = await execFileAsync(
+      'gpg',
+      ['--batch', '--no-tty', '--with-colons', '--fixed-list-mode', '--list-keys', '--', keyid],
+      { timeout: 30_000, env: childEnv() },
+    );
+    return (
+      stdout
+        .split('\n')
+        .find((l) => l.startsWith('fpr:'))
+        ?.split(':')[9] || keyid
+    );
   } catch {
     return keyid;
   }
 }
-
 
 /** Read one foreign copy once: size, sha256, the archive header, the encryption key. */
 export async function readForeignCopy(o: {
@@ -110,7 +121,14 @@ export async function readForeignCopy(o: {
   const fromFile: Promise<HeaderRead> | undefined = onDisk ? readArchiveHeader(tool, path) : undefined;
   try {
     await pipeline(
-      [source, hash, ...(head ? [head, gpgDecryptStage()] : []), ...(stream ? [decompressStage(stream)] : []), ...(tap ? [tap] : []), nullSink()],
+      [
+        source,
+        hash,
+        ...(head ? [head, gpgDecryptStage()] : []),
+        ...(stream ? [decompressStage(stream)] : []),
+        ...(tap ? [tap] : []),
+        nullSink(),
+      ],
       { signal: o.signal },
     );
   } catch (err) {
@@ -131,10 +149,14 @@ export async function readForeignCopy(o: {
     });
   }
   if ((read.header.format ?? '').toUpperCase() !== 'CUSTOM') {
-    throw new AdoptRefusedError('adopt-not-custom-format', `${url} is a ${read.header.format ?? 'unknown'}-format archive, not custom format (pg_dump --format=custom)`, {
-      exitCode: ExitCode.integrity,
-      hint: 'pgbak restores custom-format archives only; the file was left as it is and stays foreign',
-    });
+    throw new AdoptRefusedError(
+      'adopt-not-custom-format',
+      `${url} is a ${read.header.format ?? 'unknown'}-format archive, not custom format (pg_dump --format=custom)`,
+      {
+        exitCode: ExitCode.integrity,
+        hint: 'pgbak restores custom-format archives only; the file was left as it is and stays foreign',
+      },
+    );
   }
   const fingerprint = head ? await encryptionKeyOf(head.head) : undefined;
   return { where: o.where, backend, key, size: hash.bytes, sha256: hash.sha256, encrypted, header: read.header, fingerprint };

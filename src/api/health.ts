@@ -45,7 +45,7 @@ export class DaemonHealth {
   report(now: number = Date.now()): HealthReport {
     const detail = this.jobs.map((job) => {
       const h = this.of(job);
-      const rpo = job.settings.BACKUP_RPO;
+      const rpo = job.health.rpoMs;
       const ageMs = h.lastGoodAt ? now - h.lastGoodAt.getTime() : undefined;
       const problems: string[] = [];
       if (ageMs === undefined) problems.push('no good backup');
@@ -69,14 +69,20 @@ export class DaemonHealth {
 }
 
 /** Seed the gauges and the health state from the catalog and last-run records of every job. */
-export async function seedFromStorage(jobs: readonly JobConfig[], metrics: BackupMetrics, health: DaemonHealth, logger: Logger): Promise<void> {
+export async function seedFromStorage(
+  jobs: readonly JobConfig[],
+  metrics: BackupMetrics,
+  health: DaemonHealth,
+  logger: Logger,
+): Promise<void> {
   const seeds: MetricsSeed[] = [];
   for (const job of jobs) {
     try {
       const s = await databaseStatus(jobTarget(job));
       health.seed(job, s);
       seeds.push(metricsSeed(job, s));
-      for (const problem of [...s.warnings, ...s.reasons.filter((r) => r.startsWith('cannot read'))]) logger.warn(problem, { job: job.name });
+      for (const problem of [...s.warnings, ...s.reasons.filter((r) => r.startsWith('cannot read'))])
+        logger.warn(problem, { job: job.name });
     } catch (err) {
       logger.warn(`cannot read the backup history of job ${job.name}: ${messageOf(err)}`);
     }

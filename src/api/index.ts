@@ -32,7 +32,15 @@ export { list, list as listBackups, type ListOptions, type ListedBackup, type Li
 export { restore, type RestoreOptions, type RestoreResult, type RestoreProgress } from './restore.js';
 export { verify, combinedExitCode, type VerifyOptions, type VerifyReport, type BackupVerification } from './verify.js';
 export { recordRestoreTests } from './verify-metrics.js';
-export { status, jobTarget, discoverTargets, type StatusReport, type DatabaseStatus, type StatusTarget, type BackupSummary } from './status.js';
+export {
+  status,
+  jobTarget,
+  discoverTargets,
+  type StatusReport,
+  type DatabaseStatus,
+  type StatusTarget,
+  type BackupSummary,
+} from './status.js';
 export { jobIdentity, type JobIdentity } from './identity.js';
 
 // Retention and adoption

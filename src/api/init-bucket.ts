@@ -1,8 +1,7 @@
 import type { JobConfig } from '../config/job.js';
 import { ConfigError } from '../errors/index.js';
-import { initBucket as prepareBucket, type BucketBackend, type InitBucketReport } from '../storage/init-bucket.js';
+import { initBucket as prepareBucket, type InitBucketReport } from '../storage/init-bucket.js';
 import { openStorage } from '../storage/job-storage.js';
-import type { StorageBackend } from '../storage/storage-backend.js';
 
 export type { AccessCheck, AccessCheckName, InitBucketReport } from '../storage/init-bucket.js';
 
@@ -12,11 +11,6 @@ export interface InitBucketJobOptions {
   readonly signal?: AbortSignal | undefined;
   /** Also install the lifecycle rule: expire the prefix after the job's RETENTION_DAYS. */
   readonly lifecycle?: boolean | undefined;
-}
-
-/** The bucket backend of a job's storage has the bucket calls `init` needs. */
-function isBucketBackend(remote: StorageBackend | undefined): remote is BucketBackend {
-  return remote !== undefined && typeof (remote as Partial<BucketBackend>).ensureBucket === 'function';
 }
 
 /**
@@ -30,6 +24,5 @@ export async function initBucket(job: JobConfig, options: InitBucketJobOptions =
     });
   }
   await using storage = openStorage(job, { signal: options.signal });
-  if (!isBucketBackend(storage.remote)) throw new ConfigError([`${job.name}: the job's storage has no bucket to prepare`]);
-  return prepareBucket(storage.remote, { lifecycleDays: options.lifecycle ? job.retention.days : undefined });
+  return prepareBucket(storage, { lifecycleDays: options.lifecycle ? job.retention.days : undefined });
 }

@@ -100,6 +100,9 @@ export async function list(options: ListOptions): Promise<ListedBackup[]> {
   });
   const entries = await source.list();
   for (const w of source.warnings) options.logger?.warn(w);
-  const urlOf = { local: (k: string) => storage.local.urlOf(k), remote: storage.remote ? (k: string) => storage.remote!.urlOf(k) : undefined };
+  const urlOf = {
+    local: (k: string) => storage.local.urlOf(k),
+    remote: storage.remote ? (k: string) => storage.remote!.urlOf(k) : undefined,
+  };
   return entries.map((e) => listed(e, urlOf));
 }

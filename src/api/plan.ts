@@ -1,6 +1,6 @@
 import { artifactKey, baseName, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
 import { formatCompression } from '../config/parsers.js';
-import { redactUrl } from '../logging/redact.js';
+import { redact } from '../logging/redact.js';
 import type { JobConfig } from '../config/job.js';
 import { PartialError, type AppError } from '../errors/index.js';
 import { compressionPlan } from '../pipeline/compression.js';
@@ -36,12 +36,16 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
   const pre = await preflight({ job, encrypt, upload, stopOnFailure: false, keepClient: false, optionalBucket: true });
   const error =
     pre.error ??
-    (pre.bucketError && new PartialError(`the backup would be kept locally only: ${pre.bucketError.message}`, { hint: pre.bucketError.hint, cause: pre.bucketError }));
+    (pre.bucketError &&
+      new PartialError(`the backup would be kept locally only: ${pre.bucketError.message}`, {
+        hint: pre.bucketError.hint,
+        cause: pre.bucketError,
+      }));
   const base = baseName(job.filePrefix, options.now ?? new Date());
   const plan = compressionPlan(job.compression, pre.pgDump?.major ?? 15);
   const keys = [
     runKey(base),
-    ...(job.settings.BACKUP_GLOBALS ? [globalsKey(base, encrypt)] : []),
+    ...(job.backup.globals ? [globalsKey(base, encrypt)] : []),
     artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt }),
     manifestKey(base),
   ];
@@ -49,14 +53,18 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
   const objects = upload ? keys.map((k) => `s3://${job.s3!.bucket}/${job.s3!.prefix}${k}`) : [];
   const steps = [
     `pg_dump --format=custom ${plan.pgDumpArgs.join(' ')} (${formatCompression(job.compression)}${plan.by === 'stream' ? `, compressed in the stream by ${plan.streamMethod}` : ''})`,
-    ...(job.settings.BACKUP_GLOBALS ? ['pg_dumpall --globals-only (roles, tablespaces)'] : []),
+    ...(job.backup.globals ? ['pg_dumpall --globals-only (roles, tablespaces)'] : []),
     encrypt ? `gpg --encrypt to ${job.gpgRecipient}` : `no encryption (${job.gpgRecipient ? '--no-encrypt' : 'GPG_RECIPIENT not set'})`,
     'sha256 of the stored bytes',
     'claim the name: the run record first, create-only (locally, then in the bucket)',
     `write ${job.backupDir} (temp file, fsync, rename)`,
-    upload ? `upload to s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} (multipart, in the same pass)` : `no upload (${job.s3 ? '--no-upload' : 'STORAGE_ACCESS_KEY / STORAGE_SECRET_KEY not set'})`,
+    upload
+      ? `upload to s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} (multipart, in the same pass)`
+      : `no upload (${job.s3 ? '--no-upload' : 'STORAGE_ACCESS_KEY / STORAGE_SECRET_KEY not set'})`,
     'write the manifest last (locally, then in the bucket)',
-    job.settings.BACKUP_PRUNE ? `prune: keep ${job.retention.days} days, never fewer than ${job.retention.keepMin} good backups` : 'no prune (BACKUP_PRUNE=false)',
+    job.backup.prune
+      ? `prune: keep ${job.retention.days} days, never fewer than ${job.retention.keepMin} good backups`
+      : 'no prune (BACKUP_PRUNE=false)',
   ];
   const verdict = pre.error ? 'fail' : pre.bucketError ? 'partial' : 'ready';
   return {
@@ -64,7 +72,7 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
     data: {
       job: job.name,
       database: job.database,
-      databaseUrl: redactUrl(job.databaseUrl),
+      databaseUrl: redact(job.databaseUrl),
       checks: pre.checks.map(({ error: _e, ...c }) => c),
       files,
       objects,

@@ -55,7 +55,13 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
   const { job } = options;
   const checks: CheckResult[] = [];
   let error: AppError | undefined;
-  const out: { server?: ServerInfo; pgDump?: PgTool; gpgKey?: GpgKey; tables?: { schema: string; table: string; bytes: number }[]; client?: pg.Client } = {};
+  const out: {
+    server?: ServerInfo;
+    pgDump?: PgTool;
+    gpgKey?: GpgKey;
+    tables?: { schema: string; table: string; bytes: number }[];
+    client?: pg.Client;
+  } = {};
 
   const run = async (check: string, fn: () => Promise<string>): Promise<boolean> => {
     if (error && options.stopOnFailure) return false;
@@ -84,7 +90,7 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     return `PostgreSQL ${out.server.version}, database ${job.database} (${out.server.databaseSize} bytes, ${out.tables.length} tables)`;
   });
   await run('pg_dump', async () => {
-    out.pgDump = await findPgTool('pg_dump', out.server?.major ?? 0, job.settings.PG_DUMP_PATH);
+    out.pgDump = await findPgTool('pg_dump', out.server?.major ?? 0, job.pgTools.pgDumpPath);
     return `${out.pgDump.path} (${out.pgDump.version})`;
   });
   if (options.encrypt && job.gpgRecipient) {

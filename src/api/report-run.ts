@@ -4,7 +4,7 @@ import { lastRunRecord, writeLastRun } from '../catalog/last-run.js';
 import type { JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
 import { updateMetricsTextfile } from '../metrics/textfile.js';
-import { notifyRun, notifySettingsFrom, pingStart, type NotifyOutcome, type RetryPolicy } from '../notify/notifier.js';
+import { notifyRun, pingStart, type NotifyOutcome, type RetryPolicy } from '../notify/notifier.js';
 import { judgeSize, SIZE_HISTORY_WINDOW } from '../catalog/size-trend.js';
 import type { SizeJudgement } from '../model/size-judgement.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
@@ -75,7 +75,9 @@ export async function reportRun(options: ReportRunOptions): Promise<BackupResult
   let result = options.result;
   try {
     const previousGood = await history(report, storage);
-    const earlier = previousGood.filter((e) => e.state === 'good' && e.name !== result.name && (e.database ?? job.database) === job.database);
+    const earlier = previousGood.filter(
+      (e) => e.state === 'good' && e.name !== result.name && (e.database ?? job.database) === job.database,
+    );
     const judgement = checkSize(report, earlier);
     if (judgement?.anomalous) result = { ...result, sizeAnomaly: judgement };
     await writeMetrics(report, result, previousGood);
@@ -104,7 +106,8 @@ async function history(report: Report, storage: JobStorage): Promise<readonly Ca
   // After an unreachable or failing bucket, do not wait on it again for the history.
   const remoteDown = options.result.status === 'partial' || (options.result.error?.code.startsWith('storage') ?? false);
   const read = await readHistory(options.job, storage.local, remoteDown ? undefined : storage.remote);
-  if (read.problem) report.warn(`backup history partly unreadable: ${read.problem}`, 'backup history partly unreadable', { error: read.problem });
+  if (read.problem)
+    report.warn(`backup history partly unreadable: ${read.problem}`, 'backup history partly unreadable', { error: read.problem });
   return read.entries;
 }
 
@@ -113,8 +116,9 @@ function checkSize(report: Report, earlier: readonly CatalogEntry[]): SizeJudgem
   const { result, job } = report.options;
   if (result.sizeBytes === undefined) return undefined;
   const sizes = earlier.slice(0, SIZE_HISTORY_WINDOW).map((e) => e.size);
-  const judgement = judgeSize(result.sizeBytes, sizes, job.settings.BACKUP_SIZE_TOLERANCE);
-  if (judgement.anomalous) report.warn(`${SIZE_ANOMALY_WARNING}${judgement.reason}`, `size anomaly: ${judgement.reason}`, { backup: result.name });
+  const judgement = judgeSize(result.sizeBytes, sizes, job.health.sizeTolerance);
+  if (judgement.anomalous)
+    report.warn(`${SIZE_ANOMALY_WARNING}${judgement.reason}`, `size anomaly: ${judgement.reason}`, { backup: result.name });
   else report.logger.debug('size check', { reason: judgement.reason });
   return judgement;
 }
@@ -122,7 +126,7 @@ function checkSize(report: Report, earlier: readonly CatalogEntry[]): SizeJudgem
 /** 2. The metrics textfile; the restore-test gauges follow the newest passed restore test in the catalog. */
 async function writeMetrics(report: Report, result: BackupResult, previousGood: readonly CatalogEntry[]): Promise<void> {
   const { job } = report.options;
-  const textfile = job.settings.METRICS_TEXTFILE;
+  const textfile = job.metrics.textfile;
   if (!textfile) return;
   try {
     const tested = previousGood
@@ -130,7 +134,8 @@ async function writeMetrics(report: Report, result: BackupResult, previousGood: 
       .filter((v) => v?.kind === 'restore-test' && v.ok)
       .sort((a, b) => Date.parse(b!.verifiedAt) - Date.parse(a!.verifiedAt))[0];
     await updateMetricsTextfile(textfile, (m) => {
-      if (tested) m.recordRestoreTest({ job: job.name, database: job.database, ok: true, durationMs: tested.durationMs, at: tested.verifiedAt });
+      if (tested)
+        m.recordRestoreTest({ job: job.name, database: job.database, ok: true, durationMs: tested.durationMs, at: tested.verifiedAt });
       m.recordRun(result);
     });
   } catch (err) {
@@ -139,15 +144,21 @@ async function writeMetrics(report: Report, result: BackupResult, previousGood: 
 }
 
 /** 3. Notifications; an undelivered one becomes a warning. */
-async function notify(report: Report, result: BackupResult, earlier: readonly CatalogEntry[], judgement: SizeJudgement | undefined): Promise<void> {
+async function notify(
+  report: Report,
+  result: BackupResult,
+  earlier: readonly CatalogEntry[],
+  judgement: SizeJudgement | undefined,
+): Promise<void> {
   const { options } = report;
   const newestEarlier = earlier[0];
   const outcomes = await notifyRun({
     result: { ...result, warnings: [...report.warnings] },
-    settings: notifySettingsFrom(options.job.settings),
+    settings: options.job.notify,
     context: {
       host: hostname(),
-      lastGoodAgeMs: result.status === 'ok' || !newestEarlier ? undefined : Math.max(0, report.now().getTime() - newestEarlier.time.getTime()),
+      lastGoodAgeMs:
+        result.status === 'ok' || !newestEarlier ? undefined : Math.max(0, report.now().getTime() - newestEarlier.time.getTime()),
       location: destinationOf(options.job),
       sizeJudgement: judgement,
     },
@@ -166,7 +177,9 @@ async function recordLastRun(report: Report, result: BackupResult, storage: JobS
     try {
       await writeLastRun(backend, record);
     } catch (err) {
-      report.warn(`last-run record not written to the ${where}: ${messageOf(err)}`, `last-run record not written to the ${where}`, { error: messageOf(err) });
+      report.warn(`last-run record not written to the ${where}: ${messageOf(err)}`, `last-run record not written to the ${where}`, {
+        error: messageOf(err),
+      });
     }
   }
 }
@@ -177,7 +190,7 @@ async function recordLastRun(report: Report, result: BackupResult, storage: JobS
  */
 export function reportStart(options: { job: JobConfig; logger: Logger; retry?: Partial<RetryPolicy> }): Promise<NotifyOutcome | undefined> {
   const logger = options.logger.child({ job: options.job.name, database: options.job.database });
-  return pingStart(options.job.settings.NOTIFY_PING_URL, logger, options.retry);
+  return pingStart(options.job.notify.pingUrl, logger, options.retry);
 }
 
 /**

@@ -5,18 +5,17 @@ import { join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../catalog/manifest.js';
-import { diskFullError, fsError, IntegrityError, isDiskFull } from '../errors/index.js';
+import { diskFullError, fsError, isDiskFull } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { decompressStage } from '../pipeline/compression.js';
 import { gpgDecryptStage } from '../pipeline/gpg.js';
 import { verifiedHandoff } from '../pipeline/verified-handoff.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
-import { toAppError } from '../errors/index.js';
 import { pgRestoreStage } from '../postgres/pg-restore.js';
 import { nullSink } from '../pipeline/null-sink.js';
 import type { PgTool } from '../postgres/pg-tools.js';
 import { listToc, TocTap, type Toc } from '../postgres/toc.js';
-import { type SourceCopy } from '../catalog/find-backup.js';
+import type { SourceCopy } from '../catalog/find-backup.js';
 import { checkStored } from '../pipeline/check-stored.js';
 
 /**
@@ -129,13 +128,24 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
         throw fsError(err, 'create spool directory', o.spoolDir);
       });
       spoolDir = await mkdtemp(join(o.spoolDir, '.pgbak-restore-')).catch((err: unknown) => {
-        throw fsError(err, 'create spool directory in', o.spoolDir, 'pg_restore --jobs needs a file: free space there, or restore without --jobs');
+        throw fsError(
+          err,
+          'create spool directory in',
+          o.spoolDir,
+          'pg_restore --jobs needs a file: free space there, or restore without --jobs',
+        );
       });
       file = join(spoolDir, `${manifest.name}.dump`);
       logger.info('spooling the archive for a parallel restore', { file });
       const check = new IntegrityStage(expected, { holdBack: 0, onBytes });
       const spoolFile = file;
-      await verifiedHandoff(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })], true, o.signal).catch((err: unknown) => {
+      await verifiedHandoff(
+        await openCopy(copy, o.signal),
+        check,
+        [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })],
+        true,
+        o.signal,
+      ).catch((err: unknown) => {
         // A full disk while spooling: exit 6 naming the file and the free space, not an internal error.
         throw isDiskFull(err) ? diskFullError(err, spoolFile) : err;
       });
@@ -172,13 +182,22 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
         progress(true);
       });
       const check = new IntegrityStage(expected, { onBytes });
-      await verifiedHandoff(await openCopy(copy, o.signal), check, [...unwrapStages(manifest), tap, restoreStage, nullSink()], !preChecked, o.signal);
+      await verifiedHandoff(
+        await openCopy(copy, o.signal),
+        check,
+        [...unwrapStages(manifest), tap, restoreStage, nullSink()],
+        !preChecked,
+        o.signal,
+      );
       toc = await tap.toc;
     }
     progress(true);
     return { mode, singleTransaction, toc, objects, verifyMs, restoreMs: Date.now() - t1 };
   } finally {
-    if (spoolDir) await rm(spoolDir, { recursive: true, force: true }).catch((err: unknown) => logger.warn('could not remove the spool directory', { dir: spoolDir, error: String(err) }));
+    if (spoolDir)
+      await rm(spoolDir, { recursive: true, force: true }).catch((err: unknown) =>
+        logger.warn('could not remove the spool directory', { dir: spoolDir, error: String(err) }),
+      );
   }
 }
 

@@ -7,7 +7,7 @@ import { connect, withDatabase } from '../postgres/connection.js';
 import { findPgTool, majorOf } from '../postgres/pg-tools.js';
 import { createDatabase, dropDatabase } from '../postgres/target-database.js';
 import type { Toc } from '../postgres/toc.js';
-import { type SourceCopy } from '../catalog/find-backup.js';
+import type { SourceCopy } from '../catalog/find-backup.js';
 import { requireSecretKey } from '../pipeline/gpg.js';
 import { randomSuffix, runRestore } from './restore-run.js';
 import { ident } from '../postgres/sql.js';
@@ -25,7 +25,6 @@ export interface RestoreTestResult {
   readonly durationMs: number;
   readonly checks: readonly Check[];
 }
-
 
 /** `pgbak_verify_<name>_<random>`, cut to PostgreSQL's 63-byte identifier limit. */
 export function scratchName(backup: string): string {
@@ -51,7 +50,11 @@ async function checkTables(url: string, toc: Toc | undefined): Promise<Check> {
     const present = new Set(rows.map((r) => r.t));
     const missing = toc.tables.filter((t) => !present.has(t));
     return missing.length
-      ? { check: 'tables', ok: false, detail: `${missing.length} of ${toc.tables.length} tables missing: ${missing.slice(0, 10).join(', ')}` }
+      ? {
+          check: 'tables',
+          ok: false,
+          detail: `${missing.length} of ${toc.tables.length} tables missing: ${missing.slice(0, 10).join(', ')}`,
+        }
       : { check: 'tables', ok: true, detail: `all ${toc.tables.length} tables of the archive exist` };
   } finally {
     await client.end().catch(() => undefined);
@@ -80,7 +83,11 @@ async function checkRowCounts(url: string, manifest: Manifest): Promise<Check> {
     await client.end().catch(() => undefined);
   }
   return wrong.length
-    ? { check: 'row counts', ok: false, detail: `${wrong.length} of ${manifest.tables.length} tables differ: ${wrong.slice(0, 10).join('; ')}` }
+    ? {
+        check: 'row counts',
+        ok: false,
+        detail: `${wrong.length} of ${manifest.tables.length} tables differ: ${wrong.slice(0, 10).join('; ')}`,
+      }
     : { check: 'row counts', ok: true, detail: `${manifest.tables.length} tables, ${rows} rows, all equal to the backup's` };
 }
 
@@ -101,13 +108,13 @@ export async function restoreTest(options: {
   signal?: AbortSignal | undefined;
 }): Promise<RestoreTestResult> {
   const { job, manifest, logger } = options;
-  const server = job.settings.VERIFY_DATABASE_URL ?? job.databaseUrl;
+  const server = job.verify.databaseUrl ?? job.databaseUrl;
   const scratch = scratchName(manifest.name);
   const url = withDatabase(server, scratch);
   const other = !sameServer(server, job.databaseUrl);
   const t0 = Date.now();
   const checks: Check[] = [];
-  const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.settings.PG_DUMP_PATH);
+  const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.pgTools.pgDumpPath);
   await requireSecretKey(manifest);
   logger.info('restore test started', { backup: manifest.name, scratch });
   await createDatabase(url, scratch);
@@ -147,7 +154,14 @@ export async function restoreTest(options: {
   logger[ok ? 'info' : 'error'](`restore test ${ok ? 'passed' : 'FAILED'}`, {
     backup: manifest.name,
     seconds: (durationMs / 1000).toFixed(1),
-    ...(ok ? {} : { failed: checks.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail}`).join('; ') }),
+    ...(ok
+      ? {}
+      : {
+          failed: checks
+            .filter((c) => !c.ok)
+            .map((c) => `${c.check}: ${c.detail}`)
+            .join('; '),
+        }),
   });
   return { ok, scratchDatabase: scratch, durationMs, checks };
 }

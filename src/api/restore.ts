@@ -1,5 +1,5 @@
 import type { JobConfig } from '../config/job.js';
-import { redactUrl } from '../logging/redact.js';
+import { redact } from '../logging/redact.js';
 import { AppError, DatabaseError, IntegrityError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { toAppError } from '../errors/index.js';
@@ -83,11 +83,17 @@ export function resolveTargetUrl(job: Pick<JobConfig, 'databaseUrl'>, target: st
   try {
     u = new URL(t);
   } catch {
-    throw new UsageError(`--target is not a valid URL: ${redactUrl(t)}`);
+    throw new UsageError(`--target is not a valid URL: ${redact(t)}`);
   }
-  if (!databaseOf(u.toString())) throw new UsageError(`--target ${redactUrl(t)} names no database`);
+  if (!databaseOf(u.toString())) throw new UsageError(`--target ${redact(t)} names no database`);
   const own = new URL(job.databaseUrl);
-  if (!u.password && own.password && u.hostname === own.hostname && (u.port || '5432') === (own.port || '5432') && (u.username || own.username) === own.username) {
+  if (
+    !u.password &&
+    own.password &&
+    u.hostname === own.hostname &&
+    (u.port || '5432') === (own.port || '5432') &&
+    (u.username || own.username) === own.username
+  ) {
     u.username = own.username;
     u.password = own.password;
   }
@@ -121,10 +127,10 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const warnings: string[] = [];
   try {
     const { entry, copies, manifest } = await pickSource(job, backends, storage.local, options.name, logger, warnings);
-    logger.info('restore started', { backup: entry.name, url: redactUrl(targetUrl), jobs });
+    logger.info('restore started', { backup: entry.name, url: redact(targetUrl), jobs });
     await requireSecretKey(manifest);
 
-    const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.settings.PG_DUMP_PATH);
+    const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.pgTools.pgDumpPath);
     const psql = options.withGlobals ? await siblingTool(pgRestore, 'psql') : undefined;
 
     // Read-only look at the target: does it exist, is it empty?
@@ -132,7 +138,16 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     // Verified before anything is applied; holds password hashes, so it is never logged.
     const globalsSql = options.withGlobals ? await readGlobals(copies, options.signal) : undefined;
 
-    const setup = new TargetSetup({ targetUrl, targetDb, exists: state.exists, psql, globalsSql, signal: options.signal, logger, warnings });
+    const setup = new TargetSetup({
+      targetUrl,
+      targetDb,
+      exists: state.exists,
+      psql,
+      globalsSql,
+      signal: options.signal,
+      logger,
+      warnings,
+    });
     let restored: { run: RunRestoreResult; used: SourceCopy };
     try {
       restored = await restoreFromCopies(copies, {
@@ -154,7 +169,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     return finished(restored, { entry, started, waitedMs, targetUrl, targetDb, state, setup, jobs, logger, warnings });
   } catch (err) {
     const e = toAppError(err);
-    logger.error('restore failed', { error: e.message, ...(e.hint ? { hint: e.hint } : {}), seconds: ((Date.now() - started.getTime()) / 1000).toFixed(1) });
+    logger.error('restore failed', {
+      error: e.message,
+      ...(e.hint ? { hint: e.hint } : {}),
+      seconds: ((Date.now() - started.getTime()) / 1000).toFixed(1),
+    });
     throw e;
   }
 }
@@ -195,18 +214,28 @@ async function pickSource(
  * Refuse a target that is missing (without --create) or not empty (without --yes or a person's
  * confirmation). `waitedMs` is the time spent waiting for that person: not part of the RTO.
  */
-async function guardTarget(targetUrl: string, targetDb: string, name: string, options: RestoreOptions): Promise<{ state: TargetState; waitedMs: number }> {
+async function guardTarget(
+  targetUrl: string,
+  targetDb: string,
+  name: string,
+  options: RestoreOptions,
+): Promise<{ state: TargetState; waitedMs: number }> {
   const state = await inspectTarget(targetUrl);
   if (!state.exists && !options.create) {
-    throw new DatabaseError('db-missing', `target database ${targetDb} does not exist (${redactUrl(targetUrl)})`, { hint: 'add --create to create it' });
+    throw new DatabaseError('db-missing', `target database ${targetDb} does not exist (${redact(targetUrl)})`, {
+      hint: 'add --create to create it',
+    });
   }
   let waitedMs = 0;
   if (state.objects > 0 && !options.yes) {
     const question = `database ${targetDb} holds ${state.objects} objects; restoring ${name} drops and replaces the objects of the backup. Continue?`;
     if (!options.confirm) {
-      throw new UsageError(`target database ${targetDb} is not empty (${state.objects} objects): restoring would drop and replace the objects of the backup`, {
-        hint: 'pass --yes to restore over it, or restore into a new database with --create',
-      });
+      throw new UsageError(
+        `target database ${targetDb} is not empty (${state.objects} objects): restoring would drop and replace the objects of the backup`,
+        {
+          hint: 'pass --yes to restore over it, or restore into a new database with --create',
+        },
+      );
     }
     const asked = Date.now();
     const yes = await options.confirm(question);
@@ -285,7 +314,8 @@ class TargetSetup {
     const { targetUrl, targetDb, logger } = this.o;
     await dropDatabase(targetUrl, targetDb).then(
       () => logger.info('dropped the target database this run had created', { database: targetDb }),
-      (e: unknown) => logger.warn('could not drop the target database this run had created', { database: targetDb, error: toAppError(e).message }),
+      (e: unknown) =>
+        logger.warn('could not drop the target database this run had created', { database: targetDb, error: toAppError(e).message }),
     );
   }
 }
@@ -321,8 +351,12 @@ function finished(
   return {
     name: entry.name,
     database: used.manifest.database,
-    server: { systemIdentifier: used.manifest.server.systemIdentifier ?? null, host: used.manifest.host, version: used.manifest.server.version },
-    target: { database: targetDb, url: redactUrl(targetUrl), created: setup.created, replacedObjects: state.objects },
+    server: {
+      systemIdentifier: used.manifest.server.systemIdentifier ?? null,
+      host: used.manifest.host,
+      version: used.manifest.server.version,
+    },
+    target: { database: targetDb, url: redact(targetUrl), created: setup.created, replacedObjects: state.objects },
     source: { where: used.where, location: used.backend.urlOf(used.key) },
     mode: r.mode,
     jobs,

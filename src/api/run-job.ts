@@ -44,11 +44,11 @@ export async function runJob(job: JobConfig, options: RunJobOptions): Promise<Ba
   const storage = options.storage ?? owned!;
   let result: BackupResult;
   if (options.resume) {
-    // storage: pass once uploadBackup() accepts it
+    // The upload and the backup open their own storage, bound to the stop signal (every S3 request
+    // aborts on Ctrl-C); the run's storage above is not, so the report of a stopped run still lands.
     result = await uploadBackup({ job, name: options.resume.name!, logger, signal });
   } else {
     await reportStart({ job, logger });
-    // storage: pass once backup() accepts it
     result = await backup({
       job,
       logger,
@@ -85,7 +85,7 @@ export async function finishRun(job: JobConfig, backupResult: BackupResult, opti
   // A run told to keep off the bucket (--no-upload) keeps every later step off it too.
   const target = backupResult.upload === false ? offBucket(job) : job;
   let result = await restoreTestAfterBackup({ job: target, result: backupResult, logger, signal });
-  if (result.status === 'ok' && options.prune && target.settings.BACKUP_PRUNE && !signal?.aborted) {
+  if (result.status === 'ok' && options.prune && target.backup.prune && !signal?.aborted) {
     result = { ...result, warnings: [...result.warnings, ...(await pruneAfterRun(target, result, logger, storage))] };
   }
   if (result.status !== 'dry-run') result = await reportRun({ job: target, result, logger, storage });

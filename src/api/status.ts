@@ -83,8 +83,8 @@ export function jobTarget(job: JobConfig): StatusTarget {
     database: job.database,
     filePrefix: job.filePrefix,
     storage: { backupDir: job.backupDir, s3: job.s3 },
-    rpoMs: job.settings.BACKUP_RPO,
-    sizeTolerance: job.settings.BACKUP_SIZE_TOLERANCE,
+    rpoMs: job.health.rpoMs,
+    sizeTolerance: job.health.sizeTolerance,
   };
 }
 
@@ -111,7 +111,12 @@ function backendsOf({ local, remote }: JobStorage): Backends {
  * unreadable bucket is one warning and BACKUP_DIR alone is used (CatalogSource, as restore and
  * verify do); an unreadable BACKUP_DIR is a problem, and the bucket alone is used.
  */
-async function readCatalog(backends: Backends, prefix: string | undefined, problems: string[], warnings: string[]): Promise<{ entries: CatalogEntry[]; readable: Backends }> {
+async function readCatalog(
+  backends: Backends,
+  prefix: string | undefined,
+  problems: string[],
+  warnings: string[],
+): Promise<{ entries: CatalogEntry[]; readable: Backends }> {
   const [localPair, remotePair] = [backends[0], backends[1]];
   const source = new CatalogSource({ local: localPair?.[1], remote: remotePair?.[1] });
   try {
@@ -149,7 +154,12 @@ async function readRecord(backends: Backends, prefix: string, problems: string[]
  * The state of one database from its stored backups and last-run record. `storage` is the
  * target's open storage; opened (and released) here when absent.
  */
-export async function databaseStatus(target: StatusTarget, now: Date = new Date(), signal?: AbortSignal, storage?: JobStorage): Promise<DatabaseStatus> {
+export async function databaseStatus(
+  target: StatusTarget,
+  now: Date = new Date(),
+  signal?: AbortSignal,
+  storage?: JobStorage,
+): Promise<DatabaseStatus> {
   await using opened = openStorage(target.storage, { signal, shared: storage });
   const backends = backendsOf(opened);
   const problems: string[] = [];
@@ -157,7 +167,10 @@ export async function databaseStatus(target: StatusTarget, now: Date = new Date(
   const { entries, readable } = await readCatalog(backends, target.filePrefix, problems, warnings);
   const record = await readRecord(readable, target.filePrefix, problems);
   // Whose backups: this database, and the server this host's last run recorded (status never asks the server).
-  const identity = await jobIdentity({ database: target.database, filePrefix: target.filePrefix }, { local: opened.local, askServer: false });
+  const identity = await jobIdentity(
+    { database: target.database, filePrefix: target.filePrefix },
+    { local: opened.local, askServer: false },
+  );
   return judge(target, { entries, record, problems, warnings, identity }, now);
 }
 
@@ -200,7 +213,16 @@ export async function discoverTargets(settings: Settings, options: { cwd: string
   }
   if (targets.length === 0 && problems.length > 0) {
     // Nothing readable at all: report it as one unknown database rather than "nothing to check".
-    return [{ job: '(unknown)', database: '(unknown)', filePrefix: '', storage, rpoMs: settings.BACKUP_RPO, sizeTolerance: settings.BACKUP_SIZE_TOLERANCE }];
+    return [
+      {
+        job: '(unknown)',
+        database: '(unknown)',
+        filePrefix: '',
+        storage,
+        rpoMs: settings.BACKUP_RPO,
+        sizeTolerance: settings.BACKUP_SIZE_TOLERANCE,
+      },
+    ];
   }
   return targets;
 }
@@ -263,7 +285,14 @@ function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseSta
     : null;
 
   const trend = good.slice(0, SIZE_HISTORY_WINDOW + 1);
-  const judgement = trend.length > 0 ? judgeSize(trend[0]!.size, trend.slice(1).map((e) => e.size), target.sizeTolerance) : null;
+  const judgement =
+    trend.length > 0
+      ? judgeSize(
+          trend[0]!.size,
+          trend.slice(1).map((e) => e.size),
+          target.sizeTolerance,
+        )
+      : null;
 
   return {
     job: target.job,

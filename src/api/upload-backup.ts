@@ -4,7 +4,7 @@ import { readSmall } from '../catalog/catalog.js';
 import { parseManifest, type Manifest, type StoredFile } from '../catalog/manifest.js';
 import { parseRunRecord } from '../catalog/run-record.js';
 import type { JobConfig } from '../config/job.js';
-import { AppError, ConflictError, IntegrityError, NotFoundError, PartialError, UsageError } from '../errors/index.js';
+import { type AppError, ConflictError, IntegrityError, NotFoundError, PartialError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { toAppError } from '../errors/index.js';
@@ -50,7 +50,12 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
       sizeBytes: manifest?.artifact.size,
       sha256: manifest?.artifact.sha256,
       encrypted: manifest ? manifest.encryption !== null : false,
-      locations: status === 'ok' && manifest ? [local.urlOf(manifest.artifact.key), remote!.urlOf(manifest.artifact.key)] : manifest ? [local.urlOf(manifest.artifact.key)] : [],
+      locations:
+        status === 'ok' && manifest
+          ? [local.urlOf(manifest.artifact.key), remote!.urlOf(manifest.artifact.key)]
+          : manifest
+            ? [local.urlOf(manifest.artifact.key)]
+            : [],
       error: error && resultError(error),
       systemIdentifier: manifest?.server.systemIdentifier,
       warnings,
@@ -80,13 +85,18 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
     const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
     await remote.put(manifestKey(name), Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
     logger.info('upload retry finished', { location: remote.urlOf(manifest.artifact.key) });
-    return result('ok', undefined, [`uploaded by a later attempt (${((Date.now() - started.getTime()) / 1000).toFixed(1)} s), without dumping again`]);
+    return result('ok', undefined, [
+      `uploaded by a later attempt (${((Date.now() - started.getTime()) / 1000).toFixed(1)} s), without dumping again`,
+    ]);
   } catch (err) {
     const e = toAppError(err);
     logger.error('upload retry failed', { error: e.message });
     // As after the first attempt: whatever made it to the bucket is pgbak's (its run record), and
     // without the manifest it is only a leftover that prune removes.
-    return result('partial', new PartialError(`backup kept locally, but the upload failed again: ${e.message}`, { hint: e.hint, cause: e }));
+    return result(
+      'partial',
+      new PartialError(`backup kept locally, but the upload failed again: ${e.message}`, { hint: e.hint, cause: e }),
+    );
   }
 }
 
@@ -96,14 +106,21 @@ async function claimInBucket(local: StorageBackend, remote: StorageBackend, name
   if (!got || 'tooLarge' in got) return; // a backup of pgbak 0.1 has no run record: nothing to claim with
   const mine = parseRunRecord(got.text);
   try {
-    await remote.put(runKey(name), Readable.from([Buffer.from(got.text)]), { contentLength: Buffer.byteLength(got.text), ifNoneMatch: true, signal });
+    await remote.put(runKey(name), Readable.from([Buffer.from(got.text)]), {
+      contentLength: Buffer.byteLength(got.text),
+      ifNoneMatch: true,
+      signal,
+    });
   } catch (err) {
     if (!(err instanceof ConflictError)) throw err;
     const theirs = await readSmall(remote, runKey(name));
     const other = theirs && 'text' in theirs ? parseRunRecord(theirs.text) : undefined;
     if (mine && other && other.runId === mine.runId) return; // an earlier attempt of this run got that far
-    throw new ConflictError(`${remote.urlOf(runKey(name))} was claimed by another run (${other ? `${other.host}, pid ${other.pid}` : 'unknown'})`, {
-      hint: 'another writer uses this bucket prefix: give each host its own STORAGE_PREFIX',
-    });
+    throw new ConflictError(
+      `${remote.urlOf(runKey(name))} was claimed by another run (${other ? `${other.host}, pid ${other.pid}` : 'unknown'})`,
+      {
+        hint: 'another writer uses this bucket prefix: give each host its own STORAGE_PREFIX',
+      },
+    );
   }
 }

@@ -9,7 +9,16 @@ import { toAppError } from '../errors/index.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
-import { CatalogSource, findByName, findLatest, futureWarning, isFromTheFuture, newestPerServer, type SourceBackends, type SourceCopy } from '../catalog/find-backup.js';
+import {
+  CatalogSource,
+  findByName,
+  findLatest,
+  futureWarning,
+  isFromTheFuture,
+  newestPerServer,
+  type SourceBackends,
+  type SourceCopy,
+} from '../catalog/find-backup.js';
 import { checkStored } from '../pipeline/check-stored.js';
 import { jobIdentity } from './identity.js';
 import { restoreTest, type Check, type RestoreTestResult } from './restore-test.js';
@@ -80,13 +89,22 @@ interface CopyResult {
  * stray globals file or run record of a failed upload) is not checked: undefined, and the
  * caller reports it as a problem of that copy.
  */
-async function checkCopy(entry: CatalogEntry, where: LocationName, backend: StorageBackend, signal: AbortSignal | undefined): Promise<CopyResult | undefined> {
+async function checkCopy(
+  entry: CatalogEntry,
+  where: LocationName,
+  backend: StorageBackend,
+  signal: AbortSignal | undefined,
+): Promise<CopyResult | undefined> {
   const copy = entry.locations[where]!;
   const checks: Check[] = [];
   const m = copy.manifestData;
   if (!copy.manifest) {
     if (!copy.artifact) return undefined;
-    checks.push({ check: `${where} manifest`, ok: false, detail: `no ${entry.name}.manifest.json in ${backend.location} beside ${backend.urlOf(copy.artifact.key)}: it cannot be checked` });
+    checks.push({
+      check: `${where} manifest`,
+      ok: false,
+      detail: `no ${entry.name}.manifest.json in ${backend.location} beside ${backend.urlOf(copy.artifact.key)}: it cannot be checked`,
+    });
     return { where, backend, checks, recordable: false, usable: undefined };
   }
   if (!m) {
@@ -94,8 +112,16 @@ async function checkCopy(entry: CatalogEntry, where: LocationName, backend: Stor
     checks.push({ check: `${where} manifest`, ok: false, detail: `${backend.urlOf(copy.manifest.key)}: ${problem}` });
     return { where, backend, checks, recordable: true, usable: undefined };
   }
-  if (m.name !== entry.name) checks.push({ check: `${where} manifest`, ok: false, detail: `${backend.urlOf(copy.manifest.key)} names ${m.name}, not ${entry.name}` });
-  const files = [{ what: 'artifact', file: m.artifact, present: copy.artifact }, ...(m.globals ? [{ what: 'globals', file: m.globals, present: copy.globals }] : [])];
+  if (m.name !== entry.name)
+    checks.push({
+      check: `${where} manifest`,
+      ok: false,
+      detail: `${backend.urlOf(copy.manifest.key)} names ${m.name}, not ${entry.name}`,
+    });
+  const files = [
+    { what: 'artifact', file: m.artifact, present: copy.artifact },
+    ...(m.globals ? [{ what: 'globals', file: m.globals, present: copy.globals }] : []),
+  ];
   for (const f of files) {
     const check = `${where} ${f.what}`;
     if (!f.present) {
@@ -117,10 +143,19 @@ async function checkCopy(entry: CatalogEntry, where: LocationName, backend: Stor
 
 async function writeRecord(backend: StorageBackend, record: VerificationRecord, signal: AbortSignal | undefined): Promise<void> {
   const body = Buffer.from(JSON.stringify(record, null, 2) + '\n');
-  await backend.put(verificationKey(record.name), Readable.from([body]), { contentLength: body.length, contentType: 'application/json', signal });
+  await backend.put(verificationKey(record.name), Readable.from([body]), {
+    contentLength: body.length,
+    contentType: 'application/json',
+    signal,
+  });
 }
 
-async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, options: VerifyOptions, logger: Logger): Promise<BackupVerification> {
+async function verifyEntry(
+  entry: CatalogEntry,
+  backends: SourceBackends,
+  options: VerifyOptions,
+  logger: Logger,
+): Promise<BackupVerification> {
   const t0 = Date.now();
   const base = { name: entry.name, database: entry.database };
   const copies: CopyResult[] = [];
@@ -135,7 +170,10 @@ async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, option
       if (!backend || !copy) continue;
       const r = await checkCopy(entry, where, backend, options.signal);
       if (r) copies.push(r);
-      else problems.push(`${where}: ${copy.problems.join('; ') || 'not a complete copy'}: not a complete copy, nothing to check (no verification record written there)`);
+      else
+        problems.push(
+          `${where}: ${copy.problems.join('; ') || 'not a complete copy'}: not a complete copy, nothing to check (no verification record written there)`,
+        );
     }
     if (copies.length === 0) {
       entryChecks.push({ check: 'manifest', ok: false, detail: `no copy with a manifest: ${entry.problems.join('; ') || entry.state}` });
@@ -161,7 +199,18 @@ async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, option
     const e = toAppError(err);
     logger.error('verification could not run', { backup: entry.name, error: e.message });
     const checks = [...copies.flatMap((c) => c.checks), ...entryChecks];
-    return { ...base, ok: false, kind: options.restoreTest ? 'restore-test' : 'checksum', exitCode: e.exitCode, durationMs: Date.now() - t0, checks, problems, restoreTest: rt, recordedIn: [], error: { code: e.code, message: e.message, hint: e.hint } };
+    return {
+      ...base,
+      ok: false,
+      kind: options.restoreTest ? 'restore-test' : 'checksum',
+      exitCode: e.exitCode,
+      durationMs: Date.now() - t0,
+      checks,
+      problems,
+      restoreTest: rt,
+      recordedIn: [],
+      error: { code: e.code, message: e.message, hint: e.hint },
+    };
   }
   const copyChecks = copies.flatMap((c) => c.checks);
   const checksumOk = entryChecks.every((c) => c.ok) && copyChecks.every((c) => c.ok);
@@ -181,7 +230,16 @@ async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, option
     // A passing checksum check does not replace this copy's record of a passing restore test, which proves more.
     const previous = entry.locations[c.where]?.verificationData;
     if (copyOk && copyKind === 'checksum' && previous?.ok === true && previous.kind === 'restore-test') continue;
-    const record: VerificationRecord = { format: 'pgbak-verification', version: 1, name: entry.name, verifiedAt, ok: copyOk, kind: copyKind, durationMs, checks };
+    const record: VerificationRecord = {
+      format: 'pgbak-verification',
+      version: 1,
+      name: entry.name,
+      verifiedAt,
+      ok: copyOk,
+      kind: copyKind,
+      durationMs,
+      checks,
+    };
     try {
       await writeRecord(c.backend, record, options.signal);
       recordedIn.push(c.backend.urlOf(verificationKey(entry.name)));
@@ -195,7 +253,14 @@ async function verifyEntry(entry: CatalogEntry, backends: SourceBackends, option
     backup: entry.name,
     kind,
     seconds: (durationMs / 1000).toFixed(1),
-    ...(ok ? {} : { failed: all.filter((c) => !c.ok).map((c) => `${c.check}: ${c.detail}`).join('; ') }),
+    ...(ok
+      ? {}
+      : {
+          failed: all
+            .filter((c) => !c.ok)
+            .map((c) => `${c.check}: ${c.detail}`)
+            .join('; '),
+        }),
   });
   return { ...base, ok, kind, exitCode, durationMs, checks: all, problems, restoreTest: rt, recordedIn, error: undefined };
 }
@@ -220,13 +285,19 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     const identity = await jobIdentity(job, { local: storage.local });
     const own = ownBackups(await source.list(job.filePrefix), identity);
     if (own.ambiguousServers.length > 0) {
-      warnings.push(`the backups of ${job.database} come from ${own.ambiguousServers.length} servers and this host cannot tell which is its own: verifying all of them (${newestPerServer(own.ofDatabase).join('; ')})`);
+      warnings.push(
+        `the backups of ${job.database} come from ${own.ambiguousServers.length} servers and this host cannot tell which is its own: verifying all of them (${newestPerServer(own.ofDatabase).join('; ')})`,
+      );
     }
     entries = own.mine;
     const now = new Date();
-    for (const e of entries) if (isFromTheFuture(e, now)) warnings.push(futureWarning(e, now).replace(/: not taken as the newest backup$/, ''));
+    for (const e of entries)
+      if (isFromTheFuture(e, now)) warnings.push(futureWarning(e, now).replace(/: not taken as the newest backup$/, ''));
     if (entries.length === 0) {
-      throw new NotFoundError(`no backups of ${job.database} in ${storage.local.location}${storage.remote && !source.bucketError ? ` or ${storage.remote.location}` : ''}`, { hint: source.hint('`pgbak list` shows every backup') });
+      throw new NotFoundError(
+        `no backups of ${job.database} in ${storage.local.location}${storage.remote && !source.bucketError ? ` or ${storage.remote.location}` : ''}`,
+        { hint: source.hint('`pgbak list` shows every backup') },
+      );
     }
   } else {
     const identity = await jobIdentity(job, { local: storage.local });
@@ -252,9 +323,14 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
  * a failure with that exit code: a backup that does not restore is no backup. When the test
  * cannot run at all (verification server down, no pg_restore) the backup stays ok with a warning.
  */
-export async function restoreTestAfterBackup(options: { job: JobConfig; result: BackupResult; logger: Logger; signal?: AbortSignal | undefined }): Promise<BackupResult> {
+export async function restoreTestAfterBackup(options: {
+  job: JobConfig;
+  result: BackupResult;
+  logger: Logger;
+  signal?: AbortSignal | undefined;
+}): Promise<BackupResult> {
   const { job, result, logger } = options;
-  if (result.status !== 'ok' || job.settings.BACKUP_VERIFY !== 'restore-test' || !result.name || options.signal?.aborted) return result;
+  if (result.status !== 'ok' || job.verify.mode !== 'restore-test' || !result.name || options.signal?.aborted) return result;
   let report: VerifyReport;
   try {
     report = await verify({ job, name: result.name, restoreTest: true, logger, signal: options.signal });

@@ -22,7 +22,8 @@ export interface ParsedKey {
   readonly streamCompression: 'zstd' | 'lz4' | undefined;
 }
 
-const KEY_RE = /^(.+)_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\.(dump(?:\.zst|\.lz4)?(?:\.gpg)?|globals\.sql(?:\.gpg)?|manifest\.json|verify\.json|run\.json)$/;
+const KEY_RE =
+  /^(.+)_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\.(dump(?:\.zst|\.lz4)?(?:\.gpg)?|globals\.sql(?:\.gpg)?|manifest\.json|verify\.json|run\.json)$/;
 
 /** Parse a storage key's last path segment; undefined for anything that is not pgbak's. */
 export function parseKey(key: string): ParsedKey | undefined {

@@ -175,7 +175,8 @@ async function readCopy(backend: StorageBackend, raw: RawCopy): Promise<ReadCopy
   const out: ReadCopy = { raw };
   if (raw.manifest) {
     const got = await readSmall(backend, raw.manifest.key);
-    if (!got) delete raw.manifest; // deleted since the listing (a concurrent prune)
+    if (!got)
+      delete raw.manifest; // deleted since the listing (a concurrent prune)
     else if ('tooLarge' in got) out.manifestProblem = `manifest larger than ${MAX_JSON_BYTES} bytes`;
     else {
       try {
@@ -218,13 +219,23 @@ function judgeCopy(name: string, c: ReadCopy): CopyInfo {
   if (manifest) {
     if (manifest.name !== name) corrupt.push(`manifest names ${manifest.name}`);
     if (!artifact) incomplete.push(`manifest without artifact ${manifest.artifact.key}`);
-    else if (artifact.size !== manifest.artifact.size) corrupt.push(`${artifact.key} is ${artifact.size} bytes, manifest says ${manifest.artifact.size}`);
+    else if (artifact.size !== manifest.artifact.size)
+      corrupt.push(`${artifact.key} is ${artifact.size} bytes, manifest says ${manifest.artifact.size}`);
     if (manifest.globals) {
       if (!globals) corrupt.push(`globals ${manifest.globals.key} named by the manifest is missing`);
-      else if (globals.size !== manifest.globals.size) corrupt.push(`${globals.key} is ${globals.size} bytes, manifest says ${manifest.globals.size}`);
+      else if (globals.size !== manifest.globals.size)
+        corrupt.push(`${globals.key} is ${globals.size} bytes, manifest says ${manifest.globals.size}`);
     }
   } else if (!raw.manifest) {
-    incomplete.push(artifact ? 'no manifest' : globals ? 'no manifest, no artifact (globals only)' : raw.run ? 'no manifest, no artifact (run record only)' : 'no manifest, no artifact');
+    incomplete.push(
+      artifact
+        ? 'no manifest'
+        : globals
+          ? 'no manifest, no artifact (globals only)'
+          : raw.run
+            ? 'no manifest, no artifact (run record only)'
+            : 'no manifest, no artifact',
+    );
   }
   if (c.verification && !c.verification.ok) corrupt.push(`verification failed (${c.verification.kind}, ${c.verification.verifiedAt})`);
   const state: BackupState = corrupt.length ? 'corrupt' : incomplete.length ? 'incomplete' : 'good';
@@ -249,7 +260,9 @@ function disagreement(a: Manifest | undefined, b: Manifest | undefined): string[
   const out: string[] = [];
   if (a.database !== b.database) out.push(`database ${a.database} vs ${b.database}`);
   if (a.artifact.key !== b.artifact.key || a.artifact.size !== b.artifact.size || a.artifact.sha256 !== b.artifact.sha256) {
-    out.push(`artifact ${a.artifact.key} ${a.artifact.size} bytes sha256 ${a.artifact.sha256.slice(0, 12)}… vs ${b.artifact.key} ${b.artifact.size} bytes sha256 ${b.artifact.sha256.slice(0, 12)}…`);
+    out.push(
+      `artifact ${a.artifact.key} ${a.artifact.size} bytes sha256 ${a.artifact.sha256.slice(0, 12)}… vs ${b.artifact.key} ${b.artifact.size} bytes sha256 ${b.artifact.sha256.slice(0, 12)}…`,
+    );
   }
   if ((a.globals?.sha256 ?? null) !== (b.globals?.sha256 ?? null)) out.push('globals sha256');
   if ((a.server.systemIdentifier ?? '') !== (b.server.systemIdentifier ?? '')) out.push('server');
@@ -270,7 +283,9 @@ function entryOf(raw: RawBackup, read: Partial<Record<LocationName, ReadCopy>>):
   for (const where of ['local', 'remote'] as const) {
     const c = judged[where];
     if (!c) continue;
-    locations[where] = owned ? c : { ...c, state: 'foreign', problems: ['no manifest and no run record: not made by pgbak (`pgbak adopt` takes it in)'] };
+    locations[where] = owned
+      ? c
+      : { ...c, state: 'foreign', problems: ['no manifest and no run record: not made by pgbak (`pgbak adopt` takes it in)'] };
   }
   const all = [locations.local, locations.remote].filter((c): c is CopyInfo => c !== undefined);
   const problems = (['local', 'remote'] as const).flatMap((w) => (locations[w]?.problems ?? []).map((p) => `${w}: ${p}`));
@@ -302,7 +317,7 @@ function entryOf(raw: RawBackup, read: Partial<Record<LocationName, ReadCopy>>):
     state,
     problems,
     locations,
-    encrypted: manifest ? manifest.encryption !== null : (firstArtifact ? parseKey(firstArtifact.key)?.encrypted : undefined) ?? false,
+    encrypted: manifest ? manifest.encryption !== null : ((firstArtifact ? parseKey(firstArtifact.key)?.encrypted : undefined) ?? false),
     size: manifest?.artifact.size ?? firstArtifact?.size ?? 0,
     verification,
   };

@@ -1,7 +1,7 @@
 import { parseKey } from './backup-name.js';
 import { listBackups, ownBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from './catalog.js';
 import type { Manifest } from './manifest.js';
-import { AppError, ExitCode, IntegrityError, isAppError, NotFoundError, UsageError } from '../errors/index.js';
+import { AppError, ExitCode, IntegrityError, isAppError, NotFoundError } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 
@@ -128,7 +128,10 @@ function sourceOf(from: CatalogSource | SourceBackends): CatalogSource {
 /** Nothing found: exit 10, or the bucket's exit code when the bucket could not be searched. */
 function notFound(source: CatalogSource, message: string, hint: string): AppError {
   const b = source.bucketError;
-  return new NotFoundError(b ? `${message} (the bucket could not be read)` : message, { hint: source.hint(hint), ...(b ? { exitCode: b.exitCode } : {}) });
+  return new NotFoundError(b ? `${message} (the bucket could not be read)` : message, {
+    hint: source.hint(hint),
+    ...(b ? { exitCode: b.exitCode } : {}),
+  });
 }
 
 /**
@@ -145,9 +148,21 @@ export async function findByName(from: CatalogSource | SourceBackends, input: st
   }
   const all = await source.list();
   const typed = shownName(input);
-  if (all.length === 0) throw notFound(source, `no backup named ${typed}: there are no backups in ${where(source.backends)}`, '`pgbak list` shows every backup');
-  const close = closestNames(name, all.map((e) => e.name));
-  throw notFound(source, `no backup named ${typed} in ${where(source.backends)}; closest: ${close.join(', ')}`, '`pgbak list` shows every backup');
+  if (all.length === 0)
+    throw notFound(
+      source,
+      `no backup named ${typed}: there are no backups in ${where(source.backends)}`,
+      '`pgbak list` shows every backup',
+    );
+  const close = closestNames(
+    name,
+    all.map((e) => e.name),
+  );
+  throw notFound(
+    source,
+    `no backup named ${typed} in ${where(source.backends)}; closest: ${close.join(', ')}`,
+    '`pgbak list` shows every backup',
+  );
 }
 
 /** How far ahead of this host's clock a backup may be dated before it is taken for a skewed clock's. */
@@ -238,18 +253,29 @@ export async function findLatest(from: CatalogSource | SourceBackends, options: 
   }
   const other = ofDatabase.length - mine.length;
   const notes = [
-    ...(passed.length ? [`passed over: ${passed.map((p) => (isFromTheFuture(p, now) ? `${p.name} (dated ahead of this host's clock)` : `${p.name} (${whyNot(p)})`)).join('; ')}`] : []),
+    ...(passed.length
+      ? [
+          `passed over: ${passed.map((p) => (isFromTheFuture(p, now) ? `${p.name} (dated ahead of this host's clock)` : `${p.name} (${whyNot(p)})`)).join('; ')}`,
+        ]
+      : []),
     ...(other ? [`${other} of other servers ignored`] : []),
   ];
-  throw notFound(source, `no ${what} of ${identity.database} in ${where(source.backends)}${notes.length ? ` (${notes.join('; ')})` : ''}`, '`pgbak list` shows every backup and its state');
+  throw notFound(
+    source,
+    `no ${what} of ${identity.database} in ${where(source.backends)}${notes.length ? ` (${notes.join('; ')})` : ''}`,
+    '`pgbak list` shows every backup and its state',
+  );
 }
 
 /** The manifest of an entry, or an IntegrityError saying why there is none to trust. */
 function requireManifest(entry: CatalogEntry): Manifest {
   if (entry.manifest) return entry.manifest;
-  throw new IntegrityError(`backup ${entry.name} has no readable manifest (${entry.problems.join('; ') || entry.state}): its integrity cannot be checked`, {
-    hint: 'restore another backup; to use this file anyway, run pg_restore on it by hand',
-  });
+  throw new IntegrityError(
+    `backup ${entry.name} has no readable manifest (${entry.problems.join('; ') || entry.state}): its integrity cannot be checked`,
+    {
+      hint: 'restore another backup; to use this file anyway, run pg_restore on it by hand',
+    },
+  );
 }
 
 /**
@@ -270,8 +296,11 @@ function artifactCopies(entry: CatalogEntry, backends: SourceBackends): { copies
       copies.push({ where: w, backend, key: art.key, size: art.size, manifest: m });
       continue;
     }
-    const truncated = m && art && art.size < m.artifact.size ? ` (truncated: ${art.size} bytes, its manifest records ${m.artifact.size})` : '';
-    skipped.push(`the ${w} copy ${backend.urlOf(art?.key ?? `${entry.name}.*`)} is ${copy.state}${truncated}: ${copy.problems.join('; ') || 'not usable'}`);
+    const truncated =
+      m && art && art.size < m.artifact.size ? ` (truncated: ${art.size} bytes, its manifest records ${m.artifact.size})` : '';
+    skipped.push(
+      `the ${w} copy ${backend.urlOf(art?.key ?? `${entry.name}.*`)} is ${copy.state}${truncated}: ${copy.problems.join('; ') || 'not usable'}`,
+    );
   }
   return { copies, skipped };
 }
@@ -287,7 +316,10 @@ export function requireCopies(entry: CatalogEntry, backends: SourceBackends): { 
       hint: 'the target was not touched; restore another backup (pgbak list)',
     });
   }
-  throw new NotFoundError(`backup ${entry.name} has no complete copy in ${where(backends)}${found.skipped.length ? `: ${found.skipped.join('; ')}` : ''}`, {
-    hint: backends.local && backends.remote ? 'restore another backup (pgbak list)' : 'try the other location (--from local|remote)',
-  });
+  throw new NotFoundError(
+    `backup ${entry.name} has no complete copy in ${where(backends)}${found.skipped.length ? `: ${found.skipped.join('; ')}` : ''}`,
+    {
+      hint: backends.local && backends.remote ? 'restore another backup (pgbak list)' : 'try the other location (--from local|remote)',
+    },
+  );
 }

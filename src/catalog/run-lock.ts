@@ -61,9 +61,12 @@ export function acquireLock(dir: string, prefix: string, what: string): HeldLock
         holder = undefined; // unreadable or half-written: treat as stale below
       }
       if (holder && (holder.host !== me.host || alive(holder.pid)) && holder.pid !== process.pid) {
-        throw new LockedError(`another ${what} is running (pid ${holder.pid}${holder.host !== me.host ? ` on ${holder.host}` : ''}, since ${holder.startedAt})`, {
-          hint: `wait for it to finish; if no such process exists, remove ${path}`,
-        });
+        throw new LockedError(
+          `another ${what} is running (pid ${holder.pid}${holder.host !== me.host ? ` on ${holder.host}` : ''}, since ${holder.startedAt})`,
+          {
+            hint: `wait for it to finish; if no such process exists, remove ${path}`,
+          },
+        );
       }
       rmSync(path, { force: true });
       continue;

@@ -42,7 +42,8 @@ export function newRunRecord(fields: Omit<RunRecord, 'format' | 'version' | 'hos
 export function parseRunRecord(text: string): RunRecord | undefined {
   try {
     const r = JSON.parse(text) as Partial<RunRecord>;
-    if (r.format !== RUN_RECORD_FORMAT || typeof r.name !== 'string' || typeof r.database !== 'string' || typeof r.runId !== 'string') return undefined;
+    if (r.format !== RUN_RECORD_FORMAT || typeof r.name !== 'string' || typeof r.database !== 'string' || typeof r.runId !== 'string')
+      return undefined;
     if (typeof r.startedAt !== 'string' || Number.isNaN(Date.parse(r.startedAt))) return undefined;
     return r as RunRecord;
   } catch {

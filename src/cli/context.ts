@@ -31,7 +31,8 @@ export function flagLayer(sets: readonly string[] = [], extra: Record<string, st
   for (const item of sets) {
     const eq = item.indexOf('=');
     const name = eq > 0 ? item.slice(0, eq) : '';
-    if (!isVariableName(name)) throw new UsageError(`--set ${eq > 0 ? name : item}: not a pgbak variable (expected NAME=VALUE; \`pgbak --help\` lists them)`);
+    if (!isVariableName(name))
+      throw new UsageError(`--set ${eq > 0 ? name : item}: not a pgbak variable (expected NAME=VALUE; \`pgbak --help\` lists them)`);
     out[name] = item.slice(eq + 1);
   }
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) out[k] = v;
@@ -62,6 +63,7 @@ export function loadContext(
   const logger = new LineLogger({
     level: global.BACKUP_LOG_LEVEL,
     file: options.openLogFile ? (jobs[0]?.logFile ?? undefined) : undefined,
+    redactor: loaded.redactor,
   });
   for (const w of loaded.warnings) logger.warn(w);
   return { jobs, global, logger, warnings: loaded.warnings };

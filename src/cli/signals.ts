@@ -35,7 +35,10 @@ export function stopOnSignals(logger: Logger, what: string, options: { graceMs?:
     controller.abort(new InterruptedError(`interrupted by ${sig}`));
     timer = setTimeout(() => {
       logger.error(`the ${what} did not stop within ${formatDuration(graceMs)} of ${sig}: exiting anyway`);
-      exitInterrupted(`${sig}; cleanup did not finish within ${formatDuration(graceMs)}`, 'S3 may not be answering (STORAGE_TIMEOUT bounds each request); `pgbak list` shows anything left without its manifest');
+      exitInterrupted(
+        `${sig}; cleanup did not finish within ${formatDuration(graceMs)}`,
+        'S3 may not be answering (STORAGE_TIMEOUT bounds each request); `pgbak list` shows anything left without its manifest',
+      );
     }, graceMs);
     timer.unref();
   };

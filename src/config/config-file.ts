@@ -121,7 +121,13 @@ function settingsOf(context: LoadContext, layers: readonly RawLayer[], requireDa
 /** No config file: one job (or none) from the environment and flags. */
 function loadFromEnvironment(context: LoadContext, requireDatabaseUrl: boolean): LoadedJobs {
   const settings = settingsOf(context, [context.flags], requireDatabaseUrl);
-  const loaded = { global: settings, daemon: daemonSettingsOf(settings, context.cwd), source: undefined, warnings: [], redactor: redactorOf([settings]) };
+  const loaded = {
+    global: settings,
+    daemon: daemonSettingsOf(settings, context.cwd),
+    source: undefined,
+    warnings: [],
+    redactor: redactorOf([settings]),
+  };
   if (!settings.DATABASE_URL) return { ...loaded, jobs: [] };
   const job = resolveJob(settings, { cwd: context.cwd });
   const problem = checkSchedule(settings, () => undefined, context.flags);
@@ -195,7 +201,11 @@ function resolveSection(
     return undefined;
   }
   const urlOrigin = origin('DATABASE_URL') ?? 'DATABASE_URL';
-  const job = collect(problems, () => resolveJob(settings, { cwd: context.cwd, name }), (p) => p.replace(/^DATABASE_URL/, urlOrigin));
+  const job = collect(
+    problems,
+    () => resolveJob(settings, { cwd: context.cwd, name }),
+    (p) => p.replace(/^DATABASE_URL/, urlOrigin),
+  );
   return job && { job, settings };
 }
 

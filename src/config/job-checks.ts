@@ -18,7 +18,10 @@ export function checkSchedule(
 ): BlamedProblem | undefined {
   const blame = (name: VariableName) => origin(name) ?? (flags[name] !== undefined ? `flag ${name}` : name);
   if (!isValidTimeZone(settings.BACKUP_TZ)) {
-    return { path: blame('BACKUP_TZ'), message: `unknown time zone "${settings.BACKUP_TZ}" (use an IANA name such as UTC or Europe/Paris)` };
+    return {
+      path: blame('BACKUP_TZ'),
+      message: `unknown time zone "${settings.BACKUP_TZ}" (use an IANA name such as UTC or Europe/Paris)`,
+    };
   }
   const problem = scheduleProblem(settings.BACKUP_SCHEDULE, settings.BACKUP_TZ);
   return problem ? { path: blame('BACKUP_SCHEDULE'), message: problem } : undefined;
@@ -39,7 +42,7 @@ export function sharedNameProblems(jobs: readonly JobConfig[], sections: readonl
       const where = sameDir ? `backup_dir ${a.backupDir}` : `s3://${a.s3!.bucket}/${a.s3!.prefix}`;
       problems.push(
         `${pathOf(a)} and ${pathOf(b)} (jobs "${a.name}" and "${b.name}") both back up a database named "${a.database}" into ${where}: ` +
-          'give one of them its own backup_dir and storage_prefix, or their retention would delete each other\'s backups',
+          "give one of them its own backup_dir and storage_prefix, or their retention would delete each other's backups",
       );
     }
   }

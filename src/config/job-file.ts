@@ -138,7 +138,10 @@ function readSection(raw: Record<string, unknown>, path: string, kind: 'defaults
 /** The variable a key sets, or undefined when the key is unknown, repeated or not allowed here (reported). */
 function variableOfKey(key: string, at: string, kind: 'defaults' | 'job', section: Section, problems: string[]): VariableName | undefined {
   const variable: VariableName | undefined =
-    key === 'database_url_env' ? 'DATABASE_URL' : (ALIASES[key] ?? (key === key.toLowerCase() && isVariableName(key.toUpperCase()) ? (key.toUpperCase() as VariableName) : undefined));
+    key === 'database_url_env'
+      ? 'DATABASE_URL'
+      : (ALIASES[key] ??
+        (key === key.toLowerCase() && isVariableName(key.toUpperCase()) ? (key.toUpperCase() as VariableName) : undefined));
   if (variable === undefined || variable === 'PGBAK_CONFIG') {
     const lower = key.toLowerCase();
     const hint = lower !== key && (isVariableName(key.toUpperCase()) || lower in ALIASES) ? ` (write it in lower case: ${lower})` : '';
@@ -158,7 +161,14 @@ function variableOfKey(key: string, at: string, kind: 'defaults' | 'job', sectio
 }
 
 /** The checked text of a key's value (the named variable's value for `database_url_env`), or undefined (reported). */
-function readValue(key: string, value: unknown, variable: VariableName, at: string, section: Section, reading: FileReading): string | undefined {
+function readValue(
+  key: string,
+  value: unknown,
+  variable: VariableName,
+  at: string,
+  section: Section,
+  reading: FileReading,
+): string | undefined {
   const fail = (problem: string) => {
     reading.problems.push(`${at}: ${problem}`);
     section.failed.add(variable);

@@ -49,8 +49,6 @@ export interface JobConfig extends JobSections {
   /** S3 settings when both keys are set, else undefined. */
   readonly s3: S3Settings | undefined;
   readonly retention: RetentionSettings;
-  /** @deprecated use the typed sections; removed after the merge */
-  readonly settings: Settings;
 }
 
 /** Database name from a postgres URL; throws a ConfigError when there is none. */
@@ -131,6 +129,5 @@ export function resolveJob(settings: Settings, options: { cwd: string; name?: st
       keepMonthly: settings.BACKUP_KEEP_MONTHLY,
     },
     ...jobSectionsOf(settings, options.cwd),
-    settings,
   };
 }

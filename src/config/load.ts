@@ -87,7 +87,9 @@ export function loadSettings(options: LoadSettingsOptions = {}): LoadedSettings 
   }
   const settings = out as Settings;
   if (problems.length > 0) {
-    throw new ConfigError(problems, { hint: 'fix the variables above (environment, .env, config file or flags); `pgbak --help` lists them' });
+    throw new ConfigError(problems, {
+      hint: 'fix the variables above (environment, .env, config file or flags); `pgbak --help` lists them',
+    });
   }
   return { settings, cwd };
 }

@@ -29,13 +29,16 @@ const url = (protocols: readonly string[]) =>
   z
     .string()
     .trim()
-    .refine((s) => {
-      try {
-        return protocols.includes(new URL(s).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`);
+    .refine(
+      (s) => {
+        try {
+          return protocols.includes(new URL(s).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`,
+    );
 
 const optionalText = z
   .string()
@@ -81,9 +84,17 @@ export const variables = [
   v('STORAGE_ENDPOINT', url(['http:', 'https:']), 'MinIO/S3 endpoint', { default: 'http://localhost:9000' }),
   v('STORAGE_ACCESS_KEY', optionalText, 'MinIO/S3 access key (upload is skipped unless both keys are set)'),
   v('STORAGE_SECRET_KEY', optionalText, 'MinIO/S3 secret key', { secret: true }),
-  v('STORAGE_BUCKET', z.string().trim().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'), 'Bucket for backups', {
-    default: 'sweet-backups',
-  }),
+  v(
+    'STORAGE_BUCKET',
+    z
+      .string()
+      .trim()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'),
+    'Bucket for backups',
+    {
+      default: 'sweet-backups',
+    },
+  ),
   v('GPG_RECIPIENT', optionalText, 'GPG key ID, fingerprint or e-mail to encrypt to (encryption is skipped when unset)'),
   v('BACKUP_DIR', z.string().trim().min(1, 'must not be empty'), 'Local backup directory', { default: './backups/db' }),
   v('RETENTION_DAYS', wholeNumber(0), 'Days to keep good backups (the newest BACKUP_KEEP_MIN are kept whatever their age)', {
@@ -96,9 +107,14 @@ export const variables = [
   v('BACKUP_COMPRESSION', fromParser(parseCompression), 'gzip:0-9, zstd:1-22, lz4:1-12 or none', { default: 'gzip:9' }),
   v('BACKUP_GLOBALS', z.stringbool(), 'Also store pg_dumpall --globals-only (roles, tablespaces)', { default: 'true' }),
   v('BACKUP_VERIFY', z.enum(['none', 'restore-test']), 'After each backup: none, or restore-test', { default: 'none' }),
-  v('VERIFY_DATABASE_URL', z.union([z.literal('').transform(() => undefined), url(['postgresql:', 'postgres:'])]), 'Server for restore tests (default: the backed-up server)', {
-    default: '',
-  }),
+  v(
+    'VERIFY_DATABASE_URL',
+    z.union([z.literal('').transform(() => undefined), url(['postgresql:', 'postgres:'])]),
+    'Server for restore tests (default: the backed-up server)',
+    {
+      default: '',
+    },
+  ),
   v('BACKUP_ROW_COUNTS', z.stringbool(), 'Record exact per-table row counts (same snapshot as the dump) for restore tests', {
     default: 'true',
   }),
@@ -106,17 +122,32 @@ export const variables = [
   v('BACKUP_LOG_LEVEL', z.enum(['debug', 'info', 'warn', 'error']), 'Log level', { default: 'info' }),
 
   // Storage
-  v('STORAGE_PREFIX', z.string().regex(/^([^/].*\/)?$/, 'must be empty or end with "/" and not start with "/"'), 'Key prefix in the bucket', {
-    default: 'backups/',
-  }),
+  v(
+    'STORAGE_PREFIX',
+    z.string().regex(/^([^/].*\/)?$/, 'must be empty or end with "/" and not start with "/"'),
+    'Key prefix in the bucket',
+    {
+      default: 'backups/',
+    },
+  ),
   v('STORAGE_REGION', z.string().trim().min(1), 'S3 region', { default: 'us-east-1' }),
-  v('STORAGE_PART_SIZE', z.union([z.literal('auto'), fromParser(parseSize).pipe(z.number().min(5 * 1024 * 1024, 'must be at least 5MiB'))]), 'Multipart part size (auto: from the database size, 8MiB minimum)', {
-    default: 'auto',
-  }),
+  v(
+    'STORAGE_PART_SIZE',
+    z.union([z.literal('auto'), fromParser(parseSize).pipe(z.number().min(5 * 1024 * 1024, 'must be at least 5MiB'))]),
+    'Multipart part size (auto: from the database size, 8MiB minimum)',
+    {
+      default: 'auto',
+    },
+  ),
   v('STORAGE_QUEUE_SIZE', wholeNumber(1), 'Parts uploaded concurrently (memory ≈ part size × (queue + 1))', { default: '2' }),
-  v('STORAGE_TIMEOUT', fromParser(parseDuration).pipe(z.number().min(1000, 'must be at least 1s')), 'S3 requests with no answer (and uploads taking no data) for this long fail; the local backup goes on', {
-    default: '60s',
-  }),
+  v(
+    'STORAGE_TIMEOUT',
+    fromParser(parseDuration).pipe(z.number().min(1000, 'must be at least 1s')),
+    'S3 requests with no answer (and uploads taking no data) for this long fail; the local backup goes on',
+    {
+      default: '60s',
+    },
+  ),
 
   // Retention
   v('BACKUP_KEEP_MIN', wholeNumber(1), 'Newest good backups always kept, whatever their age (at least 1)', { default: '3' }),
@@ -136,15 +167,30 @@ export const variables = [
 
   // Notifications and monitoring
   v('NOTIFY_ON', z.enum(['failure', 'always']), 'When to notify: failure, or always', { default: 'failure' }),
-  v('NOTIFY_SMTP_URL', z.union([z.literal('').transform(() => undefined), url(['smtp:', 'smtps:'])]), 'SMTP server: smtp://user:pass@host:587 or smtps://…', {
-    default: '',
-    secret: false,
-  }),
+  v(
+    'NOTIFY_SMTP_URL',
+    z.union([z.literal('').transform(() => undefined), url(['smtp:', 'smtps:'])]),
+    'SMTP server: smtp://user:pass@host:587 or smtps://…',
+    {
+      default: '',
+      secret: false,
+    },
+  ),
   v('NOTIFY_FROM', z.string().trim(), 'Sender address of notification e-mails', { default: 'pgbak@localhost' }),
-  v('NOTIFY_WEBHOOK_URL', z.union([z.literal('').transform(() => undefined), url(['http:', 'https:'])]), 'JSON POST of each run result (Slack-compatible `text`)', {
-    default: '',
-  }),
-  v('NOTIFY_PING_URL', z.union([z.literal('').transform(() => undefined), url(['http:', 'https:'])]), 'Dead-man switch: /start, success, /fail', { default: '' }),
+  v(
+    'NOTIFY_WEBHOOK_URL',
+    z.union([z.literal('').transform(() => undefined), url(['http:', 'https:'])]),
+    'JSON POST of each run result (Slack-compatible `text`)',
+    {
+      default: '',
+    },
+  ),
+  v(
+    'NOTIFY_PING_URL',
+    z.union([z.literal('').transform(() => undefined), url(['http:', 'https:'])]),
+    'Dead-man switch: /start, success, /fail',
+    { default: '' },
+  ),
   v('METRICS_TEXTFILE', optionalText, 'Write Prometheus metrics here after each run (node_exporter textfile)', { default: '' }),
   v('METRICS_ADDR', optionalText, 'Daemon: serve /metrics and /healthz at host:port', { default: '' }),
   v('BACKUP_RPO', fromParser(parseDuration), 'status: the newest good backup must be younger than this', { default: '6h' }),

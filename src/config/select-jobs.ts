@@ -5,7 +5,10 @@ import type { JobConfig } from './job.js';
  * The jobs a command acts on: `--job NAME` picks one, `--all` every job; without either, the
  * only job (a file with several jobs then needs one of them). Throws a UsageError naming the jobs.
  */
-export function selectJobs(jobs: readonly JobConfig[], selection: { job?: string | undefined; all?: boolean | undefined } = {}): JobConfig[] {
+export function selectJobs(
+  jobs: readonly JobConfig[],
+  selection: { job?: string | undefined; all?: boolean | undefined } = {},
+): JobConfig[] {
   const names = jobs.map((j) => j.name);
   if (selection.job !== undefined && selection.all) throw new UsageError('use either --job NAME or --all, not both');
   if (selection.all) return [...jobs];

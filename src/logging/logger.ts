@@ -112,9 +112,9 @@ export class LineLogger implements Logger {
     const parts = Object.entries(all)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k}=${formatValue(v)}`);
-    const line = this.redactor.redact(
-      `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${parts.length ? ' ' + parts.join(' ') : ''}`,
-    ).replace(/\n/g, '\n    ');
+    const line = this.redactor
+      .redact(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${parts.length ? ' ' + parts.join(' ') : ''}`)
+      .replace(/\n/g, '\n    ');
     const root = this.root ?? this;
     if (root.options.stderr !== false) {
       root.options.beforeStderrWrite?.();
@@ -129,7 +129,10 @@ export class LineLogger implements Logger {
         if (!root.fileFailed) {
           root.fileFailed = true;
           const e = fsError(err, 'write log file', root.options.file ?? 'LOG_FILE');
-          writeSync(2, `${new Date().toISOString()} WARN  ${this.redactor.redact(e.message)}; lines are missing from the log file until it can be written\n`);
+          writeSync(
+            2,
+            `${new Date().toISOString()} WARN  ${this.redactor.redact(e.message)}; lines are missing from the log file until it can be written\n`,
+          );
         }
       }
     }

@@ -89,14 +89,6 @@ export function redact(text: string): string {
 }
 
 /**
- * A database URL for display: `postgresql://user:***@host:5432/db`.
- * @deprecated the same as {@link redact}; use it (removed after the merge)
- */
-export function redactUrl(url: string): string {
-  return redact(url);
-}
-
-/**
  * Deep-redact a value meant for JSON output or logs, by pattern and secret-named keys only (see
  * {@link redact}); {@link Redactor.redactValue} also masks the configuration's secrets.
  */

@@ -58,7 +58,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, metrics: Backup
     const body = redact(JSON.stringify({ ok: report.ok, detail: report.detail ?? null })) + '\n';
     send(res, report.ok ? 200 : 503, 'application/json; charset=utf-8', body);
   } else if (path === '/') {
-    send(res, 200, 'text/html; charset=utf-8', '<html><body><h1>pgbak</h1><p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p></body></html>\n');
+    send(
+      res,
+      200,
+      'text/html; charset=utf-8',
+      '<html><body><h1>pgbak</h1><p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p></body></html>\n',
+    );
   } else {
     send(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics or /healthz\n');
   }
@@ -73,7 +78,8 @@ export async function startMetricsServer(addr: string, metrics: BackupMetrics, o
   const { host, port } = parseListenAddress(addr);
   const server = createServer((req, res) => {
     handle(req, res, metrics, options).catch((err: unknown) => {
-      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', redact(`internal error: ${err instanceof Error ? err.message : String(err)}`) + '\n');
+      if (!res.headersSent)
+        send(res, 500, 'text/plain; charset=utf-8', redact(`internal error: ${err instanceof Error ? err.message : String(err)}`) + '\n');
       else res.destroy();
     });
   });
@@ -81,10 +87,14 @@ export async function startMetricsServer(addr: string, metrics: BackupMetrics, o
     const onError = (err: Error) => {
       const code = errnoCode(err);
       reject(
-        new AppError('metrics-listen', `cannot serve metrics on ${addr}: ${code === 'EADDRINUSE' ? 'address already in use' : err.message}`, {
-          cause: err,
-          hint: code === 'EADDRINUSE' ? 'another process listens there: choose another METRICS_ADDR port' : 'check METRICS_ADDR',
-        }),
+        new AppError(
+          'metrics-listen',
+          `cannot serve metrics on ${addr}: ${code === 'EADDRINUSE' ? 'address already in use' : err.message}`,
+          {
+            cause: err,
+            hint: code === 'EADDRINUSE' ? 'another process listens there: choose another METRICS_ADDR port' : 'check METRICS_ADDR',
+          },
+        ),
       );
     };
     server.once('error', onError);

@@ -87,8 +87,7 @@ export class BackupMetrics {
   private readonly knownRestoreSuccess = new Set<string>();
 
   constructor(options: BackupMetricsOptions = {}) {
-    const gauge = (name: string, help: string) =>
-      new Gauge({ name, help, labelNames: LABELS, registers: [this.registry] });
+    const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames: LABELS, registers: [this.registry] });
     this.gauges = {
       lastSuccess: gauge(METRIC_NAMES.lastSuccess, 'Unix time the last successful backup finished (0: none known)'),
       lastRun: gauge(METRIC_NAMES.lastRun, 'Unix time the last backup run finished, whatever its outcome'),
@@ -96,7 +95,10 @@ export class BackupMetrics {
       lastDuration: gauge(METRIC_NAMES.lastDuration, 'Duration of the last backup run in seconds'),
       lastSize: gauge(METRIC_NAMES.lastSize, 'Size in bytes of the artifact stored by the last run that produced one'),
       sizeAnomaly: gauge(METRIC_NAMES.sizeAnomaly, '1 when the last backup size is outside the tolerance of the recent median'),
-      restoreTestLastSuccess: gauge(METRIC_NAMES.restoreTestLastSuccess, 'Unix time the last successful restore test finished (0: none known)'),
+      restoreTestLastSuccess: gauge(
+        METRIC_NAMES.restoreTestLastSuccess,
+        'Unix time the last successful restore test finished (0: none known)',
+      ),
       restoreTestLastDuration: gauge(METRIC_NAMES.restoreTestLastDuration, 'Duration of the last restore test in seconds'),
     };
     this.runs = options.countRuns

@@ -21,7 +21,9 @@ import { BackupMetrics, METRIC_NAMES, type GaugeKey, type MetricsSeed } from './
 /** Write `text` to `path` atomically (temp file in the same directory + rename, mode 0644). */
 export async function writeMetricsTextfile(path: string, text: string): Promise<void> {
   if (!path.endsWith('.prom')) {
-    throw new ConfigError([`METRICS_TEXTFILE: must end with .prom, node_exporter's textfile collector reads only *.prom files (got ${path})`]);
+    throw new ConfigError([
+      `METRICS_TEXTFILE: must end with .prom, node_exporter's textfile collector reads only *.prom files (got ${path})`,
+    ]);
   }
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -37,7 +39,12 @@ export async function writeMetricsTextfile(path: string, text: string): Promise<
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true }).catch(() => undefined);
-    throw fsError(err, 'write metrics file', path, 'set METRICS_TEXTFILE to a *.prom file in node_exporter\'s textfile directory, writable by pgbak');
+    throw fsError(
+      err,
+      'write metrics file',
+      path,
+      "set METRICS_TEXTFILE to a *.prom file in node_exporter's textfile directory, writable by pgbak",
+    );
   }
 }
 

@@ -2,8 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BackupResult } from '../model/backup-result.js';
 import { messageOf } from '../errors/error-message.js';
 import { Redactor, passwordOfUrl } from '../logging/redact.js';
-import { type NotifySettings, notifySettingsOf } from '../config/job-sections.js';
-import type { Settings } from '../config/schema.js';
+import type { NotifySettings } from '../config/job-sections.js';
 import type { Logger } from '../logging/logger.js';
 import { DEFAULT_SMTP_URL, renderEmail, sendEmail } from './email.js';
 import { sendPing } from './ping.js';
@@ -12,16 +11,6 @@ import { buildWebhookPayload, sendWebhook } from './webhook.js';
 
 export type { NotifyContext } from './run-summary.js';
 export type { NotifySettings } from '../config/job-sections.js';
-
-/**
- * Map parsed settings to {@link NotifySettings}.
- * @deprecated a job's notifications are `job.notify`; removed after the merge
- */
-export function notifySettingsFrom(
-  settings: Pick<Settings, 'NOTIFY_EMAIL' | 'NOTIFY_ON' | 'NOTIFY_SMTP_URL' | 'NOTIFY_FROM' | 'NOTIFY_WEBHOOK_URL' | 'NOTIFY_PING_URL'>,
-): NotifySettings {
-  return notifySettingsOf(settings);
-}
 
 /** How hard to try: `attempts` in all, waiting `delaysMs[i]` after failed attempt i+1, each bounded by `timeoutMs`. */
 export interface RetryPolicy {
@@ -148,7 +137,14 @@ function webhookDelivery({ result, settings, context, policy, logger, redactor }
   const url = settings.webhookUrl;
   if (!url) return undefined;
   const payload = buildWebhookPayload(result, context, redactor);
-  return deliver('webhook', 'webhook notification', (timeoutMs) => sendWebhook(url, payload, timeoutMs, redactor), policy, logger, redactor);
+  return deliver(
+    'webhook',
+    'webhook notification',
+    (timeoutMs) => sendWebhook(url, payload, timeoutMs, redactor),
+    policy,
+    logger,
+    redactor,
+  );
 }
 
 /** The success or fail ping of a run, when NOTIFY_PING_URL is set. */
@@ -165,11 +161,21 @@ function pingDelivery({ result, settings, context, policy, logger, redactor }: C
  * Send the `<url>/start` ping when a run begins (healthchecks.io then measures the run time and
  * notices a run that never finishes). Never throws; undefined when no URL is configured.
  */
-export async function pingStart(pingUrl: string | undefined, logger: Logger, retry?: Partial<RetryPolicy>): Promise<NotifyOutcome | undefined> {
+export async function pingStart(
+  pingUrl: string | undefined,
+  logger: Logger,
+  retry?: Partial<RetryPolicy>,
+): Promise<NotifyOutcome | undefined> {
   if (!pingUrl) return undefined;
   const redactor = logger.redactor ?? new Redactor();
   try {
-    return await deliver('ping', 'start ping', (timeoutMs) => sendPing(pingUrl, 'start', { timeoutMs, redactor }), { ...DEFAULT_RETRY, ...retry }, logger);
+    return await deliver(
+      'ping',
+      'start ping',
+      (timeoutMs) => sendPing(pingUrl, 'start', { timeoutMs, redactor }),
+      { ...DEFAULT_RETRY, ...retry },
+      logger,
+    );
   } catch (err) {
     const cause = redactor.redact(messageOf(err));
     logger.warn(`start ping failed: ${cause}`, { cause });

@@ -24,7 +24,11 @@ export function pingUrlFor(base: string, kind: PingKind): string {
  * the failure summary redacted by `options.redactor` (default: URL credentials only), healthchecks.io
  * shows in its event log.
  */
-export async function sendPing(base: string, kind: PingKind, options: { timeoutMs: number; body?: string; redactor?: Redactor }): Promise<void> {
+export async function sendPing(
+  base: string,
+  kind: PingKind,
+  options: { timeoutMs: number; body?: string; redactor?: Redactor },
+): Promise<void> {
   const url = pingUrlFor(base, kind);
   const redactor = options.redactor ?? new Redactor();
   if (kind === 'fail' && options.body !== undefined) {

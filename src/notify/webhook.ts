@@ -102,7 +102,9 @@ export async function deliverHttp(url: string, request: HttpDelivery): Promise<v
   } catch {
     /* the status is enough */
   }
-  const message = redactor.redact(`${shown(url)} answered HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${answer ? `: ${answer}` : ''}`);
+  const message = redactor.redact(
+    `${shown(url)} answered HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${answer ? `: ${answer}` : ''}`,
+  );
   const permanent = res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429;
   throw permanent ? new PermanentDeliveryError(message) : new Error(message);
 }
@@ -122,7 +124,12 @@ function splitCredentials(url: string): { bare: string; authorization: string | 
 }
 
 /** POST the run result as JSON to a webhook (one attempt); body and errors redacted by `redactor` (default: URL credentials only). */
-export async function sendWebhook(url: string, payload: WebhookPayload, timeoutMs: number, redactor: Redactor = new Redactor()): Promise<void> {
+export async function sendWebhook(
+  url: string,
+  payload: WebhookPayload,
+  timeoutMs: number,
+  redactor: Redactor = new Redactor(),
+): Promise<void> {
   await deliverHttp(url, {
     method: 'POST',
     body: redactor.redact(JSON.stringify(payload)),

@@ -20,9 +20,16 @@ export interface GlobalsCopy {
 }
 
 /** Read a stored object completely and check its size and sha256; IntegrityError when they differ. */
-export async function checkStored(backend: StorageBackend, file: StoredDigest, options: { signal?: AbortSignal | undefined; onBytes?: (n: number) => void } = {}): Promise<void> {
+export async function checkStored(
+  backend: StorageBackend,
+  file: StoredDigest,
+  options: { signal?: AbortSignal | undefined; onBytes?: (n: number) => void } = {},
+): Promise<void> {
   const source = await backend.get(file.key, { signal: options.signal });
-  const check = new IntegrityStage({ label: backend.urlOf(file.key), size: file.size, sha256: file.sha256 }, { holdBack: 0, onBytes: options.onBytes });
+  const check = new IntegrityStage(
+    { label: backend.urlOf(file.key), size: file.size, sha256: file.sha256 },
+    { holdBack: 0, onBytes: options.onBytes },
+  );
   await pipeline([source, check, nullSink()], { signal: options.signal });
 }
 
@@ -34,7 +41,9 @@ export async function readGlobals(copies: readonly GlobalsCopy[], signal?: Abort
   const first = copies[0]?.manifest;
   if (!first) throw new NotFoundError('no copy to read the globals from');
   if (copies.every((c) => !c.manifest.globals)) {
-    throw new UsageError(`backup ${first.name} has no globals (it was made with BACKUP_GLOBALS=false)`, { hint: 'restore without --with-globals' });
+    throw new UsageError(`backup ${first.name} has no globals (it was made with BACKUP_GLOBALS=false)`, {
+      hint: 'restore without --with-globals',
+    });
   }
   let lastError: unknown;
   for (const { backend, manifest } of copies) {

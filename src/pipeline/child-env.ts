@@ -15,7 +15,19 @@
  * - KRB5CCNAME / KRB5_CONFIG, so GSSAPI (Kerberos) authentication keeps working for pg_dump.
  * Never STORAGE_*, AWS_*, DATABASE_URL, VERIFY_DATABASE_URL, NOTIFY_* or anything else.
  */
-const ALLOWED_NAMES = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'GNUPGHOME', 'KRB5CCNAME', 'KRB5_CONFIG']);
+const ALLOWED_NAMES = new Set([
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'LANG',
+  'LANGUAGE',
+  'TZ',
+  'TMPDIR',
+  'GNUPGHOME',
+  'KRB5CCNAME',
+  'KRB5_CONFIG',
+]);
 
 /** Whether the parent's variable `name` may pass to a child. */
 function isAllowedChildVariable(name: string): boolean {
@@ -27,7 +39,10 @@ function isAllowedChildVariable(name: string): boolean {
  * The environment for a child: the allowed part of `parent` (default: process.env), then
  * `extra` (the stage's own variables, e.g. PGPASSWORD; `undefined` removes one).
  */
-export function childEnv(extra: Readonly<Record<string, string | undefined>> = {}, parent: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+export function childEnv(
+  extra: Readonly<Record<string, string | undefined>> = {},
+  parent: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(parent)) {
     if (value !== undefined && isAllowedChildVariable(name)) env[name] = value;

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import { redact } from '../logging/redact.js';
-import { ProcessError, AppError, PgToolError } from '../errors/index.js';
+import { ProcessError, type AppError, PgToolError } from '../errors/index.js';
 import { childEnv } from './child-env.js';
 
 export interface ChildStageOptions {

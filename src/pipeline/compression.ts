@@ -24,12 +24,22 @@ export function compressionPlan(c: Compression, pgDumpMajor: number): Compressio
   if (pgDumpMajor >= 16) return plan([`--compress=${c.method}:${c.level}`], 'pg_dump', undefined);
   return plan(['-Z', '0'], 'stream', c.method, () =>
     c.method === 'zstd'
-      ? new ChildStage({ label: 'zstd', command: 'zstd', args: [`-${c.level}`, ...(c.level > 19 ? ['--ultra'] : []), '-T0', '-q', '-c'], input: true })
+      ? new ChildStage({
+          label: 'zstd',
+          command: 'zstd',
+          args: [`-${c.level}`, ...(c.level > 19 ? ['--ultra'] : []), '-T0', '-q', '-c'],
+          input: true,
+        })
       : new ChildStage({ label: 'lz4', command: 'lz4', args: [`-${c.level}`, '-q', '-c'], input: true }),
   );
 }
 
-function plan(pgDumpArgs: string[], by: 'pg_dump' | 'stream', streamMethod: 'zstd' | 'lz4' | undefined, make?: () => ChildStage): CompressionPlan {
+function plan(
+  pgDumpArgs: string[],
+  by: 'pg_dump' | 'stream',
+  streamMethod: 'zstd' | 'lz4' | undefined,
+  make?: () => ChildStage,
+): CompressionPlan {
   return { pgDumpArgs, by, streamMethod, streamStage: () => make?.() };
 }
 

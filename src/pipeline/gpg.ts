@@ -21,7 +21,10 @@ const BASE_ARGS = ['--batch', '--no-tty', '--quiet'];
 export async function resolveRecipient(recipient: string): Promise<GpgKey> {
   let stdout: string;
   try {
-    ({ stdout } = await execFileAsync('gpg', [...BASE_ARGS, '--with-colons', '--fixed-list-mode', '--list-keys', '--', recipient], { timeout: 30_000, env: childEnv() }));
+    ({ stdout } = await execFileAsync('gpg', [...BASE_ARGS, '--with-colons', '--fixed-list-mode', '--list-keys', '--', recipient], {
+      timeout: 30_000,
+      env: childEnv(),
+    }));
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') {
@@ -34,7 +37,8 @@ export async function resolveRecipient(recipient: string): Promise<GpgKey> {
   }
   const lines = stdout.split('\n').map((l) => l.split(':'));
   const pubs = lines.filter((f) => f[0] === 'pub');
-  if (pubs.length === 0) throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: 'import it: gpg --import key.pub' });
+  if (pubs.length === 0)
+    throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: 'import it: gpg --import key.pub' });
   if (pubs.length > 1) {
     throw new EncryptionError('gpg-key-ambiguous', `GPG_RECIPIENT "${recipient}" matches ${pubs.length} keys`, {
       hint: 'set GPG_RECIPIENT to the full fingerprint of one key',
@@ -43,10 +47,13 @@ export async function resolveRecipient(recipient: string): Promise<GpgKey> {
   const pub = pubs[0]!;
   const validity = pub[1] ?? '';
   if (validity === 'r') throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} is revoked`, { hint: 'import a valid key' });
-  if (validity === 'e') throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} has expired`, { hint: 'extend its expiry or import a new key' });
+  if (validity === 'e')
+    throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} has expired`, { hint: 'extend its expiry or import a new key' });
   // Field 12 holds the key's overall capabilities: an upper-case E means it can encrypt.
   if (!(pub[11] ?? '').includes('E')) {
-    throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} has no usable encryption subkey`, { hint: 'add an encryption subkey or use another key' });
+    throw new EncryptionError('gpg-key-unusable', `GPG key ${recipient} has no usable encryption subkey`, {
+      hint: 'add an encryption subkey or use another key',
+    });
   }
   const fpr = lines.find((f) => f[0] === 'fpr')?.[9];
   const uid = lines.find((f) => f[0] === 'uid')?.[9] ?? '';
@@ -62,10 +69,24 @@ export function gpgEncryptStage(key: GpgKey): ChildStage {
   return new ChildStage({
     label: 'gpg',
     command: 'gpg',
-    args: [...BASE_ARGS, '--trust-model', 'always', '--compress-algo', 'none', '--encrypt', '--recipient', key.fingerprint, '--output', '-'],
+    args: [
+      ...BASE_ARGS,
+      '--trust-model',
+      'always',
+      '--compress-algo',
+      'none',
+      '--encrypt',
+      '--recipient',
+      key.fingerprint,
+      '--output',
+      '-',
+    ],
     input: true,
     mapFailure: (info) =>
-      new EncryptionError('gpg-failed', `gpg --encrypt failed (${info.signal ?? `exit ${info.code}`}): ${info.stderr.trim().split('\n').slice(-2).join(' | ')}`),
+      new EncryptionError(
+        'gpg-failed',
+        `gpg --encrypt failed (${info.signal ?? `exit ${info.code}`}): ${info.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+      ),
   });
 }
 
@@ -83,7 +104,10 @@ export function gpgDecryptStage(): ChildStage {
           hint: 'import the private key on this host: gpg --import private-key.asc (check GNUPGHOME)',
         });
       }
-      return new EncryptionError('gpg-failed', `gpg --decrypt failed (${info.signal ?? `exit ${info.code}`}): ${text.split('\n').slice(-2).join(' | ')}`);
+      return new EncryptionError(
+        'gpg-failed',
+        `gpg --decrypt failed (${info.signal ?? `exit ${info.code}`}): ${text.split('\n').slice(-2).join(' | ')}`,
+      );
     },
   });
 }
@@ -92,17 +116,28 @@ export function gpgDecryptStage(): ChildStage {
  * An encrypted backup needs the secret key in the keyring (GNUPGHOME or ~/.gnupg): checked
  * before the target is touched, so a missing key is a clear error rather than a failed restore.
  */
-export async function requireSecretKey(manifest: { readonly name: string; readonly encryption: { readonly fingerprint: string; readonly recipient: string } | null }): Promise<void> {
+export async function requireSecretKey(manifest: {
+  readonly name: string;
+  readonly encryption: { readonly fingerprint: string; readonly recipient: string } | null;
+}): Promise<void> {
   const enc = manifest.encryption;
   if (!enc) return;
   const home = process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : '';
   try {
-    const { stdout } = await execFileAsync('gpg', ['--batch', '--no-tty', '--with-colons', '--list-secret-keys', '--', enc.fingerprint], { timeout: 30_000, env: childEnv() });
+    const { stdout } = await execFileAsync('gpg', ['--batch', '--no-tty', '--with-colons', '--list-secret-keys', '--', enc.fingerprint], {
+      timeout: 30_000,
+      env: childEnv(),
+    });
     if (/^sec/m.test(stdout)) return;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg' });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg' });
   }
-  throw new EncryptionError('gpg-secret-key-missing', `cannot decrypt ${manifest.name}: the secret key ${enc.fingerprint} (${enc.recipient}) is not in the keyring${home}`, {
-    hint: 'import the private key on this host: gpg --import private-key.asc',
-  });
+  throw new EncryptionError(
+    'gpg-secret-key-missing',
+    `cannot decrypt ${manifest.name}: the secret key ${enc.fingerprint} (${enc.recipient}) is not in the keyring${home}`,
+    {
+      hint: 'import the private key on this host: gpg --import private-key.asc',
+    },
+  );
 }

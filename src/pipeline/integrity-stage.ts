@@ -41,7 +41,9 @@ export class IntegrityStage extends Transform {
     this.bytes += chunk.length;
     this.options.onBytes?.(this.bytes);
     if (this.bytes > this.expected.size) {
-      callback(new IntegrityError(`${this.expected.label} is larger than the ${this.expected.size} bytes its manifest records`, { hint: HINT }));
+      callback(
+        new IntegrityError(`${this.expected.label} is larger than the ${this.expected.size} bytes its manifest records`, { hint: HINT }),
+      );
       return;
     }
     const holdBack = this.options.holdBack ?? DEFAULT_HOLD_BACK;

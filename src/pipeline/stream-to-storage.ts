@@ -58,10 +58,7 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
   // pg_dump → zstd → gpg talk through kernel pipes: node only reads the last child's output.
   ChildStage.connect([options.source, ...options.stages]);
   const stall = remote && options.remoteTimeoutMs !== undefined ? uploadStall(remote, key, options.remoteTimeoutMs, logger) : undefined;
-  const tee = new Tee([
-    { name: 'local', required: true },
-    ...(remote ? [{ name: 'remote', required: false, stall }] : []),
-  ]);
+  const tee = new Tee([{ name: 'local', required: true }, ...(remote ? [{ name: 'remote', required: false, stall }] : [])]);
   const hash = new HashStage(options.onBytes);
 
   const localPut = local.put(key, tee.branch('local'), { signal: options.signal }).catch((err: unknown) => {
@@ -92,12 +89,16 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
     // Nothing may remain under the final name. The puts clean up after themselves; this is the
     // belt-and-braces for a put that completed before another part failed.
     if (localResult.status === 'fulfilled') {
-      await local.delete(key).catch((e: unknown) => logger.warn('could not delete the local file of a failed backup', { key, error: String(e) }));
+      await local
+        .delete(key)
+        .catch((e: unknown) => logger.warn('could not delete the local file of a failed backup', { key, error: String(e) }));
     }
     const remoteCleanup = (remotePut ?? Promise.resolve(undefined)).then(
       async (uploaded) => {
         if (remote && uploaded) {
-          await remote.delete(key).catch((e: unknown) => logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }));
+          await remote
+            .delete(key)
+            .catch((e: unknown) => logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }));
         }
       },
       () => undefined,
@@ -126,9 +127,13 @@ function uploadStall(remote: StorageBackend, key: string, timeoutMs: number, log
     error: () => {
       const limit = formatDuration(timeoutMs);
       logger.warn(`upload stalled for ${limit}: going on with the local backup only`, { key, location: remote.location });
-      return new StorageError('storage-timeout', `upload to ${remote.urlOf(key)} stalled: the S3 server took no data for ${limit} (STORAGE_TIMEOUT)`, {
-        hint: `check that the S3 server is running and reachable; on a slow link raise STORAGE_TIMEOUT (now ${limit}) above the time one part takes`,
-      });
+      return new StorageError(
+        'storage-timeout',
+        `upload to ${remote.urlOf(key)} stalled: the S3 server took no data for ${limit} (STORAGE_TIMEOUT)`,
+        {
+          hint: `check that the S3 server is running and reachable; on a slow link raise STORAGE_TIMEOUT (now ${limit}) above the time one part takes`,
+        },
+      );
     },
   };
 }

@@ -50,7 +50,13 @@ class Handoff extends Writable {
  * checksum decides: a corrupt artifact is reported as IntegrityError, not as the symptom it
  * caused. A checksum failure destroys the downstream side (killing pg_restore).
  */
-export async function verifiedHandoff(source: Readable, check: IntegrityStage, downstream: (Duplex | Writable)[], drain: boolean, signal: AbortSignal | undefined): Promise<void> {
+export async function verifiedHandoff(
+  source: Readable,
+  check: IntegrityStage,
+  downstream: (Duplex | Writable)[],
+  drain: boolean,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   const head = new PassThrough({ highWaterMark: 1024 * 1024 });
   const handoff = new Handoff(head);
   let downError: unknown;

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { redactUrl } from '../logging/redact.js';
+import { redact } from '../logging/redact.js';
 import { AppError, DatabaseError, errnoCode, messageOf } from '../errors/index.js';
 
 /**
@@ -45,7 +45,7 @@ export function withDatabase(url: string, database: string): string {
 /** Translate a pg / socket error into a DatabaseError with a redacted URL and a hint. */
 function databaseError(err: unknown, url: string): AppError {
   if (err instanceof AppError) return err;
-  const shown = redactUrl(url);
+  const shown = redact(url);
   const code = errnoCode(err);
   const message = messageOf(err);
   switch (code) {
@@ -56,7 +56,10 @@ function databaseError(err: unknown, url: string): AppError {
       });
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return new DatabaseError('db-host-unknown', `database host not found: ${shown}`, { hint: 'check the host name in DATABASE_URL', cause: err });
+      return new DatabaseError('db-host-unknown', `database host not found: ${shown}`, {
+        hint: 'check the host name in DATABASE_URL',
+        cause: err,
+      });
     case 'ETIMEDOUT':
     case 'ECONNRESET':
       return new DatabaseError('db-timeout', `database connection failed (${code}): ${shown}`, {
@@ -86,10 +89,16 @@ function databaseError(err: unknown, url: string): AppError {
       return new DatabaseError('db-connection-lost', `database connection lost (server shutting down): ${shown}`, { cause: err });
     default:
       if (/connection terminated unexpectedly|server closed the connection/i.test(message)) {
-        return new DatabaseError('db-connection-lost', `database connection lost: ${shown}`, { hint: 'the server restarted or the network dropped', cause: err });
+        return new DatabaseError('db-connection-lost', `database connection lost: ${shown}`, {
+          hint: 'the server restarted or the network dropped',
+          cause: err,
+        });
       }
       if (/timeout/i.test(message)) {
-        return new DatabaseError('db-timeout', `database connection timed out: ${shown}`, { hint: 'check the network path to the database server', cause: err });
+        return new DatabaseError('db-timeout', `database connection timed out: ${shown}`, {
+          hint: 'check the network path to the database server',
+          cause: err,
+        });
       }
       return new DatabaseError('db-error', `database error on ${shown}: ${message}`, { cause: err });
   }

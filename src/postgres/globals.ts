@@ -58,7 +58,12 @@ export function filterGlobals(sql: string, existingRoles: ReadonlySet<string>): 
  * tolerating roles that already exist. The SQL holds password hashes: it goes to psql's stdin
  * only, is never logged, and psql's messages are masked before they are returned.
  */
-export async function applyGlobals(options: { psql: PgTool; targetUrl: string; sql: string; signal?: AbortSignal | undefined }): Promise<GlobalsResult> {
+export async function applyGlobals(options: {
+  psql: PgTool;
+  targetUrl: string;
+  sql: string;
+  signal?: AbortSignal | undefined;
+}): Promise<GlobalsResult> {
   const client = await connectMaintenance(options.targetUrl);
   let roles: Set<string>;
   let serverUrl: string;

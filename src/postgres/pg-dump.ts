@@ -10,8 +10,16 @@ const KEEP_STDERR = (line: string) => /error|fatal|warning|detail|hint|could not
 
 /** pg_dump / pg_dumpall stderr that means a transient server-side cause, with its error code. */
 const TRANSIENT_STDERR: readonly (readonly [RegExp, string, string])[] = [
-  [/server closed the connection unexpectedly|connection to server (?:was )?lost|could not receive data from server|SSL SYSCALL error: EOF|no connection to the server|terminating connection due to administrator command/i, 'db-connection-lost', 'the connection to the server was lost during the dump'],
-  [/too many clients already|too many connections for|remaining connection slots are reserved/i, 'db-too-many-connections', 'the server had no free connection slot'],
+  [
+    /server closed the connection unexpectedly|connection to server (?:was )?lost|could not receive data from server|SSL SYSCALL error: EOF|no connection to the server|terminating connection due to administrator command/i,
+    'db-connection-lost',
+    'the connection to the server was lost during the dump',
+  ],
+  [
+    /too many clients already|too many connections for|remaining connection slots are reserved/i,
+    'db-too-many-connections',
+    'the server had no free connection slot',
+  ],
   [/the database system is (?:starting up|shutting down|in recovery mode)/i, 'db-starting', 'the server was starting up or shutting down'],
   [/Connection refused/i, 'db-connection-refused', 'the server refused the connection'],
 ];
@@ -26,7 +34,10 @@ function pgToolFailure(info: ChildFailure): AppError {
   if (info.signal) return fallback; // killed here (an abort): not the server's doing
   for (const [re, code, what] of TRANSIENT_STDERR) {
     if (re.test(info.stderr)) {
-      return new DatabaseError(code, `${what}: ${fallback.message}`, { hint: 'check the server log; the daemon retries transient failures (BACKUP_RETRIES)', cause: fallback });
+      return new DatabaseError(code, `${what}: ${fallback.message}`, {
+        hint: 'check the server log; the daemon retries transient failures (BACKUP_RETRIES)',
+        cause: fallback,
+      });
     }
   }
   return fallback;
@@ -98,12 +109,15 @@ export async function exportSnapshot(client: pg.Client): Promise<string> {
   return rows[0]!.s;
 }
 
-
 /**
  * Exact row counts of every dumped table, in the exported snapshot's transaction: the numbers
  * match the dump one to one, which is what lets a restore test compare them exactly.
  */
-export async function countRows(client: pg.Client, tables: readonly { schema: string; table: string }[], signal?: AbortSignal): Promise<TableCount[]> {
+export async function countRows(
+  client: pg.Client,
+  tables: readonly { schema: string; table: string }[],
+  signal?: AbortSignal,
+): Promise<TableCount[]> {
   const out: TableCount[] = [];
   for (const t of tables) {
     if (signal?.aborted) break;

@@ -71,7 +71,10 @@ export function pgRestoreStage(o: PgRestoreOptions): ChildStage {
     mapFailure: (info) => {
       const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
       const ignored = /errors ignored on restore: (\d+)/.exec(info.stderr)?.[1];
-      const first = errors.find((l) => l.startsWith('pg_restore: error:'))?.replace(/^pg_restore: error: /, '') ?? info.stderr.trim().split('\n').slice(-1)[0] ?? '';
+      const first =
+        errors.find((l) => l.startsWith('pg_restore: error:'))?.replace(/^pg_restore: error: /, '') ??
+        info.stderr.trim().split('\n').slice(-1)[0] ??
+        '';
       const count = ignored ? Number(ignored) : errors.filter((l) => l.startsWith('pg_restore: error:')).length;
       return new ProcessError(`pg_restore ${how}${first ? `: ${first}` : ''}`, {
         hint: `${count > 1 ? `${count} errors in all; each` : 'the error'} is in the log above${/role .* does not exist/.test(first) ? '; a missing owner role: restore with --with-globals' : ''}`,

@@ -14,7 +14,6 @@ export interface TargetState {
   readonly serverVersionNum: number | undefined;
 }
 
-
 const OBJECTS_SQL = `
   SELECT
     (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -43,7 +42,8 @@ export async function inspectTarget(url: string): Promise<TargetState> {
   try {
     client = await connect(url);
   } catch (err) {
-    if (err instanceof DatabaseError && err.code === 'db-missing') return { database, exists: false, objects: 0, serverVersionNum: undefined };
+    if (err instanceof DatabaseError && err.code === 'db-missing')
+      return { database, exists: false, objects: 0, serverVersionNum: undefined };
     throw err;
   }
   try {

@@ -87,7 +87,11 @@ export class PgRestoreListTap extends Transform {
         this.feeding = false;
         if (code === 0) resolve({ ok: true, text: out });
         else if (this.fed > this.limit) resolve({ ok: false, error: `no table of contents in the first ${this.limit} bytes` });
-        else resolve({ ok: false, error: signal ? `pg_restore was killed by ${signal}` : err.trim().split('\n').slice(-2).join(' | ') || 'no output' });
+        else
+          resolve({
+            ok: false,
+            error: signal ? `pg_restore was killed by ${signal}` : err.trim().split('\n').slice(-2).join(' | ') || 'no output',
+          });
       });
     });
   }

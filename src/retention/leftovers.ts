@@ -53,7 +53,8 @@ export async function removeLeftovers(o: {
       o.errors.push(message);
       o.log.error(message);
     }
-    for (const t of tempFiles) o.log.info(`${verb} ${t.path} (${formatBytes(t.size)}): the temp file of a killed run (pid ${t.pid} is gone)`);
+    for (const t of tempFiles)
+      o.log.info(`${verb} ${t.path} (${formatBytes(t.size)}): the temp file of a killed run (pid ${t.pid} is gone)`);
   }
   let uploads: StaleUpload[] = [];
   const remote = o.remote;
@@ -70,10 +71,15 @@ export async function removeLeftovers(o: {
       for (const e of r.errors) o.log.error(e);
       o.errors.push(...r.errors);
     } catch (err) {
-      o.log.warn('cannot list the bucket\'s multipart uploads; stale ones stay until the lifecycle rule (pgbak init --lifecycle) removes them', { error: messageOf(err) });
+      o.log.warn(
+        "cannot list the bucket's multipart uploads; stale ones stay until the lifecycle rule (pgbak init --lifecycle) removes them",
+        { error: messageOf(err) },
+      );
     }
     for (const u of uploads) {
-      o.log.info(`${o.dryRun ? 'would abort' : 'aborted'} the multipart upload of ${remote.urlOf(u.key)}, started ${u.initiated.toISOString()} by a run that ended without completing it`);
+      o.log.info(
+        `${o.dryRun ? 'would abort' : 'aborted'} the multipart upload of ${remote.urlOf(u.key)}, started ${u.initiated.toISOString()} by a run that ended without completing it`,
+      );
     }
   }
   return { tempFiles, uploads };

@@ -130,14 +130,23 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
 
   if (job.retention.keepMin < 1) {
     // With 0, RETENTION_DAYS=0 would remove every backup, the one just made included.
-    throw new ConfigError([`BACKUP_KEEP_MIN: must be 1 or more (got ${job.retention.keepMin}): retention never removes the last good backup`]);
+    throw new ConfigError([
+      `BACKUP_KEEP_MIN: must be 1 or more (got ${job.retention.keepMin}): retention never removes the last good backup`,
+    ]);
   }
-  const own = ownBackups(await listBackups({ local, remote, prefix: job.filePrefix }), { database: job.database, systemIdentifier: options.systemIdentifier });
+  const own = ownBackups(await listBackups({ local, remote, prefix: job.filePrefix }), {
+    database: job.database,
+    systemIdentifier: options.systemIdentifier,
+  });
   const servers = own.ambiguousServers;
   if (servers.length > 0) {
-    throw new AppError('identity-ambiguous', `prune: ${job.filePrefix} holds backups of ${job.database} from ${servers.length} different servers (system identifiers ${servers.join(', ')}), and this run cannot tell which server is its own`, {
-      hint: 'run prune where the database server is reachable (it reads its identifier), and give each server its own STORAGE_PREFIX',
-    });
+    throw new AppError(
+      'identity-ambiguous',
+      `prune: ${job.filePrefix} holds backups of ${job.database} from ${servers.length} different servers (system identifiers ${servers.join(', ')}), and this run cannot tell which server is its own`,
+      {
+        hint: 'run prune where the database server is reachable (it reads its identifier), and give each server its own STORAGE_PREFIX',
+      },
+    );
   }
   const entries = own.mine;
   const byName = new Map(entries.map((e) => [e.name, e]));

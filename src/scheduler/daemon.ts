@@ -130,7 +130,7 @@ export class JobScheduler {
       this.scheduleNext(state);
       this.logNext(state);
     }
-    for (const state of states) if (state.job.settings.BACKUP_RUN_ON_START) this.execute(state, 'start');
+    for (const state of states) if (state.job.schedule.runOnStart) this.execute(state, 'start');
     if (options.signal) {
       if (options.signal.aborted) this.stop('signal');
       else options.signal.addEventListener('abort', () => this.stop('signal'), { once: true });
@@ -219,12 +219,17 @@ export class JobScheduler {
   /** Log a run's final result and hand it to onRunFinished. */
   private report(state: JobState, result: BackupResult, attempts: number): void {
     const fields = { status: result.status, backup: result.name, durationMs: result.durationMs, attempts };
-    if (result.status === 'ok' || result.status === 'dry-run') state.log.info('backup finished', { ...fields, sizeBytes: result.sizeBytes });
+    if (result.status === 'ok' || result.status === 'dry-run')
+      state.log.info('backup finished', { ...fields, sizeBytes: result.sizeBytes });
     else {
       const level = result.status === 'partial' ? 'warn' : 'error';
       state.log[level]('backup failed', { ...fields, code: result.error?.code, error: result.error?.message });
     }
-    safe(() => this.options.onRunFinished?.(state.job, result), undefined, (err) => state.log.error('onRunFinished failed', { error: messageOf(err) }));
+    safe(
+      () => this.options.onRunFinished?.(state.job, result),
+      undefined,
+      (err) => state.log.error('onRunFinished failed', { error: messageOf(err) }),
+    );
   }
 
   private scheduleNext(state: JobState): void {
@@ -254,7 +259,8 @@ export class JobScheduler {
     if (this.running.size > 0) this.log.warn(`aborting ${this.running.size} running backup(s): ${why}`);
     for (const c of this.running) c.abort(new Error(why));
     this.later(abortGraceMs, () => {
-      if (this.executions.size > 0) this.log.error(`giving up on ${this.executions.size} run(s) that did not stop within ${abortGraceMs} ms of the abort`);
+      if (this.executions.size > 0)
+        this.log.error(`giving up on ${this.executions.size} run(s) that did not stop within ${abortGraceMs} ms of the abort`);
       this.finish();
     });
   }
@@ -316,7 +322,7 @@ export function installSignalHandlers(
 
 function scheduleOf(job: JobConfig): Schedule {
   try {
-    return parseSchedule(job.settings.BACKUP_SCHEDULE, job.settings.BACKUP_TZ);
+    return parseSchedule(job.schedule.cron, job.schedule.timezone);
   } catch (err) {
     throw new ConfigError([`job "${job.name}": ${(err as Error).message}`]);
   }

@@ -58,13 +58,18 @@ export async function runWithRetries(ctx: RetryContext, trigger: 'schedule' | 's
     if (!retry) return { result, attempts: attempt };
     partial = result.status === 'partial' && result.name && ctx.retryUpload ? result : undefined;
     const delay = ctx.retryBaseMs * 4 ** (attempt - 1);
-    ctx.log.warn(partial ? 'upload failed for a transient cause; retrying the upload of the local backup' : 'run failed for a transient cause; retrying', {
-      attempt,
-      retries: ctx.retries,
-      retryInMs: delay,
-      code: result.error?.code,
-      error: result.error?.message,
-    });
+    ctx.log.warn(
+      partial
+        ? 'upload failed for a transient cause; retrying the upload of the local backup'
+        : 'run failed for a transient cause; retrying',
+      {
+        attempt,
+        retries: ctx.retries,
+        retryInMs: delay,
+        code: result.error?.code,
+        error: result.error?.message,
+      },
+    );
     if (!(await sleep(delay, ctx.stopping, ctx.later))) return { result, attempts: attempt };
   }
 }
@@ -77,7 +82,9 @@ async function attemptRun(ctx: RetryContext, trigger: string, attempt: number, p
   ctx.log.info(partial ? 'upload retry started' : 'backup started', { trigger, attempt, ...(partial ? { backup: partial.name } : {}) });
   try {
     const result =
-      partial && ctx.retryUpload ? await ctx.retryUpload(ctx.job, partial, controller.signal) : await ctx.runJob(ctx.job, controller.signal);
+      partial && ctx.retryUpload
+        ? await ctx.retryUpload(ctx.job, partial, controller.signal)
+        : await ctx.runJob(ctx.job, controller.signal);
     return { result, failure: result as unknown };
   } catch (err) {
     return { result: failedResult(ctx.job, err, startedAt, ctx.now()), failure: err };

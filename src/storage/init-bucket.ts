@@ -88,7 +88,9 @@ export async function initBucket(storage: JobStorage | BucketBackend, options: I
     try {
       const got = await readAll(await remote.get(probeKey));
       checks.push(
-        got.equals(body) ? { name: 'read', ok: true } : { name: 'read', ok: false, detail: `read ${got.length} bytes that differ from the ${body.length} written` },
+        got.equals(body)
+          ? { name: 'read', ok: true }
+          : { name: 'read', ok: false, detail: `read ${got.length} bytes that differ from the ${body.length} written` },
       );
     } catch (err) {
       checks.push({ name: 'read', ok: false, detail: messageOf(err) });
@@ -96,14 +98,18 @@ export async function initBucket(storage: JobStorage | BucketBackend, options: I
     try {
       let seen = false;
       for await (const o of remote.list(PROBE_PREFIX)) if (o.key === probeKey) seen = true;
-      checks.push(seen ? { name: 'list', ok: true } : { name: 'list', ok: false, detail: `the probe ${probeKey} is missing from the listing` });
+      checks.push(
+        seen ? { name: 'list', ok: true } : { name: 'list', ok: false, detail: `the probe ${probeKey} is missing from the listing` },
+      );
     } catch (err) {
       checks.push({ name: 'list', ok: false, detail: messageOf(err) });
     }
     try {
       await remote.delete(probeKey);
       const left = await remote.stat(probeKey);
-      checks.push(left ? { name: 'delete', ok: false, detail: `the probe ${probeKey} is still there after delete` } : { name: 'delete', ok: true });
+      checks.push(
+        left ? { name: 'delete', ok: false, detail: `the probe ${probeKey} is still there after delete` } : { name: 'delete', ok: true },
+      );
     } catch (err) {
       checks.push({ name: 'delete', ok: false, detail: `${messageOf(err)} (remove ${remote.urlOf(probeKey)} by hand)` });
     }

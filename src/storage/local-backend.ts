@@ -100,7 +100,14 @@ export class LocalBackend implements StorageBackend {
     } catch (err) {
       // A full disk (in a write, the fsync at close or the rename) names the file being stored
       // and the free space it met, so it is measured before the temp file goes.
-      const full = isDiskFull(err) ? diskFullError(err, target, { written: await stat(temp).then((s) => s.size, () => undefined) }) : undefined;
+      const full = isDiskFull(err)
+        ? diskFullError(err, target, {
+            written: await stat(temp).then(
+              (s) => s.size,
+              () => undefined,
+            ),
+          })
+        : undefined;
       if (action !== 'sync directory') await unlink(temp).catch(() => undefined);
       if (err instanceof ConflictError) throw err;
       if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : err;
@@ -150,7 +157,14 @@ export class LocalBackend implements StorageBackend {
   async *list(prefix = ''): AsyncIterable<StoredObject> {
     // Walk only the directory the prefix names (its part up to the last "/").
     const start = prefix.slice(0, prefix.lastIndexOf('/') + 1);
-    if (start && start.split('/').slice(0, -1).some((s) => s === '' || s === '.' || s === '..')) return;
+    if (
+      start &&
+      start
+        .split('/')
+        .slice(0, -1)
+        .some((s) => s === '' || s === '.' || s === '..')
+    )
+      return;
     yield* this.walk(start, prefix);
   }
 

@@ -38,7 +38,6 @@ export interface S3BackendOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
-
 /**
  * Stores objects in an S3 bucket (MinIO, AWS, R2, Ceph …) under `settings.prefix`. Every put goes
  * through a multipart upload (lib-storage `Upload`), which stays invisible until it completes;
@@ -98,7 +97,10 @@ export class S3Backend implements StorageBackend {
    * aborted by `signal` and the backend's stop signal unless it is `cleanup`. The deadline ends
    * when the answer starts: a download's body is then bounded by the socket idle timeout only.
    */
-  private async request<T>(send: (abortSignal: AbortSignal) => Promise<T>, options: { signal?: AbortSignal | undefined; cleanup?: boolean } = {}): Promise<T> {
+  private async request<T>(
+    send: (abortSignal: AbortSignal) => Promise<T>,
+    options: { signal?: AbortSignal | undefined; cleanup?: boolean } = {},
+  ): Promise<T> {
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new DeadlineExceeded(this.timeoutMs)), this.timeoutMs);
     timer.unref();
@@ -202,9 +204,12 @@ export class S3Backend implements StorageBackend {
 
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
     try {
-      const out = await this.request((abortSignal) => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }), {
-        signal: options.signal,
-      });
+      const out = await this.request(
+        (abortSignal) => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }),
+        {
+          signal: options.signal,
+        },
+      );
       if (!(out.Body instanceof Readable)) throw new Error('GetObject returned no Node stream');
       return out.Body;
     } catch (err) {
@@ -217,7 +222,9 @@ export class S3Backend implements StorageBackend {
 
   async stat(key: string): Promise<StoredObject | undefined> {
     try {
-      const out = await this.request((abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }));
+      const out = await this.request((abortSignal) =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }),
+      );
       return { key, size: out.ContentLength ?? 0, modified: out.LastModified ?? new Date(0) };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -250,9 +257,12 @@ export class S3Backend implements StorageBackend {
    */
   async delete(key: string): Promise<void> {
     try {
-      await this.request((abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }), {
-        cleanup: true,
-      });
+      await this.request(
+        (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }),
+        {
+          cleanup: true,
+        },
+      );
     } catch (err) {
       if (s3ErrorName(err) === 'NoSuchKey') return;
       throw mapS3Error(err, this.settings, `delete of ${key}`);
@@ -294,23 +304,25 @@ export class S3Backend implements StorageBackend {
   async setLifecycle(days: number): Promise<void> {
     if (!Number.isInteger(days) || days < 1) throw new RangeError(`lifecycle days must be a whole number ≥ 1, got ${days}`);
     try {
-      await this.request((abortSignal) => this.client.send(
-        new PutBucketLifecycleConfigurationCommand({
-          Bucket: this.bucket,
-          LifecycleConfiguration: {
-            Rules: [
-              {
-                ID: 'pgbak-expire-backups',
-                Status: 'Enabled',
-                Filter: { Prefix: this.prefix },
-                Expiration: { Days: days },
-                AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
-              },
-            ],
-          },
-        }),
-        { abortSignal },
-      ));
+      await this.request((abortSignal) =>
+        this.client.send(
+          new PutBucketLifecycleConfigurationCommand({
+            Bucket: this.bucket,
+            LifecycleConfiguration: {
+              Rules: [
+                {
+                  ID: 'pgbak-expire-backups',
+                  Status: 'Enabled',
+                  Filter: { Prefix: this.prefix },
+                  Expiration: { Days: days },
+                  AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+                },
+              ],
+            },
+          }),
+          { abortSignal },
+        ),
+      );
     } catch (err) {
       throw mapS3Error(err, this.settings, 'lifecycle configuration');
     }
@@ -324,14 +336,19 @@ export class S3Backend implements StorageBackend {
    * failed listing throws. MinIO lists uploads by a `Prefix` only when it is a whole key, so the
    * bucket's uploads are listed without one and filtered here.
    */
-  async abortStaleUploads(o: { select: (upload: StaleUpload) => boolean; dryRun?: boolean }): Promise<{ aborted: StaleUpload[]; errors: string[] }> {
+  async abortStaleUploads(o: {
+    select: (upload: StaleUpload) => boolean;
+    dryRun?: boolean;
+  }): Promise<{ aborted: StaleUpload[]; errors: string[] }> {
     const stale: StaleUpload[] = [];
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
       let page;
       try {
-        page = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
       } catch (err) {
         throw mapS3Error(err, this.settings, 'listing of multipart uploads');
       }
@@ -355,7 +372,9 @@ export class S3Backend implements StorageBackend {
       } catch (err) {
         // Completed or aborted meanwhile: nothing is left to abort.
         if (s3ErrorName(err) === 'NoSuchUpload') continue;
-        errors.push(`cannot abort the multipart upload of ${this.urlOf(u.key)}: ${mapS3Error(err, this.settings, 'abort of a multipart upload').message}`);
+        errors.push(
+          `cannot abort the multipart upload of ${this.urlOf(u.key)}: ${mapS3Error(err, this.settings, 'abort of a multipart upload').message}`,
+        );
       }
     }
     return { aborted, errors };

@@ -11,7 +11,14 @@ import { formatDuration } from '../model/human-units.js';
 /** STORAGE_TIMEOUT's default, for settings that do not give one. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
 
-const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken', 'ExpiredToken']);
+const CREDENTIAL_ERRORS = new Set([
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'AccessDenied',
+  'Forbidden',
+  'InvalidToken',
+  'ExpiredToken',
+]);
 
 /** The S3 error name (NoSuchKey, AccessDenied …) of an SDK error, or its Error name. */
 export function s3ErrorName(err: unknown): string | undefined {
@@ -65,12 +72,15 @@ function isTimeout(err: unknown): boolean {
 
 function timeoutError(s: S3Settings, operation: string, cause: unknown): StorageError {
   const limit = formatDuration(s.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  return new StorageError('storage-timeout', `S3 ${operation} timed out: ${redact(s.endpoint)} did not answer within ${limit} (STORAGE_TIMEOUT)`, {
-    hint: `the S3 server accepts connections but does not answer (stopped, overloaded, or a firewall drops the packets); check it, or raise STORAGE_TIMEOUT (now ${limit}) for a slow link`,
-    cause,
-  });
+  return new StorageError(
+    'storage-timeout',
+    `S3 ${operation} timed out: ${redact(s.endpoint)} did not answer within ${limit} (STORAGE_TIMEOUT)`,
+    {
+      hint: `the S3 server accepts connections but does not answer (stopped, overloaded, or a firewall drops the packets); check it, or raise STORAGE_TIMEOUT (now ${limit}) for a slow link`,
+      cause,
+    },
+  );
 }
-
 
 function isNetworkError(err: unknown): boolean {
   if (httpStatusOf(err) !== undefined && errnoCode(err) === undefined) return false;
@@ -122,11 +132,20 @@ export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppE
     });
   }
   if (name === 'NoSuchBucket') return bucketMissing(s, err);
-  if ((status !== undefined && (status >= 500 || status === 429)) || name === 'SlowDown' || name === 'ServiceUnavailable' || name === 'InternalError') {
-    return new StorageError('storage-server-error', `S3 ${operation} failed: ${endpoint} answered ${name ?? 'an error'}${status ? ` (HTTP ${status})` : ''}: ${clean(describe(err))}`, {
-      hint: 'the S3 server is overloaded or failing; pgbak retries later (BACKUP_RETRIES)',
-      cause: err,
-    });
+  if (
+    (status !== undefined && (status >= 500 || status === 429)) ||
+    name === 'SlowDown' ||
+    name === 'ServiceUnavailable' ||
+    name === 'InternalError'
+  ) {
+    return new StorageError(
+      'storage-server-error',
+      `S3 ${operation} failed: ${endpoint} answered ${name ?? 'an error'}${status ? ` (HTTP ${status})` : ''}: ${clean(describe(err))}`,
+      {
+        hint: 'the S3 server is overloaded or failing; pgbak retries later (BACKUP_RETRIES)',
+        cause: err,
+      },
+    );
   }
   if ((name !== undefined && CREDENTIAL_ERRORS.has(name)) || status === 403) {
     return new StorageError(
@@ -136,7 +155,11 @@ export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppE
     );
   }
   const detail = clean(describe(err));
-  return new StorageError('storage', `S3 ${operation} failed: ${name && !detail.includes(name) ? `${name}: ` : ''}${detail}${status ? ` (HTTP ${status})` : ''}`, {
-    cause: err,
-  });
+  return new StorageError(
+    'storage',
+    `S3 ${operation} failed: ${name && !detail.includes(name) ? `${name}: ` : ''}${detail}${status ? ` (HTTP ${status})` : ''}`,
+    {
+      cause: err,
+    },
+  );
 }

@@ -77,5 +77,8 @@ export interface StorageBackend {
   /** Remove (or, dry, find) the temp files of killed writers; only backends that have such files. */
   removeStaleTemps?(options?: StaleTempOptions): Promise<StaleTemp[]>;
   /** Abort (or, dry, find) selected multipart uploads left open; only backends that have them. */
-  abortStaleUploads?(o: { select: (upload: StaleUpload) => boolean; dryRun?: boolean }): Promise<{ aborted: StaleUpload[]; errors: string[] }>;
+  abortStaleUploads?(o: {
+    select: (upload: StaleUpload) => boolean;
+    dryRun?: boolean;
+  }): Promise<{ aborted: StaleUpload[]; errors: string[] }>;
 }

@@ -11,7 +11,8 @@ export function checkWritableDir(path: string, what: string, variable: string): 
     p = parent;
   }
   try {
-    if (!statSync(p).isDirectory()) throw new PermissionError(`${what} ${path}: ${p} is not a directory`, { hint: `set ${variable} to a directory path` });
+    if (!statSync(p).isDirectory())
+      throw new PermissionError(`${what} ${path}: ${p} is not a directory`, { hint: `set ${variable} to a directory path` });
     accessSync(p, constants.W_OK | constants.X_OK);
   } catch (err) {
     throw fsError(err, `write ${what}`, path, `set ${variable} to a writable directory, or fix the permissions of ${p}`);

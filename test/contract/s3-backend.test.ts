@@ -138,7 +138,11 @@ describe('S3Backend specifics', () => {
   it('wrong secret key → storage-credentials, without the secret in the message', async () => {
     const secret = 'wrong-secret-' + uniqueId();
     const bad = new S3Backend(settings(bucket, { secretAccessKey: secret }));
-    for (const attempt of [() => bad.checkAccess(), () => bad.put('x.dump', text('x')), async () => void (await bad.list()[Symbol.asyncIterator]().next())]) {
+    for (const attempt of [
+      () => bad.checkAccess(),
+      () => bad.put('x.dump', text('x')),
+      async () => void (await bad.list()[Symbol.asyncIterator]().next()),
+    ]) {
       const err = await attempt().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(StorageError);
       expect(err).toMatchObject({ code: 'storage-credentials', exitCode: 7, hint: 'check STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
@@ -150,7 +154,11 @@ describe('S3Backend specifics', () => {
   it('missing bucket → storage-bucket', async () => {
     const missing = `missing-${uniqueId()}`;
     const bad = new S3Backend(settings(missing));
-    for (const attempt of [() => bad.checkAccess(), () => bad.put('x.dump', text('x')), async () => void (await bad.list()[Symbol.asyncIterator]().next())]) {
+    for (const attempt of [
+      () => bad.checkAccess(),
+      () => bad.put('x.dump', text('x')),
+      async () => void (await bad.list()[Symbol.asyncIterator]().next()),
+    ]) {
       const err = await attempt().catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'storage-bucket', hint: 'create it with `pgbak init` (or aws s3 mb)' });
       expect((err as Error).message).toBe(`S3 bucket "${missing}" does not exist at ${services().s3.endpoint}`);
@@ -222,12 +230,19 @@ describe('S3Backend specifics', () => {
       await proxy.close();
     }
     const sent = proxy.requests.find((r) => r.method === 'PUT' && r.url.includes('lifecycle'));
-    expect(sent?.body).toContain('<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>');
+    expect(sent?.body).toContain(
+      '<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>',
+    );
     expect(sent?.headers['content-md5']).toBe(createHash('md5').update(sent!.body).digest('base64'));
     const out = (await s3api('get-bucket-lifecycle-configuration', '--bucket', name)) as { Rules: Record<string, unknown>[] };
     expect(out.Rules).toHaveLength(1);
     // MinIO accepts AbortIncompleteMultipartUpload but does not store it (it expires stale uploads itself).
-    expect(out.Rules[0]).toMatchObject({ ID: 'pgbak-expire-backups', Status: 'Enabled', Expiration: { Days: 30 }, Filter: { Prefix: PREFIX } });
+    expect(out.Rules[0]).toMatchObject({
+      ID: 'pgbak-expire-backups',
+      Status: 'Enabled',
+      Expiration: { Days: 30 },
+      Filter: { Prefix: PREFIX },
+    });
     await expect(new S3Backend(settings(name)).setLifecycle(0)).rejects.toThrow(RangeError);
   });
 
@@ -241,7 +256,8 @@ describe('S3Backend specifics', () => {
     afterAll(async () => {
       flaky.destroy();
       await proxy.close();
-      for (const u of await multipartUploads(bucket)) await s3api('abort-multipart-upload', '--bucket', bucket, '--key', u.Key, '--upload-id', u.UploadId);
+      for (const u of await multipartUploads(bucket))
+        await s3api('abort-multipart-upload', '--bucket', bucket, '--key', u.Key, '--upload-id', u.UploadId);
     });
 
     it('reports the failed part upload, not the failed abort', async () => {
@@ -295,10 +311,13 @@ async function startProxy(
     req.on('data', (chunk: Buffer) => {
       if (record.body.length < 64 * 1024) record.body += chunk.toString('utf8');
     });
-    const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
+    const upstream = request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   };

@@ -148,7 +148,8 @@ export function runStorageContract(name: string, make: () => Promise<StorageBack
     it('a create-only put (ifNoneMatch) writes a new key, refuses an existing one with ConflictError and leaves it intact', async () => {
       fresh();
       const key = `${base}claim.run.json`;
-      const create = (text: string) => backend.put(key, Readable.from([Buffer.from(text)]), { contentLength: Buffer.byteLength(text), ifNoneMatch: true });
+      const create = (text: string) =>
+        backend.put(key, Readable.from([Buffer.from(text)]), { contentLength: Buffer.byteLength(text), ifNoneMatch: true });
       expect(await create('first writer')).toEqual({ key, size: 12 });
       const err = await create('second writer').catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ConflictError);
@@ -159,7 +160,9 @@ export function runStorageContract(name: string, make: () => Promise<StorageBack
       const race = await Promise.allSettled([create('a'), create('b')].map((p) => p));
       expect(race.every((r) => r.status === 'rejected')).toBe(true);
       const key2 = `${base}race.run.json`;
-      const both = await Promise.allSettled(['a', 'b'].map((t) => backend.put(key2, Readable.from([Buffer.from(t)]), { contentLength: 1, ifNoneMatch: true })));
+      const both = await Promise.allSettled(
+        ['a', 'b'].map((t) => backend.put(key2, Readable.from([Buffer.from(t)]), { contentLength: 1, ifNoneMatch: true })),
+      );
       expect(both.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       expect(both.filter((r) => r.status === 'rejected' && r.reason instanceof ConflictError)).toHaveLength(1);
     });

@@ -5,7 +5,17 @@ import { describe, expect, it } from 'vitest';
 import { timestampOf } from '../../src/catalog/backup-name.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { awsKeys, awsPut } from '../helpers/restore-fixtures.js';
-import { createBucket, createDatabase, execFileAsync, pgUrl, SAMPLE_SQL, services, tableChecksums, tempDir, uniqueId } from '../helpers/services.js';
+import {
+  createBucket,
+  createDatabase,
+  execFileAsync,
+  pgUrl,
+  SAMPLE_SQL,
+  services,
+  tableChecksums,
+  tempDir,
+  uniqueId,
+} from '../helpers/services.js';
 
 /**
  * Issue 14 §2 (fault run F2, case 12b): `pgbak adopt` takes the guide's own manifest-less dumps
@@ -115,7 +125,7 @@ describe('pgbak adopt', () => {
     expect(pruneDry.stdout).toMatch(new RegExp(`keep\\s+${name}\\s+good\\s+kept:`));
   });
 
-  it('refuses a dump of another database renamed to the job\'s prefix, and a file that is not an archive; writes nothing', async () => {
+  it("refuses a dump of another database renamed to the job's prefix, and a file that is not an archive; writes nothing", async () => {
     const db = await createDatabase('shop', SAMPLE_SQL);
     const other = await createDatabase('other', 'CREATE TABLE x (id int); INSERT INTO x VALUES (1);');
     const dir = tempDir();
@@ -173,9 +183,24 @@ describe('pgbak adopt', () => {
     const name = `${db}_${timestampOf(new Date(Date.now() - 2 * DAY))}`;
     const plain = join(dir, 'plain.dump');
     await guideDump(db, plain);
-    await execFileAsync('gpg', ['--batch', '--no-tty', '--trust-model', 'always', '--encrypt', '--recipient', s.gpg.email, '--output', join(backups, `${name}.dump.gpg`), plain], {
-      env: { ...process.env, GNUPGHOME: s.gpg.home },
-    });
+    await execFileAsync(
+      'gpg',
+      [
+        '--batch',
+        '--no-tty',
+        '--trust-model',
+        'always',
+        '--encrypt',
+        '--recipient',
+        s.gpg.email,
+        '--output',
+        join(backups, `${name}.dump.gpg`),
+        plain,
+      ],
+      {
+        env: { ...process.env, GNUPGHOME: s.gpg.home },
+      },
+    );
 
     const r = await runCli(['adopt', name, '--json'], { env });
     expect(r.code, r.stderr).toBe(0);

@@ -69,6 +69,8 @@ describe('bucket down: the local copies, with one warning (M3)', () => {
     const r = await runCli(['restore', '--latest', '--target', `c16_none_${uniqueId()}`, '--create'], { env: empty });
     expect(r.code).toBe(7);
     expect(r.stderr).toMatch(/no good backup of .* \(the bucket could not be read\)/);
-    expect(r.stderr).toMatch(/hint: .*only BACKUP_DIR was searched \(as with --from local\): the bucket could not be read \(S3 endpoint unreachable/);
+    expect(r.stderr).toMatch(
+      /hint: .*only BACKUP_DIR was searched \(as with --from local\): the bucket could not be read \(S3 endpoint unreachable/,
+    );
   });
 });

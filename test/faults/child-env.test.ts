@@ -16,7 +16,7 @@ function environOf(pid: number): string[] | undefined {
   }
 }
 
-describe('the environment of pgbak\'s children', () => {
+describe("the environment of pgbak's children", () => {
   let db: string;
   let bucket: string;
   beforeAll(async () => {

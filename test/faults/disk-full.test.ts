@@ -15,7 +15,11 @@ const TMPFS_SIZE = '5m';
 
 /** Files under a final backup name (not temp files, not the lock or run records). */
 function finalFiles(dir: string): string[] {
-  return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.')).sort() : [];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => !f.startsWith('.'))
+        .sort()
+    : [];
 }
 
 function sha256(path: string): string {
@@ -52,7 +56,10 @@ describe('a full disk under BACKUP_DIR', () => {
     // A real small file system. LOG_FILE stays outside it (backupEnv puts it in dir/logs).
     await execFileAsync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_SIZE},mode=0700`, 'tmpfs', backups]);
     mounted = true;
-    db = await createDatabase('full', 'CREATE TABLE t (id int PRIMARY KEY, payload text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100) g;');
+    db = await createDatabase(
+      'full',
+      'CREATE TABLE t (id int PRIMARY KEY, payload text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100) g;',
+    );
   });
   afterAll(async () => {
     if (mounted) await execFileAsync('umount', [backups]);
@@ -60,7 +67,11 @@ describe('a full disk under BACKUP_DIR', () => {
   });
 
   it('a dump that does not fit: exit 6, the path and the free space, a hint; nothing half-made, the earlier backup intact', async () => {
-    const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'none', BACKUP_GLOBALS: 'false', BACKUP_ROW_COUNTS: 'false' } });
+    const env = backupEnv({
+      database: db,
+      dir,
+      extra: { BACKUP_COMPRESSION: 'none', BACKUP_GLOBALS: 'false', BACKUP_ROW_COUNTS: 'false' },
+    });
     const first = await runCli(['backup', '--json', '--no-prune'], { env });
     expect(first.code, first.stderr).toBe(0);
     const earlier = JSON.parse(first.stdout) as { name: string; sha256: string };
@@ -73,7 +84,11 @@ describe('a full disk under BACKUP_DIR', () => {
     const r = await runCli(['backup', '--no-prune'], { env });
     expect(r.code, r.stderr).toBe(6);
     const error = r.stderr.split('\n').find((l) => l.startsWith('pgbak: error: '));
-    expect(error).toMatch(new RegExp(`^pgbak: error: no space left on device writing ${backups}/${db}_\\d{8}_\\d{6}\\.dump \\(free: [\\d.]+ (B|KiB|MiB) of 5\\.0 MiB\\)$`));
+    expect(error).toMatch(
+      new RegExp(
+        `^pgbak: error: no space left on device writing ${backups}/${db}_\\d{8}_\\d{6}\\.dump \\(free: [\\d.]+ (B|KiB|MiB) of 5\\.0 MiB\\)$`,
+      ),
+    );
     expect(r.stderr).not.toMatch(/internal error|bug in pgbak/);
     const hint = r.stderr.split('\n').find((l) => l.startsWith('hint: '));
     expect(hint).toMatch(/free space/);
@@ -89,12 +104,18 @@ describe('a full disk under BACKUP_DIR', () => {
   });
 
   it('a 100 % full disk: exit 6 naming the file, no empty lock left, and the next run works once there is room', async () => {
-    const env = backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false', BACKUP_ROW_COUNTS: 'false' } });
+    const env = backupEnv({
+      database: db,
+      dir,
+      extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false', BACKUP_ROW_COUNTS: 'false' },
+    });
     const before = finalFiles(backups);
     const filler = fill(backups);
     const r = await runCli(['backup', '--no-prune'], { env });
     expect(r.code, r.stderr).toBe(6);
-    expect(r.stderr).toMatch(new RegExp(`^pgbak: error: no space left on device writing ${backups}/\\S+ \\(free: [\\d.]+ (B|KiB) of 5\\.0 MiB\\)$`, 'm'));
+    expect(r.stderr).toMatch(
+      new RegExp(`^pgbak: error: no space left on device writing ${backups}/\\S+ \\(free: [\\d.]+ (B|KiB) of 5\\.0 MiB\\)$`, 'm'),
+    );
     expect(r.stderr).toMatch(/^hint: .*free space/m);
     expect(r.stderr).not.toMatch(/internal error|bug in pgbak/);
     expect(readdirSync(backups).filter((f) => f.endsWith('.lock') || f.includes('.tmp-'))).toEqual([]);
@@ -132,7 +153,9 @@ describe('a full disk under BACKUP_DIR', () => {
       await expect(put).rejects.toMatchObject({
         code: 'disk-full',
         exitCode: 6,
-        message: expect.stringMatching(new RegExp(`^no space left on device writing ${backups}/full_20240101_000000\\.manifest\\.json \\(free: `)),
+        message: expect.stringMatching(
+          new RegExp(`^no space left on device writing ${backups}/full_20240101_000000\\.manifest\\.json \\(free: `),
+        ),
         hint: expect.stringMatching(/free space/),
       });
       expect(readdirSync(backups).filter((f) => f.includes('full_20240101_000000'))).toEqual([]);

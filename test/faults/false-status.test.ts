@@ -63,7 +63,11 @@ describe('MinIO killed mid-upload (F5)', () => {
     // …but the globals (uploaded before the dump) stay behind: the cleanup's delete met a dead server.
     // (Should a later cleanup retry that delete, put the stray back: it is the state the fault run met.)
     if (!left.includes(`c3/${name}.globals.sql`)) {
-      await execFileAsync('aws', ['s3', 'cp', join(backups, `${name}.globals.sql`), `s3://${bucket}/c3/${name}.globals.sql`, '--endpoint-url', minio.endpoint], { env: awsEnvOf(minio) });
+      await execFileAsync(
+        'aws',
+        ['s3', 'cp', join(backups, `${name}.globals.sql`), `s3://${bucket}/c3/${name}.globals.sql`, '--endpoint-url', minio.endpoint],
+        { env: awsEnvOf(minio) },
+      );
     }
 
     const list = await runCli(['list', '--json'], { env });
@@ -79,7 +83,10 @@ describe('MinIO killed mid-upload (F5)', () => {
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     const [v] = JSON.parse(verify.stdout);
     expect(v).toMatchObject({ name, ok: true, exitCode: 0 });
-    expect(v.checks.map((c: { check: string; ok: boolean }) => `${c.check}:${c.ok}`)).toEqual(['local artifact:true', 'local globals:true']);
+    expect(v.checks.map((c: { check: string; ok: boolean }) => `${c.check}:${c.ok}`)).toEqual([
+      'local artifact:true',
+      'local globals:true',
+    ]);
     expect(v.recordedIn).toEqual([join(backups, `${name}.verify.json`)]);
     expect(await bucketKeys(minio, bucket)).not.toContain(`c3/${name}.verify.json`);
     expect(v.problems).toEqual([expect.stringMatching(/^remote: no manifest, no artifact.*not a complete copy/)]);

@@ -14,7 +14,10 @@ const DAY = 86_400_000;
  */
 describe('a backup dated in the future (F7)', () => {
   it('restore --latest restores the real newest backup; status exits 12 after a failed run', async () => {
-    const db = await createDatabase('c18c', `CREATE TABLE customers (id serial PRIMARY KEY, email text); INSERT INTO customers (email) SELECT 'c' || g || '@x.test' FROM generate_series(1, 200) g;`);
+    const db = await createDatabase(
+      'c18c',
+      `CREATE TABLE customers (id serial PRIMARY KEY, email text); INSERT INTO customers (email) SELECT 'c' || g || '@x.test' FROM generate_series(1, 200) g;`,
+    );
     const dir = tempDir();
     const env = backupEnv({ database: db, dir, extra: { BACKUP_PRUNE: 'false' } });
     const first = await runCli(['backup', '--json'], { env });
@@ -42,7 +45,9 @@ describe('a backup dated in the future (F7)', () => {
     const result = JSON.parse(r.stdout);
     expect(result.name).toBe(newest);
     expect(await sql(target, `SELECT count(*) FROM customers WHERE email = 'new@x.test'`)).toBe('1');
-    expect(result.warnings).toEqual([expect.stringMatching(new RegExp(`^${futureName} is dated .* ahead of this host's clock \\(made while the clock was ahead\\?\\)`))]);
+    expect(result.warnings).toEqual([
+      expect.stringMatching(new RegExp(`^${futureName} is dated .* ahead of this host's clock \\(made while the clock was ahead\\?\\)`)),
+    ]);
     expect(r.stderr).toMatch(/WARN .*made while the clock was ahead\?/);
 
     // verify without a name passes the future one over too.
@@ -51,7 +56,9 @@ describe('a backup dated in the future (F7)', () => {
     expect(JSON.parse(v.stdout)[0].name).toBe(newest);
 
     const { pg } = services();
-    const bad = await runCli(['backup'], { env: { ...env, DATABASE_URL: `postgresql://${pg.user}:wrong-pw-5678@${pg.host}:${pg.port}/${db}` } });
+    const bad = await runCli(['backup'], {
+      env: { ...env, DATABASE_URL: `postgresql://${pg.user}:wrong-pw-5678@${pg.host}:${pg.port}/${db}` },
+    });
     expect(bad.code).toBe(5);
     const s = await runCli(['status', '--json'], { env });
     expect(s.code, s.stdout + s.stderr).toBe(12);

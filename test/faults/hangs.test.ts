@@ -48,7 +48,9 @@ const lockFiles = (dir: string) => listDir(backupsOf(dir)).filter((f) => f.endsW
 
 /** The local artifact's sha256 equals its manifest's, and its size too. */
 function expectGoodLocalBackup(dir: string, name: string): void {
-  const manifest = JSON.parse(readFileSync(join(backupsOf(dir), `${name}.manifest.json`), 'utf8')) as { artifact: { key: string; size: number; sha256: string } };
+  const manifest = JSON.parse(readFileSync(join(backupsOf(dir), `${name}.manifest.json`), 'utf8')) as {
+    artifact: { key: string; size: number; sha256: string };
+  };
   const artifact = readFileSync(join(backupsOf(dir), manifest.artifact.key));
   expect(artifact.length).toBe(manifest.artifact.size);
   expect(createHash('sha256').update(artifact).digest('hex')).toBe(manifest.artifact.sha256);

@@ -34,7 +34,9 @@ describe('hints of the CLI', () => {
     const r = await run.done;
     expect(r.code).toBe(13);
     expect(r.stderr).toMatch(/^pgbak: error: pg_dump was killed by SIGKILL/m);
-    expect(hintOf(r.stderr)).toMatch(/^hint: pg_dump was killed from outside pgbak .*OOM killer.*dmesg.*journalctl -k.*earlier backups are untouched/);
+    expect(hintOf(r.stderr)).toMatch(
+      /^hint: pg_dump was killed from outside pgbak .*OOM killer.*dmesg.*journalctl -k.*earlier backups are untouched/,
+    );
   });
 
   it('interrupted (SIGTERM): the hint says what was cleaned up and that earlier backups are untouched', async () => {
@@ -46,7 +48,9 @@ describe('hints of the CLI', () => {
     const r = await run.done;
     expect(r.code).toBe(130);
     expect(r.stderr).toMatch(/^pgbak: error: interrupted/m);
-    expect(hintOf(r.stderr)).toMatch(new RegExp(`^hint: stopped by a signal: the partial files of ${db}_\\d{8}_\\d{6} were removed .*earlier backups are untouched`));
+    expect(hintOf(r.stderr)).toMatch(
+      new RegExp(`^hint: stopped by a signal: the partial files of ${db}_\\d{8}_\\d{6} were removed .*earlier backups are untouched`),
+    );
     expect(readdirSync(join(dir, 'backups')).filter((f) => f.includes('.tmp-') || f.endsWith('.dump'))).toEqual([]);
   });
 

@@ -16,7 +16,10 @@ import { awsEnv, createBucket, execFileAsync, services, sql, tableChecksums, tem
 /** Create a database with a quoted name and `rows` rows of its own. */
 async function makeDb(name: string, rows: number): Promise<void> {
   await sql('postgres', `CREATE DATABASE "${name.replace(/"/g, '""')}"`);
-  await sql(name, `CREATE TABLE t (id int PRIMARY KEY, owner text); INSERT INTO t SELECT g, ${sqlText(name)} FROM generate_series(1, ${rows}) g;`);
+  await sql(
+    name,
+    `CREATE TABLE t (id int PRIMARY KEY, owner text); INSERT INTO t SELECT g, ${sqlText(name)} FROM generate_series(1, ${rows}) g;`,
+  );
 }
 const sqlText = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
@@ -34,7 +37,8 @@ describe('identity: databases whose names sanitise alike', () => {
     await makeDb(b, 70);
     const dir = tempDir();
     const bucket = await createBucket('ident');
-    const env = (db: string, extra: Record<string, string> = {}) => backupEnv({ database: db, dir, bucket, extra: { BACKUP_GLOBALS: 'false', ...extra } });
+    const env = (db: string, extra: Record<string, string> = {}) =>
+      backupEnv({ database: db, dir, bucket, extra: { BACKUP_GLOBALS: 'false', ...extra } });
 
     for (const db of [a, b]) {
       const r = await runCli(['backup', '--json'], { env: env(db) });
@@ -101,10 +105,16 @@ describe('identity: two writers to one bucket prefix in the same second', () => 
     // Every bucket object of each backup matches the sha256 its bucket manifest records.
     const endpoint = ['--endpoint-url', services().s3.endpoint];
     for (const name of [n1!, n2!]) {
-      const { stdout: mtext } = await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${name}.manifest.json`, '-', ...endpoint], { env: awsEnv() });
+      const { stdout: mtext } = await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${name}.manifest.json`, '-', ...endpoint], {
+        env: awsEnv(),
+      });
       const m = JSON.parse(mtext) as { artifact: { key: string; sha256: string }; globals: { key: string; sha256: string } };
       for (const f of [m.artifact, m.globals]) {
-        const { stdout } = await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${f.key}`, '-', ...endpoint], { env: awsEnv(), encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+        const { stdout } = await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${f.key}`, '-', ...endpoint], {
+          env: awsEnv(),
+          encoding: 'buffer',
+          maxBuffer: 64 * 1024 * 1024,
+        });
         expect(createHash('sha256').update(stdout).digest('hex'), f.key).toBe(f.sha256);
       }
     }
@@ -137,4 +147,3 @@ describe('identity: a file already under the name a backup would take', () => {
     for (const f of foreign) expect(readFileSync(join(backups, f), 'utf8')).toBe(`foreign dump ${f}\n`);
   });
 });
-

@@ -16,9 +16,13 @@ interface Upload {
 
 /** The bucket's open multipart uploads, as the aws CLI lists them (no Prefix: MinIO needs a whole key there). */
 async function openUploads(bucket: string, prefix: string): Promise<Upload[]> {
-  const { stdout } = await execFileAsync('aws', ['s3api', 'list-multipart-uploads', '--bucket', bucket, '--endpoint-url', services().s3.endpoint, '--output', 'json'], {
-    env: awsEnv(),
-  });
+  const { stdout } = await execFileAsync(
+    'aws',
+    ['s3api', 'list-multipart-uploads', '--bucket', bucket, '--endpoint-url', services().s3.endpoint, '--output', 'json'],
+    {
+      env: awsEnv(),
+    },
+  );
   const uploads = (stdout.trim() ? (JSON.parse(stdout) as { Uploads?: Upload[] }).Uploads : undefined) ?? [];
   return uploads.filter((u) => u.Key.startsWith(prefix));
 }
@@ -39,7 +43,13 @@ describe('a pgbak process killed mid-dump (SIGKILL: OOM killer, power loss)', ()
       database: db,
       dir,
       bucket,
-      extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false', BACKUP_ROW_COUNTS: 'false', STORAGE_PREFIX: prefix, STORAGE_PART_SIZE: '5MiB' },
+      extra: {
+        BACKUP_COMPRESSION: 'gzip:9',
+        BACKUP_GLOBALS: 'false',
+        BACKUP_ROW_COUNTS: 'false',
+        STORAGE_PREFIX: prefix,
+        STORAGE_PART_SIZE: '5MiB',
+      },
     });
 
     // 1. Kill pgbak itself (not pg_dump) once the upload is a real multipart upload with parts.
@@ -76,9 +86,16 @@ describe('a pgbak process killed mid-dump (SIGKILL: OOM killer, power loss)', ()
     // stays until it is a day old; uploads under keys that are not this job's names are never touched.
     const s3 = services().s3;
     const elsewhere = `${prefix}${db}_20240101_000000.dump`;
-    const foreign = [`${prefix}notes.txt`, `${prefix}other_db_20240101_000000.dump`, `${prefix}sub/${db}_20240101_000000.dump`, `other-prefix/${db}_20240101_000000.dump`];
+    const foreign = [
+      `${prefix}notes.txt`,
+      `${prefix}other_db_20240101_000000.dump`,
+      `${prefix}sub/${db}_20240101_000000.dump`,
+      `other-prefix/${db}_20240101_000000.dump`,
+    ];
     for (const key of [elsewhere, ...foreign]) {
-      await execFileAsync('aws', ['s3api', 'create-multipart-upload', '--bucket', bucket, '--key', key, '--endpoint-url', s3.endpoint], { env: awsEnv() });
+      await execFileAsync('aws', ['s3api', 'create-multipart-upload', '--bucket', bucket, '--key', key, '--endpoint-url', s3.endpoint], {
+        env: awsEnv(),
+      });
     }
 
     // 3. prune: the killed run's upload goes at once (its run record names a pid gone from this host),

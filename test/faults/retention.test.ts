@@ -25,12 +25,7 @@ describe('retention under faults', () => {
     const legacy = `${db}_${timestampOf(new Date(Date.now() - 2 * DAY))}.dump`;
     const backups = join(dir, 'backups');
     await execFileAsync('mkdir', ['-p', backups]);
-    await execFileAsync('pg_dump', [
-      `--dbname=${pgUrl(db)}`,
-      '--format=custom',
-      '--compress=9',
-      `--file=${join(backups, legacy)}`,
-    ]);
+    await execFileAsync('pg_dump', [`--dbname=${pgUrl(db)}`, '--format=custom', '--compress=9', `--file=${join(backups, legacy)}`]);
     await awsPut(join(backups, legacy), bucket, `backups/${legacy}`);
 
     // A real backup run prunes afterwards (RETENTION_DAYS=30): the legacy dump must survive both places.
@@ -52,7 +47,7 @@ describe('retention under faults', () => {
     expect(await awsKeys(bucket, 'backups/')).toContain(`backups/${legacy}`);
   });
 
-  it("a good backup whose local artifact went missing keeps its intact bucket copy, which still restores", async () => {
+  it('a good backup whose local artifact went missing keeps its intact bucket copy, which still restores', async () => {
     const db = await createDatabase('onecopy', SAMPLE_SQL);
     const dir = tempDir();
     const bucket = await createBucket('onecopy');

@@ -23,12 +23,17 @@ describe('two servers, one database name, one bucket prefix', () => {
   let ownId: string;
 
   beforeAll(async () => {
-    db = await createDatabase('c18d', `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'own' FROM generate_series(1, 100) g;`);
+    db = await createDatabase(
+      'c18d',
+      `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'own' FROM generate_series(1, 100) g;`,
+    );
     ownId = await sql('postgres', 'SELECT system_identifier::text FROM pg_control_system()');
     bucket = await createBucket('c18d');
     prefix = `c18d-${uniqueId()}/`;
     const hostA = tempDir();
-    const b = await runCli(['backup', '--json', '--no-prune'], { env: { ...backupEnv({ database: db, dir: hostA, bucket }), STORAGE_PREFIX: prefix } });
+    const b = await runCli(['backup', '--json', '--no-prune'], {
+      env: { ...backupEnv({ database: db, dir: hostA, bucket }), STORAGE_PREFIX: prefix },
+    });
     expect(b.code, b.stderr).toBe(0);
     own = JSON.parse(b.stdout).name;
 

@@ -38,23 +38,35 @@ describe('retrying the upload of a partial run', () => {
     expect(first.error?.exitCode).toBe(3);
     expect(isTransientFailure(first)).toBe(true);
     const backups = join(dir, 'backups');
-    const before = readdirSync(backups).filter((f) => !f.startsWith('.')).sort();
+    const before = readdirSync(backups)
+      .filter((f) => !f.startsWith('.'))
+      .sort();
 
     const retried = await uploadBackup({ job: jobFor(good, dir), name: first.name! });
     expect(retried.status, retried.error?.message).toBe('ok');
     expect(retried.name).toBe(first.name);
     expect(retried.locations).toHaveLength(2);
     // No second dump: the local files are the same ones.
-    expect(readdirSync(backups).filter((f) => !f.startsWith('.')).sort()).toEqual(before);
+    expect(
+      readdirSync(backups)
+        .filter((f) => !f.startsWith('.'))
+        .sort(),
+    ).toEqual(before);
     const keys = await awsKeys(bucket, 'backups/');
     expect(keys).toEqual(expect.arrayContaining(before.filter((f) => !f.endsWith('.last-run.json')).map((f) => `backups/${f}`)));
     // The uploaded artifact is byte for byte the one the manifest describes (read with the aws CLI).
-    const manifest = JSON.parse(readFileSync(join(backups, `${first.name}.manifest.json`), 'utf8')) as { artifact: { key: string; sha256: string } };
-    const { stdout } = await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${manifest.artifact.key}`, '-', '--endpoint-url', services().s3.endpoint], {
-      env: awsEnv(),
-      encoding: 'buffer',
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    const manifest = JSON.parse(readFileSync(join(backups, `${first.name}.manifest.json`), 'utf8')) as {
+      artifact: { key: string; sha256: string };
+    };
+    const { stdout } = await execFileAsync(
+      'aws',
+      ['s3', 'cp', `s3://${bucket}/backups/${manifest.artifact.key}`, '-', '--endpoint-url', services().s3.endpoint],
+      {
+        env: awsEnv(),
+        encoding: 'buffer',
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
     expect(createHash('sha256').update(stdout).digest('hex')).toBe(manifest.artifact.sha256);
     const storage = createStorage(jobFor(good, dir));
     const [entry] = await listBackups({ local: storage.local, remote: storage.remote });

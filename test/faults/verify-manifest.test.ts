@@ -73,11 +73,19 @@ describe('verify with a damaged local manifest (M2)', () => {
     expect(byName['local artifact']).toMatchObject({ ok: false, detail: expect.stringMatching(/sha256 .* differs from the manifest/) });
     expect(byName['local artifact'].detail).not.toContain('s3://');
     expect(byName['remote artifact']).toMatchObject({ ok: true });
-    expect(byName['manifests']).toMatchObject({ ok: false, detail: expect.stringMatching(/manifest\.json and s3:\/\/.*manifest\.json: disagree/) });
+    expect(byName['manifests']).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/manifest\.json and s3:\/\/.*manifest\.json: disagree/),
+    });
 
     // Each location's record holds its own copy's checks: the local copy is marked, the bucket copy is not.
     const list = JSON.parse((await runCli(['list', '--json'], { env })).stdout);
-    expect(list[0]).toMatchObject({ name, state: 'good', where: 'both', copies: { local: { state: 'corrupt' }, remote: { state: 'good' } } });
+    expect(list[0]).toMatchObject({
+      name,
+      state: 'good',
+      where: 'both',
+      copies: { local: { state: 'corrupt' }, remote: { state: 'good' } },
+    });
 
     const target = `m2_${uniqueId()}`;
     const restored = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env });

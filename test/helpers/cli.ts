@@ -67,7 +67,12 @@ export function backupEnv(opts: {
     BACKUP_DIR: join(opts.dir, 'backups'),
     LOG_FILE: join(opts.dir, 'logs', 'backup-db.log'),
     ...(opts.bucket
-      ? { STORAGE_ENDPOINT: s.s3.endpoint, STORAGE_ACCESS_KEY: s.s3.accessKey, STORAGE_SECRET_KEY: s.s3.secretKey, STORAGE_BUCKET: opts.bucket }
+      ? {
+          STORAGE_ENDPOINT: s.s3.endpoint,
+          STORAGE_ACCESS_KEY: s.s3.accessKey,
+          STORAGE_SECRET_KEY: s.s3.secretKey,
+          STORAGE_BUCKET: opts.bucket,
+        }
       : {}),
     ...(opts.encrypt ? { GPG_RECIPIENT: s.gpg.email } : {}),
     ...opts.extra,

@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { artifactKey, baseName, globalsKey, manifestKey, runKey, verificationKey } from '../../src/catalog/backup-name.js';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest, type VerificationRecord } from '../../src/catalog/manifest.js';
+import {
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  serializeManifest,
+  type Manifest,
+  type VerificationRecord,
+} from '../../src/catalog/manifest.js';
 import type { StorageBackend } from '../../src/storage/storage-backend.js';
 
 /**
@@ -85,7 +91,19 @@ export async function writeFakeBackup(backends: StorageBackend | StorageBackend[
   const mode = spec.manifest ?? 'ok';
   const files: [string, string][] = [];
   if (spec.run ?? mode === 'none') {
-    const record = { format: 'pgbak-run', version: 1, name, runId: `fake-${name}`, job: spec.database ?? spec.prefix, database: spec.database ?? spec.prefix, systemIdentifier: undefined, host: 'elsewhere.test', pid: 1, startedAt: spec.time.toISOString(), keys: [artifact.key] };
+    const record = {
+      format: 'pgbak-run',
+      version: 1,
+      name,
+      runId: `fake-${name}`,
+      job: spec.database ?? spec.prefix,
+      database: spec.database ?? spec.prefix,
+      systemIdentifier: undefined,
+      host: 'elsewhere.test',
+      pid: 1,
+      startedAt: spec.time.toISOString(),
+      keys: [artifact.key],
+    };
     files.push([runKey(name), JSON.stringify(record)]);
   }
   if (mode !== 'only') files.push([artifact.key, artifact.body]);
@@ -105,7 +123,15 @@ export async function writeFakeBackup(backends: StorageBackend | StorageBackend[
   }
   if (mode === 'unparseable') files.push([manifestKey(name), '{"format": "pgbak-manifest", trunc']);
   else if (mode !== 'none') {
-    const m = fakeManifest({ name, database: spec.database ?? spec.prefix, startedAt: spec.time, artifact, globals, encrypted, overrides: spec.overrides });
+    const m = fakeManifest({
+      name,
+      database: spec.database ?? spec.prefix,
+      startedAt: spec.time,
+      artifact,
+      globals,
+      encrypted,
+      overrides: spec.overrides,
+    });
     files.push([manifestKey(name), serializeManifest(m)]);
   }
   for (const backend of Array.isArray(backends) ? backends : [backends]) {

@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
@@ -21,13 +20,32 @@ export async function createGpgHome(email = 'backup@pgbak.test'): Promise<GpgHom
   const env = { ...process.env, GNUPGHOME: home };
   await execFileAsync(
     'gpg',
-    ['--batch', '--no-tty', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-generate-key', `pgbak test <${email}>`, 'rsa2048', 'sign,cert', 'never'],
+    [
+      '--batch',
+      '--no-tty',
+      '--pinentry-mode',
+      'loopback',
+      '--passphrase',
+      '',
+      '--quick-generate-key',
+      `pgbak test <${email}>`,
+      'rsa2048',
+      'sign,cert',
+      'never',
+    ],
     { env },
   );
   const { stdout } = await execFileAsync('gpg', ['--batch', '--with-colons', '--list-keys', email], { env });
-  const fingerprint = stdout.split('\n').find((l) => l.startsWith('fpr:'))?.split(':')[9];
+  const fingerprint = stdout
+    .split('\n')
+    .find((l) => l.startsWith('fpr:'))
+    ?.split(':')[9];
   if (!fingerprint) throw new Error('gpg: generated key has no fingerprint');
-  await execFileAsync('gpg', ['--batch', '--no-tty', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-add-key', fingerprint, 'rsa2048', 'encr', 'never'], { env });
+  await execFileAsync(
+    'gpg',
+    ['--batch', '--no-tty', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-add-key', fingerprint, 'rsa2048', 'encr', 'never'],
+    { env },
+  );
   return {
     home,
     email,

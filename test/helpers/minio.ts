@@ -122,10 +122,14 @@ async function launchMinio(
   bin: string,
   o: { dataDir: string; port: number; consolePort: number; accessKey: string; secretKey: string },
 ): Promise<ChildProcess> {
-  const child = spawn(bin, ['server', '--quiet', '--address', `127.0.0.1:${o.port}`, '--console-address', `127.0.0.1:${o.consolePort}`, o.dataDir], {
-    env: { ...process.env, MINIO_ROOT_USER: o.accessKey, MINIO_ROOT_PASSWORD: o.secretKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    bin,
+    ['server', '--quiet', '--address', `127.0.0.1:${o.port}`, '--console-address', `127.0.0.1:${o.consolePort}`, o.dataDir],
+    {
+      env: { ...process.env, MINIO_ROOT_USER: o.accessKey, MINIO_ROOT_PASSWORD: o.secretKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const endpoint = `http://127.0.0.1:${o.port}`;
@@ -148,7 +152,13 @@ async function launchMinio(
 
 /** Environment for the aws CLI against `s3` (a server of a test's own; services.ts' awsEnv is the shared one's). */
 export function awsEnvOf(s3: S3Server): NodeJS.ProcessEnv {
-  return { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: s3.region, AWS_EC2_METADATA_DISABLED: 'true' };
+  return {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: s3.accessKey,
+    AWS_SECRET_ACCESS_KEY: s3.secretKey,
+    AWS_DEFAULT_REGION: s3.region,
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
 }
 
 /** Every key in a bucket of `s3`, sorted (aws CLI, a client independent of pgbak). */

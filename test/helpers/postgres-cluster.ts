@@ -72,15 +72,32 @@ export async function startCluster(options: { password?: string; log?: (msg: str
     chownSync(pwfile, uid, gid);
   }
   const [cmd, args] = asServerUser(join(bindir, 'initdb'), [
-    '-D', dataDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '--no-sync', '-E', 'UTF8', '--locale=C',
+    '-D',
+    dataDir,
+    '-U',
+    'postgres',
+    '--auth=scram-sha-256',
+    `--pwfile=${pwfile}`,
+    '--no-sync',
+    '-E',
+    'UTF8',
+    '--locale=C',
   ]);
   await execFileAsync(cmd, args);
   rmSync(pwfile);
   const port = await freePort();
   const logFile = join(base, 'server.log');
   const [ctl, ctlArgs] = asServerUser(join(bindir, 'pg_ctl'), [
-    '-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start',
-    '-o', `-p ${port} -k ${base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`,
+    '-D',
+    dataDir,
+    '-l',
+    logFile,
+    '-w',
+    '-t',
+    '60',
+    'start',
+    '-o',
+    `-p ${port} -k ${base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`,
   ]);
   await execFileAsync(ctl, ctlArgs);
   options.log?.(`PostgreSQL ${bindir} started on 127.0.0.1:${port} (${dataDir})`);

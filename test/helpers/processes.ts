@@ -10,7 +10,11 @@ import { execFileAsync } from './services.js';
  * Poll `probe` every 50 ms until it gives something other than undefined (or false), and return
  * that; after `timeoutMs` throw "timed out waiting" (plus " for <what>" when `what` is given).
  */
-export async function waitFor<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what?: string): Promise<T> {
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  what?: string,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();

@@ -38,16 +38,26 @@ ALTER TABLE audit.owned OWNER TO ${role};
 
 /** Everything a restore must bring back besides table data: sequences, owners, views, functions, comments. */
 export async function schemaFacts(db: string): Promise<Record<string, string>> {
-  const seqNames = (await sql(db, `SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1`)).split('\n').filter(Boolean);
+  const seqNames = (await sql(db, `SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences ORDER BY 1`))
+    .split('\n')
+    .filter(Boolean);
   const sequences: string[] = [];
   for (const s of seqNames) sequences.push(`${s}=${await sql(db, `SELECT last_value || ',' || is_called FROM ${s}`)}`);
   const q = (text: string) => sql(db, text);
   return {
     sequences: sequences.join(' '),
-    owners: await q(`SELECT string_agg(format('%s.%s:%s', schemaname, tablename, tableowner), ' ' ORDER BY schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`),
-    views: await q(`SELECT string_agg(format('%s.%s:%s', schemaname, viewname, md5(definition)), ' ' ORDER BY schemaname, viewname) FROM pg_views WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`),
-    functions: await q(`SELECT string_agg(format('%s:%s', p.oid::regprocedure, md5(p.prosrc)), ' ' ORDER BY p.oid::regprocedure::text) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`),
-    comments: await q(`SELECT string_agg(description, ' | ' ORDER BY description) FROM pg_description d JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass UNION ALL SELECT string_agg(description, ' | ' ORDER BY description) FROM pg_description d JOIN pg_proc p ON p.oid = d.objoid AND d.classoid = 'pg_proc'::regclass JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sales'`),
+    owners: await q(
+      `SELECT string_agg(format('%s.%s:%s', schemaname, tablename, tableowner), ' ' ORDER BY schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`,
+    ),
+    views: await q(
+      `SELECT string_agg(format('%s.%s:%s', schemaname, viewname, md5(definition)), ' ' ORDER BY schemaname, viewname) FROM pg_views WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`,
+    ),
+    functions: await q(
+      `SELECT string_agg(format('%s:%s', p.oid::regprocedure, md5(p.prosrc)), ' ' ORDER BY p.oid::regprocedure::text) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+    ),
+    comments: await q(
+      `SELECT string_agg(description, ' | ' ORDER BY description) FROM pg_description d JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass UNION ALL SELECT string_agg(description, ' | ' ORDER BY description) FROM pg_description d JOIN pg_proc p ON p.oid = d.objoid AND d.classoid = 'pg_proc'::regclass JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'sales'`,
+    ),
   };
 }
 
@@ -82,13 +92,28 @@ export function truncateBy(path: string, bytes: number): void {
 
 /** Upload a file with the aws CLI (a client independent of pgbak's). */
 export async function awsPut(file: string, bucket: string, key: string): Promise<void> {
-  await execFileAsync('aws', ['s3', 'cp', file, `s3://${bucket}/${key}`, '--endpoint-url', services().s3.endpoint, '--only-show-errors'], { env: awsEnv() });
+  await execFileAsync('aws', ['s3', 'cp', file, `s3://${bucket}/${key}`, '--endpoint-url', services().s3.endpoint, '--only-show-errors'], {
+    env: awsEnv(),
+  });
 }
 
 export async function awsKeys(bucket: string, prefix = ''): Promise<string[]> {
   const { stdout } = await execFileAsync(
     'aws',
-    ['s3api', 'list-objects-v2', '--bucket', bucket, '--prefix', prefix, '--endpoint-url', services().s3.endpoint, '--query', 'Contents[].Key', '--output', 'json'],
+    [
+      's3api',
+      'list-objects-v2',
+      '--bucket',
+      bucket,
+      '--prefix',
+      prefix,
+      '--endpoint-url',
+      services().s3.endpoint,
+      '--query',
+      'Contents[].Key',
+      '--output',
+      'json',
+    ],
     { env: awsEnv(), maxBuffer: 64 * 1024 * 1024 },
   );
   return ((JSON.parse(stdout || 'null') as string[] | null) ?? []).sort();

@@ -73,7 +73,12 @@ describe('pgbak backup under faults', () => {
 
     it('MinIO killed mid-upload: the local backup and its manifest are kept and the run exits 3', async () => {
       const dir = tempDir();
-      const awsEnv = { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, AWS_DEFAULT_REGION: 'us-east-1' };
+      const awsEnv = {
+        ...process.env,
+        AWS_ACCESS_KEY_ID: s3.accessKey,
+        AWS_SECRET_ACCESS_KEY: s3.secretKey,
+        AWS_DEFAULT_REGION: 'us-east-1',
+      };
       await execFileAsync('aws', ['s3', 'mb', 's3://faults', '--endpoint-url', s3.endpoint], { env: awsEnv });
       const env = {
         ...backupEnv({ database: db, dir, extra: { BACKUP_COMPRESSION: 'none', BACKUP_GLOBALS: 'false', STORAGE_PART_SIZE: '5MiB' } }),
@@ -92,7 +97,11 @@ describe('pgbak backup under faults', () => {
       expect(r.code, r.stderr).toBe(3);
       expect(r.stderr).toMatch(/upload failed/);
       const result = JSON.parse(r.stdout);
-      expect(finalFiles(join(dir, 'backups')).sort()).toEqual([`${result.name}.dump`, `${result.name}.manifest.json`, `${result.name}.run.json`]);
+      expect(finalFiles(join(dir, 'backups')).sort()).toEqual([
+        `${result.name}.dump`,
+        `${result.name}.manifest.json`,
+        `${result.name}.run.json`,
+      ]);
     });
   });
 });

@@ -12,7 +12,6 @@ import {
   pgUrl,
   SAMPLE_SQL,
   services,
-  sql,
   tableChecksums,
   tempDir,
 } from '../helpers/services.js';
@@ -56,24 +55,43 @@ describe('pgbak backup', () => {
     expect(result.name).toMatch(new RegExp(`^${db}_\\d{8}_\\d{6}$`));
 
     const backups = join(dir, 'backups');
-    const files = readdirSync(backups).filter((f) => !f.startsWith('.')).sort();
-    expect(files).toEqual([`${result.name}.dump`, `${result.name}.globals.sql`, `${result.name}.manifest.json`, `${result.name}.run.json`].sort());
+    const files = readdirSync(backups)
+      .filter((f) => !f.startsWith('.'))
+      .sort();
+    expect(files).toEqual(
+      [`${result.name}.dump`, `${result.name}.globals.sql`, `${result.name}.manifest.json`, `${result.name}.run.json`].sort(),
+    );
     expect(statSync(backups).mode & 0o777).toBe(0o700);
     for (const f of files) expect(statSync(join(backups, f)).mode & 0o777).toBe(0o600);
 
     const manifest = JSON.parse(readFileSync(join(backups, `${result.name}.manifest.json`), 'utf8'));
     const dump = join(backups, `${result.name}.dump`);
-    expect(manifest).toMatchObject({ format: 'pgbak-manifest', version: 1, database: db, compression: { method: 'gzip', level: 9, by: 'pg_dump' }, encryption: null });
+    expect(manifest).toMatchObject({
+      format: 'pgbak-manifest',
+      version: 1,
+      database: db,
+      compression: { method: 'gzip', level: 9, by: 'pg_dump' },
+      encryption: null,
+    });
     expect(manifest.artifact.size).toBe(statSync(dump).size);
     expect(manifest.artifact.sha256).toBe(await sha256File(dump));
     expect(manifest.server.versionNum).toBeGreaterThan(100000);
     // The server's identity, and the run that claimed the name first (its run record).
     expect(manifest.server.systemIdentifier).toMatch(/^\d+$/);
     const run = JSON.parse(readFileSync(join(backups, `${result.name}.run.json`), 'utf8'));
-    expect(run).toMatchObject({ format: 'pgbak-run', name: result.name, runId: manifest.runId, database: db, systemIdentifier: manifest.server.systemIdentifier });
+    expect(run).toMatchObject({
+      format: 'pgbak-run',
+      name: result.name,
+      runId: manifest.runId,
+      database: db,
+      systemIdentifier: manifest.server.systemIdentifier,
+    });
     expect(statSync(join(backups, `${result.name}.run.json`)).mtimeMs).toBeLessThanOrEqual(statSync(dump).mtimeMs);
     expect(manifest.tables).toEqual(
-      expect.arrayContaining([{ schema: 'public', table: 'orders', rows: 5000 }, { schema: 'public', table: 'customers', rows: 500 }]),
+      expect.arrayContaining([
+        { schema: 'public', table: 'orders', rows: 5000 },
+        { schema: 'public', table: 'customers', rows: 500 },
+      ]),
     );
     // The manifest is written after the artifact.
     expect(statSync(join(backups, `${result.name}.manifest.json`)).mtimeMs).toBeGreaterThanOrEqual(statSync(dump).mtimeMs);
@@ -104,12 +122,18 @@ describe('pgbak backup', () => {
 
     // The object, fetched with the aws CLI, equals the local file and the manifest's sha256.
     const fetched = join(dir, 'fetched.dump.gpg');
-    await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${name}`, fetched, '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+    await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${name}`, fetched, '--endpoint-url', services().s3.endpoint], {
+      env: awsEnv(),
+    });
     const manifest = JSON.parse(readFileSync(join(dir, 'backups', `${result.name}.manifest.json`), 'utf8'));
     expect(await sha256File(fetched)).toBe(manifest.artifact.sha256);
     expect(await sha256File(local)).toBe(manifest.artifact.sha256);
     expect(manifest.encryption).toMatchObject({ method: 'gpg', fingerprint: services().gpg.fingerprint });
-    const { stdout: listing } = await execFileAsync('aws', ['s3', 'ls', `s3://${bucket}/backups/`, '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+    const { stdout: listing } = await execFileAsync(
+      'aws',
+      ['s3', 'ls', `s3://${bucket}/backups/`, '--endpoint-url', services().s3.endpoint],
+      { env: awsEnv() },
+    );
     expect(listing).toContain(`${result.name}.manifest.json`);
     expect(listing).toContain(`${result.name}.globals.sql.gpg`);
 
@@ -132,7 +156,11 @@ describe('pgbak backup', () => {
     expect(r.stdout + r.stderr).not.toContain(services().pg.password);
     expect(r.stdout + r.stderr).not.toContain(services().s3.secretKey);
     expect(readdirSync(dir)).toEqual([]);
-    const { stdout: listing } = await execFileAsync('aws', ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+    const { stdout: listing } = await execFileAsync(
+      'aws',
+      ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint],
+      { env: awsEnv() },
+    );
     expect(listing.trim()).toBe('');
   });
 
@@ -160,7 +188,11 @@ describe('pgbak backup', () => {
 
   it('reports every bad variable at once, with its name, before any work', async () => {
     const dir = tempDir();
-    const env = backupEnv({ database: db, dir, extra: { RETENTION_DAYS: 'abc', BACKUP_COMPRESSION: 'brotli:5', STORAGE_ENDPOINT: 'not a url', BACKUP_KEEP_MIN: '-2' } });
+    const env = backupEnv({
+      database: db,
+      dir,
+      extra: { RETENTION_DAYS: 'abc', BACKUP_COMPRESSION: 'brotli:5', STORAGE_ENDPOINT: 'not a url', BACKUP_KEEP_MIN: '-2' },
+    });
     const r = await runCli(['backup'], { env });
     expect(r.code).toBe(2);
     for (const name of ['RETENTION_DAYS', 'BACKUP_COMPRESSION', 'STORAGE_ENDPOINT', 'BACKUP_KEEP_MIN']) expect(r.stderr).toContain(name);
@@ -173,7 +205,11 @@ describe('pgbak backup', () => {
   it('names each database failure with a redacted URL, a hint and exit code 5', async () => {
     const s = services();
     const dir = tempDir();
-    const wrongPw = backupEnv({ database: db, dir, extra: { DATABASE_URL: `postgresql://postgres:not-the-password@${s.pg.host}:${s.pg.port}/${db}` } });
+    const wrongPw = backupEnv({
+      database: db,
+      dir,
+      extra: { DATABASE_URL: `postgresql://postgres:not-the-password@${s.pg.host}:${s.pg.port}/${db}` },
+    });
     let r = await runCli(['backup'], { env: wrongPw });
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/authentication failed: postgresql:\/\/postgres:\*\*\*@/);
@@ -184,7 +220,9 @@ describe('pgbak backup', () => {
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/database does not exist/);
 
-    r = await runCli(['backup'], { env: backupEnv({ database: db, dir, extra: { DATABASE_URL: pgUrl(db).replace(`:${s.pg.port}/`, ':1/') } }) });
+    r = await runCli(['backup'], {
+      env: backupEnv({ database: db, dir, extra: { DATABASE_URL: pgUrl(db).replace(`:${s.pg.port}/`, ':1/') } }),
+    });
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/connection refused/);
     expect(readdirSync(join(dir, 'backups')).filter((f) => !f.startsWith('.'))).toEqual([]);
@@ -201,12 +239,18 @@ describe('pgbak backup', () => {
   it('--no-encrypt and --no-upload skip those steps', async () => {
     const dir = tempDir();
     const bucket = await createBucket();
-    const r = await runCli(['backup', '--no-encrypt', '--no-upload', '--json'], { env: backupEnv({ database: db, dir, bucket, encrypt: true }) });
+    const r = await runCli(['backup', '--no-encrypt', '--no-upload', '--json'], {
+      env: backupEnv({ database: db, dir, bucket, encrypt: true }),
+    });
     expect(r.code, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout);
     expect(result.encrypted).toBe(false);
     expect(result.locations).toEqual([join(dir, 'backups', `${result.name}.dump`)]);
-    const { stdout: listing } = await execFileAsync('aws', ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+    const { stdout: listing } = await execFileAsync(
+      'aws',
+      ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint],
+      { env: awsEnv() },
+    );
     expect(listing.trim()).toBe('');
   });
 
@@ -223,7 +267,10 @@ describe('pgbak backup', () => {
     const { mkdirSync, writeFileSync } = await import('node:fs');
     mkdirSync(join(dir, 'backups'), { recursive: true });
     const { hostname } = await import('node:os');
-    writeFileSync(join(dir, 'backups', `.pgbak-${db}.lock`), JSON.stringify({ pid: 999_999, host: hostname(), startedAt: new Date().toISOString() }));
+    writeFileSync(
+      join(dir, 'backups', `.pgbak-${db}.lock`),
+      JSON.stringify({ pid: 999_999, host: hostname(), startedAt: new Date().toISOString() }),
+    );
     const r = await runCli(['backup'], { env: backupEnv({ database: db, dir }) });
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(join(dir, 'backups', `.pgbak-${db}.lock`))).toBe(false);
@@ -251,7 +298,10 @@ describe('pgbak backup', () => {
   it('prunes after each successful backup (never below BACKUP_KEEP_MIN), unless --no-prune', async () => {
     const dir = tempDir();
     const env = backupEnv({ database: db, dir, extra: { RETENTION_DAYS: '0', BACKUP_KEEP_MIN: '2', BACKUP_GLOBALS: 'false' } });
-    const manifests = () => readdirSync(join(dir, 'backups')).filter((f) => f.endsWith('.manifest.json')).sort();
+    const manifests = () =>
+      readdirSync(join(dir, 'backups'))
+        .filter((f) => f.endsWith('.manifest.json'))
+        .sort();
     const names: string[] = [];
     for (let i = 0; i < 3; i++) {
       if (i > 0) await new Promise((r) => setTimeout(r, 1100)); // names have one-second resolution
@@ -261,7 +311,11 @@ describe('pgbak backup', () => {
     }
     // RETENTION_DAYS=0 lets every backup go, but the newest two good ones always stay.
     expect(manifests()).toEqual(names.slice(1).map((n) => `${n}.manifest.json`));
-    expect(readdirSync(join(dir, 'backups')).filter((f) => f.endsWith('.dump')).sort()).toEqual(names.slice(1).map((n) => `${n}.dump`));
+    expect(
+      readdirSync(join(dir, 'backups'))
+        .filter((f) => f.endsWith('.dump'))
+        .sort(),
+    ).toEqual(names.slice(1).map((n) => `${n}.dump`));
 
     await new Promise((r) => setTimeout(r, 1100));
     const kept = await runCli(['backup', '--no-prune', '--json'], { env });

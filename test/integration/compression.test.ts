@@ -9,8 +9,24 @@ import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, servic
 const PROFILES = [
   { setting: 'zstd:3', method: 'zstd', level: 3, by: 'stream', ext: '.dump.zst', magic: '28b52ffd', decompress: 'zstd -d -c' },
   { setting: 'lz4:1', method: 'lz4', level: 1, by: 'stream', ext: '.dump.lz4', magic: '04224d18', decompress: 'lz4 -d -c' },
-  { setting: 'none', method: 'none', level: 0, by: 'pg_dump', ext: '.dump', magic: Buffer.from('PGDMP').toString('hex'), decompress: undefined },
-  { setting: 'gzip:1', method: 'gzip', level: 1, by: 'pg_dump', ext: '.dump', magic: Buffer.from('PGDMP').toString('hex'), decompress: undefined },
+  {
+    setting: 'none',
+    method: 'none',
+    level: 0,
+    by: 'pg_dump',
+    ext: '.dump',
+    magic: Buffer.from('PGDMP').toString('hex'),
+    decompress: undefined,
+  },
+  {
+    setting: 'gzip:1',
+    method: 'gzip',
+    level: 1,
+    by: 'pg_dump',
+    ext: '.dump',
+    magic: Buffer.from('PGDMP').toString('hex'),
+    decompress: undefined,
+  },
 ] as const;
 
 type Profile = (typeof PROFILES)[number];
@@ -52,7 +68,13 @@ describe('BACKUP_COMPRESSION profiles', () => {
     for (const encrypted of [false, true]) {
       it(`${profile.setting}${encrypted ? ' + gpg' : ''}: ${profile.ext}${encrypted ? '.gpg' : ''}, manifest, upload and the README recipe`, async () => {
         const dir = tempDir();
-        const env = backupEnv({ database: db, dir, bucket, encrypt: encrypted, extra: { BACKUP_COMPRESSION: profile.setting, BACKUP_GLOBALS: 'false' } });
+        const env = backupEnv({
+          database: db,
+          dir,
+          bucket,
+          encrypt: encrypted,
+          extra: { BACKUP_COMPRESSION: profile.setting, BACKUP_GLOBALS: 'false' },
+        });
         const r = await runCli(['backup', '--json'], { env });
         expect(r.code, r.stderr).toBe(0);
         const result = JSON.parse(r.stdout);
@@ -60,7 +82,11 @@ describe('BACKUP_COMPRESSION profiles', () => {
 
         // Local files: exactly the artifact, its manifest and the run record that claimed the name.
         const backups = join(dir, 'backups');
-        expect(readdirSync(backups).filter((f) => !f.startsWith('.')).sort()).toEqual([artifact, `${result.name}.manifest.json`, `${result.name}.run.json`].sort());
+        expect(
+          readdirSync(backups)
+            .filter((f) => !f.startsWith('.'))
+            .sort(),
+        ).toEqual([artifact, `${result.name}.manifest.json`, `${result.name}.run.json`].sort());
         const local = join(backups, artifact);
         const bytes = readFileSync(local);
         const manifest = JSON.parse(readFileSync(join(backups, `${result.name}.manifest.json`), 'utf8'));
@@ -74,7 +100,9 @@ describe('BACKUP_COMPRESSION profiles', () => {
 
         // The same bytes in the bucket, under the same name.
         const fetched = join(dir, 'fetched');
-        await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${artifact}`, fetched, '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+        await execFileAsync('aws', ['s3', 'cp', `s3://${bucket}/backups/${artifact}`, fetched, '--endpoint-url', services().s3.endpoint], {
+          env: awsEnv(),
+        });
         expect(sha256(readFileSync(fetched))).toBe(manifest.artifact.sha256);
 
         // Inside the stream layer is a custom-format archive, itself uncompressed for zstd/lz4.
@@ -109,7 +137,10 @@ async function dumpingPgDump(parent: number): Promise<number> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const { stdout } = await execFileAsync('ps', ['-o', 'pid=,comm=', '--ppid', String(parent)]).catch(() => ({ stdout: '' }));
-    for (const [pid, comm] of stdout.trim().split('\n').map((l) => l.trim().split(/\s+/))) {
+    for (const [pid, comm] of stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))) {
       if (comm !== 'pg_dump') continue;
       try {
         if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--dbname=')) return Number(pid);
@@ -146,9 +177,17 @@ describe('stream compression under faults', () => {
     expect(r.stderr).toMatch(/pg_dump was killed by SIGKILL/);
     expect(readdirSync(backups).filter((f) => !f.startsWith('.'))).toEqual([]);
     expect(readdirSync(backups).filter((f) => f.includes('.tmp-'))).toEqual([]);
-    const { stdout } = await execFileAsync('aws', ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint], { env: awsEnv() }).catch(() => ({ stdout: '' }));
+    const { stdout } = await execFileAsync(
+      'aws',
+      ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint],
+      { env: awsEnv() },
+    ).catch(() => ({ stdout: '' }));
     // Only the run's record (.pgbak-<db>.last-run.json) may be there: no artifact, no manifest.
-    const keys = stdout.trim().split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/).pop()!);
+    const keys = stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.trim().split(/\s+/).pop()!);
     expect(keys.filter((k) => !/\/\.pgbak-[^/]+\.last-run\.json$/.test(k))).toEqual([]);
   });
 });

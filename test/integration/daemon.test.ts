@@ -72,7 +72,11 @@ describe('pgbak daemon (real CLI, per-second schedule)', () => {
       const base = await waitFor('the metrics URL', () => /metrics served at (http:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(stderr)?.[1]);
 
       // Real backups of the good database, one per second, while the broken job keeps failing.
-      await waitFor('two good backups', () => existsSync(backups) && readdirSync(backups).filter((f) => f.startsWith(`${good}_`) && f.endsWith('.manifest.json')).length >= 2);
+      await waitFor(
+        'two good backups',
+        () =>
+          existsSync(backups) && readdirSync(backups).filter((f) => f.startsWith(`${good}_`) && f.endsWith('.manifest.json')).length >= 2,
+      );
       const metrics = await waitFor('runs of both jobs in /metrics', async () => {
         const res = await fetch(`${base}/metrics`);
         const samples = parseExposition(await res.text());
@@ -122,11 +126,17 @@ describe('pgbak daemon (real CLI, per-second schedule)', () => {
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
       // pg_dump is streaming into the temp file and, past the first 5 MiB part, the multipart upload.
-      const tempFile = () => (existsSync(backups) ? readdirSync(backups).find((f) => f.startsWith(`.${db}_`) && f.includes('.dump.tmp-')) : undefined);
-      await waitFor('a dump past its first part', () => {
-        const f = tempFile();
-        return f !== undefined && (statSync(join(backups, f), { throwIfNoEntry: false })?.size ?? 0) > 6 * 1024 * 1024;
-      }, 30_000, 20);
+      const tempFile = () =>
+        existsSync(backups) ? readdirSync(backups).find((f) => f.startsWith(`.${db}_`) && f.includes('.dump.tmp-')) : undefined;
+      await waitFor(
+        'a dump past its first part',
+        () => {
+          const f = tempFile();
+          return f !== undefined && (statSync(join(backups, f), { throwIfNoEntry: false })?.size ?? 0) > 6 * 1024 * 1024;
+        },
+        30_000,
+        20,
+      );
     } finally {
       child.kill('SIGTERM');
     }
@@ -140,7 +150,8 @@ describe('pgbak daemon (real CLI, per-second schedule)', () => {
     expect(files.filter((f) => f.startsWith(`${db}_`))).toEqual([]);
 
     const s3 = services().s3;
-    const aws = (...args: string[]) => execFileAsync('aws', [...args, '--endpoint-url', s3.endpoint, '--output', 'json'], { env: awsEnv() });
+    const aws = (...args: string[]) =>
+      execFileAsync('aws', [...args, '--endpoint-url', s3.endpoint, '--output', 'json'], { env: awsEnv() });
     const listed = await aws('s3api', 'list-objects-v2', '--bucket', bucket);
     const keys = ((JSON.parse(listed.stdout || '{}') as { Contents?: { Key: string }[] }).Contents ?? []).map((c) => c.Key);
     expect(keys.filter((k) => /\.(dump|globals\.sql|manifest\.json)/.test(k))).toEqual([]);

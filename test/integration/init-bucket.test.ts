@@ -83,7 +83,10 @@ describe('initBucket', () => {
 
   it('refuses a lifecycle rule of 0 days before touching the bucket', async () => {
     const bucket = `life-${uniqueId()}`;
-    await expect(initBucket(s3(bucket), { lifecycleDays: 0 })).rejects.toMatchObject({ exitCode: ExitCode.usage, message: expect.stringMatching(/RETENTION_DAYS/) });
+    await expect(initBucket(s3(bucket), { lifecycleDays: 0 })).rejects.toMatchObject({
+      exitCode: ExitCode.usage,
+      message: expect.stringMatching(/RETENTION_DAYS/),
+    });
     expect(await bucketExists(bucket)).toBe(false);
   });
 
@@ -94,7 +97,7 @@ describe('initBucket', () => {
     });
   });
 
-  it('takes a job\'s open storage and prepares its bucket; a storage without a bucket is a usage error', async () => {
+  it("takes a job's open storage and prepares its bucket; a storage without a bucket is a usage error", async () => {
     const bucket = `job-${uniqueId()}`;
     {
       await using storage = openStorage({ backupDir: '/nonexistent/pgbak-init', s3: s3Settings(bucket) });

@@ -17,8 +17,15 @@ const { jobTarget, listBackups, loadJobs, restore, runJob, selectJobs, status } 
 
 /** A logger of the kind a host application passes in: every line into an array. */
 function recordingLogger(lines: string[], bindings: LogFields = {}): Logger {
-  const push = (level: string) => (msg: string, fields?: LogFields) => void lines.push(`${level} ${msg} ${JSON.stringify({ ...bindings, ...fields })}`);
-  return { debug: push('debug'), info: push('info'), warn: push('warn'), error: push('error'), child: (more) => recordingLogger(lines, { ...bindings, ...more }) };
+  const push = (level: string) => (msg: string, fields?: LogFields) =>
+    void lines.push(`${level} ${msg} ${JSON.stringify({ ...bindings, ...fields })}`);
+  return {
+    debug: push('debug'),
+    info: push('info'),
+    warn: push('warn'),
+    error: push('error'),
+    child: (more) => recordingLogger(lines, { ...bindings, ...more }),
+  };
 }
 
 describe('pgbak as a library (in-process, injected environment, working directory and logger)', () => {

@@ -64,7 +64,12 @@ describe('pgbak list', () => {
     expect(all[1]).toMatchObject({ database: db, where: 'both', encrypted: true, state: 'good' });
     expect(all[1]!.size).toBe(statSync(join(dir, 'backups', `${names.both}.dump.gpg`)).size);
     // A leftover without manifest is no copy: WHERE names no location; its problem is its location's.
-    expect(all[2]).toMatchObject({ where: 'none', state: 'incomplete', problems: ['remote: no manifest'], copies: { remote: { state: 'incomplete', problems: ['no manifest'] } } });
+    expect(all[2]).toMatchObject({
+      where: 'none',
+      state: 'incomplete',
+      problems: ['remote: no manifest'],
+      copies: { remote: { state: 'incomplete', problems: ['no manifest'] } },
+    });
     expect(all[1]).toMatchObject({ copies: { local: { state: 'good', problems: [] }, remote: { state: 'good', problems: [] } } });
     expect(Date.parse(all[0]!.time)).toBeGreaterThan(Date.parse(all[1]!.time));
 
@@ -88,7 +93,11 @@ describe('pgbak list', () => {
     const big = await createBucket();
     const backend = s3(big);
     const start = Date.parse('2024-06-01T00:00:00Z');
-    await mapLimit(Array.from({ length: 520 }, (_, i) => i), 16, (i) => writeFakeBackup(backend, { prefix: 'bulk', time: new Date(start + i * 3_600_000) }));
+    await mapLimit(
+      Array.from({ length: 520 }, (_, i) => i),
+      16,
+      (i) => writeFakeBackup(backend, { prefix: 'bulk', time: new Date(start + i * 3_600_000) }),
+    );
     const r = await runCli(['list', '--json', '--remote'], { env: { ...env, STORAGE_BUCKET: big } });
     expect(r.code, r.stderr).toBe(0);
     const all = JSON.parse(r.stdout) as Listed[];

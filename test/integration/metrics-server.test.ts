@@ -39,7 +39,9 @@ describe('metrics HTTP server', () => {
     const body = await res.text();
     expect(body).toContain('pgbak_backup_last_size_bytes{job="shop",database="shop"} 2048');
     expect(body).toContain('pgbak_backup_runs_total{job="shop",database="shop",status="ok"} 1');
-    expect(body).toContain(`pgbak_backup_last_success_timestamp_seconds{job="shop",database="shop"} ${Date.parse('2026-11-28T17:00:10Z') / 1000}`);
+    expect(body).toContain(
+      `pgbak_backup_last_success_timestamp_seconds{job="shop",database="shop"} ${Date.parse('2026-11-28T17:00:10Z') / 1000}`,
+    );
   });
 
   it('answers /healthz 200 when healthy and 503 with the detail when not', async () => {
@@ -90,7 +92,9 @@ describe('metrics HTTP server', () => {
     } finally {
       await new Promise((r) => blocker.close(r));
     }
-    await expect(startMetricsServer('localhost', new BackupMetrics(), { health: () => ({ ok: true }) })).rejects.toBeInstanceOf(ConfigError);
+    await expect(startMetricsServer('localhost', new BackupMetrics(), { health: () => ({ ok: true }) })).rejects.toBeInstanceOf(
+      ConfigError,
+    );
   });
 
   it('close() stops listening even with a keep-alive connection open', async () => {

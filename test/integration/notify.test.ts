@@ -139,7 +139,12 @@ describe('notifications', () => {
 
   it('e-mails a failure with status, database, host, error, hint, timing and last good backup, without passwords', async () => {
     const logger = new MemoryLogger();
-    const outcomes = await notifyRun({ result: failedRun, settings: settings({ webhookUrl: undefined, pingUrl: undefined }), context, logger });
+    const outcomes = await notifyRun({
+      result: failedRun,
+      settings: settings({ webhookUrl: undefined, pingUrl: undefined }),
+      context,
+      logger,
+    });
     expect(outcomes).toEqual([{ channel: 'email', ok: true, attempts: 1 }]);
     expect(mail.logins).toEqual([{ username: SMTP_USER, password: SMTP_PASS }]); // it really logged in with the password
     expect(mail.raw).toHaveLength(1);
@@ -163,15 +168,27 @@ describe('notifications', () => {
 
   it('e-mails a success only with NOTIFY_ON=always, with size and locations', async () => {
     const logger = new MemoryLogger();
-    const quiet = await notifyRun({ result: okRun, settings: settings({ webhookUrl: undefined, pingUrl: undefined }), context: { host: 'db1' }, logger });
+    const quiet = await notifyRun({
+      result: okRun,
+      settings: settings({ webhookUrl: undefined, pingUrl: undefined }),
+      context: { host: 'db1' },
+      logger,
+    });
     expect(quiet).toEqual([]);
     expect(mail.raw).toHaveLength(0);
-    const loud = await notifyRun({ result: okRun, settings: settings({ on: 'always', webhookUrl: undefined, pingUrl: undefined }), context: { host: 'db1' }, logger });
+    const loud = await notifyRun({
+      result: okRun,
+      settings: settings({ on: 'always', webhookUrl: undefined, pingUrl: undefined }),
+      context: { host: 'db1' },
+      logger,
+    });
     expect(loud).toEqual([{ channel: 'email', ok: true, attempts: 1 }]);
     const [msg] = await mail.parsed();
     expect(msg!.subject).toBe('[pgbak] OK backup of shop on db1');
     expect(msg!.text).toMatch(/Size: +5\.0 MiB \(5242880 bytes\)/);
-    expect(msg!.text).toMatch(/Stored at: +\/var\/backups\/db\/shop_20261128_170000\.dump\.gpg\n {18}s3:\/\/sweet-backups\/backups\/shop_20261128_170000\.dump\.gpg\n/);
+    expect(msg!.text).toMatch(
+      /Stored at: +\/var\/backups\/db\/shop_20261128_170000\.dump\.gpg\n {18}s3:\/\/sweet-backups\/backups\/shop_20261128_170000\.dump\.gpg\n/,
+    );
     expect(msg!.text).toMatch(/Backup: +shop_20261128_170000 \(encrypted\)/);
     expect(msg!.text).toMatch(/Last good backup: +this one/);
   });
@@ -252,11 +269,20 @@ describe('notifications', () => {
     const pingUrl = `${http.base.replace('http://', 'http://pinger:s%3Acret@')}/ping/auth`;
     expect(await pingStart(pingUrl, logger)).toEqual({ channel: 'ping', ok: true, attempts: 1 });
     const [req] = http.requests;
-    expect(req).toMatchObject({ method: 'GET', path: '/ping/auth/start', authorization: `Basic ${Buffer.from('pinger:s:cret').toString('base64')}` });
+    expect(req).toMatchObject({
+      method: 'GET',
+      path: '/ping/auth/start',
+      authorization: `Basic ${Buffer.from('pinger:s:cret').toString('base64')}`,
+    });
   });
 
   it('notifies nothing for a dry run', async () => {
-    const outcomes = await notifyRun({ result: { ...failedRun, status: 'dry-run' }, settings: settings({ on: 'always' }), context, logger: new MemoryLogger() });
+    const outcomes = await notifyRun({
+      result: { ...failedRun, status: 'dry-run' },
+      settings: settings({ on: 'always' }),
+      context,
+      logger: new MemoryLogger(),
+    });
     expect(outcomes).toEqual([]);
     expect(mail.raw).toHaveLength(0);
     expect(http.requests).toHaveLength(0);
@@ -268,7 +294,11 @@ describe('notifications', () => {
     const started = Date.now();
     const outcomes = await notifyRun({
       result: failedRun,
-      settings: settings({ smtpUrl: `smtp://u:${SMTP_PASS}@127.0.0.1:${port}`, webhookUrl: `http://127.0.0.1:${port}/hook`, pingUrl: `http://127.0.0.1:${port}/p` }),
+      settings: settings({
+        smtpUrl: `smtp://u:${SMTP_PASS}@127.0.0.1:${port}`,
+        webhookUrl: `http://127.0.0.1:${port}/hook`,
+        pingUrl: `http://127.0.0.1:${port}/p`,
+      }),
       context,
       logger,
     });
@@ -299,7 +329,11 @@ describe('notifications', () => {
       const started = Date.now();
       const outcomes = await notifyRun({
         result: failedRun,
-        settings: settings({ smtpUrl: `smtp://127.0.0.1:${silent.port}`, webhookUrl: `http://127.0.0.1:${silent.port}/hook`, pingUrl: undefined }),
+        settings: settings({
+          smtpUrl: `smtp://127.0.0.1:${silent.port}`,
+          webhookUrl: `http://127.0.0.1:${silent.port}/hook`,
+          pingUrl: undefined,
+        }),
         context,
         logger,
         retry: { attempts: 2, delaysMs: [10], timeoutMs: 400 },
@@ -307,7 +341,12 @@ describe('notifications', () => {
       expect(Date.now() - started).toBeLessThan(5000);
       expect(outcomes).toMatchObject([
         { channel: 'email', ok: false, attempts: 2 },
-        { channel: 'webhook', ok: false, attempts: 2, error: expect.stringMatching(/no answer from http:\/\/127\.0\.0\.1:\d+\/hook within 0\.4s/) },
+        {
+          channel: 'webhook',
+          ok: false,
+          attempts: 2,
+          error: expect.stringMatching(/no answer from http:\/\/127\.0\.0\.1:\d+\/hook within 0\.4s/),
+        },
       ]);
       expect(outcomes[0]!.error).toMatch(/SMTP .*127\.0\.0\.1:\d+.*(within 0\.4s|Greeting never received|timeout)/i);
     } finally {
@@ -339,7 +378,13 @@ describe('notifications', () => {
     let calls = 0;
     http.status = () => (++calls === 1 ? 502 : 200);
     const logger = new MemoryLogger();
-    const outcomes = await notifyRun({ result: okRun, settings: settings({ email: [], pingUrl: undefined }), context, logger, retry: fast });
+    const outcomes = await notifyRun({
+      result: okRun,
+      settings: settings({ email: [], pingUrl: undefined }),
+      context,
+      logger,
+      retry: fast,
+    });
     expect(outcomes).toEqual([{ channel: 'webhook', ok: true, attempts: 2 }]);
     expect(logger.lines.some((l) => l.level === 'info' && /attempt 1\/3.*HTTP 502/.test(l.msg))).toBe(true);
     expect(logger.lines.some((l) => l.level === 'warn')).toBe(false);

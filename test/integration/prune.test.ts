@@ -11,7 +11,7 @@ import { LocalBackend } from '../../src/storage/local-backend.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { StorageBackend } from '../../src/storage/storage-backend.js';
 import { keysOf, mapLimit, writeFakeBackup } from '../helpers/fake-backups.js';
-import { awsEnv, createBucket, execFileAsync, s3Settings, services, tempDir, uniqueId } from '../helpers/services.js';
+import { awsEnv, createBucket, execFileAsync, s3Settings, services, tempDir } from '../helpers/services.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -31,14 +31,37 @@ function s3(bucket: string, prefix = 'backups/'): S3Backend {
 async function bucketKeys(bucket: string): Promise<string[]> {
   const { stdout } = await execFileAsync(
     'aws',
-    ['s3api', 'list-objects-v2', '--bucket', bucket, '--endpoint-url', services().s3.endpoint, '--query', 'Contents[].Key', '--output', 'json'],
+    [
+      's3api',
+      'list-objects-v2',
+      '--bucket',
+      bucket,
+      '--endpoint-url',
+      services().s3.endpoint,
+      '--query',
+      'Contents[].Key',
+      '--output',
+      'json',
+    ],
     { env: awsEnv(), maxBuffer: 64 * 1024 * 1024 },
   );
   return ((JSON.parse(stdout || 'null') as string[] | null) ?? []).sort();
 }
 
-const retention = (r: Partial<RetentionSettings> = {}): RetentionSettings => ({ days: 30, keepMin: 3, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, ...r });
-const job = (database: string, r: Partial<RetentionSettings> = {}): PruneOptions['job'] => ({ name: database, database, filePrefix: database, retention: retention(r) });
+const retention = (r: Partial<RetentionSettings> = {}): RetentionSettings => ({
+  days: 30,
+  keepMin: 3,
+  keepDaily: 0,
+  keepWeekly: 0,
+  keepMonthly: 0,
+  ...r,
+});
+const job = (database: string, r: Partial<RetentionSettings> = {}): PruneOptions['job'] => ({
+  name: database,
+  database,
+  filePrefix: database,
+  retention: retention(r),
+});
 
 /** A real backend whose deletes are recorded, and optionally fail for chosen keys. */
 function recording(inner: StorageBackend, failDelete: (key: string) => boolean = () => false) {
@@ -84,7 +107,9 @@ describe('catalog', () => {
 
     const entries = await listBackups({ local, remote, prefix: 'shop' });
     const byName = new Map(entries.map((e) => [e.name, e]));
-    expect(entries.map((e) => e.name)).toEqual([good, localOnly, leftover, orphanManifest, sizeLie, garbage, failedVerify, passedVerify].map((b) => b.name));
+    expect(entries.map((e) => e.name)).toEqual(
+      [good, localOnly, leftover, orphanManifest, sizeLie, garbage, failedVerify, passedVerify].map((b) => b.name),
+    );
 
     const g = byName.get(good.name)!;
     expect(g).toMatchObject({ state: 'good', database: 'shop', encrypted: false, problems: [] });
@@ -101,7 +126,11 @@ describe('catalog', () => {
     expect(byName.get(localOnly.name)).toMatchObject({ state: 'good', encrypted: true });
     expect(Object.keys(byName.get(localOnly.name)!.locations)).toEqual(['local']);
     // Its run record says whose it is.
-    expect(byName.get(leftover.name)).toMatchObject({ state: 'incomplete', database: 'shop', problems: ['local: no manifest', 'remote: no manifest'] });
+    expect(byName.get(leftover.name)).toMatchObject({
+      state: 'incomplete',
+      database: 'shop',
+      problems: ['local: no manifest', 'remote: no manifest'],
+    });
     expect(byName.get(orphanManifest.name)).toMatchObject({ state: 'incomplete', database: 'shop' });
     expect(byName.get(orphanManifest.name)!.problems[0]).toMatch(/remote: manifest without artifact/);
     // Each copy is judged on its own: the bad bucket copy does not condemn the good local one.
@@ -129,7 +158,9 @@ describe('prune', () => {
     const otherPrefix = s3(bucket, 'elsewhere/');
     const both = [local, remote];
     const fresh = await Promise.all([1, 2, 3, 4].map((d) => writeFakeBackup(both, { prefix: 'shop', time: ago(d * D), globals: true })));
-    const old = await Promise.all([31, 45, 90].map((d) => writeFakeBackup(both, { prefix: 'shop', time: ago(d * D), globals: true, verification: { ok: true } })));
+    const old = await Promise.all(
+      [31, 45, 90].map((d) => writeFakeBackup(both, { prefix: 'shop', time: ago(d * D), globals: true, verification: { ok: true } })),
+    );
     const otherDb = await writeFakeBackup(both, { prefix: 'shop_2', time: ago(400 * D) });
     // Same file prefix, another database in the manifest ("my db" and "my_db" share a prefix).
     const sameNameOtherDb = await writeFakeBackup(both, { prefix: 'shop', database: 'shop ', time: ago(100 * D) });
@@ -152,9 +183,15 @@ describe('prune', () => {
     expect(await bucketKeys(bucket)).toEqual(bucketBefore.filter((k) => !gone.map((g) => `backups/${g}`).includes(k)));
     expect(result.deleted).toHaveLength(gone.length * 2);
     // The survivors, named: other database, same prefix but other database, other STORAGE_PREFIX, foreign files.
-    expect(await keysOf(local)).toEqual(expect.arrayContaining(['README', `archive/${old[2]!.name}.dump`, ...otherDb.keys, ...sameNameOtherDb.keys]));
+    expect(await keysOf(local)).toEqual(
+      expect.arrayContaining(['README', `archive/${old[2]!.name}.dump`, ...otherDb.keys, ...sameNameOtherDb.keys]),
+    );
     expect(await bucketKeys(bucket)).toEqual(
-      expect.arrayContaining(['backups/shop_manual.dump', ...[...otherDb.keys, ...sameNameOtherDb.keys].map((k) => `backups/${k}`), ...elsewhere.keys.map((k) => `elsewhere/${k}`)]),
+      expect.arrayContaining([
+        'backups/shop_manual.dump',
+        ...[...otherDb.keys, ...sameNameOtherDb.keys].map((k) => `backups/${k}`),
+        ...elsewhere.keys.map((k) => `elsewhere/${k}`),
+      ]),
     );
     expect(logger.lines.some((l) => l.msg.startsWith(`removing ${old[0]!.name}: removed: older than 30 days`))).toBe(true);
   });
@@ -162,7 +199,9 @@ describe('prune', () => {
   it('keeps the newest BACKUP_KEEP_MIN when every backup is 40 days old, and with RETENTION_DAYS=0', async () => {
     const local = new LocalBackend(tempDir());
     const remote = s3(await createBucket('keepmin'));
-    const stale = await Promise.all([40, 41, 42, 43, 44].map((d) => writeFakeBackup([local, remote], { prefix: 'shop', time: ago(d * D) })));
+    const stale = await Promise.all(
+      [40, 41, 42, 43, 44].map((d) => writeFakeBackup([local, remote], { prefix: 'shop', time: ago(d * D) })),
+    );
     const r1 = await prune({ job: job('shop', { keepMin: 3 }), local, remote, now: NOW });
     expect(r1.decisions.keep.map((d) => [d.name, d.reasons])).toEqual(stale.slice(0, 3).map((b) => [b.name, ['kept: newest 3']]));
     expect((await listBackups({ local, remote })).map((e) => [e.name, e.state, Object.keys(e.locations).sort()])).toEqual(
@@ -179,7 +218,9 @@ describe('prune', () => {
     const local = new LocalBackend(tempDir());
     const bucket = await createBucket('dry');
     const remote = s3(bucket);
-    const old = await Promise.all([50, 60].map((d) => writeFakeBackup([local, remote], { prefix: 'shop', time: ago(d * D), globals: true })));
+    const old = await Promise.all(
+      [50, 60].map((d) => writeFakeBackup([local, remote], { prefix: 'shop', time: ago(d * D), globals: true })),
+    );
     await writeFakeBackup([local, remote], { prefix: 'shop', time: ago(3 * D), manifest: 'none' });
     // BACKUP_KEEP_MIN is at least 1: the newest good backup stays.
     const newest = await writeFakeBackup([local, remote], { prefix: 'shop', time: ago(40 * D) });
@@ -205,8 +246,12 @@ describe('prune', () => {
     const young = await writeFakeBackup(local, { prefix: 'shop', time: ago(23 * H), manifest: 'none' });
     const older = await writeFakeBackup(local, { prefix: 'shop', time: ago(25 * H), manifest: 'none' });
     const result = await prune({ job: job('shop'), local, now: NOW });
-    expect(result.decisions.keep.map((d) => [d.name, d.reasons])).toEqual([[young.name, ['kept: incomplete, may still be in progress (< 24 h)']]]);
-    expect(result.decisions.remove.map((d) => [d.name, d.reasons])).toEqual([[older.name, ['removed: leftover of a failed run (no manifest, 1 day old)']]]);
+    expect(result.decisions.keep.map((d) => [d.name, d.reasons])).toEqual([
+      [young.name, ['kept: incomplete, may still be in progress (< 24 h)']],
+    ]);
+    expect(result.decisions.remove.map((d) => [d.name, d.reasons])).toEqual([
+      [older.name, ['removed: leftover of a failed run (no manifest, 1 day old)']],
+    ]);
     expect(await keysOf(local)).toEqual([...young.keys].sort());
   });
 

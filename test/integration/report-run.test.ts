@@ -206,7 +206,9 @@ describe('size anomaly on crafted histories', () => {
     const normal = await setup(4);
     const ok = await reportRun({ job: normal.job, result: run(1400), logger: new MemoryLogger() });
     expect(ok.sizeAnomaly).toBeUndefined();
-    expect(sample(parseExposition(readFileSync(join(normal.dir, 'pgbak.prom'), 'utf8')), 'pgbak_backup_size_anomaly', { database: 'shop' })).toBe(0);
+    expect(
+      sample(parseExposition(readFileSync(join(normal.dir, 'pgbak.prom'), 'utf8')), 'pgbak_backup_size_anomaly', { database: 'shop' }),
+    ).toBe(0);
 
     const young = await setup(2);
     const none = await reportRun({ job: young.job, result: run(50_000), logger: new MemoryLogger() });
@@ -219,7 +221,16 @@ describe('size anomaly on crafted histories', () => {
     const passed = await writeFakeBackup(backups, { prefix: 'shop', time: at(0) });
     const failedTest = await writeFakeBackup(backups, { prefix: 'shop', time: at(6) });
     const record = (name: string, ok: boolean, verifiedAt: Date, durationMs: number) =>
-      JSON.stringify({ format: 'pgbak-verification', version: 1, name, verifiedAt: verifiedAt.toISOString(), ok, kind: 'restore-test', durationMs, checks: [] });
+      JSON.stringify({
+        format: 'pgbak-verification',
+        version: 1,
+        name,
+        verifiedAt: verifiedAt.toISOString(),
+        ok,
+        kind: 'restore-test',
+        durationMs,
+        checks: [],
+      });
     await backups.put(`${passed.name}.verify.json`, Readable.from([record(passed.name, true, at(1), 4200)]));
     await backups.put(`${failedTest.name}.verify.json`, Readable.from([record(failedTest.name, false, at(7), 900)]));
     await reportRun({ job, result: run(1000), logger: new MemoryLogger() });
@@ -230,7 +241,7 @@ describe('size anomaly on crafted histories', () => {
 
   it('a bad METRICS_TEXTFILE path is a warning, not a failure', async () => {
     const { job } = await setup(0);
-    const bad = { ...job, settings: { ...job.settings, METRICS_TEXTFILE: '/proc/pgbak-cannot-write-here.prom' } };
+    const bad = { ...job, metrics: { ...job.metrics, textfile: '/proc/pgbak-cannot-write-here.prom' } };
     const result = await reportRun({ job: bad, result: run(1000), logger: new MemoryLogger() });
     expect(result.status).toBe('ok');
     expect(result.warnings.some((w) => w.startsWith('metrics not written'))).toBe(true);

@@ -11,9 +11,16 @@ interface Backup {
   env: NodeJS.ProcessEnv;
 }
 
-async function backupWith(db: string, bucket: string | undefined, opts: { encrypt?: boolean; prefix?: string; compression?: string }): Promise<Backup> {
+async function backupWith(
+  db: string,
+  bucket: string | undefined,
+  opts: { encrypt?: boolean; prefix?: string; compression?: string },
+): Promise<Backup> {
   const dir = tempDir();
-  const extra = { ...(opts.prefix ? { STORAGE_PREFIX: opts.prefix } : {}), ...(opts.compression ? { BACKUP_COMPRESSION: opts.compression } : {}) };
+  const extra = {
+    ...(opts.prefix ? { STORAGE_PREFIX: opts.prefix } : {}),
+    ...(opts.compression ? { BACKUP_COMPRESSION: opts.compression } : {}),
+  };
   const env = backupEnv({ database: db, dir, bucket, encrypt: opts.encrypt, extra });
   const r = await runCli(['backup', '--json', '--no-prune'], { env });
   expect(r.code, r.stderr).toBe(0);
@@ -31,9 +38,13 @@ async function restoreJson(args: string[], env: NodeJS.ProcessEnv) {
 /** Restore a plain archive with plain pg_restore (the reference the CLI is compared against). */
 async function pgRestoreFile(file: string, db: string): Promise<void> {
   const s = services();
-  await execFileAsync('pg_restore', [`--host=${s.pg.host}`, `--port=${s.pg.port}`, `--username=${s.pg.user}`, `--dbname=${db}`, '--clean', '--if-exists', file], {
-    env: { ...process.env, PGPASSWORD: s.pg.password },
-  });
+  await execFileAsync(
+    'pg_restore',
+    [`--host=${s.pg.host}`, `--port=${s.pg.port}`, `--username=${s.pg.user}`, `--dbname=${db}`, '--clean', '--if-exists', file],
+    {
+      env: { ...process.env, PGPASSWORD: s.pg.password },
+    },
+  );
 }
 
 describe('pgbak restore', () => {
@@ -46,14 +57,24 @@ describe('pgbak restore', () => {
   beforeAll(async () => {
     db = await createDatabase('shop', richSql(`owner_${uniqueId()}`));
     bucket = await createBucket();
-    [plain, enc] = await Promise.all([backupWith(db, bucket, { prefix: 'plain/' }), backupWith(db, bucket, { encrypt: true, prefix: 'enc/' })]);
+    [plain, enc] = await Promise.all([
+      backupWith(db, bucket, { prefix: 'plain/' }),
+      backupWith(db, bucket, { encrypt: true, prefix: 'enc/' }),
+    ]);
     expected = await snapshot(db);
   });
 
   it('restores a local backup into a new database exactly, and reports the RTO', async () => {
     const target = newName();
     const r = await restoreJson([plain.name, '--target', target, '--create'], plain.env);
-    expect(r).toMatchObject({ name: plain.name, database: db, mode: 'file', jobs: 1, target: { database: target, created: true }, source: { where: 'local' } });
+    expect(r).toMatchObject({
+      name: plain.name,
+      database: db,
+      mode: 'file',
+      jobs: 1,
+      target: { database: target, created: true },
+      source: { where: 'local' },
+    });
     expect(r.objects.total).toBeGreaterThan(20);
     expect(r.objects.restored).toBe(r.objects.total);
     expect(r.durationMs).toBeGreaterThan(0);
@@ -80,7 +101,11 @@ describe('pgbak restore', () => {
   it('streams an encrypted backup from the bucket into pg_restore in one transaction', async () => {
     const target = newName();
     const r = await restoreJson([enc.name, '--from', 'remote', '--target', target, '--create'], enc.env);
-    expect(r).toMatchObject({ mode: 'stream', singleTransaction: true, source: { where: 'remote', location: `s3://${bucket}/enc/${enc.name}.dump.gpg` } });
+    expect(r).toMatchObject({
+      mode: 'stream',
+      singleTransaction: true,
+      source: { where: 'remote', location: `s3://${bucket}/enc/${enc.name}.dump.gpg` },
+    });
     expect(await snapshot(target)).toEqual(expected);
   });
 
@@ -99,7 +124,10 @@ describe('pgbak restore', () => {
     const target = newName();
     await sql('postgres', `CREATE DATABASE ${target}`);
     await pgRestoreFile(join(plain.dir, 'backups', `${plain.name}.dump`), target);
-    await sql(target, `DELETE FROM sales.orders WHERE id > 100; UPDATE sales.customers SET name = 'changed'; SELECT setval('sales.invoice_seq', 5)`);
+    await sql(
+      target,
+      `DELETE FROM sales.orders WHERE id > 100; UPDATE sales.customers SET name = 'changed'; SELECT setval('sales.invoice_seq', 5)`,
+    );
     const before = await snapshot(target);
     expect(before).not.toEqual(expected);
 
@@ -174,7 +202,9 @@ describe('pgbak restore', () => {
       ['truncated', (f: string) => truncateBy(f, 1000)],
     ])('local copy, %s', async (_what, damage) => {
       const { dir } = damagedCopy(damage);
-      const r = await runCli(['restore', plain.name, '--from', 'local', '--target', victim, '--yes'], { env: { ...plain.env, BACKUP_DIR: join(dir, 'backups') } });
+      const r = await runCli(['restore', plain.name, '--from', 'local', '--target', victim, '--yes'], {
+        env: { ...plain.env, BACKUP_DIR: join(dir, 'backups') },
+      });
       expect(r.code, r.stderr).toBe(9);
       expect(r.stderr).toMatch(/sha256 .* differs from the manifest|truncated/);
       expect(await snapshot(victim)).toEqual(victimBefore);
@@ -183,22 +213,26 @@ describe('pgbak restore', () => {
     it.each([
       ['one byte flipped near the end', (f: string) => flipByte(f, -5000)],
       ['truncated', (f: string) => truncateBy(f, 1000)],
-    ])('bucket copy, %s (flipped: streamed, pg_restore stopped before COMMIT; truncated: refused from the listing)', async (what, damage) => {
-      const { file } = damagedCopy(damage);
-      const prefix = `corrupt-${uniqueId()}/`;
-      for (const f of [`${plain.name}.manifest.json`, `${plain.name}.globals.sql`]) await awsPut(join(plain.dir, 'backups', f), bucket, prefix + f);
-      await awsPut(file, bucket, `${prefix}${plain.name}.dump`);
-      const env = { ...plain.env, BACKUP_DIR: tempDir(), STORAGE_PREFIX: prefix };
-      const r = await runCli(['restore', plain.name, '--from', 'remote', '--target', victim, '--yes'], { env });
-      expect(r.code, r.stderr).toBe(9);
-      if (what === 'truncated') expect(r.stderr).toMatch(/truncated/);
-      else {
-        // It really streamed: pg_restore ran in one transaction and was stopped by the checksum.
-        expect(r.stderr).toMatch(/mode=stream .*singleTransaction=true/);
-        expect(r.stderr).toMatch(/sha256 .* differs from the manifest/);
-      }
-      expect(await snapshot(victim)).toEqual(victimBefore);
-    });
+    ])(
+      'bucket copy, %s (flipped: streamed, pg_restore stopped before COMMIT; truncated: refused from the listing)',
+      async (what, damage) => {
+        const { file } = damagedCopy(damage);
+        const prefix = `corrupt-${uniqueId()}/`;
+        for (const f of [`${plain.name}.manifest.json`, `${plain.name}.globals.sql`])
+          await awsPut(join(plain.dir, 'backups', f), bucket, prefix + f);
+        await awsPut(file, bucket, `${prefix}${plain.name}.dump`);
+        const env = { ...plain.env, BACKUP_DIR: tempDir(), STORAGE_PREFIX: prefix };
+        const r = await runCli(['restore', plain.name, '--from', 'remote', '--target', victim, '--yes'], { env });
+        expect(r.code, r.stderr).toBe(9);
+        if (what === 'truncated') expect(r.stderr).toMatch(/truncated/);
+        else {
+          // It really streamed: pg_restore ran in one transaction and was stopped by the checksum.
+          expect(r.stderr).toMatch(/mode=stream .*singleTransaction=true/);
+          expect(r.stderr).toMatch(/sha256 .* differs from the manifest/);
+        }
+        expect(await snapshot(victim)).toEqual(victimBefore);
+      },
+    );
 
     it('bucket copy without compression, one hex digit changed mid-data (pg_restore cannot notice): rolled back', async () => {
       // pg_restore would restore this silently; only the checksum sees it, at the very end.
@@ -210,7 +244,8 @@ describe('pgbak restore', () => {
       bytes[at] = bytes[at] === 0x30 ? 0x31 : 0x30;
       writeFileSync(file, bytes);
       const prefix = `corrupt-${uniqueId()}/`;
-      for (const f of readdirSync(join(b.dir, 'backups')).filter((x) => !x.startsWith('.'))) await awsPut(join(b.dir, 'backups', f), bucket, prefix + f);
+      for (const f of readdirSync(join(b.dir, 'backups')).filter((x) => !x.startsWith('.')))
+        await awsPut(join(b.dir, 'backups', f), bucket, prefix + f);
       const env = { ...backupEnv({ database: db, dir: tempDir(), bucket }), STORAGE_PREFIX: prefix };
       const r = await runCli(['restore', b.name, '--from', 'remote', '--target', victim, '--yes'], { env });
       expect(r.code, r.stderr).toBe(9);
@@ -234,7 +269,10 @@ describe('pgbak restore --with-globals', () => {
   it('recreates a dropped owner role (password included, never logged) before pg_restore', async () => {
     const role = `app_${uniqueId()}`;
     const password = `pw-${uniqueId()}-secret`;
-    const db = await createDatabase('owned', `CREATE ROLE ${role} LOGIN PASSWORD '${password}'; CREATE TABLE things (id int PRIMARY KEY, v text); INSERT INTO things SELECT g, 'v' || g FROM generate_series(1, 100) g; ALTER TABLE things OWNER TO ${role};`);
+    const db = await createDatabase(
+      'owned',
+      `CREATE ROLE ${role} LOGIN PASSWORD '${password}'; CREATE TABLE things (id int PRIMARY KEY, v text); INSERT INTO things SELECT g, 'v' || g FROM generate_series(1, 100) g; ALTER TABLE things OWNER TO ${role};`,
+    );
     const hash = await sql('postgres', `SELECT rolpassword FROM pg_authid WHERE rolname = '${role}'`);
     const before = await snapshot(db);
     const b = await backupWith(db, undefined, {});

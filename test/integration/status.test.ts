@@ -104,7 +104,9 @@ describe('pgbak status', () => {
     const stale = await runCli(['status'], { env: storageOnlyEnv(bucket) });
     expect(stale.code, stale.stdout).toBe(12);
     // One line per database (the AWS SDK's own Node-version warning may precede it).
-    expect(stale.stderr.split('\n').filter((l) => l.startsWith('pgbak:'))).toEqual([expect.stringMatching(/^pgbak: crm: stale: newest good backup crm_\d{8}_\d{6} is 7h( \d+m)? old \(BACKUP_RPO 6h\)$/)]);
+    expect(stale.stderr.split('\n').filter((l) => l.startsWith('pgbak:'))).toEqual([
+      expect.stringMatching(/^pgbak: crm: stale: newest good backup crm_\d{8}_\d{6} is 7h( \d+m)? old \(BACKUP_RPO 6h\)$/),
+    ]);
     expect(stale.stdout).toContain('crm: PROBLEM');
 
     // The same backups are fresh enough for a longer RPO.
@@ -122,7 +124,9 @@ describe('pgbak status', () => {
     const good = await runCli(['backup'], { env });
     expect(good.code, good.stderr).toBe(0);
     const { pg } = services();
-    const bad = await runCli(['backup'], { env: { ...env, DATABASE_URL: `postgresql://${pg.user}:wrong-pw-1234@${pg.host}:${pg.port}/${db}` } });
+    const bad = await runCli(['backup'], {
+      env: { ...env, DATABASE_URL: `postgresql://${pg.user}:wrong-pw-1234@${pg.host}:${pg.port}/${db}` },
+    });
     expect(bad.code).toBe(5);
 
     for (const statusEnv of [env, storageOnlyEnv(bucket)]) {

@@ -26,7 +26,10 @@ describe('transient failures get the codes the daemon retries', () => {
   it('a role over its connection limit: db-too-many-connections, from pg and from pg_dump', async () => {
     const db = await createDatabase('limit');
     const role = `limited_${uniqueId()}`;
-    await sql('postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}' CONNECTION LIMIT 0; GRANT CONNECT ON DATABASE "${db}" TO ${role};`);
+    await sql(
+      'postgres',
+      `CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}' CONNECTION LIMIT 0; GRANT CONNECT ON DATABASE "${db}" TO ${role};`,
+    );
     const { pg } = services();
     const url = `postgresql://${role}:pw-${role}@${pg.host}:${pg.port}/${db}`;
 
@@ -52,7 +55,10 @@ describe('transient failures get the codes the daemon retries', () => {
     const dump = pipeline(pgDumpStage({ tool, url: `${pgUrl(db)}?application_name=${app}`, compressionArgs: ['--compress=0'] }), slow);
     const failed = rejection(dump);
     for (let i = 0; i < 100; i++) {
-      const n = await sql('postgres', `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${app}' AND query ILIKE 'COPY%'`);
+      const n = await sql(
+        'postgres',
+        `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${app}' AND query ILIKE 'COPY%'`,
+      );
       if (n !== '0') break;
       await sleep(100);
     }
@@ -71,13 +77,23 @@ describe('transient failures get the codes the daemon retries', () => {
         requests++;
         req.resume();
         res.writeHead(503, { 'Content-Type': 'application/xml' });
-        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+        res.end(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>',
+        );
       });
       await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
       const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const s3 = new S3Backend(s3Settings('b', { endpoint, accessKeyId: 'k', secretAccessKey: 'secret-key-123', region: 'us-east-1', queueSize: 1 }));
+      const s3 = new S3Backend(
+        s3Settings('b', { endpoint, accessKeyId: 'k', secretAccessKey: 'secret-key-123', region: 'us-east-1', queueSize: 1 }),
+      );
       try {
-        const err = await rejection((async () => { for await (const _ of s3.list()) { /* nothing */ } })());
+        const err = await rejection(
+          (async () => {
+            for await (const _ of s3.list()) {
+              /* nothing */
+            }
+          })(),
+        );
         expect(err.code, err.message).toBe('storage-server-error');
         expect(err.message).toContain('503');
         expect(isTransientFailure(err)).toBe(true);

@@ -70,7 +70,10 @@ describe.skipIf(!hasSystemdAnalyze)('systemd unit files', () => {
     const units = shipped();
     const typo = verify({ ...units, 'db-backup.service': units['db-backup.service']!.replace('NoNewPrivileges=', 'NoNewPrivilege=') });
     expect(typo.output).toMatch(/Unknown key 'NoNewPrivilege'/);
-    const calendar = verify({ ...units, 'db-backup.timer': units['db-backup.timer']!.replace(/^OnCalendar=.*$/m, 'OnCalendar=*-*-* 25:00:00') });
+    const calendar = verify({
+      ...units,
+      'db-backup.timer': units['db-backup.timer']!.replace(/^OnCalendar=.*$/m, 'OnCalendar=*-*-* 25:00:00'),
+    });
     expect(calendar.status).not.toBe(0);
   });
 
@@ -81,7 +84,13 @@ describe.skipIf(!hasSystemdAnalyze)('systemd unit files', () => {
       env: { ...process.env, TZ: 'UTC', SYSTEMD_COLORS: '0' },
     });
     const times = [...out.matchAll(/(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+)/g)].map((m) => m[1]);
-    expect(times).toEqual(['2025-01-01 06:00:00', '2025-01-01 12:00:00', '2025-01-01 18:00:00', '2025-01-02 00:00:00', '2025-01-02 06:00:00']);
+    expect(times).toEqual([
+      '2025-01-01 06:00:00',
+      '2025-01-01 12:00:00',
+      '2025-01-01 18:00:00',
+      '2025-01-02 00:00:00',
+      '2025-01-02 06:00:00',
+    ]);
   });
 });
 
@@ -96,7 +105,12 @@ describe('systemd unit file contents', () => {
     expect(service.get('EnvironmentFile')).toEqual(['/etc/pgbak/pgbak.env']);
     expect([service.get('User'), service.get('Group')]).toEqual([['pgbak'], ['pgbak']]);
     expect(service.get('WorkingDirectory')).toHaveLength(1);
-    for (const [key, value] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['ProtectHome', 'yes']]) {
+    for (const [key, value] of [
+      ['NoNewPrivileges', 'yes'],
+      ['ProtectSystem', 'strict'],
+      ['PrivateTmp', 'yes'],
+      ['ProtectHome', 'yes'],
+    ]) {
       expect(service.get(key!), key).toEqual([value]);
     }
     expect(service.get('ReadWritePaths')!.join(' ').split(/\s+/).sort()).toEqual(['/var/backups/pgbak', '/var/log/pgbak']);
@@ -178,7 +192,10 @@ describe('scripts/register-task.ps1', () => {
   it('registers four daily triggers at 00:00, 06:00, 12:00 and 18:00, one per line (no trailing-comma slip)', () => {
     const block = /\$Triggers = @\(\n([\s\S]*?)\n\)/.exec(code);
     expect(block).not.toBeNull();
-    const calls = block![1]!.split('\n').map((l) => l.trim()).filter(Boolean);
+    const calls = block![1]!
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     expect(calls).toEqual(['00:00', '06:00', '12:00', '18:00'].map((t) => `New-ScheduledTaskTrigger -Daily -At "${t}"`));
     expect(code).toMatch(/Register-ScheduledTask [^\n]*`\n[^\n]*-Trigger \$Triggers /);
   });

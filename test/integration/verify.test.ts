@@ -58,7 +58,7 @@ describe('pgbak verify', () => {
       'tables:true',
       'row counts:true',
     ]);
-    expect(v.checks.find((c: { check: string }) => c.check === 'row counts').detail).toBe('3 tables, 6200 rows, all equal to the backup\'s');
+    expect(v.checks.find((c: { check: string }) => c.check === 'row counts').detail).toBe("3 tables, 6200 rows, all equal to the backup's");
     expect(v.restoreTest.scratchDatabase).toMatch(new RegExp(`^pgbak_verify_${db}_\\d{8}_\\d{6}_[0-9a-f]{8}$`));
     expect(await databaseExists(v.restoreTest.scratchDatabase)).toBe(false);
 
@@ -75,7 +75,11 @@ describe('pgbak verify', () => {
     // it restored from (local); the bucket copy's own record was a checksum one and is renewed.
     const again = await cli(['verify', name, '--json'], env);
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)[0]).toMatchObject({ kind: 'checksum', ok: true, recordedIn: [expect.stringMatching(new RegExp(`^s3://${bucket}/backups/${name}\\.verify\\.json$`))] });
+    expect(JSON.parse(again.stdout)[0]).toMatchObject({
+      kind: 'checksum',
+      ok: true,
+      recordedIn: [expect.stringMatching(new RegExp(`^s3://${bucket}/backups/${name}\\.verify\\.json$`))],
+    });
     expect(JSON.parse(readFileSync(join(dir, 'backups', `${name}.verify.json`), 'utf8')).kind).toBe('restore-test');
   });
 
@@ -109,7 +113,10 @@ describe('pgbak verify', () => {
     flipByte(flipped, 1234);
     await awsPut(flipped, bucket, `${prefix}${name}.dump.gpg`);
 
-    const r = await cli(['verify', name, '--restore-test', '--json'], { ...backupEnv({ database: db, dir: copy, bucket, encrypt: true }), STORAGE_PREFIX: prefix });
+    const r = await cli(['verify', name, '--restore-test', '--json'], {
+      ...backupEnv({ database: db, dir: copy, bucket, encrypt: true }),
+      STORAGE_PREFIX: prefix,
+    });
     expect(r.code, r.stderr).toBe(9);
     const [v] = JSON.parse(r.stdout);
     expect(v).toMatchObject({ ok: false, kind: 'checksum', exitCode: 9 });
@@ -141,7 +148,10 @@ describe('BACKUP_VERIFY=restore-test', () => {
     const ok = await cli(['backup', '--json', '--no-prune'], backupEnv({ database: good, dir, extra: { BACKUP_VERIFY: 'restore-test' } }));
     expect(ok.code, ok.stderr).toBe(0);
     const okName = JSON.parse(ok.stdout).name;
-    expect(JSON.parse(readFileSync(join(dir, 'backups', `${okName}.verify.json`), 'utf8'))).toMatchObject({ ok: true, kind: 'restore-test' });
+    expect(JSON.parse(readFileSync(join(dir, 'backups', `${okName}.verify.json`), 'utf8'))).toMatchObject({
+      ok: true,
+      kind: 'restore-test',
+    });
 
     const bad = await createDatabase('vbad', UNRESTORABLE_SQL);
     const badDir = tempDir();

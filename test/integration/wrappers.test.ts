@@ -39,7 +39,7 @@ describe("the guide's scripts/backup-db.sh", () => {
     expect(dry.stdout).toContain(`${join(REPO_ROOT, 'backups', 'db')}/${db}_`);
   });
 
-  it('backup-db.ps1 maps -DryRun, -NoUpload and -NoEncrypt to the same flags and exits with pgbak\'s code', () => {
+  it("backup-db.ps1 maps -DryRun, -NoUpload and -NoEncrypt to the same flags and exits with pgbak's code", () => {
     const ps1 = readFileSync(join(REPO_ROOT, 'scripts', 'backup-db.ps1'), 'utf8');
     expect(ps1).toMatch(/\[switch\]\$DryRun/);
     expect(ps1).toMatch(/if \(\$DryRun\)\s+\{ \$pgbakArgs \+= '--dry-run' \}/);

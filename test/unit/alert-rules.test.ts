@@ -22,7 +22,7 @@ describe('monitoring/alerts.yml', () => {
   const doc = parse(readFileSync(RULES, 'utf8')) as { groups: { name: string; rules: Rule[] }[] };
   const rules = doc.groups.flatMap((g) => g.rules);
 
-  it('has the issue\'s alerts, each with a severity, a summary and a description', () => {
+  it("has the issue's alerts, each with a severity, a summary and a description", () => {
     const names = rules.map((r) => r.alert);
     for (const name of ['BackupMissing', 'BackupLastRunFailed', 'RestoreTestTooOld', 'BackupSizeAnomaly']) expect(names).toContain(name);
     for (const r of rules) {

@@ -62,18 +62,18 @@ describe('loadJobs with a config file', () => {
     expect(shop!.database).toBe('shop');
     expect(shop!.gpgRecipient).toBe('backups@example.com');
     expect(shop!.retention.days).toBe(30);
-    expect(shop!.settings.BACKUP_SCHEDULE).toBe('0 0,6,12,18 * * *');
-    expect(shop!.settings.STORAGE_BUCKET).toBe('sweet-backups');
+    expect(shop!.schedule.cron).toBe('0 0,6,12,18 * * *');
+    expect(shop!.s3?.bucket).toBe('sweet-backups');
     expect(shop!.backupDir).toBe('/var/backups/pgbak');
 
     expect(crm!.databaseUrl).toBe('postgresql://crm@db2/crm');
     expect(crm!.gpgRecipient).toBeUndefined();
     expect(crm!.retention.days).toBe(7);
-    expect(crm!.settings.STORAGE_PREFIX).toBe('crm/');
-    expect(crm!.settings.BACKUP_TZ).toBe('Europe/Paris');
-    expect(crm!.settings.BACKUP_RUN_ON_START).toBe(true);
+    expect(crm!.s3?.prefix).toBe('crm/');
+    expect(crm!.schedule.timezone).toBe('Europe/Paris');
+    expect(crm!.schedule.runOnStart).toBe(true);
     // Not set by the job: the environment's schedule applies.
-    expect(crm!.settings.BACKUP_SCHEDULE).toBe('0 3 * * *');
+    expect(crm!.schedule.cron).toBe('0 3 * * *');
 
     expect(global.STORAGE_BUCKET).toBe('sweet-backups');
     expect(global.BACKUP_CONCURRENCY).toBe(1);
@@ -114,7 +114,11 @@ jobs:
       /^jobs\[3\]\.name: is required$/,
       /^jobs\[1\]\.schedule \(job "crm"\): invalid cron expression "61 \* \* \* \*": .*minute/,
     ];
-    for (const re of expected) expect(problems.some((p) => re.test(p)), `${re} in\n${problems.join('\n')}`).toBe(true);
+    for (const re of expected)
+      expect(
+        problems.some((p) => re.test(p)),
+        `${re} in\n${problems.join('\n')}`,
+      ).toBe(true);
     // No follow-on "no database" for jobs[0]: its database_url_env problem is the cause.
     expect(problems).toHaveLength(expected.length);
   });
@@ -163,14 +167,20 @@ jobs:
   });
 
   it('lets flags win over the job, the defaults and the environment', () => {
-    write('pgbak.yaml', 'defaults:\n  retention_days: 30\njobs:\n  - name: a\n    database_url: postgresql://a@h/a\n    retention_days: 7\n');
+    write(
+      'pgbak.yaml',
+      'defaults:\n  retention_days: 30\njobs:\n  - name: a\n    database_url: postgresql://a@h/a\n    retention_days: 7\n',
+    );
     const { jobs, global } = loadJobs({ env: { RETENTION_DAYS: '1' }, cwd: dir, envFile: false, flags: { RETENTION_DAYS: '99' } });
     expect(jobs[0]!.retention.days).toBe(99);
     expect(global.RETENTION_DAYS).toBe(99);
   });
 
   it('layers defaults < environment < file defaults < job', () => {
-    write('pgbak.yaml', 'defaults:\n  backup_keep_min: 5\njobs:\n  - name: a\n    database_url: postgresql://a@h/a\n    backup_keep_daily: 7\n');
+    write(
+      'pgbak.yaml',
+      'defaults:\n  backup_keep_min: 5\njobs:\n  - name: a\n    database_url: postgresql://a@h/a\n    backup_keep_daily: 7\n',
+    );
     const env = { BACKUP_KEEP_MIN: '9', BACKUP_KEEP_DAILY: '9', BACKUP_KEEP_WEEKLY: '4' };
     const [job] = loadJobs({ env, cwd: dir, envFile: false }).jobs;
     expect(job!.retention).toMatchObject({ keepMin: 5, keepDaily: 7, keepWeekly: 4, keepMonthly: 0 });
@@ -184,7 +194,9 @@ jobs:
     expect(names({ env: {} })).toEqual(['implicit']);
     expect(names({ env: { PGBAK_CONFIG: 'other.yaml' } })).toEqual(['from-env']);
     expect(names({ env: { PGBAK_CONFIG: 'other.yaml' }, configPath: join(dir, 'flag.yaml') })).toEqual(['from-flag']);
-    expect(() => loadJobs({ env: {}, cwd: dir, envFile: false, configPath: 'missing.yaml' })).toThrow(/cannot read the config file .*missing\.yaml/);
+    expect(() => loadJobs({ env: {}, cwd: dir, envFile: false, configPath: 'missing.yaml' })).toThrow(
+      /cannot read the config file .*missing\.yaml/,
+    );
   });
 
   it('rejects an invalid cron expression or time zone, naming the job', () => {
@@ -212,19 +224,28 @@ jobs:
   });
 
   it('reports a bad schedule from the defaults once, naming every job that uses it', () => {
-    write('pgbak.yaml', 'defaults:\n  tz: Nowhere/Town\njobs:\n  - {name: a, database_url: "postgresql://a@h/a"}\n  - {name: b, database_url: "postgresql://b@h/b"}\n');
+    write(
+      'pgbak.yaml',
+      'defaults:\n  tz: Nowhere/Town\njobs:\n  - {name: a, database_url: "postgresql://a@h/a"}\n  - {name: b, database_url: "postgresql://b@h/b"}\n',
+    );
     expect(problemsOf(() => loadJobs({ env: {}, cwd: dir, envFile: false }))).toEqual([
       'defaults.tz (jobs "a", "b"): unknown time zone "Nowhere/Town" (use an IANA name such as UTC or Europe/Paris)',
     ]);
   });
 
   it('rejects two jobs that would write backups under the same names', () => {
-    write('pgbak.yaml', 'jobs:\n  - {name: one, database_url: "postgresql://a@h1/app"}\n  - {name: two, database_url: "postgresql://a@h2/app"}\n');
+    write(
+      'pgbak.yaml',
+      'jobs:\n  - {name: one, database_url: "postgresql://a@h1/app"}\n  - {name: two, database_url: "postgresql://a@h2/app"}\n',
+    );
     const problems = problemsOf(() => loadJobs({ env: {}, cwd: dir, envFile: false }));
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(/^jobs\[0\] and jobs\[1\] \(jobs "one" and "two"\) both back up a database named "app"/);
 
-    write('pgbak.yaml', 'jobs:\n  - {name: one, database_url: "postgresql://a@h1/app"}\n  - {name: two, database_url: "postgresql://a@h2/app", backup_dir: ./two}\n');
+    write(
+      'pgbak.yaml',
+      'jobs:\n  - {name: one, database_url: "postgresql://a@h1/app"}\n  - {name: two, database_url: "postgresql://a@h2/app", backup_dir: ./two}\n',
+    );
     expect(loadJobs({ env: {}, cwd: dir, envFile: false }).jobs).toHaveLength(2);
   });
 });
@@ -240,8 +261,8 @@ describe('loadJobs without a config file', () => {
     expect(jobs).toHaveLength(1);
     expect(jobs[0]!.name).toBe('sweet_narcisse');
     expect(jobs[0]!.retention.days).toBe(14);
-    expect(jobs[0]!.settings.BACKUP_SCHEDULE).toBe('0 0,6,12,18 * * *');
-    expect(jobs[0]!.settings.BACKUP_TZ).toBe('UTC');
+    expect(jobs[0]!.schedule.cron).toBe('0 0,6,12,18 * * *');
+    expect(jobs[0]!.schedule.timezone).toBe('UTC');
   });
 
   it('requires DATABASE_URL and checks the schedule, naming the job', () => {
@@ -272,7 +293,11 @@ describe('loadJobs with an injected environment and working directory', () => {
   it('finds PGBAK_CONFIG and BACKUP_DIR of the environment-only job relative to cwd', () => {
     write('jobs.yaml', 'jobs:\n  - name: crm\n    database_url: postgresql://h/crm\n    backup_dir: rel/dir\n');
     expect(loadJobs({ env: { PGBAK_CONFIG: 'jobs.yaml' }, cwd: dir, envFile: false }).jobs[0]!.backupDir).toBe(join(dir, 'rel', 'dir'));
-    const [job] = loadJobs({ env: { DATABASE_URL: 'postgresql://h/db', BACKUP_DIR: './backups' }, cwd: join(dir, 'none'), envFile: false }).jobs;
+    const [job] = loadJobs({
+      env: { DATABASE_URL: 'postgresql://h/db', BACKUP_DIR: './backups' },
+      cwd: join(dir, 'none'),
+      envFile: false,
+    }).jobs;
     expect(job!.backupDir).toBe(join(dir, 'none', 'backups'));
   });
 });
@@ -325,7 +350,10 @@ describe('the typed sections of a job and of the daemon', () => {
 describe('selectJobs', () => {
   const jobs = (() => {
     const d = mkdtempSync(join(tmpdir(), 'pgbak-select-'));
-    writeFileSync(join(d, 'pgbak.yaml'), 'jobs:\n  - {name: shop, database_url: "postgresql://h/shop"}\n  - {name: crm, database_url: "postgresql://h/crm"}\n');
+    writeFileSync(
+      join(d, 'pgbak.yaml'),
+      'jobs:\n  - {name: shop, database_url: "postgresql://h/shop"}\n  - {name: crm, database_url: "postgresql://h/crm"}\n',
+    );
     try {
       return loadJobs({ env: {}, cwd: d, envFile: false }).jobs;
     } finally {

@@ -4,7 +4,7 @@ import type { BackupResult } from '../../src/model/backup-result.js';
 import { type JobConfig, resolveJob } from '../../src/config/job.js';
 import { loadSettings } from '../../src/config/load.js';
 import {
-  AppError,
+  type AppError,
   ConfigError,
   DatabaseError,
   EncryptionError,
@@ -33,8 +33,19 @@ function job(name: string, env: Record<string, string> = {}): JobConfig {
 function okResult(j: JobConfig): BackupResult {
   const at = new Date().toISOString();
   return {
-    status: 'ok', job: j.name, database: j.database, name: `${j.database}_x`, startedAt: at, finishedAt: at, durationMs: 0,
-    sizeBytes: 1, sha256: 'x', encrypted: false, locations: [], error: undefined, warnings: [],
+    status: 'ok',
+    job: j.name,
+    database: j.database,
+    name: `${j.database}_x`,
+    startedAt: at,
+    finishedAt: at,
+    durationMs: 0,
+    sizeBytes: 1,
+    sha256: 'x',
+    encrypted: false,
+    locations: [],
+    error: undefined,
+    warnings: [],
   };
 }
 
@@ -47,7 +58,9 @@ interface Call {
 }
 
 /** A runJob that takes `durationMs`, stops (after `cleanupMs` of cleanup) when aborted, and counts overlap. */
-function fakeRunner(opts: { durationMs?: (job: string, n: number) => number; fail?: (job: string, n: number) => unknown; cleanupMs?: number } = {}) {
+function fakeRunner(
+  opts: { durationMs?: (job: string, n: number) => number; fail?: (job: string, n: number) => unknown; cleanupMs?: number } = {},
+) {
   const calls: Call[] = [];
   const active = new Map<string, number>();
   let activeTotal = 0;
@@ -104,7 +117,9 @@ function options(jobs: JobConfig[], runJob: DaemonOptions['runJob'], extra: Part
     ...extra,
   };
   const messages = (msg: string | RegExp, jobName?: string) =>
-    logger.lines.filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg)) && (jobName === undefined || l.fields['job'] === jobName));
+    logger.lines.filter(
+      (l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg)) && (jobName === undefined || l.fields['job'] === jobName),
+    );
   return { opts, logger, results, messages };
 }
 
@@ -164,7 +179,11 @@ describe('startDaemon scheduling', () => {
     const paris = job('paris', { BACKUP_SCHEDULE: '0 6 * * *', BACKUP_TZ: 'Europe/Paris', BACKUP_RUN_ON_START: 'true' });
     const { opts, messages } = options([paris], runner.runJob);
     const daemon = startDaemon(opts);
-    expect(messages('next run')[0]!.fields).toMatchObject({ at: '2025-01-01T05:00:00.000Z', local: '2025-01-01 06:00:00', tz: 'Europe/Paris' });
+    expect(messages('next run')[0]!.fields).toMatchObject({
+      at: '2025-01-01T05:00:00.000Z',
+      local: '2025-01-01 06:00:00',
+      tz: 'Europe/Paris',
+    });
     await vi.advanceTimersByTimeAsync(2 * 86_400_000);
     expect(runner.calls.map((c) => new Date(c.startedAt).toISOString())).toEqual([
       '2025-01-01T00:00:00.000Z', // BACKUP_RUN_ON_START
@@ -186,7 +205,7 @@ describe('startDaemon scheduling', () => {
   });
 
   it('rejects an invalid schedule with the job’s name', () => {
-    const bad = { ...job('bad'), settings: { ...job('bad').settings, BACKUP_TZ: 'Mars/Olympus' } };
+    const bad = { ...job('bad'), schedule: { ...job('bad').schedule, timezone: 'Mars/Olympus' } };
     expect(() => startDaemon(options([bad], fakeRunner().runJob).opts)).toThrow(ConfigError);
     expect(() => startDaemon(options([bad], fakeRunner().runJob).opts)).toThrow(/job "bad": unknown time zone "Mars\/Olympus"/);
   });
@@ -295,7 +314,12 @@ describe('startDaemon failures, retries and concurrency', () => {
       ...okResult(job('shop')),
       status: 'partial',
       name: 'shop_20250101_000000',
-      error: { code: 'partial', message: 'backup kept locally, but the upload failed: S3 endpoint unreachable', exitCode: 3, causeCode: 'storage-endpoint' },
+      error: {
+        code: 'partial',
+        message: 'backup kept locally, but the upload failed: S3 endpoint unreachable',
+        exitCode: 3,
+        causeCode: 'storage-endpoint',
+      },
     };
     let dumps = 0;
     const uploads: string[] = [];
@@ -404,7 +428,9 @@ describe('isTransientFailure', () => {
     expect(isTransientFailure(result('partial', new StorageError('storage-endpoint', 'x')))).toBe(true);
     const http503 = Object.assign(new Error('Service Unavailable'), { $metadata: { httpStatusCode: 503 } });
     expect(isTransientFailure(new StorageError('storage', 'S3 put failed', { cause: http503 }))).toBe(true);
-    expect(isTransientFailure(new PartialError('upload failed', { cause: Object.assign(new Error('x'), { code: 'ECONNRESET' }) }))).toBe(true);
+    expect(isTransientFailure(new PartialError('upload failed', { cause: Object.assign(new Error('x'), { code: 'ECONNRESET' }) }))).toBe(
+      true,
+    );
   });
 
   it('never retries configuration, keys, pg_dump, auth, permissions, locks or a success', () => {

@@ -14,11 +14,7 @@ function samples(text: string): Map<string, number> {
     if (line === '' || line.startsWith('#')) continue;
     const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
     if (!m) throw new Error(`unparsable sample line (or it has a timestamp): ${line}`);
-    const labels = (m[2] ?? '')
-      .split(',')
-      .filter(Boolean)
-      .sort()
-      .join(',');
+    const labels = (m[2] ?? '').split(',').filter(Boolean).sort().join(',');
     out.set(`${m[1]}{${labels}}`, Number(m[3]));
   }
   return out;

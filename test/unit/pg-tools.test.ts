@@ -29,7 +29,9 @@ describe('findPgTool: a pg_dump at least as new as the server', () => {
     expect((await findPgTool('pg_dump', 15, explicit, { path: onPath, versionsRoot: root })).version).toBe('17.1');
     expect((await findPgTool('pg_dump', 14, undefined, { path: onPath, versionsRoot: root })).path).toBe(join(onPath, 'pg_dump'));
     // PATH's 14 is too old for a 15 server: the newest versioned one is used.
-    expect((await findPgTool('pg_dump', 15, undefined, { path: onPath, versionsRoot: root })).path).toBe(join(root, '16', 'bin', 'pg_dump'));
+    expect((await findPgTool('pg_dump', 15, undefined, { path: onPath, versionsRoot: root })).path).toBe(
+      join(root, '16', 'bin', 'pg_dump'),
+    );
   });
 
   it('fails before dumping and lists the versions found when all are older than the server', async () => {
@@ -37,7 +39,9 @@ describe('findPgTool: a pg_dump at least as new as the server', () => {
     const err = await findPgTool('pg_dump', 15, undefined, { path: old, versionsRoot: emptyRoot }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PgToolError);
     expect((err as PgToolError).exitCode).toBe(ExitCode.pgDumpMissing);
-    expect((err as PgToolError).message).toBe(`no pg_dump of version 15 or newer (the server's) was found; found: ${join(old, 'pg_dump')} (12.4)`);
+    expect((err as PgToolError).message).toBe(
+      `no pg_dump of version 15 or newer (the server's) was found; found: ${join(old, 'pg_dump')} (12.4)`,
+    );
   });
 
   it('says "pg_dump not found" with the apt hint when there is none at all', async () => {

@@ -11,8 +11,14 @@ describe('Redactor', () => {
     const r = new Redactor();
     r.add('p@ss word');
     r.add('abc'); // too short: ignored
-    expect(r.redact('postgresql://u:other@h/db and p@ss word and p%40ss%20word and abc')).toBe('postgresql://u:***@h/db and *** and *** and abc');
-    expect(r.redactValue({ note: 'say p@ss word', secretKey: 'x', list: ['p@ss word'] })).toEqual({ note: 'say ***', secretKey: '***', list: ['***'] });
+    expect(r.redact('postgresql://u:other@h/db and p@ss word and p%40ss%20word and abc')).toBe(
+      'postgresql://u:***@h/db and *** and *** and abc',
+    );
+    expect(r.redactValue({ note: 'say p@ss word', secretKey: 'x', list: ['p@ss word'] })).toEqual({
+      note: 'say ***',
+      secretKey: '***',
+      list: ['***'],
+    });
   });
 
   it('with() copies without changing the original; the module functions mask by pattern only', () => {
@@ -42,7 +48,11 @@ describe('loadJobs returns the redactor of the configuration', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgbak-redact-file-'));
     try {
       writeFileSync(join(dir, 'pgbak.yaml'), 'jobs:\n  - name: a\n    database_url_env: A_URL\n  - name: b\n    database_url_env: B_URL\n');
-      const loaded = loadJobs({ env: { A_URL: 'postgresql://a:first-pass@h/a', B_URL: 'postgresql://b:second-pass@h/b' }, cwd: dir, envFile: false });
+      const loaded = loadJobs({
+        env: { A_URL: 'postgresql://a:first-pass@h/a', B_URL: 'postgresql://b:second-pass@h/b' },
+        cwd: dir,
+        envFile: false,
+      });
       expect(loaded.redactor.redact('first-pass second-pass')).toBe('*** ***');
     } finally {
       rmSync(dir, { recursive: true, force: true });

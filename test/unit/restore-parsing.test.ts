@@ -49,14 +49,16 @@ describe('filterGlobals', () => {
     expect(f.created).toEqual(['app']);
     expect(f.existing.sort()).toEqual(['Mixed "Case"', 'postgres']);
     expect(f.sql).toContain('CREATE ROLE app;');
-    expect(f.sql).toContain("ALTER ROLE app WITH NOSUPERUSER");
+    expect(f.sql).toContain('ALTER ROLE app WITH NOSUPERUSER');
     expect(f.sql).not.toMatch(/ROLE postgres|ROLE "Mixed/);
     expect(f.sql).toContain('GRANT app TO "Mixed ""Case""" GRANTED BY postgres;');
   });
 
   it('masks password hashes in psql messages', () => {
-    expect(maskPasswords(`ERROR: syntax error at or near "PASSWORD" LINE 1: ALTER ROLE x PASSWORD 'SCRAM-SHA-256$4096:a$b:c'`)).not.toContain('SCRAM');
-    expect(maskPasswords('ALTER ROLE x PASSWORD \'md5' + 'a'.repeat(32) + "'")).toBe("ALTER ROLE x PASSWORD '***'");
+    expect(
+      maskPasswords(`ERROR: syntax error at or near "PASSWORD" LINE 1: ALTER ROLE x PASSWORD 'SCRAM-SHA-256$4096:a$b:c'`),
+    ).not.toContain('SCRAM');
+    expect(maskPasswords("ALTER ROLE x PASSWORD 'md5" + 'a'.repeat(32) + "'")).toBe("ALTER ROLE x PASSWORD '***'");
   });
 });
 
@@ -82,7 +84,7 @@ describe('backup names', () => {
 describe('restore targets', () => {
   const job = { databaseUrl: 'postgresql://app:s3cret@db.example:5433/shop?sslmode=require' };
 
-  it('a bare name is a database on the job\'s server', () => {
+  it("a bare name is a database on the job's server", () => {
     expect(resolveTargetUrl(job, 'shop_copy')).toBe('postgresql://app:s3cret@db.example:5433/shop_copy?sslmode=require');
   });
 

@@ -191,7 +191,12 @@ const cases: Case[] = [
   {
     title: 'other databases are in neither list',
     policy: { days: 0, keepMin: 1 },
-    backups: [backup(400 * D, 'good', 'other'), backup(400 * D, 'incomplete', 'other'), backup(2 * D), backup(400 * D, 'corrupt', 'shop_2')],
+    backups: [
+      backup(400 * D, 'good', 'other'),
+      backup(400 * D, 'incomplete', 'other'),
+      backup(2 * D),
+      backup(400 * D, 'corrupt', 'shop_2'),
+    ],
     expected: ['-', '-', 'keep: kept: newest 1', '-'],
   },
   {

@@ -16,7 +16,9 @@ interface AdoptFlags extends CommonFlags {
 export function registerAdopt(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('adopt')
-    .description("take foreign dumps (named like a backup, no manifest: the guide's script's, a manual pg_dump -Fc) into the catalog, so retention counts them; checks each copy and writes only its manifest")
+    .description(
+      "take foreign dumps (named like a backup, no manifest: the guide's script's, a manual pg_dump -Fc) into the catalog, so retention counts them; checks each copy and writes only its manifest",
+    )
     .argument('[names...]', 'backup names (or file names) of foreign dumps to adopt')
     .option('--all', 'adopt every foreign dump of the database (of every job, unless --job is given)')
     .option('--dry-run', 'read and check every copy, print what would be adopted; write nothing')
@@ -35,9 +37,14 @@ function refusalError(r: AdoptRefusal): AppError {
 async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<CommandOutcome> {
   if (names.length && flags.all) throw new UsageError('give backup NAMEs or --all, not both');
   if (!names.length && !flags.all) {
-    throw new UsageError('adopt what? give the NAMEs of foreign dumps, or --all', { hint: '`pgbak list` shows them in state foreign; `pgbak adopt --all --dry-run` checks them all without writing' });
+    throw new UsageError('adopt what? give the NAMEs of foreign dumps, or --all', {
+      hint: '`pgbak list` shows them in state foreign; `pgbak adopt --all --dry-run` checks them all without writing',
+    });
   }
-  const ctx = loadContext({ ...flags, all: undefined }, { openLogFile: !flags.dryRun, allByDefault: Boolean(flags.all) && flags.job === undefined });
+  const ctx = loadContext(
+    { ...flags, all: undefined },
+    { openLogFile: !flags.dryRun, allByDefault: Boolean(flags.all) && flags.job === undefined },
+  );
   if (names.length && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
   const stop = stopOnSignals(ctx.logger, 'adoption');
   const results: AdoptResult[] = [];
@@ -67,7 +74,10 @@ async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<Co
 
 function describe(r: AdoptResult): string {
   const would = r.dryRun ? 'would adopt' : 'adopted';
-  const lines = r.adopted.map((a) => `${would} ${a.name} (${a.where}, ${formatBytes(a.size)}, sha256 ${a.sha256}${a.encrypted ? `, gpg to ${a.manifest.encryption?.fingerprint}` : ''})`);
+  const lines = r.adopted.map(
+    (a) =>
+      `${would} ${a.name} (${a.where}, ${formatBytes(a.size)}, sha256 ${a.sha256}${a.encrypted ? `, gpg to ${a.manifest.encryption?.fingerprint}` : ''})`,
+  );
   for (const s of r.skipped) lines.push(`skipped ${s.name}${s.where ? ` (${s.where})` : ''}: ${s.reason}`);
   const names = new Set(r.adopted.map((a) => a.name)).size;
   const refusedNames = new Set(r.refused.map((x) => x.name)).size;

@@ -107,7 +107,9 @@ function backupOutcome(results: readonly BackupResult[], jobCount: number, inter
   if (failed.length === 0) return ok;
   const errors: AppError[] = [];
   if (jobCount > 1) {
-    errors.push(new AppError('backups-failed', `${failed.length} of ${results.length} backups failed: ${failed.map((r) => r.job).join(', ')}`));
+    errors.push(
+      new AppError('backups-failed', `${failed.length} of ${results.length} backups failed: ${failed.map((r) => r.job).join(', ')}`),
+    );
   }
   for (const r of failed) {
     if (!r.error) continue;

@@ -25,7 +25,7 @@ async function runDaemonCommand(flags: CommonFlags): Promise<CommandOutcome> {
   const ctx = loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
   const { global, jobs } = ctx;
   const logFile = global.LOG_FILE ? (isAbsolute(global.LOG_FILE) ? global.LOG_FILE : resolve(global.LOG_FILE)) : undefined;
-  const logger = new LineLogger({ level: global.BACKUP_LOG_LEVEL, file: logFile });
+  const logger = new LineLogger({ level: global.BACKUP_LOG_LEVEL, file: logFile, redactor: ctx.logger.redactor });
   try {
     const stopped = await runDaemon(jobs, {
       logger,

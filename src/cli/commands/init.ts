@@ -17,7 +17,10 @@ export function registerInit(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('init')
     .description('create the bucket if missing and prove write, read, list and delete there (idempotent)')
-    .option('--lifecycle', "also install the seed's lifecycle rule (expire backups/ after RETENTION_DAYS days; abort stale uploads after 1 day)")
+    .option(
+      '--lifecycle',
+      "also install the seed's lifecycle rule (expire backups/ after RETENTION_DAYS days; abort stale uploads after 1 day)",
+    )
     .option('--json', 'print the report as JSON on stdout');
   addCommonOptions(cmd).action(async (flags: InitFlags) => {
     slot.outcome = await runInitCommand(flags);
@@ -56,7 +59,9 @@ function describe(job: JobConfig, report: InitBucketReport): string {
     [
       `init ${report.location}: bucket ${report.bucket === 'created' ? 'created' : 'already exists'}`,
       ...report.checks.map((c) => `  [${c.ok ? 'ok' : 'FAIL'}] ${c.name}${c.detail ? `: ${c.detail}` : ''}`),
-      ...(report.lifecycle ? [`  lifecycle rule installed: expire ${job.s3?.prefix} after ${job.retention.days} days, abort incomplete uploads after 1 day`] : []),
+      ...(report.lifecycle
+        ? [`  lifecycle rule installed: expire ${job.s3?.prefix} after ${job.retention.days} days, abort incomplete uploads after 1 day`]
+        : []),
       ...report.warnings.map((w) => `  warning: ${w}`),
     ].join('\n') + '\n'
   );

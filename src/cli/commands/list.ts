@@ -38,7 +38,8 @@ async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
       const where = `${job.backupDir}\n${job.s3 ? `${job.s3.endpoint}/${job.s3.bucket}/${job.s3.prefix}` : ''}`;
       if (seen.has(where)) continue;
       seen.add(where);
-      for (const b of await list({ job, only, signal: stop.signal, logger: ctx.logger })) if (!all.some((x) => x.name === b.name)) all.push(b);
+      for (const b of await list({ job, only, signal: stop.signal, logger: ctx.logger }))
+        if (!all.some((x) => x.name === b.name)) all.push(b);
     }
   } finally {
     stop.dispose();
@@ -59,8 +60,13 @@ function render(backups: readonly ListedBackup[]): string {
     b.encrypted ? 'yes' : 'no',
     b.where,
     b.state,
-    b.verified ? `${b.verified.ok ? 'ok' : 'FAILED'} ${b.verified.kind} ${b.verified.verifiedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${formatDuration(b.verified.durationMs)})` : '-',
+    b.verified
+      ? `${b.verified.ok ? 'ok' : 'FAILED'} ${b.verified.kind} ${b.verified.verifiedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${formatDuration(b.verified.durationMs)})`
+      : '-',
   ]);
   const problems = backups.filter((b) => b.problems.length).map((b) => `  ${b.name}: ${b.problems.join('; ')}`);
-  return table(['NAME', 'DATABASE', 'TIME', 'SIZE', 'ENCRYPTED', 'WHERE', 'STATE', 'LAST VERIFIED'], rows) + (problems.length ? `\nproblems:\n${problems.join('\n')}\n` : '');
+  return (
+    table(['NAME', 'DATABASE', 'TIME', 'SIZE', 'ENCRYPTED', 'WHERE', 'STATE', 'LAST VERIFIED'], rows) +
+    (problems.length ? `\nproblems:\n${problems.join('\n')}\n` : '')
+  );
 }

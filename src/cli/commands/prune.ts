@@ -60,7 +60,11 @@ function describe(job: string, r: PruneResult): string {
   const n = r.dryRun ? r.planned.length : r.deleted.length;
   lines.push(`  ${r.dryRun ? 'would delete' : 'deleted'} ${n} file(s); kept ${r.decisions.keep.length} backup(s)`);
   // What killed runs left behind (leftovers.ts): said only when there was some.
-  for (const t of r.leftovers.tempFiles) lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} temp file of a killed run: ${t.path} (${formatBytes(t.size)})`);
-  for (const u of r.leftovers.uploads) lines.push(`  ${r.dryRun ? 'would abort' : 'aborted'} multipart upload of a killed run: ${u.key} (started ${u.initiated.toISOString()})`);
+  for (const t of r.leftovers.tempFiles)
+    lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} temp file of a killed run: ${t.path} (${formatBytes(t.size)})`);
+  for (const u of r.leftovers.uploads)
+    lines.push(
+      `  ${r.dryRun ? 'would abort' : 'aborted'} multipart upload of a killed run: ${u.key} (started ${u.initiated.toISOString()})`,
+    );
   return lines.join('\n') + '\n';
 }

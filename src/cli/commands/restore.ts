@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline/promises';
 import { Option, type Command } from '@commander-js/extra-typings';
 import { restore, type RestoreResult } from '../../api/index.js';
-import { redactUrl } from '../../logging/redact.js';
+import { redact } from '../../logging/redact.js';
 import { UsageError } from '../../errors/index.js';
 import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
@@ -26,13 +26,19 @@ interface RestoreFlags extends CommonFlags {
 export function registerRestore(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('restore')
-    .description('restore a backup: check it against its manifest, [gpg -d], pg_restore --clean --if-exists into the target; prints the RTO')
+    .description(
+      'restore a backup: check it against its manifest, [gpg -d], pg_restore --clean --if-exists into the target; prints the RTO',
+    )
     .argument('[name]', 'backup name (pgbak list), or one of its file names')
     .option('--latest', 'restore the newest good backup of the database')
     .option('--target <url|name>', 'target database: a name on the DATABASE_URL server, or a postgresql:// URL without password')
     .option('--target-env <VAR>', 'read the target URL (which may hold a password) from this environment variable')
     .addOption(new Option('--from <where>', 'read only this copy (default: local, else the bucket)').choices(['local', 'remote'] as const))
-    .option('--jobs <N>', 'parallel pg_restore jobs (> 1 needs a file: a local plain dump is used as is, anything else is spooled to BACKUP_DIR)', '1')
+    .option(
+      '--jobs <N>',
+      'parallel pg_restore jobs (> 1 needs a file: a local plain dump is used as is, anything else is spooled to BACKUP_DIR)',
+      '1',
+    )
     .option('--create', 'create the target database when it does not exist')
     .option('--yes', 'restore over a non-empty database without asking')
     .option('--with-globals', "first apply the backup's roles and tablespaces (existing roles are left as they are)")
@@ -50,7 +56,8 @@ export function targetOf(flags: Pick<RestoreFlags, 'target' | 'targetEnv'>, env:
     if (!value) throw new UsageError(`--target-env ${flags.targetEnv}: that environment variable is not set`);
     return value;
   }
-  if (flags.target === undefined) throw new UsageError('--target is required: a database name on the DATABASE_URL server, or a postgresql:// URL');
+  if (flags.target === undefined)
+    throw new UsageError('--target is required: a database name on the DATABASE_URL server, or a postgresql:// URL');
   if (/:\/\/[^/@]*:[^/@]*@/.test(flags.target) || /[?&]password=/i.test(flags.target)) {
     throw new UsageError('a --target URL with a password is refused on the command line (it would show in the process list)', {
       hint: 'use --target-env VAR with the URL in an environment variable, a ~/.pgpass file, or a bare database name',
@@ -107,12 +114,18 @@ async function runRestoreCommand(name: string | undefined, flags: RestoreFlags):
 
 function describe(r: RestoreResult): string {
   const objects = r.objects.total === undefined ? `${r.objects.restored} objects` : `${r.objects.restored}/${r.objects.total} objects`;
-  return [
-    `restore ok: ${r.name} → ${r.target.database}${r.target.created ? ' (created)' : ''} (${objects}, from ${r.source.where} ${r.source.location})`,
-    `  backup of database ${r.database}, server ${r.server.systemIdentifier ?? '(identifier not recorded)'} (PostgreSQL ${r.server.version}, backed up on host ${r.server.host})`,
-    `  target ${redactUrl(r.target.url)}, ${r.mode} mode, jobs ${r.jobs}${r.singleTransaction ? ', single transaction' : ''}`,
-    ...(r.globals ? [`  globals: roles created ${r.globals.created.join(', ') || 'none'}; ${r.globals.existing.length} existing roles left as they were`] : []),
-    `  RTO ${formatDuration(r.durationMs)} (checks ${formatDuration(r.verifyMs)}, pg_restore ${formatDuration(r.restoreMs)})`,
-    ...r.warnings.map((w) => `  warning: ${w}`),
-  ].join('\n') + '\n';
+  return (
+    [
+      `restore ok: ${r.name} → ${r.target.database}${r.target.created ? ' (created)' : ''} (${objects}, from ${r.source.where} ${r.source.location})`,
+      `  backup of database ${r.database}, server ${r.server.systemIdentifier ?? '(identifier not recorded)'} (PostgreSQL ${r.server.version}, backed up on host ${r.server.host})`,
+      `  target ${redact(r.target.url)}, ${r.mode} mode, jobs ${r.jobs}${r.singleTransaction ? ', single transaction' : ''}`,
+      ...(r.globals
+        ? [
+            `  globals: roles created ${r.globals.created.join(', ') || 'none'}; ${r.globals.existing.length} existing roles left as they were`,
+          ]
+        : []),
+      `  RTO ${formatDuration(r.durationMs)} (checks ${formatDuration(r.verifyMs)}, pg_restore ${formatDuration(r.restoreMs)})`,
+      ...r.warnings.map((w) => `  warning: ${w}`),
+    ].join('\n') + '\n'
+  );
 }

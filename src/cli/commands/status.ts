@@ -67,7 +67,8 @@ async function runStatusCommand(flags: StatusFlags): Promise<CommandOutcome> {
   if (flags.json) writeJson(report);
   else process.stdout.write(report.databases.map(describe).join('\n'));
   for (const d of report.databases) {
-    for (const w of d.warnings) process.stderr.write(`pgbak: warning: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${w}\n`);
+    for (const w of d.warnings)
+      process.stderr.write(`pgbak: warning: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${w}\n`);
     if (!d.ok) process.stderr.write(`pgbak: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${d.reasons.join('; ')}\n`);
   }
   return outcomeOf(report.ok ? ExitCode.ok : ExitCode.stale);
@@ -84,19 +85,29 @@ function describe(d: DatabaseStatus): string {
   const g = d.newestGood;
   row(
     'newest good backup',
-    g ? `${g.name}, ${formatDuration(g.ageMs)} old (${formatBytes(g.sizeBytes)}; ${g.locations.join(' + ')}); BACKUP_RPO ${formatDuration(d.rpoMs)}` : 'none',
+    g
+      ? `${g.name}, ${formatDuration(g.ageMs)} old (${formatBytes(g.sizeBytes)}; ${g.locations.join(' + ')}); BACKUP_RPO ${formatDuration(d.rpoMs)}`
+      : 'none',
   );
   const r = d.lastRun;
   row(
     'last run',
-    r ? `${r.status} at ${r.finishedAt} (${ago(r.finishedAt)}, took ${formatDuration(r.durationMs)}, on ${r.host})${r.error ? `: ${r.error.message}` : ''}` : 'unknown (no last-run record)',
+    r
+      ? `${r.status} at ${r.finishedAt} (${ago(r.finishedAt)}, took ${formatDuration(r.durationMs)}, on ${r.host})${r.error ? `: ${r.error.message}` : ''}`
+      : 'unknown (no last-run record)',
   );
   const t = d.lastRestoreTest;
-  row('last restore test', t ? `${t.ok ? 'passed' : 'FAILED'} at ${t.at} (${ago(t.at)}), took ${formatDuration(t.durationMs)}, on ${t.backup}` : 'none');
+  row(
+    'last restore test',
+    t ? `${t.ok ? 'passed' : 'FAILED'} at ${t.at} (${ago(t.at)}), took ${formatDuration(t.durationMs)}, on ${t.backup}` : 'none',
+  );
   const trend = d.sizeTrend;
   if (trend.backups.length > 0) {
     const sizes = [...trend.backups].reverse().map((b) => formatBytes(b.sizeBytes));
-    row('size trend', `${sizes.join(' → ')}${trend.judgement ? ` (${trend.judgement.anomalous ? 'ANOMALY: ' : ''}${trend.judgement.reason})` : ''}`);
+    row(
+      'size trend',
+      `${sizes.join(' → ')}${trend.judgement ? ` (${trend.judgement.anomalous ? 'ANOMALY: ' : ''}${trend.judgement.reason})` : ''}`,
+    );
   }
   row('backups', `${d.backups.good} good, ${d.backups.incomplete} incomplete, ${d.backups.corrupt} corrupt in ${d.destination}`);
   for (const reason of d.reasons) row('problem', reason);

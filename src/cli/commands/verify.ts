@@ -17,7 +17,9 @@ interface VerifyFlags extends CommonFlags {
 export function registerVerify(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('verify')
-    .description('check every copy (local and remote) against its manifest; --restore-test also restores into a scratch database and checks tables and row counts')
+    .description(
+      'check every copy (local and remote) against its manifest; --restore-test also restores into a scratch database and checks tables and row counts',
+    )
     .argument('[name]', 'backup name (default: the newest backup)')
     .option('--latest', 'verify the newest backup (the default)')
     .option('--all', 'verify every backup of the database (of every job, unless --job is given)')
@@ -39,10 +41,17 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
   const codes: number[] = [];
   try {
     for (const job of ctx.jobs) {
-      const report = await verify({ job, name, all: flags.all, restoreTest: flags.restoreTest, logger: ctx.logger, signal: controller.signal });
+      const report = await verify({
+        job,
+        name,
+        all: flags.all,
+        restoreTest: flags.restoreTest,
+        logger: ctx.logger,
+        signal: controller.signal,
+      });
       results.push(...report.results);
       codes.push(report.exitCode);
-      await recordRestoreTests(job.settings.METRICS_TEXTFILE, { job: job.name, database: job.database }, report.results, ctx.logger);
+      await recordRestoreTests(job.metrics.textfile, { job: job.name, database: job.database }, report.results, ctx.logger);
     }
   } finally {
     controller.dispose();
