@@ -51,7 +51,13 @@ jobs:
 describe('loadJobs with a config file', () => {
   it('reads two jobs, applying defaults, then each job’s keys', () => {
     write('pgbak.yaml', TWO_JOBS);
-    const env = { SHOP_DATABASE_URL: 'postgresql://shop:s3cret@db1:5432/shop', BACKUP_SCHEDULE: '0 3 * * *' };
+    // Storage keys, so that each job has its resolved S3 section (bucket, prefix).
+    const env = {
+      SHOP_DATABASE_URL: 'postgresql://shop:s3cret@db1:5432/shop',
+      BACKUP_SCHEDULE: '0 3 * * *',
+      STORAGE_ACCESS_KEY: 'ak',
+      STORAGE_SECRET_KEY: 'sk-test',
+    };
     const { jobs, source, global, warnings } = loadJobs({ env, cwd: dir, envFile: false });
 
     expect(source).toBe(join(dir, 'pgbak.yaml'));
