@@ -1,5 +1,5 @@
 import { listBackups, ownBackups, type BackupIdentity, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
-import { lastRunPrefixes, newerRecord, readLastRun, type LastRunRecord } from '../catalog/last-run.js';
+import { lastRunPrefixes, newerRecord, readLastRun, readRetirement, type LastRunRecord } from '../catalog/last-run.js';
 import { resolveStorage, type JobConfig } from '../config/job.js';
 import type { Settings } from '../config/schema.js';
 import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
@@ -199,6 +199,7 @@ export async function discoverTargets(settings: Settings, options: { cwd: string
   }
   const targets: StatusTarget[] = [];
   for (const prefix of [...prefixes].sort()) {
+    if (await isRetired(backends, prefix, entries)) continue;
     const manifest = entries.find((e) => e.prefix === prefix && e.manifest)?.manifest;
     const record = manifest ? undefined : await readRecord(backends, prefix, []);
     const database = manifest?.database ?? record?.database ?? prefix;
@@ -225,6 +226,22 @@ export async function discoverTargets(settings: Settings, options: { cwd: string
     ];
   }
   return targets;
+}
+
+/**
+ * Retired by `pgbak status --forget` (in any backend), and nothing of it is newer than that: no
+ * backup started and no run recorded after the retirement.
+ */
+async function isRetired(backends: Backends, prefix: string, entries: readonly CatalogEntry[]): Promise<boolean> {
+  let retiredAt = Number.NEGATIVE_INFINITY;
+  for (const [, backend] of backends) {
+    const r = await readRetirement(backend, prefix).catch(() => undefined);
+    if (r) retiredAt = Math.max(retiredAt, Date.parse(r.retiredAt));
+  }
+  if (retiredAt === Number.NEGATIVE_INFINITY) return false;
+  if (entries.some((e) => e.prefix === prefix && e.time.getTime() > retiredAt)) return false;
+  const record = await readRecord(backends, prefix, []);
+  return !record || Date.parse(record.recordedAt) <= retiredAt;
 }
 
 function summary(e: CatalogEntry): BackupSummary {

@@ -107,3 +107,66 @@ export function newerRecord(a: LastRunRecord | undefined, b: LastRunRecord | und
   if (!a || !b) return a ?? b;
   return Date.parse(b.result.startedAt) > Date.parse(a.result.startedAt) ? b : a;
 }
+
+const RETIRED_FORMAT = 'pgbak-retired';
+
+/**
+ * A retired database (`pgbak status --forget DB`): `.pgbak-<filePrefix>.retired.json` beside the
+ * last-run record, which it replaces. Status on a host without that database configured no longer
+ * lists it while nothing newer than the retirement exists there (a backup or a run after it brings
+ * the database back). Its backups are left alone.
+ */
+export interface RetirementRecord {
+  readonly format: typeof RETIRED_FORMAT;
+  readonly version: 1;
+  readonly database: string;
+  readonly prefix: string;
+  readonly host: string;
+  readonly retiredAt: string;
+}
+
+/** `.pgbak-<filePrefix>.retired.json` */
+export function retirementKey(filePrefix: string): string {
+  return `.pgbak-${filePrefix}.retired.json`;
+}
+
+/** Retire `database` in `backend`: write the marker, then remove its last-run record. Throws AppErrors. */
+export async function retire(
+  backend: StorageBackend,
+  database: string,
+  filePrefix: string,
+  at: Date = new Date(),
+): Promise<RetirementRecord> {
+  const record: RetirementRecord = {
+    format: RETIRED_FORMAT,
+    version: 1,
+    database,
+    prefix: filePrefix,
+    host: hostname(),
+    retiredAt: at.toISOString(),
+  };
+  const body = Buffer.from(JSON.stringify(record, null, 2) + '\n');
+  await backend.put(retirementKey(filePrefix), Readable.from([body]), { contentLength: body.length, contentType: 'application/json' });
+  await backend.delete(lastRunKey(filePrefix));
+  return record;
+}
+
+/** The retirement of `filePrefix` in `backend`, when there is a valid one. */
+export async function readRetirement(backend: StorageBackend, filePrefix: string): Promise<RetirementRecord | undefined> {
+  const got = await readSmall(backend, retirementKey(filePrefix));
+  if (!got || 'tooLarge' in got) return undefined;
+  try {
+    const r = JSON.parse(got.text) as Partial<RetirementRecord>;
+    if (
+      r.format !== RETIRED_FORMAT ||
+      r.prefix !== filePrefix ||
+      typeof r.retiredAt !== 'string' ||
+      Number.isNaN(Date.parse(r.retiredAt))
+    ) {
+      return undefined;
+    }
+    return r as RetirementRecord;
+  } catch {
+    return undefined;
+  }
+}

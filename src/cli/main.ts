@@ -11,6 +11,7 @@ import { registerPrune } from './commands/prune.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
+import { registerUpload } from './commands/upload.js';
 import { renderError } from './render.js';
 import type { OutcomeSlot } from './outcome.js';
 
@@ -39,6 +40,7 @@ const COMMANDS: readonly Register[] = [
   registerVerify,
   registerPrune,
   registerAdopt,
+  registerUpload,
   registerInit,
   registerStatus,
   registerDaemon,
