@@ -86,7 +86,8 @@ export function readRoot(root: unknown, reading: FileReading): FileRoot {
     return { defaults, rawJobs };
   }
   for (const key of Object.keys(root)) {
-    if (key !== 'defaults' && key !== 'jobs') problems.push(`${key}: unknown key (expected defaults and jobs)${didYouMean(key, ['defaults', 'jobs'])}`);
+    if (key !== 'defaults' && key !== 'jobs')
+      problems.push(`${key}: unknown key (expected defaults and jobs)${didYouMean(key, ['defaults', 'jobs'])}`);
   }
   if (root['defaults'] !== undefined && root['defaults'] !== '') {
     if (isMapping(root['defaults'])) defaults = readSection(root['defaults'], 'defaults', 'defaults', reading);

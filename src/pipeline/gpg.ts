@@ -50,8 +50,7 @@ export async function resolveRecipient(recipient: string): Promise<GpgKey> {
   }
   const lines = stdout.split('\n').map((l) => l.split(':'));
   const pubs = lines.filter((f) => f[0] === 'pub');
-  if (pubs.length === 0)
-    throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: importHint() });
+  if (pubs.length === 0) throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: importHint() });
   if (pubs.length > 1) {
     throw new EncryptionError('gpg-key-ambiguous', `GPG_RECIPIENT "${recipient}" matches ${pubs.length} keys`, {
       hint: 'set GPG_RECIPIENT to the full fingerprint of one key',

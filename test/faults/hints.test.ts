@@ -74,7 +74,7 @@ describe('hints of the CLI', () => {
     expect(hintOf(withHome.stderr)).toContain(`gpg --import key.pub; searched the keyring in GNUPGHOME=${s.gpg.home}`);
 
     const home = tempDir('pgbak-home-');
-    const unset = { ...backupEnv({ database: db, dir, extra }), HOME: home };
+    const unset: NodeJS.ProcessEnv = { ...backupEnv({ database: db, dir, extra }), HOME: home };
     delete unset.GNUPGHOME;
     const withoutHome = await runCli(['backup', '--no-upload'], { env: unset, cwd: dir });
     expect(withoutHome.code).toBe(8);

@@ -14,7 +14,7 @@ const execFileAsync = promisify(execFile);
 
 /** backupEnv without GNUPGHOME, and with a HOME whose ~/.gnupg is empty: only `.env` can name the keyring. */
 function envWithoutKeyring(database: string, dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...backupEnv({ database, dir, extra }), HOME: tempDir('pgbak-home-') };
+  const env: NodeJS.ProcessEnv = { ...backupEnv({ database, dir, extra }), HOME: tempDir('pgbak-home-') };
   delete env.GNUPGHOME;
   return env;
 }
@@ -40,7 +40,11 @@ describe('typos in .env and bare durations, through the CLI', () => {
 
   it('a typo in the environment is a warning too; another tool’s variables are not', async () => {
     const dir = tempDir();
-    const env = backupEnv({ database: db, dir, extra: { STORAGE_BUCKT: 'other', PG_MAJOR: '15', GPG_TTY: '/dev/pts/0', BACKUP_HOME: '/x' } });
+    const env = backupEnv({
+      database: db,
+      dir,
+      extra: { STORAGE_BUCKT: 'other', PG_MAJOR: '15', GPG_TTY: '/dev/pts/0', BACKUP_HOME: '/x' },
+    });
     const r = await runCli(['backup', '--dry-run'], { env, cwd: dir });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('unknown variable STORAGE_BUCKT in the environment (ignored); did you mean STORAGE_BUCKET?');
@@ -66,9 +70,13 @@ describe('typos in .env and bare durations, through the CLI', () => {
     const file = join(dir, 'backups', `${result.name}.dump.gpg`);
     expect(readdirSync(join(dir, 'backups'))).toContain(`${result.name}.dump.gpg`);
     // Encrypted to the key of that keyring: gpg decrypts it there.
-    const { stdout } = await execFileAsync('gpg', ['--batch', '--no-tty', '--quiet', '--decrypt', '--output', join(dir, 'plain.dump'), file], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, GNUPGHOME: s.gpg.home },
-    });
+    const { stdout } = await execFileAsync(
+      'gpg',
+      ['--batch', '--no-tty', '--quiet', '--decrypt', '--output', join(dir, 'plain.dump'), file],
+      {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, GNUPGHOME: s.gpg.home },
+      },
+    );
     expect(stdout).toBe('');
     expect(readdirSync(dir)).toContain('plain.dump');
   });
