@@ -116,7 +116,8 @@ export function loadJobs(options: LoadJobsOptions = {}): LoadedJobs {
   const dotenv = readDotenv(cwd, options.envFile);
   // The real process: `.env`'s GNUPGHOME reaches gpg as if it were in the environment.
   if (options.env === undefined) applyDotenvForChildren(dotenv, cwd);
-  const warnings = [...unknownVariableWarnings(dotenv, '.env'), ...unknownVariableWarnings(env, 'the environment')];
+  const envFileName = typeof options.envFile === 'string' ? options.envFile : '.env';
+  const warnings = [...unknownVariableWarnings(dotenv, envFileName), ...unknownVariableWarnings(env, 'the environment')];
   const context: LoadContext = { env, cwd, dotenv, flags, warnings };
   try {
     const source = findConfigFile(cwd, options.configPath ?? flags['PGBAK_CONFIG'], env, dotenv);

@@ -78,12 +78,12 @@ export function hasPgbakPrefix(name: string): boolean {
   return !isForeign(upper) && PGBAK_PREFIXES.some((p) => upper.startsWith(p));
 }
 
-/** Where a layer of variables came from. */
-export type VariableSource = '.env' | 'the environment';
+/** Where a layer of variables came from: `the environment`, or the env file as it was named (`.env`, `--env-file` FILE). */
+export type VariableSource = 'the environment' | (string & {});
 
 /**
  * Warnings for the unknown variables of one layer that look like pgbak's.
- * - `.env` (pgbak's own file): every unknown name with a pgbak prefix, and any name close to a
+ * - `.env` or `--env-file` (pgbak's own file): every unknown name with a pgbak prefix, and any name close to a
  *   known one (`RETENTON_DAYS`, `DATABSE_URL`);
  * - the environment (shared with every other program of the host): only names close to a known one,
  *   so another tool's `BACKUP_HOME` is not reported on every run.
@@ -94,7 +94,7 @@ export function unknownVariableWarnings(layer: Readonly<Record<string, string | 
   for (const name of Object.keys(layer).sort()) {
     if (layer[name] === undefined || KNOWN.includes(name) || isForeign(name)) continue;
     const match = closestName(name, KNOWN);
-    if (match === undefined && !(source === '.env' && hasPgbakPrefix(name))) continue;
+    if (match === undefined && !(source !== 'the environment' && hasPgbakPrefix(name))) continue;
     out.push(`unknown variable ${name} in ${source} (ignored)${match === undefined ? '' : `; did you mean ${match}?`}`);
   }
   return out;

@@ -51,6 +51,13 @@ describe('typos in .env and bare durations, through the CLI', () => {
     expect(r.stderr).not.toMatch(/PG_MAJOR|GPG_TTY|BACKUP_HOME/);
   });
 
+  it('--set RETENTION_DAY=7 is refused (exit 2) with the name meant', async () => {
+    const dir = tempDir();
+    const r = await runCli(['backup', '--dry-run', '--set', 'RETENTION_DAY=7'], { env: backupEnv({ database: db, dir }), cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--set RETENTION_DAY: not a pgbak variable .*; did you mean RETENTION_DAYS\?/);
+  });
+
   it('BACKUP_RPO=6 in .env is a configuration error (exit 2) asking for a unit', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, '.env'), 'BACKUP_RPO=6\n');

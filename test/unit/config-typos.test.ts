@@ -135,6 +135,13 @@ describe('loadJobs reports typos of .env, the environment and the config file', 
     expect(loaded.jobs[0]!.retention.days).toBe(30);
   });
 
+  it('--env-file FILE: the warning names that file', () => {
+    writeFileSync(join(dir, 'pgbak.env'), `DATABASE_URL=${URL}\nBACKUP_COMPRESION=zstd:3\n`);
+    expect(loadJobs({ env: {}, cwd: dir, envFile: 'pgbak.env' }).warnings).toEqual([
+      'unknown variable BACKUP_COMPRESION in pgbak.env (ignored); did you mean BACKUP_COMPRESSION?',
+    ]);
+  });
+
   it('with a config file: the .env warnings come first, then the file’s', () => {
     writeFileSync(join(dir, '.env'), 'RETENTION_DAY=7\n');
     writeFileSync(join(dir, 'pgbak.yaml'), `jobs:\n  - name: shop\n    database_url: postgresql://u:pw@db/shop\n`);
