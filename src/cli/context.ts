@@ -1,7 +1,8 @@
 import type { JobConfig } from '../config/job.js';
 import { loadJobs, selectJobs } from '../config/config-file.js';
 import type { Settings } from '../config/schema.js';
-import { isVariableName } from '../config/schema.js';
+import { isVariableName, variableNames } from '../config/schema.js';
+import { didYouMean } from '../config/typos.js';
 import { UsageError } from '../errors/index.js';
 import { LineLogger } from '../logging/logger.js';
 
@@ -32,7 +33,9 @@ export function flagLayer(sets: readonly string[] = [], extra: Record<string, st
     const eq = item.indexOf('=');
     const name = eq > 0 ? item.slice(0, eq) : '';
     if (!isVariableName(name))
-      throw new UsageError(`--set ${eq > 0 ? name : item}: not a pgbak variable (expected NAME=VALUE; \`pgbak --help\` lists them)`);
+      throw new UsageError(
+        `--set ${eq > 0 ? name : item}: not a pgbak variable (expected NAME=VALUE; \`pgbak --help\` lists them)${didYouMean(name, variableNames)}`,
+      );
     out[name] = item.slice(eq + 1);
   }
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) out[k] = v;

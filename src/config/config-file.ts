@@ -42,6 +42,8 @@ import { type DaemonSettings, daemonSettingsOf } from './job-sections.js';
 import { type RawLayer, loadSettings, readDotenv } from './load.js';
 import type { Settings, VariableName } from './schema.js';
 import { redactorOf } from './secrets.js';
+import { applyDotenvForChildren } from './child-dotenv.js';
+import { unknownVariableWarnings } from './typos.js';
 
 /** Kept here for its callers; it lives in select-jobs.ts. */
 export { selectJobs } from './select-jobs.js';
@@ -75,7 +77,11 @@ export interface LoadedJobs {
   readonly daemon: DaemonSettings;
   /** Absolute path of the config file, or undefined when the jobs came from the environment. */
   readonly source: string | undefined;
-  /** Things that work but should be fixed (a password in the file). */
+  /**
+   * Things that work but should be fixed: a password in the file, an unknown variable that looks
+   * like one of pgbak's in `.env` or the environment (`unknown variable RETENTION_DAY in .env
+   * (ignored); did you mean RETENTION_DAYS?`). The CLI logs each as a warning.
+   */
   readonly warnings: readonly string[];
   /**
    * Masks the secrets of every loaded job and of the global settings (STORAGE_SECRET_KEY, the
@@ -92,6 +98,8 @@ interface LoadContext {
   /** The `.env` values, read once. */
   readonly dotenv: Record<string, string>;
   readonly flags: Readonly<Record<string, string>>;
+  /** Warnings about `.env` and the environment (unknown variables). */
+  readonly warnings: readonly string[];
 }
 
 /** A schedule problem shared by several jobs is reported once, naming them. */
@@ -106,10 +114,20 @@ export function loadJobs(options: LoadJobsOptions = {}): LoadedJobs {
   const env = options.env ?? process.env;
   const flags = options.flags ?? {};
   const dotenv = readDotenv(cwd, options.envFile);
-  const context: LoadContext = { env, cwd, dotenv, flags };
-  const source = findConfigFile(cwd, options.configPath ?? flags['PGBAK_CONFIG'], env, dotenv);
-  if (source === undefined) return loadFromEnvironment(context, options.requireDatabaseUrl !== false);
-  return loadFromFile(source, context);
+  // The real process: `.env`'s GNUPGHOME reaches gpg as if it were in the environment.
+  if (options.env === undefined) applyDotenvForChildren(dotenv, cwd);
+  const envFileName = typeof options.envFile === 'string' ? options.envFile : '.env';
+  const warnings = [...unknownVariableWarnings(dotenv, envFileName), ...unknownVariableWarnings(env, 'the environment')];
+  const context: LoadContext = { env, cwd, dotenv, flags, warnings };
+  try {
+    const source = findConfigFile(cwd, options.configPath ?? flags['PGBAK_CONFIG'], env, dotenv);
+    if (source === undefined) return loadFromEnvironment(context, options.requireDatabaseUrl !== false);
+    return loadFromFile(source, context);
+  } catch (err) {
+    // A typo is often the cause (DATABSE_URL in .env, then "DATABASE_URL: is required"): name it with the problems.
+    if (!(err instanceof ConfigError) || warnings.length === 0) throw err;
+    throw new ConfigError([...err.problems, ...warnings], { hint: err.hint, cause: err });
+  }
 }
 
 /** Settings of the layers over defaults < .env < environment. */
@@ -125,7 +143,7 @@ function loadFromEnvironment(context: LoadContext, requireDatabaseUrl: boolean):
     global: settings,
     daemon: daemonSettingsOf(settings, context.cwd),
     source: undefined,
-    warnings: [],
+    warnings: context.warnings,
     redactor: redactorOf([settings]),
   };
   if (!settings.DATABASE_URL) return { ...loaded, jobs: [] };
@@ -150,7 +168,7 @@ function loadFromFile(source: string, context: LoadContext): LoadedJobs {
     });
   }
   const redactor = redactorOf([global, ...settings]);
-  return { jobs, global, daemon: daemonSettingsOf(global, context.cwd), source, warnings, redactor };
+  return { jobs, global, daemon: daemonSettingsOf(global, context.cwd), source, warnings: [...context.warnings, ...warnings], redactor };
 }
 
 /** Resolve each named job section over the defaults, with the settings of each job; problems are collected. */

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors/index.js';
 import { type VariableName, isVariableName, variables } from './schema.js';
+import { didYouMean } from './typos.js';
 
 /** Settings of the daemon as a whole: not allowed inside one job. */
 const GLOBAL_ONLY: readonly VariableName[] = [
@@ -19,6 +20,13 @@ const GLOBAL_ONLY: readonly VariableName[] = [
 const ALIASES: Readonly<Record<string, VariableName>> = { schedule: 'BACKUP_SCHEDULE', tz: 'BACKUP_TZ' };
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Every key a section may have, for "did you mean". */
+const SECTION_KEYS: readonly string[] = [
+  'name',
+  'database_url_env',
+  ...Object.keys(ALIASES),
+  ...variables.filter((v) => v.name !== 'PGBAK_CONFIG').map((v) => v.name.toLowerCase()),
+];
 
 /** One `defaults:` block or job, read and checked key by key. */
 export interface Section {
@@ -78,7 +86,8 @@ export function readRoot(root: unknown, reading: FileReading): FileRoot {
     return { defaults, rawJobs };
   }
   for (const key of Object.keys(root)) {
-    if (key !== 'defaults' && key !== 'jobs') problems.push(`${key}: unknown key (expected defaults and jobs)`);
+    if (key !== 'defaults' && key !== 'jobs')
+      problems.push(`${key}: unknown key (expected defaults and jobs)${didYouMean(key, ['defaults', 'jobs'])}`);
   }
   if (root['defaults'] !== undefined && root['defaults'] !== '') {
     if (isMapping(root['defaults'])) defaults = readSection(root['defaults'], 'defaults', 'defaults', reading);
@@ -145,7 +154,7 @@ function variableOfKey(key: string, at: string, kind: 'defaults' | 'job', sectio
   if (variable === undefined || variable === 'PGBAK_CONFIG') {
     const lower = key.toLowerCase();
     const hint = lower !== key && (isVariableName(key.toUpperCase()) || lower in ALIASES) ? ` (write it in lower case: ${lower})` : '';
-    problems.push(`${at}: unknown key${hint}`);
+    problems.push(`${at}: unknown key${hint || didYouMean(key, SECTION_KEYS)}`);
     return undefined;
   }
   const earlier = section.setBy.get(variable);

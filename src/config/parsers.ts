@@ -10,10 +10,16 @@ const DURATION_UNITS: Record<string, number> = {
   w: 604_800_000,
 };
 
-/** `90s`, `10m`, `6h`, `1d`, `1h30m`; a bare number is seconds. Returns milliseconds. */
+/**
+ * `90s`, `10m`, `6h`, `1d`, `1h30m`. Returns milliseconds. A bare number other than 0 is refused:
+ * `BACKUP_RPO=6` means 6 hours to whoever wrote it, and six seconds would turn status red for good.
+ */
 export function parseDuration(text: string): number {
   const t = text.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  if (/^\d+(\.\d+)?$/.test(t)) {
+    if (Number(t) === 0) return 0;
+    throw new Error(`add a unit, e.g. ${t}h, ${t}m or ${t}s (a bare number is ambiguous; units: ms, s, m, h, d, w)`);
+  }
   const re = /(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d|w)/gy;
   let total = 0;
   let consumed = 0;

@@ -209,7 +209,8 @@ export type Settings = {
   [N in VariableName]: N extends 'DATABASE_URL' ? string | undefined : z.output<SpecOf<N>['schema']>;
 };
 
-const variableNames: readonly VariableName[] = variables.map((x) => x.name);
+/** Every variable name, in the order of {@link variables}. */
+export const variableNames: readonly VariableName[] = variables.map((x) => x.name);
 
 /** True when `name` is a setting pgbak knows. */
 export function isVariableName(name: string): name is VariableName {

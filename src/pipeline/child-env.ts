@@ -8,7 +8,8 @@
  * inherited by whatever that child starts (pg_dump's Debian wrapper, gpg's agent). So children
  * get only what makes them work the same as from a shell:
  * - PATH, HOME (~/.pgpass, ~/.gnupg), USER, LOGNAME, locale (LANG, LANGUAGE, LC_*), TZ, TMPDIR;
- * - GNUPGHOME (the keyring pgbak checked the recipient in);
+ * - GNUPGHOME (the keyring pgbak checked the recipient in; `.env`'s value is exported by loadJobs,
+ *   see config/child-dotenv.ts);
  * - libpq's PG* variables (PGHOST, PGSSLMODE, PGSERVICE, PGPASSFILE …, and PGCLUSTER for Debian's
  *   pg_wrapper), except PGPASSWORD: a password reaches a child only when its stage sets it (see
  *   postgres/connection.ts childConnection), and never pgbak's own PGBAK_* settings;

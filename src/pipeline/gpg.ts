@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EncryptionError } from '../errors/index.js';
 import { childEnv } from './child-env.js';
@@ -13,6 +15,20 @@ export interface GpgKey {
 }
 
 const BASE_ARGS = ['--batch', '--no-tty', '--quiet'];
+
+/**
+ * The keyring gpg searches, for hints: `GNUPGHOME=/srv/gnupg`, or `/home/x/.gnupg (GNUPGHOME unset)`.
+ * A key imported into another keyring is then a clear mismatch, not a "key not found" mystery.
+ */
+export function keyringOf(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.GNUPGHOME) return `GNUPGHOME=${env.GNUPGHOME}`;
+  return `${join(env.HOME || homedir(), '.gnupg')} (GNUPGHOME unset)`;
+}
+
+/** The hint of a public key missing from the keyring. */
+function importHint(): string {
+  return `import it: gpg --import key.pub; searched the keyring in ${keyringOf()} (set GNUPGHOME in the environment or .env to use another)`;
+}
 
 /**
  * Find the public key for GPG_RECIPIENT and check that it can encrypt (not expired, not
@@ -30,15 +46,11 @@ export async function resolveRecipient(recipient: string): Promise<GpgKey> {
     if (e.code === 'ENOENT') {
       throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg', cause: err });
     }
-    throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, {
-      hint: `import it: gpg --import key.pub${process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : ''}`,
-      cause: err,
-    });
+    throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: importHint(), cause: err });
   }
   const lines = stdout.split('\n').map((l) => l.split(':'));
   const pubs = lines.filter((f) => f[0] === 'pub');
-  if (pubs.length === 0)
-    throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: 'import it: gpg --import key.pub' });
+  if (pubs.length === 0) throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: importHint() });
   if (pubs.length > 1) {
     throw new EncryptionError('gpg-key-ambiguous', `GPG_RECIPIENT "${recipient}" matches ${pubs.length} keys`, {
       hint: 'set GPG_RECIPIENT to the full fingerprint of one key',
@@ -101,7 +113,7 @@ export function gpgDecryptStage(): ChildStage {
       const text = info.stderr.trim();
       if (/no secret key|secret key not available/i.test(text)) {
         return new EncryptionError('gpg-secret-key-missing', 'cannot decrypt: the secret key is not in the keyring', {
-          hint: 'import the private key on this host: gpg --import private-key.asc (check GNUPGHOME)',
+          hint: `import the private key on this host: gpg --import private-key.asc; searched the keyring in ${keyringOf()}`,
         });
       }
       return new EncryptionError(
@@ -122,7 +134,6 @@ export async function requireSecretKey(manifest: {
 }): Promise<void> {
   const enc = manifest.encryption;
   if (!enc) return;
-  const home = process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : '';
   try {
     const { stdout } = await execFileAsync('gpg', ['--batch', '--no-tty', '--with-colons', '--list-secret-keys', '--', enc.fingerprint], {
       timeout: 30_000,
@@ -135,9 +146,7 @@ export async function requireSecretKey(manifest: {
   }
   throw new EncryptionError(
     'gpg-secret-key-missing',
-    `cannot decrypt ${manifest.name}: the secret key ${enc.fingerprint} (${enc.recipient}) is not in the keyring${home}`,
-    {
-      hint: 'import the private key on this host: gpg --import private-key.asc',
-    },
+    `cannot decrypt ${manifest.name}: the secret key ${enc.fingerprint} (${enc.recipient}) is not in the keyring`,
+    { hint: `import the private key on this host: gpg --import private-key.asc; searched the keyring in ${keyringOf()}` },
   );
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
@@ -62,6 +62,28 @@ describe('hints of the CLI', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('DATABASE_URL: must name a database');
     expect(hintOf(r.stderr)).toMatch(/^hint: the database is the path after host:port, e\.g\. DATABASE_URL=postgresql:\/\/\S+:5432\/\w+/);
+  });
+
+  it('GPG key not found: the hint names the keyring searched (GNUPGHOME of the environment or .env, else ~/.gnupg)', async () => {
+    const s = services();
+    const dir = tempDir();
+    const extra = { GPG_RECIPIENT: 'nobody@nowhere.test', BACKUP_GLOBALS: 'false' };
+    const withHome = await runCli(['backup', '--no-upload'], { env: backupEnv({ database: db, dir, extra }), cwd: dir });
+    expect(withHome.code).toBe(8);
+    expect(withHome.stderr).toMatch(/GPG key not found: nobody@nowhere\.test/);
+    expect(hintOf(withHome.stderr)).toContain(`gpg --import key.pub; searched the keyring in GNUPGHOME=${s.gpg.home}`);
+
+    const home = tempDir('pgbak-home-');
+    const unset: NodeJS.ProcessEnv = { ...backupEnv({ database: db, dir, extra }), HOME: home };
+    delete unset.GNUPGHOME;
+    const withoutHome = await runCli(['backup', '--no-upload'], { env: unset, cwd: dir });
+    expect(withoutHome.code).toBe(8);
+    expect(hintOf(withoutHome.stderr)).toContain(`searched the keyring in ${join(home, '.gnupg')} (GNUPGHOME unset)`);
+
+    writeFileSync(join(dir, '.env'), `GNUPGHOME=${s.gpg.home}\n`);
+    const fromDotenv = await runCli(['backup', '--no-upload'], { env: unset, cwd: dir });
+    expect(fromDotenv.code).toBe(8);
+    expect(hintOf(fromDotenv.stderr)).toContain(`searched the keyring in GNUPGHOME=${s.gpg.home}`);
   });
 
   it('restore of a name that is no backup shows what was typed, quoted, and nothing is touched', async () => {

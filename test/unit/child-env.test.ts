@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { applyDotenvForChildren } from '../../src/config/child-dotenv.js';
 import { childEnv } from '../../src/pipeline/child-env.js';
 
 describe('childEnv: what a child process inherits', () => {
@@ -49,5 +50,11 @@ describe('childEnv: what a child process inherits', () => {
     expect(env.PGAPPNAME).toBe('pgbak');
     expect(env.TZ).toBeUndefined();
     expect(env.STORAGE_SECRET_KEY).toBeUndefined();
+  });
+
+  it('GNUPGHOME of .env, exported by the loader, reaches the child; .env’s other variables do not', () => {
+    const env: NodeJS.ProcessEnv = { PATH: '/usr/bin' };
+    applyDotenvForChildren({ GNUPGHOME: '/srv/gnupg', STORAGE_SECRET_KEY: 'k', DATABASE_URL: 'postgresql://u:pw@h/db' }, '/srv', env);
+    expect(childEnv({}, env)).toEqual({ PATH: '/usr/bin', GNUPGHOME: '/srv/gnupg' });
   });
 });

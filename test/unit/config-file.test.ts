@@ -132,7 +132,7 @@ jobs:
   it('reports wrong types, a missing jobs list and unknown top-level keys', () => {
     write('a.yaml', 'defaults: [1, 2]\njobz: []\n');
     expect(problemsOf(() => loadJobs({ env: {}, cwd: dir, envFile: false, configPath: 'a.yaml' }))).toEqual([
-      'jobz: unknown key (expected defaults and jobs)',
+      'jobz: unknown key (expected defaults and jobs); did you mean jobs?',
       'defaults: must be a mapping of settings (retention_days: 30)',
       'jobs: the config file lists no jobs (add at least one "- name: …" entry)',
     ]);

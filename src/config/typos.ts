@@ -1,0 +1,101 @@
+/**
+ * Typos are not silent: a variable that looks like one of pgbak's but is not (`RETENTION_DAY`,
+ * `BACKUP_COMPRESION`) is named in a warning with the closest known name, instead of being
+ * ignored while the default applies. Pure functions: the loader gives them the layers it read.
+ */
+import { variables } from './schema.js';
+
+/**
+ * Prefixes of pgbak's variables. Unknown names with one of them, in `.env`, are most likely
+ * pgbak typos. PG_DUMP (not PG): libpq's PGHOST/PGPASSWORD have no underscore, and images of
+ * PostgreSQL set PG_MAJOR and PG_VERSION.
+ */
+export const PGBAK_PREFIXES = ['BACKUP_', 'STORAGE_', 'GPG_', 'RETENTION_', 'NOTIFY_', 'METRICS_', 'VERIFY_', 'PGBAK_', 'PG_DUMP'] as const;
+
+/** Variables of other tools that share a prefix with pgbak's: never reported. */
+const FOREIGN_NAMES: ReadonlySet<string> = new Set(['GPG_TTY', 'GPG_AGENT_INFO', 'NOTIFY_SOCKET']);
+
+/** Another tool's name, or a URL for `database_url_env` (SHOP_DATABASE_URL): never a typo of ours. */
+function isForeign(name: string): boolean {
+  const upper = name.toUpperCase();
+  return FOREIGN_NAMES.has(upper) || upper.endsWith('_DATABASE_URL');
+}
+
+const KNOWN: readonly string[] = variables.map((v) => v.name);
+
+/** Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of neighbours each cost 1. */
+export function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row: number[] = [i];
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      row.push(d);
+    }
+    rows.push(row);
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/** How far a name may be from a known one and still be taken for a typo of it. */
+function maxDistance(name: string): number {
+  return name.length <= 6 ? 1 : name.length <= 12 ? 2 : 3;
+}
+
+/**
+ * The candidate closest to `name` (case-insensitive), when it is close enough to be a likely typo;
+ * undefined otherwise. Ties go to the earlier candidate.
+ */
+export function closestName(name: string, candidates: readonly string[]): string | undefined {
+  const upper = name.toUpperCase();
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of candidates) {
+    const d = editDistance(upper, candidate.toUpperCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= maxDistance(name) ? best : undefined;
+}
+
+/** ` did you mean X?`-style suffix, or nothing. */
+export function didYouMean(name: string, candidates: readonly string[]): string {
+  const match = closestName(name, candidates);
+  return match === undefined ? '' : `; did you mean ${match}?`;
+}
+
+/** Whether `name` has one of pgbak's prefixes (and is not another tool's variable). */
+export function hasPgbakPrefix(name: string): boolean {
+  const upper = name.toUpperCase();
+  return !isForeign(upper) && PGBAK_PREFIXES.some((p) => upper.startsWith(p));
+}
+
+/** Where a layer of variables came from: `the environment`, or the env file as it was named (`.env`, `--env-file` FILE). */
+export type VariableSource = 'the environment' | (string & {});
+
+/**
+ * Warnings for the unknown variables of one layer that look like pgbak's.
+ * - `.env` or `--env-file` (pgbak's own file): every unknown name with a pgbak prefix, and any name close to a
+ *   known one (`RETENTON_DAYS`, `DATABSE_URL`);
+ * - the environment (shared with every other program of the host): only names close to a known one,
+ *   so another tool's `BACKUP_HOME` is not reported on every run.
+ * In name order (parsed `.env` files do not keep the order of their lines).
+ */
+export function unknownVariableWarnings(layer: Readonly<Record<string, string | undefined>>, source: VariableSource): string[] {
+  const out: string[] = [];
+  for (const name of Object.keys(layer).sort()) {
+    if (layer[name] === undefined || KNOWN.includes(name) || isForeign(name)) continue;
+    const match = closestName(name, KNOWN);
+    if (match === undefined && !(source !== 'the environment' && hasPgbakPrefix(name))) continue;
+    out.push(`unknown variable ${name} in ${source} (ignored)${match === undefined ? '' : `; did you mean ${match}?`}`);
+  }
+  return out;
+}
