@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
+import { isTransientFailure } from '../../src/scheduler/transient-failure.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { TestS3Server } from '../global-setup.js';
 import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
@@ -238,6 +239,8 @@ describe.each(s3Servers())('S3 server $kind', (thisServer) => {
         expect(err).toBeInstanceOf(StorageError);
         expect(err).toMatchObject({ code: 'storage-unsupported', exitCode: 7 });
         expect((err as Error).message).toBe(`S3 lifecycle configuration is not supported by ${server.endpoint} (NotImplemented)`);
+        // A missing feature is not an overloaded server: the daemon must not retry a run for it.
+        expect(isTransientFailure(err)).toBe(false);
       });
     } else {
       it('setLifecycle(30) installs an expiry rule for the prefix (read back with the aws CLI), sent with Content-MD5', async () => {

@@ -43,7 +43,11 @@ export interface S3Server {
 
 export interface S3ServerOptions {
   log?: (msg: string) => void;
-  /** Which server to start; default the primary one of S3_TEST_SERVER (MinIO for `both`). */
+  /**
+   * Which server to start; default the primary one of S3_TEST_SERVER (MinIO for `both`). The
+   * fault tests that kill and restart their own server (test/faults/*) take the default, so they
+   * run against MinIO only in CI.
+   */
   kind?: S3ServerKind;
   /**
    * Run a server of our own on this data dir (even when S3_TEST_ENDPOINT is set), kept by stop():
