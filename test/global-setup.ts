@@ -1,11 +1,25 @@
 import type { TestProject } from 'vitest/node';
 import { createGpgHome } from './helpers/gpg-home.js';
-import { startS3Server } from './helpers/minio.js';
+import { s3ServerKinds, startS3Server, type S3Server } from './helpers/s3-server.js';
 import { startCluster } from './helpers/postgres-cluster.js';
+
+/** One S3 server of the run, as the tests see it. */
+export interface TestS3Server {
+  /** `minio`, `versitygw`, or `external` for S3_TEST_ENDPOINT. */
+  kind: S3Server['kind'];
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+  pid: number | undefined;
+}
 
 export interface TestServices {
   pg: { host: string; port: number; user: string; password: string; bindir: string };
-  s3: { endpoint: string; accessKey: string; secretKey: string; region: string; pid: number | undefined };
+  /** The primary S3 server: every test that does not name one runs against it (MinIO unless S3_TEST_SERVER=versitygw). */
+  s3: TestS3Server;
+  /** Every S3 server of the run (S3_TEST_SERVER=both: MinIO, then versitygw), the primary first. */
+  s3Servers: TestS3Server[];
   gpg: { home: string; email: string; fingerprint: string };
 }
 
@@ -15,19 +29,36 @@ declare module 'vitest' {
   }
 }
 
+const describeS3 = (s3: S3Server): TestS3Server => ({
+  kind: s3.kind,
+  endpoint: s3.endpoint,
+  accessKey: s3.accessKey,
+  secretKey: s3.secretKey,
+  region: s3.region,
+  pid: s3.process?.pid,
+});
+
 /**
- * Starts the real services once for the whole run: a throwaway PostgreSQL cluster, a MinIO
- * server (built with `go install` on first use) and a temporary GnuPG home with a key.
+ * Starts the real services once for the whole run: a throwaway PostgreSQL cluster, the S3
+ * servers S3_TEST_SERVER names (MinIO and versitygw by default, each built with `go install` on
+ * first use; S3_TEST_ENDPOINT instead points at an existing S3) and a temporary GnuPG home with a key.
  */
 export default async function setup(project: TestProject) {
   const log = (m: string) => process.stderr.write(`[test services] ${m}\n`);
-  const [pg, s3, gpg] = await Promise.all([startCluster({ log }), startS3Server(log), createGpgHome()]);
+  const kinds = process.env.S3_TEST_ENDPOINT ? [undefined] : s3ServerKinds();
+  const [pg, gpg, ...s3Servers] = await Promise.all([
+    startCluster({ log }),
+    createGpgHome(),
+    ...kinds.map((kind) => startS3Server(kind ? { kind, log } : { log })),
+  ]);
+  const servers = s3Servers.map(describeS3);
   project.provide('services', {
     pg: { host: pg.host, port: pg.port, user: pg.user, password: pg.password, bindir: pg.bindir },
-    s3: { endpoint: s3.endpoint, accessKey: s3.accessKey, secretKey: s3.secretKey, region: s3.region, pid: s3.process?.pid },
+    s3: servers[0]!,
+    s3Servers: servers,
     gpg: { home: gpg.home, email: gpg.email, fingerprint: gpg.fingerprint },
   });
   return async () => {
-    await Promise.allSettled([pg.stop(), s3.stop(), gpg.remove()]);
+    await Promise.allSettled([pg.stop(), gpg.remove(), ...s3Servers.map((s) => s.stop())]);
   };
 }

@@ -77,7 +77,8 @@ function transientError(err: unknown, depth: number): boolean {
   const code = errnoCode(err);
   if (transientErrno(code)) return true;
   const status = (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
-  if (typeof status === 'number' && (status >= 500 || status === 429)) return true;
+  // 501 Not Implemented is a missing feature (versitygw's lifecycle rules), not a failing server.
+  if (typeof status === 'number' && ((status >= 500 && status !== 501) || status === 429)) return true;
   const name = (err as { name?: unknown }).name;
   if (name === 'TimeoutError' || name === 'SlowDown') return true;
   return transientError((err as { cause?: unknown }).cause, depth + 1);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { messageOf, UsageError } from '../errors/index.js';
+import { isAppError, messageOf, UsageError } from '../errors/index.js';
 import type { JobStorage } from './job-storage.js';
 import { S3Backend } from './s3-backend.js';
 import type { StorageBackend } from './storage-backend.js';
@@ -27,7 +27,8 @@ export interface InitBucketReport {
   readonly ok: boolean;
   /** The probe object's key (relative to the prefix). */
   readonly probeKey: string;
-  readonly lifecycle?: 'installed' | undefined;
+  /** With `lifecycleDays`: installed, or `unsupported` when the server does not implement lifecycle rules (a warning says so). */
+  readonly lifecycle?: 'installed' | 'unsupported' | undefined;
   readonly warnings: readonly string[];
 }
 
@@ -38,6 +39,10 @@ export interface InitBucketOptions {
 
 /** Prefix of the probe object; not a pgbak backup name, so no listing or prune ever sees it. */
 export const PROBE_PREFIX = '.pgbak-probe-';
+
+/** The warning when the S3 server answers NotImplemented to a lifecycle rule (versitygw does). */
+export const lifecycleUnsupportedWarning = (endpointMessage: string): string =>
+  `no lifecycle rule installed: ${endpointMessage}. pgbak prune (RETENTION_DAYS with BACKUP_KEEP_MIN) still removes old backups and stale multipart uploads`;
 
 export const LIFECYCLE_WARNING =
   'a bucket lifecycle rule deletes by age alone: if backups stop, it removes the last good backup too. ' +
@@ -53,7 +58,8 @@ async function readAll(stream: Readable): Promise<Buffer> {
  * Prepare a bucket for pgbak (`pgbak init`): create it when missing, then prove with a probe
  * object under the prefix that pgbak can write, read back (same bytes), list and delete there.
  * Idempotent: a second run finds the bucket ("exists") and leaves nothing behind. With
- * `lifecycleDays`, installs the seed's lifecycle rule and warns that it deletes by age alone.
+ * `lifecycleDays`, installs the seed's lifecycle rule and warns that it deletes by age alone; a
+ * server that does not implement lifecycle rules (NotImplemented) gets a warning instead.
  * Invalid `lifecycleDays` (< 1) throws a UsageError before anything is done; bucket creation and
  * lifecycle failures throw (StorageError); the four checks are reported, never thrown.
  */
@@ -116,14 +122,23 @@ export async function initBucket(storage: JobStorage | BucketBackend, options: I
   }
 
   const warnings: string[] = [];
-  let lifecycle: 'installed' | undefined;
+  let lifecycle: InitBucketReport['lifecycle'];
   if (options.lifecycleDays !== undefined) {
-    await remote.setLifecycle(options.lifecycleDays);
-    lifecycle = 'installed';
-    warnings.push(LIFECYCLE_WARNING);
-    warnings.push("the lifecycle rule replaces the bucket's existing lifecycle configuration");
-    if (remote.prefix === '') {
-      warnings.push(`STORAGE_PREFIX is empty: the rule expires every object in bucket ${remote.bucket}, not only backups`);
+    try {
+      await remote.setLifecycle(options.lifecycleDays);
+      lifecycle = 'installed';
+    } catch (err) {
+      // A server without lifecycle rules (versitygw) is no failure of the bucket: pgbak's own retention remains.
+      if (!isAppError(err) || err.code !== 'storage-unsupported') throw err;
+      lifecycle = 'unsupported';
+      warnings.push(lifecycleUnsupportedWarning(err.message));
+    }
+    if (lifecycle === 'installed') {
+      warnings.push(LIFECYCLE_WARNING);
+      warnings.push("the lifecycle rule replaces the bucket's existing lifecycle configuration");
+      if (remote.prefix === '') {
+        warnings.push(`STORAGE_PREFIX is empty: the rule expires every object in bucket ${remote.bucket}, not only backups`);
+      }
     }
   }
   return { location: remote.location, bucket, checks, ok: checks.every((c) => c.ok), probeKey, lifecycle, warnings };

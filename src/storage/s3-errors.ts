@@ -132,6 +132,14 @@ export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppE
     });
   }
   if (name === 'NoSuchBucket') return bucketMissing(s, err);
+  // 501 NotImplemented (versitygw answers it to bucket lifecycle rules): a feature the server
+  // lacks, not a failing server, so never retried as a 5xx.
+  if (name === 'NotImplemented' || status === 501) {
+    return new StorageError('storage-unsupported', `S3 ${operation} is not supported by ${endpoint} (${name ?? 'HTTP 501'})`, {
+      hint: 'this S3 server does not implement the request; use an S3 server that does, or do without it',
+      cause: err,
+    });
+  }
   if (
     (status !== undefined && (status >= 500 || status === 429)) ||
     name === 'SlowDown' ||

@@ -8,20 +8,25 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
+import { isTransientFailure } from '../../src/scheduler/transient-failure.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
-import { awsEnv, createBucket, execFileAsync, s3Settings, services, tempDir, uniqueId } from '../helpers/services.js';
+import type { TestS3Server } from '../global-setup.js';
+import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
 import { MiB, runStorageContract, TestSource } from './storage-contract.js';
 
 const PREFIX = 'backups/';
 const text = (s: string) => Readable.from([Buffer.from(s)]);
 
+/** The server the suite below runs against (one run per S3_TEST_SERVER server). */
+let server: TestS3Server;
+
 function settings(bucket: string, overrides: Partial<S3Settings> = {}): S3Settings {
-  return s3Settings(bucket, { prefix: PREFIX, ...overrides });
+  return s3Settings(bucket, { prefix: PREFIX, ...overrides }, server);
 }
 
 /** The aws CLI (a real, independent client) against the test server; returns stdout. */
 async function aws(...args: string[]): Promise<string> {
-  const { stdout } = await execFileAsync('aws', [...args, '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+  const { stdout } = await execFileAsync('aws', [...args, '--endpoint-url', server.endpoint], { env: awsEnv(server) });
   return stdout;
 }
 
@@ -44,241 +49,262 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
   }
 }
 
-let bucket: string;
-beforeAll(async () => {
-  bucket = await createBucket('contract');
-});
-
-runStorageContract('s3', async () => new S3Backend(settings(bucket), { partSize: 5 * MiB }));
-
-describe('S3Backend specifics', () => {
-  let backend: S3Backend;
-  beforeAll(() => {
-    backend = new S3Backend(settings(bucket), { partSize: 5 * MiB });
-  });
-  afterAll(() => backend.destroy());
-
-  it('a put may give its own part size (raised to 5 MiB when smaller): 11 MiB in parts of "1 MiB" round-trips', async () => {
-    const key = `part-size-${uniqueId()}.dump`;
-    const source = new TestSource(11 * MiB);
-    expect((await backend.put(key, source, { partSize: MiB })).size).toBe(11 * MiB);
-    expect((await backend.stat(key))?.size).toBe(11 * MiB);
-    await backend.delete(key);
+// The same suite against every S3 server of the run (S3_TEST_SERVER: MinIO and versitygw by default).
+describe.each(s3Servers())('S3 server $kind', (thisServer) => {
+  let bucket: string;
+  beforeAll(async () => {
+    server = thisServer;
+    bucket = await createBucket('contract', server);
   });
 
-  it('names its location and keys as s3:// URLs under the prefix; part size defaults to 8 MiB, at least 5 MiB', () => {
-    expect(backend.kind).toBe('s3');
-    expect(backend.location).toBe(`s3://${bucket}/${PREFIX}`);
-    expect(backend.urlOf('db/x y.dump')).toBe(`s3://${bucket}/${PREFIX}db/x y.dump`);
-    expect(new S3Backend(settings(bucket)).partSize).toBe(8 * MiB);
-    expect(new S3Backend(settings(bucket, { partSize: 64 * MiB })).partSize).toBe(64 * MiB);
-    expect(new S3Backend(settings(bucket), { partSize: MiB }).partSize).toBe(5 * MiB);
-  });
+  const primary = thisServer.kind === s3Servers()[0]!.kind;
 
-  it('an object it wrote reads back identical with the aws CLI', async () => {
-    const key = `cli-${uniqueId()}/round trip ü.dump`;
-    const source = new TestSource(12 * MiB + 777);
-    await backend.put(key, source);
-    const file = join(tempDir(), 'fetched.dump');
-    await aws('s3', 'cp', '--only-show-errors', backend.urlOf(key), file);
-    expect(createHash('sha256').update(readFileSync(file)).digest('hex')).toBe(source.digest());
-  });
+  runStorageContract(`s3 (${thisServer.kind})`, async () => new S3Backend(settings(bucket), { partSize: 5 * MiB }));
 
-  it('an interrupted multipart put aborts its multipart upload (ListMultipartUploads is empty)', async () => {
-    const key = `interrupted-${uniqueId()}/x.dump`;
-    const source = new TestSource(20 * MiB, { pauseAt: 11 * MiB, failAt: 11 * MiB });
-    const put = backend.put(key, source);
-    const outcome = put.catch((e: unknown) => e);
-    await source.stalled;
-    // The multipart upload really exists before the body fails …
-    await until('the multipart upload to start', async () => (await multipartUploads(bucket)).some((u) => u.Key === PREFIX + key));
-    source.release();
-    expect(await outcome).toBe(source.failure);
-    // … and is gone once put has rejected.
-    expect(await multipartUploads(bucket)).toEqual([]);
-    expect(await backend.stat(key)).toBeUndefined();
-  });
-
-  it('an aborted put rejects only after the part in flight finished and the multipart upload was aborted', async () => {
-    const proxy = await startProxy(new URL(services().s3.endpoint), {
-      delayMs: (req) => (req.method === 'PUT' && (req.url ?? '').includes('partNumber=1') ? 2000 : 0),
+  describe('S3Backend specifics', () => {
+    let backend: S3Backend;
+    beforeAll(() => {
+      backend = new S3Backend(settings(bucket), { partSize: 5 * MiB });
     });
-    const slow = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
-    const direct = new S3Client({
-      endpoint: services().s3.endpoint,
-      region: services().s3.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: services().s3.accessKey, secretAccessKey: services().s3.secretKey },
+    afterAll(() => backend.destroy());
+
+    it('a put may give its own part size (raised to 5 MiB when smaller): 11 MiB in parts of "1 MiB" round-trips', async () => {
+      const key = `part-size-${uniqueId()}.dump`;
+      const source = new TestSource(11 * MiB);
+      expect((await backend.put(key, source, { partSize: MiB })).size).toBe(11 * MiB);
+      expect((await backend.stat(key))?.size).toBe(11 * MiB);
+      await backend.delete(key);
     });
-    try {
-      const key = `slow-part-${uniqueId()}/x.dump`;
-      const source = new TestSource(20 * MiB, { pauseAt: 6 * MiB });
-      const controller = new AbortController();
-      const outcome = slow.put(key, source, { signal: controller.signal }).catch((e: unknown) => e);
+
+    it('names its location and keys as s3:// URLs under the prefix; part size defaults to 8 MiB, at least 5 MiB', () => {
+      expect(backend.kind).toBe('s3');
+      expect(backend.location).toBe(`s3://${bucket}/${PREFIX}`);
+      expect(backend.urlOf('db/x y.dump')).toBe(`s3://${bucket}/${PREFIX}db/x y.dump`);
+      expect(new S3Backend(settings(bucket)).partSize).toBe(8 * MiB);
+      expect(new S3Backend(settings(bucket, { partSize: 64 * MiB })).partSize).toBe(64 * MiB);
+      expect(new S3Backend(settings(bucket), { partSize: MiB }).partSize).toBe(5 * MiB);
+    });
+
+    it('an object it wrote reads back identical with the aws CLI', async () => {
+      const key = `cli-${uniqueId()}/round trip ü.dump`;
+      const source = new TestSource(12 * MiB + 777);
+      await backend.put(key, source);
+      const file = join(tempDir(), 'fetched.dump');
+      await aws('s3', 'cp', '--only-show-errors', backend.urlOf(key), file);
+      expect(createHash('sha256').update(readFileSync(file)).digest('hex')).toBe(source.digest());
+    });
+
+    it('an interrupted multipart put aborts its multipart upload (ListMultipartUploads is empty)', async () => {
+      const key = `interrupted-${uniqueId()}/x.dump`;
+      const source = new TestSource(20 * MiB, { pauseAt: 11 * MiB, failAt: 11 * MiB });
+      const put = backend.put(key, source);
+      const outcome = put.catch((e: unknown) => e);
       await source.stalled;
-      await until('part 1 to be sent', async () => proxy.requests.some((r) => r.url.includes('partNumber=1')));
-      const reason = new Error('stop while a part is in flight (test)');
-      controller.abort(reason);
-      expect(await outcome).toBe(reason);
-      // Checked at once: had put rejected before its cleanup, part 1 would still be in flight here.
-      const listed = await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
-      expect(listed.Uploads ?? []).toEqual([]);
-      expect(proxy.requests.filter((r) => r.method === 'DELETE' && r.url.includes('uploadId='))).toHaveLength(1);
-    } finally {
-      slow.destroy();
-      direct.destroy();
-      await proxy.close();
-    }
-  });
-
-  it('the whole contract run left no multipart upload behind', async () => {
-    expect(await multipartUploads(bucket)).toEqual([]);
-  });
-
-  it('wrong secret key → storage-credentials, without the secret in the message', async () => {
-    const secret = 'wrong-secret-' + uniqueId();
-    const bad = new S3Backend(settings(bucket, { secretAccessKey: secret }));
-    for (const attempt of [
-      () => bad.checkAccess(),
-      () => bad.put('x.dump', text('x')),
-      async () => void (await bad.list()[Symbol.asyncIterator]().next()),
-    ]) {
-      const err = await attempt().catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(StorageError);
-      expect(err).toMatchObject({ code: 'storage-credentials', exitCode: 7, hint: 'check STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
-      expect((err as Error).message).not.toContain(secret);
-      expect((err as Error).message).not.toContain(services().s3.secretKey);
-    }
-  });
-
-  it('missing bucket → storage-bucket', async () => {
-    const missing = `missing-${uniqueId()}`;
-    const bad = new S3Backend(settings(missing));
-    for (const attempt of [
-      () => bad.checkAccess(),
-      () => bad.put('x.dump', text('x')),
-      async () => void (await bad.list()[Symbol.asyncIterator]().next()),
-    ]) {
-      const err = await attempt().catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'storage-bucket', hint: 'create it with `pgbak init` (or aws s3 mb)' });
-      expect((err as Error).message).toBe(`S3 bucket "${missing}" does not exist at ${services().s3.endpoint}`);
-    }
-  });
-
-  it('closed port → storage-endpoint naming the endpoint', async () => {
-    const port = await closedPort();
-    const endpoint = `http://127.0.0.1:${port}`;
-    const bad = new S3Backend(settings(bucket, { endpoint }));
-    for (const attempt of [() => bad.checkAccess(), () => bad.put('x.dump', text('x'))]) {
-      const err = await attempt().catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'storage-endpoint', hint: 'check STORAGE_ENDPOINT and that MinIO/S3 is running' });
-      expect((err as Error).message).toMatch(new RegExp(`^S3 endpoint unreachable: ${endpoint} \\(.*ECONNREFUSED.*\\)$`));
-    }
-  });
-
-  it('black-holed endpoint (accepts, never answers) → storage-timeout naming STORAGE_TIMEOUT, within the timeout', async () => {
-    const sockets = new Set<Socket>();
-    const hole = createNetServer((s) => {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.resume();
-    });
-    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
-    const endpoint = `http://127.0.0.1:${(hole.address() as AddressInfo).port}`;
-    const bad = new S3Backend(settings(bucket, { endpoint, timeoutMs: 1500 }));
-    try {
-      for (const [what, attempt] of [
-        ['checkAccess', () => bad.checkAccess()],
-        ['stat', () => bad.stat('x.dump')],
-        ['get', () => bad.get('x.dump')],
-        ['delete', () => bad.delete('x.dump')],
-        ['list', async () => void (await bad.list()[Symbol.asyncIterator]().next())],
-        ['small put', () => bad.put('x.json', text('{}'), { contentLength: 2 })],
-      ] as const) {
-        const t0 = Date.now();
-        const err = await (attempt as () => Promise<unknown>)().catch((e: unknown) => e);
-        expect(Date.now() - t0, what).toBeLessThan(5000);
-        expect(err, what).toBeInstanceOf(StorageError);
-        expect(err, what).toMatchObject({ code: 'storage-timeout', exitCode: 7 });
-        expect((err as Error).message, what).toContain(`${endpoint} did not answer within 1.5s (STORAGE_TIMEOUT)`);
-        expect((err as StorageError).hint, what).toContain('STORAGE_TIMEOUT');
-      }
-    } finally {
-      bad.destroy();
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => hole.close(r));
-    }
-  });
-
-  it('ensureBucket creates a missing bucket once, then reports it exists', async () => {
-    const name = `ensure-${uniqueId()}`;
-    const fresh = new S3Backend(settings(name));
-    expect(await fresh.ensureBucket()).toBe('created');
-    expect(await fresh.ensureBucket()).toBe('exists');
-    await s3api('head-bucket', '--bucket', name);
-    await fresh.checkAccess();
-  });
-
-  it('setLifecycle(30) installs an expiry rule for the prefix (read back with the aws CLI), sent with Content-MD5', async () => {
-    const name = await createBucket('lifecycle');
-    const proxy = await startProxy(new URL(services().s3.endpoint));
-    const viaProxy = new S3Backend(settings(name, { endpoint: proxy.endpoint }));
-    try {
-      await viaProxy.setLifecycle(30);
-    } finally {
-      viaProxy.destroy();
-      await proxy.close();
-    }
-    const sent = proxy.requests.find((r) => r.method === 'PUT' && r.url.includes('lifecycle'));
-    expect(sent?.body).toContain(
-      '<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>',
-    );
-    expect(sent?.headers['content-md5']).toBe(createHash('md5').update(sent!.body).digest('base64'));
-    const out = (await s3api('get-bucket-lifecycle-configuration', '--bucket', name)) as { Rules: Record<string, unknown>[] };
-    expect(out.Rules).toHaveLength(1);
-    // MinIO accepts AbortIncompleteMultipartUpload but does not store it (it expires stale uploads itself).
-    expect(out.Rules[0]).toMatchObject({
-      ID: 'pgbak-expire-backups',
-      Status: 'Enabled',
-      Expiration: { Days: 30 },
-      Filter: { Prefix: PREFIX },
-    });
-    await expect(new S3Backend(settings(name)).setLifecycle(0)).rejects.toThrow(RangeError);
-  });
-
-  describe('when aborting the multipart upload fails too (proxy that drops AbortMultipartUpload)', () => {
-    let proxy: Proxy;
-    let flaky: S3Backend;
-    beforeAll(async () => {
-      proxy = await startProxy(new URL(services().s3.endpoint), { intercept: injectFaults });
-      flaky = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
-    });
-    afterAll(async () => {
-      flaky.destroy();
-      await proxy.close();
-      for (const u of await multipartUploads(bucket))
-        await s3api('abort-multipart-upload', '--bucket', bucket, '--key', u.Key, '--upload-id', u.UploadId);
-    });
-
-    it('reports the failed part upload, not the failed abort', async () => {
-      const key = `part-fails-${uniqueId()}/x.dump`;
-      const err = await flaky.put(key, new TestSource(13 * MiB)).catch((e: unknown) => e);
-      expect(err).toMatchObject({ code: 'storage-server-error' });
-      expect((err as Error).message).toContain('injected part failure');
-      expect((err as Error).message).toContain('HTTP 500');
-      // The abort really failed: the incomplete upload is still there.
-      expect((await multipartUploads(bucket)).map((u) => u.Key)).toContain(PREFIX + key);
-    });
-
-    it('reports the body error, not the failed abort', async () => {
-      const key = `body-fails-${uniqueId()}/x.dump`;
-      const source = new TestSource(20 * MiB, { pauseAt: 6 * MiB, failAt: 6 * MiB });
-      const outcome = flaky.put(key, source).catch((e: unknown) => e);
-      await source.stalled;
+      // The multipart upload really exists before the body fails …
       await until('the multipart upload to start', async () => (await multipartUploads(bucket)).some((u) => u.Key === PREFIX + key));
       source.release();
       expect(await outcome).toBe(source.failure);
-      expect((await multipartUploads(bucket)).map((u) => u.Key)).toContain(PREFIX + key);
+      // … and is gone once put has rejected.
+      expect(await multipartUploads(bucket)).toEqual([]);
+      expect(await backend.stat(key)).toBeUndefined();
+    });
+
+    it('an aborted put rejects only after the part in flight finished and the multipart upload was aborted', async () => {
+      const proxy = await startProxy(new URL(server.endpoint), {
+        delayMs: (req) => (req.method === 'PUT' && (req.url ?? '').includes('partNumber=1') ? 2000 : 0),
+      });
+      const slow = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+      const direct = new S3Client({
+        endpoint: server.endpoint,
+        region: server.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: server.accessKey, secretAccessKey: server.secretKey },
+      });
+      try {
+        const key = `slow-part-${uniqueId()}/x.dump`;
+        const source = new TestSource(20 * MiB, { pauseAt: 6 * MiB });
+        const controller = new AbortController();
+        const outcome = slow.put(key, source, { signal: controller.signal }).catch((e: unknown) => e);
+        await source.stalled;
+        await until('part 1 to be sent', async () => proxy.requests.some((r) => r.url.includes('partNumber=1')));
+        const reason = new Error('stop while a part is in flight (test)');
+        controller.abort(reason);
+        expect(await outcome).toBe(reason);
+        // Checked at once: had put rejected before its cleanup, part 1 would still be in flight here.
+        const listed = await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+        expect(listed.Uploads ?? []).toEqual([]);
+        expect(proxy.requests.filter((r) => r.method === 'DELETE' && r.url.includes('uploadId='))).toHaveLength(1);
+      } finally {
+        slow.destroy();
+        direct.destroy();
+        await proxy.close();
+      }
+    });
+
+    it('the whole contract run left no multipart upload behind', async () => {
+      expect(await multipartUploads(bucket)).toEqual([]);
+    });
+
+    it('wrong secret key → storage-credentials, without the secret in the message', async () => {
+      const secret = 'wrong-secret-' + uniqueId();
+      const bad = new S3Backend(settings(bucket, { secretAccessKey: secret }));
+      for (const attempt of [
+        () => bad.checkAccess(),
+        () => bad.put('x.dump', text('x')),
+        async () => void (await bad.list()[Symbol.asyncIterator]().next()),
+      ]) {
+        const err = await attempt().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(StorageError);
+        expect(err).toMatchObject({ code: 'storage-credentials', exitCode: 7, hint: 'check STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
+        expect((err as Error).message).not.toContain(secret);
+        expect((err as Error).message).not.toContain(server.secretKey);
+      }
+    });
+
+    it('missing bucket → storage-bucket', async () => {
+      const missing = `missing-${uniqueId()}`;
+      const bad = new S3Backend(settings(missing));
+      for (const attempt of [
+        () => bad.checkAccess(),
+        () => bad.put('x.dump', text('x')),
+        async () => void (await bad.list()[Symbol.asyncIterator]().next()),
+      ]) {
+        const err = await attempt().catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'storage-bucket', hint: 'create it with `pgbak init` (or aws s3 mb)' });
+        expect((err as Error).message).toBe(`S3 bucket "${missing}" does not exist at ${server.endpoint}`);
+      }
+    });
+
+    // These two never reach the S3 server (a closed port, a black hole): run once, with the primary server.
+    if (primary) {
+      it('closed port → storage-endpoint naming the endpoint', async () => {
+        const port = await closedPort();
+        const endpoint = `http://127.0.0.1:${port}`;
+        const bad = new S3Backend(settings(bucket, { endpoint }));
+        for (const attempt of [() => bad.checkAccess(), () => bad.put('x.dump', text('x'))]) {
+          const err = await attempt().catch((e: unknown) => e);
+          expect(err).toMatchObject({ code: 'storage-endpoint', hint: 'check STORAGE_ENDPOINT and that MinIO/S3 is running' });
+          expect((err as Error).message).toMatch(new RegExp(`^S3 endpoint unreachable: ${endpoint} \\(.*ECONNREFUSED.*\\)$`));
+        }
+      });
+
+      it('black-holed endpoint (accepts, never answers) → storage-timeout naming STORAGE_TIMEOUT, within the timeout', async () => {
+        const sockets = new Set<Socket>();
+        const hole = createNetServer((s) => {
+          sockets.add(s);
+          s.on('error', () => undefined);
+          s.resume();
+        });
+        await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+        const endpoint = `http://127.0.0.1:${(hole.address() as AddressInfo).port}`;
+        const bad = new S3Backend(settings(bucket, { endpoint, timeoutMs: 1500 }));
+        try {
+          for (const [what, attempt] of [
+            ['checkAccess', () => bad.checkAccess()],
+            ['stat', () => bad.stat('x.dump')],
+            ['get', () => bad.get('x.dump')],
+            ['delete', () => bad.delete('x.dump')],
+            ['list', async () => void (await bad.list()[Symbol.asyncIterator]().next())],
+            ['small put', () => bad.put('x.json', text('{}'), { contentLength: 2 })],
+          ] as const) {
+            const t0 = Date.now();
+            const err = await (attempt as () => Promise<unknown>)().catch((e: unknown) => e);
+            expect(Date.now() - t0, what).toBeLessThan(5000);
+            expect(err, what).toBeInstanceOf(StorageError);
+            expect(err, what).toMatchObject({ code: 'storage-timeout', exitCode: 7 });
+            expect((err as Error).message, what).toContain(`${endpoint} did not answer within 1.5s (STORAGE_TIMEOUT)`);
+            expect((err as StorageError).hint, what).toContain('STORAGE_TIMEOUT');
+          }
+        } finally {
+          bad.destroy();
+          for (const s of sockets) s.destroy();
+          await new Promise((r) => hole.close(r));
+        }
+      });
+    }
+
+    it('ensureBucket creates a missing bucket once, then reports it exists', async () => {
+      const name = `ensure-${uniqueId()}`;
+      const fresh = new S3Backend(settings(name));
+      expect(await fresh.ensureBucket()).toBe('created');
+      expect(await fresh.ensureBucket()).toBe('exists');
+      await s3api('head-bucket', '--bucket', name);
+      await fresh.checkAccess();
+    });
+
+    if (thisServer.kind === 'versitygw') {
+      it('setLifecycle on a server without lifecycle rules (versitygw: NotImplemented) → storage-unsupported, not a retried server error', async () => {
+        const name = await createBucket('lifecycle', server);
+        const err = await new S3Backend(settings(name)).setLifecycle(30).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(StorageError);
+        expect(err).toMatchObject({ code: 'storage-unsupported', exitCode: 7 });
+        expect((err as Error).message).toBe(`S3 lifecycle configuration is not supported by ${server.endpoint} (NotImplemented)`);
+        // A missing feature is not an overloaded server: the daemon must not retry a run for it.
+        expect(isTransientFailure(err)).toBe(false);
+      });
+    } else {
+      it('setLifecycle(30) installs an expiry rule for the prefix (read back with the aws CLI), sent with Content-MD5', async () => {
+        const name = await createBucket('lifecycle', server);
+        const proxy = await startProxy(new URL(server.endpoint));
+        const viaProxy = new S3Backend(settings(name, { endpoint: proxy.endpoint }));
+        try {
+          await viaProxy.setLifecycle(30);
+        } finally {
+          viaProxy.destroy();
+          await proxy.close();
+        }
+        const sent = proxy.requests.find((r) => r.method === 'PUT' && r.url.includes('lifecycle'));
+        expect(sent?.body).toContain(
+          '<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>',
+        );
+        expect(sent?.headers['content-md5']).toBe(createHash('md5').update(sent!.body).digest('base64'));
+        const out = (await s3api('get-bucket-lifecycle-configuration', '--bucket', name)) as { Rules: Record<string, unknown>[] };
+        expect(out.Rules).toHaveLength(1);
+        // MinIO accepts AbortIncompleteMultipartUpload but does not store it (it expires stale uploads itself).
+        expect(out.Rules[0]).toMatchObject({
+          ID: 'pgbak-expire-backups',
+          Status: 'Enabled',
+          Expiration: { Days: 30 },
+          Filter: { Prefix: PREFIX },
+        });
+        await expect(new S3Backend(settings(name)).setLifecycle(0)).rejects.toThrow(RangeError);
+      });
+    }
+
+    describe('when aborting the multipart upload fails too (proxy that drops AbortMultipartUpload)', () => {
+      let proxy: Proxy;
+      let flaky: S3Backend;
+      beforeAll(async () => {
+        proxy = await startProxy(new URL(server.endpoint), { intercept: injectFaults });
+        flaky = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+      });
+      afterAll(async () => {
+        flaky.destroy();
+        await proxy.close();
+        for (const u of await multipartUploads(bucket))
+          await s3api('abort-multipart-upload', '--bucket', bucket, '--key', u.Key, '--upload-id', u.UploadId);
+      });
+
+      it('reports the failed part upload, not the failed abort', async () => {
+        const key = `part-fails-${uniqueId()}/x.dump`;
+        const err = await flaky.put(key, new TestSource(13 * MiB)).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'storage-server-error' });
+        expect((err as Error).message).toContain('injected part failure');
+        expect((err as Error).message).toContain('HTTP 500');
+        // The abort really failed: the incomplete upload is still there.
+        expect((await multipartUploads(bucket)).map((u) => u.Key)).toContain(PREFIX + key);
+      });
+
+      it('reports the body error, not the failed abort', async () => {
+        const key = `body-fails-${uniqueId()}/x.dump`;
+        const source = new TestSource(20 * MiB, { pauseAt: 6 * MiB, failAt: 6 * MiB });
+        const outcome = flaky.put(key, source).catch((e: unknown) => e);
+        await source.stalled;
+        await until('the multipart upload to start', async () => (await multipartUploads(bucket)).some((u) => u.Key === PREFIX + key));
+        source.release();
+        expect(await outcome).toBe(source.failure);
+        expect((await multipartUploads(bucket)).map((u) => u.Key)).toContain(PREFIX + key);
+      });
     });
   });
 });

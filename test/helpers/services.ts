@@ -6,13 +6,18 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { inject } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
-import type { TestServices } from '../global-setup.js';
+import type { TestS3Server, TestServices } from '../global-setup.js';
 import { psql } from './postgres-cluster.js';
 
 export const execFileAsync = promisify(execFile);
 
 export function services(): TestServices {
   return inject('services');
+}
+
+/** Every S3 server of the run (S3_TEST_SERVER), for `describe.each`: the primary one first. */
+export function s3Servers(): TestS3Server[] {
+  return services().s3Servers;
 }
 
 /** A short unique suffix for database names, bucket prefixes and temp dirs. */
@@ -45,22 +50,20 @@ export function tempDir(prefix = 'pgbak-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Create a bucket with the aws CLI (a real client), returning its name. */
-export async function createBucket(prefix = 'test'): Promise<string> {
-  const s = services();
+/** Create a bucket with the aws CLI (a real client) on `s3` (default the primary server), returning its name. */
+export async function createBucket(prefix = 'test', s3 = services().s3): Promise<string> {
   const bucket = `${prefix}-${uniqueId()}`;
-  await execFileAsync('aws', ['s3', 'mb', `s3://${bucket}`, '--endpoint-url', s.s3.endpoint], { env: awsEnv() });
+  await execFileAsync('aws', ['s3', 'mb', `s3://${bucket}`, '--endpoint-url', s3.endpoint], { env: awsEnv(s3) });
   return bucket;
 }
 
-/** Environment for the aws CLI against the test S3 server. */
-export function awsEnv(): NodeJS.ProcessEnv {
-  const s = services();
+/** Environment for the aws CLI against a test S3 server (default the primary one). */
+export function awsEnv(s3 = services().s3): NodeJS.ProcessEnv {
   return {
     ...process.env,
-    AWS_ACCESS_KEY_ID: s.s3.accessKey,
-    AWS_SECRET_ACCESS_KEY: s.s3.secretKey,
-    AWS_DEFAULT_REGION: s.s3.region,
+    AWS_ACCESS_KEY_ID: s3.accessKey,
+    AWS_SECRET_ACCESS_KEY: s3.secretKey,
+    AWS_DEFAULT_REGION: s3.region,
     AWS_EC2_METADATA_DISABLED: 'true',
   };
 }
@@ -90,9 +93,8 @@ export async function tableChecksums(database: string): Promise<Record<string, s
   return result;
 }
 
-/** S3 settings of the test server for `bucket` (prefix "backups/", two parts at a time), with `overrides`. */
-export function s3Settings(bucket: string, overrides: Partial<S3Settings> = {}): S3Settings {
-  const s = services().s3;
+/** S3 settings of a test server (default the primary one) for `bucket` (prefix "backups/", two parts at a time), with `overrides`. */
+export function s3Settings(bucket: string, overrides: Partial<S3Settings> = {}, s = services().s3): S3Settings {
   return {
     endpoint: s.endpoint,
     accessKeyId: s.accessKey,

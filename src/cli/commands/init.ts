@@ -59,7 +59,7 @@ function describe(job: JobConfig, report: InitBucketReport): string {
     [
       `init ${report.location}: bucket ${report.bucket === 'created' ? 'created' : 'already exists'}`,
       ...report.checks.map((c) => `  [${c.ok ? 'ok' : 'FAIL'}] ${c.name}${c.detail ? `: ${c.detail}` : ''}`),
-      ...(report.lifecycle
+      ...(report.lifecycle === 'installed'
         ? [`  lifecycle rule installed: expire ${job.s3?.prefix} after ${job.retention.days} days, abort incomplete uploads after 1 day`]
         : []),
       ...report.warnings.map((w) => `  warning: ${w}`),
