@@ -71,11 +71,6 @@ export function killChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM
   child.kill(signal);
 }
 
-/** How many started children are still running (for tests and the daemon's stop). */
-export function liveChildCount(): number {
-  return liveChildren.size;
-}
-
 function killLiveChildren(): void {
   for (const child of liveChildren) killChild(child, 'SIGTERM');
 }
