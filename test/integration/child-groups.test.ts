@@ -29,7 +29,8 @@ async function runWithChild(seconds: string, action: string): Promise<{ code: nu
     s.resume();
     setTimeout(() => { console.log(s.child.pid); ${action} }, 500);
   `;
-  const r = await run(process.execPath, ['--input-type=module', '-e', script]).then(
+  // Bounded: a grandchild that outlived its stage would hold the output pipe open and keep node waiting.
+  const r = await run(process.execPath, ['--input-type=module', '-e', script], { timeout: 15_000 }).then(
     (ok) => ({ code: 0, stdout: ok.stdout }),
     (err: { code: number | null; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
   );
