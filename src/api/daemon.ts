@@ -7,7 +7,7 @@ import { startMetricsServer, type MetricsServer } from '../metrics/http-server.j
 import { BackupMetrics } from '../metrics/metrics.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { installSignalHandlers, startDaemon, type Daemon, type DaemonStopped, type SignalSource } from '../scheduler/daemon.js';
-import { DaemonHealth, seedFromStorage } from './health.js';
+import { DaemonHealth, seedFromStorage, type SchedulerState } from './health.js';
 import { runJob } from './run-job.js';
 
 export type { DaemonStopped } from '../scheduler/daemon.js';
@@ -15,7 +15,7 @@ export type { DaemonStopped } from '../scheduler/daemon.js';
 /** Options of {@link runDaemon}. */
 export interface RunDaemonOptions {
   readonly logger: Logger;
-  /** METRICS_ADDR: where /metrics and /healthz are served (none when undefined). */
+  /** METRICS_ADDR: where /metrics, /healthz and /readyz are served (none when undefined). */
   readonly metricsAddr?: string | undefined;
   /** BACKUP_STOP_TIMEOUT, BACKUP_CONCURRENCY, BACKUP_RETRIES. */
   readonly limits: { readonly stopTimeoutMs: number; readonly concurrency: number; readonly retries: number };
@@ -26,8 +26,8 @@ export interface RunDaemonOptions {
 }
 
 /**
- * `pgbak daemon`: seed the metrics and the health state from storage, serve /metrics and
- * /healthz, run every job on its schedule (each run is {@link runJob}; the retry of a partial run
+ * `pgbak daemon`: seed the metrics and the health state from storage (every job has its series
+ * from the start), serve /metrics, /healthz (liveness) and /readyz (freshness), run every job on its schedule (each run is {@link runJob}; the retry of a partial run
  * resumes it) until SIGTERM/SIGINT, then stop the server. When a run had to be abandoned, the
  * run locks this process holds are released before returning (the next start would take them for
  * a live run while this process lives); see {@link abandonedError}.
@@ -37,10 +37,14 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   const metrics = new BackupMetrics({ countRuns: true });
   const health = new DaemonHealth(jobs);
   await seedFromStorage(jobs, metrics, health, logger);
+  let state: SchedulerState = 'starting';
   let server: MetricsServer | undefined;
   if (options.metricsAddr) {
-    server = await startMetricsServer(options.metricsAddr, metrics, { health: () => health.report() });
-    logger.info(`metrics served at ${server.url}/metrics`, { healthz: `${server.url}/healthz` });
+    server = await startMetricsServer(options.metricsAddr, metrics, {
+      live: () => health.liveness(state),
+      ready: () => health.report(),
+    });
+    logger.info(`metrics served at ${server.url}/metrics`, { healthz: `${server.url}/healthz`, readyz: `${server.url}/readyz` });
   }
   let removeHandlers: (() => void) | undefined;
   let stopped: DaemonStopped;
@@ -49,9 +53,19 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
       metrics.recordRun(result);
       health.recordRun(job, result);
     });
-    removeHandlers = handleSignals(daemon, options);
+    state = 'running';
+    removeHandlers = handleSignals(
+      {
+        stop: (reason) => {
+          state = 'stopping';
+          daemon.stop(reason);
+        },
+      },
+      options,
+    );
     stopped = await daemon.done;
   } finally {
+    state = 'stopped';
     removeHandlers?.();
     await server?.close().catch(() => undefined);
   }
@@ -90,7 +104,7 @@ function startScheduler(
   });
 }
 
-function handleSignals(daemon: Daemon, options: RunDaemonOptions): () => void {
+function handleSignals(daemon: Pick<Daemon, 'stop'>, options: RunDaemonOptions): () => void {
   const { logger } = options;
   return installSignalHandlers(daemon, {
     ...(options.signals ? { target: options.signals } : {}),

@@ -1,7 +1,6 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { parseKey } from '../catalog/backup-name.js';
 import type { LocationName } from '../catalog/catalog.js';
 import { AppError, ExitCode, IntegrityError, InterruptedError, isAppError } from '../errors/index.js';
@@ -13,6 +12,7 @@ import { HashStage } from '../pipeline/hash-stage.js';
 import { ArchiveHeaderTap, readArchiveHeader, type ArchiveHeader, type HeaderRead } from '../postgres/archive-header.js';
 import type { PgTool } from '../postgres/pg-tools.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
+import { CHILD_SPAWN_OPTIONS, execChild, trackChild } from '../pipeline/child-stage.js';
 
 /**
  * Reading a foreign dump for `pgbak adopt`: once, as a stream (never buffered whole), for its
@@ -21,7 +21,8 @@ import type { StorageBackend } from '../storage/storage-backend.js';
  * was encrypted to. The file is only read.
  */
 
-const execFileAsync = promisify(execFile);
+/** Tool runs in their own process group, killed on pgbak's exit (see child-stage.ts). */
+const execFileAsync = execChild;
 
 /** What reading one copy found. */
 export interface CheckedCopy {
@@ -68,7 +69,9 @@ async function encryptionKeyOf(head: Buffer): Promise<string | undefined> {
     const child = spawn('gpg', ['--batch', '--no-tty', '--list-only', '--list-packets'], {
       stdio: ['pipe', 'pipe', 'ignore'],
       env: childEnv(),
+      ...CHILD_SPAWN_OPTIONS,
     });
+    trackChild(child);
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s: string) => (out += s));

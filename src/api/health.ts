@@ -13,16 +13,31 @@ interface JobHealth {
   lastRunOk: boolean | undefined;
 }
 
+/** Where the daemon's scheduler is, for /healthz. */
+export type SchedulerState = 'starting' | 'running' | 'stopping' | 'stopped';
+
 /**
- * The daemon's health of every job, for /healthz: seeded from storage at start, then updated by
- * each finished run. Healthy when every job's newest good backup is within its BACKUP_RPO and its
- * last run succeeded.
+ * The daemon's health, seeded from storage at start, then updated by each finished run:
+ * - liveness (/healthz, {@link liveness}): ok while the scheduler runs (also while it lets a
+ *   running backup finish after SIGTERM), whatever the backups look like, so a probe restarts a
+ *   stuck daemon and never one that merely waits for its first run;
+ * - freshness (/readyz, {@link report}): ok when every job's newest good backup is within its
+ *   BACKUP_RPO and its last run succeeded.
  */
 export class DaemonHealth {
   private readonly health: Map<string, JobHealth>;
+  private readonly startedAt = Date.now();
 
   constructor(private readonly jobs: readonly JobConfig[]) {
     this.health = new Map(jobs.map((j) => [j.name, { lastGoodAt: undefined, lastRunOk: undefined }]));
+  }
+
+  /** The /healthz report: ok while the scheduler is running or stopping gracefully. */
+  liveness(state: SchedulerState, now: number = Date.now()): HealthReport {
+    return {
+      ok: state === 'running' || state === 'stopping',
+      detail: { scheduler: state, jobs: this.jobs.map((j) => j.name), uptimeSeconds: Math.round((now - this.startedAt) / 1000) },
+    };
   }
 
   /** Take the job's state from its status (catalog and last-run record). */
@@ -41,7 +56,7 @@ export class DaemonHealth {
     if (result.status === 'ok') h.lastGoodAt = new Date(result.startedAt);
   }
 
-  /** The /healthz report at `now`. */
+  /** The /readyz report at `now`: ok when every job's backups are fresh, else the problems of each. */
   report(now: number = Date.now()): HealthReport {
     const detail = this.jobs.map((job) => {
       const h = this.of(job);
@@ -88,6 +103,9 @@ export async function seedFromStorage(
     }
   }
   metrics.setFromState(seeds);
+  // Every configured job has its series from the start: a job that never ran (or whose history
+  // cannot be read) shows last success 0 = never, so BackupMissing fires instead of seeing nothing.
+  metrics.declareJobs(jobs.map((job) => ({ job: job.name, database: job.database })));
 }
 
 function metricsSeed(job: JobConfig, s: DatabaseStatus): MetricsSeed {

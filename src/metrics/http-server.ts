@@ -4,15 +4,23 @@ import { redact } from '../logging/redact.js';
 import { ConfigError, AppError, errnoCode } from '../errors/index.js';
 import type { BackupMetrics } from './metrics.js';
 
-/** What `/healthz` reports: 200 when `ok`, else 503; `detail` is included in the JSON body. */
+/** What `/healthz` or `/readyz` reports: 200 when `ok`, else 503; `detail` is included in the JSON body. */
 export interface HealthReport {
   readonly ok: boolean;
   readonly detail?: unknown;
 }
 
 export interface MetricsServerOptions {
-  /** Called on each `/healthz` request. A throw counts as not ok. */
-  readonly health: () => HealthReport | Promise<HealthReport>;
+  /**
+   * `/healthz`, liveness: is the process working (for a probe that restarts it when not)? The
+   * daemon's is ok while its scheduler runs, whatever its backups look like. A throw counts as not ok.
+   */
+  readonly live: () => HealthReport | Promise<HealthReport>;
+  /**
+   * `/readyz`, freshness: is every job's newest good backup within its BACKUP_RPO and its last
+   * run ok? Not ok with the problems until then (for monitoring, not for restarts). A throw counts as not ok.
+   */
+  readonly ready: () => HealthReport | Promise<HealthReport>;
 }
 
 /** A running metrics server. */
@@ -48,10 +56,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, metrics: Backup
   }
   if (path === '/metrics') {
     send(res, 200, metrics.contentType, await metrics.text());
-  } else if (path === '/healthz') {
+  } else if (path === '/healthz' || path === '/readyz') {
+    const check = path === '/healthz' ? options.live : options.ready;
     let report: HealthReport;
     try {
-      report = await options.health();
+      report = await check();
     } catch (err) {
       report = { ok: false, detail: `health check failed: ${err instanceof Error ? err.message : String(err)}` };
     }
@@ -62,16 +71,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, metrics: Backup
       res,
       200,
       'text/html; charset=utf-8',
-      '<html><body><h1>pgbak</h1><p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a></p></body></html>\n',
+      '<html><body><h1>pgbak</h1><p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> (alive) · <a href="/readyz">/readyz</a> (backups fresh)</p></body></html>\n',
     );
   } else {
-    send(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics or /healthz\n');
+    send(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics, /healthz or /readyz\n');
   }
 }
 
 /**
- * Serve `metrics` at `http://<addr>/metrics` (Prometheus text format) and a JSON `/healthz`
- * (200 when healthy, 503 otherwise) for the daemon. Resolves once listening; rejects with an
+ * Serve `metrics` at `http://<addr>/metrics` (Prometheus text format), and JSON `/healthz`
+ * (liveness) and `/readyz` (freshness), each 200 when ok, 503 otherwise, for the daemon. Resolves once listening; rejects with an
  * AppError when the address is invalid or taken.
  */
 export async function startMetricsServer(addr: string, metrics: BackupMetrics, options: MetricsServerOptions): Promise<MetricsServer> {

@@ -21,6 +21,8 @@ export const METRIC_NAMES = {
 export type GaugeKey = Exclude<keyof typeof METRIC_NAMES, 'runsTotal'>;
 
 const LABELS = ['job', 'database'] as const;
+/** The outcomes `pgbak_backup_runs_total` counts (a dry run is not recorded). */
+const RUN_STATUSES = ['ok', 'partial', 'failed'] as const;
 type Labels = { job: string; database: string };
 
 /**
@@ -85,6 +87,8 @@ export class BackupMetrics {
   /** job/database pairs with a known last success (seeded or recorded). */
   private readonly knownSuccess = new Set<string>();
   private readonly knownRestoreSuccess = new Set<string>();
+  /** job/database pairs with a known last run. */
+  private readonly knownRun = new Set<string>();
 
   constructor(options: BackupMetricsOptions = {}) {
     const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames: LABELS, registers: [this.registry] });
@@ -127,6 +131,7 @@ export class BackupMetrics {
     const finished = seconds(result.finishedAt) ?? Date.now() / 1000;
     const ok = result.status === 'ok';
     this.gauges.lastRun.set(labels, finished);
+    this.knownRun.add(key);
     this.gauges.lastStatus.set(labels, ok ? 1 : 0);
     this.gauges.lastDuration.set(labels, result.durationMs / 1000);
     if (ok) {
@@ -173,7 +178,10 @@ export class BackupMetrics {
         this.knownSuccess.add(key);
       }
       const lastRun = at(s.lastRunAt);
-      if (lastRun !== undefined) this.gauges.lastRun.set(labels, lastRun);
+      if (lastRun !== undefined) {
+        this.gauges.lastRun.set(labels, lastRun);
+        this.knownRun.add(key);
+      }
       if (s.lastStatus !== undefined) this.gauges.lastStatus.set(labels, s.lastStatus === 'ok' ? 1 : 0);
       if (s.lastDurationMs !== undefined) this.gauges.lastDuration.set(labels, s.lastDurationMs / 1000);
       if (s.lastSizeBytes !== undefined) this.gauges.lastSize.set(labels, s.lastSizeBytes);
@@ -186,6 +194,29 @@ export class BackupMetrics {
       if (s.restoreTestLastDurationMs !== undefined) {
         this.gauges.restoreTestLastDuration.set(labels, s.restoreTestLastDurationMs / 1000);
       }
+    }
+  }
+
+  /**
+   * Give every configured job/database its series from the start (call after
+   * {@link setFromState}): `last_success_timestamp_seconds` and `last_run_timestamp_seconds` 0
+   * (never) where nothing is known, and the run counter 0 for each outcome. So `BackupMissing`
+   * fires for a job that never succeeded instead of its series being absent. `last_status` and
+   * the restore-test gauges stay absent until known: 0 there would mean "failed".
+   */
+  declareJobs(jobs: readonly { readonly job: string; readonly database: string }[]): void {
+    for (const { job, database } of jobs) {
+      const labels: Labels = { job, database };
+      const key = keyOf(labels);
+      if (!this.knownSuccess.has(key)) {
+        this.gauges.lastSuccess.set(labels, 0);
+        this.knownSuccess.add(key);
+      }
+      if (!this.knownRun.has(key)) {
+        this.gauges.lastRun.set(labels, 0);
+        this.knownRun.add(key);
+      }
+      for (const status of RUN_STATUSES) this.runs?.inc({ ...labels, status }, 0);
     }
   }
 

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess, type ExecFileOptions } from 'node:child_process';
 import { Duplex } from 'node:stream';
+import { promisify } from 'node:util';
 import { redact } from '../logging/redact.js';
 import { ProcessError, type AppError, PgToolError } from '../errors/index.js';
 import { childEnv } from './child-env.js';
@@ -29,6 +30,66 @@ export interface ChildFailure {
 }
 
 const STDERR_KEEP = 16 * 1024;
+
+/**
+ * Every child pgbak starts runs in its own process group (`detached`: a new session on POSIX),
+ * so a Ctrl-C at the terminal (SIGINT to the whole foreground group) reaches pgbak only: pgbak
+ * decides what a signal means (the daemon finishes the running backup) and stops its children
+ * itself, through {@link killChild}. A child that is still running when pgbak exits (a second
+ * signal, a stop timeout, process.exit on an error) has its group killed by an exit hook, so
+ * no pg_dump or gpg outlives pgbak.
+ */
+export const CHILD_SPAWN_OPTIONS = { detached: true } as const;
+
+/** Children started with {@link CHILD_SPAWN_OPTIONS} that have not exited yet. */
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** Remember `child` until it exits, so pgbak's exit kills its group if it still runs. */
+export function trackChild(child: ChildProcess): ChildProcess {
+  if (child.pid === undefined) return child; // it did not start: its 'error' event follows
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', killLiveChildren);
+  }
+  return child;
+}
+
+/** Stop a child and anything it started: its process group, else (not a group leader) the child itself. */
+export function killChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (child.pid !== undefined) {
+    try {
+      process.kill(-child.pid, signal);
+      return;
+    } catch {
+      /* no such group (not detached, or already gone): fall back to the child */
+    }
+  }
+  child.kill(signal);
+}
+
+function killLiveChildren(): void {
+  for (const child of liveChildren) killChild(child, 'SIGTERM');
+}
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * `execFile` (promisified, utf8) for short tool runs (`--version`, `pg_restore -l FILE`, gpg
+ * key listings), in the child's own process group and killed on pgbak's exit, like every child.
+ */
+export function execChild(
+  file: string,
+  args: readonly string[],
+  options: ExecFileOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
+  const run = execFileAsync(file, [...args], { ...options, ...CHILD_SPAWN_OPTIONS, encoding: 'utf8' });
+  trackChild(run.child);
+  return run;
+}
 
 /** The default failure of a child: a ProcessError with how it ended and the tail of its stderr. */
 export function defaultFailure(info: ChildFailure): AppError {
@@ -129,7 +190,9 @@ export class ChildStage extends Duplex {
     const child = spawn(options.command, [...options.args], {
       env: childEnv(options.env),
       stdio: [input ?? (options.input ? 'pipe' : 'ignore'), 'pipe', 'pipe'],
+      ...CHILD_SPAWN_OPTIONS,
     });
+    trackChild(child);
     this.proc = child;
     // The child holds its own copy of the pipe now; node's copy is closed before it reads a byte.
     input?.destroy();
@@ -228,7 +291,7 @@ export class ChildStage extends Duplex {
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     const child = this.proc;
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    if (child) killChild(child, 'SIGTERM');
     callback(err);
   }
 }

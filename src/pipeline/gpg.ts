@@ -1,12 +1,11 @@
-import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { EncryptionError } from '../errors/index.js';
 import { childEnv } from './child-env.js';
-import { ChildStage } from './child-stage.js';
+import { ChildStage, execChild } from './child-stage.js';
 
-const execFileAsync = promisify(execFile);
+/** Tool runs in their own process group, killed on pgbak's exit (see child-stage.ts). */
+const execFileAsync = execChild;
 
 export interface GpgKey {
   readonly recipient: string;

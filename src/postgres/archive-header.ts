@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { childEnv } from '../pipeline/child-env.js';
 import type { PgTool } from './pg-tools.js';
 import { PgRestoreListTap } from './toc.js';
+import { execChild } from '../pipeline/child-stage.js';
 
-const execFileAsync = promisify(execFile);
+/** Tool runs in their own process group, killed on pgbak's exit (see child-stage.ts). */
+const execFileAsync = execChild;
 
 /**
  * The summary `pg_restore -l` prints before an archive's table of contents:

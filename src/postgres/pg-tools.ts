@@ -1,11 +1,11 @@
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { PgToolError } from '../errors/index.js';
 import { childEnv } from '../pipeline/child-env.js';
+import { execChild } from '../pipeline/child-stage.js';
 
-const execFileAsync = promisify(execFile);
+/** Tool runs in their own process group, killed on pgbak's exit (see child-stage.ts). */
+const execFileAsync = execChild;
 
 export type PgToolName = 'pg_dump' | 'pg_restore' | 'pg_dumpall' | 'psql';
 

@@ -1,11 +1,12 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { Transform, type TransformCallback } from 'node:stream';
-import { promisify } from 'node:util';
 import { ProcessError } from '../errors/index.js';
 import { childEnv } from '../pipeline/child-env.js';
 import type { PgTool } from './pg-tools.js';
+import { CHILD_SPAWN_OPTIONS, execChild, killChild, trackChild } from '../pipeline/child-stage.js';
 
-const execFileAsync = promisify(execFile);
+/** Tool runs in their own process group, killed on pgbak's exit (see child-stage.ts). */
+const execFileAsync = execChild;
 
 /** What `pg_restore -l` says about an archive. */
 export interface Toc {
@@ -69,7 +70,7 @@ export class PgRestoreListTap extends Transform {
     private readonly limit = 256 * 1024 * 1024,
   ) {
     super({ highWaterMark: 1024 * 1024 });
-    this.child = spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'pipe'], env: childEnv() });
+    this.child = trackChild(spawn(tool.path, ['-l'], { stdio: ['pipe', 'pipe', 'pipe'], env: childEnv(), ...CHILD_SPAWN_OPTIONS }));
     const child = this.child;
     let out = '';
     let err = '';
@@ -104,7 +105,7 @@ export class PgRestoreListTap extends Transform {
     if (this.fed > this.limit) {
       // Not a custom archive's head after all this: stop the side reader.
       this.feeding = false;
-      this.child.kill('SIGTERM');
+      killChild(this.child, 'SIGTERM');
       return callback();
     }
     if (stdin.write(chunk)) return callback();
@@ -125,7 +126,7 @@ export class PgRestoreListTap extends Transform {
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     // After a normal end the side reader has its EOF and exits by itself; on failure, stop it.
-    if (err && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    if (err && this.child.exitCode === null && this.child.signalCode === null) killChild(this.child, 'SIGTERM');
     callback(err);
   }
 }

@@ -35,7 +35,7 @@ function checkNoHalfMadeLocal(dir: string): { manifests: string[]; files: string
 }
 
 describe('pgbak daemon (real CLI, per-second schedule)', () => {
-  it('backs up the good database of a two-job config while the broken one fails, serves /metrics and /healthz, reopens LOG_FILE on SIGHUP, exits 0 on SIGTERM', async () => {
+  it('backs up the good database of a two-job config while the broken one fails, serves /metrics, /healthz (200: alive) and /readyz (503: not fresh), reopens LOG_FILE on SIGHUP, exits 0 on SIGTERM', async () => {
     const good = await createDatabase('dgood', SMALL_SQL);
     const dir = tempDir();
     const backups = join(dir, 'backups');
@@ -88,8 +88,11 @@ describe('pgbak daemon (real CLI, per-second schedule)', () => {
       expect(sample(metrics, 'pgbak_backup_last_status', { job: 'broken' })).toBe(0);
       expect(sample(metrics, 'pgbak_backup_last_size_bytes', { job: 'good' })).toBeGreaterThan(0);
 
-      // Not healthy: the broken job has no good backup and its last run failed.
-      const health = await fetch(`${base}/healthz`);
+      // Alive (the scheduler runs) but not ready: the broken job has no good backup and its last run failed.
+      const live = await fetch(`${base}/healthz`);
+      expect(live.status).toBe(200);
+      expect(await live.json()).toMatchObject({ ok: true, detail: { scheduler: 'running', jobs: ['good', 'broken'] } });
+      const health = await fetch(`${base}/readyz`);
       expect(health.status).toBe(503);
       const body = (await health.json()) as { ok: boolean; detail: { job: string; ok: boolean; problems: string[] }[] };
       expect(body.detail.find((d) => d.job === 'good')).toMatchObject({ ok: true, problems: [] });
@@ -108,6 +111,60 @@ describe('pgbak daemon (real CLI, per-second schedule)', () => {
     expect(stderr).toContain('daemon stopped');
     const { manifests } = checkNoHalfMadeLocal(backups);
     expect(manifests.some((m) => m.startsWith('missing_'))).toBe(false);
+  });
+
+  it("a fresh daemon whose jobs never ran: /healthz 200 (alive), /readyz 503 naming each job, /metrics has every job's series (last success 0 = never)", async () => {
+    const dir = tempDir();
+    const config = join(dir, 'pgbak.yaml');
+    const [shop, crm] = [`shop_${Date.now()}`, `crm_${Date.now()}`];
+    writeFileSync(
+      config,
+      [
+        'defaults:',
+        '  backup_schedule: "0 0 1 1 *"', // next run months away: nothing runs during the test
+        `  backup_dir: ${join(dir, 'backups')}`,
+        '  metrics_addr: 127.0.0.1:0',
+        '  backup_globals: "false"',
+        'jobs:',
+        '  - name: shop',
+        `    database_url: ${pgUrl(shop)}`,
+        '  - name: crm',
+        `    database_url: ${pgUrl(crm)}`,
+        '',
+      ].join('\n'),
+    );
+    const { child, done } = spawnCli(['daemon', '--config', config], { env: { PATH: process.env.PATH, HOME: process.env.HOME }, cwd: dir });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      const base = await waitFor('the metrics URL', () => /metrics served at (http:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(stderr)?.[1]);
+      const live = await fetch(`${base}/healthz`);
+      expect(live.status).toBe(200);
+      expect(await live.json()).toMatchObject({ ok: true, detail: { scheduler: 'running', jobs: ['shop', 'crm'] } });
+      const ready = await fetch(`${base}/readyz`);
+      expect(ready.status).toBe(503);
+      const body = (await ready.json()) as { ok: boolean; detail: { job: string; ok: boolean; problems: string[] }[] };
+      expect(body.ok).toBe(false);
+      expect(body.detail.map((d) => [d.job, d.problems])).toEqual([
+        ['shop', ['no good backup']],
+        ['crm', ['no good backup']],
+      ]);
+      const samples = parseExposition(await (await fetch(`${base}/metrics`)).text());
+      for (const [job, database] of [
+        ['shop', shop],
+        ['crm', crm],
+      ] as const) {
+        expect(sample(samples, 'pgbak_backup_last_success_timestamp_seconds', { job, database }), job).toBe(0);
+        expect(sample(samples, 'pgbak_backup_last_run_timestamp_seconds', { job, database }), job).toBe(0);
+        expect(sample(samples, 'pgbak_backup_runs_total', { job, database, status: 'failed' }), job).toBe(0);
+        // Never ran is not "last run failed".
+        expect(sample(samples, 'pgbak_backup_last_status', { job, database }), job).toBeUndefined();
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const result = await done;
+    expect(result.code, stderr.slice(-3000)).toBe(0);
   });
 
   it('SIGTERM during a backup aborts it cleanly: no artifact without its manifest, no temp file, no multipart upload left; exit 0', async () => {

@@ -4,6 +4,8 @@ import { BackupMetrics } from '../../src/metrics/metrics.js';
 import { parseListenAddress, startMetricsServer, type MetricsServer } from '../../src/metrics/http-server.js';
 import { ConfigError } from '../../src/errors/index.js';
 
+const OK_CHECKS = { live: () => ({ ok: true }), ready: () => ({ ok: true }) };
+
 describe('metrics HTTP server', () => {
   let server: MetricsServer | undefined;
   afterEach(async () => {
@@ -13,7 +15,7 @@ describe('metrics HTTP server', () => {
 
   it('serves /metrics in the Prometheus format with the recorded values', async () => {
     const metrics = new BackupMetrics({ countRuns: true });
-    server = await startMetricsServer('127.0.0.1:0', metrics, { health: () => ({ ok: true }) });
+    server = await startMetricsServer('127.0.0.1:0', metrics, OK_CHECKS);
     expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     metrics.recordRun(
       {
@@ -44,36 +46,48 @@ describe('metrics HTTP server', () => {
     );
   });
 
-  it('answers /healthz 200 when healthy and 503 with the detail when not', async () => {
-    let healthy = true;
+  it('answers /healthz from the liveness check and /readyz from the freshness check: 200 when ok, 503 with the detail when not', async () => {
+    let alive = true;
+    let fresh = false;
     server = await startMetricsServer('127.0.0.1:0', new BackupMetrics(), {
-      health: () => (healthy ? { ok: true, detail: { lastRun: 'ok' } } : { ok: false, detail: 'shop: last run failed' }),
+      live: () => (alive ? { ok: true, detail: { scheduler: 'running' } } : { ok: false, detail: { scheduler: 'stopped' } }),
+      ready: () => (fresh ? { ok: true, detail: { lastRun: 'ok' } } : { ok: false, detail: 'shop: no good backup' }),
     });
-    const good = await fetch(`${server.url}/healthz`);
-    expect(good.status).toBe(200);
-    expect(good.headers.get('content-type')).toMatch(/^application\/json/);
-    expect(await good.json()).toEqual({ ok: true, detail: { lastRun: 'ok' } });
-    healthy = false;
-    const bad = await fetch(`${server.url}/healthz`);
-    expect(bad.status).toBe(503);
-    expect(await bad.json()).toEqual({ ok: false, detail: 'shop: last run failed' });
+    const live = await fetch(`${server.url}/healthz`);
+    expect(live.status).toBe(200);
+    expect(live.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await live.json()).toEqual({ ok: true, detail: { scheduler: 'running' } });
+    const notReady = await fetch(`${server.url}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toEqual({ ok: false, detail: 'shop: no good backup' });
+    fresh = true;
+    const ready = await fetch(`${server.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ ok: true, detail: { lastRun: 'ok' } });
+    alive = false;
+    const dead = await fetch(`${server.url}/healthz`);
+    expect(dead.status).toBe(503);
+    expect(await dead.json()).toEqual({ ok: false, detail: { scheduler: 'stopped' } });
+    const index = await (await fetch(`${server.url}/`)).text();
+    expect(index).toContain('/readyz');
   });
 
-  it('treats a throwing health check as unhealthy and redacts it', async () => {
-    server = await startMetricsServer('127.0.0.1:0', new BackupMetrics(), {
-      health: async () => {
-        throw new Error('cannot reach postgresql://backup:hunter22@db1/shop');
-      },
-    });
-    const res = await fetch(`${server.url}/healthz`);
-    expect(res.status).toBe(503);
-    const text = await res.text();
-    expect(text).toContain('backup:***@db1');
-    expect(text).not.toContain('hunter22');
+  it('treats a throwing check as not ok and redacts it, on both endpoints', async () => {
+    const boom = async () => {
+      throw new Error('cannot reach postgresql://backup:hunter22@db1/shop');
+    };
+    server = await startMetricsServer('127.0.0.1:0', new BackupMetrics(), { live: boom, ready: boom });
+    for (const path of ['/healthz', '/readyz']) {
+      const res = await fetch(`${server.url}${path}`);
+      expect(res.status).toBe(503);
+      const text = await res.text();
+      expect(text).toContain('backup:***@db1');
+      expect(text).not.toContain('hunter22');
+    }
   });
 
   it('404s other paths and 405s other methods', async () => {
-    server = await startMetricsServer('127.0.0.1:0', new BackupMetrics(), { health: () => ({ ok: true }) });
+    server = await startMetricsServer('127.0.0.1:0', new BackupMetrics(), OK_CHECKS);
     expect((await fetch(`${server.url}/nope`)).status).toBe(404);
     const post = await fetch(`${server.url}/metrics`, { method: 'POST' });
     expect(post.status).toBe(405);
@@ -85,20 +99,18 @@ describe('metrics HTTP server', () => {
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
     const port = (blocker.address() as { port: number }).port;
     try {
-      await expect(startMetricsServer(`127.0.0.1:${port}`, new BackupMetrics(), { health: () => ({ ok: true }) })).rejects.toMatchObject({
+      await expect(startMetricsServer(`127.0.0.1:${port}`, new BackupMetrics(), OK_CHECKS)).rejects.toMatchObject({
         message: expect.stringContaining('address already in use'),
         hint: expect.stringContaining('METRICS_ADDR'),
       });
     } finally {
       await new Promise((r) => blocker.close(r));
     }
-    await expect(startMetricsServer('localhost', new BackupMetrics(), { health: () => ({ ok: true }) })).rejects.toBeInstanceOf(
-      ConfigError,
-    );
+    await expect(startMetricsServer('localhost', new BackupMetrics(), OK_CHECKS)).rejects.toBeInstanceOf(ConfigError);
   });
 
   it('close() stops listening even with a keep-alive connection open', async () => {
-    const s = await startMetricsServer('127.0.0.1:0', new BackupMetrics(), { health: () => ({ ok: true }) });
+    const s = await startMetricsServer('127.0.0.1:0', new BackupMetrics(), OK_CHECKS);
     await (await fetch(`${s.url}/metrics`)).text();
     await s.close();
     await expect(fetch(`${s.url}/metrics`)).rejects.toThrow();

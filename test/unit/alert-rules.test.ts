@@ -41,6 +41,24 @@ describe('monitoring/alerts.yml', () => {
     for (const name of used) expect(exported, `${name} is not a pgbak metric`).toContain(name);
   });
 
+  it("has a promtool test that BackupMissing fires for a job whose series is 0 from the daemon's start", () => {
+    interface RuleTest {
+      name: string;
+      input_series: { series: string; values: string }[];
+      alert_rule_test: { eval_time: string; alertname: string; exp_alerts: { exp_labels: Record<string, string> }[] }[];
+    }
+    const tests = (parse(readFileSync(RULE_TESTS, 'utf8')) as { tests: RuleTest[] }).tests;
+    const fresh = tests.find((t) => t.input_series.some((s) => s.series.includes('job="fresh"')));
+    expect(fresh, 'the "never ran" test group').toBeDefined();
+    // Absent before the start, then 0 (never), as `pgbak daemon` exports a job that never ran.
+    const success = fresh!.input_series.find((s) => s.series.startsWith(`${METRIC_NAMES.lastSuccess}{job="fresh"`));
+    expect(success?.values).toMatch(/^_x\d+ 0x\d+$/);
+    const fires = fresh!.alert_rule_test.filter(
+      (a) => a.alertname === 'BackupMissing' && a.exp_alerts.some((e) => e.exp_labels.job === 'fresh'),
+    );
+    expect(fires).toHaveLength(1);
+  });
+
   it('passes promtool check rules', async (ctx) => {
     if (!hasPromtool) ctx.skip(MISSING);
     const { stdout } = await run('promtool', ['check', 'rules', RULES]);

@@ -139,6 +139,30 @@ describe('BackupMetrics', () => {
     expect(s.get(`pgbak_backup_last_status{${L}}`)).toBe(0);
   });
 
+  it('declareJobs: a job that never ran has last success and last run 0 (never) and zero run counts; known values are kept', async () => {
+    const m = new BackupMetrics({ countRuns: true });
+    m.setFromState([{ job: 'shop', database: 'shop', lastSuccessAt: '2026-11-27T05:00:00Z', lastRunAt: '2026-11-27T05:00:00Z' }]);
+    m.declareJobs([
+      { job: 'shop', database: 'shop' },
+      { job: 'crm', database: 'crm' },
+    ]);
+    const s = samples(await m.text());
+    const C = 'database="crm",job="crm"';
+    expect(s.get(`pgbak_backup_last_success_timestamp_seconds{${C}}`)).toBe(0);
+    expect(s.get(`pgbak_backup_last_run_timestamp_seconds{${C}}`)).toBe(0);
+    for (const status of ['ok', 'partial', 'failed']) expect(s.get(`pgbak_backup_runs_total{${C},status="${status}"}`)).toBe(0);
+    // Not "failed", not "restore test too old": those stay absent until known.
+    expect(s.has(`pgbak_backup_last_status{${C}}`)).toBe(false);
+    expect(s.has(`pgbak_restore_test_last_success_timestamp_seconds{${C}}`)).toBe(false);
+    expect(s.get(`pgbak_backup_last_success_timestamp_seconds{${L}}`)).toBe(Date.parse('2026-11-27T05:00:00Z') / 1000);
+    expect(s.get(`pgbak_backup_last_run_timestamp_seconds{${L}}`)).toBe(Date.parse('2026-11-27T05:00:00Z') / 1000);
+    // The first run then counts from 0.
+    m.recordRun(run({ job: 'crm', database: 'crm' }), { anomaly: false });
+    const after = samples(await m.text());
+    expect(after.get(`pgbak_backup_last_success_timestamp_seconds{${C}}`)).toBe(OK_AT);
+    expect(after.get(`pgbak_backup_runs_total{${C},status="ok"}`)).toBe(1);
+  });
+
   it('reads its own text back, including escaped label values', async () => {
     const m = new BackupMetrics();
     const odd = 'we"ird\\job\nname';

@@ -12,7 +12,7 @@ export function registerDaemon(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('daemon')
     .description(
-      'run the backups on their schedules (BACKUP_SCHEDULE, BACKUP_TZ) until SIGTERM/SIGINT; serves /metrics and /healthz at METRICS_ADDR; SIGHUP reopens LOG_FILE',
+      'run the backups on their schedules (BACKUP_SCHEDULE, BACKUP_TZ) until SIGTERM/SIGINT; serves /metrics, /healthz (alive) and /readyz (backups fresh) at METRICS_ADDR; Ctrl-C = SIGTERM; SIGHUP reopens LOG_FILE',
     );
   // Every job of the config file unless --job names one (--all is the default).
   addCommonOptions(cmd).action(async (flags: CommonFlags) => {

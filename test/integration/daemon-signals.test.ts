@@ -1,0 +1,140 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { backupEnv, PGBAK_BIN, runCli } from '../helpers/cli.js';
+import { children, cmdlineOf, waitFor } from '../helpers/processes.js';
+import { createDatabase, tempDir } from '../helpers/services.js';
+
+/** About 15 MB of poorly compressible rows: pg_dump -Z9 | gpg needs a few seconds, long enough to press Ctrl-C. */
+const BIG_SQL = `CREATE TABLE big (id int, a text, b text);
+INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 3)::text) || md5(random()::text) FROM generate_series(1, 200000) g;`;
+
+/** pids of every process still running whose command line names `needle`. */
+function processesNaming(needle: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((pid) => pid !== process.pid && cmdlineOf(pid).includes(needle));
+}
+
+/**
+ * `pgbak daemon` started the way a terminal starts it: in a process group of its own (detached),
+ * so `process.kill(-pid, 'SIGINT')` is exactly the terminal's Ctrl-C: SIGINT to every process of
+ * the foreground group — pgbak, and any child that shares its group.
+ */
+async function startDaemonInItsOwnGroup(label: string) {
+  const db = await createDatabase(label, BIG_SQL);
+  const dir = tempDir();
+  const backups = join(dir, 'backups');
+  const env = backupEnv({
+    database: db,
+    dir,
+    encrypt: true,
+    extra: { BACKUP_SCHEDULE: '* * * * * *', BACKUP_STOP_TIMEOUT: '5m', BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' },
+  });
+  const child = spawn(process.execPath, [PGBAK_BIN, 'daemon'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout!.resume();
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 120_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+  // pg_dump and gpg are running, and the dump is well under way.
+  const workers = await waitFor(
+    async () => {
+      const kids = await children(child.pid!);
+      const names = new Set(kids.map(([, comm]) => comm));
+      const tmp = existsSync(backups) ? readdirSync(backups).find((f) => f.includes('.tmp-')) : undefined;
+      const big = tmp !== undefined && (statSync(join(backups, tmp), { throwIfNoEntry: false })?.size ?? 0) > 256 * 1024;
+      return names.has('pg_dump') && names.has('gpg') && big ? kids.map(([pid]) => pid) : undefined;
+    },
+    60_000,
+    'pg_dump and gpg streaming a backup',
+  );
+  return { db, dir, env, backups, child, done, workers, stderr: () => stderr };
+}
+
+describe('Ctrl-C on pgbak daemon (SIGINT to its whole process group)', () => {
+  it('finishes the running encrypted backup, which is good, then exits 0 with no child left', async () => {
+    const d = await startDaemonInItsOwnGroup('dctrlc');
+    process.kill(-d.child.pid!, 'SIGINT');
+    const result = await d.done;
+    expect(result.code, d.stderr().slice(-3000)).toBe(0);
+    expect(d.stderr()).toContain('stopping (SIGINT)');
+    expect(d.stderr()).not.toMatch(/backup failed|signal Interrupt/);
+    expect(d.stderr()).toContain('daemon stopped');
+
+    // The backup that was running is complete: its manifest exists and it restores.
+    const files = readdirSync(d.backups);
+    expect(files.filter((f) => f.includes('.tmp-'))).toEqual([]);
+    const manifests = files.filter((f) => f.startsWith(`${d.db}_`) && f.endsWith('.manifest.json'));
+    expect(manifests).toHaveLength(1);
+    const manifest = JSON.parse(readFileSync(join(d.backups, manifests[0]!), 'utf8')) as { encryption?: unknown };
+    expect(manifest.encryption).toBeTruthy();
+    const verify = await runCli(['verify', '--latest', '--restore-test'], { env: d.env, cwd: d.dir, timeoutMs: 120_000 });
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.stdout + verify.stderr).toMatch(/all equal to the backup's/);
+
+    // No pg_dump or gpg outlived the daemon.
+    for (const pid of d.workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
+    expect(processesNaming(d.db)).toEqual([]);
+  });
+
+  it('a second Ctrl-C aborts the backup and still kills every child (they are in their own groups); nothing half-made is left', async () => {
+    const d = await startDaemonInItsOwnGroup('dctrlc2');
+    process.kill(-d.child.pid!, 'SIGINT');
+    await waitFor(() => d.stderr().includes('stopping (SIGINT)'), 10_000, 'the first SIGINT to be logged');
+    process.kill(-d.child.pid!, 'SIGINT');
+    const result = await d.done;
+    expect(result.code, d.stderr().slice(-3000)).toBe(0);
+    expect(d.stderr()).toMatch(/aborting 1 running backup/);
+    // pgbak killed its children itself: the abort is what the error says, not the terminal's signal.
+    expect(d.stderr()).not.toMatch(/signal Interrupt/);
+    for (const pid of d.workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
+    expect(processesNaming(d.db)).toEqual([]);
+    const files = existsSync(d.backups) ? readdirSync(d.backups) : [];
+    expect(files.filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json'))).toEqual([]);
+  });
+});
+
+describe('Ctrl-C on pgbak backup (SIGINT to its whole process group)', () => {
+  it('pgbak stops its own children: exit 130 with a one-line cause, no child left, nothing half-made', async () => {
+    const db = await createDatabase('bctrlc', BIG_SQL);
+    const dir = tempDir();
+    const backups = join(dir, 'backups');
+    const env = backupEnv({ database: db, dir, encrypt: true, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
+    const child = spawn(process.execPath, [PGBAK_BIN, 'backup', '--no-upload'], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.resume();
+    const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const workers = await waitFor(
+      async () => {
+        const kids = await children(child.pid!);
+        const names = new Set(kids.map(([, comm]) => comm));
+        return names.has('pg_dump') && names.has('gpg') ? kids.map(([pid]) => pid) : undefined;
+      },
+      60_000,
+      'pg_dump and gpg streaming a backup',
+    );
+    process.kill(-child.pid!, 'SIGINT');
+    expect(await done, stderr.slice(-3000)).toBe(130);
+    expect(stderr).toMatch(/pgbak: error: .*interrupted by SIGINT/);
+    // The cause is pgbak's abort, not gpg or pg_dump dying of the terminal's signal.
+    expect(stderr).not.toMatch(/signal Interrupt|killed by SIGINT/);
+    for (const pid of workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
+    expect(processesNaming(db)).toEqual([]);
+    const files = existsSync(backups) ? readdirSync(backups) : [];
+    expect(files.filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json'))).toEqual([]);
+  });
+});
