@@ -192,7 +192,7 @@ export const variables = [
     { default: '' },
   ),
   v('METRICS_TEXTFILE', optionalText, 'Write Prometheus metrics here after each run (node_exporter textfile)', { default: '' }),
-  v('METRICS_ADDR', optionalText, 'Daemon: serve /metrics and /healthz at host:port', { default: '' }),
+  v('METRICS_ADDR', optionalText, 'Daemon: serve /metrics, /healthz (alive) and /readyz (fresh) at host:port', { default: '' }),
   v('BACKUP_RPO', fromParser(parseDuration), 'status: the newest good backup must be younger than this', { default: '6h' }),
   v('BACKUP_SIZE_TOLERANCE', fromParser(parsePercent), 'Size anomaly: allowed deviation from the median of recent backups', {
     default: '50%',
