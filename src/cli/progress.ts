@@ -20,7 +20,7 @@ interface ProgressSpec<P> {
 const BAR_WIDTH = 24;
 const REDRAW_MS = 100;
 
-/** `███░░░…`: the bar glyphs of cli-progress's shades_classic. */
+/** `███░░░…`: full and light-shade blocks. */
 function barOf(fraction: number): string {
   const filled = Math.round(Math.min(1, Math.max(0, fraction)) * BAR_WIDTH);
   return '\u2588'.repeat(filled) + '\u2591'.repeat(BAR_WIDTH - filled);
