@@ -4,7 +4,8 @@ import type { Settings } from '../config/schema.js';
 import { isVariableName, variableNames } from '../config/schema.js';
 import { didYouMean } from '../config/typos.js';
 import { UsageError } from '../errors/index.js';
-import { LineLogger } from '../logging/logger.js';
+import { LineLogger, type LogLevel } from '../logging/logger.js';
+import { err as stderrStyle } from './style.js';
 
 /** Options every job-oriented command accepts. */
 export interface CommonFlags {
@@ -55,6 +56,46 @@ export function flagLayer(sets: readonly string[] = [], extra: Record<string, st
   return out;
 }
 
+/** `-v`/`--verbose` (a global option, set by main before the command runs). */
+let verbose = false;
+export function setVerbose(value: boolean): void {
+  verbose = value;
+}
+
+/** Every logger the commands made: main shows their held ERROR lines that its rendered errors do not cover. */
+const loggers = new Set<LineLogger>();
+
+/** Show the held ERROR lines of every command logger that none of `shown` (the rendered errors) covers. */
+export function releaseHeldErrors(shown: readonly string[] = []): void {
+  for (const logger of loggers) logger.releaseHeldErrors(shown);
+}
+
+/**
+ * How log lines reach stderr. On a terminal without --verbose: warnings and errors only (LOG_FILE
+ * keeps every line at BACKUP_LOG_LEVEL), errors held back so a failure shows once, as main's
+ * `pgbak: error:` line, and the level word coloured. Anywhere else (cron, systemd, pipes, tests)
+ * every line at BACKUP_LOG_LEVEL, plain, as it happens.
+ */
+export function stderrLogOptions(
+  level: LogLevel,
+  options: { isTTY?: boolean; verbose?: boolean } = {},
+): { stderrLevel: LogLevel; holdErrors: boolean; decorateStderr?: (level: LogLevel, line: string) => string } {
+  const tty = options.isTTY ?? Boolean(process.stderr.isTTY);
+  const quiet = tty && !(options.verbose ?? verbose);
+  const s = stderrStyle();
+  const colour = { debug: s.dim, info: s.dim, warn: s.warn, error: s.fail } as const;
+  return {
+    stderrLevel: quiet && (level === 'debug' || level === 'info') ? 'warn' : level,
+    holdErrors: quiet,
+    ...(tty && s.enabled
+      ? {
+          decorateStderr: (lvl: LogLevel, line: string) =>
+            line.replace(/^(\S+) (\S+)/, (_m, time: string, word: string) => `${s.dim(time)} ${colour[lvl](word)}`),
+        }
+      : {}),
+  };
+}
+
 export function loadContext(
   flags: CommonFlags,
   options: { extraFlags?: Record<string, string | undefined>; openLogFile: boolean; requireJobs?: boolean; allByDefault?: boolean },
@@ -65,9 +106,12 @@ export function loadContext(
   const global = loaded.global;
   const logger = new LineLogger({
     level: global.BACKUP_LOG_LEVEL,
+    ...stderrLogOptions(global.BACKUP_LOG_LEVEL),
     file: options.openLogFile ? (jobs[0]?.logFile ?? undefined) : undefined,
     redactor: loaded.redactor,
   });
+  if (loggers.size === 0) process.once('exit', () => releaseHeldErrors());
+  loggers.add(logger);
   for (const w of loaded.warnings) logger.warn(w);
   return { jobs, global, logger, warnings: loaded.warnings };
 }

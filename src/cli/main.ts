@@ -12,7 +12,9 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { registerUpload } from './commands/upload.js';
-import { renderError } from './render.js';
+import { errorText, renderError } from './render.js';
+import { releaseHeldErrors, setVerbose } from './context.js';
+import { clearLiveLine } from './progress.js';
 import type { OutcomeSlot } from './outcome.js';
 
 function helpFooter(): string {
@@ -52,10 +54,12 @@ export function buildProgram(slot: OutcomeSlot): Command {
     .name('pgbak')
     .description('PostgreSQL backups: pg_dump → gpg → local disk + S3/MinIO, manifests, retention, verified restores')
     .version(TOOL_VERSION, '-V, --version')
+    .option('-v, --verbose', 'on a terminal, show every log line (INFO too) as it happens; without it: warnings, errors and the result')
     .showHelpAfterError('(run `pgbak --help` for usage)')
     .exitOverride();
   program.addHelpText('after', helpFooter());
   for (const register of COMMANDS) register(program, slot);
+  program.hook('preAction', () => setVerbose(Boolean(program.opts().verbose)));
   return program;
 }
 
@@ -72,6 +76,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   try {
     await program.parseAsync(argv);
     if (slot.outcome) {
+      showHeldErrors(slot.outcome.errors);
       for (const e of slot.outcome.errors) renderError(e);
       return slot.outcome.exitCode;
     }
@@ -81,6 +86,13 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
       return ExitCode.usage;
     }
+    showHeldErrors([err]);
     return renderError(err);
   }
+}
+
+/** Before the errors are rendered: the progress line goes, then the held ERROR log lines they do not repeat. */
+function showHeldErrors(errors: readonly unknown[]): void {
+  clearLiveLine();
+  releaseHeldErrors(errors.map(errorText));
 }

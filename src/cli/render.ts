@@ -1,18 +1,33 @@
 import { redact } from '../logging/redact.js';
 import { AppError, ConfigError, ExitCode } from '../errors/index.js';
 import { TOOL_VERSION } from '../version.js';
+import { clearLiveLine } from './progress.js';
+import { createStyle, err as stderrStyle, type Style } from './style.js';
 
-/** Print an error once, as one line with its cause and a hint; return its exit code. */
-export function renderError(err: unknown, write: (text: string) => void = (t) => process.stderr.write(t)): number {
+const plain = createStyle({ isTTY: false }, { NO_COLOR: '1' });
+
+/** The text of an error as renderError shows it (its first line; a ConfigError's every problem), redacted. */
+export function errorText(err: unknown): string {
+  if (err instanceof AppError) return redact((err instanceof ConfigError ? err.message : err.message.split('\n')[0]) ?? '');
+  return redact(err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * Print an error once, as one line with its cause and a hint; return its exit code. On stderr a
+ * live progress line is taken off first, and on a terminal `pgbak: error:` is red.
+ */
+export function renderError(err: unknown, write?: (text: string) => void): number {
+  const s: Style = write ? plain : stderrStyle();
+  if (!write) clearLiveLine();
+  const out = write ?? ((t: string) => process.stderr.write(t));
   if (err instanceof AppError) {
-    const lines = err instanceof ConfigError ? err.message : err.message.split('\n')[0];
-    write(`pgbak: error: ${redact(lines ?? '')}\n`);
-    if (err.hint) write(`hint: ${redact(err.hint)}\n`);
+    out(`${s.fail('pgbak: error:')} ${errorText(err)}\n`);
+    if (err.hint) out(`${s.dim('hint:')} ${redact(err.hint)}\n`);
     return err.exitCode;
   }
   const e = err instanceof Error ? err : new Error(String(err));
-  write(`pgbak: internal error (pgbak ${TOOL_VERSION}): ${redact(e.message)}\n${redact(e.stack ?? '')}\n`);
-  write('hint: this is a bug in pgbak; please report it with the lines above\n');
+  out(`${s.fail(`pgbak: internal error (pgbak ${TOOL_VERSION}):`)} ${redact(e.message)}\n${redact(e.stack ?? '')}\n`);
+  out('hint: this is a bug in pgbak; please report it with the lines above\n');
   return ExitCode.failure;
 }
 

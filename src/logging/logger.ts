@@ -39,13 +39,26 @@ export const silentLogger: Logger = {
 
 /** Where and how a {@link LineLogger} writes. */
 export interface LogSinkOptions {
+  /** The least level written (to LOG_FILE, and to stderr unless {@link stderrLevel} says otherwise; default info). */
   level?: LogLevel;
+  /** The least level written to stderr (default: {@link level}); a terminal shows warnings only, LOG_FILE keeps info. */
+  stderrLevel?: LogLevel;
   /** Append to this file (directory created, mode 0600). */
   file?: string | undefined;
   /** Write to stderr (default true). */
   stderr?: boolean;
-  /** Called before a line is written to stderr (e.g. to clear a progress bar). */
+  /** Called before a line is written to stderr (e.g. to clear a progress bar); see also {@link LineLogger.setStderrHooks}. */
   beforeStderrWrite?: () => void;
+  /** Called after a line was written to stderr (e.g. to redraw a progress bar). */
+  afterStderrWrite?: () => void;
+  /** Rewrites a line for stderr only (colour on a terminal); LOG_FILE gets the plain line. */
+  decorateStderr?: (level: LogLevel, line: string) => string;
+  /**
+   * Hold ERROR lines back from stderr until {@link LineLogger.releaseHeldErrors}: on a terminal
+   * a failure is shown once, as the command's rendered `pgbak: error:` line, and only the error
+   * lines it does not cover are shown after all. LOG_FILE gets every line at once.
+   */
+  holdErrors?: boolean;
   /** Masks secrets in every line (default: URL credentials only); loadJobs returns the configuration's. */
   redactor?: Redactor;
 }
@@ -69,6 +82,11 @@ export class LineLogger implements Logger {
   /** A write to LOG_FILE failed (a full disk …) and stderr was told once. */
   private fileFailed = false;
   private readonly level: number;
+  private readonly stderrLevel: number;
+  /** Hooks set while something (a progress bar) owns the terminal's last line. */
+  private hooks: { before?: (() => void) | undefined; after?: (() => void) | undefined } = {};
+  /** ERROR lines held back from stderr (holdErrors), with the error text they are about. */
+  private held: { line: string; about: string[] }[] = [];
 
   constructor(
     private readonly options: LogSinkOptions = {},
@@ -76,6 +94,7 @@ export class LineLogger implements Logger {
     private readonly root?: LineLogger,
   ) {
     this.level = LEVELS[options.level ?? 'info'];
+    this.stderrLevel = LEVELS[options.stderrLevel ?? options.level ?? 'info'];
     this.redactor = root?.redactor ?? options.redactor ?? new Redactor();
     if (!root && options.file) this.open();
   }
@@ -92,7 +111,6 @@ export class LineLogger implements Logger {
   }
 
   /** Reopen LOG_FILE (after logrotate moved it; called on SIGHUP). */
-  /** Reopen LOG_FILE (after logrotate moved it; called on SIGHUP). */
   reopen(): void {
     const target = this.root ?? this;
     if (target.fd !== undefined) closeSync(target.fd);
@@ -106,8 +124,44 @@ export class LineLogger implements Logger {
     target.fd = undefined;
   }
 
+  /**
+   * Run `before` ahead of every stderr line and `after` behind it (a progress bar clears its line
+   * and redraws itself), until called again with undefined. Shared by every child logger.
+   */
+  setStderrHooks(hooks: { before?: () => void; after?: () => void } | undefined): void {
+    (this.root ?? this).hooks = hooks ?? {};
+  }
+
+  /** Write a raw line to stderr between the hooks (the progress bar stays below it). */
+  private toStderr(text: string): void {
+    const root = this.root ?? this;
+    root.options.beforeStderrWrite?.();
+    root.hooks.before?.();
+    writeSync(2, text);
+    root.hooks.after?.();
+    root.options.afterStderrWrite?.();
+  }
+
+  /**
+   * Show the held ERROR lines (holdErrors) that no `shown` message covers: a line is covered when
+   * its message or its `error` field is part of a shown message, or contains one. Then hold no more.
+   */
+  releaseHeldErrors(shown: readonly string[] = []): void {
+    const root = this.root ?? this;
+    const held = root.held;
+    root.held = [];
+    const texts = shown.filter((t) => t.trim() !== '');
+    for (const h of held) {
+      const covered = h.about.some((a) => a !== '' && texts.some((t) => t.includes(a) || a.includes(t)));
+      if (!covered) this.toStderr(h.line);
+    }
+  }
+
   private write(level: LogLevel, msg: string, fields?: LogFields): void {
-    if (LEVELS[level] < this.level) return;
+    const root = this.root ?? this;
+    const toFile = root.fd !== undefined && LEVELS[level] >= this.level;
+    const toStderr = root.options.stderr !== false && LEVELS[level] >= this.stderrLevel;
+    if (!toFile && !toStderr) return;
     const all = { ...this.bindings, ...fields };
     const parts = Object.entries(all)
       .filter(([, v]) => v !== undefined)
@@ -115,12 +169,14 @@ export class LineLogger implements Logger {
     const line = this.redactor
       .redact(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${parts.length ? ' ' + parts.join(' ') : ''}`)
       .replace(/\n/g, '\n    ');
-    const root = this.root ?? this;
-    if (root.options.stderr !== false) {
-      root.options.beforeStderrWrite?.();
-      writeSync(2, line + '\n');
+    if (toStderr) {
+      const shown = (root.options.decorateStderr?.(level, line) ?? line) + '\n';
+      if (level === 'error' && root.options.holdErrors) {
+        const about = [msg, typeof all.error === 'string' ? all.error : all.error instanceof Error ? all.error.message : ''];
+        root.held.push({ line: shown, about: about.map((a) => this.redactor.redact(a)) });
+      } else this.toStderr(shown);
     }
-    if (root.fd !== undefined) {
+    if (toFile && root.fd !== undefined) {
       try {
         writeSync(root.fd, line + '\n');
       } catch (err) {
@@ -129,8 +185,7 @@ export class LineLogger implements Logger {
         if (!root.fileFailed) {
           root.fileFailed = true;
           const e = fsError(err, 'write log file', root.options.file ?? 'LOG_FILE');
-          writeSync(
-            2,
+          this.toStderr(
             `${new Date().toISOString()} WARN  ${this.redactor.redact(e.message)}; lines are missing from the log file until it can be written\n`,
           );
         }

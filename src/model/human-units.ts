@@ -1,9 +1,9 @@
-/** Numbers for people: log lines, e-mails and command output all say sizes and durations the same way. */
+/** Numbers for people: log lines, e-mails and command output all say sizes, durations and times the same way. */
 
-/** `850 ms`, `4.2s`, `42s`, `1m 30s`, `6h 2m`, `3d 4h`. */
+/** `850ms`, `4.2s`, `42s`, `1m 30s`, `6h 2m`, `3d 4h`: a number and its unit, no space between. */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return 'unknown';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 10_000) return `${(ms / 1000).toFixed(1)}s`;
   const s = Math.round(ms / 1000);
   if (s < 60) return `${s}s`;
@@ -25,4 +25,17 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/**
+ * `2026-12-01 19:05:56Z`: a moment for people, in UTC to the second (the form `pgbak list` shows).
+ * Takes a Date, epoch milliseconds or an ISO 8601 string; `unknown` for anything that is not a time.
+ */
+export function formatTime(time: Date | number | string): string {
+  const d = time instanceof Date ? time : new Date(time);
+  if (Number.isNaN(d.getTime())) return 'unknown';
+  return d
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, 'Z');
 }

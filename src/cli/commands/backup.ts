@@ -12,6 +12,7 @@ import { addCommonOptions } from '../options.js';
 import { ok, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { createProgress } from '../progress.js';
 import { stopOnSignals } from '../signals.js';
+import { out } from '../style.js';
 
 interface BackupFlags extends CommonFlags {
   dryRun?: boolean;
@@ -82,7 +83,7 @@ export function renderPlan(plan: BackupPlan): string {
   const lines = [
     `pgbak backup --dry-run: job ${data.job}, database ${data.database} (${data.databaseUrl})`,
     'checks:',
-    ...data.checks.map((c) => `  [${c.ok ? 'ok' : 'FAIL'}] ${c.check}: ${c.detail}`),
+    ...data.checks.map((c) => `  ${c.ok ? out().ok('[ok]') : out().fail('[FAIL]')} ${c.check}: ${c.detail}`),
     'steps:',
     ...data.steps.map((s, i) => `  ${i + 1}. ${s}`),
     'would create:',
@@ -121,9 +122,9 @@ function backupOutcome(results: readonly BackupResult[], jobCount: number, inter
 }
 
 function describe(r: BackupResult): string {
-  if (r.status === 'failed') return `backup FAILED: ${r.job} after ${formatDuration(r.durationMs)}\n`;
+  if (r.status === 'failed') return `backup ${out().fail('FAILED')}: ${r.job} after ${formatDuration(r.durationMs)}\n`;
   const lines = [
-    `backup ${r.status === 'ok' ? 'ok' : 'PARTIAL (local copy only)'}: ${r.name} (${formatBytes(r.sizeBytes ?? 0)}, ${formatDuration(r.durationMs)}${r.encrypted ? ', encrypted' : ''})`,
+    `backup ${r.status === 'ok' ? out().ok('ok') : out().warn('PARTIAL (local copy only)')}: ${r.name} (${formatBytes(r.sizeBytes ?? 0)}, ${formatDuration(r.durationMs)}${r.encrypted ? ', encrypted' : ''})`,
     ...r.locations.map((l) => `  ${l}`),
     `  sha256 ${r.sha256}`,
     ...r.warnings.map((w) => `  warning: ${w}`),

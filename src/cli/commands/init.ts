@@ -6,6 +6,7 @@ import { loadContext, writeJson, type CommonFlags } from '../context.js';
 import { addCommonOptions } from '../options.js';
 import { ok, outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
+import { out } from '../style.js';
 
 interface InitFlags extends CommonFlags {
   lifecycle?: boolean;
@@ -58,7 +59,7 @@ function describe(job: JobConfig, report: InitBucketReport): string {
   return (
     [
       `init ${report.location}: bucket ${report.bucket === 'created' ? 'created' : 'already exists'}`,
-      ...report.checks.map((c) => `  [${c.ok ? 'ok' : 'FAIL'}] ${c.name}${c.detail ? `: ${c.detail}` : ''}`),
+      ...report.checks.map((c) => `  ${c.ok ? out().ok('[ok]') : out().fail('[FAIL]')} ${c.name}${c.detail ? `: ${c.detail}` : ''}`),
       ...(report.lifecycle === 'installed'
         ? [`  lifecycle rule installed: expire ${job.s3?.prefix} after ${job.retention.days} days, abort incomplete uploads after 1 day`]
         : []),

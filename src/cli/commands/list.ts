@@ -6,6 +6,7 @@ import { addCommonOptions } from '../options.js';
 import { table } from '../render.js';
 import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../model/human-units.js';
+import { out } from '../style.js';
 
 interface ListFlags extends CommonFlags {
   local?: boolean;
@@ -61,7 +62,7 @@ function render(backups: readonly ListedBackup[]): string {
     b.where,
     b.state,
     b.verified
-      ? `${b.verified.ok ? 'ok' : 'FAILED'} ${b.verified.kind} ${b.verified.verifiedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${formatDuration(b.verified.durationMs)})`
+      ? `${b.verified.ok ? out().ok('ok') : out().fail('FAILED')} ${b.verified.kind} ${b.verified.verifiedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${formatDuration(b.verified.durationMs)})`
       : '-',
   ]);
   const problems = backups.filter((b) => b.problems.length).map((b) => `  ${b.name}: ${b.problems.join('; ')}`);

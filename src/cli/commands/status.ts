@@ -7,6 +7,7 @@ import { addCommonOptions } from '../options.js';
 import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../model/human-units.js';
+import { out } from '../style.js';
 
 interface StatusFlags extends CommonFlags {
   json?: boolean;
@@ -80,7 +81,7 @@ function ago(iso: string): string {
 
 /** A few lines per database, for people. */
 function describe(d: DatabaseStatus): string {
-  const lines = [`${d.job}${d.job === d.database ? '' : ` (database ${d.database})`}: ${d.ok ? 'OK' : 'PROBLEM'}`];
+  const lines = [`${d.job}${d.job === d.database ? '' : ` (database ${d.database})`}: ${d.ok ? out().ok('OK') : out().fail('PROBLEM')}`];
   const row = (label: string, value: string) => lines.push(`  ${label.padEnd(18)} ${value}`);
   const g = d.newestGood;
   row(
@@ -99,7 +100,9 @@ function describe(d: DatabaseStatus): string {
   const t = d.lastRestoreTest;
   row(
     'last restore test',
-    t ? `${t.ok ? 'passed' : 'FAILED'} at ${t.at} (${ago(t.at)}), took ${formatDuration(t.durationMs)}, on ${t.backup}` : 'none',
+    t
+      ? `${t.ok ? out().ok('passed') : out().fail('FAILED')} at ${t.at} (${ago(t.at)}), took ${formatDuration(t.durationMs)}, on ${t.backup}`
+      : 'none',
   );
   const trend = d.sizeTrend;
   if (trend.backups.length > 0) {

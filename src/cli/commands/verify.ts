@@ -6,6 +6,7 @@ import { addCommonOptions } from '../options.js';
 import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatDuration } from '../../model/human-units.js';
+import { out } from '../style.js';
 
 interface VerifyFlags extends CommonFlags {
   latest?: boolean;
@@ -65,10 +66,10 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
 function describe(r: BackupVerification): string {
   const head = r.error
     ? `verify ERROR: ${r.name}: ${r.error.message}${r.error.hint ? ` (hint: ${r.error.hint})` : ''}`
-    : `verify ${r.ok ? 'ok' : 'FAILED'}: ${r.name} (${r.kind}, ${formatDuration(r.durationMs)})`;
+    : `verify ${r.ok ? out().ok('ok') : out().fail('FAILED')}: ${r.name} (${r.kind}, ${formatDuration(r.durationMs)})`;
   const lines = [
     head,
-    ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.check}${c.detail ? `: ${c.detail}` : ''}`),
+    ...r.checks.map((c) => `  ${c.ok ? out().ok('ok  ') : out().fail('FAIL')} ${c.check}${c.detail ? `: ${c.detail}` : ''}`),
     ...r.problems.map((p) => `  note ${p}`),
   ];
   if (r.recordedIn.length) lines.push(`  recorded in ${r.recordedIn.join(', ')}`);
