@@ -13,6 +13,7 @@ import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { renderError } from './render.js';
 import type { OutcomeSlot } from './outcome.js';
+import { addExamples } from './options.js';
 
 function helpFooter(): string {
   const vars = variables.map((v) => `  ${v.name.padEnd(22)} ${v.description}${'default' in v && v.default ? ` [${v.default}]` : ''}`);
@@ -50,10 +51,21 @@ export function buildProgram(slot: OutcomeSlot): Command {
     .name('pgbak')
     .description('PostgreSQL backups: pg_dump → gpg → local disk + S3/MinIO, manifests, retention, verified restores')
     .version(TOOL_VERSION, '-V, --version')
-    .showHelpAfterError('(run `pgbak --help` for usage)')
+    .showHelpAfterError('hint: run `pgbak --help` for usage')
+    // Commander's own errors ("error: unknown option …") read like pgbak's: `pgbak: error: …`.
+    .configureOutput({ outputError: (text, write) => write(`pgbak: ${text}`) })
     .exitOverride();
   program.addHelpText('after', helpFooter());
+  addExamples(program, [
+    ['pgbak backup --dry-run', 'check everything, change nothing'],
+    ['pgbak backup', 'one backup, uploaded, then retention'],
+    ['pgbak list', 'every backup and its state'],
+    ['pgbak restore --latest --target shop_copy --create', 'restore the newest good backup into a new database'],
+    ['pgbak status', 'is the newest good backup recent enough?'],
+  ]);
   for (const register of COMMANDS) register(program, slot);
+  // A mistake in a command's flags points to that command's help.
+  for (const cmd of program.commands) cmd.showHelpAfterError(`hint: run \`pgbak ${cmd.name()} --help\` for usage`);
   return program;
 }
 
@@ -76,7 +88,9 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     return ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+      // Bare `pgbak`: the help, on stderr (it is not what a script asked for), and a usage error's exit code.
+      if (err.code === 'commander.help') return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
       return ExitCode.usage;
     }
     return renderError(err);
