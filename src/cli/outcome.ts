@@ -57,7 +57,7 @@ export function jsonErrorOf(err: unknown): JsonError {
 }
 
 /** The `--json` document of an outcome: `{ schemaVersion, command, ok, error?, …extra, results }`. */
-export function envelopeOf(command: string, outcome: CommandOutcome): Record<string, unknown> {
+export function envelopeOf(command: string, outcome: CommandOutcome, defaults: Record<string, unknown> = {}): Record<string, unknown> {
   const failed = outcome.exitCode !== ExitCode.ok;
   const cause = outcome.errors[0] ?? outcome.jsonError;
   const error = failed
@@ -69,6 +69,7 @@ export function envelopeOf(command: string, outcome: CommandOutcome): Record<str
     command,
     ok: !failed,
     ...(error ? { error: { ...error, exitCode: outcome.exitCode } } : {}),
+    ...defaults,
     ...outcome.json?.extra,
     results: outcome.json?.results ?? [],
   };
@@ -77,19 +78,25 @@ export function envelopeOf(command: string, outcome: CommandOutcome): Record<str
 /**
  * Run a command's body; with `--json`, print its envelope on stdout, on success and on failure
  * alike (a thrown error becomes `ok: false` with `error` and empty `results`, then goes on to main,
- * which renders it on stderr as usual).
+ * which renders it on stderr as usual). `defaults` are the command's top-level fields (`dryRun`…),
+ * there even when the body threw before it could say them.
  */
-export async function runCommand(command: string, json: boolean | undefined, body: () => Promise<CommandOutcome>): Promise<CommandOutcome> {
+export async function runCommand(
+  command: string,
+  json: boolean | undefined,
+  body: () => Promise<CommandOutcome>,
+  defaults: Record<string, unknown> = {},
+): Promise<CommandOutcome> {
   let outcome: CommandOutcome;
   try {
     outcome = await body();
   } catch (err) {
     if (json) {
       const e = jsonErrorOf(err);
-      writeJson(envelopeOf(command, { exitCode: e.exitCode, errors: [err] }));
+      writeJson(envelopeOf(command, { exitCode: e.exitCode, errors: [err] }, defaults));
     }
     throw err;
   }
-  if (json) writeJson(envelopeOf(command, outcome));
+  if (json) writeJson(envelopeOf(command, outcome, defaults));
   return outcome;
 }

@@ -69,9 +69,7 @@ const listed = z.object({
     local: z.object({ state, problems: z.array(z.string()) }).optional(),
     remote: z.object({ state, problems: z.array(z.string()) }).optional(),
   }),
-  verified: z
-    .object({ time: iso, ok: z.boolean(), kind: z.string(), durationMs: z.number(), verifiedAt: z.never().optional() })
-    .nullable(),
+  verified: z.object({ time: iso, ok: z.boolean(), kind: z.string(), durationMs: z.number(), verifiedAt: z.never().optional() }).nullable(),
 });
 
 const restored = z.object({
@@ -119,7 +117,15 @@ const adopted = z.object({
   database: z.string(),
   dryRun: z.boolean(),
   adopted: z.array(
-    z.object({ ...retired, name: z.string(), location, path: z.string(), sizeBytes: z.number(), sha256: z.string(), encrypted: z.boolean() }),
+    z.object({
+      ...retired,
+      name: z.string(),
+      location,
+      path: z.string(),
+      sizeBytes: z.number(),
+      sha256: z.string(),
+      encrypted: z.boolean(),
+    }),
   ),
   refused: z.array(
     z.object({ name: z.string(), location: location.nullable(), code: z.string(), message: z.string(), hint: z.string().nullable() }),
@@ -143,9 +149,7 @@ const databaseStatus = z.object({
   ok: z.boolean(),
   reasons: z.array(z.string()),
   warnings: z.array(z.string()),
-  newestGood: z
-    .object({ name: z.string(), time: iso, sizeBytes: z.number(), ageMs: z.number(), locations: z.array(location) })
-    .nullable(),
+  newestGood: z.object({ name: z.string(), time: iso, sizeBytes: z.number(), ageMs: z.number(), locations: z.array(location) }).nullable(),
   lastRun: z.object({ status: z.string(), startedAt: iso, finishedAt: iso }).nullable(),
   lastRestoreTest: z
     .object({ backup: z.string(), time: iso, ok: z.boolean(), durationMs: z.number(), at: z.never().optional() })

@@ -80,7 +80,11 @@ describe('pgbak list', () => {
     const where = (b: Listed) => `${b.name}:${b.locations.join('+') || 'none'}`;
     expect((await listJson('--from', 'local')).map(where)).toEqual([`${names.local}:local`, `${names.both}:local`]);
     expect((await listJson('--from', 'remote')).map(where)).toEqual([`${names.both}:remote`, `${names.leftover}:none`]);
-    expect((await listJson('--from', 'both')).map(where)).toEqual([`${names.local}:local`, `${names.both}:local+remote`, `${names.leftover}:none`]);
+    expect((await listJson('--from', 'both')).map(where)).toEqual([
+      `${names.local}:local`,
+      `${names.both}:local+remote`,
+      `${names.leftover}:none`,
+    ]);
   });
 
   it('says why it fails, as JSON too: --from remote without a bucket, an unknown --from', async () => {
@@ -125,7 +129,7 @@ describe('pgbak list', () => {
     expect(all[519]!.time).toBe(new Date(start).toISOString());
   });
 
-  describe('two jobs sharing backup_dir, each with its own bucket prefix (the docs\' example)', () => {
+  describe("two jobs sharing backup_dir, each with its own bucket prefix (the docs' example)", () => {
     let cfgDir: string;
     let config: string;
     let cfgEnv: NodeJS.ProcessEnv;
@@ -179,7 +183,7 @@ describe('pgbak list', () => {
       expect(table.stdout.split('\n').find((l) => l.startsWith(made.b!))).toMatch(/ both +good +-$/);
     });
 
-    it('--job NAME lists that job (BACKUP_DIR holds the other job\'s backups too: local only from here)', async () => {
+    it("--job NAME lists that job (BACKUP_DIR holds the other job's backups too: local only from here)", async () => {
       const r = await runCli(['list', '--config', config, '--job', 'b', '--json'], { env: cfgEnv });
       expect(r.code, r.stderr).toBe(0);
       const byName = new Map(jsonResults<Listed>(r.stdout).map((b) => [b.name, b]));

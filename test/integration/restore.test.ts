@@ -72,7 +72,7 @@ describe('pgbak restore', () => {
       name: plain.name,
       database: db,
       mode: 'file',
-      jobs: 1,
+      parallel: 1,
       target: { database: target, created: true },
       locations: ['local'],
     });
@@ -105,7 +105,8 @@ describe('pgbak restore', () => {
     expect(r).toMatchObject({
       mode: 'stream',
       singleTransaction: true,
-      source: { where: 'remote', location: `s3://${bucket}/enc/${enc.name}.dump.gpg` },
+      locations: ['remote'],
+      paths: [`s3://${bucket}/enc/${enc.name}.dump.gpg`],
     });
     expect(await snapshot(target)).toEqual(expected);
   });

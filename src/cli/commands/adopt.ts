@@ -25,7 +25,7 @@ export function registerAdopt(program: Command, slot: OutcomeSlot): void {
     .option('--dry-run', 'read and check every copy, print what would be adopted; write nothing')
     .option('--json', 'print the result as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (names: string[], flags: AdoptFlags) => {
-    slot.outcome = await runCommand('adopt', flags.json, () => runAdopt(names, flags));
+    slot.outcome = await runCommand('adopt', flags.json, () => runAdopt(names, flags), { dryRun: Boolean(flags.dryRun) });
   });
   addExamples(cmd, [
     ['pgbak adopt --every --dry-run', 'check every foreign dump of the database; write nothing'],

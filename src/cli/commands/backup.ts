@@ -32,7 +32,7 @@ export function registerBackup(program: Command, slot: OutcomeSlot): void {
     .option('--no-prune', 'do not apply retention after a successful backup')
     .option('--json', 'print the result as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: BackupFlags) => {
-    slot.outcome = await runCommand('backup', flags.json, () => runBackupCommand(flags));
+    slot.outcome = await runCommand('backup', flags.json, () => runBackupCommand(flags), { dryRun: Boolean(flags.dryRun) });
   });
   addExamples(cmd, [
     ['pgbak backup --dry-run', 'check pg_dump, the gpg key, the database and the bucket; change nothing'],

@@ -22,7 +22,7 @@ export function registerPrune(program: Command, slot: OutcomeSlot): void {
     .option('--dry-run', 'print every decision with its reason and every file that would go; delete nothing')
     .option('--json', 'print the decisions as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: PruneFlags) => {
-    slot.outcome = await runCommand('prune', flags.json, () => runPruneCommand(flags));
+    slot.outcome = await runCommand('prune', flags.json, () => runPruneCommand(flags), { dryRun: Boolean(flags.dryRun) });
   });
   addExamples(cmd, [
     ['pgbak prune --dry-run', 'every decision with its reason, and the files that would be deleted'],

@@ -22,7 +22,7 @@ export function registerStatus(program: Command, slot: OutcomeSlot): void {
     )
     .option('--json', 'print the report as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: StatusFlags) => {
-    slot.outcome = await runCommand('status', flags.json, () => runStatusCommand(flags));
+    slot.outcome = await runCommand('status', flags.json, () => runStatusCommand(flags), { checkedAt: new Date().toISOString() });
   });
   addExamples(cmd, [
     ['pgbak status', `every database: newest good backup, last run, last restore test; exit ${ExitCode.stale} when stale`],
