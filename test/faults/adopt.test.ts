@@ -123,7 +123,7 @@ describe('pgbak adopt', () => {
     // Retention now counts it as a good backup.
     const pruneDry = await runCli(['prune', '--dry-run'], { env });
     expect(pruneDry.code, pruneDry.stderr).toBe(0);
-    expect(pruneDry.stdout).toMatch(new RegExp(`keep\\s+${name}\\s+good\\s+kept:`));
+    expect(pruneDry.stdout).toMatch(new RegExp(`keep\\s+${name}\\s+good\\s+newest 3`));
   });
 
   it("refuses a dump of another database renamed to the job's prefix, and a file that is not an archive; writes nothing", async () => {

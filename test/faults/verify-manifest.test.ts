@@ -84,7 +84,7 @@ describe('verify with a damaged local manifest (M2)', () => {
     expect(list[0]).toMatchObject({
       name,
       state: 'good',
-      where: 'both',
+      locations: ['local', 'remote'],
       copies: { local: { state: 'corrupt' }, remote: { state: 'good' } },
     });
 
