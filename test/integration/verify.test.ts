@@ -69,7 +69,13 @@ describe('pgbak verify', () => {
     const list = await cli(['list', '--json'], env);
     expect(list.code, list.stderr).toBe(0);
     const [entry] = jsonResults(list.stdout);
-    expect(entry).toMatchObject({ name, locations: ['local', 'remote'], state: 'good', encrypted: true, verified: { ok: true, kind: 'restore-test' } });
+    expect(entry).toMatchObject({
+      name,
+      locations: ['local', 'remote'],
+      state: 'good',
+      encrypted: true,
+      verified: { ok: true, kind: 'restore-test' },
+    });
     expect(entry.verified.durationMs).toBe(v.durationMs);
 
     // A later checksum-only pass keeps the restore test's record (it proves more) beside the copy
