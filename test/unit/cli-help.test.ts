@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
 import { examplesOf } from '../../src/cli/options.js';
+import { PGBAK_BIN } from '../helpers/cli.js';
 
 const program = buildProgram({ outcome: undefined });
 const helpOf = (cmd: { helpInformation(): string; name(): string }) => {
@@ -49,5 +51,35 @@ describe('pgbak --help', () => {
     expect(has('restore', '--parallel')).toBe(true);
     expect(has('list', '--from')).toBe(true);
     expect(has('list', '--local')).toBe(false);
+  });
+});
+
+describe('commander errors and bare pgbak (the built bin/pgbak)', () => {
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [PGBAK_BIN, ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME } }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
+  it('read like pgbak errors and point to the command’s own help', async () => {
+    const r = await run(['backup', '--bogus']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("pgbak: error: unknown option '--bogus'\nhint: run `pgbak backup --help` for usage\n");
+    expect(r.stdout).toBe('');
+    const jobs = await run(['restore', '--latest', '--target', 'x', '--parallel']);
+    expect(jobs.code).toBe(2);
+    expect(jobs.stderr).toMatch(/^pgbak: error: option '--parallel <N>' argument missing\nhint: run `pgbak restore --help` for usage\n$/);
+  });
+
+  it('bare pgbak prints the help on stderr and exits 2 (a usage error); --help prints it on stdout and exits 0', async () => {
+    const bare = await run([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stdout).toBe('');
+    expect(bare.stderr).toMatch(/^Usage: pgbak \[options\] \[command\]/);
+    expect(bare.stderr).toMatch(/Examples:\n {2}pgbak backup --dry-run/);
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: pgbak/);
   });
 });
