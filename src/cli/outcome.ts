@@ -1,6 +1,5 @@
 import { AppError, ExitCode } from '../errors/index.js';
 import { redact } from '../logging/redact.js';
-import { writeJson } from './context.js';
 
 /**
  * What a command hands back to `cli/main.ts`: its exit code and the errors to show. Commands never
@@ -76,6 +75,16 @@ export function envelopeOf(command: string, outcome: CommandOutcome, defaults: R
 }
 
 /**
+ * Print a JSON document and wait until it is handed to the OS: bin/pgbak ends with process.exit,
+ * which would cut a long document written to a pipe (stdout is asynchronous there).
+ */
+function writeJsonFlushed(value: unknown): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
  * Run a command's body; with `--json`, print its envelope on stdout, on success and on failure
  * alike (a thrown error becomes `ok: false` with `error` and empty `results`, then goes on to main,
  * which renders it on stderr as usual). `defaults` are the command's top-level fields (`dryRun`…),
@@ -93,10 +102,10 @@ export async function runCommand(
   } catch (err) {
     if (json) {
       const e = jsonErrorOf(err);
-      writeJson(envelopeOf(command, { exitCode: e.exitCode, errors: [err] }, defaults));
+      await writeJsonFlushed(envelopeOf(command, { exitCode: e.exitCode, errors: [err] }, defaults));
     }
     throw err;
   }
-  if (json) writeJson(envelopeOf(command, outcome, defaults));
+  if (json) await writeJsonFlushed(envelopeOf(command, outcome, defaults));
   return outcome;
 }

@@ -72,7 +72,9 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
   const first = bad.find((r) => r.error)?.error;
   const jsonError = new AppError(
     first?.code ?? 'verify-failed',
-    `${bad.length} of ${results.length} backup(s) failed verification: ${bad.map((r) => r.name).join(', ')}${first ? ` (${first.message})` : ''}`,
+    bad.length === 0
+      ? (first?.message ?? `verification failed (exit ${exitCode})`)
+      : `${bad.length} of ${results.length} backup(s) failed verification: ${bad.map((r) => r.name).join(', ')}${first ? ` (${first.message})` : ''}`,
     { exitCode, hint: first?.hint },
   );
   return { exitCode, errors: [], json, jsonError };
