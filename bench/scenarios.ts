@@ -139,7 +139,7 @@ async function pgbakBackup(ctx: BenchContext, compression: string): Promise<{ r:
     cwd: dir,
   };
   const m = await measure(spec, ctx.scratch);
-  const out = JSON.parse(m.stdout) as { status: string; name: string; sizeBytes: number };
+  const out = (JSON.parse(m.stdout) as { results: [{ status: string; name: string; sizeBytes: number }] }).results[0];
   if (out.status !== 'ok') throw new Error(`pgbak backup ended ${out.status}`);
   rmSync(dir, { recursive: true, force: true });
   return { r: result(m, out.sizeBytes), name: out.name };
@@ -279,17 +279,17 @@ export function scenarios(ctx: Pick<BenchContext, 'zstdLevel'>): Scenario[] {
     },
     {
       id: 'f_pgbak',
-      title: "pgbak restore --jobs 2 of (d)'s backup from the bucket into an empty database",
-      command: 'pgbak restore NAME --from remote --target empty --jobs 2',
+      title: "pgbak restore --parallel 2 of (d)'s backup from the bucket into an empty database",
+      command: 'pgbak restore NAME --from remote --target empty --parallel 2',
       async run(c) {
         if (!c.state.pgbakBackup) throw new Error('f_pgbak needs scenario d first');
         const target = await emptyDatabase(c);
         const dir = runDir(c);
         const env = pgbakEnv(c, dir, 'gzip:9');
-        const args = ['restore', c.state.pgbakBackup.name, '--from', 'remote', '--target', target, '--jobs', '2', '--json'];
+        const args = ['restore', c.state.pgbakBackup.name, '--from', 'remote', '--target', target, '--parallel', '2', '--json'];
         const m = await measure({ command: c.pgbakBin, args, env, nodeProbe: true, cwd: dir }, c.scratch);
         // The restore's own split: checking and spooling the archive, then pg_restore.
-        const out = JSON.parse(m.stdout) as { verifyMs?: number; restoreMs?: number };
+        const out = (JSON.parse(m.stdout) as { results: [{ verifyMs?: number; restoreMs?: number }] }).results[0];
         await dropDatabase(c, target);
         rmSync(dir, { recursive: true, force: true });
         return result(m, c.state.pgbakBackup.size, { verify: Math.round(out.verifyMs ?? 0), restore: Math.round(out.restoreMs ?? 0) });

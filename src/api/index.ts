@@ -30,7 +30,7 @@ export { planBackup, type BackupPlan } from './plan.js';
 export { reportStart } from './report-run.js';
 
 // Catalog: reading, checking, restoring
-export { list, list as listBackups, type ListOptions, type ListedBackup, type ListedCopy } from './list.js';
+export { list, list as listBackups, mergeListed, sameBackup, type ListOptions, type ListedBackup, type ListedCopy } from './list.js';
 export { restore, type RestoreOptions, type RestoreResult, type RestoreProgress } from './restore.js';
 export { verify, combinedExitCode, type VerifyOptions, type VerifyReport, type BackupVerification } from './verify.js';
 export { recordRestoreTests } from './verify-metrics.js';
@@ -46,7 +46,7 @@ export {
 export { jobIdentity, type JobIdentity } from './identity.js';
 
 // Retention and adoption
-export { prune, type PruneJobOptions, type PruneResult, type DeletedKey } from './prune.js';
+export { prune, type PruneJobOptions, type PruneJobResult, type PrunedFile, type PruneResult, type DeletedKey } from './prune.js';
 export { adopt, type AdoptOptions, type AdoptResult, type AdoptedCopy, type AdoptRefusal, type AdoptSkip } from './adopt.js';
 
 // Process lifetime

@@ -1,4 +1,4 @@
-import type { BackupState, CatalogEntry, CopyInfo } from '../catalog/catalog.js';
+import type { BackupState, CatalogEntry, CopyInfo, LocationName } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { UsageError } from '../errors/index.js';
@@ -6,30 +6,39 @@ import type { Logger } from '../logging/logger.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { CatalogSource } from '../catalog/find-backup.js';
 
-/** One backup as `pgbak list` shows it (and `--json` prints it). */
+/** One backup as `pgbak list` shows it (and `--json` prints it: docs/json.md). */
 export interface ListedBackup {
   readonly name: string;
   readonly database: string | undefined;
+  /** The server's system identifier, from the manifest (undefined for a foreign dump). */
+  readonly systemIdentifier: string | undefined;
+  /** The artifact's sha256 from the manifest (undefined without one). */
+  readonly sha256: string | undefined;
   /** ISO time the backup started. */
   readonly time: string;
   /** Artifact bytes. */
-  readonly size: number;
+  readonly sizeBytes: number;
   readonly encrypted: boolean;
   /**
-   * The locations holding a complete copy (its manifest and its artifact, good or not); `none`
-   * when no location does (a leftover of a failed run, a foreign file).
+   * The locations holding a complete copy (its manifest and its artifact, good or not), local
+   * first; empty when none does (a leftover of a failed run, a foreign file).
    */
-  readonly where: 'local' | 'remote' | 'both' | 'none';
+  readonly locations: readonly LocationName[];
   /** The best state of its copies (good when one copy is). */
   readonly state: BackupState;
   /** Why a copy is not good, prefixed with its location, and disagreements between copies (empty when all is well). */
   readonly problems: readonly string[];
-  /** Where the complete copies' artifacts are (path, s3:// URL). */
-  readonly locations: readonly string[];
+  /** Where the complete copies' artifacts are (path, s3:// URL), in the order of `locations`. */
+  readonly paths: readonly string[];
   /** Each location's copy, judged on its own. */
   readonly copies: { readonly local?: ListedCopy | undefined; readonly remote?: ListedCopy | undefined };
-  /** The newest verification: when, what kind, whether it passed, how long it took. */
-  readonly verified: Pick<VerificationRecord, 'verifiedAt' | 'ok' | 'kind' | 'durationMs'> | null;
+  /** The newest verification: when (`time`), what kind, whether it passed, how long it took. */
+  readonly verified: {
+    readonly time: string;
+    readonly ok: boolean;
+    readonly kind: VerificationRecord['kind'];
+    readonly durationMs: number;
+  } | null;
 }
 
 /** One location's copy of a backup. */
@@ -58,11 +67,11 @@ function complete(c: CopyInfo | undefined): boolean {
 
 function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string) => string) | undefined>): ListedBackup {
   const here = (['local', 'remote'] as const).filter((w) => complete(e.locations[w]));
-  const locations: string[] = [];
+  const paths: string[] = [];
   for (const w of here) {
     const a = e.locations[w]?.artifact;
     const url = urlOf[w];
-    if (a && url) locations.push(url(a.key));
+    if (a && url) paths.push(url(a.key));
   }
   const copies: { local?: ListedCopy; remote?: ListedCopy } = {};
   for (const w of ['local', 'remote'] as const) {
@@ -73,15 +82,61 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
   return {
     name: e.name,
     database: e.database,
+    systemIdentifier: e.systemIdentifier,
+    sha256: e.manifest?.artifact.sha256,
     time: e.time.toISOString(),
-    size: e.size,
+    sizeBytes: e.size,
     encrypted: e.encrypted,
-    where: here.length === 2 ? 'both' : (here[0] ?? 'none'),
+    locations: here,
     state: e.state,
     problems: e.problems,
-    locations,
+    paths,
     copies,
-    verified: v ? { verifiedAt: v.verifiedAt, ok: v.ok, kind: v.kind, durationMs: v.durationMs } : null,
+    verified: v ? { time: v.verifiedAt, ok: v.ok, kind: v.kind, durationMs: v.durationMs } : null,
+  };
+}
+
+const STATE_RANK: Record<BackupState, number> = { good: 0, corrupt: 1, incomplete: 2, foreign: 3 };
+
+/**
+ * Are two listings (from two jobs sharing BACKUP_DIR or a bucket) the same backup? Only with the
+ * same name, the same database and, where both know them, the same server and the same artifact
+ * sha256: a same-named backup of another server's database of that name is another backup.
+ */
+export function sameBackup(a: ListedBackup, b: ListedBackup): boolean {
+  const agree = <T>(x: T | undefined, y: T | undefined) => x === undefined || y === undefined || x === y;
+  return a.name === b.name && a.database === b.database && agree(a.systemIdentifier, b.systemIdentifier) && agree(a.sha256, b.sha256);
+}
+
+/**
+ * One listing of a backup seen by several jobs: every location either saw (a job whose bucket
+ * prefix holds it sees it remote too), each copy as the job that saw it judged it, the best state,
+ * every problem once, the newest verification.
+ */
+export function mergeListed(a: ListedBackup, b: ListedBackup): ListedBackup {
+  const locations = (['local', 'remote'] as const).filter((w) => a.locations.includes(w) || b.locations.includes(w));
+  const pathOf = (w: LocationName) => {
+    for (const x of [a, b]) {
+      const i = x.locations.indexOf(w);
+      if (i >= 0 && x.paths[i] !== undefined) return x.paths[i];
+    }
+    return undefined;
+  };
+  const paths = locations.map(pathOf).filter((p) => p !== undefined);
+  const copies = { local: a.copies.local ?? b.copies.local, remote: a.copies.remote ?? b.copies.remote };
+  const state = STATE_RANK[b.state] < STATE_RANK[a.state] ? b.state : a.state;
+  const problems = [...new Set([...a.problems, ...b.problems])];
+  const verified = !a.verified ? b.verified : !b.verified ? a.verified : a.verified.time >= b.verified.time ? a.verified : b.verified;
+  return {
+    ...a,
+    systemIdentifier: a.systemIdentifier ?? b.systemIdentifier,
+    sha256: a.sha256 ?? b.sha256,
+    locations,
+    paths,
+    copies: Object.fromEntries(Object.entries(copies).filter(([, c]) => c !== undefined)),
+    state,
+    problems,
+    verified,
   };
 }
 
@@ -92,7 +147,7 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
 export async function list(options: ListOptions): Promise<ListedBackup[]> {
   await using storage = openStorage(options.job, { signal: options.signal, shared: options.storage });
   if (options.only === 'remote' && !storage.remote) {
-    throw new UsageError('--remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
+    throw new UsageError('--from remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
   }
   const source = new CatalogSource({
     local: options.only === 'remote' ? undefined : storage.local,

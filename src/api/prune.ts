@@ -3,8 +3,23 @@ import type { Logger } from '../logging/logger.js';
 import { prune as applyRetention, type PruneResult } from '../retention/prune.js';
 import { openStorage } from '../storage/job-storage.js';
 import { jobIdentity } from './identity.js';
+import { parseKey } from '../catalog/backup-name.js';
+import type { LocationName } from '../catalog/catalog.js';
 
 export type { PruneResult, DeletedKey } from '../retention/prune.js';
+
+/** A file prune deleted (or, on a dry run, would delete): its backup, where it is, its path or s3:// URL. */
+export interface PrunedFile {
+  readonly backup: string;
+  readonly location: LocationName;
+  readonly key: string;
+  readonly path: string;
+}
+
+/** {@link PruneResult} with the files it deleted, or on a dry run would delete, in delete order. */
+export interface PruneJobResult extends PruneResult {
+  readonly files: readonly PrunedFile[];
+}
 
 /** Options of {@link prune}. */
 export interface PruneJobOptions {
@@ -24,10 +39,10 @@ export interface PruneJobOptions {
  * for this call, learns whose backups are the job's (the server's system identifier, else this
  * host's last run), decides and deletes. Never removes the last good backups; see retention/prune.
  */
-export async function prune(job: JobConfig, options: PruneJobOptions = {}): Promise<PruneResult> {
+export async function prune(job: JobConfig, options: PruneJobOptions = {}): Promise<PruneJobResult> {
   await using storage = openStorage(job, { signal: options.signal });
   const identity = await jobIdentity(job, { local: storage.local });
-  return applyRetention({
+  const result = await applyRetention({
     job,
     local: storage.local,
     remote: storage.remote,
@@ -37,4 +52,12 @@ export async function prune(job: JobConfig, options: PruneJobOptions = {}): Prom
     protect: options.protect,
     systemIdentifier: identity.systemIdentifier,
   });
+  const backends = { local: storage.local, remote: storage.remote };
+  const files = (result.dryRun ? result.planned : result.deleted).map(({ location, key }) => ({
+    backup: parseKey(key)?.base ?? key,
+    location,
+    key,
+    path: backends[location]?.urlOf(key) ?? key,
+  }));
+  return { ...result, files };
 }

@@ -16,6 +16,7 @@ import { errorText, renderError } from './render.js';
 import { releaseHeldErrors, setVerbose } from './context.js';
 import { clearLiveLine } from './progress.js';
 import type { OutcomeSlot } from './outcome.js';
+import { addExamples } from './options.js';
 
 function helpFooter(): string {
   const vars = variables.map((v) => `  ${v.name.padEnd(22)} ${v.description}${'default' in v && v.default ? ` [${v.default}]` : ''}`);
@@ -55,11 +56,22 @@ export function buildProgram(slot: OutcomeSlot): Command {
     .description('PostgreSQL backups: pg_dump → gpg → local disk + S3/MinIO, manifests, retention, verified restores')
     .version(TOOL_VERSION, '-V, --version')
     .option('-v, --verbose', 'on a terminal, show every log line (INFO too) as it happens; without it: warnings, errors and the result')
-    .showHelpAfterError('(run `pgbak --help` for usage)')
+    .showHelpAfterError('hint: run `pgbak --help` for usage')
+    // Commander's own errors ("error: unknown option …") read like pgbak's: `pgbak: error: …`.
+    .configureOutput({ outputError: (text, write) => write(`pgbak: ${text}`) })
     .exitOverride();
   program.addHelpText('after', helpFooter());
+  addExamples(program, [
+    ['pgbak backup --dry-run', 'check everything, change nothing'],
+    ['pgbak backup', 'one backup, uploaded, then retention'],
+    ['pgbak list', 'every backup and its state'],
+    ['pgbak restore --latest --target shop_copy --create', 'restore the newest good backup into a new database'],
+    ['pgbak status', 'is the newest good backup recent enough?'],
+  ]);
   for (const register of COMMANDS) register(program, slot);
   program.hook('preAction', () => setVerbose(Boolean(program.opts().verbose)));
+  // A mistake in a command's flags points to that command's help.
+  for (const cmd of program.commands) cmd.showHelpAfterError(`hint: run \`pgbak ${cmd.name()} --help\` for usage`);
   return program;
 }
 
@@ -83,7 +95,9 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     return ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+      // Bare `pgbak`: the help, on stderr (it is not what a script asked for), and a usage error's exit code.
+      if (err.code === 'commander.help') return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
       return ExitCode.usage;
     }
     showHeldErrors([err]);

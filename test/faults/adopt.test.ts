@@ -16,6 +16,7 @@ import {
   tempDir,
   uniqueId,
 } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 /**
  * Issue 14 §2 (fault run F2, case 12b): `pgbak adopt` takes the guide's own manifest-less dumps
@@ -38,14 +39,14 @@ function sha256Of(file: string): string {
 interface ListedJson {
   name: string;
   state: string;
-  where: string;
+  locations: string[];
   encrypted: boolean;
 }
 
 async function listed(env: NodeJS.ProcessEnv, name: string): Promise<ListedJson | undefined> {
   const r = await runCli(['list', '--json'], { env });
   expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as ListedJson[]).find((e) => e.name === name);
+  return (jsonResults(r.stdout) as ListedJson[]).find((e) => e.name === name);
 }
 
 describe('pgbak adopt', () => {
@@ -70,17 +71,17 @@ describe('pgbak adopt', () => {
     expect(await awsKeys(bucket, 'backups/')).toContain(`backups/${name}.dump`);
     const dry = await runCli(['prune', '--dry-run'], { env });
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout).toMatch(new RegExp(`keep\\s+${name}\\s+foreign\\s+kept: not made by pgbak`));
+    expect(dry.stdout).toMatch(new RegExp(`keep\\s+${name}\\s+foreign\\s+not made by pgbak`));
 
     // --dry-run reads and checks, writes nothing.
-    const would = await runCli(['adopt', '--all', '--dry-run'], { env });
+    const would = await runCli(['adopt', '--every', '--dry-run'], { env });
     expect(would.code, would.stderr).toBe(0);
     expect(would.stdout).toContain(`would adopt ${name} (local, `);
     expect(would.stdout).toContain(`would adopt ${name} (remote, `);
     expect(existsSync(join(backups, `${name}.manifest.json`))).toBe(false);
     expect(await awsKeys(bucket, 'backups/')).not.toContain(`backups/${name}.manifest.json`);
 
-    const adopted = await runCli(['adopt', '--all'], { env });
+    const adopted = await runCli(['adopt', '--every'], { env });
     expect(adopted.code, adopted.stderr).toBe(0);
     expect(adopted.stdout).toMatch(new RegExp(`^adopted ${name} \\(local, [\\d.]+ KiB, sha256 ${sha}\\)$`, 'm'));
     expect(adopted.stdout).toMatch(new RegExp(`^adopted ${name} \\(remote, [\\d.]+ KiB, sha256 ${sha}\\)$`, 'm'));
@@ -104,7 +105,7 @@ describe('pgbak adopt', () => {
     expect(manifest.server.version).toMatch(/^\d+/);
 
     const entry = await listed(env, name);
-    expect(entry).toMatchObject({ state: 'good', where: 'both' });
+    expect(entry).toMatchObject({ state: 'good', locations: ['local', 'remote'] });
 
     const target = `legacy_r_${uniqueId()}`;
     const restored = await runCli(['restore', name, '--target', target, '--create'], { env });
@@ -112,7 +113,7 @@ describe('pgbak adopt', () => {
     expect(await tableChecksums(target)).toEqual(await tableChecksums(db));
 
     // Nothing is adopted twice.
-    const again = await runCli(['adopt', '--all'], { env });
+    const again = await runCli(['adopt', '--every'], { env });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/nothing adopted/);
     const named = await runCli(['adopt', name], { env });
@@ -122,7 +123,7 @@ describe('pgbak adopt', () => {
     // Retention now counts it as a good backup.
     const pruneDry = await runCli(['prune', '--dry-run'], { env });
     expect(pruneDry.code, pruneDry.stderr).toBe(0);
-    expect(pruneDry.stdout).toMatch(new RegExp(`keep\\s+${name}\\s+good\\s+kept:`));
+    expect(pruneDry.stdout).toMatch(new RegExp(`keep\\s+${name}\\s+good\\s+newest 3`));
   });
 
   it("refuses a dump of another database renamed to the job's prefix, and a file that is not an archive; writes nothing", async () => {
@@ -160,7 +161,7 @@ describe('pgbak adopt', () => {
     expect(sp.stdout).toContain(`skipped ${split} (local): not adopted although it checks out`);
 
     // --all: the refusals make it fail, the good dump is still adopted.
-    const all = await runCli(['adopt', '--all'], { env });
+    const all = await runCli(['adopt', '--every'], { env });
     expect(all.code).not.toBe(0);
     expect(all.stdout).toMatch(new RegExp(`^adopted ${good} \\(local, `, 'm'));
     expect(all.stderr).toContain(`"${other}"`);
@@ -204,7 +205,7 @@ describe('pgbak adopt', () => {
 
     const r = await runCli(['adopt', name, '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result.adopted).toHaveLength(1);
     const manifest = JSON.parse(readFileSync(join(backups, `${name}.manifest.json`), 'utf8'));
     expect(manifest.encryption).toEqual({ method: 'gpg', recipient: 'unknown (adopted)', fingerprint: s.gpg.fingerprint });

@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { createBucket, createDatabase, SAMPLE_SQL, sql, tempDir, uniqueId } from '../helpers/services.js';
 import { linesMatching } from './fault-helpers.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 const WARNING = /the bucket .* cannot be read .*as with --from local/;
 
@@ -23,7 +24,7 @@ describe('bucket down: the local copies, with one warning (M3)', () => {
     const env = backupEnv({ database: db, dir, bucket });
     const b = await runCli(['backup', '--json', '--no-prune'], { env });
     expect(b.code, b.stderr).toBe(0);
-    name = JSON.parse(b.stdout).name;
+    name = jsonResult(b.stdout).name;
     down = { ...env, STORAGE_ENDPOINT: 'http://127.0.0.1:1' };
   });
 
@@ -31,8 +32,8 @@ describe('bucket down: the local copies, with one warning (M3)', () => {
     const target = `c16_dr_${uniqueId()}`;
     const r = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env: down });
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout);
-    expect(result).toMatchObject({ name, source: { where: 'local' } });
+    const result = jsonResult(r.stdout);
+    expect(result).toMatchObject({ name, locations: ['local'] });
     expect(linesMatching(r.stderr, WARNING)).toHaveLength(1);
     expect(linesMatching(r.stderr, WARNING)[0]).toMatch(/S3 endpoint unreachable/);
     expect(result.warnings).toEqual([expect.stringMatching(WARNING)]);
@@ -42,12 +43,12 @@ describe('bucket down: the local copies, with one warning (M3)', () => {
   it('list and verify use BACKUP_DIR alone with one warning; status too', async () => {
     const list = await runCli(['list', '--json'], { env: down });
     expect(list.code, list.stderr).toBe(0);
-    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name, where: 'local', state: 'good' })]);
+    expect(jsonResults(list.stdout)).toEqual([expect.objectContaining({ name, locations: ['local'], state: 'good' })]);
     expect(linesMatching(list.stderr, WARNING)).toHaveLength(1);
 
     const verify = await runCli(['verify', '--json'], { env: down });
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-    const [v] = JSON.parse(verify.stdout);
+    const [v] = jsonResults(verify.stdout);
     expect(v).toMatchObject({ name, ok: true });
     expect(v.recordedIn).toEqual([join(dir, 'backups', `${name}.verify.json`)]);
     expect(linesMatching(verify.stderr, WARNING)).toHaveLength(1);
@@ -58,7 +59,7 @@ describe('bucket down: the local copies, with one warning (M3)', () => {
 
     const status = await runCli(['status', '--json'], { env: down });
     expect(status.code, status.stdout + status.stderr).toBe(0);
-    const d = JSON.parse(status.stdout).databases[0];
+    const d = jsonResults(status.stdout)[0];
     expect(d).toMatchObject({ ok: true, reasons: [], newestGood: { name, locations: ['local'] } });
     expect(d.warnings).toEqual([expect.stringMatching(WARNING)]);
     expect(linesMatching(status.stderr, WARNING)).toHaveLength(1);

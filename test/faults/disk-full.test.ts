@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../src/storage/local-backend.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { createDatabase, execFileAsync, sql, tempDir } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 /**
  * A real full file system: BACKUP_DIR is a 5 MiB tmpfs (the tests run as root). The dump of the
@@ -74,7 +75,7 @@ describe('a full disk under BACKUP_DIR', () => {
     });
     const first = await runCli(['backup', '--json', '--no-prune'], { env });
     expect(first.code, first.stderr).toBe(0);
-    const earlier = JSON.parse(first.stdout) as { name: string; sha256: string };
+    const earlier = jsonResult(first.stdout) as { name: string; sha256: string };
     const before = finalFiles(backups);
     expect(before).toEqual(expect.arrayContaining([`${earlier.name}.dump`, `${earlier.name}.manifest.json`]));
 

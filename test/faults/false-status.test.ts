@@ -5,6 +5,7 @@ import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { awsEnvOf, bucketKeys, startS3Server, type S3Server } from '../helpers/minio.js';
 import { bigTableSql, waitFor } from '../helpers/processes.js';
 import { createDatabase, execFileAsync, sql, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 /** ~50 MB of incompressible rows: with BACKUP_COMPRESSION=none the upload takes seconds, long enough to kill MinIO in it. */
 const BIG_SQL = `${bigTableSql(400_000)}
@@ -41,7 +42,7 @@ describe('MinIO killed mid-upload (F5)', () => {
     };
     const older = await runCli(['backup', '--json'], { env, timeoutMs: 300_000 });
     expect(older.code, older.stderr).toBe(0);
-    const olderName = JSON.parse(older.stdout).name as string;
+    const olderName = jsonResult(older.stdout).name as string;
     await new Promise((r) => setTimeout(r, 1100)); // a new one-second name
     await sql(db, `INSERT INTO marks VALUES ('new')`);
 
@@ -54,7 +55,7 @@ describe('MinIO killed mid-upload (F5)', () => {
     minio.process!.kill('SIGKILL');
     const r = await run.done;
     expect(r.code, r.stderr).toBe(3);
-    const name = JSON.parse(r.stdout).name as string;
+    const name = jsonResult(r.stdout).name as string;
     expect(name).not.toBe(olderName);
     await minio.restart();
     // What the killed upload left in the bucket: never the dump nor the manifest.
@@ -72,8 +73,8 @@ describe('MinIO killed mid-upload (F5)', () => {
 
     const list = await runCli(['list', '--json'], { env });
     expect(list.code, list.stderr).toBe(0);
-    const listed = JSON.parse(list.stdout).find((b: { name: string }) => b.name === name);
-    expect(listed).toMatchObject({ where: 'local', state: 'good', copies: { local: { state: 'good', problems: [] } } });
+    const listed = jsonResults(list.stdout).find((b: { name: string }) => b.name === name);
+    expect(listed).toMatchObject({ locations: ['local'], state: 'good', copies: { local: { state: 'good', problems: [] } } });
     expect(listed.copies.remote.state).toBe('incomplete');
     expect(listed.problems.join('\n')).toMatch(/^remote: no manifest, no artifact/m);
     const text = await runCli(['list'], { env });
@@ -81,7 +82,7 @@ describe('MinIO killed mid-upload (F5)', () => {
 
     const verify = await runCli(['verify', name, '--json'], { env });
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-    const [v] = JSON.parse(verify.stdout);
+    const [v] = jsonResults(verify.stdout);
     expect(v).toMatchObject({ name, ok: true, exitCode: 0 });
     expect(v.checks.map((c: { check: string; ok: boolean }) => `${c.check}:${c.ok}`)).toEqual([
       'local artifact:true',
@@ -91,13 +92,13 @@ describe('MinIO killed mid-upload (F5)', () => {
     expect(await bucketKeys(minio, bucket)).not.toContain(`c3/${name}.verify.json`);
     expect(v.problems).toEqual([expect.stringMatching(/^remote: no manifest, no artifact.*not a complete copy/)]);
 
-    const after = JSON.parse((await runCli(['list', '--json'], { env })).stdout).find((b: { name: string }) => b.name === name);
+    const after = jsonResults((await runCli(['list', '--json'], { env })).stdout).find((b: { name: string }) => b.name === name);
     expect(after).toMatchObject({ state: 'good', copies: { local: { state: 'good' } }, verified: { ok: true } });
 
     const target = `f5_restored_${uniqueId()}`;
     const restored = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env, timeoutMs: 300_000 });
     expect(restored.code, restored.stderr).toBe(0);
-    expect(JSON.parse(restored.stdout)).toMatchObject({ name, source: { where: 'local' } });
+    expect(jsonResult(restored.stdout)).toMatchObject({ name, locations: ['local'] });
     expect(await sql(target, `SELECT string_agg(v, ',' ORDER BY v) FROM marks`)).toBe('new,old');
 
     // The clean-up that met a dead server is done by the next run: its prune removes what the killed

@@ -4,6 +4,7 @@ import { timestampOf } from '../../src/catalog/backup-name.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { cloneLocal } from '../helpers/clone-backup.js';
 import { createDatabase, services, sql, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 const DAY = 86_400_000;
 
@@ -22,7 +23,7 @@ describe('a backup dated in the future (F7)', () => {
     const env = backupEnv({ database: db, dir, extra: { BACKUP_PRUNE: 'false' } });
     const first = await runCli(['backup', '--json'], { env });
     expect(first.code, first.stderr).toBe(0);
-    const firstName = JSON.parse(first.stdout).name as string;
+    const firstName = jsonResult(first.stdout).name as string;
 
     // clone.py … -200: the same files under a name and startedAt 200 days ahead.
     const ahead = new Date(Date.now() + 200 * DAY);
@@ -30,19 +31,19 @@ describe('a backup dated in the future (F7)', () => {
     cloneLocal(join(dir, 'backups'), firstName, futureName, (m) => {
       m.startedAt = ahead.toISOString();
     });
-    const listed = JSON.parse((await runCli(['list', '--json'], { env })).stdout);
+    const listed = jsonResults((await runCli(['list', '--json'], { env })).stdout);
     expect(listed[0]).toMatchObject({ name: futureName, state: 'good' });
 
     await new Promise((r) => setTimeout(r, 1100));
     await sql(db, `INSERT INTO customers (email) VALUES ('new@x.test')`);
     const second = await runCli(['backup', '--json'], { env });
     expect(second.code, second.stderr).toBe(0);
-    const newest = JSON.parse(second.stdout).name as string;
+    const newest = jsonResult(second.stdout).name as string;
 
     const target = `c18c_t_${uniqueId()}`;
     const r = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result.name).toBe(newest);
     expect(await sql(target, `SELECT count(*) FROM customers WHERE email = 'new@x.test'`)).toBe('1');
     expect(result.warnings).toEqual([
@@ -53,7 +54,7 @@ describe('a backup dated in the future (F7)', () => {
     // verify without a name passes the future one over too.
     const v = await runCli(['verify', '--json'], { env });
     expect(v.code, v.stderr).toBe(0);
-    expect(JSON.parse(v.stdout)[0].name).toBe(newest);
+    expect(jsonResults(v.stdout)[0].name).toBe(newest);
 
     const { pg } = services();
     const bad = await runCli(['backup'], {
@@ -62,7 +63,7 @@ describe('a backup dated in the future (F7)', () => {
     expect(bad.code).toBe(5);
     const s = await runCli(['status', '--json'], { env });
     expect(s.code, s.stdout + s.stderr).toBe(12);
-    const d = JSON.parse(s.stdout).databases[0];
+    const d = jsonResults(s.stdout)[0];
     expect(d.newestGood).toMatchObject({ name: newest });
     expect(d.newestGood.ageMs).toBeLessThan(10 * 60_000);
     expect(d.reasons).toEqual([expect.stringMatching(/^last run failed at \S+: authentication failed/)]);

@@ -8,6 +8,7 @@ import { backupEnv, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
 import { startS3Server, type S3Server } from '../helpers/minio.js';
 import { bigTableSql, tempFiles, waitFor } from '../helpers/processes.js';
 import { createDatabase, execFileAsync, tempDir } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 /**
  * "Nothing hangs" (fault run H1): a frozen (SIGSTOP) or black-holed S3 endpoint accepts TCP from
@@ -135,7 +136,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       expect(seconds).toBeLessThan(60);
       expect(r.stderr).toMatch(/stalled: the S3 server took no data for 5\.0s \(STORAGE_TIMEOUT\)/);
       expect(r.stderr).toMatch(/hint: .*STORAGE_TIMEOUT/);
-      const result = JSON.parse(r.stdout) as { name: string; status: string; locations: string[] };
+      const result = jsonResult(r.stdout) as { name: string; status: string; locations: string[]; paths: string[] };
       expect(result.status).toBe('partial');
       expectGoodLocalBackup(dir, result.name);
       expect(tempFiles(backupsOf(dir))).toEqual([]);
@@ -172,7 +173,7 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       expect(r.seconds).toBeLessThan(45);
       expect(r.stderr).toMatch(/timed out: http:\/\/127\.0\.0\.1:\d+ did not answer within 3\.0s \(STORAGE_TIMEOUT\)/);
       expect(r.stderr).toMatch(/hint: .*STORAGE_TIMEOUT/);
-      const result = JSON.parse(r.stdout) as { name: string };
+      const result = jsonResult(r.stdout) as { name: string };
       expectGoodLocalBackup(dir, result.name);
       expect(tempFiles(backupsOf(dir))).toEqual([]);
       expect(lockFiles(dir)).toEqual([]);

@@ -6,6 +6,7 @@ import { timestampOf } from '../../src/catalog/backup-name.js';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { awsKeys } from '../helpers/restore-fixtures.js';
 import { awsEnv, createBucket, execFileAsync, services, sql, tableChecksums, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 /**
  * Issue 14 §1: a backup belongs to one database of one server. Fault run F1 (names that
@@ -59,7 +60,7 @@ describe('identity: databases whose names sanitise alike', () => {
       const target = `restored_${uniqueId()}`;
       const r = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env: env(db) });
       expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout).database).toBe(db);
+      expect(jsonResult(r.stdout).database).toBe(db);
       expect(await tableChecksums(target)).toEqual(await tableChecksums(db));
     }
 
@@ -71,7 +72,7 @@ describe('identity: databases whose names sanitise alike', () => {
     const sb = await runCli(['status', '--json'], { env: env(b) });
     expect(sa.code).toBe(12);
     expect(sb.code, sb.stdout).toBe(0);
-    expect(JSON.parse(sb.stdout).databases[0]).toMatchObject({ database: b, ok: true, lastRun: { status: 'ok' } });
+    expect(jsonResults(sb.stdout)[0]).toMatchObject({ database: b, ok: true, lastRun: { status: 'ok' } });
 
     // Retention of one never touches the other's backups (a second backup of `a`, then b's prune keeping 1).
     await new Promise((res) => setTimeout(res, 1100));
@@ -79,7 +80,7 @@ describe('identity: databases whose names sanitise alike', () => {
     const before = await awsKeys(bucket, 'backups/');
     const pruned = await runCli(['prune', '--json'], { env: env(b, { RETENTION_DAYS: '0', BACKUP_KEEP_MIN: '1' }) });
     expect(pruned.code, pruned.stderr).toBe(0);
-    expect(JSON.parse(pruned.stdout).result.deleted).toEqual([]);
+    expect(jsonResult(pruned.stdout).deleted).toEqual([]);
     expect(await awsKeys(bucket, 'backups/')).toEqual(before);
     expect(before.filter((k) => k.endsWith('.manifest.json'))).toHaveLength(3);
   });
@@ -98,7 +99,7 @@ describe('identity: two writers to one bucket prefix in the same second', () => 
     const runs = envs.map((env) => spawnCli(['backup', '--json'], { env }));
     const results = await Promise.all(runs.map((r) => r.done));
     for (const r of results) expect(r.code, r.stderr).toBe(0);
-    const [n1, n2] = results.map((r) => JSON.parse(r.stdout).name as string);
+    const [n1, n2] = results.map((r) => jsonResult(r.stdout).name as string);
     expect(n1).not.toBe(n2);
     expect(results.map((r) => r.stderr).join('\n')).toMatch(/already claimed by another run/);
 
@@ -119,7 +120,7 @@ describe('identity: two writers to one bucket prefix in the same second', () => 
       }
     }
     for (const [i, env] of envs.entries()) {
-      const v = await runCli(['verify', '--all'], { env });
+      const v = await runCli(['verify', '--every'], { env });
       expect(v.code, `${dirs[i]}: ${v.stdout}${v.stderr}`).toBe(0);
       // Each host's own copy names its own run.
       const own = JSON.parse(readFileSync(join(dirs[i]!, 'backups', `${[n1, n2][i]}.manifest.json`), 'utf8'));
@@ -142,7 +143,7 @@ describe('identity: a file already under the name a backup would take', () => {
     for (const f of foreign) writeFileSync(join(backups, f), `foreign dump ${f}\n`);
     const r = await runCli(['backup', '--json'], { env: backupEnv({ database: db, dir, extra: { BACKUP_GLOBALS: 'false' } }) });
     expect(r.code, r.stderr).toBe(0);
-    const name = JSON.parse(r.stdout).name as string;
+    const name = jsonResult(r.stdout).name as string;
     expect(foreign).not.toContain(`${name}.dump`);
     for (const f of foreign) expect(readFileSync(join(backups, f), 'utf8')).toBe(`foreign dump ${f}\n`);
   });

@@ -6,6 +6,7 @@ import { backupEnv, runCli } from '../helpers/cli.js';
 import { cloneLocal, cloneRemote } from '../helpers/clone-backup.js';
 import { awsKeys, awsPut } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, execFileAsync, pgUrl, SAMPLE_SQL, tableChecksums, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 /**
  * Issue 14 §2: retention deletes only what it can prove it made. Fault run F2 (the guide's own
@@ -36,9 +37,9 @@ describe('retention under faults', () => {
 
     const dry = await runCli(['prune', '--dry-run'], { env });
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout).toMatch(new RegExp(`keep\\s+${legacy.replace('.dump', '')}\\s+foreign\\s+kept: not made by pgbak`));
+    expect(dry.stdout).toMatch(new RegExp(`keep\\s+${legacy.replace('.dump', '')}\\s+foreign\\s+not made by pgbak`));
     const list = await runCli(['list', '--json'], { env });
-    const entry = (JSON.parse(list.stdout) as { name: string; state: string }[]).find((e) => `${e.name}.dump` === legacy);
+    const entry = (jsonResults(list.stdout) as { name: string; state: string }[]).find((e) => `${e.name}.dump` === legacy);
     expect(entry?.state).toBe('foreign');
     // Even with RETENTION_DAYS=0 it stays.
     const zero = await runCli(['prune'], { env: { ...env, RETENTION_DAYS: '0', BACKUP_KEEP_MIN: '1' } });
@@ -54,7 +55,7 @@ describe('retention under faults', () => {
     const env = backupEnv({ database: db, dir, bucket, extra: { BACKUP_PRUNE: 'false', BACKUP_GLOBALS: 'false' } });
     const made = await runCli(['backup', '--json'], { env });
     expect(made.code, made.stderr).toBe(0);
-    const name = JSON.parse(made.stdout).name as string;
+    const name = jsonResult(made.stdout).name as string;
     const backups = join(dir, 'backups');
     const older = [3, 4].map((d) => cloneLocal(backups, name, -d * DAY));
     for (const d of [3, 4]) await cloneRemote(bucket, 'backups/', name, -d * DAY);
@@ -91,11 +92,11 @@ describe('retention under faults', () => {
     await new Promise((r) => setTimeout(r, 1100));
     const second = await runCli(['backup', '--json'], { env: { ...env, RETENTION_DAYS: '0', BACKUP_KEEP_MIN: '1' } });
     expect(second.code, second.stderr).toBe(0);
-    const name = JSON.parse(second.stdout).name as string;
+    const name = jsonResult(second.stdout).name as string;
     const manifests = readdirSync(join(dir, 'backups')).filter((f) => f.endsWith('.manifest.json'));
     expect(manifests).toEqual([`${name}.manifest.json`]);
     const status = await runCli(['status', '--json'], { env });
     expect(status.code, status.stdout).toBe(0);
-    expect(JSON.parse(status.stdout).databases[0].newestGood.name).toBe(name);
+    expect(jsonResults(status.stdout)[0].newestGood.name).toBe(name);
   });
 });

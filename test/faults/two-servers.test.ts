@@ -6,6 +6,7 @@ import { backupEnv, runCli } from '../helpers/cli.js';
 import { cloneLocal } from '../helpers/clone-backup.js';
 import { awsPut } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, services, sql, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 const OTHER_SERVER = '7123456789012345678';
 
@@ -35,7 +36,7 @@ describe('two servers, one database name, one bucket prefix', () => {
       env: { ...backupEnv({ database: db, dir: hostA, bucket }), STORAGE_PREFIX: prefix },
     });
     expect(b.code, b.stderr).toBe(0);
-    own = JSON.parse(b.stdout).name;
+    own = jsonResult(b.stdout).name;
 
     // Host B: another server's backup of a database of the same name, newer, in the same prefix
     // (host A's files under a new name, the manifest naming another server and host).
@@ -58,7 +59,7 @@ describe('two servers, one database name, one bucket prefix', () => {
   it('with the server down, restore --latest refuses as ambiguous, naming both servers and their newest backups', async () => {
     const { pg } = services();
     const env = freshHost(`postgresql://${pg.user}:${encodeURIComponent(pg.password)}@127.0.0.1:1/${db}`);
-    const list = JSON.parse((await runCli(['list', '--json'], { env })).stdout).map((b: { name: string }) => b.name);
+    const list = jsonResults((await runCli(['list', '--json'], { env })).stdout).map((b: { name: string }) => b.name);
     expect(list).toEqual([other, own]);
     const r = await runCli(['restore', '--latest', '--target', `c18d_x_${uniqueId()}`, '--create'], { env });
     expect(r.code, r.stderr).toBe(2);
@@ -78,7 +79,7 @@ describe('two servers, one database name, one bucket prefix', () => {
     const target = `c18d_own_${uniqueId()}`;
     const r = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ name: own, database: db, server: { systemIdentifier: ownId } });
+    expect(jsonResult(r.stdout)).toMatchObject({ name: own, database: db, server: { systemIdentifier: ownId } });
 
     const named = await runCli(['restore', other, '--target', `c18d_other_${uniqueId()}`, '--create'], { env });
     expect(named.code, named.stderr).toBe(0);

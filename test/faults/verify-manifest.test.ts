@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { awsPut } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, SAMPLE_SQL, sql, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 interface Check {
   check: string;
@@ -28,7 +29,7 @@ describe('verify with a damaged local manifest (M2)', () => {
     const dir = tempDir();
     const b = await runCli(['backup', '--json', '--no-prune'], { env: backupEnv({ database: db, dir, bucket }) });
     expect(b.code, b.stderr).toBe(0);
-    name = JSON.parse(b.stdout).name;
+    name = jsonResult(b.stdout).name;
     source = join(dir, 'backups');
   });
 
@@ -47,7 +48,7 @@ describe('verify with a damaged local manifest (M2)', () => {
     const { env, manifest } = await damaged((m) => truncateSync(m, Math.floor(statSync(m).size / 2)));
     const r = await runCli(['verify', name, '--json'], { env });
     expect(r.code, r.stdout + r.stderr).toBe(9);
-    const [v] = JSON.parse(r.stdout);
+    const [v] = jsonResults(r.stdout);
     expect(v).toMatchObject({ ok: false, exitCode: 9 });
     const failed = v.checks.filter((c: Check) => !c.ok);
     expect(failed).toEqual([{ check: 'local manifest', ok: false, detail: expect.stringMatching(/is not valid JSON/) }]);
@@ -68,7 +69,7 @@ describe('verify with a damaged local manifest (M2)', () => {
     });
     const r = await runCli(['verify', name, '--json'], { env });
     expect(r.code, r.stdout + r.stderr).toBe(9);
-    const [v] = JSON.parse(r.stdout);
+    const [v] = jsonResults(r.stdout);
     const byName = Object.fromEntries(v.checks.map((c: Check) => [c.check, c]));
     expect(byName['local artifact']).toMatchObject({ ok: false, detail: expect.stringMatching(/sha256 .* differs from the manifest/) });
     expect(byName['local artifact'].detail).not.toContain('s3://');
@@ -79,18 +80,18 @@ describe('verify with a damaged local manifest (M2)', () => {
     });
 
     // Each location's record holds its own copy's checks: the local copy is marked, the bucket copy is not.
-    const list = JSON.parse((await runCli(['list', '--json'], { env })).stdout);
+    const list = jsonResults((await runCli(['list', '--json'], { env })).stdout);
     expect(list[0]).toMatchObject({
       name,
       state: 'good',
-      where: 'both',
+      locations: ['local', 'remote'],
       copies: { local: { state: 'corrupt' }, remote: { state: 'good' } },
     });
 
     const target = `m2_${uniqueId()}`;
     const restored = await runCli(['restore', '--latest', '--target', target, '--create', '--json'], { env });
     expect(restored.code, restored.stderr).toBe(0);
-    expect(JSON.parse(restored.stdout)).toMatchObject({ name, source: { where: 'remote' } });
+    expect(jsonResult(restored.stdout)).toMatchObject({ name, locations: ['remote'] });
     expect(await sql(target, 'SELECT count(*) FROM orders')).toBe('5000');
   });
 });

@@ -5,6 +5,7 @@ import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { startS3Server, type S3Server } from '../helpers/minio.js';
 import { bigTableSql, cmdlineOf, dumpingPgDump, waitFor } from '../helpers/processes.js';
 import { createDatabase, execFileAsync, services, tempDir } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 /** Rows of random-looking text: gzip -9 takes a few seconds on them, long enough to interrupt. */
 const BIG_SQL = bigTableSql(400_000, { withTime: true });
@@ -96,7 +97,7 @@ describe('pgbak backup under faults', () => {
       const r = await run.done;
       expect(r.code, r.stderr).toBe(3);
       expect(r.stderr).toMatch(/upload failed/);
-      const result = JSON.parse(r.stdout);
+      const result = jsonResult(r.stdout);
       expect(finalFiles(join(dir, 'backups')).sort()).toEqual([
         `${result.name}.dump`,
         `${result.name}.manifest.json`,

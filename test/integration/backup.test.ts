@@ -15,6 +15,7 @@ import {
   tableChecksums,
   tempDir,
 } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 const sha256File = (path: string) =>
   new Promise<string>((resolve, reject) => {
@@ -50,7 +51,7 @@ describe('pgbak backup', () => {
     const r = await runCli(['backup', '--json'], { env: backupEnv({ database: db, dir }) });
     expect(r.stderr).not.toContain(services().pg.password);
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result.status).toBe('ok');
     expect(result.name).toMatch(new RegExp(`^${db}_\\d{8}_\\d{6}$`));
 
@@ -113,11 +114,12 @@ describe('pgbak backup', () => {
     const bucket = await createBucket();
     const r = await runCli(['backup', '--json'], { env: backupEnv({ database: db, dir, bucket, encrypt: true }) });
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result.encrypted).toBe(true);
     const name = `${result.name}.dump.gpg`;
     const local = join(dir, 'backups', name);
-    expect(result.locations).toEqual([local, `s3://${bucket}/backups/${name}`]);
+    expect(result.paths).toEqual([local, `s3://${bucket}/backups/${name}`]);
+    expect(result.locations).toEqual(['local', 'remote']);
     expect(r.stdout + r.stderr).not.toContain(services().s3.secretKey);
 
     // The object, fetched with the aws CLI, equals the local file and the manifest's sha256.
@@ -179,7 +181,7 @@ describe('pgbak backup', () => {
     expect(r.stderr).toMatch(/upload failed/);
     expect(r.stderr).toMatch(/credentials|STORAGE_ACCESS_KEY|STORAGE_SECRET_KEY/);
     expect(r.stderr + r.stdout).not.toContain('wrong-secret-key-123');
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result.status).toBe('partial');
     const files = readdirSync(join(dir, 'backups')).filter((f) => !f.startsWith('.'));
     expect(files).toContain(`${result.name}.dump`);
@@ -243,9 +245,10 @@ describe('pgbak backup', () => {
       env: backupEnv({ database: db, dir, bucket, encrypt: true }),
     });
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result.encrypted).toBe(false);
-    expect(result.locations).toEqual([join(dir, 'backups', `${result.name}.dump`)]);
+    expect(result.paths).toEqual([join(dir, 'backups', `${result.name}.dump`)]);
+    expect(result.locations).toEqual(['local']);
     const { stdout: listing } = await execFileAsync(
       'aws',
       ['s3', 'ls', `s3://${bucket}/`, '--recursive', '--endpoint-url', services().s3.endpoint],
@@ -307,7 +310,7 @@ describe('pgbak backup', () => {
       if (i > 0) await new Promise((r) => setTimeout(r, 1100)); // names have one-second resolution
       const r = await runCli(['backup', '--json'], { env });
       expect(r.code, r.stderr).toBe(0);
-      names.push(JSON.parse(r.stdout).name);
+      names.push(jsonResult(r.stdout).name);
     }
     // RETENTION_DAYS=0 lets every backup go, but the newest two good ones always stay.
     expect(manifests()).toEqual(names.slice(1).map((n) => `${n}.manifest.json`));

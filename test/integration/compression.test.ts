@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, services, tableChecksums, tempDir } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 /** Every BACKUP_COMPRESSION profile, with the file name, manifest and README recipe it must give (pg_dump 15 here). */
 const PROFILES = [
@@ -77,7 +78,7 @@ describe('BACKUP_COMPRESSION profiles', () => {
         });
         const r = await runCli(['backup', '--json'], { env });
         expect(r.code, r.stderr).toBe(0);
-        const result = JSON.parse(r.stdout);
+        const result = jsonResult(r.stdout);
         const artifact = `${result.name}${profile.ext}${encrypted ? '.gpg' : ''}`;
 
         // Local files: exactly the artifact, its manifest and the run record that claimed the name.

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,7 +12,10 @@ import { LocalBackend } from '../../src/storage/local-backend.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { StorageBackend } from '../../src/storage/storage-backend.js';
 import { keysOf, mapLimit, writeFakeBackup } from '../helpers/fake-backups.js';
-import { awsEnv, createBucket, execFileAsync, s3Settings, services, tempDir } from '../helpers/services.js';
+import { backupEnv, runCli } from '../helpers/cli.js';
+import { cloneLocal, cloneRemote } from '../helpers/clone-backup.js';
+import { jsonResult } from '../helpers/json-schemas.js';
+import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, s3Settings, services, tempDir } from '../helpers/services.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -293,5 +297,53 @@ describe('prune', () => {
     expect(result.decisions.keep).toHaveLength(expectedKept);
     expect(result.decisions.remove).toHaveLength(360 - expectedKept);
     expect(await bucketKeys(bucket)).toHaveLength(expectedKept * 3);
+  });
+});
+
+describe('pgbak prune --dry-run (CLI)', () => {
+  it('lists every file it would delete, per backup and per location, with each reason once; deletes nothing', async () => {
+    const db = await createDatabase('prdry', SAMPLE_SQL);
+    const dir = tempDir();
+    const bucket = await createBucket('prdry');
+    const env = backupEnv({ database: db, dir, bucket, extra: { BACKUP_PRUNE: 'false', BACKUP_GLOBALS: 'false' } });
+    const made = await runCli(['backup', '--json'], { env });
+    expect(made.code, made.stderr).toBe(0);
+    const name = jsonResult(made.stdout).name as string;
+    const backups = join(dir, 'backups');
+    const old = [40, 50].map((d) => cloneLocal(backups, name, -d * D));
+    for (const d of [40, 50]) await cloneRemote(bucket, 'backups/', name, -d * D);
+    const before = await bucketKeys(bucket);
+
+    const r = await runCli(['prune', '--dry-run'], { env: { ...env, BACKUP_KEEP_MIN: '1' } });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.split('\n');
+    for (const o of old) {
+      const at = lines.findIndex((l) => l.startsWith(`  remove ${o}  good`));
+      expect(at, r.stdout).toBeGreaterThan(0);
+      // The reason without a repeated "removed: ", once.
+      expect(lines[at]).toMatch(/good +older than 30 days$/);
+      expect(lines.slice(at + 1, at + 7)).toEqual([
+        '           would delete locally:',
+        `             ${join(backups, `${o}.manifest.json`)}`,
+        `             ${join(backups, `${o}.dump`)}`,
+        '           would delete in the bucket:',
+        `             s3://${bucket}/backups/${o}.manifest.json`,
+        `             s3://${bucket}/backups/${o}.dump`,
+      ]);
+    }
+    expect(lines.find((l) => l.startsWith(`  keep   ${name}`))).toMatch(/good +newest 1; younger than 30 days$/);
+    expect(r.stdout).toContain('  would delete 8 file(s) (4 local, 4 remote); kept 1 backup(s)');
+    // A dry run: everything is still there.
+    expect(await bucketKeys(bucket)).toEqual(before);
+    for (const o of old) expect(existsSync(join(backups, `${o}.dump`))).toBe(true);
+
+    const json = jsonResult((await runCli(['prune', '--dry-run', '--json'], { env: { ...env, BACKUP_KEEP_MIN: '1' } })).stdout);
+    expect(json.files).toHaveLength(8);
+    expect(json.files).toContainEqual({
+      backup: old[0],
+      location: 'remote',
+      key: `${old[0]}.dump`,
+      path: `s3://${bucket}/backups/${old[0]}.dump`,
+    });
   });
 });

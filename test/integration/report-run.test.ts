@@ -13,6 +13,7 @@ import { writeFakeBackup } from '../helpers/fake-backups.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { closedPort, HttpSink, MailSink, parseExposition, sample } from '../helpers/notify-sinks.js';
 import { createDatabase, services, tempDir } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 const SMALL_SQL = `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g;`;
 const WRONG_PASSWORD = 'Wr0ng-Passw0rd-xyz';
@@ -62,7 +63,7 @@ describe('reporting of real pgbak backup runs', () => {
     // 1. A good run: /start, then the bare URL; no mail (NOTIFY_ON=failure); metrics status 1 and size.
     const good = await runCli(['backup', '--json'], { env });
     expect(good.code, good.stderr).toBe(0);
-    const okResult = JSON.parse(good.stdout) as BackupResult;
+    const okResult = jsonResult(good.stdout) as BackupResult;
     expect(http.under('/ping/good').map((r) => `${r.method} ${r.path}`)).toEqual(['GET /ping/good/start', 'GET /ping/good']);
     const hooks = http.under('/hook/good');
     expect(hooks).toHaveLength(1);
@@ -91,7 +92,7 @@ describe('reporting of real pgbak backup runs', () => {
       },
     });
     expect(failed.code, failed.stderr).toBe(5);
-    const failedResult = JSON.parse(failed.stdout) as BackupResult;
+    const failedResult = jsonResult(failed.stdout) as BackupResult;
     expect(failedResult.error?.code).toBe('db-auth-failed');
 
     const mails = await mail.parsed();
@@ -144,7 +145,7 @@ describe('reporting of real pgbak backup runs', () => {
     });
     const r = await runCli(['backup', '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout) as BackupResult;
+    const result = jsonResult(r.stdout) as BackupResult;
     expect(result.status).toBe('ok');
     expect(result.warnings.some((w) => w.startsWith('email notification not delivered'))).toBe(true);
     expect(result.warnings.some((w) => w.startsWith('webhook notification not delivered'))).toBe(true);

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { awsPut, databaseExists, flipByte, richSql, snapshot, truncateBy } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, execFileAsync, pgUrl, services, sql, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 interface Backup {
   name: string;
@@ -24,7 +25,7 @@ async function backupWith(
   const env = backupEnv({ database: db, dir, bucket, encrypt: opts.encrypt, extra });
   const r = await runCli(['backup', '--json', '--no-prune'], { env });
   expect(r.code, r.stderr).toBe(0);
-  return { name: JSON.parse(r.stdout).name as string, dir, env };
+  return { name: jsonResult(r.stdout).name as string, dir, env };
 }
 
 const newName = (p = 'restored') => `${p}_${uniqueId()}`;
@@ -32,7 +33,7 @@ const newName = (p = 'restored') => `${p}_${uniqueId()}`;
 async function restoreJson(args: string[], env: NodeJS.ProcessEnv) {
   const r = await runCli(['restore', ...args, '--json'], { env });
   expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout);
+  return jsonResult(r.stdout);
 }
 
 /** Restore a plain archive with plain pg_restore (the reference the CLI is compared against). */
@@ -71,9 +72,9 @@ describe('pgbak restore', () => {
       name: plain.name,
       database: db,
       mode: 'file',
-      jobs: 1,
+      parallel: 1,
       target: { database: target, created: true },
-      source: { where: 'local' },
+      locations: ['local'],
     });
     expect(r.objects.total).toBeGreaterThan(20);
     expect(r.objects.restored).toBe(r.objects.total);
@@ -86,11 +87,11 @@ describe('pgbak restore', () => {
     expect(log).not.toContain(services().pg.password);
   });
 
-  it('restores an encrypted backup with --jobs 2 through a spool file it removes afterwards', async () => {
+  it('restores an encrypted backup with --parallel 2 through a spool file it removes afterwards', async () => {
     const target = newName();
-    const run = await runCli(['restore', '--latest', '--target', target, '--create', '--jobs', '2', '--json'], { env: enc.env });
+    const run = await runCli(['restore', '--latest', '--target', target, '--create', '--parallel', '2', '--json'], { env: enc.env });
     expect(run.code, run.stderr).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ name: enc.name, mode: 'spool', jobs: 2, singleTransaction: false });
+    expect(jsonResult(run.stdout)).toMatchObject({ name: enc.name, mode: 'spool', parallel: 2, singleTransaction: false });
     expect(await snapshot(target)).toEqual(expected);
     const spool = /spooling the archive for a parallel restore .*file=(\S+)/.exec(run.stderr)?.[1];
     expect(spool?.startsWith(join(enc.dir, 'backups', '.pgbak-restore-'))).toBe(true);
@@ -104,19 +105,20 @@ describe('pgbak restore', () => {
     expect(r).toMatchObject({
       mode: 'stream',
       singleTransaction: true,
-      source: { where: 'remote', location: `s3://${bucket}/enc/${enc.name}.dump.gpg` },
+      locations: ['remote'],
+      paths: [`s3://${bucket}/enc/${enc.name}.dump.gpg`],
     });
     expect(await snapshot(target)).toEqual(expected);
   });
 
-  it('restores a backup from the bucket with --jobs 2, and a target given as a URL', async () => {
+  it('restores a backup from the bucket with --parallel 2, and a target given as a URL', async () => {
     const target = newName();
     await sql('postgres', `CREATE DATABASE ${target}`);
     const s = services();
     // No password in the URL: it is borrowed from DATABASE_URL (same user, host and port).
     const url = `postgresql://${s.pg.user}@${s.pg.host}:${s.pg.port}/${target}`;
-    const r = await restoreJson([plain.name, '--from', 'remote', '--target', url, '--jobs', '2'], plain.env);
-    expect(r).toMatchObject({ mode: 'spool', source: { where: 'remote' }, target: { created: false, replacedObjects: 0 } });
+    const r = await restoreJson([plain.name, '--from', 'remote', '--target', url, '--parallel', '2'], plain.env);
+    expect(r).toMatchObject({ mode: 'spool', locations: ['remote'], target: { created: false, replacedObjects: 0 } });
     expect(await snapshot(target)).toEqual(expected);
   });
 
@@ -258,7 +260,7 @@ describe('pgbak restore', () => {
       const { dir } = damagedCopy((f) => flipByte(f, 100_000));
       const target = newName();
       const r = await restoreJson([plain.name, '--target', target, '--create'], { ...plain.env, BACKUP_DIR: join(dir, 'backups') });
-      expect(r.source.where).toBe('remote');
+      expect(r.locations).toEqual(['remote']);
       expect(r.warnings.join(' ')).toMatch(/sha256 .* differs .*restored from remote instead/);
       expect(await snapshot(target)).toEqual(expected);
     });

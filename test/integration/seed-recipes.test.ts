@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { richSql, snapshot } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, execFileAsync, services, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 
 /**
  * The seed's Restore section, run exactly as written (only names, host, port and keys are
@@ -38,8 +39,8 @@ describe("the seed's restore recipes on pgbak's artifacts", () => {
       const env = { ...backupEnv({ database: db, dir, bucket, encrypt }), BACKUP_DIR: './backups/db' };
       const r = await runCli(['backup', '--json', '--no-prune'], { env, cwd: dir });
       expect(r.code, r.stderr).toBe(0);
-      if (encrypt) encName = JSON.parse(r.stdout).name;
-      else plainName = JSON.parse(r.stdout).name;
+      if (encrypt) encName = jsonResult(r.stdout).name;
+      else plainName = jsonResult(r.stdout).name;
       if (!encrypt) await new Promise((r) => setTimeout(r, 1100)); // one-second names
     }
     expected = await snapshot(db);

@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupResult } from '../../src/model/backup-result.js';
-import type { StatusReport } from '../../src/api/status.js';
+import type { DatabaseStatus } from '../../src/api/status.js';
 import { lastRunRecord, writeLastRun } from '../../src/catalog/last-run.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import { writeFakeBackup } from '../helpers/fake-backups.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { createBucket, createDatabase, s3Settings, services, tempDir } from '../helpers/services.js';
+import { jsonResult, jsonResults, parseEnvelope } from '../helpers/json-schemas.js';
 
 const SMALL_SQL = `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g;`;
 const H = 3_600_000;
@@ -48,14 +49,15 @@ describe('pgbak status', () => {
     const env = backupEnv({ database: db, dir, bucket });
     const b = await runCli(['backup', '--json'], { env });
     expect(b.code, b.stderr).toBe(0);
-    const backup = JSON.parse(b.stdout) as BackupResult;
+    const backup = jsonResult(b.stdout) as BackupResult;
 
     const here = await runCli(['status', '--json'], { env });
     expect(here.code, here.stderr).toBe(0);
-    const report = JSON.parse(here.stdout) as StatusReport;
-    expect(report.ok).toBe(true);
-    expect(report.databases).toHaveLength(1);
-    const d = report.databases[0]!;
+    const report = parseEnvelope<DatabaseStatus>(here.stdout);
+    expect(report).toMatchObject({ command: 'status', ok: true });
+    expect(report.error).toBeUndefined();
+    expect(report.results).toHaveLength(1);
+    const d = report.results[0]!;
     expect(d).toMatchObject({ job: db, database: db, ok: true, reasons: [] });
     expect(d.newestGood).toMatchObject({ name: backup.name, sizeBytes: backup.sizeBytes, locations: ['local', 'remote'] });
     expect(d.newestGood!.ageMs).toBeLessThan(60_000);
@@ -66,7 +68,7 @@ describe('pgbak status', () => {
     // A fresh host: nothing in BACKUP_DIR, no DATABASE_URL, no database reachable.
     const remote = await runCli(['status', '--json'], { env: storageOnlyEnv(bucket) });
     expect(remote.code, remote.stderr).toBe(0);
-    const fromBucket = (JSON.parse(remote.stdout) as StatusReport).databases;
+    const fromBucket = jsonResults<DatabaseStatus>(remote.stdout);
     expect(fromBucket.map((x) => x.database)).toEqual([db]);
     expect(fromBucket[0]!.newestGood).toMatchObject({ name: backup.name, locations: ['remote'] });
     expect(fromBucket[0]!.lastRun).toMatchObject({ status: 'ok', backup: backup.name });
@@ -112,7 +114,7 @@ describe('pgbak status', () => {
     // The same backups are fresh enough for a longer RPO.
     const relaxed = await runCli(['status', '--json', '--set', 'BACKUP_RPO=8h'], { env: storageOnlyEnv(bucket) });
     expect(relaxed.code, relaxed.stderr).toBe(0);
-    const d = (JSON.parse(relaxed.stdout) as StatusReport).databases[0]!;
+    const d = jsonResults<DatabaseStatus>(relaxed.stdout)[0]!;
     expect(d.sizeTrend.backups).toHaveLength(3);
     expect(d.sizeTrend.judgement).toMatchObject({ anomalous: false });
   });
@@ -132,7 +134,7 @@ describe('pgbak status', () => {
     for (const statusEnv of [env, storageOnlyEnv(bucket)]) {
       const r = await runCli(['status', '--json'], { env: statusEnv });
       expect(r.code, r.stderr).toBe(12);
-      const d = (JSON.parse(r.stdout) as StatusReport).databases[0]!;
+      const d = jsonResults<DatabaseStatus>(r.stdout)[0]!;
       expect(d.ok).toBe(false);
       expect(d.newestGood).not.toBeNull();
       expect(d.lastRun).toMatchObject({ status: 'failed', error: { code: 'db-auth-failed' } });

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { awsKeys, awsPut, databaseExists, flipByte } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, SAMPLE_SQL, tempDir, uniqueId } from '../helpers/services.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
 const EXTRA_SQL = `
 CREATE SCHEMA inventory;
@@ -41,13 +42,13 @@ describe('pgbak verify', () => {
     env = backupEnv({ database: db, dir, bucket, encrypt: true });
     const b = await cli(['backup', '--json', '--no-prune'], env);
     expect(b.code, b.stderr).toBe(0);
-    name = JSON.parse(b.stdout).name;
+    name = jsonResult(b.stdout).name;
   });
 
   it('--restore-test checks both copies, restores into a scratch database it drops, and records the result', async () => {
     const r = await cli(['verify', '--restore-test', '--json'], env);
     expect(r.code, r.stderr).toBe(0);
-    const [v] = JSON.parse(r.stdout);
+    const [v] = jsonResults(r.stdout);
     expect(v).toMatchObject({ name, ok: true, kind: 'restore-test', exitCode: 0 });
     expect(v.checks.map((c: { check: string; ok: boolean }) => `${c.check}:${c.ok}`)).toEqual([
       'local artifact:true',
@@ -67,15 +68,21 @@ describe('pgbak verify', () => {
     expect(await awsKeys(bucket, 'backups/')).toContain(`backups/${name}.verify.json`);
     const list = await cli(['list', '--json'], env);
     expect(list.code, list.stderr).toBe(0);
-    const [entry] = JSON.parse(list.stdout);
-    expect(entry).toMatchObject({ name, where: 'both', state: 'good', encrypted: true, verified: { ok: true, kind: 'restore-test' } });
+    const [entry] = jsonResults(list.stdout);
+    expect(entry).toMatchObject({
+      name,
+      locations: ['local', 'remote'],
+      state: 'good',
+      encrypted: true,
+      verified: { ok: true, kind: 'restore-test' },
+    });
     expect(entry.verified.durationMs).toBe(v.durationMs);
 
     // A later checksum-only pass keeps the restore test's record (it proves more) beside the copy
     // it restored from (local); the bucket copy's own record was a checksum one and is renewed.
     const again = await cli(['verify', name, '--json'], env);
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)[0]).toMatchObject({
+    expect(jsonResults(again.stdout)[0]).toMatchObject({
       kind: 'checksum',
       ok: true,
       recordedIn: [expect.stringMatching(new RegExp(`^s3://${bucket}/backups/${name}\\.verify\\.json$`))],
@@ -99,7 +106,7 @@ describe('pgbak verify', () => {
     expect(r.stdout).toContain('FAIL row counts: 1 of 3 tables differ: public.orders: 5000 rows, 5001 at backup time');
     expect(r.stdout).toMatch(/ok {3}pg_restore/);
 
-    const list = JSON.parse((await cli(['list', '--json'], localEnv)).stdout);
+    const list = jsonResults((await cli(['list', '--json'], localEnv)).stdout);
     expect(list[0]).toMatchObject({ name, state: 'corrupt', verified: { ok: false, kind: 'restore-test' } });
   });
 
@@ -118,14 +125,14 @@ describe('pgbak verify', () => {
       STORAGE_PREFIX: prefix,
     });
     expect(r.code, r.stderr).toBe(9);
-    const [v] = JSON.parse(r.stdout);
+    const [v] = jsonResults(r.stdout);
     expect(v).toMatchObject({ ok: false, kind: 'checksum', exitCode: 9 });
     expect(v.restoreTest).toBeUndefined();
     const failed = v.checks.filter((c: { ok: boolean }) => !c.ok);
     expect(failed).toEqual([{ check: 'remote artifact', ok: false, detail: expect.stringMatching(/sha256 .* differs from the manifest/) }]);
   });
 
-  it('--all verifies every backup of the database', async () => {
+  it('--every verifies every backup of the database', async () => {
     const copy = tempDir();
     const e = backupEnv({ database: db, dir: copy });
     for (let i = 0; i < 2; i++) {
@@ -133,9 +140,9 @@ describe('pgbak verify', () => {
       expect(b.code, b.stderr).toBe(0);
       await new Promise((r) => setTimeout(r, 1100)); // names have one-second resolution
     }
-    const r = await cli(['verify', '--all', '--json'], e);
+    const r = await cli(['verify', '--every', '--json'], e);
     expect(r.code, r.stderr).toBe(0);
-    const results = JSON.parse(r.stdout);
+    const results = jsonResults(r.stdout);
     expect(results).toHaveLength(2);
     expect(results.every((x: { ok: boolean; recordedIn: string[] }) => x.ok && x.recordedIn.length === 1)).toBe(true);
   });
@@ -147,7 +154,7 @@ describe('BACKUP_VERIFY=restore-test', () => {
     const dir = tempDir();
     const ok = await cli(['backup', '--json', '--no-prune'], backupEnv({ database: good, dir, extra: { BACKUP_VERIFY: 'restore-test' } }));
     expect(ok.code, ok.stderr).toBe(0);
-    const okName = JSON.parse(ok.stdout).name;
+    const okName = jsonResult(ok.stdout).name;
     expect(JSON.parse(readFileSync(join(dir, 'backups', `${okName}.verify.json`), 'utf8'))).toMatchObject({
       ok: true,
       kind: 'restore-test',
@@ -158,11 +165,11 @@ describe('BACKUP_VERIFY=restore-test', () => {
     const badEnv = backupEnv({ database: bad, dir: badDir, extra: { BACKUP_VERIFY: 'restore-test' } });
     const r = await cli(['backup', '--json', '--no-prune'], badEnv);
     expect(r.code, r.stderr).toBe(14);
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result).toMatchObject({ status: 'failed', error: { code: 'verify-failed', exitCode: 14 } });
     expect(result.error.message).toMatch(/restore test of .* failed: pg_restore: pg_restore exited with code 1/);
     expect(r.stderr).toMatch(/new row for relation "aa_b" violates check constraint|violates check constraint/);
-    const list = JSON.parse((await cli(['list', '--json'], badEnv)).stdout);
+    const list = jsonResults((await cli(['list', '--json'], badEnv)).stdout);
     expect(list[0]).toMatchObject({ name: result.name, state: 'corrupt', verified: { ok: false, kind: 'restore-test' } });
   });
 });

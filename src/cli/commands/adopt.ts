@@ -2,12 +2,13 @@ import type { Command } from '@commander-js/extra-typings';
 import { adopt, openStorage, type AdoptRefusal, type AdoptResult } from '../../api/index.js';
 import { AppError, ExitCode, UsageError } from '../../errors/index.js';
 import { formatBytes } from '../../model/human-units.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
-import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 
 interface AdoptFlags extends CommonFlags {
+  every?: boolean;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -20,13 +21,33 @@ export function registerAdopt(program: Command, slot: OutcomeSlot): void {
       "take foreign dumps (named like a backup, no manifest: the guide's script's, a manual pg_dump -Fc) into the catalog, so retention counts them; checks each copy and writes only its manifest",
     )
     .argument('[names...]', 'backup names (or file names) of foreign dumps to adopt')
-    .option('--all', 'adopt every foreign dump of the database (of every job, unless --job is given)')
+    .option('--every', "adopt every foreign dump of the job's database")
     .option('--dry-run', 'read and check every copy, print what would be adopted; write nothing')
-    .option('--json', 'print the result as JSON on stdout');
-  // The common options, except --all, which here means every foreign dump.
-  addCommonOptions(cmd, { withAll: false }).action(async (names: string[], flags: AdoptFlags) => {
-    slot.outcome = await runAdopt(names, flags);
+    .option('--json', 'print the result as JSON on stdout (docs/json.md)');
+  addCommonOptions(cmd).action(async (names: string[], flags: AdoptFlags) => {
+    slot.outcome = await runCommand('adopt', flags.json, () => runAdopt(names, flags), { dryRun: Boolean(flags.dryRun) });
   });
+  addExamples(cmd, [
+    ['pgbak adopt --every --dry-run', 'check every foreign dump of the database; write nothing'],
+    ['pgbak adopt db_20260101_120000', 'adopt that dump (local and bucket copies)'],
+    ['pgbak adopt --every --all', 'every foreign dump of every job of the config file'],
+  ]);
+}
+
+/** A job's adoption as `adopt --json` prints it: `location`, `path`, `sizeBytes` like every other command. */
+function adoptJson(r: AdoptResult): Record<string, unknown> {
+  return {
+    ...r,
+    adopted: r.adopted.map(({ where, url, size, manifestUrl, ...a }) => ({
+      ...a,
+      location: where,
+      path: url,
+      sizeBytes: size,
+      manifestPath: manifestUrl,
+    })),
+    refused: r.refused.map(({ where, url, hint, ...x }) => ({ ...x, location: where ?? null, path: url ?? null, hint: hint ?? null })),
+    skipped: r.skipped.map(({ where, ...x }) => ({ ...x, location: where ?? null })),
+  };
 }
 
 /** A refused copy as the error main renders (its message and hint, as adopt reported them). */
@@ -35,16 +56,13 @@ function refusalError(r: AdoptRefusal): AppError {
 }
 
 async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<CommandOutcome> {
-  if (names.length && flags.all) throw new UsageError('give backup NAMEs or --all, not both');
-  if (!names.length && !flags.all) {
-    throw new UsageError('adopt what? give the NAMEs of foreign dumps, or --all', {
-      hint: '`pgbak list` shows them in state foreign; `pgbak adopt --all --dry-run` checks them all without writing',
+  if (names.length && flags.every) throw new UsageError('give backup NAMEs or --every, not both');
+  if (!names.length && !flags.every) {
+    throw new UsageError('adopt what? give the NAMEs of foreign dumps, or --every', {
+      hint: '`pgbak list` shows them in state foreign; `pgbak adopt --every --dry-run` checks them all without writing',
     });
   }
-  const ctx = loadContext(
-    { ...flags, all: undefined },
-    { openLogFile: !flags.dryRun, allByDefault: Boolean(flags.all) && flags.job === undefined },
-  );
+  const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
   if (names.length && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
   const stop = stopOnSignals(ctx.logger, 'adoption');
   const results: AdoptResult[] = [];
@@ -56,7 +74,7 @@ async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<Co
         local: storage.local,
         remote: storage.remote,
         names,
-        all: Boolean(flags.all),
+        all: Boolean(flags.every),
         dryRun: Boolean(flags.dryRun),
         logger: ctx.logger,
         signal: stop.signal,
@@ -67,9 +85,12 @@ async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<Co
   } finally {
     stop.dispose();
   }
-  if (flags.json) writeJson(results.length === 1 ? results[0] : results);
   const errors = results.flatMap((r) => r.refused.map(refusalError));
-  return outcomeOf(results.find((r) => r.exitCode !== ExitCode.ok)?.exitCode ?? ExitCode.ok, errors);
+  return {
+    exitCode: results.find((r) => r.exitCode !== ExitCode.ok)?.exitCode ?? ExitCode.ok,
+    errors,
+    json: { extra: { dryRun: Boolean(flags.dryRun) }, results: results.map(adoptJson) },
+  };
 }
 
 function describe(r: AdoptResult): string {

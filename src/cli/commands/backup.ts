@@ -7,9 +7,9 @@ import { AppError, ExitCode } from '../../errors/index.js';
 import type { BackupResult } from '../../model/backup-result.js';
 import { forEachLimit } from '../../model/for-each-limit.js';
 import { formatBytes, formatDuration } from '../../model/human-units.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
-import { ok, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { createProgress } from '../progress.js';
 import { stopOnSignals } from '../signals.js';
 import { out } from '../style.js';
@@ -31,10 +31,27 @@ export function registerBackup(program: Command, slot: OutcomeSlot): void {
     .option('--no-upload', 'keep the backup local only')
     .option('--no-encrypt', 'do not encrypt, even when GPG_RECIPIENT is set')
     .option('--no-prune', 'do not apply retention after a successful backup')
-    .option('--json', 'print the result as JSON on stdout');
+    .option('--json', 'print the result as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: BackupFlags) => {
-    slot.outcome = await runBackupCommand(flags);
+    slot.outcome = await runCommand('backup', flags.json, () => runBackupCommand(flags), { dryRun: Boolean(flags.dryRun) });
   });
+  addExamples(cmd, [
+    ['pgbak backup --dry-run', 'check pg_dump, the gpg key, the database and the bucket; change nothing'],
+    ['pgbak backup', 'one backup: local copy, upload, then retention'],
+    ['pgbak backup --no-upload --no-encrypt', 'a local, unencrypted backup only'],
+    ['pgbak backup --all --json', 'every job of the config file, the results as JSON'],
+  ]);
+}
+
+/** A backup result as `backup --json` prints it: `time`, and `locations` (names) beside `paths`. */
+export function backupJson(r: BackupResult): Record<string, unknown> {
+  const { locations: paths, ...rest } = r;
+  return {
+    ...rest,
+    time: r.startedAt,
+    locations: paths.map((p) => (p.startsWith('s3://') ? 'remote' : 'local')),
+    paths,
+  };
 }
 
 async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
@@ -59,9 +76,11 @@ async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
   } finally {
     controller.dispose();
   }
-  if (flags.json) writeJson(ctx.jobs.length === 1 ? results[0] : results);
-  else for (const r of results) process.stdout.write(describe(r));
-  return backupOutcome(results, ctx.jobs.length, controller.signal.aborted);
+  if (!flags.json) for (const r of results) process.stdout.write(describe(r));
+  return {
+    ...backupOutcome(results, ctx.jobs.length, controller.signal.aborted),
+    json: { extra: { dryRun: false }, results: results.map(backupJson) },
+  };
 }
 
 /** `backup --dry-run`: the plan of every job; the exit code and error of the first that would not succeed. */
@@ -72,9 +91,9 @@ async function dryRun(jobs: readonly JobConfig[], flags: BackupFlags): Promise<C
     plans.push(plan);
     if (!flags.json) process.stdout.write(renderPlan(plan));
   }
-  if (flags.json) writeJson(jobs.length === 1 ? plans[0]!.data : plans.map((p) => p.data));
+  const json = { extra: { dryRun: true }, results: plans.map((p) => ({ ...p.data, verdict: p.verdict })) };
   const first = plans.find((p) => p.error)?.error;
-  return first ? { exitCode: first.exitCode, errors: [first] } : ok;
+  return first ? { exitCode: first.exitCode, errors: [first], json } : { exitCode: ExitCode.ok, errors: [], json };
 }
 
 /** The text of a plan, as `backup --dry-run` prints it. */
@@ -105,7 +124,7 @@ export function renderPlan(plan: BackupPlan): string {
  */
 function backupOutcome(results: readonly BackupResult[], jobCount: number, interrupted: boolean): CommandOutcome {
   const failed = results.filter((r) => r.status !== 'ok');
-  if (failed.length === 0) return ok;
+  if (failed.length === 0) return { exitCode: ExitCode.ok, errors: [] };
   const errors: AppError[] = [];
   if (jobCount > 1) {
     errors.push(

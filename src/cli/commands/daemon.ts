@@ -4,7 +4,7 @@ import { abandonedError, runDaemon } from '../../api/daemon.js';
 import { ExitCode } from '../../errors/index.js';
 import { LineLogger } from '../../logging/logger.js';
 import { loadContext, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
+import { addCommonOptions, addExamples } from '../options.js';
 import type { CommandOutcome, OutcomeSlot } from '../outcome.js';
 
 /** `pgbak daemon`: run every job (or `--job`) on its schedule until SIGTERM/SIGINT. */
@@ -14,10 +14,14 @@ export function registerDaemon(program: Command, slot: OutcomeSlot): void {
     .description(
       'run the backups on their schedules (BACKUP_SCHEDULE, BACKUP_TZ) until SIGTERM/SIGINT; serves /metrics, /healthz (alive) and /readyz (backups fresh) at METRICS_ADDR; Ctrl-C = SIGTERM; SIGHUP reopens LOG_FILE',
     );
-  // Every job of the config file unless --job names one (--all is the default).
-  addCommonOptions(cmd).action(async (flags: CommonFlags) => {
+  // Every job of the config file unless --job names one: no --all.
+  addCommonOptions(cmd, { withAll: false }).action(async (flags: CommonFlags) => {
     slot.outcome = await runDaemonCommand(flags);
   });
+  addExamples(cmd, [
+    ['pgbak daemon --config pgbak.yaml', 'every job of the config file on its schedule'],
+    ['pgbak daemon --job shop', 'one job only'],
+  ]);
 }
 
 /** Parse, run the daemon until it stops, and say how it stopped. */

@@ -2,9 +2,9 @@ import type { Command } from '@commander-js/extra-typings';
 import { initBucket, type InitBucketReport } from '../../api/index.js';
 import type { JobConfig } from '../../config/job.js';
 import { ExitCode, InterruptedError, StorageError } from '../../errors/index.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
-import { ok, outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { out } from '../style.js';
 
@@ -22,21 +22,32 @@ export function registerInit(program: Command, slot: OutcomeSlot): void {
       '--lifecycle',
       "also install the seed's lifecycle rule (expire backups/ after RETENTION_DAYS days; abort stale uploads after 1 day)",
     )
-    .option('--json', 'print the report as JSON on stdout');
+    .option('--json', 'print the report as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: InitFlags) => {
-    slot.outcome = await runInitCommand(flags);
+    slot.outcome = await runCommand('init', flags.json, () => runInitCommand(flags));
   });
+  addExamples(cmd, [
+    ['pgbak init', 'create the bucket if missing and prove write, read, list and delete'],
+    ['pgbak init --lifecycle', 'also install the expiry rule (read the warning it prints first)'],
+    ['pgbak init --all --json', 'every job of the config file, as JSON'],
+  ]);
+}
+
+/** A job's bucket report as `init --json` prints it: `path` for its s3:// URL, checks as `{check, ok, detail}`. */
+function initJson(job: string, r: InitBucketReport): Record<string, unknown> {
+  const { location, checks, ...rest } = r;
+  return { job, ...rest, path: location, checks: checks.map(({ name, ...c }) => ({ check: name, ...c })) };
 }
 
 async function runInitCommand(flags: InitFlags): Promise<CommandOutcome> {
   const ctx = loadContext(flags, { openLogFile: true });
-  const reports = [];
+  const reports: Record<string, unknown>[] = [];
   let failed = false;
   const stop = stopOnSignals(ctx.logger, 'bucket check');
   try {
     for (const job of ctx.jobs) {
       const report = await initBucket(job, { signal: stop.signal, lifecycle: flags.lifecycle });
-      reports.push({ job: job.name, ...report });
+      reports.push(initJson(job.name, report));
       failed ||= !report.ok;
       for (const w of report.warnings) ctx.logger.warn(w);
       if (!flags.json) process.stdout.write(describe(job, report));
@@ -44,15 +55,16 @@ async function runInitCommand(flags: InitFlags): Promise<CommandOutcome> {
   } finally {
     stop.dispose();
   }
-  if (flags.json) writeJson(reports.length === 1 ? reports[0] : reports);
-  if (stop.signal.aborted) return outcomeOf(ExitCode.interrupted, [new InterruptedError('interrupted', { hint: undefined })]);
+  const json = { results: reports };
+  if (stop.signal.aborted)
+    return { exitCode: ExitCode.interrupted, errors: [new InterruptedError('interrupted', { hint: undefined })], json };
   if (failed) {
     const e = new StorageError('storage-access', 'the bucket does not allow every operation pgbak needs (see the failed checks)', {
       hint: 'grant the access key s3:PutObject, GetObject, ListBucket and DeleteObject on the bucket',
     });
-    return outcomeOf(e.exitCode, [e]);
+    return { exitCode: e.exitCode, errors: [e], json };
   }
-  return ok;
+  return { exitCode: ExitCode.ok, errors: [], json };
 }
 
 function describe(job: JobConfig, report: InitBucketReport): string {

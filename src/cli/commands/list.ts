@@ -1,16 +1,15 @@
 import { Option, type Command } from '@commander-js/extra-typings';
-import { list, type ListedBackup } from '../../api/index.js';
-import { ok, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
+import { list, mergeListed, sameBackup, type ListedBackup } from '../../api/index.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
 import { table } from '../render.js';
 import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../model/human-units.js';
 import { out } from '../style.js';
 
 interface ListFlags extends CommonFlags {
-  local?: boolean;
-  remote?: boolean;
+  from?: 'local' | 'remote' | 'both';
   json?: boolean;
 }
 
@@ -19,18 +18,34 @@ export function registerList(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('list')
     .description('list every backup in BACKUP_DIR and the bucket, newest first: size, encryption, where, state, last verification')
-    .addOption(new Option('--local', 'only BACKUP_DIR').conflicts('remote'))
-    .addOption(new Option('--remote', 'only the bucket'))
-    .option('--json', 'print the list as JSON on stdout');
+    .addOption(
+      new Option('--from <where>', 'read only BACKUP_DIR (local), only the bucket (remote), or both').choices([
+        'local',
+        'remote',
+        'both',
+      ] as const),
+    )
+    .option('--json', 'print the list as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: ListFlags) => {
-    slot.outcome = await runListCommand(flags);
+    slot.outcome = await runCommand('list', flags.json, () => runListCommand(flags));
   });
+  addExamples(cmd, [
+    ['pgbak list', 'every backup of every job, local and in the bucket'],
+    ['pgbak list --job shop --from local', "one job's backups in BACKUP_DIR only (works with the bucket down)"],
+    ['pgbak list --json', 'the same as JSON, for scripts'],
+  ]);
+}
+
+/** Newest first; equal times by name, descending. */
+function newestFirst(a: ListedBackup, b: ListedBackup): number {
+  return a.time < b.time ? 1 : a.time > b.time ? -1 : a.name < b.name ? 1 : -1;
 }
 
 async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
-  const ctx = loadContext(flags, { openLogFile: false, allByDefault: true });
-  const only = flags.local ? 'local' : flags.remote ? 'remote' : undefined;
-  // Jobs sharing a directory and bucket are listed once.
+  // Every job unless --job names one.
+  const ctx = loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
+  const only = flags.from === 'both' ? undefined : flags.from;
+  // Jobs sharing a directory and bucket prefix are read once.
   const seen = new Set<string>();
   const all: ListedBackup[] = [];
   const stop = stopOnSignals(ctx.logger, 'listing');
@@ -39,17 +54,24 @@ async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
       const where = `${job.backupDir}\n${job.s3 ? `${job.s3.endpoint}/${job.s3.bucket}/${job.s3.prefix}` : ''}`;
       if (seen.has(where)) continue;
       seen.add(where);
-      for (const b of await list({ job, only, signal: stop.signal, logger: ctx.logger }))
-        if (!all.some((x) => x.name === b.name)) all.push(b);
+      // Jobs sharing BACKUP_DIR but not the bucket prefix each see part of a backup: merge the parts.
+      for (const b of await list({ job, only, signal: stop.signal, logger: ctx.logger })) {
+        const i = all.findIndex((x) => sameBackup(x, b));
+        if (i < 0) all.push(b);
+        else all[i] = mergeListed(all[i]!, b);
+      }
     }
   } finally {
     stop.dispose();
   }
-  all.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : a.name < b.name ? 1 : -1));
-  if (flags.json) writeJson(all);
-  else if (all.length === 0) process.stdout.write('no backups\n');
-  else process.stdout.write(render(all));
-  return ok;
+  all.sort(newestFirst);
+  if (!flags.json) process.stdout.write(all.length === 0 ? 'no backups\n' : render(all));
+  return { exitCode: 0, errors: [], json: { results: all } };
+}
+
+/** The WHERE column: local, remote, both or none. */
+function whereOf(b: ListedBackup): string {
+  return b.locations.length === 2 ? 'both' : (b.locations[0] ?? 'none');
 }
 
 function render(backups: readonly ListedBackup[]): string {
@@ -57,12 +79,12 @@ function render(backups: readonly ListedBackup[]): string {
     b.name,
     b.database ?? '-',
     b.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-    formatBytes(b.size),
+    formatBytes(b.sizeBytes),
     b.encrypted ? 'yes' : 'no',
-    b.where,
+    whereOf(b),
     b.state,
     b.verified
-      ? `${b.verified.ok ? out().ok('ok') : out().fail('FAILED')} ${b.verified.kind} ${b.verified.verifiedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${formatDuration(b.verified.durationMs)})`
+      ? `${b.verified.ok ? out().ok('ok') : out().fail('FAILED')} ${b.verified.kind} ${b.verified.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${formatDuration(b.verified.durationMs)})`
       : '-',
   ]);
   const problems = backups.filter((b) => b.problems.length).map((b) => `  ${b.name}: ${b.problems.join('; ')}`);

@@ -1,9 +1,11 @@
 import type { Command } from '@commander-js/extra-typings';
-import { prune, type PruneResult } from '../../api/index.js';
+import { prune, type PruneJobResult } from '../../api/index.js';
+
+type Decision = PruneJobResult['decisions']['keep'][number];
 import { ExitCode, InterruptedError, StorageError } from '../../errors/index.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
-import { ok, outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatBytes } from '../../model/human-units.js';
 
@@ -17,16 +19,26 @@ export function registerPrune(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('prune')
     .description('apply retention (RETENTION_DAYS, BACKUP_KEEP_MIN, GFS) locally and in the bucket; never removes the last good backups')
-    .option('--dry-run', 'print every decision with its reason; delete nothing')
-    .option('--json', 'print the decisions as JSON on stdout');
+    .option('--dry-run', 'print every decision with its reason and every file that would go; delete nothing')
+    .option('--json', 'print the decisions as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: PruneFlags) => {
-    slot.outcome = await runPruneCommand(flags);
+    slot.outcome = await runCommand('prune', flags.json, () => runPruneCommand(flags), { dryRun: Boolean(flags.dryRun) });
   });
+  addExamples(cmd, [
+    ['pgbak prune --dry-run', 'every decision with its reason, and the files that would be deleted'],
+    ['pgbak prune', 'apply retention locally and in the bucket'],
+    ['pgbak prune --all --set RETENTION_DAYS=14 --dry-run', 'what a 14-day policy would remove, for every job'],
+  ]);
+}
+
+/** A job's prune as `prune --json` prints it. */
+function pruneJson(job: string, r: PruneJobResult): Record<string, unknown> {
+  return { job, ...r };
 }
 
 async function runPruneCommand(flags: PruneFlags): Promise<CommandOutcome> {
   const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
-  const results: { job: string; result: PruneResult }[] = [];
+  const results: { job: string; result: PruneJobResult }[] = [];
   // Deleting is cleanup, so a stop aborts only the listing; the grace bounds the rest.
   const stop = stopOnSignals(ctx.logger, 'prune');
   try {
@@ -39,26 +51,54 @@ async function runPruneCommand(flags: PruneFlags): Promise<CommandOutcome> {
   } finally {
     stop.dispose();
   }
-  if (flags.json) writeJson(results.length === 1 ? results[0] : results);
-  if (stop.signal.aborted) return outcomeOf(ExitCode.interrupted, [new InterruptedError('interrupted', { hint: undefined })]);
+  const json = { extra: { dryRun: Boolean(flags.dryRun) }, results: results.map((r) => pruneJson(r.job, r.result)) };
+  if (stop.signal.aborted)
+    return { exitCode: ExitCode.interrupted, errors: [new InterruptedError('interrupted', { hint: undefined })], json };
   const errors = results.flatMap((r) => r.result.errors);
   if (errors.length > 0) {
     const e = new StorageError('prune-incomplete', `prune could not delete ${errors.length} item(s): ${errors[0]}`, {
       hint: 'the backups named were left in place (manifest first, so none is left half-deleted); check permissions and run prune again',
     });
-    return outcomeOf(e.exitCode, [e]);
+    return { exitCode: e.exitCode, errors: [e], json };
   }
-  return ok;
+  return { exitCode: ExitCode.ok, errors: [], json };
 }
-function describe(job: string, r: PruneResult): string {
+
+/**
+ * A decision's reasons without the `kept: ` / `removed: ` each carries (the KEEP/REMOVE column
+ * says it), each once.
+ */
+export function reasonsText(d: Pick<Decision, 'reasons'>): string {
+  const plain = d.reasons.map((r) => r.replace(/^((?:local|remote): )?(?:kept|removed): /, '$1'));
+  return [...new Set(plain)].join('; ');
+}
+
+function describe(job: string, r: PruneJobResult): string {
   const lines = [`prune ${job}${r.dryRun ? ' (dry run: nothing deleted)' : ''}:`];
   const all = [...r.decisions.keep.map((d) => ({ d, keep: true })), ...r.decisions.remove.map((d) => ({ d, keep: false }))].sort(
     (a, b) => b.d.time.getTime() - a.d.time.getTime(),
   );
-  for (const { d, keep } of all) lines.push(`  ${keep ? 'keep  ' : 'remove'} ${d.name}  ${d.state.padEnd(10)} ${d.reasons.join('; ')}`);
+  const filesOf = (name: string) => r.files.filter((f) => f.backup === name);
+  for (const { d, keep } of all) {
+    const files = filesOf(d.name);
+    // A kept backup may still lose one copy (a useless manifest whose artifact is gone): its files are listed too.
+    lines.push(`  ${keep ? 'keep  ' : 'remove'} ${d.name}  ${d.state.padEnd(10)} ${reasonsText(d)}`);
+    for (const where of ['local', 'remote'] as const) {
+      const here = files.filter((f) => f.location === where);
+      if (here.length === 0) continue;
+      lines.push(`           ${r.dryRun ? 'would delete' : 'deleted'} ${where === 'local' ? 'locally' : 'in the bucket'}:`);
+      for (const f of here) lines.push(`             ${f.path}`);
+    }
+  }
   if (all.length === 0) lines.push('  no backups of this database');
-  const n = r.dryRun ? r.planned.length : r.deleted.length;
-  lines.push(`  ${r.dryRun ? 'would delete' : 'deleted'} ${n} file(s); kept ${r.decisions.keep.length} backup(s)`);
+  const n = r.files.length;
+  const where = (['local', 'remote'] as const)
+    .map((w) => [w, r.files.filter((f) => f.location === w).length] as const)
+    .filter(([, c]) => c > 0)
+    .map(([w, c]) => `${c} ${w}`);
+  lines.push(
+    `  ${r.dryRun ? 'would delete' : 'deleted'} ${n} file(s)${where.length ? ` (${where.join(', ')})` : ''}; kept ${r.decisions.keep.length} backup(s)`,
+  );
   // What killed runs left behind (leftovers.ts): said only when there was some.
   for (const t of r.leftovers.tempFiles)
     lines.push(`  ${r.dryRun ? 'would remove' : 'removed'} temp file of a killed run: ${t.path} (${formatBytes(t.size)})`);

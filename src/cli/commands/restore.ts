@@ -3,10 +3,10 @@ import { Option, type Command } from '@commander-js/extra-typings';
 import { restore, type RestoreResult } from '../../api/index.js';
 import { redact } from '../../logging/redact.js';
 import { UsageError } from '../../errors/index.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
 import { stopOnSignals } from '../signals.js';
-import { ok, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { createRestoreProgress } from '../progress.js';
 import { formatDuration } from '../../model/human-units.js';
 
@@ -15,6 +15,8 @@ interface RestoreFlags extends CommonFlags {
   target?: string;
   targetEnv?: string;
   from?: 'local' | 'remote';
+  parallel?: string;
+  /** Deprecated spelling of --parallel (hidden). */
   jobs?: string;
   create?: boolean;
   yes?: boolean;
@@ -35,17 +37,30 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
     .option('--target-env <VAR>', 'read the target URL (which may hold a password) from this environment variable')
     .addOption(new Option('--from <where>', 'read only this copy (default: local, else the bucket)').choices(['local', 'remote'] as const))
     .option(
-      '--jobs <N>',
-      'parallel pg_restore jobs (> 1 needs a file: a local plain dump is used as is, anything else is spooled to BACKUP_DIR)',
-      '1',
+      '--parallel <N>',
+      'pg_restore jobs run at once (> 1 needs a file: a local plain dump is used as is, anything else is spooled to BACKUP_DIR)',
     )
+    .addOption(new Option('--jobs <N>', 'deprecated: use --parallel').hideHelp())
     .option('--create', 'create the target database when it does not exist')
     .option('--yes', 'restore over a non-empty database without asking')
     .option('--with-globals', "first apply the backup's roles and tablespaces (existing roles are left as they are)")
-    .option('--json', 'print the result as JSON on stdout');
-  addCommonOptions(cmd).action(async (name: string | undefined, flags: RestoreFlags) => {
-    slot.outcome = await runRestoreCommand(name, flags);
+    .option('--json', 'print the result as JSON on stdout (docs/json.md)');
+  // One backup into one database: no --all.
+  addCommonOptions(cmd, { withAll: false }).action(async (name: string | undefined, flags: RestoreFlags) => {
+    slot.outcome = await runCommand('restore', flags.json, () => runRestoreCommand(name, flags));
   });
+  addExamples(cmd, [
+    ['pgbak restore --latest --target shop_copy --create', 'the newest good backup into a new database shop_copy'],
+    ['pgbak restore shop_20260101_120000 --target shop --yes', 'that backup over the existing database shop'],
+    ['pgbak restore --latest --from remote --target shop_copy --create --parallel 4', 'from the bucket, 4 pg_restore jobs'],
+    ['pgbak restore --latest --target-env RESTORE_URL --with-globals', 'into the URL in $RESTORE_URL, roles first'],
+  ]);
+}
+
+/** A restore result as `restore --json` prints it: `parallel`, `locations`/`paths` of the copy read, `time`. */
+export function restoreJson(r: RestoreResult): Record<string, unknown> {
+  const { jobs, source, ...rest } = r;
+  return { ...rest, time: r.startedAt, parallel: jobs, locations: [source.where], paths: [source.location] };
 }
 
 /** The --target / --target-env value; a URL with a password on the command line is refused (ps shows argv). */
@@ -78,9 +93,13 @@ async function askOnTty(question: string): Promise<boolean> {
 
 async function runRestoreCommand(name: string | undefined, flags: RestoreFlags): Promise<CommandOutcome> {
   const target = targetOf(flags);
-  const jobs = Number(flags.jobs ?? '1');
-  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs must be a whole number of 1 or more (got ${flags.jobs})`);
+  if (flags.jobs !== undefined && flags.parallel !== undefined)
+    throw new UsageError('--jobs is the old name of --parallel: give only --parallel');
+  const given = flags.parallel ?? flags.jobs ?? '1';
+  const jobs = Number(given);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--parallel must be a whole number of 1 or more (got ${given})`);
   const ctx = loadContext(flags, { openLogFile: true });
+  if (flags.jobs !== undefined) ctx.logger.warn('--jobs is deprecated (it reads like --job): use --parallel N');
   if (ctx.jobs.length !== 1) throw new UsageError('restore acts on one job: choose it with --job NAME');
   const job = ctx.jobs[0]!;
   const controller = stopOnSignals(ctx.logger, 'restore');
@@ -107,9 +126,8 @@ async function runRestoreCommand(name: string | undefined, flags: RestoreFlags):
     progress?.stop();
     controller.dispose();
   }
-  if (flags.json) writeJson(result);
-  else process.stdout.write(describe(result));
-  return ok;
+  if (!flags.json) process.stdout.write(describe(result));
+  return { exitCode: 0, errors: [], json: { results: [restoreJson(result)] } };
 }
 
 function describe(r: RestoreResult): string {
@@ -118,7 +136,7 @@ function describe(r: RestoreResult): string {
     [
       `restore ok: ${r.name} → ${r.target.database}${r.target.created ? ' (created)' : ''} (${objects}, from ${r.source.where} ${r.source.location})`,
       `  backup of database ${r.database}, server ${r.server.systemIdentifier ?? '(identifier not recorded)'} (PostgreSQL ${r.server.version}, backed up on host ${r.server.host})`,
-      `  target ${redact(r.target.url)}, ${r.mode} mode, jobs ${r.jobs}${r.singleTransaction ? ', single transaction' : ''}`,
+      `  target ${redact(r.target.url)}, ${r.mode} mode, parallel ${r.jobs}${r.singleTransaction ? ', single transaction' : ''}`,
       ...(r.globals
         ? [
             `  globals: roles created ${r.globals.created.join(', ') || 'none'}; ${r.globals.existing.length} existing roles left as they were`,

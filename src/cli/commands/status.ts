@@ -1,10 +1,10 @@
 import type { Command } from '@commander-js/extra-typings';
 import { discoverTargets, jobTarget, loadJobs, selectJobs, status, type DatabaseStatus, type StatusTarget } from '../../api/index.js';
-import { ExitCode, UsageError } from '../../errors/index.js';
+import { AppError, ExitCode, UsageError } from '../../errors/index.js';
 import { LineLogger } from '../../logging/logger.js';
-import { flagLayer, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
-import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { flagLayer, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../model/human-units.js';
 import { out } from '../style.js';
@@ -21,9 +21,29 @@ export function registerStatus(program: Command, slot: OutcomeSlot): void {
       'age of the newest good backup, last run, last restore test and size trend per database, read from BACKUP_DIR and the bucket; ' +
         `exit ${ExitCode.stale} when the newest good backup is older than BACKUP_RPO or the last run failed`,
     )
-    .option('--json', 'print the report as JSON on stdout');
+    .option('--json', 'print the report as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: StatusFlags) => {
-    slot.outcome = await runStatusCommand(flags);
+    slot.outcome = await runCommand('status', flags.json, () => runStatusCommand(flags), { checkedAt: new Date().toISOString() });
+  });
+  addExamples(cmd, [
+    ['pgbak status', `every database: newest good backup, last run, last restore test; exit ${ExitCode.stale} when stale`],
+    ['pgbak status --job shop --json', 'one job, as JSON (for a monitoring script)'],
+    ['pgbak status --set BACKUP_RPO=26h', 'judge against a 26-hour RPO for this check'],
+  ]);
+}
+
+/** A database's status as `status --json` prints it: the restore test's time as `time`, like every other time. */
+function databaseJson(d: DatabaseStatus): Record<string, unknown> {
+  const t = d.lastRestoreTest;
+  return { ...d, lastRestoreTest: t ? { backup: t.backup, time: t.at, ok: t.ok, durationMs: t.durationMs } : null };
+}
+
+/** The --json error of a failed check: every database's reasons, in one line. */
+function staleError(databases: readonly DatabaseStatus[]): AppError {
+  const bad = databases.filter((d) => !d.ok);
+  return new AppError('stale', bad.map((d) => `${d.job}: ${d.reasons.join('; ')}`).join('; '), {
+    exitCode: ExitCode.stale,
+    hint: 'run `pgbak backup` (or see why the last run failed in its log), then `pgbak status` again',
   });
 }
 
@@ -65,14 +85,15 @@ async function runStatusCommand(flags: StatusFlags): Promise<CommandOutcome> {
   } finally {
     stop.dispose();
   }
-  if (flags.json) writeJson(report);
-  else process.stdout.write(report.databases.map(describe).join('\n'));
+  if (!flags.json) process.stdout.write(report.databases.map(describe).join('\n'));
   for (const d of report.databases) {
     for (const w of d.warnings)
       process.stderr.write(`pgbak: warning: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${w}\n`);
     if (!d.ok) process.stderr.write(`pgbak: ${d.job === d.database ? d.job : `${d.job} (${d.database})`}: ${d.reasons.join('; ')}\n`);
   }
-  return outcomeOf(report.ok ? ExitCode.ok : ExitCode.stale);
+  const json = { extra: { checkedAt: report.checkedAt }, results: report.databases.map(databaseJson) };
+  if (report.ok) return { exitCode: ExitCode.ok, errors: [], json };
+  return { exitCode: ExitCode.stale, errors: [], json, jsonError: staleError(report.databases) };
 }
 
 function ago(iso: string): string {

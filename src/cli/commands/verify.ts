@@ -1,15 +1,16 @@
 import type { Command } from '@commander-js/extra-typings';
 import { verify, combinedExitCode, recordRestoreTests, type BackupVerification } from '../../api/index.js';
-import { ExitCode, UsageError } from '../../errors/index.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
-import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { AppError, ExitCode, InterruptedError, UsageError } from '../../errors/index.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import { type CommandOutcome, type OutcomeSlot, runCommand } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatDuration } from '../../model/human-units.js';
 import { out } from '../style.js';
 
 interface VerifyFlags extends CommonFlags {
   latest?: boolean;
+  every?: boolean;
   restoreTest?: boolean;
   json?: boolean;
 }
@@ -23,19 +24,24 @@ export function registerVerify(program: Command, slot: OutcomeSlot): void {
     )
     .argument('[name]', 'backup name (default: the newest backup)')
     .option('--latest', 'verify the newest backup (the default)')
-    .option('--all', 'verify every backup of the database (of every job, unless --job is given)')
+    .option('--every', "verify every backup of the job's database, not only the newest")
     .option('--restore-test', 'restore into a scratch database (created and dropped; VERIFY_DATABASE_URL or the same server) and check it')
-    .option('--json', 'print the results as JSON on stdout');
-  // The common options, except --all, which here means every backup.
-  addCommonOptions(cmd, { withAll: false }).action(async (name: string | undefined, flags: VerifyFlags) => {
-    slot.outcome = await runVerifyCommand(name, flags);
+    .option('--json', 'print the results as JSON on stdout (docs/json.md)');
+  addCommonOptions(cmd).action(async (name: string | undefined, flags: VerifyFlags) => {
+    slot.outcome = await runCommand('verify', flags.json, () => runVerifyCommand(name, flags));
   });
+  addExamples(cmd, [
+    ['pgbak verify', 'check the newest backup (every copy: size, sha256, pg_restore --list)'],
+    ['pgbak verify --latest --restore-test', 'also restore it into a scratch database and compare row counts'],
+    ['pgbak verify shop_20260101_120000', 'check that backup'],
+    ['pgbak verify --every --all --json', 'every backup of every job of the config file, as JSON'],
+  ]);
 }
 
 async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): Promise<CommandOutcome> {
-  const picked = [name !== undefined, Boolean(flags.latest), Boolean(flags.all)].filter(Boolean).length;
-  if (picked > 1) throw new UsageError('give one of NAME, --latest or --all');
-  const ctx = loadContext({ ...flags, all: undefined }, { openLogFile: true, allByDefault: Boolean(flags.all) && flags.job === undefined });
+  const picked = [name !== undefined, Boolean(flags.latest), Boolean(flags.every)].filter(Boolean).length;
+  if (picked > 1) throw new UsageError('give one of NAME, --latest or --every');
+  const ctx = loadContext(flags, { openLogFile: true });
   if (name !== undefined && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
   const controller = stopOnSignals(ctx.logger, 'verification');
   const results: BackupVerification[] = [];
@@ -45,22 +51,34 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
       const report = await verify({
         job,
         name,
-        all: flags.all,
+        all: flags.every,
         restoreTest: flags.restoreTest,
         logger: ctx.logger,
         signal: controller.signal,
       });
-      results.push(...report.results);
+      results.push(...report.results.map((r) => ({ job: job.name, ...r })));
       codes.push(report.exitCode);
       await recordRestoreTests(job.metrics.textfile, { job: job.name, database: job.database }, report.results, ctx.logger);
     }
   } finally {
     controller.dispose();
   }
-  if (flags.json) writeJson(results);
-  else for (const r of results) process.stdout.write(describe(r));
-  if (controller.signal.aborted) return outcomeOf(ExitCode.interrupted);
-  return outcomeOf(combinedExitCode(codes));
+  if (!flags.json) for (const r of results) process.stdout.write(describe(r));
+  const json = { results };
+  if (controller.signal.aborted)
+    return { exitCode: ExitCode.interrupted, errors: [], json, jsonError: new InterruptedError('interrupted') };
+  const exitCode = combinedExitCode(codes);
+  if (exitCode === ExitCode.ok) return { exitCode, errors: [], json };
+  const bad = results.filter((r) => !r.ok);
+  const first = bad.find((r) => r.error)?.error;
+  const jsonError = new AppError(
+    first?.code ?? 'verify-failed',
+    bad.length === 0
+      ? (first?.message ?? `verification failed (exit ${exitCode})`)
+      : `${bad.length} of ${results.length} backup(s) failed verification: ${bad.map((r) => r.name).join(', ')}${first ? ` (${first.message})` : ''}`,
+    { exitCode, hint: first?.hint },
+  );
+  return { exitCode, errors: [], json, jsonError };
 }
 
 function describe(r: BackupVerification): string {
