@@ -23,8 +23,10 @@ export interface ForgetResult {
   readonly database: string;
   readonly filePrefix: string;
   readonly retiredAt: string;
-  /** Where the retirement was recorded (BACKUP_DIR, the bucket). */
-  readonly locations: readonly string[];
+  /** Where the retirement was recorded: local (BACKUP_DIR), remote (the bucket). */
+  readonly locations: readonly ('local' | 'remote')[];
+  /** The same places as paths and s3:// URLs. */
+  readonly paths: readonly string[];
   /** Backups of the database left in place (retention of a job, or a person, removes them). */
   readonly backupsKept: number;
 }
@@ -45,7 +47,8 @@ export async function forgetDatabase(options: ForgetOptions): Promise<ForgetResu
   }
   const prefix = filePrefixOf(database);
   await using storage = openStorage(options.storage);
-  const backends = [storage.local, ...(storage.remote ? [storage.remote] : [])];
+  const named = [['local', storage.local] as const, ...(storage.remote ? [['remote', storage.remote] as const] : [])];
+  const backends = named.map(([, b]) => b);
   let known = false;
   let backupsKept = 0;
   const others = new Set<string>();
@@ -69,11 +72,13 @@ export async function forgetDatabase(options: ForgetOptions): Promise<ForgetResu
     );
   }
   const now = options.now ?? new Date();
-  const locations: string[] = [];
-  for (const backend of backends) {
+  const locations: ('local' | 'remote')[] = [];
+  const paths: string[] = [];
+  for (const [where, backend] of named) {
     await retire(backend, database, prefix, now);
-    locations.push(backend.location);
+    locations.push(where);
+    paths.push(backend.location);
   }
-  logger.info('database retired', { database, locations: locations.join(', '), kept: backupsKept });
-  return { database, filePrefix: prefix, retiredAt: now.toISOString(), locations, backupsKept };
+  logger.info('database retired', { database, paths: paths.join(', '), kept: backupsKept });
+  return { database, filePrefix: prefix, retiredAt: now.toISOString(), locations, paths, backupsKept };
 }

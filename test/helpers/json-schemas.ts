@@ -158,6 +158,26 @@ const databaseStatus = z.object({
   backups: z.object({ good: z.number(), incomplete: z.number(), corrupt: z.number() }),
 });
 
+const uploaded = z.object({
+  ...retired,
+  job: z.string(),
+  database: z.string(),
+  name: z.string(),
+  status: z.enum(['uploaded', 'already', 'would-upload', 'failed']),
+  sizeBytes: z.number().int().nonnegative(),
+  completedRun: z.boolean(),
+  error: runError,
+});
+
+const forgotten = z.object({
+  database: z.string(),
+  filePrefix: z.string(),
+  retiredAt: iso,
+  locations: z.array(location),
+  paths: z.array(z.string()),
+  backupsKept: z.number().int().nonnegative(),
+});
+
 function envelope<C extends string, R extends z.ZodType>(command: C, result: R, extra: z.ZodRawShape = {}) {
   return z
     .object({
@@ -183,7 +203,8 @@ export const schemas = {
   prune: envelope('prune', pruned, { dryRun: z.boolean() }),
   adopt: envelope('adopt', adopted, { dryRun: z.boolean() }),
   init: envelope('init', initialized),
-  status: envelope('status', databaseStatus, { checkedAt: iso }),
+  status: z.union([envelope('status', databaseStatus, { checkedAt: iso }), envelope('status', forgotten, { forgotten: z.literal(true) })]),
+  upload: envelope('upload', uploaded, { dryRun: z.boolean() }),
 } as const;
 
 export type Command = keyof typeof schemas;

@@ -105,4 +105,19 @@ describe('--json envelope of every command', () => {
     expect(stale.error).toMatchObject({ code: 'stale', message: expect.stringContaining(db) });
     expect(stale.results).toEqual([expect.objectContaining({ ok: false })]);
   });
+
+  it('upload: a result per backup, and an error object when there is no bucket', async () => {
+    const ok = await envelope('upload', ['upload', '--missing'], env, 0);
+    expect(ok).toMatchObject({ dryRun: false, results: [] });
+    const again = await envelope('upload', ['upload', name], env, 0);
+    expect(again.results).toEqual([expect.objectContaining({ name, job: db, status: 'already' })]);
+    const noBucket = { ...env, STORAGE_ACCESS_KEY: '', STORAGE_SECRET_KEY: '' };
+    const failed = await envelope('upload', ['upload', '--missing'], noBucket, 2);
+    expect(failed.error).toMatchObject({ code: 'usage', message: 'no bucket is configured to upload to' });
+  });
+
+  it('status --forget: the retirement, and an error object for a database it does not know (exit 10)', async () => {
+    const failed = await envelope('status', ['status', '--forget', `nosuch_${db}`], env, 10);
+    expect(failed).toMatchObject({ forgotten: true, results: [] });
+  });
 });

@@ -96,3 +96,59 @@ describe('pgbak upload', () => {
     expect(nothing.stderr).toMatch(/give the NAME of a backup, or --missing/);
   });
 });
+
+describe('pgbak status --forget', () => {
+  it('retires the record of one mistyped run, so status on a monitoring host stops failing for it', async () => {
+    const db = await createDatabase('fgt', SQL);
+    const bucket = await createBucket('fgt');
+    const good = backupEnv({ database: db, dir: tempDir(), bucket });
+    expect((await runCli(['backup'], { env: good })).code).toBe(0);
+    const typo = `${db}_typo`;
+    const mistyped = { ...good, DATABASE_URL: good.DATABASE_URL!.replace(db, typo) };
+    expect((await runCli(['backup'], { env: mistyped })).code).toBe(5);
+
+    // A monitoring host: storage variables only.
+    const s = services().s3;
+    const monitor = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      STORAGE_ENDPOINT: s.endpoint,
+      STORAGE_ACCESS_KEY: s.accessKey,
+      STORAGE_SECRET_KEY: s.secretKey,
+      STORAGE_BUCKET: bucket,
+      BACKUP_DIR: join(tempDir(), 'empty'),
+    };
+    const before = await runCli(['status'], { env: monitor });
+    expect(before.code).toBe(12);
+    expect(before.stdout).toContain(`${typo}: `);
+
+    const unknown = await runCli(['status', '--forget', `${db}_typp`], { env: monitor });
+    expect(unknown.code).toBe(10);
+    expect(unknown.stderr).toContain(`closest: ${typo}`);
+
+    const forget = await runCli(['status', '--forget', typo], { env: monitor });
+    expect(forget.code, forget.stderr).toBe(0);
+    expect(forget.stdout).toContain(`${typo}: retired in`);
+    expect(await awsKeys(bucket, `backups/.pgbak-${typo}.last-run.json`)).toEqual([]);
+
+    const after = await runCli(['status'], { env: monitor });
+    expect(after.code, after.stdout + after.stderr).toBe(0);
+    expect(after.stdout).not.toContain(typo);
+    expect(after.stdout).toContain(`${db}: `);
+
+    // A later run of that database brings it back.
+    expect((await runCli(['backup'], { env: mistyped })).code).toBe(5);
+    const back = await runCli(['status'], { env: monitor });
+    expect(back.code).toBe(12);
+    expect(back.stdout).toContain(`${typo}: `);
+  });
+
+  it("refuses to forget a configured job's database", async () => {
+    const db = await createDatabase('fgtcfg', SQL);
+    const env = backupEnv({ database: db, dir: tempDir() });
+    expect((await runCli(['backup', '--no-upload'], { env })).code).toBe(0);
+    const r = await runCli(['status', '--forget', db], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/configured job's database/);
+  });
+});

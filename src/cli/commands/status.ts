@@ -1,5 +1,16 @@
 import type { Command } from '@commander-js/extra-typings';
-import { discoverTargets, jobTarget, loadJobs, selectJobs, status, type DatabaseStatus, type StatusTarget } from '../../api/index.js';
+import {
+  discoverTargets,
+  forgetDatabase,
+  jobTarget,
+  loadJobs,
+  selectJobs,
+  status,
+  type DatabaseStatus,
+  type LoadedJobs,
+  type StatusTarget,
+} from '../../api/index.js';
+import { resolveStorage } from '../../config/job.js';
 import { AppError, ExitCode, UsageError } from '../../errors/index.js';
 import { LineLogger } from '../../logging/logger.js';
 import { flagLayer, type CommonFlags } from '../context.js';
@@ -11,6 +22,7 @@ import { out } from '../style.js';
 
 interface StatusFlags extends CommonFlags {
   json?: boolean;
+  forget?: string;
 }
 
 /** `pgbak status`: a Nagios/cron-style check of every database's backups, from storage alone. */
@@ -21,14 +33,21 @@ export function registerStatus(program: Command, slot: OutcomeSlot): void {
       'age of the newest good backup, last run, last restore test and size trend per database, read from BACKUP_DIR and the bucket; ' +
         `exit ${ExitCode.stale} when the newest good backup is older than BACKUP_RPO or the last run failed`,
     )
-    .option('--json', 'print the report as JSON on stdout (docs/json.md)');
+    .option('--json', 'print the report as JSON on stdout (docs/json.md)')
+    .option(
+      '--forget <database>',
+      'retire a database status should no longer check (one mistyped run, a dropped database): its last-run records go, its backups stay',
+    );
   addCommonOptions(cmd).action(async (flags: StatusFlags) => {
-    slot.outcome = await runCommand('status', flags.json, () => runStatusCommand(flags), { checkedAt: new Date().toISOString() });
+    slot.outcome = flags.forget
+      ? await runCommand('status', flags.json, () => runForget(flags.forget!, flags), { forgotten: true })
+      : await runCommand('status', flags.json, () => runStatusCommand(flags), { checkedAt: new Date().toISOString() });
   });
   addExamples(cmd, [
     ['pgbak status', `every database: newest good backup, last run, last restore test; exit ${ExitCode.stale} when stale`],
     ['pgbak status --job shop --json', 'one job, as JSON (for a monitoring script)'],
     ['pgbak status --set BACKUP_RPO=26h', 'judge against a 26-hour RPO for this check'],
+    ['pgbak status --forget nosuchdb', 'stop checking a database (its backups are kept)'],
   ]);
 }
 
@@ -51,13 +70,34 @@ function staleError(databases: readonly DatabaseStatus[]): AppError {
  * Jobs from the configuration (every job unless --job), or, with no DATABASE_URL and no config
  * file (a host with storage variables only), every database found in storage.
  */
-async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
+function loadForStatus(flags: StatusFlags): LoadedJobs {
   const loaded = loadJobs({
     configPath: flags.config,
     flags: flagLayer(flags.set),
     ...(flags.envFile ? { envFile: flags.envFile } : {}),
     requireDatabaseUrl: false,
   });
+  // stdout is the report's: the configuration's warnings (typos, secrets) go to stderr.
+  for (const w of loaded.warnings) process.stderr.write(`pgbak: warning: ${w}\n`);
+  return loaded;
+}
+
+/** `status --forget DB`: retire a database in BACKUP_DIR and the bucket; see forgetDatabase. */
+async function runForget(database: string, flags: StatusFlags): Promise<CommandOutcome> {
+  const loaded = loadForStatus(flags);
+  const storage = loaded.jobs[0] ?? resolveStorage(loaded.global, { cwd: process.cwd() });
+  const r = await forgetDatabase({ storage, database, configured: loaded.jobs.map((j) => j.database) });
+  if (!flags.json) {
+    process.stdout.write(
+      `${database}: retired in ${r.paths.join(' and ')}; status no longer checks it until a newer backup or run of it appears` +
+        `${r.backupsKept ? ` (${r.backupsKept} good backup(s) kept; delete them by hand when no longer needed)` : ''}\n`,
+    );
+  }
+  return { exitCode: ExitCode.ok, errors: [], json: { results: [r], extra: { forgotten: true } } };
+}
+
+async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
+  const loaded = loadForStatus(flags);
   if (loaded.jobs.length > 0) {
     return selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? flags.job === undefined }).map(jobTarget);
   }

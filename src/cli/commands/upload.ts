@@ -2,9 +2,9 @@ import type { Command } from '@commander-js/extra-typings';
 import { upload, type UploadItem, type UploadReport } from '../../api/index.js';
 import { AppError, ExitCode } from '../../errors/index.js';
 import { formatBytes } from '../../model/human-units.js';
-import { loadContext, writeJson, type CommonFlags } from '../context.js';
-import { addCommonOptions } from '../options.js';
-import { outcomeOf, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
+import { loadContext, type CommonFlags } from '../context.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 
 interface UploadFlags extends CommonFlags {
@@ -25,16 +25,13 @@ export function registerUpload(program: Command, slot: OutcomeSlot): void {
     .option('--dry-run', 'say what would be uploaded; upload nothing')
     .option('--json', 'print the result as JSON on stdout');
   addCommonOptions(cmd).action(async (names: string[], flags: UploadFlags) => {
-    slot.outcome = await runUpload(names, flags);
+    slot.outcome = await runCommand('upload', flags.json, () => runUpload(names, flags), { dryRun: Boolean(flags.dryRun) });
   });
-  cmd.addHelpText(
-    'after',
-    `
-Examples:
-  pgbak upload --missing --dry-run        what the bucket lacks
-  pgbak upload --missing                  upload it all, oldest first
-  pgbak upload mydb_20261201_120000       one backup, by name`,
-  );
+  addExamples(cmd, [
+    ['pgbak upload --missing --dry-run', 'what the bucket lacks'],
+    ['pgbak upload --missing', 'upload it all, oldest first'],
+    ['pgbak upload db_20261201_120000', 'one backup, by name'],
+  ]);
 }
 
 async function runUpload(names: readonly string[], flags: UploadFlags): Promise<CommandOutcome> {
@@ -58,7 +55,6 @@ async function runUpload(names: readonly string[], flags: UploadFlags): Promise<
     stop.dispose();
   }
   const failed = reports.flatMap((r) => r.items.filter((i) => i.status === 'failed'));
-  if (flags.json) writeJson(reports.length === 1 ? reports[0] : reports);
   const errors = failed.map(
     (i) =>
       new AppError(i.error?.code ?? 'upload', i.error?.message ?? `${i.name}: upload failed`, {
@@ -66,7 +62,9 @@ async function runUpload(names: readonly string[], flags: UploadFlags): Promise<
         exitCode: i.error?.exitCode ?? ExitCode.partial,
       }),
   );
-  return outcomeOf(failed[0]?.error?.exitCode ?? (failed.length ? ExitCode.partial : ExitCode.ok), errors);
+  // One result per backup, with its job and database, as every other command's results.
+  const results = reports.flatMap((r) => r.items.map((i) => ({ job: r.job, database: r.database, ...i, error: i.error ?? null })));
+  return { exitCode: failed[0]?.error?.exitCode ?? (failed.length ? ExitCode.partial : ExitCode.ok), errors, json: { results } };
 }
 
 function line(i: UploadItem): string {
