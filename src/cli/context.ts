@@ -5,6 +5,7 @@ import { isVariableName, variableNames } from '../config/schema.js';
 import { didYouMean } from '../config/typos.js';
 import { UsageError } from '../errors/index.js';
 import { LineLogger, type LogLevel } from '../logging/logger.js';
+import { useRedactor } from './shown.js';
 import { err as stderrStyle } from './style.js';
 
 /** Options every job-oriented command accepts. */
@@ -102,6 +103,7 @@ export function loadContext(
 ): CliContext {
   const layer = flagLayer(flags.set, options.extraFlags);
   const loaded = loadJobs({ configPath: flags.config, flags: layer, ...(flags.envFile ? { envFile: flags.envFile } : {}) });
+  useRedactor(loaded.redactor);
   const jobs = selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? options.allByDefault });
   const global = loaded.global;
   const logger = new LineLogger({

@@ -1,5 +1,5 @@
 import { AppError, ExitCode } from '../errors/index.js';
-import { redact } from '../logging/redact.js';
+import { shown, shownValue } from './shown.js';
 
 /**
  * What a command hands back to `cli/main.ts`: its exit code and the errors to show. Commands never
@@ -49,10 +49,10 @@ export interface JsonError {
 /** Any error as the `--json` error object (redacted; an unexpected error is `internal`). */
 export function jsonErrorOf(err: unknown): JsonError {
   if (err instanceof AppError) {
-    return { code: err.code, message: redact(err.message), hint: err.hint ? redact(err.hint) : null, exitCode: err.exitCode };
+    return { code: err.code, message: shown(err.message), hint: err.hint ? shown(err.hint) : null, exitCode: err.exitCode };
   }
   const message = err instanceof Error ? err.message : String(err);
-  return { code: 'internal', message: redact(message), hint: 'this is a bug in pgbak; please report it', exitCode: ExitCode.failure };
+  return { code: 'internal', message: shown(message), hint: 'this is a bug in pgbak; please report it', exitCode: ExitCode.failure };
 }
 
 /** The `--json` document of an outcome: `{ schemaVersion, command, ok, error?, …extra, results }`. */
@@ -80,7 +80,7 @@ export function envelopeOf(command: string, outcome: CommandOutcome, defaults: R
  */
 function writeJsonFlushed(value: unknown): Promise<void> {
   return new Promise((resolve, reject) => {
-    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`, (err) => (err ? reject(err) : resolve()));
+    process.stdout.write(`${JSON.stringify(shownValue(value), null, 2)}\n`, (err) => (err ? reject(err) : resolve()));
   });
 }
 

@@ -1,15 +1,15 @@
-import { redact } from '../logging/redact.js';
 import { AppError, ConfigError, ExitCode } from '../errors/index.js';
 import { TOOL_VERSION } from '../version.js';
 import { clearLiveLine } from './progress.js';
+import { shown } from './shown.js';
 import { createStyle, err as stderrStyle, type Style } from './style.js';
 
 const plain = createStyle({ isTTY: false }, { NO_COLOR: '1' });
 
 /** The text of an error as renderError shows it (its first line; a ConfigError's every problem), redacted. */
 export function errorText(err: unknown): string {
-  if (err instanceof AppError) return redact((err instanceof ConfigError ? err.message : err.message.split('\n')[0]) ?? '');
-  return redact(err instanceof Error ? err.message : String(err));
+  if (err instanceof AppError) return shown((err instanceof ConfigError ? err.message : err.message.split('\n')[0]) ?? '');
+  return shown(err instanceof Error ? err.message : String(err));
 }
 
 /**
@@ -22,11 +22,11 @@ export function renderError(err: unknown, write?: (text: string) => void): numbe
   const out = write ?? ((t: string) => process.stderr.write(t));
   if (err instanceof AppError) {
     out(`${s.fail('pgbak: error:')} ${errorText(err)}\n`);
-    if (err.hint) out(`${s.dim('hint:')} ${redact(err.hint)}\n`);
+    if (err.hint) out(`${s.dim('hint:')} ${shown(err.hint)}\n`);
     return err.exitCode;
   }
   const e = err instanceof Error ? err : new Error(String(err));
-  out(`${s.fail(`pgbak: internal error (pgbak ${TOOL_VERSION}):`)} ${redact(e.message)}\n${redact(e.stack ?? '')}\n`);
+  out(`${s.fail(`pgbak: internal error (pgbak ${TOOL_VERSION}):`)} ${shown(e.message)}\n${shown(e.stack ?? '')}\n`);
   out('hint: this is a bug in pgbak; please report it with the lines above\n');
   return ExitCode.failure;
 }

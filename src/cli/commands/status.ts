@@ -18,6 +18,7 @@ import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration } from '../../model/human-units.js';
+import { useRedactor } from '../shown.js';
 import { out } from '../style.js';
 
 interface StatusFlags extends CommonFlags {
@@ -77,6 +78,7 @@ function loadForStatus(flags: StatusFlags): LoadedJobs {
     ...(flags.envFile ? { envFile: flags.envFile } : {}),
     requireDatabaseUrl: false,
   });
+  useRedactor(loaded.redactor);
   // stdout is the report's: the configuration's warnings (typos, secrets) go to stderr.
   for (const w of loaded.warnings) process.stderr.write(`pgbak: warning: ${w}\n`);
   return loaded;
