@@ -12,6 +12,7 @@ import { gpgDecryptStage } from '../pipeline/gpg.js';
 import { verifiedHandoff } from '../pipeline/verified-handoff.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { pgRestoreStage } from '../postgres/pg-restore.js';
+import { checkArchiveReadable } from '../postgres/archive-header.js';
 import { nullSink } from '../pipeline/null-sink.js';
 import type { PgTool } from '../postgres/pg-tools.js';
 import { listToc, TocTap, type Toc } from '../postgres/toc.js';
@@ -151,7 +152,11 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       });
       logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
     }
-    if (file) toc = await listToc(o.pgRestore, file);
+    if (file) {
+      // Before the target is touched: an archive newer than this pg_restore reads is exit 4, with the client to install.
+      await checkArchiveReadable(o.pgRestore, file, `backup ${manifest.name}`);
+      toc = await listToc(o.pgRestore, file);
+    }
     const verifyMs = Date.now() - t0;
 
     // 2. The target.

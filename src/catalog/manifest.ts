@@ -37,7 +37,17 @@ export interface Manifest {
    * and its physical replicas) tells two servers' databases of the same name apart in one prefix;
    * absent in manifests of pgbak 0.1 and when the server does not show it.
    */
-  readonly server: { readonly version: string; readonly versionNum: number; readonly systemIdentifier?: string | undefined };
+  readonly server: {
+    /** `server_version` as the server reports it (`13.23`, `15.18 (Debian 15.18-0+deb12u1)`). */
+    readonly version: string;
+    /** `server_version_num` (`130023`). */
+    readonly versionNum: number;
+    readonly systemIdentifier?: string | undefined;
+  };
+  /**
+   * The pg_dump that wrote the archive (`15.18`), at least as new as the server. Its major is the
+   * oldest pg_restore that reads the archive: restore and verify look for one at least as new.
+   */
   readonly pgDump: { readonly version: string; readonly path: string };
   readonly tool: { readonly name: 'pgbak'; readonly version: string };
   readonly compression: {

