@@ -86,7 +86,7 @@ try {
   };
 
   run('1. back it up (local copy only: no bucket configured)', 'backup --no-upload');
-  run('2. list the backups', 'list --local');
+  run('2. list the backups', 'list --from local');
   run('3. prove it restores: restore into a scratch database, compare row counts, drop it', 'verify --latest --restore-test');
   const restored = run(`4. restore it into a new database, ${db}_copy`, `restore --latest --from local --target ${db}_copy --create`);
   const rto = /RTO [^\n]*/.exec(restored)?.[0];

@@ -171,13 +171,13 @@ async function notify(
 /** 4. The last-run record, with every warning so far, locally and in the bucket. */
 async function recordLastRun(report: Report, result: BackupResult, storage: JobStorage): Promise<void> {
   const record = lastRunRecord(report.options.job.filePrefix, { ...result, warnings: [...report.warnings] }, report.now());
-  const targets: [string, StorageBackend][] = [['local', storage.local]];
-  if (storage.remote) targets.push(['bucket', storage.remote]);
+  const targets: [string, StorageBackend][] = [[`BACKUP_DIR ${storage.local.location}`, storage.local]];
+  if (storage.remote) targets.push([`the bucket ${storage.remote.location}`, storage.remote]);
   for (const [where, backend] of targets) {
     try {
       await writeLastRun(backend, record);
     } catch (err) {
-      report.warn(`last-run record not written to the ${where}: ${messageOf(err)}`, `last-run record not written to the ${where}`, {
+      report.warn(`last-run record not written to ${where}: ${messageOf(err)}`, `last-run record not written to ${where}`, {
         error: messageOf(err),
       });
     }

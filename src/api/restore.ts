@@ -1,6 +1,6 @@
 import type { JobConfig } from '../config/job.js';
 import { redact } from '../logging/redact.js';
-import { AppError, DatabaseError, IntegrityError, UsageError } from '../errors/index.js';
+import { AppError, DatabaseError, ExitCode, IntegrityError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { toAppError } from '../errors/index.js';
 import { withDatabase } from '../postgres/connection.js';
@@ -169,6 +169,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     return finished(restored, { entry, started, waitedMs, targetUrl, targetDb, state, setup, jobs, logger, warnings });
   } catch (err) {
     const e = toAppError(err);
+    // A person said no at the prompt: nothing failed.
+    if (e.code === 'cancelled') {
+      logger.info('restore cancelled at the prompt; the target was not changed');
+      throw e;
+    }
     logger.error('restore failed', {
       error: e.message,
       ...(e.hint ? { hint: e.hint } : {}),
@@ -228,7 +233,7 @@ async function guardTarget(
   }
   let waitedMs = 0;
   if (state.objects > 0 && !options.yes) {
-    const question = `database ${targetDb} holds ${state.objects} objects; restoring ${name} drops and replaces the objects of the backup. Continue?`;
+    const question = `database ${targetDb} on ${serverOf(targetUrl)} holds ${state.objects} objects; restoring ${name} drops and replaces the objects of the backup. Continue?`;
     if (!options.confirm) {
       throw new UsageError(
         `target database ${targetDb} is not empty (${state.objects} objects): restoring would drop and replace the objects of the backup`,
@@ -240,7 +245,7 @@ async function guardTarget(
     const asked = Date.now();
     const yes = await options.confirm(question);
     waitedMs = Date.now() - asked;
-    if (!yes) throw new UsageError('restore cancelled; the target was not changed');
+    if (!yes) throw new AppError('cancelled', 'restore cancelled; the target was not changed', { exitCode: ExitCode.usage });
   }
   return { state, waitedMs };
 }
@@ -370,4 +375,14 @@ function finished(
     restoreMs: r.restoreMs,
     warnings,
   };
+}
+
+/** `host:port` of a connection URL, for a question a person answers (never its credentials). */
+function serverOf(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname || 'localhost'}:${u.port || '5432'}`;
+  } catch {
+    return 'the target server';
+  }
 }

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { mkdirSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +46,12 @@ export function acquireLock(dir: string, prefix: string, what: string): HeldLock
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw fsError(err, 'create directory', dir, 'set BACKUP_DIR to a directory the pgbak user can write');
+    throw fsError(
+      err,
+      'create directory',
+      dir,
+      `set BACKUP_DIR to a directory that ${userInfo().username} (the user running pgbak) can write`,
+    );
   }
   const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString() };
   for (let attempt = 0; attempt < 3; attempt++) {

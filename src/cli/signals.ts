@@ -16,7 +16,7 @@ export interface StopSignals {
 }
 
 /**
- * The one SIGTERM/SIGINT handling of every command but the daemon. The first signal aborts
+ * The one SIGTERM/SIGINT/SIGHUP handling of every command but the daemon. The first signal aborts
  * `signal`, which every S3 request and child process of the command honours, so the command
  * cleans up and exits 130. If it has not finished `graceMs` later (a request that ignores the
  * abort, cleanup on a server that does not answer), or on a second signal, it exits 130 at once,
@@ -44,12 +44,16 @@ export function stopOnSignals(logger: Logger, what: string, options: { graceMs?:
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The terminal closed: children run in their own sessions (child-stage.ts) and no longer get its
+  // SIGHUP, so pgbak stops them and cleans up as on SIGTERM instead of dying with them left running.
+  process.on('SIGHUP', onSignal);
   return {
     signal: controller.signal,
     dispose() {
       clearTimeout(timer);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('SIGHUP', onSignal);
     },
   };
 }

@@ -192,6 +192,13 @@ export function fsError(err: unknown, action: string, path: string, hint?: strin
       cause: err,
     });
   }
+  if (code === 'ENOTDIR') {
+    // BACKUP_DIR=/etc/passwd/db: a part of the path is a file. Exit 6, as for a directory pgbak may not write.
+    return new PermissionError(`cannot ${action} ${path}: a part of that path is a file, not a directory`, {
+      hint: hint ?? `choose a path whose parents are directories (or remove the file in the way)`,
+      cause: err,
+    });
+  }
   const detail = err instanceof Error ? err.message : String(err);
   return new AppError('fs', `cannot ${action} ${path}: ${detail}`, { cause: err, hint });
 }

@@ -141,6 +141,7 @@ const initialized = z.object({
   ok: z.boolean(),
   checks: z.array(z.object({ check: z.string(), ok: z.boolean() })),
   warnings: z.array(z.string()),
+  lifecycle: z.enum(['installed', 'unsupported']).optional(),
 });
 
 const databaseStatus = z.object({

@@ -7,6 +7,7 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { jsonResult } from '../helpers/json-schemas.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { SAMPLE_SQL, createDatabase, services, tempDir } from '../helpers/services.js';
 
@@ -72,7 +73,7 @@ describe('typos in .env and bare durations, through the CLI', () => {
     writeFileSync(join(dir, '.env'), `GNUPGHOME=${s.gpg.home}\nGPG_RECIPIENT=${s.gpg.email}\n`);
     const r = await runCli(['backup', '--json', '--no-upload'], { env: envWithoutKeyring(db, dir), cwd: dir });
     expect(r.code, r.stderr).toBe(0);
-    const result = JSON.parse(r.stdout);
+    const result = jsonResult(r.stdout);
     expect(result.encrypted).toBe(true);
     const file = join(dir, 'backups', `${result.name}.dump.gpg`);
     expect(readdirSync(join(dir, 'backups'))).toContain(`${result.name}.dump.gpg`);
@@ -95,6 +96,6 @@ describe('typos in .env and bare durations, through the CLI', () => {
     writeFileSync(join(dir, '.env'), `GNUPGHOME=${empty}\nGPG_RECIPIENT=${s.gpg.email}\n`);
     const r = await runCli(['backup', '--json', '--no-upload'], { env: backupEnv({ database: db, dir }), cwd: dir });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).encrypted).toBe(true);
+    expect(jsonResult(r.stdout).encrypted).toBe(true);
   });
 });

@@ -102,39 +102,42 @@ describe('Ctrl-C on pgbak daemon (SIGINT to its whole process group)', () => {
   });
 });
 
-describe('Ctrl-C on pgbak backup (SIGINT to its whole process group)', () => {
-  it('pgbak stops its own children: exit 130 with a one-line cause, no child left, nothing half-made', async () => {
-    const db = await createDatabase('bctrlc', BIG_SQL);
-    const dir = tempDir();
-    const backups = join(dir, 'backups');
-    const env = backupEnv({ database: db, dir, encrypt: true, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
-    const child = spawn(process.execPath, [PGBAK_BIN, 'backup', '--no-upload'], {
-      cwd: dir,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout!.resume();
-    const done = new Promise<number | null>((resolve) => child.on('close', resolve));
-    const workers = await waitFor(
-      async () => {
-        const kids = await children(child.pid!);
-        const names = new Set(kids.map(([, comm]) => comm));
-        return names.has('pg_dump') && names.has('gpg') ? kids.map(([pid]) => pid) : undefined;
-      },
-      60_000,
-      'pg_dump and gpg streaming a backup',
-    );
-    process.kill(-child.pid!, 'SIGINT');
-    expect(await done, stderr.slice(-3000)).toBe(130);
-    expect(stderr).toMatch(/pgbak: error: .*interrupted by SIGINT/);
-    // The cause is pgbak's abort, not gpg or pg_dump dying of the terminal's signal.
-    expect(stderr).not.toMatch(/signal Interrupt|killed by SIGINT/);
-    for (const pid of workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
-    expect(processesNaming(db)).toEqual([]);
-    const files = existsSync(backups) ? readdirSync(backups) : [];
-    expect(files.filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json'))).toEqual([]);
-  });
+describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its whole process group', () => {
+  it.each(['SIGINT', 'SIGHUP'] as const)(
+    '%s: pgbak stops its own children: exit 130 with a one-line cause, no child left, nothing half-made',
+    async (sig) => {
+      const db = await createDatabase('bctrlc', BIG_SQL);
+      const dir = tempDir();
+      const backups = join(dir, 'backups');
+      const env = backupEnv({ database: db, dir, encrypt: true, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
+      const child = spawn(process.execPath, [PGBAK_BIN, 'backup', '--no-upload'], {
+        cwd: dir,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdout!.resume();
+      const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+      const workers = await waitFor(
+        async () => {
+          const kids = await children(child.pid!);
+          const names = new Set(kids.map(([, comm]) => comm));
+          return names.has('pg_dump') && names.has('gpg') ? kids.map(([pid]) => pid) : undefined;
+        },
+        60_000,
+        'pg_dump and gpg streaming a backup',
+      );
+      process.kill(-child.pid!, sig);
+      expect(await done, stderr.slice(-3000)).toBe(130);
+      expect(stderr).toMatch(new RegExp(`pgbak: error: .*interrupted by ${sig}`));
+      // The cause is pgbak's abort, not gpg or pg_dump dying of the terminal's signal.
+      expect(stderr).not.toMatch(/signal Interrupt|signal Hangup|killed by SIG(INT|HUP)/);
+      for (const pid of workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
+      expect(processesNaming(db)).toEqual([]);
+      const files = existsSync(backups) ? readdirSync(backups) : [];
+      expect(files.filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json'))).toEqual([]);
+    },
+  );
 });

@@ -4,6 +4,7 @@ import { initBucket, LIFECYCLE_WARNING, PROBE_PREFIX } from '../../src/storage/i
 import { openStorage } from '../../src/storage/job-storage.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { TestS3Server } from '../global-setup.js';
+import { jsonResult } from '../helpers/json-schemas.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { awsEnv, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
 
@@ -96,7 +97,7 @@ describe.each(s3Servers())('initBucket on $kind', (thisServer) => {
       expect(r.stdout + r.stderr).not.toContain(server.secretKey);
       const json = await runCli(['init', '--lifecycle', '--json'], { env });
       expect(json.code, json.stderr).toBe(0);
-      expect(JSON.parse(json.stdout)).toMatchObject({ bucket: 'exists', ok: true, lifecycle: 'unsupported' });
+      expect(jsonResult(json.stdout)).toMatchObject({ bucket: 'exists', ok: true, lifecycle: 'unsupported' });
     });
   } else {
     it('installs the lifecycle rule (readable with the aws CLI) and warns that it deletes by age alone', async () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { TestS3Server } from '../global-setup.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 import { writeFakeBackup } from '../helpers/fake-backups.js';
 import {
   awsEnv,
@@ -73,7 +74,7 @@ describe.each(s3Servers())('S3 flows against $kind', (server: TestS3Server) => {
     const r = await cli('backup', '--json', '--no-prune');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).not.toContain(server.secretKey);
-    name = (JSON.parse(r.stdout) as { name: string }).name;
+    name = jsonResult<{ name: string }>(r.stdout).name;
     const keys = await bucketKeys();
     expect(keys).toEqual(expect.arrayContaining([`backups/${name}.dump.gpg`, `backups/${name}.manifest.json`]));
     const uploaded = join(tempDir(), 'fetched.dump.gpg');
@@ -82,11 +83,11 @@ describe.each(s3Servers())('S3 flows against $kind', (server: TestS3Server) => {
     expect(sha(uploaded)).toBe(sha(join(dir, 'backups', `${name}.dump.gpg`)));
   });
 
-  it('pgbak list --remote shows the bucket copy as good', async () => {
-    const r = await cli('list', '--remote', '--json');
+  it('pgbak list --from remote shows the bucket copy as good', async () => {
+    const r = await cli('list', '--from', 'remote', '--json');
     expect(r.code, r.stderr).toBe(0);
-    const listed = JSON.parse(r.stdout) as { name: string; where: string; state: string; encrypted: boolean }[];
-    expect(listed).toEqual([expect.objectContaining({ name, where: 'remote', state: 'good', encrypted: true })]);
+    const listed = jsonResults<{ name: string; locations: string[]; state: string; encrypted: boolean }>(r.stdout);
+    expect(listed).toEqual([expect.objectContaining({ name, locations: ['remote'], state: 'good', encrypted: true })]);
   });
 
   it('pgbak verify checks the bucket copy against its manifest', async () => {
@@ -99,7 +100,7 @@ describe.each(s3Servers())('S3 flows against $kind', (server: TestS3Server) => {
     const target = `s3srv_restored_${uniqueId()}`;
     const r = await cli('restore', name, '--from', 'remote', '--target', target, '--create', '--json');
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ name, source: { where: 'remote', location: `s3://${bucket}/backups/${name}.dump.gpg` } });
+    expect(jsonResult(r.stdout)).toMatchObject({ name, locations: ['remote'], paths: [`s3://${bucket}/backups/${name}.dump.gpg`] });
     expect(await tableChecksums(target)).toEqual(await tableChecksums(db));
   });
 

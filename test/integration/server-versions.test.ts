@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 import { backupEnv, type CliResult, runCli } from '../helpers/cli.js';
 import { type PgCluster, psql, startCluster } from '../helpers/postgres-cluster.js';
 import { tempDir } from '../helpers/services.js';
@@ -137,7 +138,7 @@ describe('PostgreSQL servers 13 to 18 with the machine pg_dump 15', () => {
         };
         const b = await runCli(['backup', '--no-upload', '--json'], { env: envs[v] });
         expect(b.code, b.stderr).toBe(0);
-        names[v] = JSON.parse(b.stdout).name;
+        names[v] = jsonResult(b.stdout).name;
       }),
     );
   });
@@ -174,7 +175,7 @@ describe('PostgreSQL servers 13 to 18 with the machine pg_dump 15', () => {
     );
     for (const { from, to, db, r } of runs) {
       expect(r.code, `${from} → ${to}: ${r.stderr}`).toBe(0);
-      const out = JSON.parse(r.stdout);
+      const out = jsonResult(r.stdout);
       expect(out).toMatchObject({ name: names[from], mode: from === 15 ? 'file' : 'stream', target: { database: db, created: true } });
       expect(out.server.version).toMatch(new RegExp(`^${from}\\.`));
       expect(await psql(servers[to], db, 'SHOW server_version_num').then((n) => Math.floor(Number(n) / 10000))).toBe(to);
@@ -193,7 +194,7 @@ describe('PostgreSQL servers 13 to 18 with the machine pg_dump 15', () => {
     );
     for (const { from, to, r } of runs) {
       expect(r.code, `${from} → ${to}: ${r.stderr}`).toBe(0);
-      const [v] = JSON.parse(r.stdout);
+      const [v] = jsonResults(r.stdout);
       expect(v).toMatchObject({ name: names[from], ok: true, kind: 'restore-test' });
       const checks = Object.fromEntries(v.checks.map((c: { check: string; ok: boolean; detail?: string }) => [c.check, c]));
       expect(checks['pg_restore'].ok, `${from} → ${to}`).toBe(true);
@@ -273,7 +274,7 @@ describe('PostgreSQL servers 13 to 18 with the machine pg_dump 15', () => {
         env: { ...env, VERIFY_DATABASE_URL: target.url('postgres') },
       });
       expect(v.code, v.stderr).toBe(4);
-      expect(JSON.parse(v.stdout)[0]).toMatchObject({
+      expect(jsonResults(v.stdout)[0]).toMatchObject({
         ok: false,
         exitCode: 4,
         error: {

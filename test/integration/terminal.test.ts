@@ -32,7 +32,7 @@ async function runOnTty(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
   cols: number,
-  options: { ctrlCWhen?: (raw: string) => boolean } = {},
+  options: { ctrlCWhen?: (raw: string) => boolean; answer?: { when: (raw: string) => boolean; text: string } } = {},
 ): Promise<TtyRun> {
   const command = `stty cols ${cols} rows ${ROWS}; exec ${[process.execPath, PGBAK_BIN, ...args].map(shellQuote).join(' ')}`;
   const child = spawn('script', ['-qfec', command, '/dev/null'], {
@@ -42,8 +42,13 @@ async function runOnTty(
   });
   const chunks: Buffer[] = [];
   let typed = false;
+  let answered = false;
   child.stdout.on('data', (d: Buffer) => {
     chunks.push(d);
+    if (!answered && options.answer?.when(Buffer.concat(chunks).toString('utf8'))) {
+      answered = true;
+      child.stdin.write(options.answer.text);
+    }
     // Ctrl-C typed at the terminal: the pty's line discipline sends SIGINT to pgbak and pg_dump.
     if (!typed && options.ctrlCWhen?.(Buffer.concat(chunks).toString('utf8'))) {
       typed = true;
@@ -220,5 +225,24 @@ describe('a failure on a terminal', () => {
     expect(plain.stderr).toMatch(/^pgbak: error: /m);
     expect(plain.stderr).not.toContain('\u001b[');
     expect(readFileSync(join(dir, 'logs', 'backup-db.log'), 'utf8')).toMatch(/ ERROR backup failed /);
+  });
+
+  it('the restore prompt names the server, and answering n cancels without an ERROR line', async () => {
+    const db = await createDatabase('termn', 'CREATE TABLE keep (id int); INSERT INTO keep VALUES (42);');
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir });
+    expect((await runCli(['backup'], { env })).code).toBe(0);
+    const r = await runOnTty(['restore', '--latest', '--target', db], env, 120, {
+      answer: { when: (raw) => raw.includes('[y/N]'), text: 'n\r' },
+    });
+    expect(r.code, r.raw).toBe(2);
+    const port = new URL(env.DATABASE_URL!).port;
+    expect(r.screen.join('\n')).toMatch(new RegExp(`database ${db} on 127\\.0\\.0\\.1:${port} holds \\d+ objects`));
+    expect(
+      r.screen.filter((l) => l.includes('pgbak: error:')),
+      r.screen.join('\n'),
+    ).toEqual(['pgbak: error: restore cancelled; the target was not changed']);
+    expect(readFileSync(join(dir, 'logs', 'backup-db.log'), 'utf8')).not.toMatch(/ERROR/);
+    expect(await sql(db, 'SELECT id FROM keep')).toBe('42');
   });
 });

@@ -5,7 +5,7 @@ import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { table } from '../render.js';
 import { stopOnSignals } from '../signals.js';
-import { formatBytes, formatDuration } from '../../model/human-units.js';
+import { formatBytes, formatDuration, formatTime } from '../../model/human-units.js';
 import { out } from '../style.js';
 
 interface ListFlags extends CommonFlags {
@@ -78,13 +78,13 @@ function render(backups: readonly ListedBackup[]): string {
   const rows = backups.map((b) => [
     b.name,
     b.database ?? '-',
-    b.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    formatTime(b.time),
     formatBytes(b.sizeBytes),
     b.encrypted ? 'yes' : 'no',
     whereOf(b),
     b.state,
     b.verified
-      ? `${b.verified.ok ? out().ok('ok') : out().fail('FAILED')} ${b.verified.kind} ${b.verified.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z')} (${formatDuration(b.verified.durationMs)})`
+      ? `${b.verified.ok ? out().ok('ok') : out().fail('FAILED')} ${b.verified.kind} ${formatTime(b.verified.time)} (${formatDuration(b.verified.durationMs)})`
       : '-',
   ]);
   const problems = backups.filter((b) => b.problems.length).map((b) => `  ${b.name}: ${b.problems.join('; ')}`);

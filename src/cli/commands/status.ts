@@ -17,7 +17,7 @@ import { flagLayer, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { stopOnSignals } from '../signals.js';
-import { formatBytes, formatDuration } from '../../model/human-units.js';
+import { formatBytes, formatDuration, formatTime } from '../../model/human-units.js';
 import { useRedactor } from '../shown.js';
 import { out } from '../style.js';
 
@@ -157,14 +157,14 @@ function describe(d: DatabaseStatus): string {
   row(
     'last run',
     r
-      ? `${r.status} at ${r.finishedAt} (${ago(r.finishedAt)}, took ${formatDuration(r.durationMs)}, on ${r.host})${r.error ? `: ${r.error.message}` : ''}`
+      ? `${r.status} at ${formatTime(r.finishedAt)} (${ago(r.finishedAt)}, took ${formatDuration(r.durationMs)}, on ${r.host})${r.error ? `: ${r.error.message}` : ''}`
       : 'unknown (no last-run record)',
   );
   const t = d.lastRestoreTest;
   row(
     'last restore test',
     t
-      ? `${t.ok ? out().ok('passed') : out().fail('FAILED')} at ${t.at} (${ago(t.at)}), took ${formatDuration(t.durationMs)}, on ${t.backup}`
+      ? `${t.ok ? out().ok('passed') : out().fail('FAILED')} at ${formatTime(t.at)} (${ago(t.at)}), took ${formatDuration(t.durationMs)}, on ${t.backup}`
       : 'none',
   );
   const trend = d.sizeTrend;
