@@ -64,6 +64,16 @@ describe('hints of the CLI', () => {
     expect(hintOf(r.stderr)).toMatch(/^hint: the database is the path after host:port, e\.g\. DATABASE_URL=postgresql:\/\/\S+:5432\/\w+/);
   });
 
+  it('BACKUP_DIR under a file (ENOTDIR): exit 6, the path and what is wrong with it, not an internal error', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'a-file'), 'not a directory');
+    const env = backupEnv({ database: db, dir, extra: { BACKUP_DIR: join(dir, 'a-file', 'db'), LOG_FILE: '' } });
+    const r = await runCli(['backup', '--no-upload'], { env });
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.stderr).toMatch(/pgbak: error: cannot .*a-file\/db.*: a part of that path is a file, not a directory/);
+    expect(hintOf(r.stderr)).toBeDefined();
+  });
+
   it('GPG key not found: the hint names the keyring searched (GNUPGHOME of the environment or .env, else ~/.gnupg)', async () => {
     const s = services();
     const dir = tempDir();
