@@ -158,7 +158,7 @@ export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppE
   if ((name !== undefined && CREDENTIAL_ERRORS.has(name)) || status === 403) {
     return new StorageError(
       'storage-credentials',
-      `S3 ${operation} refused by ${endpoint}: access key "${clean(s.accessKeyId)}" not accepted for bucket "${s.bucket}" (${name ?? status})`,
+      `S3 ${operation} refused by ${endpoint}: access key "${clean(s.accessKeyId)}" not accepted for bucket "${s.bucket}" (${name && name !== 'Unknown' ? name : `HTTP ${status ?? '403'}`})`,
       { hint: 'check STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY', cause: err },
     );
   }
