@@ -232,7 +232,7 @@ async function waitReady(child: ChildProcess, name: string, url: string): Promis
 }
 
 /** Environment for the aws CLI against `s3` (a server of a test's own; services.ts' awsEnv is the shared one's). */
-export function awsEnvOf(s3: S3Server): NodeJS.ProcessEnv {
+export function awsEnvOf(s3: Pick<S3Server, 'accessKey' | 'secretKey' | 'region'>): NodeJS.ProcessEnv {
   return {
     ...process.env,
     AWS_ACCESS_KEY_ID: s3.accessKey,

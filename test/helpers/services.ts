@@ -8,6 +8,7 @@ import { inject } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import type { TestS3Server, TestServices } from '../global-setup.js';
 import { psql } from './postgres-cluster.js';
+import { awsEnvOf } from './s3-server.js';
 
 export const execFileAsync = promisify(execFile);
 
@@ -59,13 +60,7 @@ export async function createBucket(prefix = 'test', s3 = services().s3): Promise
 
 /** Environment for the aws CLI against a test S3 server (default the primary one). */
 export function awsEnv(s3 = services().s3): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    AWS_ACCESS_KEY_ID: s3.accessKey,
-    AWS_SECRET_ACCESS_KEY: s3.secretKey,
-    AWS_DEFAULT_REGION: s3.region,
-    AWS_EC2_METADATA_DISABLED: 'true',
-  };
+  return awsEnvOf(s3);
 }
 
 /** A small sample schema with several types, for backup/restore round trips. */

@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { problemsOf } from '../helpers/config-errors.js';
 import { loadJobs, selectJobs } from '../../src/config/config-file.js';
-import { ConfigError, UsageError } from '../../src/errors/index.js';
+import { UsageError } from '../../src/errors/index.js';
 
 let dir: string;
 beforeEach(() => {
@@ -17,17 +18,6 @@ function write(name: string, text: string): string {
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;
-}
-
-/** Load and return the ConfigError's problems (fails the test when loading succeeds). */
-function problemsOf(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 const TWO_JOBS = `

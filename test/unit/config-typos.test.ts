@@ -2,24 +2,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { problemsOf } from '../helpers/config-errors.js';
 import { applyDotenvForChildren } from '../../src/config/child-dotenv.js';
 import { loadJobs } from '../../src/config/config-file.js';
 import { loadSettings } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/parsers.js';
 import { closestName, editDistance, hasPgbakPrefix, unknownVariableWarnings } from '../../src/config/typos.js';
-import { ConfigError } from '../../src/errors/index.js';
+import type { ConfigError } from '../../src/errors/index.js';
 
 const URL = 'postgresql://bak@db.example:5432/shop';
-
-function problemsOf(fn: () => unknown): readonly string[] {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('did you mean', () => {
   it('edit distance counts insertions, deletions, substitutions and swaps', () => {
