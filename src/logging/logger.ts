@@ -47,10 +47,6 @@ export interface LogSinkOptions {
   file?: string | undefined;
   /** Write to stderr (default true). */
   stderr?: boolean;
-  /** Called before a line is written to stderr (e.g. to clear a progress bar); see also {@link LineLogger.setStderrHooks}. */
-  beforeStderrWrite?: () => void;
-  /** Called after a line was written to stderr (e.g. to redraw a progress bar). */
-  afterStderrWrite?: () => void;
   /** Rewrites a line for stderr only (colour on a terminal); LOG_FILE gets the plain line. */
   decorateStderr?: (level: LogLevel, line: string) => string;
   /**
@@ -135,11 +131,9 @@ export class LineLogger implements Logger {
   /** Write a raw line to stderr between the hooks (the progress bar stays below it). */
   private toStderr(text: string): void {
     const root = this.root ?? this;
-    root.options.beforeStderrWrite?.();
     root.hooks.before?.();
     writeSync(2, text);
     root.hooks.after?.();
-    root.options.afterStderrWrite?.();
   }
 
   /**
