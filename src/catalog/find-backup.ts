@@ -1,4 +1,5 @@
 import { parseKey } from './backup-name.js';
+import { editDistance } from '../model/edit-distance.js';
 import { listBackups, ownBackups, serversOf, type BackupIdentity, type CatalogEntry, type LocationName } from './catalog.js';
 import type { Manifest } from './manifest.js';
 import { AppError, ExitCode, IntegrityError, isAppError, NotFoundError } from '../errors/index.js';
@@ -41,21 +42,10 @@ export function shownName(input: string): string {
   return JSON.stringify(cut).replace(/\p{Cf}/gu, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }
 
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length]!;
-}
-
 /** The `count` names closest to `name`, closest first. */
 export function closestNames(name: string, names: readonly string[], count = 5): string[] {
   return names
-    .map((n) => ({ n, d: distance(name, n) }))
+    .map((n) => ({ n, d: editDistance(name, n) }))
     .sort((x, y) => x.d - y.d || (x.n < y.n ? 1 : -1))
     .slice(0, count)
     .map((x) => x.n);

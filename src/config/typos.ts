@@ -3,6 +3,7 @@
  * `BACKUP_COMPRESION`) is named in a warning with the closest known name, instead of being
  * ignored while the default applies. Pure functions: the loader gives them the layers it read.
  */
+import { editDistance } from '../model/edit-distance.js';
 import { variables } from './schema.js';
 
 /**
@@ -22,26 +23,6 @@ function isForeign(name: string): boolean {
 }
 
 const KNOWN: readonly string[] = variables.map((v) => v.name);
-
-/** Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of neighbours each cost 1. */
-export function editDistance(a: string, b: string): number {
-  const rows: number[][] = [];
-  for (let i = 0; i <= a.length; i++) {
-    const row: number[] = [i];
-    for (let j = 1; j <= b.length; j++) {
-      if (i === 0) {
-        row.push(j);
-        continue;
-      }
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let d = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
-      row.push(d);
-    }
-    rows.push(row);
-  }
-  return rows[a.length]![b.length]!;
-}
 
 /** How far a name may be from a known one and still be taken for a typo of it. */
 function maxDistance(name: string): number {

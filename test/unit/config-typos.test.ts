@@ -7,7 +7,8 @@ import { applyDotenvForChildren } from '../../src/config/child-dotenv.js';
 import { loadJobs } from '../../src/config/config-file.js';
 import { loadSettings } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/parsers.js';
-import { closestName, editDistance, hasPgbakPrefix, unknownVariableWarnings } from '../../src/config/typos.js';
+import { closestName, hasPgbakPrefix, unknownVariableWarnings } from '../../src/config/typos.js';
+import { editDistance } from '../../src/model/edit-distance.js';
 import type { ConfigError } from '../../src/errors/index.js';
 
 const URL = 'postgresql://bak@db.example:5432/shop';
