@@ -1,6 +1,5 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { TOOL_VERSION } from '../version.js';
-import { variables } from '../config/schema.js';
 import { ExitCode, exitCodeHelp } from '../errors/index.js';
 import { registerBackup } from './commands/backup.js';
 import { registerList } from './commands/list.js';
@@ -17,9 +16,10 @@ import { releaseHeldErrors, setVerbose } from './context.js';
 import { clearLiveLine } from './progress.js';
 import type { OutcomeSlot } from './outcome.js';
 import { addExamples } from './options.js';
+import { HELP_VARIABLES } from './help-variables.js';
 
 function helpFooter(): string {
-  const vars = variables.map((v) => `  ${v.name.padEnd(22)} ${v.description}${'default' in v && v.default ? ` [${v.default}]` : ''}`);
+  const vars = HELP_VARIABLES.map(([name, description, dflt]) => `  ${name.padEnd(22)} ${description}${dflt ? ` [${dflt}]` : ''}`);
   const codes = exitCodeHelp.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`);
   return [
     '',
