@@ -35,7 +35,12 @@ function helpFooter(): string {
 /** How a command joins the program: its action puts what it did in `slot`. */
 type Register = (program: Command, slot: OutcomeSlot) => void;
 
-/** The commands, in the order `pgbak --help` lists them. */
+/**
+ * The commands, in the order `pgbak --help` lists them. Their modules load only commander and
+ * light modules (errors, logging, model, style) at the top and import the api, the config and the
+ * signal handling inside their actions, so `--help` and `--version` start fast
+ * (test/unit/startup.test.ts; docs/performance.md, "Start-up").
+ */
 const COMMANDS: readonly Register[] = [
   registerBackup,
   registerList,
