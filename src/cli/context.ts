@@ -1,8 +1,5 @@
 import type { JobConfig } from '../config/job.js';
-import { loadJobs, selectJobs } from '../config/config-file.js';
 import type { Settings } from '../config/schema.js';
-import { isVariableName, variableNames } from '../config/schema.js';
-import { didYouMean } from '../config/typos.js';
 import { UsageError } from '../errors/index.js';
 import { LineLogger, type LogLevel } from '../logging/logger.js';
 import { useRedactor } from './shown.js';
@@ -29,7 +26,15 @@ export interface CliContext {
  * readable by every user of the machine (`ps`), so passwords and keys belong in the
  * environment, `.env` or the config file.
  */
-export function flagLayer(sets: readonly string[] = [], extra: Record<string, string | undefined> = {}): Record<string, string> {
+export async function flagLayer(
+  sets: readonly string[] = [],
+  extra: Record<string, string | undefined> = {},
+): Promise<Record<string, string>> {
+  // Loaded here, not at the top: the schema loads zod, which `pgbak --help` must not (test/unit/startup.test.ts).
+  const [{ isVariableName, variableNames }, { didYouMean }] = await Promise.all([
+    import('../config/schema.js'),
+    import('../config/typos.js'),
+  ]);
   const out: Record<string, string> = {};
   for (const item of sets) {
     const eq = item.indexOf('=');
@@ -97,11 +102,13 @@ export function stderrLogOptions(
   };
 }
 
-export function loadContext(
+export async function loadContext(
   flags: CommonFlags,
   options: { extraFlags?: Record<string, string | undefined>; openLogFile: boolean; requireJobs?: boolean; allByDefault?: boolean },
-): CliContext {
-  const layer = flagLayer(flags.set, options.extraFlags);
+): Promise<CliContext> {
+  const layer = await flagLayer(flags.set, options.extraFlags);
+  // The config (yaml, zod) is loaded when a command runs, not when pgbak starts.
+  const { loadJobs, selectJobs } = await import('../config/config-file.js');
   const loaded = loadJobs({ configPath: flags.config, flags: layer, ...(flags.envFile ? { envFile: flags.envFile } : {}) });
   useRedactor(loaded.redactor);
   const jobs = selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? options.allByDefault });

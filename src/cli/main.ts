@@ -1,6 +1,5 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { TOOL_VERSION } from '../version.js';
-import { variables } from '../config/schema.js';
 import { ExitCode, exitCodeHelp } from '../errors/index.js';
 import { registerBackup } from './commands/backup.js';
 import { registerList } from './commands/list.js';
@@ -17,9 +16,10 @@ import { releaseHeldErrors, setVerbose } from './context.js';
 import { clearLiveLine } from './progress.js';
 import type { OutcomeSlot } from './outcome.js';
 import { addExamples } from './options.js';
+import { HELP_VARIABLES } from './help-variables.js';
 
 function helpFooter(): string {
-  const vars = variables.map((v) => `  ${v.name.padEnd(22)} ${v.description}${'default' in v && v.default ? ` [${v.default}]` : ''}`);
+  const vars = HELP_VARIABLES.map(([name, description, dflt]) => `  ${name.padEnd(22)} ${description}${dflt ? ` [${dflt}]` : ''}`);
   const codes = exitCodeHelp.map(([code, text]) => `  ${String(code).padStart(3)}  ${text}`);
   return [
     '',
@@ -35,7 +35,12 @@ function helpFooter(): string {
 /** How a command joins the program: its action puts what it did in `slot`. */
 type Register = (program: Command, slot: OutcomeSlot) => void;
 
-/** The commands, in the order `pgbak --help` lists them. */
+/**
+ * The commands, in the order `pgbak --help` lists them. Their modules load only commander and
+ * light modules (errors, logging, model, style) at the top and import the api, the config and the
+ * signal handling inside their actions, so `--help` and `--version` start fast
+ * (test/unit/startup.test.ts; docs/performance.md, "Start-up").
+ */
 const COMMANDS: readonly Register[] = [
   registerBackup,
   registerList,

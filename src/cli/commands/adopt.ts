@@ -1,11 +1,10 @@
 import type { Command } from '@commander-js/extra-typings';
-import { adopt, openStorage, type AdoptRefusal, type AdoptResult } from '../../api/index.js';
+import type { AdoptRefusal, AdoptResult } from '../../api/index.js';
 import { AppError, ExitCode, UsageError } from '../../errors/index.js';
 import { formatBytes } from '../../model/human-units.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { stopOnSignals } from '../signals.js';
 
 interface AdoptFlags extends CommonFlags {
   every?: boolean;
@@ -56,13 +55,15 @@ function refusalError(r: AdoptRefusal): AppError {
 }
 
 async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<CommandOutcome> {
+  const { adopt, openStorage } = await import('../../api/index.js');
+  const { stopOnSignals } = await import('../signals.js');
   if (names.length && flags.every) throw new UsageError('give backup NAMEs or --every, not both');
   if (!names.length && !flags.every) {
     throw new UsageError('adopt what? give the NAMEs of foreign dumps, or --every', {
       hint: '`pgbak list` shows them in state foreign; `pgbak adopt --every --dry-run` checks them all without writing',
     });
   }
-  const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
+  const ctx = await loadContext(flags, { openLogFile: !flags.dryRun });
   if (names.length && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
   const stop = stopOnSignals(ctx.logger, 'adoption');
   const results: AdoptResult[] = [];

@@ -1,7 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { BackupProgress } from '../../api/backup.js';
-import { planBackup, type BackupPlan } from '../../api/plan.js';
-import { runJob } from '../../api/run-job.js';
+import type { BackupPlan } from '../../api/plan.js';
 import type { JobConfig } from '../../config/job.js';
 import { AppError, ExitCode } from '../../errors/index.js';
 import type { BackupResult } from '../../model/backup-result.js';
@@ -10,8 +9,6 @@ import { formatBytes, formatDuration } from '../../model/human-units.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { createProgress } from '../progress.js';
-import { stopOnSignals } from '../signals.js';
 import { out } from '../style.js';
 
 interface BackupFlags extends CommonFlags {
@@ -55,8 +52,13 @@ export function backupJson(r: BackupResult): Record<string, unknown> {
 }
 
 async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
-  const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
+  const ctx = await loadContext(flags, { openLogFile: !flags.dryRun });
   if (flags.dryRun) return dryRun(ctx.jobs, flags);
+  const [{ runJob }, { stopOnSignals }, { createProgress }] = await Promise.all([
+    import('../../api/run-job.js'),
+    import('../signals.js'),
+    import('../progress.js'),
+  ]);
   const controller = stopOnSignals(ctx.logger, 'backup');
   const results: BackupResult[] = [];
   const progress = ctx.jobs.length === 1 && !flags.json ? createProgress(ctx.logger) : undefined;
@@ -86,6 +88,7 @@ async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
 /** `backup --dry-run`: the plan of every job; the exit code and error of the first that would not succeed. */
 async function dryRun(jobs: readonly JobConfig[], flags: BackupFlags): Promise<CommandOutcome> {
   const plans: BackupPlan[] = [];
+  const { planBackup } = await import('../../api/plan.js');
   for (const job of jobs) {
     const plan = await planBackup({ job, upload: flags.upload !== false, encrypt: flags.encrypt !== false });
     plans.push(plan);

@@ -1,6 +1,5 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { Command } from '@commander-js/extra-typings';
-import { abandonedError, runDaemon } from '../../api/daemon.js';
 import { ExitCode } from '../../errors/index.js';
 import { LineLogger } from '../../logging/logger.js';
 import { loadContext, type CommonFlags } from '../context.js';
@@ -26,7 +25,8 @@ export function registerDaemon(program: Command, slot: OutcomeSlot): void {
 
 /** Parse, run the daemon until it stops, and say how it stopped. */
 async function runDaemonCommand(flags: CommonFlags): Promise<CommandOutcome> {
-  const ctx = loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
+  const { abandonedError, runDaemon } = await import('../../api/daemon.js');
+  const ctx = await loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
   const { global, jobs } = ctx;
   const logFile = global.LOG_FILE ? (isAbsolute(global.LOG_FILE) ? global.LOG_FILE : resolve(global.LOG_FILE)) : undefined;
   const logger = new LineLogger({ level: global.BACKUP_LOG_LEVEL, file: logFile, redactor: ctx.logger.redactor });

@@ -1,11 +1,10 @@
 import type { Command } from '@commander-js/extra-typings';
-import { initBucket, type InitBucketReport } from '../../api/index.js';
+import type { InitBucketReport } from '../../api/index.js';
 import type { JobConfig } from '../../config/job.js';
 import { ExitCode, InterruptedError, StorageError } from '../../errors/index.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { stopOnSignals } from '../signals.js';
 import { out } from '../style.js';
 
 interface InitFlags extends CommonFlags {
@@ -40,7 +39,9 @@ function initJson(job: string, r: InitBucketReport): Record<string, unknown> {
 }
 
 async function runInitCommand(flags: InitFlags): Promise<CommandOutcome> {
-  const ctx = loadContext(flags, { openLogFile: true });
+  const { initBucket } = await import('../../api/index.js');
+  const { stopOnSignals } = await import('../signals.js');
+  const ctx = await loadContext(flags, { openLogFile: true });
   const reports: Record<string, unknown>[] = [];
   let failed = false;
   const stop = stopOnSignals(ctx.logger, 'bucket check');

@@ -1,10 +1,9 @@
 import { Option, type Command } from '@commander-js/extra-typings';
-import { list, mergeListed, sameBackup, type ListedBackup } from '../../api/index.js';
+import type { ListedBackup } from '../../api/index.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { table } from '../render.js';
-import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration, formatTime } from '../../model/human-units.js';
 import { out } from '../style.js';
 
@@ -42,8 +41,10 @@ function newestFirst(a: ListedBackup, b: ListedBackup): number {
 }
 
 async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
+  const { list, mergeListed, sameBackup } = await import('../../api/index.js');
+  const { stopOnSignals } = await import('../signals.js');
   // Every job unless --job names one.
-  const ctx = loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
+  const ctx = await loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
   const only = flags.from === 'both' ? undefined : flags.from;
   // Jobs sharing a directory and bucket prefix are read once.
   const seen = new Set<string>();

@@ -1,12 +1,11 @@
 import type { Command } from '@commander-js/extra-typings';
-import { prune, type PruneJobResult } from '../../api/index.js';
+import type { PruneJobResult } from '../../api/index.js';
 
 type Decision = PruneJobResult['decisions']['keep'][number];
 import { ExitCode, InterruptedError, StorageError } from '../../errors/index.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { stopOnSignals } from '../signals.js';
 import { formatBytes } from '../../model/human-units.js';
 
 interface PruneFlags extends CommonFlags {
@@ -37,7 +36,9 @@ function pruneJson(job: string, r: PruneJobResult): Record<string, unknown> {
 }
 
 async function runPruneCommand(flags: PruneFlags): Promise<CommandOutcome> {
-  const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
+  const { prune } = await import('../../api/index.js');
+  const { stopOnSignals } = await import('../signals.js');
+  const ctx = await loadContext(flags, { openLogFile: !flags.dryRun });
   const results: { job: string; result: PruneJobResult }[] = [];
   // Deleting is cleanup, so a stop aborts only the listing; the grace bounds the rest.
   const stop = stopOnSignals(ctx.logger, 'prune');

@@ -1,13 +1,11 @@
 import { createInterface } from 'node:readline/promises';
 import { Option, type Command } from '@commander-js/extra-typings';
-import { restore, type RestoreResult } from '../../api/index.js';
+import type { RestoreResult } from '../../api/index.js';
 import { redact } from '../../logging/redact.js';
 import { UsageError } from '../../errors/index.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
-import { stopOnSignals } from '../signals.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { createRestoreProgress } from '../progress.js';
 import { formatDuration } from '../../model/human-units.js';
 
 interface RestoreFlags extends CommonFlags {
@@ -92,13 +90,15 @@ async function askOnTty(question: string): Promise<boolean> {
 }
 
 async function runRestoreCommand(name: string | undefined, flags: RestoreFlags): Promise<CommandOutcome> {
+  const { restore } = await import('../../api/index.js');
+  const [{ stopOnSignals }, { createRestoreProgress }] = await Promise.all([import('../signals.js'), import('../progress.js')]);
   const target = targetOf(flags);
   if (flags.jobs !== undefined && flags.parallel !== undefined)
     throw new UsageError('--jobs is the old name of --parallel: give only --parallel');
   const given = flags.parallel ?? flags.jobs ?? '1';
   const jobs = Number(given);
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--parallel must be a whole number of 1 or more (got ${given})`);
-  const ctx = loadContext(flags, { openLogFile: true });
+  const ctx = await loadContext(flags, { openLogFile: true });
   if (flags.jobs !== undefined) ctx.logger.warn('--jobs is deprecated (it reads like --job): use --parallel N');
   if (ctx.jobs.length !== 1) throw new UsageError('restore acts on one job: choose it with --job NAME');
   const job = ctx.jobs[0]!;

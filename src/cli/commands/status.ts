@@ -1,22 +1,11 @@
 import type { Command } from '@commander-js/extra-typings';
-import {
-  discoverTargets,
-  forgetDatabase,
-  jobTarget,
-  loadJobs,
-  selectJobs,
-  status,
-  type DatabaseStatus,
-  type LoadedJobs,
-  type StatusTarget,
-} from '../../api/index.js';
+import type { DatabaseStatus, LoadedJobs, StatusTarget } from '../../api/index.js';
 import { resolveStorage } from '../../config/job.js';
 import { AppError, ExitCode, UsageError } from '../../errors/index.js';
 import { LineLogger } from '../../logging/logger.js';
 import { flagLayer, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { stopOnSignals } from '../signals.js';
 import { formatBytes, formatDuration, formatTime } from '../../model/human-units.js';
 import { useRedactor } from '../shown.js';
 import { out } from '../style.js';
@@ -71,10 +60,11 @@ function staleError(databases: readonly DatabaseStatus[]): AppError {
  * Jobs from the configuration (every job unless --job), or, with no DATABASE_URL and no config
  * file (a host with storage variables only), every database found in storage.
  */
-function loadForStatus(flags: StatusFlags): LoadedJobs {
+async function loadForStatus(flags: StatusFlags): Promise<LoadedJobs> {
+  const { loadJobs } = await import('../../api/index.js');
   const loaded = loadJobs({
     configPath: flags.config,
-    flags: flagLayer(flags.set),
+    flags: await flagLayer(flags.set),
     ...(flags.envFile ? { envFile: flags.envFile } : {}),
     requireDatabaseUrl: false,
   });
@@ -86,7 +76,8 @@ function loadForStatus(flags: StatusFlags): LoadedJobs {
 
 /** `status --forget DB`: retire a database in BACKUP_DIR and the bucket; see forgetDatabase. */
 async function runForget(database: string, flags: StatusFlags): Promise<CommandOutcome> {
-  const loaded = loadForStatus(flags);
+  const { forgetDatabase } = await import('../../api/index.js');
+  const loaded = await loadForStatus(flags);
   const storage = loaded.jobs[0] ?? resolveStorage(loaded.global, { cwd: process.cwd() });
   const r = await forgetDatabase({ storage, database, configured: loaded.jobs.map((j) => j.database) });
   if (!flags.json) {
@@ -99,7 +90,8 @@ async function runForget(database: string, flags: StatusFlags): Promise<CommandO
 }
 
 async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
-  const loaded = loadForStatus(flags);
+  const { discoverTargets, jobTarget, selectJobs } = await import('../../api/index.js');
+  const loaded = await loadForStatus(flags);
   if (loaded.jobs.length > 0) {
     return selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? flags.job === undefined }).map(jobTarget);
   }
@@ -113,6 +105,7 @@ async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
 }
 
 async function runStatusCommand(flags: StatusFlags): Promise<CommandOutcome> {
+  const [{ status }, { stopOnSignals }] = await Promise.all([import('../../api/index.js'), import('../signals.js')]);
   // status reads storage only and keeps stdout for the report: its stop notices go to stderr.
   const stop = stopOnSignals(new LineLogger({ level: 'warn' }), 'status check');
   let report: Awaited<ReturnType<typeof status>>;

@@ -1,11 +1,10 @@
 import type { Command } from '@commander-js/extra-typings';
-import { upload, type UploadItem, type UploadReport } from '../../api/index.js';
+import type { UploadItem, UploadReport } from '../../api/index.js';
 import { AppError, ExitCode } from '../../errors/index.js';
 import { formatBytes } from '../../model/human-units.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
-import { stopOnSignals } from '../signals.js';
 
 interface UploadFlags extends CommonFlags {
   missing?: boolean;
@@ -35,7 +34,9 @@ export function registerUpload(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runUpload(names: readonly string[], flags: UploadFlags): Promise<CommandOutcome> {
-  const ctx = loadContext(flags, { openLogFile: !flags.dryRun });
+  const { upload } = await import('../../api/index.js');
+  const { stopOnSignals } = await import('../signals.js');
+  const ctx = await loadContext(flags, { openLogFile: !flags.dryRun });
   const stop = stopOnSignals(ctx.logger, 'upload');
   const reports: UploadReport[] = [];
   try {

@@ -1,10 +1,9 @@
 import type { Command } from '@commander-js/extra-typings';
-import { verify, combinedExitCode, recordRestoreTests, type BackupVerification } from '../../api/index.js';
+import type { BackupVerification } from '../../api/index.js';
 import { AppError, ExitCode, InterruptedError, UsageError } from '../../errors/index.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { type CommandOutcome, type OutcomeSlot, runCommand } from '../outcome.js';
-import { stopOnSignals } from '../signals.js';
 import { formatDuration } from '../../model/human-units.js';
 import { out } from '../style.js';
 
@@ -39,9 +38,11 @@ export function registerVerify(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): Promise<CommandOutcome> {
+  const { verify, combinedExitCode, recordRestoreTests } = await import('../../api/index.js');
+  const { stopOnSignals } = await import('../signals.js');
   const picked = [name !== undefined, Boolean(flags.latest), Boolean(flags.every)].filter(Boolean).length;
   if (picked > 1) throw new UsageError('give one of NAME, --latest or --every');
-  const ctx = loadContext(flags, { openLogFile: true });
+  const ctx = await loadContext(flags, { openLogFile: true });
   if (name !== undefined && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
   const controller = stopOnSignals(ctx.logger, 'verification');
   const results: BackupVerification[] = [];
