@@ -3,6 +3,7 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
+import { awsKeys } from '../helpers/restore-fixtures.js';
 import { listBackups } from '../../src/catalog/catalog.js';
 import type { RetentionSettings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
@@ -15,7 +16,7 @@ import { keysOf, mapLimit, writeFakeBackup } from '../helpers/fake-backups.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { cloneLocal, cloneRemote } from '../helpers/clone-backup.js';
 import { jsonResult } from '../helpers/json-schemas.js';
-import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, s3Settings, services, tempDir } from '../helpers/services.js';
+import { createBucket, createDatabase, SAMPLE_SQL, s3Settings, tempDir } from '../helpers/services.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -32,25 +33,7 @@ function s3(bucket: string, prefix = 'backups/'): S3Backend {
 }
 
 /** Every key in the bucket, read with the aws CLI (a client independent of ours). */
-async function bucketKeys(bucket: string): Promise<string[]> {
-  const { stdout } = await execFileAsync(
-    'aws',
-    [
-      's3api',
-      'list-objects-v2',
-      '--bucket',
-      bucket,
-      '--endpoint-url',
-      services().s3.endpoint,
-      '--query',
-      'Contents[].Key',
-      '--output',
-      'json',
-    ],
-    { env: awsEnv(), maxBuffer: 64 * 1024 * 1024 },
-  );
-  return ((JSON.parse(stdout || 'null') as string[] | null) ?? []).sort();
-}
+const bucketKeys = (bucket: string): Promise<string[]> => awsKeys(bucket);
 
 const retention = (r: Partial<RetentionSettings> = {}): RetentionSettings => ({
   days: 30,
