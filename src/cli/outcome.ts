@@ -1,5 +1,5 @@
 import { AppError, ExitCode } from '../errors/index.js';
-import { shown, shownValue } from './shown.js';
+import { shownValue } from './shown.js';
 
 /**
  * What a command hands back to `cli/main.ts`: its exit code and the errors to show. Commands never
@@ -46,13 +46,14 @@ export interface JsonError {
   readonly exitCode: number;
 }
 
-/** Any error as the `--json` error object (redacted; an unexpected error is `internal`). */
+/**
+ * Any error as the `--json` error object (an unexpected error is `internal`). Not redacted here:
+ * the whole document is, once, when it is printed (writeJsonFlushed).
+ */
 export function jsonErrorOf(err: unknown): JsonError {
-  if (err instanceof AppError) {
-    return { code: err.code, message: shown(err.message), hint: err.hint ? shown(err.hint) : null, exitCode: err.exitCode };
-  }
+  if (err instanceof AppError) return { code: err.code, message: err.message, hint: err.hint ?? null, exitCode: err.exitCode };
   const message = err instanceof Error ? err.message : String(err);
-  return { code: 'internal', message: shown(message), hint: 'this is a bug in pgbak; please report it', exitCode: ExitCode.failure };
+  return { code: 'internal', message, hint: 'this is a bug in pgbak; please report it', exitCode: ExitCode.failure };
 }
 
 /** The `--json` document of an outcome: `{ schemaVersion, command, ok, error?, …extra, results }`. */
