@@ -49,22 +49,15 @@ export async function forgetDatabase(options: ForgetOptions): Promise<ForgetResu
   await using storage = openStorage(options.storage);
   const named = [['local', storage.local] as const, ...(storage.remote ? [['remote', storage.remote] as const] : [])];
   const backends = named.map(([, b]) => b);
-  let known = false;
-  let backupsKept = 0;
-  const others = new Set<string>();
-  for (const backend of backends) {
-    if (await readLastRun(backend, prefix)) known = true;
-    for (const p of await lastRunPrefixes(backend)) others.add(p);
-  }
-  const entries = await listBackups({ local: storage.local, remote: storage.remote });
-  for (const e of entries) {
-    others.add(e.prefix);
-    if (e.prefix === prefix) {
-      known = true;
-      if (e.state === 'good') backupsKept++;
-    }
-  }
+  // Only this database's backups and records are read; the whole catalog only to name the closest when it is unknown.
+  const own = await listBackups({ local: storage.local, remote: storage.remote, prefix });
+  const backupsKept = own.filter((e) => e.state === 'good').length;
+  let known = own.length > 0;
+  for (const backend of backends) if (!known && (await readLastRun(backend, prefix))) known = true;
   if (!known) {
+    const others = new Set<string>();
+    for (const backend of backends) for (const p of await lastRunPrefixes(backend)) others.add(p);
+    for (const e of await listBackups({ local: storage.local, remote: storage.remote })) others.add(e.prefix);
     const close = closestNames(prefix, [...others]);
     throw new NotFoundError(
       `no records of a database ${database} in ${backends.map((b) => b.location).join(' or ')}${close.length ? `; closest: ${close.join(', ')}` : ''}`,
