@@ -18,6 +18,20 @@ function processesNaming(needle: string): number[] {
     .filter((pid) => pid !== process.pid && cmdlineOf(pid).includes(needle));
 }
 
+/** A PostgreSQL backend process (its title is `postgres: user db …`), not a client of pgbak's. */
+const isServerBackend = (pid: number) => cmdlineOf(pid).startsWith('postgres: ');
+
+/**
+ * Nothing of pgbak's names `db` any more: no client process (pg_dump, gpg, pgbak) at all, and the
+ * server's backends of its connections gone too. A backend ends on its own once it sees its
+ * client's socket closed, a moment after pgbak exits, so those get a few seconds.
+ */
+async function expectNothingLeftNaming(db: string): Promise<void> {
+  expect(processesNaming(db).filter((pid) => !isServerBackend(pid))).toEqual([]);
+  await waitFor(() => processesNaming(db).length === 0, 10_000, `the server backends of ${db} to end`).catch(() => undefined);
+  expect(processesNaming(db).map((pid) => cmdlineOf(pid).replaceAll('\0', ' '))).toEqual([]);
+}
+
 /**
  * `pgbak daemon` started the way a terminal starts it: in a process group of its own (detached),
  * so `process.kill(-pid, 'SIGINT')` is exactly the terminal's Ctrl-C: SIGINT to every process of
@@ -82,7 +96,7 @@ describe('Ctrl-C on pgbak daemon (SIGINT to its whole process group)', () => {
 
     // No pg_dump or gpg outlived the daemon.
     for (const pid of d.workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
-    expect(processesNaming(d.db)).toEqual([]);
+    await expectNothingLeftNaming(d.db);
   });
 
   it('a second Ctrl-C aborts the backup and still kills every child (they are in their own groups); nothing half-made is left', async () => {
@@ -96,7 +110,7 @@ describe('Ctrl-C on pgbak daemon (SIGINT to its whole process group)', () => {
     // pgbak killed its children itself: the abort is what the error says, not the terminal's signal.
     expect(d.stderr()).not.toMatch(/signal Interrupt/);
     for (const pid of d.workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
-    expect(processesNaming(d.db)).toEqual([]);
+    await expectNothingLeftNaming(d.db);
     const files = existsSync(d.backups) ? readdirSync(d.backups) : [];
     expect(files.filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json'))).toEqual([]);
   });
@@ -135,7 +149,7 @@ describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its 
       // The cause is pgbak's abort, not gpg or pg_dump dying of the terminal's signal.
       expect(stderr).not.toMatch(/signal Interrupt|signal Hangup|killed by SIG(INT|HUP)/);
       for (const pid of workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
-      expect(processesNaming(db)).toEqual([]);
+      await expectNothingLeftNaming(db);
       const files = existsSync(backups) ? readdirSync(backups) : [];
       expect(files.filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json'))).toEqual([]);
     },
