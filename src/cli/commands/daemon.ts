@@ -34,6 +34,7 @@ async function runDaemonCommand(flags: CommonFlags): Promise<CommandOutcome> {
     const stopped = await runDaemon(jobs, {
       logger,
       metricsAddr: global.METRICS_ADDR,
+      dashboardToken: global.DASHBOARD_TOKEN,
       limits: { stopTimeoutMs: global.BACKUP_STOP_TIMEOUT, concurrency: global.BACKUP_CONCURRENCY, retries: global.BACKUP_RETRIES },
       reopenLogs: () => logger.reopen(),
     });

@@ -1,0 +1,208 @@
+import { ownBackups, type CatalogEntry } from '../catalog/catalog.js';
+import { CatalogSource } from '../catalog/find-backup.js';
+import { judgeSize, SIZE_HISTORY_WINDOW } from '../catalog/size-trend.js';
+import type { JobConfig } from '../config/job.js';
+import { formatCompression } from '../config/parsers.js';
+import { parseSchedule } from '../config/schedule.js';
+import type { BackupRow, DeliveryRow, JobOverview, JobSnapshot, RestoreTestsView, SeriesView } from '../dashboard/view.js';
+import { RTO_TARGET_MS } from '../dashboard/view.js';
+import { messageOf } from '../errors/error-message.js';
+import type { Redactor } from '../logging/redact.js';
+import { formatDuration } from '../model/human-units.js';
+import { openStorage } from '../storage/job-storage.js';
+import { jobIdentity } from './identity.js';
+import { destinationOf } from './report-run.js';
+import { databaseStatus, jobTarget, type DatabaseStatus } from './status.js';
+
+/**
+ * What the dashboard shows of one job, read from storage as `pgbak status` and `pgbak list` read
+ * it: the status (newest good backup, last-run record, restore test) and the job's own backups.
+ */
+
+/** A shell word: as is when plain, else single-quoted. */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9_.:/@%+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `pgbak restore NAME --target <db>_restore --create` (with `--job` when there are several jobs). */
+export function restoreCommand(name: string, job: JobConfig, severalJobs: boolean): string {
+  const jobFlag = severalJobs ? ` --job ${shellWord(job.name)}` : '';
+  return `pgbak restore ${shellWord(name)}${jobFlag} --target ${shellWord(`${job.database}_restore`)} --create`;
+}
+
+function row(e: CatalogEntry, job: JobConfig, severalJobs: boolean): BackupRow {
+  const m = e.manifest;
+  const locations = (['local', 'remote'] as const).filter((w) => {
+    const c = e.locations[w];
+    return c?.manifest !== undefined && c.artifact !== undefined;
+  });
+  const v = e.verification;
+  return {
+    name: e.name,
+    time: e.time.toISOString(),
+    sizeBytes: e.size,
+    durationMs: m ? m.durationMs : null,
+    compression: m ? `${formatCompression({ method: m.compression.method, level: m.compression.level })} (${m.compression.by})` : null,
+    encrypted: e.encrypted,
+    state: e.state,
+    locations,
+    problems: e.problems,
+    verified: v ? { at: v.verifiedAt, ok: v.ok, kind: v.kind, durationMs: v.durationMs } : null,
+    restoreCommand: e.state === 'good' ? restoreCommand(e.name, job, severalJobs) : null,
+  };
+}
+
+/** One point per good backup, oldest first; each size judged against the up-to-7 good ones before it. */
+function seriesOf(job: JobConfig, good: readonly CatalogEntry[]): SeriesView {
+  const oldestFirst = [...good].reverse();
+  const points = oldestFirst.map((e, i) => {
+    const before = oldestFirst.slice(Math.max(0, i - SIZE_HISTORY_WINDOW), i).map((x) => x.size);
+    const j = judgeSize(e.size, before.reverse(), job.health.sizeTolerance);
+    return {
+      name: e.name,
+      time: e.time.toISOString(),
+      sizeBytes: e.size,
+      durationMs: e.manifest?.durationMs ?? null,
+      anomalous: j.anomalous,
+      reason: j.reason,
+    };
+  });
+  return { job: job.name, points };
+}
+
+function restoreTestsOf(job: JobConfig, mine: readonly CatalogEntry[]): RestoreTestsView {
+  const tests = mine
+    .filter((e) => e.verification?.kind === 'restore-test')
+    .map((e) => ({ backup: e.name, at: e.verification!.verifiedAt, ok: e.verification!.ok, durationMs: e.verification!.durationMs }))
+    .sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+  return { job: job.name, rtoTargetMs: RTO_TARGET_MS, tests };
+}
+
+/** The deliveries of the last run's notifications: each configured channel, failed when the run's warnings say so. */
+export function deliveriesOf(job: JobConfig, lastRun: DatabaseStatus['lastRun']): DeliveryRow[] {
+  if (!lastRun || lastRun.status === 'dry-run') return [];
+  const n = job.notify;
+  const channels: DeliveryRow['channel'][] = [];
+  const anomaly = lastRun.warnings.some((w) => w.startsWith('size anomaly'));
+  if (n.email.length > 0 && (n.on === 'always' || lastRun.status !== 'ok' || anomaly)) channels.push('email');
+  if (n.webhookUrl) channels.push('webhook');
+  if (n.pingUrl) channels.push('ping');
+  return channels.map((channel) => {
+    const failed = lastRun.warnings.find((w) => w.startsWith(`${channel} notification not delivered`));
+    return {
+      job: job.name,
+      channel,
+      at: lastRun.finishedAt,
+      ok: !failed,
+      error: failed ? failed.replace(/^[a-z]+ notification not delivered: /, '') : null,
+    };
+  });
+}
+
+/** The job's effective settings by variable name, every value through the configuration's Redactor and secrets masked. */
+export function effectiveSettings(job: JobConfig, redactor: Redactor): Record<string, string> {
+  const s3 = job.s3;
+  const raw: Record<string, string | number | boolean | undefined> = {
+    DATABASE_URL: job.databaseUrl,
+    BACKUP_DIR: job.backupDir,
+    STORAGE_ENDPOINT: s3?.endpoint,
+    STORAGE_BUCKET: s3?.bucket,
+    STORAGE_PREFIX: s3?.prefix,
+    STORAGE_REGION: s3?.region,
+    STORAGE_ACCESS_KEY: s3?.accessKeyId,
+    STORAGE_SECRET_KEY: s3 ? '***' : undefined,
+    GPG_RECIPIENT: job.gpgRecipient,
+    BACKUP_COMPRESSION: formatCompression(job.compression),
+    BACKUP_GLOBALS: job.backup.globals,
+    BACKUP_ROW_COUNTS: job.backup.rowCounts,
+    BACKUP_VERIFY: job.verify.mode,
+    VERIFY_DATABASE_URL: job.verify.databaseUrl,
+    RETENTION_DAYS: job.retention.days,
+    BACKUP_KEEP_MIN: job.retention.keepMin,
+    BACKUP_KEEP_DAILY: job.retention.keepDaily,
+    BACKUP_KEEP_WEEKLY: job.retention.keepWeekly,
+    BACKUP_KEEP_MONTHLY: job.retention.keepMonthly,
+    BACKUP_PRUNE: job.backup.prune,
+    BACKUP_SCHEDULE: job.schedule.cron,
+    BACKUP_TZ: job.schedule.timezone,
+    BACKUP_RUN_ON_START: job.schedule.runOnStart,
+    BACKUP_RPO: formatDuration(job.health.rpoMs),
+    BACKUP_SIZE_TOLERANCE: `${Math.round(job.health.sizeTolerance * 100)}%`,
+    NOTIFY_EMAIL: job.notify.email.join(', '),
+    NOTIFY_ON: job.notify.on,
+    NOTIFY_SMTP_URL: job.notify.smtpUrl,
+    NOTIFY_WEBHOOK_URL: job.notify.webhookUrl,
+    NOTIFY_PING_URL: job.notify.pingUrl,
+    METRICS_TEXTFILE: job.metrics.textfile,
+    PG_DUMP_PATH: job.pgTools.pgDumpPath,
+  };
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) if (v !== undefined && v !== '') out[k] = redactor.redact(String(v));
+  return out;
+}
+
+function nextRun(job: JobConfig, now: Date): string | null {
+  try {
+    return parseSchedule(job.schedule.cron, job.schedule.timezone).nextAfter(now)?.toISOString() ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function overviewOf(job: JobConfig, s: DatabaseStatus, schedule: boolean, now: Date): JobOverview {
+  const r = s.lastRun;
+  return {
+    job: job.name,
+    database: job.database,
+    ok: s.ok,
+    freshness: 'red', // set as of each answer (query.ts)
+    reasons: s.reasons,
+    warnings: s.warnings,
+    rpoMs: s.rpoMs,
+    newestGood: s.newestGood,
+    lastRun: r ? { ...r, error: r.error ? { code: r.error.code, message: r.error.message, hint: r.error.hint ?? null } : null } : null,
+    nextRunAt: schedule ? nextRun(job, now) : null,
+    schedule: { cron: job.schedule.cron, timezone: job.schedule.timezone },
+    destination: destinationOf(job),
+    where: { backupDir: job.backupDir, bucket: job.s3 ? `s3://${job.s3.bucket}/${job.s3.prefix}` : null },
+    encryption: { enabled: job.gpgRecipient !== undefined, recipient: job.gpgRecipient ?? null },
+    counts: s.backups,
+    lastRestoreTest: s.lastRestoreTest,
+  };
+}
+
+export interface SnapshotOptions {
+  readonly redactor: Redactor;
+  readonly severalJobs: boolean;
+  /** Show the next scheduled run (the daemon), or not (a report). */
+  readonly schedule: boolean;
+  readonly now?: Date;
+  readonly signal?: AbortSignal;
+}
+
+/** Read one job's snapshot from storage. Unreadable parts become the status's reasons; throws only when interrupted. */
+export async function readJobSnapshot(job: JobConfig, options: SnapshotOptions): Promise<JobSnapshot> {
+  const now = options.now ?? new Date();
+  await using storage = openStorage(job, { signal: options.signal });
+  const status = await databaseStatus(jobTarget(job), now, options.signal, storage);
+  let mine: CatalogEntry[] = [];
+  let listProblem: string | undefined;
+  try {
+    const source = new CatalogSource({ local: storage.local, remote: storage.remote });
+    const entries = await source.list(job.filePrefix);
+    const identity = await jobIdentity({ database: job.database, filePrefix: job.filePrefix }, { local: storage.local, askServer: false });
+    mine = ownBackups(entries, identity).mine;
+  } catch (err) {
+    listProblem = `cannot list the backups: ${messageOf(err)}`;
+  }
+  const good = mine.filter((e) => e.state === 'good');
+  const overview = overviewOf(job, status, options.schedule, now);
+  return {
+    overview: listProblem ? { ...overview, ok: false, reasons: [...overview.reasons, listProblem] } : overview,
+    backups: mine.map((e) => row(e, job, options.severalJobs)),
+    series: seriesOf(job, good),
+    restoreTests: restoreTestsOf(job, mine),
+    deliveries: deliveriesOf(job, status.lastRun),
+    settings: effectiveSettings(job, options.redactor),
+  };
+}
