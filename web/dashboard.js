@@ -6,7 +6,8 @@
   const POLL_MS = 15000;
   const embedded = document.getElementById('pgbak-data');
   const offline = embedded ? JSON.parse(embedded.textContent) : null;
-  const state = { job: null, filter: { state: '', where: '', from: '', to: '' }, page: 1, limit: 25 };
+  const wanted = new URLSearchParams(window.location.search);
+  const state = { job: wanted.get('job'), filter: { state: '', where: '', from: '', to: '' }, page: 1, limit: Number(wanted.get('limit')) || 25 };
   const app = document.getElementById('app');
 
   // ---- data: the API, or the embedded report data ----
@@ -315,7 +316,7 @@
   let status = null;
   async function renderOverview() {
     status = await api('status');
-    if (!state.job && status.jobs.length > 0) state.job = status.jobs[0].job;
+    if (!status.jobs.some((j) => j.job === state.job)) state.job = status.jobs.length > 0 ? status.jobs[0].job : null;
     const rows = status.jobs.map(overviewRow);
     const box = document.getElementById('overview');
     box.replaceChildren(
