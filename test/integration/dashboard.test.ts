@@ -91,6 +91,7 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
         `    database_url: ${pgUrl(hostile)}`,
         '  - name: broken',
         `    database_url: ${pgUrl(missing)}`,
+        '    notify_webhook_url: http://127.0.0.1:9/hook', // nothing listens: the delivery fails
         '',
       ].join('\n');
     writeFileSync(config, yaml(['  metrics_addr: 127.0.0.1:0']));
@@ -102,14 +103,20 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
       shopNames.unshift(JSON.parse(r.stdout).results[0].name as string);
       await new Promise((res) => setTimeout(res, 1100)); // one backup name per second
     }
+    // Much more data: the fifth backup's size is an anomaly against the three good ones before it.
+    await sql(shop, 'INSERT INTO t SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1000, 40000) g');
+    const big = await runCli(['backup', '--config', config, '--job', 'shop', '--json'], env);
+    expect(big.code, big.stderr).toBe(0);
+    shopNames.unshift(JSON.parse(big.stdout).results[0].name as string);
+    const tested = await runCli(['verify', '--latest', '--restore-test', '--config', config, '--job', 'shop'], env);
+    expect(tested.code, tested.stderr).toBe(0);
     const h = await runCli(['backup', '--config', config, '--job', 'hostile'], env);
     expect(h.code, h.stderr).toBe(0);
     const b = await runCli(['backup', '--config', config, '--job', 'broken'], env);
     expect(b.code).not.toBe(0);
     // The oldest shop backup loses its manifest: incomplete from then on.
-    incomplete = shopNames[3]!;
+    incomplete = shopNames[4]!;
     rmSync(join(backups, readdirSync(backups).find((f) => f.startsWith(incomplete) && f.endsWith('.manifest.json'))!));
-    shopNames = shopNames.slice(0, 4);
     daemon = await startDaemon(config, dir);
     ({ context, close: closeBrowser } = await launchChromium());
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: daemon.base });
@@ -140,18 +147,21 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
     expect(status.jobs[2]!.lastRun?.error?.message).toContain('does not exist');
     const all = dashboardSchemas.backups.parse(await get('/api/v1/backups?job=shop'));
     expect(all.backups.map((b) => b.name)).toEqual(shopNames);
-    expect(all.backups.map((b) => b.state)).toEqual(['good', 'good', 'good', 'incomplete']);
+    expect(all.backups.map((b) => b.state)).toEqual(['good', 'good', 'good', 'good', 'incomplete']);
     expect(all.backups[0]!.compression).toMatch(/^zstd:3/);
     const page2 = dashboardSchemas.backups.parse(await get('/api/v1/backups?job=shop&limit=3&page=2'));
-    expect([page2.total, page2.pages, page2.backups.map((b) => b.name)]).toEqual([4, 2, [incomplete]]);
+    expect([page2.total, page2.pages, page2.backups.map((b) => b.name)]).toEqual([5, 2, [shopNames[3], incomplete]]);
     const good = dashboardSchemas.backups.parse(await get('/api/v1/backups?job=shop&state=good&where=local'));
-    expect(good.total).toBe(3);
+    expect(good.total).toBe(4);
     const none = dashboardSchemas.backups.parse(await get('/api/v1/backups?job=shop&where=remote'));
     expect(none.total).toBe(0);
     const series = dashboardSchemas.series.parse(await get('/api/v1/series?job=shop'));
-    expect(series.points.map((p) => p.name)).toEqual(shopNames.slice(0, 3).reverse());
-    dashboardSchemas.restoreTests.parse(await get('/api/v1/restore-tests?job=shop'));
-    dashboardSchemas.notifications.parse(await get('/api/v1/notifications'));
+    expect(series.points.map((p) => p.name)).toEqual(shopNames.slice(0, 4).reverse());
+    expect(series.points.map((p) => p.anomalous)).toEqual([false, false, false, true]);
+    const tests = dashboardSchemas.restoreTests.parse(await get('/api/v1/restore-tests?job=shop'));
+    expect(tests.tests.map((t) => [t.backup, t.ok])).toEqual([[shopNames[0], true]]);
+    const notes = dashboardSchemas.notifications.parse(await get('/api/v1/notifications'));
+    expect(notes.deliveries.map((d) => [d.job, d.channel, d.ok])).toEqual([['broken', 'webhook', false]]);
     const conf = dashboardSchemas.config.parse(await get('/api/v1/config'));
     const shopUrl = conf.jobs[0]!.settings['DATABASE_URL']!;
     expect(shopUrl).toContain(':***@');
@@ -198,6 +208,11 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
     expect(dialogs).toBe(0);
     expect(violations).toEqual([]);
     await shot(page, 'hostile-job');
+    await page.locator('#jobs button[data-job="broken"]').click();
+    await expect
+      .poll(() => page.locator('#deliveries tbody td').allTextContents())
+      .toEqual(['webhook', expect.any(String), 'failed', expect.stringContaining('127.0.0.1:9')]);
+    await shot(page, 'failed-job');
     await page.close();
   });
 
@@ -207,9 +222,9 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
     await page.waitForSelector('body[data-ready="true"]');
     const names = () => page.locator('#backups tbody td.name').allTextContents();
     await expect.poll(names).toEqual(shopNames.slice(0, 3));
-    expect(await page.locator('#page-info').textContent()).toBe('page 1 of 2 · 4 backups');
+    expect(await page.locator('#page-info').textContent()).toBe('page 1 of 2 · 5 backups');
     await page.locator('#next').click();
-    await expect.poll(names).toEqual([incomplete]);
+    await expect.poll(names).toEqual([shopNames[3], incomplete]);
     await shot(page, 'backups-page-2');
     await page.locator('#filter-state').selectOption('incomplete');
     await page.locator('#filters button[type="submit"]').click();
@@ -218,10 +233,19 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
     await page.locator('#filter-state').selectOption('good');
     await page.locator('#filters button[type="submit"]').click();
     await expect.poll(names).toEqual(shopNames.slice(0, 3));
-    expect(await page.locator('#size-chart circle.size-point').count()).toBe(3);
+    expect(await page.locator('#page-info').textContent()).toBe('page 1 of 2 · 4 backups');
+    expect(await page.locator('#size-chart circle.size-point').count()).toBe(4);
     expect(await page.locator('#size-chart circle.size-point').evaluateAll((cs) => cs.map((c) => c.getAttribute('data-name')))).toEqual(
-      shopNames.slice(0, 3).reverse(),
+      shopNames.slice(0, 4).reverse(),
     );
+    expect(await page.locator('#size-chart circle.anomaly').getAttribute('data-name')).toBe(shopNames[0]);
+    expect(await page.locator('#restore-tests tbody td').allTextContents()).toEqual([
+      shopNames[0],
+      expect.any(String),
+      'passed',
+      expect.any(String),
+      'within RTO 4h 0m',
+    ]);
     await shot(page, 'backups-and-chart');
     const copy = page.locator(`tr[data-name="${shopNames[0]}"] button.copy`);
     const expected = `pgbak restore ${shopNames[0]} --job shop --target ${shop}_restore --create`;
@@ -250,8 +274,9 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
     expect(await page.locator('#jobs .cause').textContent()).toContain('does not exist');
     expect(await page.locator('#backups tbody td.name').allTextContents()).toEqual(shopNames.slice(0, 3));
     await page.locator('#next').click();
-    await expect.poll(() => page.locator('#backups tbody td.name').allTextContents()).toEqual([incomplete]);
-    expect(await page.locator('#size-chart circle.size-point').count()).toBe(3);
+    await expect.poll(() => page.locator('#backups tbody td.name').allTextContents()).toEqual([shopNames[3], incomplete]);
+    expect(await page.locator('#size-chart circle.size-point').count()).toBe(4);
+    expect(await page.locator('#restore-tests tbody tr').count()).toBe(1);
     expect(requests.every((u) => u.startsWith('file://'))).toBe(true);
     await shot(page, 'report-html');
     await page.close();
