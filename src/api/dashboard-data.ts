@@ -64,7 +64,7 @@ function seriesOf(job: JobConfig, good: readonly CatalogEntry[]): SeriesView {
       sizeBytes: e.size,
       durationMs: e.manifest?.durationMs ?? null,
       anomalous: j.anomalous,
-      reason: j.reason,
+      reason: j.anomalous ? j.reason : null,
     };
   });
   return { job: job.name, points };

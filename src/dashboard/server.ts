@@ -33,8 +33,22 @@ function send(res: ServerResponse, status: number, type: string, body: string, e
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
+/**
+ * The JSON text of answers that are parts of the cached data as they are (a job's series or restore
+ * tests): made once per cache refresh, not per request.
+ */
+const serialized = new WeakMap<object, string>();
+
 function json(res: ServerResponse, status: number, value: unknown, extra: Record<string, string> = {}): void {
-  send(res, status, 'application/json; charset=utf-8', JSON.stringify(value) + '\n', extra);
+  let text = value !== null && typeof value === 'object' ? serialized.get(value) : undefined;
+  if (text === undefined) text = JSON.stringify(value) + '\n';
+  send(res, status, 'application/json; charset=utf-8', text, extra);
+}
+
+/** Remember the JSON of `value` (a cached object never changed afterwards). */
+function keep<T extends object>(value: T): T {
+  if (!serialized.has(value)) serialized.set(value, JSON.stringify(value) + '\n');
+  return value;
 }
 
 async function readForm(req: IncomingMessage, limit = 4096): Promise<URLSearchParams> {
@@ -69,7 +83,7 @@ function api(path: string, params: URLSearchParams, data: DashboardData): { stat
       const job = jobParam();
       const snap = snapshotOf(data, job);
       if (!snap) return unknownJob(job);
-      return { status: 200, body: path === '/api/v1/series' ? snap.series : snap.restoreTests };
+      return { status: 200, body: keep(path === '/api/v1/series' ? snap.series : snap.restoreTests) };
     }
     case '/api/v1/notifications':
       return { status: 200, body: notificationsView(data) };

@@ -100,7 +100,8 @@ export interface SeriesView {
     readonly durationMs: number | null;
     /** Its size judged against the up-to-7 good backups before it (BACKUP_SIZE_TOLERANCE). */
     readonly anomalous: boolean;
-    readonly reason: string;
+    /** Why the size is anomalous (null when it is not). */
+    readonly reason: string | null;
   }[];
 }
 

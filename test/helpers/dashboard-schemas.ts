@@ -81,7 +81,7 @@ export const dashboardSchemas = {
         sizeBytes: z.number().int().nonnegative(),
         durationMs: ms.nullable(),
         anomalous: z.boolean(),
-        reason: z.string(),
+        reason: z.string().nullable(),
       }),
     ),
   }),
