@@ -11,7 +11,7 @@ export function registerDaemon(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('daemon')
     .description(
-      'run the backups on their schedules (BACKUP_SCHEDULE, BACKUP_TZ) until SIGTERM/SIGINT; serves /metrics, /healthz (alive) and /readyz (backups fresh) at METRICS_ADDR; Ctrl-C = SIGTERM; SIGHUP reopens LOG_FILE',
+      'run the backups on their schedules (BACKUP_SCHEDULE, BACKUP_TZ) until SIGTERM/SIGINT; serves /metrics, /healthz (alive), /readyz (backups fresh) and the read-only dashboard (/, DASHBOARD_TOKEN) at METRICS_ADDR; Ctrl-C = SIGTERM; SIGHUP reopens LOG_FILE',
     );
   // Every job of the config file unless --job names one: no --all.
   addCommonOptions(cmd, { withAll: false }).action(async (flags: CommonFlags) => {
