@@ -128,7 +128,7 @@
       ),
       lastRunCell(j.lastRun),
       el('td', { text: j.nextRunAt ? when(j.nextRunAt) : '—' }),
-      el('td', { text: j.schedule.cron + ' (' + j.schedule.timezone + ')' }),
+      el('td', { text: j.schedule ? j.schedule.cron + ' (' + j.schedule.timezone + ')' : 'not configured here' }),
       el('td', { text: j.destination }),
       el('td', { text: j.encryption.enabled ? 'gpg: ' + j.encryption.recipient : 'off' }),
     );

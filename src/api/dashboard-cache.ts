@@ -6,7 +6,7 @@ import { isAppError, messageOf } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { Redactor } from '../logging/redact.js';
 import { parseListenAddress } from '../metrics/http-server.js';
-import { readJobSnapshot } from './dashboard-data.js';
+import { jobDashboardTarget, readJobSnapshot, type DashboardTarget } from './dashboard-data.js';
 
 /**
  * The daemon's dashboard data, kept in memory: read from storage at start, after each finished
@@ -20,14 +20,20 @@ export class DashboardCache {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly redactor: Redactor;
+  private targets: readonly DashboardTarget[];
 
+  /**
+   * `jobs`: the configured jobs. `discover` (a monitoring host): finds the databases again at each
+   * full refresh, so a server that starts backing up into the bucket appears.
+   */
   constructor(
-    private readonly jobs: readonly JobConfig[],
+    jobs: readonly JobConfig[],
     private readonly logger: Logger,
-    private readonly options: { readonly schedule?: boolean } = {},
+    private readonly options: { readonly schedule?: boolean; readonly discover?: () => Promise<DashboardTarget[]> } = {},
   ) {
     this.redactor = logger.redactor ?? new Redactor();
     this.snapshots = [];
+    this.targets = jobs.map(jobDashboardTarget);
   }
 
   /** The data as last read. */
@@ -45,26 +51,28 @@ export class DashboardCache {
 
   private async read(jobName: string | undefined): Promise<void> {
     const problems: string[] = jobName ? this.problems.filter((p) => !p.startsWith(`${jobName}: `)) : [];
-    const next = new Map(this.snapshots.map((s) => [s.overview.job, s]));
-    for (const job of this.jobs) {
-      if (jobName && job.name !== jobName) continue;
+    if (!jobName && this.options.discover) {
       try {
-        next.set(
-          job.name,
-          await readJobSnapshot(job, {
-            redactor: this.redactor,
-            severalJobs: this.jobs.length > 1,
-            schedule: this.options.schedule ?? true,
-          }),
-        );
+        this.targets = await this.options.discover();
+      } catch (err) {
+        problems.push(`cannot list the databases in storage: ${this.redactor.redact(messageOf(err))}`);
+      }
+    }
+    const next = new Map(this.snapshots.map((s) => [s.overview.job, s]));
+    const severalJobs = this.targets.length > 1;
+    for (const target of this.targets) {
+      const name = target.status.job;
+      if (jobName && name !== jobName) continue;
+      try {
+        next.set(name, await readJobSnapshot(target, { redactor: this.redactor, severalJobs, schedule: this.options.schedule ?? true }));
       } catch (err) {
         if (isAppError(err) && err.code === 'interrupted') throw err;
-        const problem = `${job.name}: cannot read its backups: ${this.redactor.redact(messageOf(err))}`;
+        const problem = `${name}: cannot read its backups: ${this.redactor.redact(messageOf(err))}`;
         problems.push(problem);
         this.logger.warn(`dashboard: ${problem}`);
       }
     }
-    this.snapshots = this.jobs.map((j) => next.get(j.name)).filter((s) => s !== undefined);
+    this.snapshots = this.targets.map((t) => next.get(t.status.job)).filter((s) => s !== undefined);
     this.problems = problems;
     this.refreshedAt = new Date().toISOString();
   }

@@ -12,12 +12,27 @@ import { formatDuration } from '../model/human-units.js';
 import { openStorage } from '../storage/job-storage.js';
 import { jobIdentity } from './identity.js';
 import { destinationOf } from './report-run.js';
-import { databaseStatus, jobTarget, type DatabaseStatus } from './status.js';
+import { databaseStatus, jobTarget, type DatabaseStatus, type StatusTarget } from './status.js';
 
 /**
  * What the dashboard shows of one job, read from storage as `pgbak status` and `pgbak list` read
  * it: the status (newest good backup, last-run record, restore test) and the job's own backups.
  */
+
+/**
+ * One database the dashboard shows: a configured job, or (on a monitoring host with storage
+ * settings only) a database found in BACKUP_DIR or the bucket, without a job's configuration.
+ */
+export interface DashboardTarget {
+  readonly status: StatusTarget;
+  /** The configured job: schedule, encryption, notifications and settings come from it. */
+  readonly job?: JobConfig | undefined;
+}
+
+/** The dashboard target of a configured job. */
+export function jobDashboardTarget(job: JobConfig): DashboardTarget {
+  return { status: jobTarget(job), job };
+}
 
 /** A shell word: as is when plain, else single-quoted. */
 function shellWord(s: string): string {
@@ -25,12 +40,12 @@ function shellWord(s: string): string {
 }
 
 /** `pgbak restore NAME --target <db>_restore --create` (with `--job` when there are several jobs). */
-export function restoreCommand(name: string, job: JobConfig, severalJobs: boolean): string {
+export function restoreCommand(name: string, job: { readonly name: string; readonly database: string }, severalJobs: boolean): string {
   const jobFlag = severalJobs ? ` --job ${shellWord(job.name)}` : '';
   return `pgbak restore ${shellWord(name)}${jobFlag} --target ${shellWord(`${job.database}_restore`)} --create`;
 }
 
-function row(e: CatalogEntry, job: JobConfig, severalJobs: boolean): BackupRow {
+function row(e: CatalogEntry, job: { readonly name: string; readonly database: string }, severalJobs: boolean): BackupRow {
   const m = e.manifest;
   const locations = (['local', 'remote'] as const).filter((w) => {
     const c = e.locations[w];
@@ -53,11 +68,11 @@ function row(e: CatalogEntry, job: JobConfig, severalJobs: boolean): BackupRow {
 }
 
 /** One point per good backup, oldest first; each size judged against the up-to-7 good ones before it. */
-function seriesOf(job: JobConfig, good: readonly CatalogEntry[]): SeriesView {
+function seriesOf(target: StatusTarget, good: readonly CatalogEntry[]): SeriesView {
   const oldestFirst = [...good].reverse();
   const points = oldestFirst.map((e, i) => {
     const before = oldestFirst.slice(Math.max(0, i - SIZE_HISTORY_WINDOW), i).map((x) => x.size);
-    const j = judgeSize(e.size, before.reverse(), job.health.sizeTolerance);
+    const j = judgeSize(e.size, before.reverse(), target.sizeTolerance);
     return {
       name: e.name,
       time: e.time.toISOString(),
@@ -67,15 +82,15 @@ function seriesOf(job: JobConfig, good: readonly CatalogEntry[]): SeriesView {
       reason: j.anomalous ? j.reason : null,
     };
   });
-  return { job: job.name, points };
+  return { job: target.job, points };
 }
 
-function restoreTestsOf(job: JobConfig, mine: readonly CatalogEntry[]): RestoreTestsView {
+function restoreTestsOf(target: StatusTarget, mine: readonly CatalogEntry[]): RestoreTestsView {
   const tests = mine
     .filter((e) => e.verification?.kind === 'restore-test')
     .map((e) => ({ backup: e.name, at: e.verification!.verifiedAt, ok: e.verification!.ok, durationMs: e.verification!.durationMs }))
     .sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
-  return { job: job.name, rtoTargetMs: RTO_TARGET_MS, tests };
+  return { job: target.job, rtoTargetMs: RTO_TARGET_MS, tests };
 }
 
 /** The deliveries of the last run's notifications: each configured channel, failed when the run's warnings say so. */
@@ -149,11 +164,28 @@ function nextRun(job: JobConfig, now: Date): string | null {
   }
 }
 
-function overviewOf(job: JobConfig, s: DatabaseStatus, schedule: boolean, now: Date): JobOverview {
-  const r = s.lastRun;
+/** Where a target's backups go, and whether they are encrypted (a found database: as its newest good backup is). */
+function storageOverview(target: DashboardTarget, newest: CatalogEntry | undefined): Pick<JobOverview, 'where' | 'encryption'> {
+  const { backupDir, s3 } = target.status.storage;
+  const recipient = target.job ? target.job.gpgRecipient : newest?.manifest?.encryption?.recipient;
   return {
-    job: job.name,
-    database: job.database,
+    where: { backupDir, bucket: s3 ? `s3://${s3.bucket}/${s3.prefix}` : null },
+    encryption: { enabled: recipient !== undefined, recipient: recipient ?? null },
+  };
+}
+
+function overviewOf(
+  target: DashboardTarget,
+  s: DatabaseStatus,
+  newest: CatalogEntry | undefined,
+  schedule: boolean,
+  now: Date,
+): JobOverview {
+  const r = s.lastRun;
+  const { job } = target;
+  return {
+    job: target.status.job,
+    database: target.status.database,
     ok: s.ok,
     freshness: 'red', // set as of each answer (query.ts)
     reasons: s.reasons,
@@ -161,11 +193,10 @@ function overviewOf(job: JobConfig, s: DatabaseStatus, schedule: boolean, now: D
     rpoMs: s.rpoMs,
     newestGood: s.newestGood,
     lastRun: r ? { ...r, error: r.error ? { code: r.error.code, message: r.error.message, hint: r.error.hint ?? null } : null } : null,
-    nextRunAt: schedule ? nextRun(job, now) : null,
-    schedule: { cron: job.schedule.cron, timezone: job.schedule.timezone },
-    destination: destinationOf(job),
-    where: { backupDir: job.backupDir, bucket: job.s3 ? `s3://${job.s3.bucket}/${job.s3.prefix}` : null },
-    encryption: { enabled: job.gpgRecipient !== undefined, recipient: job.gpgRecipient ?? null },
+    nextRunAt: schedule && job ? nextRun(job, now) : null,
+    schedule: job ? { cron: job.schedule.cron, timezone: job.schedule.timezone } : null,
+    destination: destinationOf(target.status.storage),
+    ...storageOverview(target, newest),
     counts: s.backups,
     lastRestoreTest: s.lastRestoreTest,
   };
@@ -180,29 +211,49 @@ export interface SnapshotOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Read one job's snapshot from storage. Unreadable parts become the status's reasons; throws only when interrupted. */
-export async function readJobSnapshot(job: JobConfig, options: SnapshotOptions): Promise<JobSnapshot> {
+/** The settings a found database is read with: storage and judgement only, secrets masked. */
+function storageSettings(target: StatusTarget, redactor: Redactor): Record<string, string> {
+  const { backupDir, s3 } = target.storage;
+  const raw: Record<string, string | undefined> = {
+    BACKUP_DIR: backupDir,
+    STORAGE_ENDPOINT: s3?.endpoint,
+    STORAGE_BUCKET: s3?.bucket,
+    STORAGE_PREFIX: s3?.prefix,
+    STORAGE_ACCESS_KEY: s3?.accessKeyId,
+    STORAGE_SECRET_KEY: s3 ? '***' : undefined,
+    BACKUP_RPO: formatDuration(target.rpoMs),
+    BACKUP_SIZE_TOLERANCE: `${Math.round(target.sizeTolerance * 100)}%`,
+  };
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) if (v !== undefined && v !== '') out[k] = redactor.redact(v);
+  return out;
+}
+
+/** Read one target's snapshot from storage. Unreadable parts become the status's reasons; throws only when interrupted. */
+export async function readJobSnapshot(target: DashboardTarget, options: SnapshotOptions): Promise<JobSnapshot> {
   const now = options.now ?? new Date();
-  await using storage = openStorage(job, { signal: options.signal });
-  const status = await databaseStatus(jobTarget(job), now, options.signal, storage);
+  const { status: st, job } = target;
+  await using storage = openStorage(st.storage, { signal: options.signal });
+  const status = await databaseStatus(st, now, options.signal, storage);
   let mine: CatalogEntry[] = [];
   let listProblem: string | undefined;
   try {
     const source = new CatalogSource({ local: storage.local, remote: storage.remote });
-    const entries = await source.list(job.filePrefix);
-    const identity = await jobIdentity({ database: job.database, filePrefix: job.filePrefix }, { local: storage.local, askServer: false });
+    const entries = await source.list(st.filePrefix);
+    const identity = await jobIdentity({ database: st.database, filePrefix: st.filePrefix }, { local: storage.local, askServer: false });
     mine = ownBackups(entries, identity).mine;
   } catch (err) {
     listProblem = `cannot list the backups: ${messageOf(err)}`;
   }
   const good = mine.filter((e) => e.state === 'good');
-  const overview = overviewOf(job, status, options.schedule, now);
+  const overview = overviewOf(target, status, good[0], options.schedule, now);
+  const names = { name: st.job, database: st.database };
   return {
     overview: listProblem ? { ...overview, ok: false, reasons: [...overview.reasons, listProblem] } : overview,
-    backups: mine.map((e) => row(e, job, options.severalJobs)),
-    series: seriesOf(job, good),
-    restoreTests: restoreTestsOf(job, mine),
-    deliveries: deliveriesOf(job, status.lastRun),
-    settings: effectiveSettings(job, options.redactor),
+    backups: mine.map((e) => row(e, names, options.severalJobs)),
+    series: seriesOf(st, good),
+    restoreTests: restoreTestsOf(st, mine),
+    deliveries: job ? deliveriesOf(job, status.lastRun) : [],
+    settings: job ? effectiveSettings(job, options.redactor) : storageSettings(st, options.redactor),
   };
 }

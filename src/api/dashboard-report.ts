@@ -7,7 +7,7 @@ import type { DashboardData, JobSnapshot } from '../dashboard/view.js';
 import { AppError, ExitCode, errnoCode } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { Redactor } from '../logging/redact.js';
-import { readJobSnapshot } from './dashboard-data.js';
+import { jobDashboardTarget, readJobSnapshot } from './dashboard-data.js';
 
 /** What {@link writeHtmlReport} wrote. */
 export interface HtmlReportResult {
@@ -34,7 +34,7 @@ export async function writeHtmlReport(options: {
   const jobs: JobSnapshot[] = [];
   for (const job of options.jobs) {
     jobs.push(
-      await readJobSnapshot(job, {
+      await readJobSnapshot(jobDashboardTarget(job), {
         redactor,
         severalJobs: options.jobs.length > 1,
         schedule: false,

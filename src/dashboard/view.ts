@@ -37,9 +37,10 @@ export interface JobOverview {
     readonly warnings: readonly string[];
     readonly host: string;
   } | null;
-  /** The daemon's next scheduled run (null in a report file, or when the schedule never matches). */
+  /** The daemon's next scheduled run (null in a report file, on a monitoring host, or when the schedule never matches). */
   readonly nextRunAt: string | null;
-  readonly schedule: { readonly cron: string; readonly timezone: string };
+  /** Null for a database found in storage on a monitoring host (no job configured here). */
+  readonly schedule: { readonly cron: string; readonly timezone: string } | null;
   /** `/var/backups/db + s3://bucket/prefix` */
   readonly destination: string;
   readonly where: { readonly backupDir: string; readonly bucket: string | null };

@@ -34,7 +34,7 @@ const jobOverview = z.strictObject({
     })
     .nullable(),
   nextRunAt: iso.nullable(),
-  schedule: z.strictObject({ cron: z.string(), timezone: z.string() }),
+  schedule: z.strictObject({ cron: z.string(), timezone: z.string() }).nullable(),
   destination: z.string(),
   where: z.strictObject({ backupDir: z.string(), bucket: z.string().nullable() }),
   encryption: z.strictObject({ enabled: z.boolean(), recipient: z.string().nullable() }),
