@@ -114,6 +114,16 @@ export function deliveriesOf(job: JobConfig, lastRun: DatabaseStatus['lastRun'])
   });
 }
 
+/** `https://hooks.slack.com/***`: the path of a webhook or ping URL is often its secret (Slack, healthchecks.io). */
+function originOnly(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return `${new URL(url).origin}/***`;
+  } catch {
+    return '***';
+  }
+}
+
 /** The job's effective settings by variable name, every value through the configuration's Redactor and secrets masked. */
 export function effectiveSettings(job: JobConfig, redactor: Redactor): Record<string, string> {
   const s3 = job.s3;
@@ -146,8 +156,8 @@ export function effectiveSettings(job: JobConfig, redactor: Redactor): Record<st
     NOTIFY_EMAIL: job.notify.email.join(', '),
     NOTIFY_ON: job.notify.on,
     NOTIFY_SMTP_URL: job.notify.smtpUrl,
-    NOTIFY_WEBHOOK_URL: job.notify.webhookUrl,
-    NOTIFY_PING_URL: job.notify.pingUrl,
+    NOTIFY_WEBHOOK_URL: originOnly(job.notify.webhookUrl),
+    NOTIFY_PING_URL: originOnly(job.notify.pingUrl),
     METRICS_TEXTFILE: job.metrics.textfile,
     PG_DUMP_PATH: job.pgTools.pgDumpPath,
   };
@@ -248,12 +258,13 @@ export async function readJobSnapshot(target: DashboardTarget, options: Snapshot
   const good = mine.filter((e) => e.state === 'good');
   const overview = overviewOf(target, status, good[0], options.schedule, now);
   const names = { name: st.job, database: st.database };
-  return {
+  // Everything shown passes the configuration's Redactor once more (records written by older versions, errors quoting URLs).
+  return options.redactor.redactValue({
     overview: listProblem ? { ...overview, ok: false, reasons: [...overview.reasons, listProblem] } : overview,
     backups: mine.map((e) => row(e, names, options.severalJobs)),
     series: seriesOf(st, good),
     restoreTests: restoreTestsOf(st, mine),
     deliveries: job ? deliveriesOf(job, status.lastRun) : [],
     settings: job ? effectiveSettings(job, options.redactor) : storageSettings(st, options.redactor),
-  };
+  });
 }

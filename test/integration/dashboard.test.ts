@@ -163,6 +163,7 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
     const notes = dashboardSchemas.notifications.parse(await get('/api/v1/notifications'));
     expect(notes.deliveries.map((d) => [d.job, d.channel, d.ok])).toEqual([['broken', 'webhook', false]]);
     const conf = dashboardSchemas.config.parse(await get('/api/v1/config'));
+    expect(conf.jobs[2]!.settings['NOTIFY_WEBHOOK_URL']).toBe('http://127.0.0.1:9/***');
     const shopUrl = conf.jobs[0]!.settings['DATABASE_URL']!;
     expect(shopUrl).toContain(':***@');
     expect(JSON.stringify(conf)).not.toContain(new URL(pgUrl(shop)).password);
@@ -313,6 +314,21 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
       expect((await guarded.stop()).code).toBe(0);
     }
     expect(guarded.stderr()).not.toContain(token);
+  });
+
+  it("refreshes its cache after each of the daemon's runs: a new backup shows at once, not at the next 5-minute reread", async () => {
+    const running = await startDaemon(config, dir, { BACKUP_RUN_ON_START: 'true' });
+    try {
+      const total = async () => {
+        const page = dashboardSchemas.backups.parse(await (await fetch(`${running.base}/api/v1/backups?job=shop`)).json());
+        return page.total;
+      };
+      await expect.poll(total, { timeout: 60_000, interval: 500 }).toBe(shopNames.length + 1);
+      const status = dashboardSchemas.status.parse(await (await fetch(`${running.base}/api/v1/status`)).json());
+      expect(status.jobs[0]!.newestGood!.name).not.toBe(shopNames[0]);
+    } finally {
+      expect((await running.stop()).code).toBe(0);
+    }
   });
 
   it('on a non-loopback METRICS_ADDR without DASHBOARD_TOKEN: the dashboard is refused with an error logged, the metrics still served', async () => {
