@@ -109,7 +109,7 @@ export function deliveriesOf(job: JobConfig, lastRun: DatabaseStatus['lastRun'])
       channel,
       at: lastRun.finishedAt,
       ok: !failed,
-      error: failed ? failed.replace(/^[a-z]+ notification not delivered: /, '') : null,
+      error: failed ? withoutUrlSecrets(failed.replace(/^[a-z]+ notification not delivered: /, ''), job) : null,
     };
   });
 }
@@ -122,6 +122,13 @@ function originOnly(url: string | undefined): string | undefined {
   } catch {
     return '***';
   }
+}
+
+/** `text` with the webhook and ping URLs of the job cut to their origin (their paths are secrets). */
+function withoutUrlSecrets(text: string, job: JobConfig): string {
+  let out = text;
+  for (const url of [job.notify.webhookUrl, job.notify.pingUrl]) if (url) out = out.split(url).join(originOnly(url)!);
+  return out;
 }
 
 /** The job's effective settings by variable name, every value through the configuration's Redactor and secrets masked. */

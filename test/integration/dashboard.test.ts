@@ -212,7 +212,8 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
     await page.locator('#jobs button[data-job="broken"]').click();
     await expect
       .poll(() => page.locator('#deliveries tbody td').allTextContents())
-      .toEqual(['webhook', expect.any(String), 'failed', expect.stringContaining('127.0.0.1:9')]);
+      .toEqual(['webhook', expect.any(String), 'failed', expect.stringContaining('http://127.0.0.1:9/***')]);
+    expect(await page.locator('#deliveries').textContent()).not.toContain('/hook');
     await shot(page, 'failed-job');
     await page.close();
   });
