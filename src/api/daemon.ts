@@ -8,6 +8,7 @@ import { BackupMetrics } from '../metrics/metrics.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { installSignalHandlers, startDaemon, type Daemon, type DaemonStopped, type SignalSource } from '../scheduler/daemon.js';
 import { DaemonHealth, seedFromStorage, type SchedulerState } from './health.js';
+import { DASHBOARD_REFRESH_MS, DashboardCache, daemonDashboard } from './dashboard-cache.js';
 import { runJob } from './run-job.js';
 
 export type { DaemonStopped } from '../scheduler/daemon.js';
@@ -17,6 +18,10 @@ export interface RunDaemonOptions {
   readonly logger: Logger;
   /** METRICS_ADDR: where /metrics, /healthz and /readyz are served (none when undefined). */
   readonly metricsAddr?: string | undefined;
+  /** DASHBOARD_TOKEN: what the dashboard at METRICS_ADDR asks for (none: loopback only). */
+  readonly dashboardToken?: string | undefined;
+  /** How often the dashboard rereads every job's backups (default 60 s; also after each run). */
+  readonly dashboardRefreshMs?: number | undefined;
   /** BACKUP_STOP_TIMEOUT, BACKUP_CONCURRENCY, BACKUP_RETRIES. */
   readonly limits: { readonly stopTimeoutMs: number; readonly concurrency: number; readonly retries: number };
   /** SIGHUP (logrotate): reopen the log file. */
@@ -39,12 +44,21 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   await seedFromStorage(jobs, metrics, health, logger);
   let state: SchedulerState = 'starting';
   let server: MetricsServer | undefined;
+  let dashboard: DashboardCache | undefined;
   if (options.metricsAddr) {
+    dashboard = new DashboardCache(jobs, logger);
+    await dashboard.refresh();
     server = await startMetricsServer(options.metricsAddr, metrics, {
       live: () => health.liveness(state),
       ready: () => health.report(),
+      extra: daemonDashboard(options.metricsAddr, options.dashboardToken, dashboard, logger),
     });
-    logger.info(`metrics served at ${server.url}/metrics`, { healthz: `${server.url}/healthz`, readyz: `${server.url}/readyz` });
+    dashboard.start(options.dashboardRefreshMs ?? DASHBOARD_REFRESH_MS);
+    logger.info(`metrics served at ${server.url}/metrics`, {
+      healthz: `${server.url}/healthz`,
+      readyz: `${server.url}/readyz`,
+      dashboard: `${server.url}/`,
+    });
   }
   let removeHandlers: (() => void) | undefined;
   let stopped: DaemonStopped;
@@ -52,6 +66,7 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
     const daemon = startScheduler(jobs, options, (job, result) => {
       metrics.recordRun(result);
       health.recordRun(job, result);
+      void dashboard?.refresh(job.name).catch(() => undefined);
     });
     state = 'running';
     removeHandlers = handleSignals(
@@ -67,6 +82,7 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   } finally {
     state = 'stopped';
     removeHandlers?.();
+    dashboard?.stop();
     await server?.close().catch(() => undefined);
   }
   // The abandoned run is still inside this process: its lock holds our pid. Exiting ends the run.

@@ -49,6 +49,9 @@ export { jobIdentity, type JobIdentity } from './identity.js';
 export { prune, type PruneJobOptions, type PruneJobResult, type PrunedFile, type PruneResult, type DeletedKey } from './prune.js';
 export { adopt, type AdoptOptions, type AdoptResult, type AdoptedCopy, type AdoptRefusal, type AdoptSkip } from './adopt.js';
 
+// The dashboard's file for hosts without a daemon
+export { writeHtmlReport, type HtmlReportResult } from './dashboard-report.js';
+
 // Process lifetime
 export { releaseHeldLocks } from '../catalog/run-lock.js';
 

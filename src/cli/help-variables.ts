@@ -46,6 +46,7 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['NOTIFY_PING_URL', 'Dead-man switch: /start, success, /fail', ''],
   ['METRICS_TEXTFILE', 'Write Prometheus metrics here after each run (node_exporter textfile)', ''],
   ['METRICS_ADDR', 'Daemon: serve /metrics, /healthz (alive) and /readyz (fresh) at host:port', ''],
+  ['DASHBOARD_TOKEN', 'Daemon dashboard (/ and /api/v1/): token it asks for; required when METRICS_ADDR is not loopback', ''],
   ['BACKUP_RPO', 'status: the newest good backup must be younger than this', '6h'],
   ['BACKUP_SIZE_TOLERANCE', 'Size anomaly: allowed deviation from the median of recent backups', '50%'],
 ];

@@ -11,6 +11,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { registerUpload } from './commands/upload.js';
+import { registerReport } from './commands/report.js';
 import { errorText, renderError } from './render.js';
 import { releaseHeldErrors, setVerbose } from './context.js';
 import { clearLiveLine } from './progress.js';
@@ -51,6 +52,7 @@ const COMMANDS: readonly Register[] = [
   registerUpload,
   registerInit,
   registerStatus,
+  registerReport,
   registerDaemon,
 ];
 

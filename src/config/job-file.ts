@@ -16,6 +16,7 @@ const GLOBAL_ONLY: readonly VariableName[] = [
   'BACKUP_STOP_TIMEOUT',
   'BACKUP_LOG_LEVEL',
   'METRICS_ADDR',
+  'DASHBOARD_TOKEN',
 ];
 const ALIASES: Readonly<Record<string, VariableName>> = { schedule: 'BACKUP_SCHEDULE', tz: 'BACKUP_TZ' };
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;

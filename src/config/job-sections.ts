@@ -80,6 +80,8 @@ export interface DaemonSettings {
   readonly stopTimeoutMs: number;
   /** METRICS_ADDR: serve /metrics and /healthz at host:port; undefined: no server. */
   readonly metricsAddr: string | undefined;
+  /** DASHBOARD_TOKEN: what the dashboard at METRICS_ADDR asks for; undefined: no login (loopback only). */
+  readonly dashboardToken: string | undefined;
   /** LOG_FILE, absolute; undefined: no log file. */
   readonly logFile: string | undefined;
   /** BACKUP_LOG_LEVEL. */
@@ -137,6 +139,7 @@ export function daemonSettingsOf(settings: Settings, cwd: string): DaemonSetting
     retries: settings.BACKUP_RETRIES,
     stopTimeoutMs: settings.BACKUP_STOP_TIMEOUT,
     metricsAddr: settings.METRICS_ADDR,
+    dashboardToken: settings.DASHBOARD_TOKEN,
     logFile: absolutePath(settings.LOG_FILE, cwd),
     logLevel: settings.BACKUP_LOG_LEVEL,
   };

@@ -193,6 +193,10 @@ export const variables = [
   ),
   v('METRICS_TEXTFILE', optionalText, 'Write Prometheus metrics here after each run (node_exporter textfile)', { default: '' }),
   v('METRICS_ADDR', optionalText, 'Daemon: serve /metrics, /healthz (alive) and /readyz (fresh) at host:port', { default: '' }),
+  v('DASHBOARD_TOKEN', optionalText, 'Daemon dashboard (/ and /api/v1/): token it asks for; required when METRICS_ADDR is not loopback', {
+    default: '',
+    secret: true,
+  }),
   v('BACKUP_RPO', fromParser(parseDuration), 'status: the newest good backup must be younger than this', { default: '6h' }),
   v('BACKUP_SIZE_TOLERANCE', fromParser(parsePercent), 'Size anomaly: allowed deviation from the median of recent backups', {
     default: '50%',

@@ -21,6 +21,11 @@ export interface MetricsServerOptions {
    * run ok? Not ok with the problems until then (for monitoring, not for restarts). A throw counts as not ok.
    */
   readonly ready: () => HealthReport | Promise<HealthReport>;
+  /**
+   * Asked first for every request except /metrics, /healthz and /readyz (the daemon's dashboard):
+   * true when it answered, false to leave the request to this server.
+   */
+  readonly extra?: ((req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>) | undefined;
 }
 
 /** A running metrics server. */
@@ -48,7 +53,9 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, metrics: BackupMetrics, options: MetricsServerOptions): Promise<void> {
-  const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const path = url.pathname;
+  if (options.extra && path !== '/metrics' && path !== '/healthz' && path !== '/readyz' && (await options.extra(req, res, url))) return;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
     send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');

@@ -47,6 +47,8 @@ describe('the npm package', () => {
       'package/docs/scheduling.md',
       'package/.env.example',
       'package/README.md',
+      'package/web/dashboard.js',
+      'package/web/dashboard.css',
     ]) {
       expect(files, needed).toContain(needed);
     }
@@ -72,6 +74,13 @@ describe('the npm package', () => {
     const made = readdirSync(join(work, 'backups', 'db'));
     expect(made.filter((f) => f.endsWith('.dump'))).toHaveLength(1);
     expect(made.filter((f) => f.endsWith('.manifest.json'))).toHaveLength(1);
+
+    // The dashboard's script and style sheet are found from the installed package.
+    const report = join(work, 'report.html');
+    await run(bin, ['report', '--html', report], { cwd: work, env });
+    const html = readFileSync(report, 'utf8');
+    expect(html).toContain(made.find((f) => f.endsWith('.manifest.json'))!.replace('.manifest.json', ''));
+    expect(html).toContain('id="pgbak-data"');
 
     const target = `${db}_copy`;
     await run(bin, ['restore', '--latest', '--target', target, '--create'], { cwd: work, env });

@@ -54,7 +54,7 @@ function heavyIn(modules: readonly string[]): string[] {
   return [...found].sort();
 }
 
-const commands = ['backup', 'list', 'restore', 'verify', 'prune', 'adopt', 'upload', 'init', 'status', 'daemon'];
+const commands = ['backup', 'list', 'restore', 'verify', 'prune', 'adopt', 'upload', 'init', 'status', 'daemon', 'report'];
 
 describe('start-up: --version and --help load no heavy dependency', () => {
   it('the recorder sees what a real command loads (so an empty list below means something)', async () => {
