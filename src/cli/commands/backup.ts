@@ -36,6 +36,7 @@ export function registerBackup(program: Command, slot: OutcomeSlot): void {
     ['pgbak backup --dry-run', 'check pg_dump, the gpg key, the database and the bucket; change nothing'],
     ['pgbak backup', 'one backup: local copy, upload, then retention'],
     ['pgbak backup --no-upload --no-encrypt', 'a local, unencrypted backup only'],
+    ['AGE_RECIPIENTS=age1ops…,age1safe… pgbak backup', 'encrypt with age to two keys (operations + offline break-glass)'],
     ['pgbak backup --all --json', 'every job of the config file, the results as JSON'],
   ]);
 }
