@@ -36,7 +36,10 @@ export function registerBackup(program: Command, slot: OutcomeSlot): void {
     ['pgbak backup --dry-run', 'check pg_dump, the gpg key, the database and the bucket; change nothing'],
     ['pgbak backup', 'one backup: local copy, upload, then retention'],
     ['pgbak backup --no-upload --no-encrypt', 'a local, unencrypted backup only'],
-    ['pgbak backup --set AGE_RECIPIENTS=/etc/pgbak/age-recipients', 'encrypt with age to every key of the file (operations + offline break-glass)'],
+    [
+      'pgbak backup --set AGE_RECIPIENTS=/etc/pgbak/age-recipients',
+      'encrypt with age to every key of the file (operations + offline break-glass)',
+    ],
     ['pgbak backup --all --json', 'every job of the config file, the results as JSON'],
   ]);
 }
