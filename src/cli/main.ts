@@ -11,6 +11,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { registerUpload } from './commands/upload.js';
+import { registerRecoveryKit } from './commands/recovery-kit.js';
 import { errorText, renderError } from './render.js';
 import { releaseHeldErrors, setVerbose } from './context.js';
 import { clearLiveLine } from './progress.js';
@@ -49,6 +50,7 @@ const COMMANDS: readonly Register[] = [
   registerPrune,
   registerAdopt,
   registerUpload,
+  registerRecoveryKit,
   registerInit,
   registerStatus,
   registerDaemon,
