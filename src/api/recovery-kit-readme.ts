@@ -165,7 +165,7 @@ function jobSection(k: KitJob): string[] {
     `Restores into \`$TARGET_DB\`, by default \`${k.database}\`; the database must not exist yet (set \`TARGET_DB\` to restore beside it).`,
     '',
     '```sh',
-    `TARGET_DB="\${TARGET_DB:-${k.database}}"`,
+    ...targetLine(k.database),
     'createdb "$TARGET_DB"',
     restore ? `${restore} | pg_restore --dbname="$TARGET_DB"` : `pg_restore --dbname="$TARGET_DB" ${shq(art)}`,
     '```',
@@ -183,6 +183,22 @@ function jobSection(k: KitJob): string[] {
     );
   }
   return out;
+}
+
+/** `TARGET_DB` defaulting to the database's name (quoted for the shell when it must be). */
+function targetLine(database: string): string[] {
+  if (/^[A-Za-z0-9_.-]+$/.test(database)) return [`TARGET_DB="\${TARGET_DB:-${database}}"`];
+  return [`if [ -z "\${TARGET_DB:-}" ]; then TARGET_DB=${shq(database)}; fi`];
+}
+
+/** An endpoint only the backup host can reach (localhost): the reader must use the server's real address. */
+function isLoopback(endpoint: string): boolean {
+  try {
+    const h = new URL(endpoint).hostname;
+    return h === 'localhost' || h.startsWith('127.') || h === '[::1]';
+  } catch {
+    return false;
+  }
 }
 
 /** The kit's README.md. */
@@ -221,6 +237,12 @@ export function renderKitReadme(t: KitText): string {
     '',
     `- Debian/Ubuntu packages: \`apt install ${packages.join(' ')}\``,
     '- Run the commands in **bash**, from this directory (beside `SHA256SUMS`), one job at a time: the `sh` blocks of a job in order. `text` blocks are alternatives.',
+    '- Keep copies of this kit away from the backup host (another machine, a password manager, paper), and write a new one (`pgbak recovery-kit DIR`) after changing keys, buckets or jobs.',
+    ...(t.jobs.some((k) => k.remote && isLoopback(k.remote.endpoint))
+      ? [
+          "- The bucket endpoint below is `localhost` as the backup host saw it: from another machine, use the S3 server's real address in the fetch commands.",
+        ]
+      : []),
     '- Set these first (`export NAME=…`); nothing else in the commands needs editing:',
     '',
     '| placeholder | what |',
