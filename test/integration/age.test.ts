@@ -205,6 +205,18 @@ describe('age encryption', () => {
     expect(none.stderr).toContain('AGE_IDENTITY_FILE is not set');
   });
 
+  it('backup --dry-run checks the recipients with the installed age and names the .age files', async () => {
+    const dir = tempDir();
+    const env = backupEnv({ database: db, dir, extra: { AGE_RECIPIENTS: `${ops.recipient},${breakGlass.recipient}` } });
+    const r = await runCli(['backup', '--dry-run'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\[ok\] age recipients: 2 recipient\(s\) from AGE_RECIPIENTS: age1/);
+    expect(r.stdout).toMatch(/\.dump\.age\b/);
+    expect(r.stdout).toMatch(/\.globals\.sql\.age\b/);
+    expect(r.stdout).toContain('age --encrypt to 2 recipient(s)');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('GPG_RECIPIENT and AGE_RECIPIENTS together are a configuration error (exit 2), before anything is written', async () => {
     const dir = tempDir();
     const env = backupEnv({ database: db, dir, encrypt: true, extra: { AGE_RECIPIENTS: ops.recipient } });

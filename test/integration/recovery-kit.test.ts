@@ -2,6 +2,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
+import { parseEnvelope } from '../helpers/json-schemas.js';
 import { richSql, snapshot } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, execFileAsync, pgUrl, services, sql, tempDir, uniqueId } from '../helpers/services.js';
 
@@ -118,6 +119,23 @@ describe('pgbak recovery-kit', () => {
       expect(l).toMatch(
         /^[0-9a-f]{64} {2}(shop|crm)\/kit(shop|crm)_[0-9a-f]+_\d{8}_\d{6}\.(dump\.zst\.age|globals\.sql\.age|dump\.gpg|globals\.sql\.gpg|manifest\.json)$/,
       );
+  });
+
+  it("--json lists each job's backup and the files of SHA256SUMS", async () => {
+    const r = await runCli(['recovery-kit', join(work, 'kit-json'), '--json'], { env, cwd: work });
+    expect(r.code, r.stderr).toBe(0);
+    const doc = parseEnvelope(r.stdout) as unknown as {
+      dir: string;
+      sha256sums: string;
+      results: { job: string; source: string; files: { path: string; sha256: string }[] }[];
+    };
+    expect(doc.dir).toBe(join(work, 'kit-json'));
+    expect(doc.results.map((j) => [j.job, j.source, j.files.length])).toEqual([
+      ['shop', 'remote', 3],
+      ['crm', 'remote', 3],
+    ]);
+    const sums = readFileSync(doc.sha256sums, 'utf8');
+    for (const f of doc.results.flatMap((j) => j.files)) expect(sums).toContain(`${f.sha256}  ${f.path}\n`);
   });
 
   it('followed literally, with no pgbak on PATH, the README restores both databases', async () => {
