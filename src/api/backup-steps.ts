@@ -15,6 +15,7 @@ import type { JobConfig } from '../config/job.js';
 import { toAppError, type AppError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import type { CompressionPlan } from '../pipeline/compression.js';
+import { ageEncryptStage, type AgeRecipients } from '../pipeline/age.js';
 import { gpgEncryptStage, type GpgKey } from '../pipeline/gpg.js';
 import { streamToStorage, type StreamToStorageResult } from '../pipeline/stream-to-storage.js';
 import type { ServerInfo } from '../postgres/connection.js';
@@ -68,13 +69,15 @@ export async function globalsStep(o: {
   url: string;
   key: string;
   gpgKey: GpgKey | undefined;
+  /** AGE_RECIPIENTS, resolved (never together with gpgKey). */
+  age?: AgeRecipients | undefined;
   targets: RunTargets;
   warnings: string[];
   signal: AbortSignal | undefined;
   logger: Logger;
 }): Promise<StoredFile> {
   const tool = await siblingTool(o.pgDump, 'pg_dumpall');
-  const r = await storeGlobals(tool, o.url, o.key, o.targets.local, o.targets.remote, o.gpgKey, o.signal, o.logger);
+  const r = await storeGlobals(tool, o.url, o.key, o.targets.local, o.targets.remote, { gpgKey: o.gpgKey, age: o.age }, o.signal, o.logger);
   o.targets.stored(o.key, r);
   if (r.warning) o.warnings.push(r.warning);
   return { key: o.key, size: r.size, sha256: r.sha256 };
@@ -89,6 +92,7 @@ export async function dumpStep(o: {
   plan: CompressionPlan;
   snapshot: string;
   gpgKey: GpgKey | undefined;
+  age?: AgeRecipients | undefined;
   key: string;
   partSize: number;
   targets: RunTargets;
@@ -101,7 +105,7 @@ export async function dumpStep(o: {
   const counting = job.backup.rowCounts ? countRows(o.client, o.tables, o.signal) : Promise.resolve(null);
   counting.catch(() => undefined);
   progress.watchCopy(job.databaseUrl);
-  const stages = [o.plan.streamStage(), o.gpgKey ? gpgEncryptStage(o.gpgKey) : undefined].filter((s) => s !== undefined);
+  const stages = [o.plan.streamStage(), encryptStage(o)].filter((s) => s !== undefined);
   const dump = await streamToStorage({
     source: pgDumpStage({
       tool: o.pgDump,
@@ -142,6 +146,7 @@ export function buildManifest(o: {
   plan: CompressionPlan;
   encrypt: boolean;
   gpgKey: GpgKey | undefined;
+  age?: AgeRecipients | undefined;
   artifact: StoredFile;
   globals: StoredFile | null;
   tables: TableCount[] | null;
@@ -162,7 +167,11 @@ export function buildManifest(o: {
     pgDump: { version: o.pgDump.version, path: o.pgDump.path },
     tool: { name: 'pgbak', version: TOOL_VERSION },
     compression: { method: job.compression.method, level: job.compression.level, by: o.plan.by },
-    encryption: o.encrypt ? { method: 'gpg', recipient: job.gpgRecipient!, fingerprint: o.gpgKey!.fingerprint } : null,
+    encryption: !o.encrypt
+      ? null
+      : o.age
+        ? { method: 'age', recipients: o.age.recipients }
+        : { method: 'gpg', recipient: job.gpgRecipient!, fingerprint: o.gpgKey!.fingerprint },
     artifact: o.artifact,
     globals: o.globals,
     tables: o.tables,
@@ -222,20 +231,26 @@ export async function removeWritten(
   }
 }
 
+/** The encryption stage of a run: gpg to GPG_RECIPIENT, age to every AGE_RECIPIENTS key, or none. */
+function encryptStage(keys: { gpgKey?: GpgKey | undefined; age?: AgeRecipients | undefined }) {
+  if (keys.gpgKey) return gpgEncryptStage(keys.gpgKey);
+  return keys.age ? ageEncryptStage(keys.age.recipients) : undefined;
+}
+
 async function storeGlobals(
   tool: PgTool,
   url: string,
   key: string,
   local: StorageBackend,
   remote: StorageBackend | undefined,
-  gpgKey: GpgKey | undefined,
+  keys: { gpgKey: GpgKey | undefined; age: AgeRecipients | undefined },
   signal: AbortSignal | undefined,
   logger: Logger,
 ) {
   const attempt = (noRolePasswords: boolean) =>
     streamToStorage({
       source: pgDumpallGlobalsStage({ tool, url, noRolePasswords }),
-      stages: gpgKey ? [gpgEncryptStage(gpgKey)] : [],
+      stages: [encryptStage(keys)].filter((s) => s !== undefined),
       key,
       local,
       remote,

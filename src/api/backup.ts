@@ -55,7 +55,8 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
   const logger = (options.logger ?? silentLogger).child({ database: job.database });
   const now = options.now ?? (() => new Date());
   const started = now();
-  const encrypt = options.encrypt !== false && Boolean(job.gpgRecipient);
+  const encryption = options.encrypt === false ? undefined : job.gpgRecipient ? 'gpg' : job.age.recipients ? 'age' : undefined;
+  const encrypt = encryption !== undefined;
   const upload = options.upload !== false && Boolean(job.s3);
   let base = baseName(job.filePrefix, started);
   const runId = randomBytes(8).toString('hex');
@@ -124,8 +125,8 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       prefix: job.filePrefix,
       started,
       keysOf: (name) => [
-        artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encrypt }),
-        globalsKey(name, encrypt),
+        artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encryption ?? false }),
+        globalsKey(name, encryption ?? false),
         manifestKey(name),
       ],
       fields: { runId, job: job.name, database: job.database, systemIdentifier, startedAt: started.toISOString() },
@@ -138,7 +139,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     targets.written.push(...claimed.written);
     if (claimed.moved)
       logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
-    const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt });
+    const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encryption ?? false });
 
     const snapshot = await exportSnapshot(client);
 
@@ -147,8 +148,9 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       ? await globalsStep({
           pgDump,
           url: job.databaseUrl,
-          key: globalsKey(base, encrypt),
+          key: globalsKey(base, encryption ?? false),
           gpgKey: pre.gpgKey,
+          age: pre.age,
           targets,
           warnings,
           signal: options.signal,
@@ -166,6 +168,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       plan,
       snapshot,
       gpgKey: encrypt ? pre.gpgKey : undefined,
+      age: encrypt ? pre.age : undefined,
       key: artKey,
       partSize,
       targets,
@@ -191,6 +194,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       plan,
       encrypt,
       gpgKey: pre.gpgKey,
+      age: pre.age,
       artifact: { key: artKey, size: dump.size, sha256: dump.sha256 },
       globals,
       tables,

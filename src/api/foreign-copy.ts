@@ -111,7 +111,7 @@ export async function readForeignCopy(o: {
   const { backend, key } = o;
   const url = backend.urlOf(key);
   const parsed = parseKey(key);
-  const encrypted = parsed?.encrypted ?? false;
+  const encrypted = parsed?.encryption === 'gpg';
   const stream = parsed?.streamCompression;
   const tool = await o.tool();
   const source = await backend.get(key, { signal: o.signal });

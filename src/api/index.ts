@@ -34,6 +34,7 @@ export { list, list as listBackups, mergeListed, sameBackup, type ListOptions, t
 export { restore, type RestoreOptions, type RestoreResult, type RestoreProgress } from './restore.js';
 export { verify, combinedExitCode, type VerifyOptions, type VerifyReport, type BackupVerification } from './verify.js';
 export { recordRestoreTests } from './verify-metrics.js';
+export { recoveryKit, type RecoveryKitJob, type RecoveryKitResult } from './recovery-kit.js';
 export {
   status,
   jobTarget,

@@ -30,7 +30,8 @@ export interface BackupPlan {
  */
 export async function planBackup(options: { job: JobConfig; upload: boolean; encrypt: boolean; now?: Date }): Promise<BackupPlan> {
   const { job } = options;
-  const encrypt = options.encrypt && Boolean(job.gpgRecipient);
+  const encryption = !options.encrypt ? undefined : job.gpgRecipient ? 'gpg' : job.age.recipients ? 'age' : undefined;
+  const encrypt = encryption !== undefined;
   const upload = options.upload && Boolean(job.s3);
   // As in a real run, a bucket that fails the check costs the upload, not the local backup.
   const pre = await preflight({ job, encrypt, upload, stopOnFailure: false, keepClient: false, optionalBucket: true });
@@ -45,8 +46,8 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
   const plan = compressionPlan(job.compression, pre.pgDump?.major ?? 15);
   const keys = [
     runKey(base),
-    ...(job.backup.globals ? [globalsKey(base, encrypt)] : []),
-    artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encrypt }),
+    ...(job.backup.globals ? [globalsKey(base, encryption ?? false)] : []),
+    artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encryption ?? false }),
     manifestKey(base),
   ];
   const files = keys.map((k) => `${job.backupDir}/${k}`);
@@ -54,7 +55,11 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
   const steps = [
     `pg_dump --format=custom ${plan.pgDumpArgs.join(' ')} (${formatCompression(job.compression)}${plan.by === 'stream' ? `, compressed in the stream by ${plan.streamMethod}` : ''})`,
     ...(job.backup.globals ? ['pg_dumpall --globals-only (roles, tablespaces)'] : []),
-    encrypt ? `gpg --encrypt to ${job.gpgRecipient}` : `no encryption (${job.gpgRecipient ? '--no-encrypt' : 'GPG_RECIPIENT not set'})`,
+    encryption === 'gpg'
+      ? `gpg --encrypt to ${job.gpgRecipient}`
+      : encryption === 'age'
+        ? `age --encrypt to ${pre.age ? `${pre.age.recipients.length} recipient(s)` : 'AGE_RECIPIENTS'}`
+        : `no encryption (${job.gpgRecipient || job.age.recipients ? '--no-encrypt' : 'GPG_RECIPIENT / AGE_RECIPIENTS not set'})`,
     'sha256 of the stored bytes',
     'claim the name: the run record first, create-only (locally, then in the bucket)',
     `write ${job.backupDir} (temp file, fsync, rename)`,

@@ -5,6 +5,7 @@ import { AppError } from '../errors/index.js';
 import { connect, serverInfo, type ServerInfo } from '../postgres/connection.js';
 import { dumpedTables } from '../postgres/pg-dump.js';
 import { findPgTool, type PgTool } from '../postgres/pg-tools.js';
+import { resolveAgeRecipients, shortKey, type AgeRecipients } from '../pipeline/age.js';
 import { resolveRecipient, type GpgKey } from '../pipeline/gpg.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { checkWritableDir } from '../storage/writable-dir.js';
@@ -21,6 +22,8 @@ export interface PreflightResult {
   readonly server?: ServerInfo;
   readonly pgDump?: PgTool;
   readonly gpgKey?: GpgKey;
+  /** AGE_RECIPIENTS, read and checked with the installed age. */
+  readonly age?: AgeRecipients;
   readonly tables?: { schema: string; table: string; bytes: number }[];
   /** Open connection, left open for the snapshot when `keepClient` was asked. */
   readonly client?: pg.Client;
@@ -59,6 +62,7 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     server?: ServerInfo;
     pgDump?: PgTool;
     gpgKey?: GpgKey;
+    age?: AgeRecipients;
     tables?: { schema: string; table: string; bytes: number }[];
     client?: pg.Client;
   } = {};
@@ -97,6 +101,13 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     await run('gpg key', async () => {
       out.gpgKey = await resolveRecipient(job.gpgRecipient!);
       return `${out.gpgKey.uid || out.gpgKey.recipient} (${out.gpgKey.fingerprint})`;
+    });
+  }
+  if (options.encrypt && job.age.recipients) {
+    const setting = job.age.recipients;
+    await run('age recipients', async () => {
+      out.age = await resolveAgeRecipients(setting);
+      return `${out.age.recipients.length} recipient(s) from ${out.age.source}: ${out.age.recipients.map(shortKey).join(', ')}`;
     });
   }
   await run('backup directory', async () => checkWritableDir(job.backupDir, 'backup directory', 'BACKUP_DIR'));

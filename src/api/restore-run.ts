@@ -8,7 +8,7 @@ import type { Manifest } from '../catalog/manifest.js';
 import { diskFullError, fsError, isDiskFull } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { decompressStage } from '../pipeline/compression.js';
-import { gpgDecryptStage } from '../pipeline/gpg.js';
+import { decryptStage } from '../pipeline/decrypt.js';
 import { verifiedHandoff } from '../pipeline/verified-handoff.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { pgRestoreStage } from '../postgres/pg-restore.js';
@@ -52,6 +52,8 @@ export interface RunRestoreOptions {
   readonly preVerified?: boolean;
   /** Where a spool file may go (a hidden temporary directory is made in it). */
   readonly spoolDir: string;
+  /** AGE_IDENTITY_FILE, for an age-encrypted backup. */
+  readonly ageIdentityFile?: string | undefined;
   readonly extraArgs?: readonly string[];
   /** Runs once the artifact is known good (or, streaming from the bucket, just before pg_restore starts). */
   readonly beforeTouch?: () => Promise<void>;
@@ -72,9 +74,10 @@ export interface RunRestoreResult {
 }
 
 /** Decrypt and decompress stages an artifact needs to become a plain archive. */
-function unwrapStages(manifest: Manifest): Duplex[] {
+function unwrapStages(manifest: Manifest, ageIdentityFile: string | undefined): Duplex[] {
   const stages: Duplex[] = [];
-  if (manifest.encryption) stages.push(gpgDecryptStage());
+  const decrypt = decryptStage(manifest.encryption, ageIdentityFile);
+  if (decrypt) stages.push(decrypt);
   if (manifest.compression.by === 'stream') stages.push(decompressStage(manifest.compression.method === 'lz4' ? 'lz4' : 'zstd'));
   return stages;
 }
@@ -143,7 +146,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       await verifiedHandoff(
         await openCopy(copy, o.signal),
         check,
-        [...unwrapStages(manifest), createWriteStream(file, { mode: 0o600 })],
+        [...unwrapStages(manifest, o.ageIdentityFile), createWriteStream(file, { mode: 0o600 })],
         true,
         o.signal,
       ).catch((err: unknown) => {
@@ -190,7 +193,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       await verifiedHandoff(
         await openCopy(copy, o.signal),
         check,
-        [...unwrapStages(manifest), tap, restoreStage, nullSink()],
+        [...unwrapStages(manifest, o.ageIdentityFile), tap, restoreStage, nullSink()],
         !preChecked,
         o.signal,
       );

@@ -8,7 +8,7 @@ import { findPgTool, majorOf } from '../postgres/pg-tools.js';
 import { createDatabase, dropDatabase } from '../postgres/target-database.js';
 import type { Toc } from '../postgres/toc.js';
 import type { SourceCopy } from '../catalog/find-backup.js';
-import { requireSecretKey } from '../pipeline/gpg.js';
+import { requireDecryptionKey } from '../pipeline/decrypt.js';
 import { randomSuffix, runRestore } from './restore-run.js';
 import { ident } from '../postgres/sql.js';
 
@@ -115,7 +115,7 @@ export async function restoreTest(options: {
   const t0 = Date.now();
   const checks: Check[] = [];
   const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.pgTools.pgDumpPath);
-  await requireSecretKey(manifest);
+  await requireDecryptionKey(manifest, job.age.identityFile);
   logger.info('restore test started', { backup: manifest.name, scratch });
   await createDatabase(url, scratch);
   try {
@@ -129,6 +129,7 @@ export async function restoreTest(options: {
         pgRestore,
         preVerified: options.preVerified,
         spoolDir: job.backupDir,
+        ageIdentityFile: job.age.identityFile,
         extraArgs: other ? ['--no-owner', '--no-privileges'] : [],
         logger,
         signal: options.signal,
@@ -137,7 +138,7 @@ export async function restoreTest(options: {
       checks.push({ check: 'pg_restore', ok: true, detail: `${run.objects} objects restored in ${(run.restoreMs / 1000).toFixed(1)} s` });
     } catch (err) {
       const e = toAppError(err);
-      if (!(e instanceof ProcessError || e instanceof IntegrityError || e.code === 'gpg-failed')) throw e;
+      if (!(e instanceof ProcessError || e instanceof IntegrityError || e.code === 'gpg-failed' || e.code === 'age-failed')) throw e;
       checks.push({ check: 'pg_restore', ok: false, detail: e.message });
     }
     if (checks[0]!.ok) {

@@ -13,7 +13,7 @@ import type { Manifest } from '../catalog/manifest.js';
 import type { CatalogEntry } from '../catalog/catalog.js';
 import { CatalogSource, findByName, findLatest, requireCopies, type SourceBackends, type SourceCopy } from '../catalog/find-backup.js';
 import { readGlobals } from '../pipeline/check-stored.js';
-import { requireSecretKey } from '../pipeline/gpg.js';
+import { requireDecryptionKey } from '../pipeline/decrypt.js';
 import { jobIdentity } from './identity.js';
 import { runRestore, type RestoreMode, type RestoreProgress, type RunRestoreOptions, type RunRestoreResult } from './restore-run.js';
 
@@ -128,7 +128,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   try {
     const { entry, copies, manifest } = await pickSource(job, backends, storage.local, options.name, logger, warnings);
     logger.info('restore started', { backup: entry.name, url: redact(targetUrl), jobs });
-    await requireSecretKey(manifest);
+    await requireDecryptionKey(manifest, job.age.identityFile);
 
     const pgRestore = await findPgTool('pg_restore', majorOf(manifest.pgDump.version), job.pgTools.pgDumpPath);
     const psql = options.withGlobals ? await siblingTool(pgRestore, 'psql') : undefined;
@@ -136,7 +136,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     // Read-only look at the target: does it exist, is it empty?
     const { state, waitedMs } = await guardTarget(targetUrl, targetDb, entry.name, options);
     // Verified before anything is applied; holds password hashes, so it is never logged.
-    const globalsSql = options.withGlobals ? await readGlobals(copies, options.signal) : undefined;
+    const globalsSql = options.withGlobals ? await readGlobals(copies, options.signal, job.age.identityFile) : undefined;
 
     const setup = new TargetSetup({
       targetUrl,
@@ -155,6 +155,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
         jobs,
         pgRestore,
         spoolDir: options.spoolDir ?? job.backupDir,
+        ageIdentityFile: job.age.identityFile,
         beforeTouch: setup.beforeTouch,
         touched: () => setup.touched,
         logger,

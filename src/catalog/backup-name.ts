@@ -2,11 +2,14 @@ import type { CompressionMethod } from '../config/parsers.js';
 
 /**
  * Backup names, as in the seed's "Backup Files" table: `<db>_YYYYMMDD_HHMMSS` (UTC), then
- * `.dump` (plus `.zst` / `.lz4` when compressed in the stream, plus `.gpg` when encrypted),
- * `.globals.sql[.gpg]`, `.manifest.json` (written last) and `.verify.json`; `.run.json` is the run
+ * `.dump` (plus `.zst` / `.lz4` when compressed in the stream, plus `.gpg` or `.age` when
+ * encrypted), `.globals.sql[.gpg|.age]`, `.manifest.json` (written last) and `.verify.json`; `.run.json` is the run
  * record a backup writes FIRST (with a create-only put): it claims the name, so two writers never
  * share keys, and it proves that a manifest-less dump is pgbak's own failed run and not a foreign file.
  */
+/** How an artifact is encrypted. */
+export type EncryptionMethod = 'gpg' | 'age';
+
 export type FileRole = 'artifact' | 'globals' | 'manifest' | 'verification' | 'run';
 
 export interface ParsedKey {
@@ -18,12 +21,14 @@ export interface ParsedKey {
   readonly time: Date;
   readonly role: FileRole;
   readonly encrypted: boolean;
+  /** How, when encrypted: `.gpg` or `.age`. */
+  readonly encryption: EncryptionMethod | undefined;
   /** Stream compression added by pgbak (`.zst`, `.lz4`), for artifacts. */
   readonly streamCompression: 'zstd' | 'lz4' | undefined;
 }
 
 const KEY_RE =
-  /^(.+)_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\.(dump(?:\.zst|\.lz4)?(?:\.gpg)?|globals\.sql(?:\.gpg)?|manifest\.json|verify\.json|run\.json)$/;
+  /^(.+)_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\.(dump(?:\.zst|\.lz4)?(?:\.gpg|\.age)?|globals\.sql(?:\.gpg|\.age)?|manifest\.json|verify\.json|run\.json)$/;
 
 /** Parse a storage key's last path segment; undefined for anything that is not pgbak's. */
 export function parseKey(key: string): ParsedKey | undefined {
@@ -47,7 +52,8 @@ export function parseKey(key: string): ParsedKey | undefined {
     prefix,
     time,
     role,
-    encrypted: ext.endsWith('.gpg'),
+    encrypted: ext.endsWith('.gpg') || ext.endsWith('.age'),
+    encryption: ext.endsWith('.gpg') ? 'gpg' : ext.endsWith('.age') ? 'age' : undefined,
     streamCompression: ext.includes('.zst') ? 'zstd' : ext.includes('.lz4') ? 'lz4' : undefined,
   };
 }
@@ -62,12 +68,20 @@ export function baseName(prefix: string, date: Date): string {
   return `${prefix}_${timestampOf(date)}`;
 }
 
-export function artifactKey(base: string, opts: { streamCompression?: CompressionMethod | undefined; encrypted: boolean }): string {
+/** `encrypted`: true (gpg, as before age existed), false, or the method. */
+export function artifactKey(
+  base: string,
+  opts: { streamCompression?: CompressionMethod | undefined; encrypted: boolean | EncryptionMethod },
+): string {
   const comp = opts.streamCompression === 'zstd' ? '.zst' : opts.streamCompression === 'lz4' ? '.lz4' : '';
-  return `${base}.dump${comp}${opts.encrypted ? '.gpg' : ''}`;
+  return `${base}.dump${comp}${encryptionSuffix(opts.encrypted)}`;
 }
 
-export const globalsKey = (base: string, encrypted: boolean) => `${base}.globals.sql${encrypted ? '.gpg' : ''}`;
+export const globalsKey = (base: string, encrypted: boolean | EncryptionMethod) => `${base}.globals.sql${encryptionSuffix(encrypted)}`;
+
+function encryptionSuffix(encrypted: boolean | EncryptionMethod): string {
+  return encrypted === 'age' ? '.age' : encrypted ? '.gpg' : '';
+}
 export const manifestKey = (base: string) => `${base}.manifest.json`;
 export const verificationKey = (base: string) => `${base}.verify.json`;
 export const runKey = (base: string) => `${base}.run.json`;

@@ -56,7 +56,11 @@ export interface Manifest {
     /** `pg_dump` (inside the archive) or `stream` (a .zst/.lz4 layer around it). */
     readonly by: 'pg_dump' | 'stream';
   };
-  readonly encryption: null | { readonly method: 'gpg'; readonly recipient: string; readonly fingerprint: string };
+  /** gpg: the GPG_RECIPIENT and its key's fingerprint; age: every AGE_RECIPIENTS key (`.age` artifacts). */
+  readonly encryption:
+    | null
+    | { readonly method: 'gpg'; readonly recipient: string; readonly fingerprint: string }
+    | { readonly method: 'age'; readonly recipients: readonly string[] };
   readonly artifact: StoredFile;
   readonly globals: StoredFile | null;
   /**

@@ -11,6 +11,12 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['STORAGE_SECRET_KEY', 'MinIO/S3 secret key', ''],
   ['STORAGE_BUCKET', 'Bucket for backups', 'sweet-backups'],
   ['GPG_RECIPIENT', 'GPG key ID, fingerprint or e-mail to encrypt to (encryption is skipped when unset)', ''],
+  [
+    'AGE_RECIPIENTS',
+    'age public keys (age1…, comma-separated) or the path of a recipients file to encrypt to; not together with GPG_RECIPIENT',
+    '',
+  ],
+  ['AGE_IDENTITY_FILE', 'age identity (secret key) file that decrypts age backups on restore and verify', ''],
   ['BACKUP_DIR', 'Local backup directory', './backups/db'],
   ['RETENTION_DAYS', 'Days to keep good backups (the newest BACKUP_KEEP_MIN are kept whatever their age)', '30'],
   ['LOG_FILE', 'Log file path (empty: no log file)', './logs/backup-db.log'],

@@ -12,6 +12,7 @@ import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { registerUpload } from './commands/upload.js';
 import { registerReport } from './commands/report.js';
+import { registerRecoveryKit } from './commands/recovery-kit.js';
 import { errorText, renderError } from './render.js';
 import { releaseHeldErrors, setVerbose } from './context.js';
 import { clearLiveLine } from './progress.js';
@@ -50,6 +51,7 @@ const COMMANDS: readonly Register[] = [
   registerPrune,
   registerAdopt,
   registerUpload,
+  registerRecoveryKit,
   registerInit,
   registerStatus,
   registerReport,

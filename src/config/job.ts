@@ -46,9 +46,19 @@ export interface JobConfig extends JobSections {
   readonly compression: Compression;
   /** GPG_RECIPIENT; undefined: no encryption. */
   readonly gpgRecipient: string | undefined;
+  /** AGE_RECIPIENTS (never together with GPG_RECIPIENT) and AGE_IDENTITY_FILE (absolute). */
+  readonly age: AgeSettings;
   /** S3 settings when both keys are set, else undefined. */
   readonly s3: S3Settings | undefined;
   readonly retention: RetentionSettings;
+}
+
+/** age encryption (AGE_RECIPIENTS) and decryption (AGE_IDENTITY_FILE). */
+export interface AgeSettings {
+  /** The `age1…` keys given inline, or the recipients file (absolute); undefined: no age encryption. */
+  readonly recipients: { readonly keys: readonly string[] } | { readonly file: string } | undefined;
+  /** The identity file that decrypts age backups (restore, verify); undefined: none configured. */
+  readonly identityFile: string | undefined;
 }
 
 /** Database name from a postgres URL; throws a ConfigError when there is none. */
@@ -105,6 +115,21 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
   };
 }
 
+/** AGE_RECIPIENTS and AGE_IDENTITY_FILE, paths absolute; a ConfigError when GPG_RECIPIENT is set too. */
+function ageSettingsOf(settings: Settings, cwd: string): AgeSettings {
+  const r = settings.AGE_RECIPIENTS;
+  if (r && settings.GPG_RECIPIENT) {
+    throw new ConfigError(['GPG_RECIPIENT and AGE_RECIPIENTS are both set: a backup is encrypted with gpg or with age, not both'], {
+      hint: 'unset one of them (AGE_IDENTITY_FILE alone is fine: it only decrypts older age backups)',
+    });
+  }
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(cwd, p));
+  return {
+    recipients: r && 'file' in r ? { file: path(r.file) } : r,
+    identityFile: settings.AGE_IDENTITY_FILE ? path(settings.AGE_IDENTITY_FILE) : undefined,
+  };
+}
+
 /** The job of parsed settings; relative paths resolve against `cwd`. Throws a ConfigError without a database. */
 export function resolveJob(settings: Settings, options: { cwd: string; name?: string }): JobConfig {
   const databaseUrl = settings.DATABASE_URL;
@@ -120,6 +145,7 @@ export function resolveJob(settings: Settings, options: { cwd: string; name?: st
     logFile: absolutePath(settings.LOG_FILE, options.cwd),
     compression: settings.BACKUP_COMPRESSION,
     gpgRecipient: settings.GPG_RECIPIENT,
+    age: ageSettingsOf(settings, options.cwd),
     s3: storage.s3,
     retention: {
       days: settings.RETENTION_DAYS,

@@ -60,6 +60,29 @@ const cronText = z
   .trim()
   .refine((s) => s.split(/\s+/).length >= 5 && s.split(/\s+/).length <= 6, 'must be a cron expression with 5 or 6 fields');
 
+/**
+ * AGE_RECIPIENTS: `age1…` public keys separated by commas or spaces (post-quantum `age1pq1…`
+ * ones included; whether the installed age can use one is checked at preflight), or one path
+ * of a recipients file (one key a line, `#` comments). Parsed to `{ keys }` or `{ file }`.
+ */
+const ageRecipients = z
+  .string()
+  .trim()
+  .transform((s, ctx): { readonly keys: readonly string[] } | { readonly file: string } | undefined => {
+    if (s === '') return undefined;
+    const parts = s.split(/[\s,]+/).filter(Boolean);
+    if (parts.length === 1 && !/^age1/i.test(parts[0]!)) return { file: parts[0]! };
+    const bad = parts.find((k) => !/^age1(?:[a-z0-9]+1)?[02-9ac-hj-np-z]{6,}$/.test(k));
+    if (bad !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${bad.length > 24 ? `${bad.slice(0, 24)}…` : bad}" is not an age recipient (age1… in lower case, as age-keygen -y prints it); give age1… keys separated by commas, or the path of one recipients file`,
+      });
+      return z.NEVER;
+    }
+    return { keys: parts };
+  });
+
 /** One setting: its variable name, default, help text and check. */
 export interface VariableSpec {
   readonly name: string;
@@ -96,6 +119,12 @@ export const variables = [
     },
   ),
   v('GPG_RECIPIENT', optionalText, 'GPG key ID, fingerprint or e-mail to encrypt to (encryption is skipped when unset)'),
+  v(
+    'AGE_RECIPIENTS',
+    ageRecipients,
+    'age public keys (age1…, comma-separated) or the path of a recipients file to encrypt to; not together with GPG_RECIPIENT',
+  ),
+  v('AGE_IDENTITY_FILE', optionalText, 'age identity (secret key) file that decrypts age backups on restore and verify'),
   v('BACKUP_DIR', z.string().trim().min(1, 'must not be empty'), 'Local backup directory', { default: './backups/db' }),
   v('RETENTION_DAYS', wholeNumber(0), 'Days to keep good backups (the newest BACKUP_KEEP_MIN are kept whatever their age)', {
     default: '30',

@@ -11,7 +11,18 @@ import { variables } from './schema.js';
  * pgbak typos. PG_DUMP (not PG): libpq's PGHOST/PGPASSWORD have no underscore, and images of
  * PostgreSQL set PG_MAJOR and PG_VERSION.
  */
-export const PGBAK_PREFIXES = ['BACKUP_', 'STORAGE_', 'GPG_', 'RETENTION_', 'NOTIFY_', 'METRICS_', 'VERIFY_', 'PGBAK_', 'PG_DUMP'] as const;
+export const PGBAK_PREFIXES = [
+  'BACKUP_',
+  'STORAGE_',
+  'GPG_',
+  'RETENTION_',
+  'NOTIFY_',
+  'METRICS_',
+  'VERIFY_',
+  'PGBAK_',
+  'PG_DUMP',
+  'AGE_',
+] as const;
 
 /** Variables of other tools that share a prefix with pgbak's: never reported. */
 const FOREIGN_NAMES: ReadonlySet<string> = new Set(['GPG_TTY', 'GPG_AGENT_INFO', 'NOTIFY_SOCKET']);

@@ -11,7 +11,7 @@ export const ExitCode = {
   database: 5, // connection refused, authentication failed, database missing
   permission: 6, // permission denied on BACKUP_DIR, LOG_FILE or a temp file, or the disk is full
   storage: 7, // S3 endpoint, bucket or credentials
-  encryption: 8, // GPG key missing or gpg failed
+  encryption: 8, // GPG key / age identity missing, or gpg / age failed
   integrity: 9, // size or sha256 differs from the manifest, archive unreadable
   notFound: 10, // no backup by that name
   locked: 11, // another run of the same database is in progress
@@ -33,7 +33,7 @@ export const exitCodeHelp: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.database, 'database unreachable: connection refused, authentication failed, database missing'],
   [ExitCode.permission, 'permission denied on BACKUP_DIR, LOG_FILE or a working file, or the disk is full (no space left, quota exceeded)'],
   [ExitCode.storage, 'S3 storage failed: endpoint, bucket or credentials'],
-  [ExitCode.encryption, 'GPG key not found or gpg failed'],
+  [ExitCode.encryption, 'GPG key or age identity not found, or gpg / age failed'],
   [ExitCode.integrity, 'backup corrupt: size or sha256 differs from its manifest'],
   [ExitCode.notFound, 'no backup with that name'],
   [ExitCode.locked, 'another run for the same database is in progress'],

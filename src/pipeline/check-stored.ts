@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NotFoundError, UsageError } from '../errors/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import { gpgDecryptStage } from './gpg.js';
+import { decryptStage, type EncryptionInfo } from './decrypt.js';
 import { IntegrityStage } from './integrity-stage.js';
 import { nullSink } from './null-sink.js';
 
@@ -16,7 +16,7 @@ export interface StoredDigest {
 /** One copy of a backup as `readGlobals` needs it: where it is, and what its manifest says of the globals. */
 export interface GlobalsCopy {
   readonly backend: StorageBackend;
-  readonly manifest: { readonly name: string; readonly globals: StoredDigest | null; readonly encryption: unknown };
+  readonly manifest: { readonly name: string; readonly globals: StoredDigest | null; readonly encryption: EncryptionInfo };
 }
 
 /** Read a stored object completely and check its size and sha256; IntegrityError when they differ. */
@@ -37,7 +37,7 @@ export async function checkStored(
  * The globals SQL of a backup (`pg_dumpall --globals-only`), checked against each copy's own
  * manifest and decrypted; from the first copy that has it. Holds password hashes: never log it.
  */
-export async function readGlobals(copies: readonly GlobalsCopy[], signal?: AbortSignal): Promise<string> {
+export async function readGlobals(copies: readonly GlobalsCopy[], signal?: AbortSignal, ageIdentityFile?: string): Promise<string> {
   const first = copies[0]?.manifest;
   if (!first) throw new NotFoundError('no copy to read the globals from');
   if (copies.every((c) => !c.manifest.globals)) {
@@ -59,7 +59,8 @@ export async function readGlobals(copies: readonly GlobalsCopy[], signal?: Abort
         },
       });
       const check = new IntegrityStage({ label: backend.urlOf(g.key), size: g.size, sha256: g.sha256 });
-      await pipeline([source, check, ...(manifest.encryption ? [gpgDecryptStage()] : []), collect], { signal });
+      const decrypt = decryptStage(manifest.encryption, ageIdentityFile);
+      await pipeline([source, check, ...(decrypt ? [decrypt] : []), collect], { signal });
       return Buffer.concat(chunks).toString('utf8');
     } catch (err) {
       lastError = err;

@@ -170,6 +170,16 @@ const uploaded = z.object({
   error: runError,
 });
 
+const kitJob = z.object({
+  job: z.string(),
+  database: z.string(),
+  name: z.string().nullable(),
+  time: iso.nullable(),
+  source: z.enum(['remote', 'local']).nullable(),
+  files: z.array(z.object({ path: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), size: z.number().int().nonnegative() })),
+  error: runError,
+});
+
 const forgotten = z.object({
   database: z.string(),
   filePrefix: z.string(),
@@ -206,6 +216,7 @@ export const schemas = {
   init: envelope('init', initialized),
   status: z.union([envelope('status', databaseStatus, { checkedAt: iso }), envelope('status', forgotten, { forgotten: z.literal(true) })]),
   upload: envelope('upload', uploaded, { dryRun: z.boolean() }),
+  'recovery-kit': envelope('recovery-kit', kitJob, { dir: z.string(), readme: z.string(), sha256sums: z.string() }),
 } as const;
 
 export type Command = keyof typeof schemas;

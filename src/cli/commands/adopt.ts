@@ -98,7 +98,7 @@ function describe(r: AdoptResult): string {
   const would = r.dryRun ? 'would adopt' : 'adopted';
   const lines = r.adopted.map(
     (a) =>
-      `${would} ${a.name} (${a.where}, ${formatBytes(a.size)}, sha256 ${a.sha256}${a.encrypted ? `, gpg to ${a.manifest.encryption?.fingerprint}` : ''})`,
+      `${would} ${a.name} (${a.where}, ${formatBytes(a.size)}, sha256 ${a.sha256}${a.encrypted ? `, gpg to ${a.manifest.encryption?.method === 'gpg' ? a.manifest.encryption.fingerprint : 'unknown'}` : ''})`,
   );
   for (const s of r.skipped) lines.push(`skipped ${s.name}${s.where ? ` (${s.where})` : ''}: ${s.reason}`);
   const names = new Set(r.adopted.map((a) => a.name)).size;

@@ -23,10 +23,10 @@ interface BackupFlags extends CommonFlags {
 export function registerBackup(program: Command, slot: OutcomeSlot): void {
   const cmd = program
     .command('backup', { isDefault: false })
-    .description('back up the database: pg_dump → [gpg] → BACKUP_DIR + s3://STORAGE_BUCKET/backups/, manifest last')
+    .description('back up the database: pg_dump → [gpg|age] → BACKUP_DIR + s3://STORAGE_BUCKET/backups/, manifest last')
     .option('--dry-run', 'check everything (pg_dump, gpg key, database, bucket) and print the plan; change nothing')
     .option('--no-upload', 'keep the backup local only')
-    .option('--no-encrypt', 'do not encrypt, even when GPG_RECIPIENT is set')
+    .option('--no-encrypt', 'do not encrypt, even when GPG_RECIPIENT or AGE_RECIPIENTS is set')
     .option('--no-prune', 'do not apply retention after a successful backup')
     .option('--json', 'print the result as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: BackupFlags) => {
@@ -36,6 +36,10 @@ export function registerBackup(program: Command, slot: OutcomeSlot): void {
     ['pgbak backup --dry-run', 'check pg_dump, the gpg key, the database and the bucket; change nothing'],
     ['pgbak backup', 'one backup: local copy, upload, then retention'],
     ['pgbak backup --no-upload --no-encrypt', 'a local, unencrypted backup only'],
+    [
+      'pgbak backup --set AGE_RECIPIENTS=/etc/pgbak/age-recipients',
+      'encrypt with age to every key of the file (operations + offline break-glass)',
+    ],
     ['pgbak backup --all --json', 'every job of the config file, the results as JSON'],
   ]);
 }
