@@ -130,7 +130,7 @@
       el('td', { text: j.nextRunAt ? when(j.nextRunAt) : '—' }),
       el('td', { text: j.schedule ? j.schedule.cron + ' (' + j.schedule.timezone + ')' : 'not configured here' }),
       el('td', { text: j.destination }),
-      el('td', { text: j.encryption.enabled ? 'gpg: ' + j.encryption.recipient : 'off' }),
+      el('td', { text: j.encryption.enabled ? j.encryption.method + ': ' + j.encryption.recipient : 'off' }),
     );
     return tr;
   }

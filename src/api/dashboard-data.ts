@@ -184,11 +184,26 @@ function nextRun(job: JobConfig, now: Date): string | null {
 /** Where a target's backups go, and whether they are encrypted (a found database: as its newest good backup is). */
 function storageOverview(target: DashboardTarget, newest: CatalogEntry | undefined): Pick<JobOverview, 'where' | 'encryption'> {
   const { backupDir, s3 } = target.status.storage;
-  const recipient = target.job ? target.job.gpgRecipient : newest?.manifest?.encryption?.recipient;
   return {
     where: { backupDir, bucket: s3 ? `s3://${s3.bucket}/${s3.prefix}` : null },
-    encryption: { enabled: recipient !== undefined, recipient: recipient ?? null },
+    encryption: target.job ? jobEncryption(target.job) : manifestEncryption(newest?.manifest?.encryption),
   };
+}
+
+/** How a job encrypts its backups: gpg to one recipient, age to its keys (or recipients file), or off. */
+function jobEncryption(job: JobConfig): JobOverview['encryption'] {
+  if (job.gpgRecipient !== undefined) return { enabled: true, method: 'gpg', recipient: job.gpgRecipient };
+  const r = job.age.recipients;
+  if (r === undefined) return { enabled: false, method: null, recipient: null };
+  return { enabled: true, method: 'age', recipient: 'file' in r ? r.file : r.keys.join(', ') };
+}
+
+/** How a found database's newest good backup was encrypted (a monitoring host has no job settings). */
+function manifestEncryption(e: NonNullable<CatalogEntry['manifest']>['encryption'] | undefined): JobOverview['encryption'] {
+  if (!e) return { enabled: false, method: null, recipient: null };
+  return e.method === 'age'
+    ? { enabled: true, method: 'age', recipient: e.recipients.join(', ') }
+    : { enabled: true, method: 'gpg', recipient: e.recipient };
 }
 
 function overviewOf(

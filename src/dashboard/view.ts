@@ -44,7 +44,7 @@ export interface JobOverview {
   /** `/var/backups/db + s3://bucket/prefix` */
   readonly destination: string;
   readonly where: { readonly backupDir: string; readonly bucket: string | null };
-  readonly encryption: { readonly enabled: boolean; readonly recipient: string | null };
+  readonly encryption: { readonly enabled: boolean; readonly method: 'gpg' | 'age' | null; readonly recipient: string | null };
   readonly counts: { readonly good: number; readonly incomplete: number; readonly corrupt: number };
   readonly lastRestoreTest: { readonly backup: string; readonly at: string; readonly ok: boolean; readonly durationMs: number } | null;
 }

@@ -37,7 +37,7 @@ const jobOverview = z.strictObject({
   schedule: z.strictObject({ cron: z.string(), timezone: z.string() }).nullable(),
   destination: z.string(),
   where: z.strictObject({ backupDir: z.string(), bucket: z.string().nullable() }),
-  encryption: z.strictObject({ enabled: z.boolean(), recipient: z.string().nullable() }),
+  encryption: z.strictObject({ enabled: z.boolean(), method: z.enum(['gpg', 'age']).nullable(), recipient: z.string().nullable() }),
   counts: z.strictObject({ good: z.number().int(), incomplete: z.number().int(), corrupt: z.number().int() }),
   lastRestoreTest: z.strictObject({ backup: z.string(), at: iso, ok: z.boolean(), durationMs: ms }).nullable(),
 });

@@ -41,7 +41,7 @@ const overview: JobOverview = {
   schedule: { cron: '0 */6 * * *', timezone: 'UTC' },
   destination: '/b',
   where: { backupDir: '/b', bucket: null },
-  encryption: { enabled: false, recipient: null },
+  encryption: { enabled: false, method: null, recipient: null },
   counts: { good: 1, incomplete: 0, corrupt: 0 },
   lastRestoreTest: null,
 };
