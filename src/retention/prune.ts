@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { parseKey } from '../catalog/backup-name.js';
 import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
+import { otherServersWarning } from '../catalog/other-servers.js';
 import { AppError, ConfigError, messageOf } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
@@ -63,6 +64,8 @@ export interface PruneResult {
    * `s3:DeleteObjectVersion` with Object Lock): a least-privilege backup key cannot prune.
    */
   readonly missingPermission?: string | undefined;
+  /** Said, never failed: e.g. the prefix also holds another server's backups of this database name. */
+  readonly warnings: readonly string[];
   readonly dryRun: boolean;
   /** Temp files and multipart uploads of killed runs removed (or, dry, found): see leftovers.ts. */
   readonly leftovers: Leftovers;
@@ -183,6 +186,12 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     );
   }
   const entries = own.mine;
+  const warnings: string[] = [];
+  const others = otherServersWarning(job.database, own.ofDatabase, own.mine, remote ? 'the bucket prefix' : 'BACKUP_DIR');
+  if (others) {
+    warnings.push(others);
+    log.warn(others);
+  }
   const byName = new Map(entries.map((e) => [e.name, e]));
   const policy = { database: job.database, ...job.retention };
   const protect = options.protect ?? [];
@@ -227,7 +236,9 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
             // The manifest did not record the lock (or a legal hold): kept, never an error.
             locked.push({ backup: d.name, location, until: err.retainUntil?.toISOString() });
             log.info(err.message, { backup: d.name, location });
-            break;
+            // A locked manifest keeps the whole backup; a locked key of a leftover keeps only itself.
+            if (copy.manifest && key === copy.manifest.key) break;
+            continue;
           }
           if (err instanceof AppError && err.code === 'storage-permission') {
             missingPermission ??= /s3:\w+/.exec(err.message)?.[0];
@@ -250,5 +261,5 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     errors: errors.length,
   });
   for (const l of locked) log.info(`kept ${l.backup} in the bucket: under S3 Object Lock until ${l.until ?? 'its legal hold is lifted'}`);
-  return { decisions, byLocation, deleted, planned, errors, locked, missingPermission, dryRun, leftovers };
+  return { decisions, byLocation, deleted, planned, errors, locked, missingPermission, warnings, dryRun, leftovers };
 }

@@ -1,6 +1,7 @@
 import {
   DeleteObjectCommand,
   GetObjectLockConfigurationCommand,
+  GetObjectRetentionCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
   PutBucketVersioningCommand,
@@ -24,9 +25,12 @@ import { mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
  */
 export const OBJECT_LOCK_MARGIN_DAYS = 1;
 
-/** The retain-until date of a backup that started at `started`: + RETENTION_DAYS + the margin. */
+/**
+ * The retain-until date of a backup that started at `started`: + RETENTION_DAYS + the margin,
+ * rounded up to a whole second (versitygw stores seconds; the manifest then says what the server holds).
+ */
 export function retainUntilOf(started: Date, retentionDays: number): Date {
-  return new Date(started.getTime() + (retentionDays + OBJECT_LOCK_MARGIN_DAYS) * 86_400_000);
+  return new Date(Math.ceil((started.getTime() + (retentionDays + OBJECT_LOCK_MARGIN_DAYS) * 86_400_000) / 1000) * 1000);
 }
 
 /** Sends one request bounded by the backend's timeout (S3Backend's `request`). */
@@ -162,7 +166,11 @@ export async function deleteAllVersions(client: S3Client, s: S3Settings, fullKey
   }
 }
 
-/** The retention of one version: locked when its retain-until date is still ahead or a legal hold is on. */
+/**
+ * The retention of one version: locked when its retain-until date is still ahead or a legal hold
+ * is on. GetObjectRetention first (versitygw's HeadObject of a noncurrent version omits the lock
+ * fields), then HeadObject (legal hold; servers without GetObjectRetention).
+ */
 async function retentionOf(
   client: S3Client,
   s: S3Settings,
@@ -170,13 +178,22 @@ async function retentionOf(
   versionId: string,
   send: Send,
 ): Promise<{ locked: boolean; until: Date | undefined } | undefined> {
+  const ahead = (d: Date | undefined) => d !== undefined && d.getTime() > Date.now();
+  try {
+    const r = await send((abortSignal) =>
+      client.send(new GetObjectRetentionCommand({ Bucket: s.bucket, Key: fullKey, VersionId: versionId }), { abortSignal }),
+    );
+    if (ahead(r.Retention?.RetainUntilDate)) return { locked: true, until: r.Retention!.RetainUntilDate };
+  } catch {
+    /* no retention, or not allowed to read it: HeadObject below */
+  }
   try {
     const head = await send((abortSignal) =>
       client.send(new HeadObjectCommand({ Bucket: s.bucket, Key: fullKey, VersionId: versionId }), { abortSignal }),
     );
     const until = head.ObjectLockRetainUntilDate;
     const held = head.ObjectLockLegalHoldStatus === 'ON';
-    return { locked: held || (until !== undefined && until.getTime() > Date.now()), until };
+    return { locked: held || ahead(until), until };
   } catch {
     return undefined;
   }

@@ -112,6 +112,7 @@ const pruned = z.object({
   errors: z.array(z.string()),
   locked: z.array(z.object({ backup: z.string(), location, until: iso.optional() })),
   missingPermission: z.string().optional(),
+  warnings: z.array(z.string()),
 });
 
 const adopted = z.object({
