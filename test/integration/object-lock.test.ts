@@ -221,6 +221,35 @@ describe.each(s3Servers())('S3 Object Lock on $kind', (server) => {
     expect(existsSync(join(dir, 'backups'))).toBe(true);
   }, 300_000);
 
+  it("pgbak upload of a backup whose first upload failed stores it locked too, from the backup's start", async () => {
+    const db = await createDatabase('lockup', SAMPLE_SQL);
+    const dir = tempDir();
+    const bucket = `lockup-${uniqueId()}`;
+    const env = envFor(server, db, dir, bucket, { STORAGE_OBJECT_LOCK: 'compliance', RETENTION_DAYS: '1', BACKUP_PRUNE: 'false' });
+    expect((await runCli(['init', '--object-lock'], { env })).code).toBe(0);
+    // The bucket is unreachable during the backup: kept locally, exit 3.
+    const down = await runCli(['backup', '--json'], { env: { ...env, STORAGE_ENDPOINT: 'http://127.0.0.1:1', STORAGE_TIMEOUT: '2s' } });
+    expect(down.code, down.stderr).toBe(ExitCode.partial);
+    const name = (jsonResult(down.stdout) as { name: string }).name;
+    const up = await runCli(['upload', name], { env });
+    expect(up.code, up.stderr).toBe(0);
+    const local = parseManifest(await readFile(join(dir, 'backups', `${name}.manifest.json`), 'utf8'), 'local');
+    expect(local.objectLock).toBeUndefined();
+    const fetched = join(dir, 'remote-manifest.json');
+    await aws(server, 's3api', 'get-object', '--bucket', bucket, '--key', `backups/${name}.manifest.json`, fetched);
+    const remote = parseManifest(await readFile(fetched, 'utf8'), 'remote');
+    const until = Math.ceil((Date.parse(local.startedAt) + (1 + OBJECT_LOCK_MARGIN_DAYS) * DAY) / 1000) * 1000;
+    expect(remote.objectLock).toEqual({ mode: 'compliance', retainUntil: new Date(until).toISOString() });
+    for (const key of [local.artifact.key, local.globals!.key, `${name}.manifest.json`]) {
+      const head = JSON.parse(await aws(server, 's3api', 'head-object', '--bucket', bucket, '--key', `backups/${key}`)) as {
+        ObjectLockMode?: string;
+        ObjectLockRetainUntilDate?: string;
+      };
+      expect(head.ObjectLockMode, key).toBe('COMPLIANCE');
+      expect(Date.parse(head.ObjectLockRetainUntilDate!), key).toBe(until);
+    }
+  }, 300_000);
+
   it('a put with a retain-until date is locked on the server; after the date the delete removes every version', async () => {
     const bucket = `lockput-${uniqueId()}`;
     const remote = new S3Backend(s3Settings(bucket, { objectLock: 'compliance' }, server));
