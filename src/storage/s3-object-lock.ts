@@ -81,19 +81,29 @@ export async function objectLockEnabled(client: S3Client, s: S3Settings, send: S
 }
 
 /**
- * Enable versioning and Object Lock on a bucket that exists without it (AWS allows it on a
- * versioned bucket; MinIO only at creation: then a StorageError says to create a new bucket).
+ * Enable Object Lock on a bucket that exists without it: versitygw and AWS allow it (AWS once
+ * versioning is on: then versioning is enabled and the lock tried again); MinIO only at creation,
+ * and the bucket is left as it was, with a StorageError that says to create a new bucket.
  */
 export async function enableObjectLock(client: S3Client, s: S3Settings, send: Send): Promise<void> {
-  try {
-    await send((abortSignal) =>
-      client.send(new PutBucketVersioningCommand({ Bucket: s.bucket, VersioningConfiguration: { Status: 'Enabled' } }), { abortSignal }),
-    );
-    await send((abortSignal) =>
+  const lock = () =>
+    send((abortSignal) =>
       client.send(new PutObjectLockConfigurationCommand({ Bucket: s.bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled' } }), {
         abortSignal,
       }),
     );
+  try {
+    try {
+      await lock();
+    } catch (err) {
+      if (!/versioning/i.test(err instanceof Error ? err.message : '')) throw err;
+      await send((abortSignal) =>
+        client.send(new PutBucketVersioningCommand({ Bucket: s.bucket, VersioningConfiguration: { Status: 'Enabled' } }), {
+          abortSignal,
+        }),
+      );
+      await lock();
+    }
   } catch (err) {
     const e = mapS3Error(err, s, 'enabling Object Lock');
     throw new StorageError(

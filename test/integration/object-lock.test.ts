@@ -250,6 +250,25 @@ describe.each(s3Servers())('S3 Object Lock on $kind', (server) => {
     }
   }, 300_000);
 
+  it('init --object-lock on an existing bucket without it: enabled where the server allows it (versitygw), else exit 7 and the bucket left as it was (MinIO)', async () => {
+    const dir = tempDir();
+    const bucket = `late-${uniqueId()}`;
+    const env = envFor(server, 'postgres', dir, bucket);
+    expect((await runCli(['init'], { env })).code).toBe(0);
+    const r = await runCli(['init', '--object-lock'], { env });
+    const versioning = JSON.parse((await aws(server, 's3api', 'get-bucket-versioning', '--bucket', bucket)) || '{}') as { Status?: string };
+    if (server.kind === 'minio') {
+      expect(r.code).toBe(ExitCode.storage);
+      expect(r.stderr).toContain(`bucket "${bucket}" exists without Object Lock, and it cannot be enabled`);
+      expect(r.stderr).toMatch(/hint: .*new bucket/);
+      expect(versioning.Status).toBeUndefined();
+    } else {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('Object Lock and versioning enabled');
+      expect(versioning.Status).toBe('Enabled');
+    }
+  }, 300_000);
+
   it('a put with a retain-until date is locked on the server; after the date the delete removes every version', async () => {
     const bucket = `lockput-${uniqueId()}`;
     const remote = new S3Backend(s3Settings(bucket, { objectLock: 'compliance' }, server));
