@@ -67,19 +67,14 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
     tee.fail('local', toAppError(err));
     throw err;
   });
+  const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil };
   const remotePut = remote
-    ? remote
-        .put(key, tee.branch('remote'), {
-          signal: options.signal,
-          partSize: options.remotePartSize,
-          retainUntil: options.remoteRetainUntil,
-        })
-        .catch((err: unknown) => {
-          const e = toAppError(err);
-          if (!tee.destroyed) logger.warn('upload failed; the local backup goes on', { key, error: e.message });
-          tee.fail('remote', e);
-          throw e;
-        })
+    ? remote.put(key, tee.branch('remote'), put).catch((err: unknown) => {
+        const e = toAppError(err);
+        if (!tee.destroyed) logger.warn('upload failed; the local backup goes on', { key, error: e.message });
+        tee.fail('remote', e);
+        throw e;
+      })
     : undefined;
   // Rejections are collected below; never leave them unhandled.
   localPut.catch(() => undefined);
