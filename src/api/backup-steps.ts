@@ -45,6 +45,8 @@ export class RunTargets {
     readonly local: StorageBackend,
     /** The bucket this run uploads to (undefined with --no-upload or no bucket). */
     readonly bucket: StorageBackend | undefined,
+    /** STORAGE_OBJECT_LOCK: the bucket's artifact, globals and manifest are locked until this date. */
+    readonly retainUntil?: Date | undefined,
   ) {
     this.remote = bucket;
   }
@@ -77,7 +79,7 @@ export async function globalsStep(o: {
   logger: Logger;
 }): Promise<StoredFile> {
   const tool = await siblingTool(o.pgDump, 'pg_dumpall');
-  const r = await storeGlobals(tool, o.url, o.key, o.targets.local, o.targets.remote, { gpgKey: o.gpgKey, age: o.age }, o.signal, o.logger);
+  const r = await storeGlobals(tool, o.url, o.key, o.targets, { gpgKey: o.gpgKey, age: o.age }, o.signal, o.logger);
   o.targets.stored(o.key, r);
   if (r.warning) o.warnings.push(r.warning);
   return { key: o.key, size: r.size, sha256: r.sha256 };
@@ -120,6 +122,7 @@ export async function dumpStep(o: {
     remote: targets.remote,
     remoteTimeoutMs: targets.bucket?.timeoutMs,
     remotePartSize: o.partSize,
+    remoteRetainUntil: targets.retainUntil,
     deferRemoteCleanup: (cleanup) => targets.uploadCleanup.push(cleanup),
     signal: o.signal,
     onBytes: (n) => progress.onBytes(n),
@@ -151,6 +154,8 @@ export function buildManifest(o: {
   globals: StoredFile | null;
   tables: TableCount[] | null;
   runId: string;
+  /** STORAGE_OBJECT_LOCK's mode and the date the bucket's objects are locked until. */
+  objectLock?: { mode: 'governance' | 'compliance'; retainUntil: Date } | undefined;
 }): Manifest {
   const { job, server } = o;
   return {
@@ -176,6 +181,7 @@ export function buildManifest(o: {
     globals: o.globals,
     tables: o.tables,
     runId: o.runId,
+    ...(o.objectLock ? { objectLock: { mode: o.objectLock.mode, retainUntil: o.objectLock.retainUntil.toISOString() } } : {}),
   };
 }
 
@@ -190,6 +196,7 @@ export async function storeManifest(
   remote: StorageBackend | undefined,
   onRemoteFailure: (err: AppError) => void,
   signal: AbortSignal | undefined,
+  retainUntil?: Date | undefined,
 ): Promise<string[]> {
   const mKey = manifestKey(manifest.name);
   const body = Buffer.from(serializeManifest(manifest));
@@ -197,7 +204,7 @@ export async function storeManifest(
   const locations = [local.urlOf(manifest.artifact.key)];
   if (remote) {
     try {
-      await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true });
+      await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true, retainUntil });
       locations.push(remote.urlOf(manifest.artifact.key));
     } catch (err) {
       onRemoteFailure(toAppError(err));
@@ -241,8 +248,7 @@ async function storeGlobals(
   tool: PgTool,
   url: string,
   key: string,
-  local: StorageBackend,
-  remote: StorageBackend | undefined,
+  targets: RunTargets,
   keys: { gpgKey: GpgKey | undefined; age: AgeRecipients | undefined },
   signal: AbortSignal | undefined,
   logger: Logger,
@@ -252,8 +258,9 @@ async function storeGlobals(
       source: pgDumpallGlobalsStage({ tool, url, noRolePasswords }),
       stages: [encryptStage(keys)].filter((s) => s !== undefined),
       key,
-      local,
-      remote,
+      local: targets.local,
+      remote: targets.remote,
+      remoteRetainUntil: targets.retainUntil,
       signal,
       logger,
     });

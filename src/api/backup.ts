@@ -16,6 +16,7 @@ import { BackupProgressTracker, type BackupProgress } from '../postgres/copy-pro
 import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
 import { buildManifest, dumpStep, globalsStep, removeWritten, RunTargets, storeManifest } from './backup-steps.js';
 import { preflight } from './preflight.js';
+import { retainUntilOf } from '../storage/s3-object-lock.js';
 
 export type { BackupProgress } from '../postgres/copy-progress.js';
 
@@ -60,7 +61,10 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
   const upload = options.upload !== false && Boolean(job.s3);
   let base = baseName(job.filePrefix, started);
   const runId = randomBytes(8).toString('hex');
-  const targets = new RunTargets(storage.local, upload ? storage.remote : undefined);
+  // STORAGE_OBJECT_LOCK: every object of the backup in the bucket is locked until the same date.
+  const lockMode = upload ? job.s3?.objectLock : undefined;
+  const retainUntil = lockMode ? retainUntilOf(started, job.retention.days) : undefined;
+  const targets = new RunTargets(storage.local, upload ? storage.remote : undefined, retainUntil);
   const warnings: string[] = [];
   let lockRelease: (() => void) | undefined;
   let client: pg.Client | undefined;
@@ -199,8 +203,9 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       globals,
       tables,
       runId,
+      objectLock: lockMode && retainUntil && targets.remote ? { mode: lockMode, retainUntil } : undefined,
     });
-    locations.push(...(await storeManifest(manifest, local, targets.remote, onRemoteFailure, options.signal)));
+    locations.push(...(await storeManifest(manifest, local, targets.remote, onRemoteFailure, options.signal, retainUntil)));
     const { uploadError } = targets;
     if (uploadError) {
       // Copies in the bucket without their manifest would only be leftovers: remove them (the run

@@ -11,6 +11,8 @@ export interface InitBucketJobOptions {
   readonly signal?: AbortSignal | undefined;
   /** Also install the lifecycle rule: expire the prefix after the job's RETENTION_DAYS. */
   readonly lifecycle?: boolean | undefined;
+  /** Create the bucket with S3 Object Lock and versioning (`pgbak init --object-lock`). */
+  readonly objectLock?: boolean | undefined;
 }
 
 /**
@@ -23,6 +25,21 @@ export async function initBucket(job: JobConfig, options: InitBucketJobOptions =
       hint: 'set the MinIO/S3 keys in the environment or .env',
     });
   }
-  await using storage = openStorage(job, { signal: options.signal });
-  return prepareBucket(storage, { lifecycleDays: options.lifecycle ? job.retention.days : undefined });
+  // A locked bucket is versioned: the probe's delete must remove its version, as with STORAGE_OBJECT_LOCK.
+  const s3 = options.objectLock ? { ...job.s3, objectLock: job.s3.objectLock ?? ('governance' as const) } : job.s3;
+  await using storage = openStorage({ ...job, s3 }, { signal: options.signal });
+  const report = await prepareBucket(storage, {
+    lifecycleDays: options.lifecycle ? job.retention.days : undefined,
+    objectLock: options.objectLock,
+  });
+  if (options.objectLock && !job.s3.objectLock) {
+    return {
+      ...report,
+      warnings: [
+        ...report.warnings,
+        'the bucket has Object Lock, but STORAGE_OBJECT_LOCK=off: set it to governance or compliance to lock backups',
+      ],
+    };
+  }
+  return report;
 }

@@ -119,11 +119,18 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     const bucket = (options.storage ?? own)!.remote!;
     try {
       await bucket.checkAccess();
-      checks.push({ check: 'bucket', ok: true, detail: `s3://${job.s3.bucket}/${job.s3.prefix} at ${job.s3.endpoint} is reachable` });
+      const lock = job.s3.objectLock ? ` (Object Lock: ${job.s3.objectLock})` : '';
+      checks.push({
+        check: 'bucket',
+        ok: true,
+        detail: `s3://${job.s3.bucket}/${job.s3.prefix} at ${job.s3.endpoint} is reachable${lock}`,
+      });
     } catch (err) {
       const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
       checks.push({ check: 'bucket', ok: false, detail: e.message, error: e });
-      if (options.optionalBucket) bucketError = e;
+      // A bucket without the Object Lock that STORAGE_OBJECT_LOCK asks for is a setup error: no
+      // backup at all rather than an unlocked one (an unreachable bucket costs only the upload).
+      if (options.optionalBucket && e.code !== 'storage-object-lock') bucketError = e;
       else error ??= e;
     }
   }

@@ -104,7 +104,7 @@ async function pruneAfterRun(job: JobConfig, result: BackupResult, logger: Logge
       protect: result.name ? [result.name] : [],
       systemIdentifier: result.systemIdentifier,
     });
-    return pruned.errors.map((e) => `prune: ${e}`);
+    return [...pruned.warnings, ...pruned.errors.map((e) => `prune: ${e}`)];
   } catch (err) {
     logger.warn('prune failed; backups were left in place', { error: messageOf(err) });
     return [`prune failed: ${messageOf(err)}`];

@@ -10,6 +10,7 @@ import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { CatalogSource, futureWarning, isFromTheFuture, newestPerServer } from '../catalog/find-backup.js';
 import { jobIdentity } from './identity.js';
+import { otherServersWarning } from '../catalog/other-servers.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../model/human-units.js';
 
@@ -257,6 +258,8 @@ function judge(target: StatusTarget, state: StoredState, now: Date): DatabaseSta
       `backups of ${target.database} from ${servers.length} different servers in ${destinationOf(target.storage)}, and this host cannot tell which is its own (${newestPerServer(ofDatabase).join('; ')}): give each server its own STORAGE_PREFIX`,
     );
   }
+  const others = otherServersWarning(target.database, ofDatabase, mine, destinationOf(target.storage));
+  if (others && servers.length === 0) warnings.push(others);
   const future = mine.filter((e) => isFromTheFuture(e, now));
   for (const e of future.filter((x) => x.state === 'good')) warnings.push(futureWarning(e, now));
   const good = mine.filter((e) => e.state === 'good' && !isFromTheFuture(e, now));

@@ -10,6 +10,7 @@ import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { toAppError } from '../errors/index.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
+import { retainUntilOf } from '../storage/s3-object-lock.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { resultError } from '../errors/index.js';
 
@@ -76,14 +77,25 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
     logger.info('uploading the local backup again (the earlier upload failed)');
     await claimInBucket(local, remote, name, options.signal);
     const files: StoredFile[] = [...(manifest.globals ? [manifest.globals] : []), manifest.artifact];
+    // STORAGE_OBJECT_LOCK: locked as the first attempt would have (from the backup's start), unless that date has passed.
+    const lockMode = job.s3?.objectLock;
+    const until = lockMode ? retainUntilOf(new Date(manifest.startedAt), job.retention.days) : undefined;
+    const retainUntil = until && until.getTime() > Date.now() ? until : undefined;
+    const uploaded: Manifest =
+      lockMode && retainUntil ? { ...manifest, objectLock: { mode: lockMode, retainUntil: retainUntil.toISOString() } } : manifest;
     for (const file of files) {
       const check = new IntegrityStage({ label: local.urlOf(file.key), size: file.size, sha256: file.sha256 });
       const source = await local.get(file.key, { signal: options.signal });
       source.on('error', (err) => check.destroy(err));
-      await remote.put(file.key, source.pipe(check), { signal: options.signal });
+      await remote.put(file.key, source.pipe(check), { signal: options.signal, retainUntil });
     }
-    const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
-    await remote.put(manifestKey(name), Readable.from([body]), { contentLength: body.length, signal: options.signal, ifNoneMatch: true });
+    const body = Buffer.from(JSON.stringify(uploaded, null, 2) + '\n');
+    await remote.put(manifestKey(name), Readable.from([body]), {
+      contentLength: body.length,
+      signal: options.signal,
+      ifNoneMatch: true,
+      retainUntil,
+    });
     logger.info('upload retry finished', { location: remote.urlOf(manifest.artifact.key) });
     return result('ok', undefined, [
       `uploaded by a later attempt (${((Date.now() - started.getTime()) / 1000).toFixed(1)} s), without dumping again`,

@@ -68,6 +68,12 @@ export interface Manifest {
    * test can compare them one to one; null when BACKUP_ROW_COUNTS=false.
    */
   readonly tables: readonly TableCount[] | null;
+  /**
+   * STORAGE_OBJECT_LOCK: the bucket's copies of the artifact, the globals and this manifest were
+   * stored under S3 Object Lock in this mode until this date (RETENTION_DAYS + a margin after the
+   * start); absent when the backup was not locked. Prune leaves the bucket's copy until then.
+   */
+  readonly objectLock?: { readonly mode: 'governance' | 'compliance'; readonly retainUntil: string } | undefined;
   /** The id of the run that wrote the backup (its `.run.json` names the same id); absent before 0.2. */
   readonly runId?: string | undefined;
   /**

@@ -33,6 +33,7 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['STORAGE_PART_SIZE', 'Multipart part size (auto: from the database size, 8MiB minimum)', 'auto'],
   ['STORAGE_QUEUE_SIZE', 'Parts uploaded concurrently (memory ≈ part size × (queue + 1))', '2'],
   ['STORAGE_TIMEOUT', 'S3 requests with no answer (and uploads taking no data) for this long fail; the local backup goes on', '60s'],
+  ['STORAGE_OBJECT_LOCK', 'S3 Object Lock of each backup: off, governance or compliance (retained RETENTION_DAYS + 1 day)', 'off'],
   ['BACKUP_KEEP_MIN', 'Newest good backups always kept, whatever their age (at least 1)', '3'],
   ['BACKUP_KEEP_DAILY', 'Keep the newest good backup of each of the last N days', '0'],
   ['BACKUP_KEEP_WEEKLY', 'Keep the newest good backup of each of the last N ISO weeks', '0'],

@@ -18,6 +18,11 @@ export interface S3Settings {
   readonly queueSize: number;
   /** STORAGE_TIMEOUT in ms (S3Backend's default when absent). */
   readonly timeoutMs?: number | undefined;
+  /**
+   * STORAGE_OBJECT_LOCK: each object of a backup is uploaded with this retention mode and the
+   * bucket must have Object Lock; deletes then remove specific versions. Undefined: off.
+   */
+  readonly objectLock?: 'governance' | 'compliance' | undefined;
 }
 
 /** How long backups are kept (RETENTION_DAYS, BACKUP_KEEP_*). */
@@ -110,6 +115,7 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
           partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
           queueSize: settings.STORAGE_QUEUE_SIZE,
           timeoutMs: settings.STORAGE_TIMEOUT,
+          objectLock: settings.STORAGE_OBJECT_LOCK === 'off' ? undefined : settings.STORAGE_OBJECT_LOCK,
         }
       : undefined,
   };

@@ -178,6 +178,13 @@ export const variables = [
     },
   ),
 
+  v(
+    'STORAGE_OBJECT_LOCK',
+    z.enum(['off', 'governance', 'compliance']),
+    'S3 Object Lock of each backup: off, governance or compliance (retained RETENTION_DAYS + 1 day)',
+    { default: 'off' },
+  ),
+
   // Retention
   v('BACKUP_KEEP_MIN', wholeNumber(1), 'Newest good backups always kept, whatever their age (at least 1)', { default: '3' }),
   v('BACKUP_KEEP_DAILY', wholeNumber(0), 'Keep the newest good backup of each of the last N days', { default: '0' }),

@@ -23,6 +23,8 @@ export interface StreamToStorageOptions {
   readonly remoteTimeoutMs?: number | undefined;
   /** The upload's multipart part size (the backend's own when absent). */
   readonly remotePartSize?: number | undefined;
+  /** STORAGE_OBJECT_LOCK: the uploaded object is locked until this date. */
+  readonly remoteRetainUntil?: Date | undefined;
   /**
    * When the run fails, the upload's own cleanup (aborting its multipart upload) can take a few
    * STORAGE_TIMEOUTs on a server that stopped answering. Given this, the failure is thrown at once
@@ -65,8 +67,9 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
     tee.fail('local', toAppError(err));
     throw err;
   });
+  const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil };
   const remotePut = remote
-    ? remote.put(key, tee.branch('remote'), { signal: options.signal, partSize: options.remotePartSize }).catch((err: unknown) => {
+    ? remote.put(key, tee.branch('remote'), put).catch((err: unknown) => {
         const e = toAppError(err);
         if (!tee.destroyed) logger.warn('upload failed; the local backup goes on', { key, error: e.message });
         tee.fail('remote', e);

@@ -1,9 +1,11 @@
 import { hostname } from 'node:os';
 import { parseKey } from '../catalog/backup-name.js';
 import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
+import { otherServersWarning } from '../catalog/other-servers.js';
 import { AppError, ConfigError, messageOf } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
+import { ObjectLockedError } from '../storage/s3-object-lock.js';
 import { processAlive } from '../storage/stale-temps.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { removeLeftovers, type Leftovers } from './leftovers.js';
@@ -33,6 +35,14 @@ export interface DeletedKey {
   readonly key: string;
 }
 
+/** A backup's copy that prune would remove but that S3 Object Lock keeps until `until`. */
+export interface LockedCopy {
+  readonly backup: string;
+  readonly location: LocationName;
+  /** The retain-until date (ISO), from the manifest or from the server's refusal; undefined for a legal hold. */
+  readonly until: string | undefined;
+}
+
 export interface PruneResult {
   /**
    * Every backup of this database with its fate and reasons, newest first: removed when it goes
@@ -47,6 +57,15 @@ export interface PruneResult {
   readonly planned: readonly DeletedKey[];
   /** One line per failed delete; the keys after a failed manifest delete are left in place. */
   readonly errors: readonly string[];
+  /** Copies kept because they are still under S3 Object Lock (never an error): each with its date. */
+  readonly locked: readonly LockedCopy[];
+  /**
+   * The permission the key lacked when a delete was refused for it (`s3:DeleteObject`, or
+   * `s3:DeleteObjectVersion` with Object Lock): a least-privilege backup key cannot prune.
+   */
+  readonly missingPermission?: string | undefined;
+  /** Said, never failed: e.g. the prefix also holds another server's backups of this database name. */
+  readonly warnings: readonly string[];
   readonly dryRun: boolean;
   /** Temp files and multipart uploads of killed runs removed (or, dry, found): see leftovers.ts. */
   readonly leftovers: Leftovers;
@@ -90,6 +109,24 @@ function policyItem(entry: CatalogEntry, copy: CopyInfo, database: string, prote
     goodElsewhere: copy.state === 'incomplete' && copy.artifact !== undefined && entry.state === 'good',
     protected: protect.includes(entry.name),
   };
+}
+
+/**
+ * The bucket copies the policy removes but whose manifest records an Object Lock date still ahead:
+ * kept, with the date as their reason (the server would refuse the delete anyway).
+ */
+function holdLocked(r: PolicyResult, entries: readonly CatalogEntry[], now: Date, locked: LockedCopy[]): PolicyResult {
+  const keep = [...r.keep];
+  const remove: Decision[] = [];
+  for (const d of r.remove) {
+    const until = entries.find((e) => e.name === d.name)?.locations.remote?.manifestData?.objectLock?.retainUntil;
+    if (until !== undefined && Date.parse(until) > now.getTime()) {
+      keep.push({ ...d, reasons: [`kept: under S3 Object Lock until ${until}`] });
+      locked.push({ backup: d.name, location: 'remote', until });
+    } else remove.push(d);
+  }
+  const newestFirst = (a: Decision, b: Decision) => b.time.getTime() - a.time.getTime() || b.name.localeCompare(a.name);
+  return { keep: keep.sort(newestFirst), remove };
 }
 
 /** One decision per backup from the per-location ones: removed only when every location removes it. */
@@ -149,6 +186,12 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     );
   }
   const entries = own.mine;
+  const warnings: string[] = [];
+  const others = otherServersWarning(job.database, own.ofDatabase, own.mine, remote ? 'the bucket prefix' : 'BACKUP_DIR');
+  if (others) {
+    warnings.push(others);
+    log.warn(others);
+  }
   const byName = new Map(entries.map((e) => [e.name, e]));
   const policy = { database: job.database, ...job.retention };
   const protect = options.protect ?? [];
@@ -158,6 +201,9 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     const items = entries.flatMap((e) => (e.locations[where] ? [policyItem(e, e.locations[where]!, job.database, protect)] : []));
     byLocation[where] = applyPolicy(items, policy, now);
   }
+  const locked: LockedCopy[] = [];
+  if (byLocation.remote) byLocation.remote = holdLocked(byLocation.remote, entries, now, locked);
+  let missingPermission: string | undefined;
   const decisions = combine(entries, byLocation);
 
   for (const d of decisions.keep) log.debug(d.reasons.join('; '), { backup: d.name });
@@ -186,6 +232,17 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
           await backend.delete(key);
           deleted.push({ location, key });
         } catch (err) {
+          if (err instanceof ObjectLockedError) {
+            // The manifest did not record the lock (or a legal hold): kept, never an error.
+            locked.push({ backup: d.name, location, until: err.retainUntil?.toISOString() });
+            log.info(err.message, { backup: d.name, location });
+            // A locked manifest keeps the whole backup; a locked key of a leftover keeps only itself.
+            if (copy.manifest && key === copy.manifest.key) break;
+            continue;
+          }
+          if (err instanceof AppError && err.code === 'storage-permission') {
+            missingPermission ??= /s3:\w+/.exec(err.message)?.[0];
+          }
           const message = `cannot delete ${backend.urlOf(key)}: ${messageOf(err)}`;
           errors.push(message);
           log.error(message, { backup: d.name, location });
@@ -203,5 +260,6 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     deleted: deleted.length,
     errors: errors.length,
   });
-  return { decisions, byLocation, deleted, planned, errors, dryRun, leftovers };
+  for (const l of locked) log.info(`kept ${l.backup} in the bucket: under S3 Object Lock until ${l.until ?? 'its legal hold is lifted'}`);
+  return { decisions, byLocation, deleted, planned, errors, locked, missingPermission, warnings, dryRun, leftovers };
 }

@@ -6,7 +6,7 @@ import { S3Backend } from './s3-backend.js';
 import type { StorageBackend } from './storage-backend.js';
 
 /** What bucket setup needs of a backend (an `S3Backend` has all of it). */
-type BucketBackend = StorageBackend & Pick<S3Backend, 'ensureBucket' | 'setLifecycle' | 'bucket' | 'prefix'>;
+type BucketBackend = StorageBackend & Pick<S3Backend, 'ensureBucket' | 'setLifecycle' | 'bucket' | 'prefix' | 'objectLockEnabled'>;
 
 export type AccessCheckName = 'write' | 'read' | 'list' | 'delete';
 
@@ -29,12 +29,16 @@ export interface InitBucketReport {
   readonly probeKey: string;
   /** With `lifecycleDays`: installed, or `unsupported` when the server does not implement lifecycle rules (a warning says so). */
   readonly lifecycle?: 'installed' | 'unsupported' | undefined;
+  /** With `objectLock`: the bucket has Object Lock (and versioning) enabled. */
+  readonly objectLock?: 'enabled' | undefined;
   readonly warnings: readonly string[];
 }
 
 export interface InitBucketOptions {
   /** Install the bucket lifecycle rule: expire the prefix after this many days, abort multipart uploads after 1. */
   readonly lifecycleDays?: number | undefined;
+  /** Create the bucket with S3 Object Lock (and versioning), or enable it on the existing one. */
+  readonly objectLock?: boolean | undefined;
 }
 
 /** Prefix of the probe object; not a pgbak backup name, so no listing or prune ever sees it. */
@@ -71,7 +75,7 @@ export async function initBucket(storage: JobStorage | BucketBackend, options: I
       hint: 'set RETENTION_DAYS ≥ 1 for --lifecycle, or rely on pgbak prune',
     });
   }
-  const bucket = await remote.ensureBucket();
+  const bucket = await remote.ensureBucket({ objectLock: options.objectLock === true });
   const probeKey = `${PROBE_PREFIX}${randomBytes(8).toString('hex')}`;
   const body = Buffer.from(`pgbak access probe ${probeKey} ${new Date().toISOString()}\n`);
   const checks: AccessCheck[] = [];
@@ -141,7 +145,8 @@ export async function initBucket(storage: JobStorage | BucketBackend, options: I
       }
     }
   }
-  return { location: remote.location, bucket, checks, ok: checks.every((c) => c.ok), probeKey, lifecycle, warnings };
+  const objectLock = options.objectLock ? ((await remote.objectLockEnabled()) ? ('enabled' as const) : undefined) : undefined;
+  return { location: remote.location, bucket, checks, ok: checks.every((c) => c.ok), probeKey, lifecycle, objectLock, warnings };
 }
 
 /**

@@ -17,6 +17,14 @@ import type { S3Settings } from '../config/job.js';
 import { ConflictError, NotFoundError } from '../errors/index.js';
 import { bucketMissing, DeadlineExceeded, DEFAULT_TIMEOUT_MS, isNotFound, mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
 import { addContentMd5, anySignal, CleanupFailure, honourRequestScope, requestScope, trackMultipartCleanup } from './s3-middleware.js';
+import {
+  deleteAllVersions,
+  deletePermissionError,
+  enableObjectLock,
+  objectLockEnabled,
+  objectLockMissing,
+  type Send,
+} from './s3-object-lock.js';
 import type { PutOptions, PutResult, StaleUpload, StorageBackend, StoredObject } from './storage-backend.js';
 
 export { DEFAULT_TIMEOUT_MS, httpStatusOf, mapS3Error, s3ErrorName } from './s3-errors.js';
@@ -163,6 +171,13 @@ export class S3Backend implements StorageBackend {
         Key: this.prefix + key,
         Body: body,
         ContentType: options.contentType,
+        // STORAGE_OBJECT_LOCK: the object is stored locked (a multipart upload carries it from its start).
+        ...(this.settings.objectLock && options.retainUntil
+          ? {
+              ObjectLockMode: this.settings.objectLock === 'compliance' ? 'COMPLIANCE' : 'GOVERNANCE',
+              ObjectLockRetainUntilDate: options.retainUntil,
+            }
+          : {}),
         // Create only (a single PutObject: only small bodies such as run records use it).
         ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
       },
@@ -256,6 +271,8 @@ export class S3Backend implements StorageBackend {
    * cleanup, so a stop signal does not abort it (the timeout bounds it).
    */
   async delete(key: string): Promise<void> {
+    // With Object Lock the bucket is versioned: a plain DELETE would only hide the data behind a marker.
+    if (this.settings.objectLock) return deleteAllVersions(this.client, this.settings, this.prefix + key, this.urlOf(key), this.send);
     try {
       await this.request(
         (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }),
@@ -265,11 +282,18 @@ export class S3Backend implements StorageBackend {
       );
     } catch (err) {
       if (s3ErrorName(err) === 'NoSuchKey') return;
+      if (s3ErrorName(err) === 'AccessDenied') throw deletePermissionError(this.settings, this.urlOf(key), 's3:DeleteObject', err);
       throw mapS3Error(err, this.settings, `delete of ${key}`);
     }
   }
 
-  /** Checks that the endpoint answers, the credentials are accepted and the bucket exists. */
+  /** One request within the timeout (for the helpers of s3-object-lock.ts). */
+  private readonly send: Send = (fn) => this.request(fn);
+
+  /**
+   * Checks that the endpoint answers, the credentials are accepted and the bucket exists; with
+   * STORAGE_OBJECT_LOCK, that the bucket has Object Lock (else a `storage-object-lock` error).
+   */
   async checkAccess(): Promise<void> {
     try {
       await this.request((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
@@ -277,24 +301,39 @@ export class S3Backend implements StorageBackend {
       // HeadBucket has no response body: a missing bucket is a bare 404.
       throw isNotFound(err) ? bucketMissing(this.settings, err) : mapS3Error(err, this.settings, 'access check');
     }
+    if (this.settings.objectLock && !(await this.objectLockEnabled())) throw objectLockMissing(this.settings);
   }
 
-  /** Creates the bucket unless it exists; idempotent. */
-  async ensureBucket(): Promise<'created' | 'exists'> {
+  /** Whether the bucket has Object Lock enabled. */
+  objectLockEnabled(): Promise<boolean> {
+    return objectLockEnabled(this.client, this.settings, this.send);
+  }
+
+  /**
+   * Creates the bucket unless it exists; idempotent. With `objectLock`, a new bucket is created
+   * with Object Lock (and so versioning), and an existing one without it gets it enabled or a
+   * `storage-object-lock` error.
+   */
+  async ensureBucket(options: { objectLock?: boolean } = {}): Promise<'created' | 'exists'> {
+    let exists = false;
     try {
       await this.request((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
-      return 'exists';
+      exists = true;
     } catch (err) {
       if (!isNotFound(err)) throw mapS3Error(err, this.settings, 'bucket check');
     }
-    try {
-      await this.request((abortSignal) => this.client.send(new CreateBucketCommand({ Bucket: this.bucket }), { abortSignal }));
-      return 'created';
-    } catch (err) {
-      const name = s3ErrorName(err);
-      if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') return 'exists';
-      throw mapS3Error(err, this.settings, 'bucket creation');
+    if (!exists) {
+      try {
+        const input = { Bucket: this.bucket, ...(options.objectLock ? { ObjectLockEnabledForBucket: true } : {}) };
+        await this.request((abortSignal) => this.client.send(new CreateBucketCommand(input), { abortSignal }));
+      } catch (err) {
+        const name = s3ErrorName(err);
+        if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw mapS3Error(err, this.settings, 'bucket creation');
+        exists = true;
+      }
     }
+    if (options.objectLock && !(await this.objectLockEnabled())) await enableObjectLock(this.client, this.settings, this.send);
+    return exists ? 'exists' : 'created';
   }
 
   /**

@@ -25,6 +25,11 @@ export interface PutOptions {
    * own part size when absent). Backends without parts ignore it.
    */
   readonly partSize?: number | undefined;
+  /**
+   * S3 Object Lock: store the object locked until this date, in the mode of STORAGE_OBJECT_LOCK
+   * (S3 with Object Lock configured only; other backends and STORAGE_OBJECT_LOCK=off ignore it).
+   */
+  readonly retainUntil?: Date | undefined;
 }
 
 /** A multipart upload that was started and never completed nor aborted (its run was killed). */

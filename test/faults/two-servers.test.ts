@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { timestampOf } from '../../src/catalog/backup-name.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { cloneLocal } from '../helpers/clone-backup.js';
-import { awsPut } from '../helpers/restore-fixtures.js';
+import { awsKeys, awsPut } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, services, sql, tempDir, uniqueId } from '../helpers/services.js';
 import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 
@@ -22,6 +22,7 @@ describe('two servers, one database name, one bucket prefix', () => {
   let own: string;
   let other: string;
   let ownId: string;
+  let hostA: string;
 
   beforeAll(async () => {
     db = await createDatabase(
@@ -31,7 +32,7 @@ describe('two servers, one database name, one bucket prefix', () => {
     ownId = await sql('postgres', 'SELECT system_identifier::text FROM pg_control_system()');
     bucket = await createBucket('c18d');
     prefix = `c18d-${uniqueId()}/`;
-    const hostA = tempDir();
+    hostA = tempDir();
     const b = await runCli(['backup', '--json', '--no-prune'], {
       env: { ...backupEnv({ database: db, dir: hostA, bucket }), STORAGE_PREFIX: prefix },
     });
@@ -86,5 +87,46 @@ describe('two servers, one database name, one bucket prefix', () => {
     expect(named.stdout).toContain(`restore ok: ${other}`);
     expect(named.stdout).toContain(`backup of database ${db}, server ${OTHER_SERVER}`);
     expect(named.stdout).toContain('host-b.example');
+  });
+
+  // Last: it prunes host A's first backup.
+  it("host A: the other server's backups never count toward its BACKUP_KEEP_MIN nor are pruned by it; status, the run and prune warn", async () => {
+    const env = {
+      ...backupEnv({ database: db, dir: hostA, bucket }),
+      STORAGE_PREFIX: prefix,
+      RETENTION_DAYS: '0',
+      BACKUP_KEEP_MIN: '1',
+    };
+    const warning = `also holds 1 backup(s) of database ${db} made on another server: 1 from server ${OTHER_SERVER} (host host-b.example)`;
+    const otherKeys = (await awsKeys(bucket, prefix)).filter((k) => k.includes(other));
+    expect(otherKeys.length).toBeGreaterThanOrEqual(3);
+
+    const status = await runCli(['status', '--json'], { env });
+    expect((jsonResult(status.stdout) as { warnings: string[] }).warnings.join('\n')).toContain(warning);
+
+    // A second backup of host A, with the run's prune: RETENTION_DAYS=0 and BACKUP_KEEP_MIN=1 remove its first.
+    await new Promise((r) => setTimeout(r, 1100));
+    const b = await runCli(['backup', '--json'], { env });
+    expect(b.code, b.stderr).toBe(0);
+    const second = jsonResult(b.stdout) as { name: string; warnings: string[] };
+    expect(second.warnings.join('\n')).toContain(warning);
+    expect(second.warnings.join('\n')).toContain('Give each server its own STORAGE_PREFIX');
+
+    // A prune of its own (nothing protected): the newest of host A's backups is its BACKUP_KEEP_MIN,
+    // although the other server's backup is newer; the other server's backup is not even considered.
+    const p = await runCli(['prune', '--json'], { env });
+    expect(p.code, p.stderr).toBe(0);
+    const pruned = jsonResult(p.stdout) as {
+      decisions: { keep: { name: string; reasons: string[] }[]; remove: { name: string }[] };
+      warnings: string[];
+    };
+    expect(pruned.decisions.remove).toEqual([]);
+    expect(pruned.decisions.keep.map((d) => d.name)).toEqual([second.name]);
+    expect(pruned.decisions.keep[0]!.reasons.join(' ')).toMatch(/newest 1/);
+    expect(pruned.warnings.join('\n')).toContain(warning);
+    const keys = await awsKeys(bucket, prefix);
+    expect(keys.filter((k) => k.includes(other))).toEqual(otherKeys);
+    expect(keys.some((k) => k.includes(`${own}.`))).toBe(false);
+    expect(keys.some((k) => k.includes(`${second.name}.`))).toBe(true);
   });
 });

@@ -110,6 +110,9 @@ const pruned = z.object({
   planned: z.array(z.object({ location, key: z.string() })),
   deleted: z.array(z.object({ location, key: z.string() })),
   errors: z.array(z.string()),
+  locked: z.array(z.object({ backup: z.string(), location, until: iso.optional() })),
+  missingPermission: z.string().optional(),
+  warnings: z.array(z.string()),
 });
 
 const adopted = z.object({

@@ -200,11 +200,14 @@ async function launchVersitygw(
 ): Promise<ChildProcess> {
   const root = join(o.dataDir, 'root');
   const versions = join(o.dataDir, 'versions');
+  const iam = join(o.dataDir, 'iam');
   mkdirSync(root, { recursive: true });
   mkdirSync(versions, { recursive: true });
+  mkdirSync(iam, { recursive: true });
+  // --versioning-dir: versioning and Object Lock; --iam-dir: user accounts (createS3User).
   const child = spawn(
     bin,
-    ['--port', `127.0.0.1:${o.port}`, '--health', '/health', '--quiet', 'posix', '--versioning-dir', versions, root],
+    ['--port', `127.0.0.1:${o.port}`, '--health', '/health', '--quiet', '--iam-dir', iam, 'posix', '--versioning-dir', versions, root],
     { env: { ...process.env, ROOT_ACCESS_KEY: o.accessKey, ROOT_SECRET_KEY: o.secretKey }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   return waitReady(child, 'versitygw', `http://127.0.0.1:${o.port}/health`);
@@ -229,6 +232,24 @@ async function waitReady(child: ChildProcess, name: string, url: string): Promis
     }
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/**
+ * A user account on a versitygw server (role `user`: it may touch a bucket only as the bucket's
+ * policy allows), through versitygw's own admin CLI; the server runs with `--iam-dir`.
+ * MinIO would need its admin API (`mc admin user add`), which the tests do not have.
+ */
+export async function createS3User(
+  s3: Pick<S3Server, 'kind' | 'endpoint' | 'accessKey' | 'secretKey'>,
+  user: { accessKey: string; secretKey: string },
+): Promise<void> {
+  if (s3.kind !== 'versitygw') throw new Error(`createS3User needs a versitygw server, not ${s3.kind}`);
+  const bin = await ensureS3ServerBinary('versitygw');
+  await execFileAsync(
+    bin,
+    ['admin', '--endpoint-url', s3.endpoint, 'create-user', '--access', user.accessKey, '--secret', user.secretKey, '--role', 'user'],
+    { env: { ...process.env, ADMIN_ACCESS_KEY: s3.accessKey, ADMIN_SECRET_KEY: s3.secretKey } },
+  );
 }
 
 /** Environment for the aws CLI against `s3` (a server of a test's own; services.ts' awsEnv is the shared one's). */

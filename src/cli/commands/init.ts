@@ -9,6 +9,7 @@ import { out } from '../style.js';
 
 interface InitFlags extends CommonFlags {
   lifecycle?: boolean;
+  objectLock?: boolean;
   json?: boolean;
 }
 
@@ -21,6 +22,7 @@ export function registerInit(program: Command, slot: OutcomeSlot): void {
       '--lifecycle',
       "also install the seed's lifecycle rule (expire backups/ after RETENTION_DAYS days; abort stale uploads after 1 day)",
     )
+    .option('--object-lock', 'create the bucket with S3 Object Lock and versioning (for STORAGE_OBJECT_LOCK; docs/storage.md)')
     .option('--json', 'print the report as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: InitFlags) => {
     slot.outcome = await runCommand('init', flags.json, () => runInitCommand(flags));
@@ -28,6 +30,7 @@ export function registerInit(program: Command, slot: OutcomeSlot): void {
   addExamples(cmd, [
     ['pgbak init', 'create the bucket if missing and prove write, read, list and delete'],
     ['pgbak init --lifecycle', 'also install the expiry rule (read the warning it prints first)'],
+    ['pgbak init --object-lock', 'a bucket whose backups nobody can delete before their date (STORAGE_OBJECT_LOCK)'],
     ['pgbak init --all --json', 'every job of the config file, as JSON'],
   ]);
 }
@@ -47,7 +50,7 @@ async function runInitCommand(flags: InitFlags): Promise<CommandOutcome> {
   const stop = stopOnSignals(ctx.logger, 'bucket check');
   try {
     for (const job of ctx.jobs) {
-      const report = await initBucket(job, { signal: stop.signal, lifecycle: flags.lifecycle });
+      const report = await initBucket(job, { signal: stop.signal, lifecycle: flags.lifecycle, objectLock: flags.objectLock });
       reports.push(initJson(job.name, report));
       failed ||= !report.ok;
       for (const w of report.warnings) ctx.logger.warn(w);
@@ -76,6 +79,7 @@ function describe(job: JobConfig, report: InitBucketReport): string {
       ...(report.lifecycle === 'installed'
         ? [`  lifecycle rule installed: expire ${job.s3?.prefix} after ${job.retention.days} days, abort incomplete uploads after 1 day`]
         : []),
+      ...(report.objectLock ? ['  Object Lock and versioning enabled'] : []),
       ...report.warnings.map((w) => `  warning: ${w}`),
     ].join('\n') + '\n'
   );

@@ -56,9 +56,12 @@ async function runPruneCommand(flags: PruneFlags): Promise<CommandOutcome> {
   if (stop.signal.aborted)
     return { exitCode: ExitCode.interrupted, errors: [new InterruptedError('interrupted', { hint: undefined })], json };
   const errors = results.flatMap((r) => r.result.errors);
+  const missing = results.find((r) => r.result.missingPermission)?.result.missingPermission;
   if (errors.length > 0) {
     const e = new StorageError('prune-incomplete', `prune could not delete ${errors.length} item(s): ${errors[0]}`, {
-      hint: 'the backups named were left in place (manifest first, so none is left half-deleted); check permissions and run prune again',
+      hint: missing
+        ? `the access key lacks ${missing}: a least-privilege backup key cannot prune (docs/storage.md); run prune with a key that has it`
+        : 'the backups named were left in place (manifest first, so none is left half-deleted); check permissions and run prune again',
     });
     return { exitCode: e.exitCode, errors: [e], json };
   }
@@ -92,6 +95,8 @@ function describe(job: string, r: PruneJobResult): string {
     }
   }
   if (all.length === 0) lines.push('  no backups of this database');
+  for (const l of r.locked)
+    lines.push(`  kept ${l.backup} in the bucket: under S3 Object Lock until ${l.until ?? 'its legal hold is lifted'}`);
   const n = r.files.length;
   const where = (['local', 'remote'] as const)
     .map((w) => [w, r.files.filter((f) => f.location === w).length] as const)
