@@ -75,14 +75,20 @@ export async function resolveAgeRecipients(
     throw new ConfigError(
       [`AGE_RECIPIENTS: age ${version ?? ''} cannot encrypt to ${named ? shortKey(named) : 'the recipients'}: ${cause}`],
       {
-        hint:
-          pq.length > 0 && /plugin/.test(cause)
-            ? `post-quantum age1pq1… recipients need age 1.3 or later (this is age ${version ?? 'of unknown version'}; Debian 12's package is 1.1.1): install a newer age on PATH, or use X25519 age1… keys`
-            : 'check the key against `age-keygen -y key.txt` on the machine that holds its identity (age1… in lower case, no quotes)',
+        hint: recipientHint(cause, pq.length > 0, version),
       },
     );
   }
   return { recipients, source };
+}
+
+/** The hint of a recipient age refused: a too-old age for post-quantum keys, a mix of kinds, or a bad key. */
+function recipientHint(cause: string, hasPq: boolean, version: string | undefined): string {
+  if (hasPq && /plugin/.test(cause))
+    return `post-quantum age1pq1… recipients need age 1.3 or later (this is age ${version ?? 'of unknown version'}; Debian 12's package is 1.1.1): install a newer age on PATH, or use X25519 age1… keys`;
+  if (/mix post-quantum and classic/.test(cause))
+    return 'age encrypts to post-quantum or to classic keys, not both in one file: make every recipient an age1pq1… key (age-keygen -pq), or none';
+  return 'check the key against `age-keygen -y key.txt` on the machine that holds its identity (age1… in lower case, no quotes)';
 }
 
 /** age --encrypt to every recipient as a stream stage (binary output, no armor). */

@@ -1,8 +1,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { ensureGoBinary, type GoBinary } from './go-binary.js';
 import { freePort } from './postgres-cluster.js';
 
 const execFileAsync = promisify(execFile);
@@ -56,7 +57,7 @@ export interface S3ServerOptions {
   dataDir?: string;
 }
 
-const BINARIES: Record<S3ServerKind, { name: string; version: string; envVar: string; module: string }> = {
+const BINARIES: Record<S3ServerKind, GoBinary> = {
   minio: { name: 'minio', version: MINIO_VERSION, envVar: 'MINIO_BIN', module: 'github.com/minio/minio' },
   versitygw: {
     name: 'versitygw',
@@ -66,42 +67,14 @@ const BINARIES: Record<S3ServerKind, { name: string; version: string; envVar: st
   },
 };
 
-function cacheDir(kind: S3ServerKind): string {
-  const { name, version } = BINARIES[kind];
-  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'pgbak', `${name}-${version}`);
-}
-
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const p = join(dir, name);
-    if (dir && existsSync(p)) return p;
-  }
-  return undefined;
-}
-
 const defaultLog = (m: string) => process.stderr.write(m + '\n');
 
 /**
  * The server's binary: MINIO_BIN / VERSITYGW_BIN, else `minio` / `versitygw` on PATH, else the
  * cached build, else build it once with `go install` (pinned version) into the cache dir.
  */
-export async function ensureS3ServerBinary(kind: S3ServerKind, log: (msg: string) => void = defaultLog): Promise<string> {
-  const { name, version, envVar, module } = BINARIES[kind];
-  if (process.env[envVar]) return process.env[envVar];
-  const fromPath = onPath(name);
-  if (fromPath) return fromPath;
-  const dir = cacheDir(kind);
-  const bin = join(dir, name);
-  if (existsSync(bin)) return bin;
-  mkdirSync(dir, { recursive: true });
-  log(`building ${name} ${version} with go install into ${dir} (once; takes several minutes)…`);
-  const started = Date.now();
-  await execFileAsync('go', ['install', `${module}@${version}`], {
-    env: { ...process.env, GOBIN: dir, GOFLAGS: '-trimpath' },
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  log(`${name} built in ${Math.round((Date.now() - started) / 1000)} s`);
-  return bin;
+export function ensureS3ServerBinary(kind: S3ServerKind, log: (msg: string) => void = defaultLog): Promise<string> {
+  return ensureGoBinary(BINARIES[kind], log);
 }
 
 /** MINIO_BIN, else `minio` on PATH, else the cached build, else build it once with `go install`. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
 import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
+import { newerAgeDir } from '../helpers/age-binary.js';
 import { awsKeys, databaseExists, richSql, snapshot } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, execFileAsync, services, sql, tempDir, uniqueId } from '../helpers/services.js';
 
@@ -248,19 +249,54 @@ describe('age encryption', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('cannot read the recipients file');
 
-    // A post-quantum (ML-KEM-768 + X25519) recipient made by typage: Debian 12's age 1.1.1 knows
-    // it only as a plugin it does not have; age 1.3 or later encrypts to it.
-    const pq = PQ_RECIPIENT;
+    // A post-quantum (ML-KEM-768 + X25519) recipient made by typage: Debian 12's age 1.1.1 (the age
+    // on PATH here, which .ci/run installs) knows it only as a plugin it does not have.
     const { stdout: version } = await execFileAsync('age', ['--version']);
-    const [major, minor] = version.trim().replace(/^v/, '').split('.').map(Number) as [number, number];
-    const r = await attempt(pq);
-    if (major > 1 || (major === 1 && minor >= 3)) {
-      expect(r.code, r.stderr).toBe(0);
-    } else {
-      expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/hint: post-quantum age1pq1… recipients need age 1\.3 or later/);
-    }
+    expect(version.trim(), "Debian 12's age 1.1 on PATH").toMatch(/^v?1\.[0-2]\./);
+    const r = await attempt(PQ_RECIPIENT);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/AGE_RECIPIENTS: age 1\.[0-2]\.\d+ cannot encrypt to age1pq1/);
+    expect(r.stderr).toMatch(/hint: post-quantum age1pq1… recipients need age 1\.3 or later/);
     expect(readdirSync(join(dir, 'backups')).filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+
+  it('with age 1.3 on PATH: a backup to two post-quantum recipients restores with either identity; a mix with a classic key is refused', async () => {
+    const ageDir = await newerAgeDir();
+    const path = `${ageDir}:${process.env.PATH}`;
+    const pqKey = async (name: string): Promise<Key> => {
+      const file = join(keyDir, `${name}.txt`);
+      await execFileAsync(join(ageDir, 'age-keygen'), ['-pq', '-o', file]);
+      return { file, recipient: (await execFileAsync(join(ageDir, 'age-keygen'), ['-y', file])).stdout.trim() };
+    };
+    const [pqOps, pqSafe] = await Promise.all([pqKey('pq-ops'), pqKey('pq-breakglass')]);
+    expect(pqOps.recipient).toMatch(/^age1pq1/);
+    const dir = tempDir();
+    const env = (recipients: string) =>
+      backupEnv({ database: db, dir, bucket, extra: { PATH: path, STORAGE_PREFIX: 'age-pq/', AGE_RECIPIENTS: recipients } });
+
+    // age itself refuses to mix kinds (a classic key would undo the post-quantum protection).
+    const mixed = await runCli(['backup', '--no-prune'], { env: env(`${ops.recipient},${pqOps.recipient}`) });
+    expect(mixed.code).toBe(2);
+    expect(mixed.stderr).toMatch(/AGE_RECIPIENTS: age 1\.3\.\d+ cannot encrypt to the recipients: .*can't mix post-quantum and classic/);
+    expect(mixed.stderr).toMatch(/hint: age encrypts to post-quantum or to classic keys, not both/);
+    expect(readdirSync(join(dir, 'backups')).filter((f) => !f.startsWith('.'))).toEqual([]);
+
+    const b = await runCli(['backup', '--json', '--no-prune'], { env: env(`${pqOps.recipient},${pqSafe.recipient}`) });
+    expect(b.code, b.stderr).toBe(0);
+    const name = jsonResult(b.stdout).name as string;
+    const m = JSON.parse(readFileSync(join(dir, 'backups', `${name}.manifest.json`), 'utf8'));
+    expect(m.encryption).toEqual({ method: 'age', recipients: [pqOps.recipient, pqSafe.recipient] });
+    for (const [from, identity] of [
+      ['local', pqOps.file],
+      ['remote', pqSafe.file],
+    ] as const) {
+      const target = newName('agepq');
+      const r = await runCli(['restore', name, '--from', from, '--target', target, '--create'], {
+        env: { ...env(''), AGE_IDENTITY_FILE: identity },
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect((await snapshot(target)).tables).toEqual(expected.tables);
+    }
   });
 });
 
