@@ -1,0 +1,116 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { AppError, ExitCode, UsageError } from '../errors/index.js';
+import type { Logger } from '../logging/logger.js';
+import { ChildStage } from '../pipeline/child-stage.js';
+import { HashStage } from '../pipeline/hash-stage.js';
+import { openStorage } from '../storage/job-storage.js';
+import { identityOfDataDirectory, identityOfSegment } from '../wal/cluster-identity.js';
+import { claimArchive, findArchived, walKey } from '../wal/wal-archive.js';
+import { encodeStages, encodingSuffix } from '../wal/wal-encoding.js';
+import { DEFAULT_SEGMENT_SIZE, parseWalFileName } from '../wal/wal-names.js';
+import { walBackend, type WalJob } from './wal-job.js';
+
+export interface WalPushOptions {
+  readonly job: WalJob;
+  /** archive_command's %p: relative to the data directory, where PostgreSQL runs it. */
+  readonly path: string;
+  readonly cwd?: string | undefined;
+  /** The data directory (for history and backup files, whose system identifier is in pg_control); default: from the path. */
+  readonly pgdata?: string | undefined;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface WalPushResult {
+  readonly name: string;
+  readonly key: string;
+  /** `archived` now, or `already-archived` with the same content (PostgreSQL retried after a crash). */
+  readonly status: 'archived' | 'already-archived';
+  readonly bytes: number;
+  readonly systemIdentifier: string;
+  readonly durationMs: number;
+}
+
+/**
+ * `pgbak wal-push %p`: archive one file PostgreSQL hands to archive_command. Resolves only once
+ * the file is stored (the put completed); a file already archived with the same content is
+ * success, with other content an error (two clusters on one prefix, or corruption) that leaves
+ * the archived one untouched. A `.history` file is never replaced: no key is ever overwritten.
+ */
+export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
+  const started = Date.now();
+  const { job, logger } = options;
+  const cwd = options.cwd ?? process.cwd();
+  const path = resolve(cwd, options.path);
+  const name = basename(path);
+  const file = parseWalFileName(name);
+  if (!file) {
+    throw new UsageError(`${name} is not a file PostgreSQL archives (a WAL segment, .history, .backup or .partial)`, {
+      hint: "use archive_command = 'pgbak wal-push %p'",
+    });
+  }
+  const pgdata = options.pgdata ?? (basename(dirname(path)) === 'pg_wal' ? dirname(dirname(path)) : cwd);
+  const identity =
+    file.kind === 'segment' || file.kind === 'partial' ? await identityOfSegment(path) : await identityOfDataDirectory(pgdata);
+  const sha256 = await sha256OfFile(path);
+
+  await using storage = openStorage(job, { signal: options.signal });
+  const backend = walBackend(storage);
+  const [, existing] = await Promise.all([
+    claimArchive(backend, identity.systemIdentifier, identity.segmentSize ?? DEFAULT_SEGMENT_SIZE),
+    findArchived(backend, identity.systemIdentifier, name),
+  ]);
+  const same = existing.find((a) => a.sha256 === sha256);
+  const base = { name, systemIdentifier: identity.systemIdentifier };
+  if (same) {
+    logger.info('already archived with the same content', { file: name, key: same.key });
+    return { ...base, key: same.key, status: 'already-archived', bytes: 0, durationMs: Date.now() - started };
+  }
+  if (existing.length > 0) {
+    const error = new AppError(
+      'wal-conflict',
+      `${name} is already archived with other content (${backend.urlOf(existing[0]!.key)}); the archived file is kept`,
+      {
+        exitCode: ExitCode.integrity,
+        hint:
+          file.kind === 'history'
+            ? 'a timeline history file is never replaced: two servers promoted to the same timeline? give one its own STORAGE_PREFIX'
+            : 'two servers archive into one prefix (a promoted copy, split brain?) or the file is corrupt: stop one of them and check `pgbak verify --wal`',
+      },
+    );
+    logger.error(error.message, { file: name });
+    throw error;
+  }
+
+  // History and backup history files hold LSNs, times and a label, no data (like the manifests):
+  // they stay readable without the secret key, so `basebackup` and `verify --wal` can read them.
+  const recipient = file.kind === 'segment' || file.kind === 'partial' ? job.gpgRecipient : undefined;
+  const key = walKey(identity.systemIdentifier, name, sha256, encodingSuffix(job.wal.compression, Boolean(recipient)));
+  const controller = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+  const source = createReadStream(path);
+  const stages = encodeStages(job.wal.compression, recipient);
+  ChildStage.connect(stages);
+  const body = new HashStage();
+  const piping = pipeline([source, ...stages, body], { signal });
+  const put = backend.put(key, body, { signal });
+  try {
+    await Promise.all([piping, put]);
+  } catch (err) {
+    controller.abort();
+    await Promise.allSettled([piping, put]);
+    throw err;
+  }
+  logger.info('archived', { file: name, key, bytes: body.bytes });
+  return { ...base, key, status: 'archived', bytes: body.bytes, durationMs: Date.now() - started };
+}
+
+/** The sha256 of a file, streamed. */
+export async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
