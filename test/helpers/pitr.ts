@@ -138,3 +138,66 @@ export async function postgresDir(path: string): Promise<string> {
   chownSync(path, owner.uid, owner.gid);
   return path;
 }
+
+/** A data directory started by pg_ctl on a free port (a restored cluster). */
+export interface StartedDataDir {
+  readonly port: number;
+  readonly log: string;
+  /** psql against it. */
+  query(sql: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start a restored data directory as the postgres user. Resolves once pg_ctl -w says it accepts
+ * connections; rejects (with its log) when the server stops instead (recovery failed).
+ */
+export async function startDataDir(setup: PitrSetup, pgdata: string, password: string, bindir: string): Promise<StartedDataDir> {
+  const { freePort } = await import('./postgres-cluster.js');
+  const port = await freePort();
+  const log = join(setup.dir, `server-${port}.log`);
+  writeFileSync(log, '');
+  const owner = await postgresUser();
+  chownSync(log, owner.uid, owner.gid);
+  const ctl = [
+    join(bindir, 'pg_ctl'),
+    '-D',
+    pgdata,
+    '-l',
+    log,
+    '-w',
+    '-t',
+    '120',
+    'start',
+    '-o',
+    `-p ${port} -k ${setup.dir} -c listen_addresses=127.0.0.1`,
+  ];
+  const [cmd, ...args] = isRoot ? [RUNUSER, '-u', 'postgres', '--', ...ctl] : ctl;
+  try {
+    await execFileAsync(cmd!, args);
+  } catch (err) {
+    throw new Error(`pg_ctl start failed: ${(err as Error).message}\n${readFileSync(log, 'utf8').slice(-4000)}`);
+  }
+  const url = (db: string) => `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
+  return {
+    port,
+    log,
+    query: (sql: string) => psql({ url, bindir }, 'postgres', sql),
+    async stop() {
+      const stopArgs = [join(bindir, 'pg_ctl'), '-D', pgdata, '-m', 'fast', '-w', 'stop'];
+      const [c, ...a] = isRoot ? [RUNUSER, '-u', 'postgres', '--', ...stopArgs] : stopArgs;
+      await execFileAsync(c!, a).catch(() => undefined);
+    },
+  };
+}
+
+/** Wait until a restored server has left recovery (promoted). */
+export async function waitPromoted(server: StartedDataDir, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await server.query('SELECT pg_is_in_recovery()').catch(() => 't');
+    if (r === 'f') return;
+    if (Date.now() > deadline) throw new Error(`still in recovery after ${timeoutMs} ms\n${readFileSync(server.log, 'utf8').slice(-4000)}`);
+    await new Promise((r2) => setTimeout(r2, 300));
+  }
+}
