@@ -142,6 +142,11 @@ describe('point-in-time recovery: basebackup, then restore --time / --latest --p
     } finally {
       await second.stop();
     }
+    // verify --wal follows 00000002.history: timeline 1 up to the switch, timeline 2 after it.
+    const v = await setup.run(['verify', '--wal', '--env-file', setup.envFile]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/verify --wal ok: .* from base backup base_/);
+    expect(v.stdout).toMatch(/timeline 1: 00000001\w+ … 00000001\w+ \(\d+ segments\)\n {2}timeline 2: 00000002/);
   });
 
   it('a time before every base backup, or a data directory that is not empty: a clear error and nothing written', async () => {
@@ -191,6 +196,9 @@ describe('point-in-time recovery: basebackup, then restore --time / --latest --p
       const r = await setup.run(['restore', '--env-file', setup.envFile, '--time', afterBatch2, '--pgdata', dir, '--no-archive']);
       expect(r.code, r.stderr).toBe(0);
       await expect(startDataDir(setup, dir, pg.password, pg.bindir)).rejects.toThrow(/the archive has a gap/);
+      const v = await setup.run(['verify', '--wal', '--env-file', setup.envFile]);
+      expect(v.code).toBe(9);
+      expect(v.stderr).toContain(`${victim.slice(0, 24)} is missing from the WAL archive`);
       const log = readdirSync(setup.dir).filter((f) => f.startsWith('server-'));
       expect(log.length).toBeGreaterThan(0);
       expect(existsSync(join(dir, 'recovery.signal'))).toBe(true); // never promoted: still a recovery target
