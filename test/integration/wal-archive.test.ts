@@ -176,6 +176,25 @@ describe('wal-push and wal-fetch against a cluster that archives into MinIO (gpg
     expect(existsSync(out)).toBe(false);
   });
 
+  it('status reports the newest archived segment against WAL_RPO, and a stale WAL archive as a problem', async () => {
+    await switchAndWaitArchived(pg);
+    const env = { DATABASE_URL: pg.url('postgres') };
+    const fresh = await setup.run(['status', '--env-file', setup.envFile, '--json', '--set', 'WAL_RPO=1h'], { env });
+    const doc = JSON.parse(fresh.stdout) as {
+      results: { reasons: string[]; wal: { newestSegment: string; ageMs: number; rpoMs: number; ok: boolean } }[];
+    };
+    const wal = doc.results[0]!.wal;
+    expect(wal).toMatchObject({ ok: true, rpoMs: 3_600_000 });
+    expect(wal.newestSegment).toMatch(/^[0-9A-F]{24}$/);
+    expect(wal.ageMs).toBeLessThan(60_000);
+    expect(doc.results[0]!.reasons.join('\n')).not.toContain('WAL archive stale');
+    await new Promise((r) => setTimeout(r, 2500));
+    const stale = await setup.run(['status', '--env-file', setup.envFile, '--set', 'WAL_RPO=1s'], { env });
+    expect(stale.code).toBe(12);
+    expect(stale.stdout).toMatch(/WAL archive +newest segment [0-9A-F]{24}, [\d.]+s old; WAL_RPO 1(\.0)?s/);
+    expect(stale.stdout).toMatch(/problem +WAL archive stale: newest segment [0-9A-F]{24} was stored [\d.]+s ago \(WAL_RPO 1(\.0)?s\)/);
+  });
+
   it('secrets appear in no postgresql.conf line and no server log line', async () => {
     const secret = services().s3.secretKey;
     const conf = readFileSync(join(pg.dataDir, 'postgresql.conf'), 'utf8') + readFileSync(join(pg.dataDir, 'postgresql.auto.conf'), 'utf8');
