@@ -82,6 +82,7 @@ export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
       },
     );
     logger.error(error.message, { file: name });
+    await notifyConflict(job, error, name, logger);
     throw error;
   }
 
@@ -113,4 +114,32 @@ export async function sha256OfFile(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/**
+ * A conflict is never retried away by PostgreSQL: tell someone at once. The webhook gets a JSON
+ * POST (`event: "wal-conflict"`, a Slack-compatible `text`), the ping URL its `/fail`. A failed
+ * notification is a warning; the push fails either way.
+ */
+async function notifyConflict(job: WalJob, error: AppError, file: string, logger: Logger): Promise<void> {
+  const n = job.notify;
+  if (!n?.webhookUrl && !n?.pingUrl) return;
+  const { deliverHttp } = await import('../notify/webhook.js');
+  const { pingUrlFor } = await import('../notify/ping.js');
+  const sends: Promise<void>[] = [];
+  if (n.webhookUrl) {
+    const body = JSON.stringify({
+      event: 'wal-conflict',
+      status: 'failed',
+      file,
+      text: `pgbak wal-push: ${error.message}`,
+      error: { code: error.code, message: error.message, hint: error.hint ?? null },
+    });
+    sends.push(deliverHttp(n.webhookUrl, { method: 'POST', body, contentType: 'application/json', timeoutMs: 10_000 }));
+  }
+  if (n.pingUrl) sends.push(deliverHttp(pingUrlFor(n.pingUrl, 'fail'), { method: 'GET', timeoutMs: 10_000 }));
+  for (const r of await Promise.allSettled(sends)) {
+    if (r.status === 'rejected')
+      logger.warn('could not send the WAL conflict notification', { error: String((r.reason as Error)?.message ?? r.reason) });
+  }
 }

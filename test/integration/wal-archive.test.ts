@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { psql, startCluster, type PgCluster } from '../helpers/postgres-cluster.js';
 import { pitrSetup, serverLog, startArchivingCluster, switchAndWaitArchived, type PitrSetup } from '../helpers/pitr.js';
+import { HttpSink } from '../helpers/notify-sinks.js';
 import { awsEnv, services } from '../helpers/services.js';
 
 const execFileAsync = promisify(execFile);
@@ -93,9 +94,26 @@ describe('wal-push and wal-fetch against a cluster that archives into MinIO (gpg
     const bytes = readFileSync(copy);
     bytes[1_000_000] = bytes[1_000_000]! ^ 0xff;
     writeFileSync(copy, bytes);
-    const other = await setup.run(['wal-push', '--env-file', setup.envFile, '--pgdata', pg.dataDir, copy]);
-    expect(other.code).toBe(9);
-    expect(other.stderr).toMatch(/already archived with other content/);
+    const hook = await new HttpSink().start();
+    try {
+      const other = await setup.run([
+        'wal-push',
+        '--env-file',
+        setup.envFile,
+        '--set',
+        `NOTIFY_WEBHOOK_URL=${hook.base}/hook`,
+        '--pgdata',
+        pg.dataDir,
+        copy,
+      ]);
+      expect(other.code).toBe(9);
+      expect(other.stderr).toMatch(/already archived with other content/);
+      const sent = hook.under('/hook');
+      expect(sent).toHaveLength(1);
+      expect(JSON.parse(sent[0]!.body)).toMatchObject({ event: 'wal-conflict', file: name, error: { code: 'wal-conflict' } });
+    } finally {
+      await hook.close();
+    }
     expect(await bucketKeys(setup)).toEqual(before);
   });
 
