@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { AppError, ExitCode, UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
@@ -10,7 +11,10 @@ import { openStorage } from '../storage/job-storage.js';
 import { identityOfDataDirectory, identityOfSegment } from '../wal/cluster-identity.js';
 import { claimArchive, findArchived, walKey } from '../wal/wal-archive.js';
 import { encodeStages, encodingSuffix } from '../wal/wal-encoding.js';
-import { DEFAULT_SEGMENT_SIZE, parseWalFileName } from '../wal/wal-names.js';
+import { DEFAULT_SEGMENT_SIZE, parseWalFileName, type WalFileName } from '../wal/wal-names.js';
+import { recordPushed, spooled } from '../wal/wal-spool.js';
+import { forEachLimit } from '../model/for-each-limit.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
 import { walBackend, type WalJob } from './wal-job.js';
 
 export interface WalPushOptions {
@@ -22,6 +26,11 @@ export interface WalPushOptions {
   readonly pgdata?: string | undefined;
   readonly logger: Logger;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * After the file, push up to `count` later `.ready` segments ahead of PostgreSQL's calls, `parallel`
+   * at a time, and record them in the spool under `signature` (the command's settings flags).
+   */
+  readonly pushAhead?: { readonly count: number; readonly parallel: number; readonly signature: string } | undefined;
 }
 
 export interface WalPushResult {
@@ -59,15 +68,52 @@ export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
 
   await using storage = openStorage(job, { signal: options.signal });
   const backend = walBackend(storage);
-  const [, existing] = await Promise.all([
-    claimArchive(backend, identity.systemIdentifier, identity.segmentSize ?? DEFAULT_SEGMENT_SIZE),
-    findArchived(backend, identity.systemIdentifier, name),
-  ]);
-  const same = existing.find((a) => a.sha256 === sha256);
-  const base = { name, systemIdentifier: identity.systemIdentifier };
+  await claimArchive(backend, identity.systemIdentifier, identity.segmentSize ?? DEFAULT_SEGMENT_SIZE);
+  const result = await pushOne({
+    backend,
+    job,
+    path,
+    file,
+    systemIdentifier: identity.systemIdentifier,
+    sha256,
+    logger,
+    signal: options.signal,
+  });
+  if (file.kind === 'segment' && options.pushAhead && basename(dirname(path)) === 'pg_wal') {
+    await pushAhead({
+      backend,
+      job,
+      walDir: dirname(path),
+      after: name,
+      systemIdentifier: identity.systemIdentifier,
+      logger,
+      ...options.pushAhead,
+    });
+  }
+  return { ...result, durationMs: Date.now() - started };
+}
+
+interface PushOne {
+  readonly backend: StorageBackend;
+  readonly job: WalJob;
+  readonly path: string;
+  readonly file: WalFileName;
+  readonly systemIdentifier: string;
+  readonly sha256: string;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Store one file under its key, unless it is there already; other content under its name is a conflict. */
+async function pushOne(o: PushOne): Promise<Omit<WalPushResult, 'durationMs'>> {
+  const { backend, job, file, logger } = o;
+  const name = file.name;
+  const existing = await findArchived(backend, o.systemIdentifier, name);
+  const same = existing.find((a) => a.sha256 === o.sha256);
+  const base = { name, systemIdentifier: o.systemIdentifier };
   if (same) {
     logger.info('already archived with the same content', { file: name, key: same.key });
-    return { ...base, key: same.key, status: 'already-archived', bytes: 0, durationMs: Date.now() - started };
+    return { ...base, key: same.key, status: 'already-archived', bytes: 0 };
   }
   if (existing.length > 0) {
     const error = new AppError(
@@ -89,10 +135,10 @@ export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
   // History and backup history files hold LSNs, times and a label, no data (like the manifests):
   // they stay readable without the secret key, so `basebackup` and `verify --wal` can read them.
   const recipient = file.kind === 'segment' || file.kind === 'partial' ? job.gpgRecipient : undefined;
-  const key = walKey(identity.systemIdentifier, name, sha256, encodingSuffix(job.wal.compression, Boolean(recipient)));
+  const key = walKey(o.systemIdentifier, name, o.sha256, encodingSuffix(job.wal.compression, Boolean(recipient)));
   const controller = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
-  const source = createReadStream(path);
+  const signal = o.signal ? AbortSignal.any([o.signal, controller.signal]) : controller.signal;
+  const source = createReadStream(o.path);
   const stages = encodeStages(job.wal.compression, recipient);
   ChildStage.connect(stages);
   const body = new HashStage();
@@ -106,7 +152,58 @@ export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
     throw err;
   }
   logger.info('archived', { file: name, key, bytes: body.bytes });
-  return { ...base, key, status: 'archived', bytes: body.bytes, durationMs: Date.now() - started };
+  return { ...base, key, status: 'archived', bytes: body.bytes };
+}
+
+/**
+ * Push the next segments PostgreSQL has marked `.ready` now, in parallel, and record each stored
+ * one in the spool (see wal-spool.ts), so PostgreSQL's own later calls for them return without
+ * loading the configuration or reaching the bucket. A failure here is only logged: PostgreSQL's
+ * own call for that segment pushes it again, and reports.
+ */
+async function pushAhead(o: {
+  backend: StorageBackend;
+  job: WalJob;
+  walDir: string;
+  after: string;
+  systemIdentifier: string;
+  logger: Logger;
+  count: number;
+  parallel: number;
+  signature: string;
+}): Promise<void> {
+  let ready: string[];
+  try {
+    ready = (await readdir(join(o.walDir, 'archive_status')))
+      .filter((f) => f.endsWith('.ready'))
+      .map((f) => f.slice(0, -'.ready'.length))
+      .filter((n) => parseWalFileName(n)?.kind === 'segment' && n > o.after)
+      .sort()
+      .slice(0, o.count);
+  } catch {
+    return;
+  }
+  await forEachLimit(ready, o.parallel, async (name) => {
+    const path = join(o.walDir, name);
+    try {
+      if (await spooled(o.walDir, name, o.signature)) return;
+      const identity = await identityOfSegment(path);
+      if (identity.systemIdentifier !== o.systemIdentifier) return;
+      const sha256 = await sha256OfFile(path);
+      await pushOne({
+        backend: o.backend,
+        job: o.job,
+        path,
+        file: parseWalFileName(name)!,
+        systemIdentifier: o.systemIdentifier,
+        sha256,
+        logger: o.logger,
+      });
+      await recordPushed(o.walDir, name, sha256, o.signature);
+    } catch (err) {
+      o.logger.debug('push-ahead skipped a segment; PostgreSQL will hand it over again', { file: name, error: (err as Error).message });
+    }
+  });
 }
 
 /** The sha256 of a file, streamed. */

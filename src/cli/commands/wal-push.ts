@@ -18,10 +18,18 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
   cmd.addOption(new Option('--pgdata <dir>', 'the data directory (default: the working directory, where PostgreSQL runs archive_command)'));
   addCommonOptions(cmd, { withAll: false }).action(async (path: string, flags: WalFlags) => {
     try {
+      // Pushed ahead by an earlier call (same content, same flags): done, before loading anything heavy.
+      const { alreadyPushedAhead, pushAheadSignature, PUSH_AHEAD } = await import('../../api/wal-push-ahead.js');
+      const signature = pushAheadSignature(flags);
+      if (await alreadyPushedAhead(path, signature)) {
+        process.stderr.write(`${new Date().toISOString()} INFO  archived ahead by an earlier wal-push file=${path.split('/').pop()}\n`);
+        slot.outcome = { exitCode: ExitCode.ok, errors: [] };
+        return;
+      }
       const { loadWalJob } = await import('./wal-common.js');
       const { walPush } = await import('../../api/wal-push.js');
       const { job, logger } = await loadWalJob(flags);
-      await walPush({ job, path, pgdata: flags.pgdata, logger });
+      await walPush({ job, path, pgdata: flags.pgdata, logger, pushAhead: { ...PUSH_AHEAD, signature } });
       slot.outcome = { exitCode: ExitCode.ok, errors: [] };
     } catch (err) {
       const code = err instanceof AppError ? err.exitCode : ExitCode.failure;
