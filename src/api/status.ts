@@ -13,6 +13,7 @@ import { jobIdentity } from './identity.js';
 import { otherServersWarning } from '../catalog/other-servers.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../model/human-units.js';
+import { walArchiveStatus, type WalArchiveStatus } from './wal-status.js';
 
 /**
  * `pgbak status`: the state of each database's backups, read from storage alone (BACKUP_DIR and
@@ -30,6 +31,8 @@ export interface StatusTarget {
   readonly rpoMs: number;
   /** BACKUP_SIZE_TOLERANCE as a fraction. */
   readonly sizeTolerance: number;
+  /** WAL_RPO in ms: the WAL archive's newest segment must be younger (when there is a WAL archive). */
+  readonly walRpoMs?: number | undefined;
 }
 
 export interface BackupSummary {
@@ -68,6 +71,8 @@ export interface DatabaseStatus {
   /** The last good backups, newest first, and the newest one's size judged against the others. */
   readonly sizeTrend: { readonly backups: readonly BackupSummary[]; readonly judgement: SizeJudgement | null };
   readonly backups: { readonly good: number; readonly incomplete: number; readonly corrupt: number };
+  /** Point-in-time recovery: the WAL archive in the same storage, or null when there is none. */
+  readonly wal?: WalArchiveStatus | null;
 }
 
 export interface StatusReport {
@@ -86,6 +91,7 @@ export function jobTarget(job: JobConfig): StatusTarget {
     storage: { backupDir: job.backupDir, s3: job.s3 },
     rpoMs: job.health.rpoMs,
     sizeTolerance: job.health.sizeTolerance,
+    walRpoMs: job.wal.rpoMs,
   };
 }
 
@@ -172,7 +178,18 @@ export async function databaseStatus(
     { database: target.database, filePrefix: target.filePrefix },
     { local: opened.local, askServer: false },
   );
-  return judge(target, { entries, record, problems, warnings, identity }, now);
+  const judged = judge(target, { entries, record, problems, warnings, identity }, now);
+  // The WAL archive lives in the same storage: when the catalog could not read all of it, that is said already.
+  if (target.walRpoMs === undefined || readable.length < backends.length) return judged;
+  let wal: WalArchiveStatus | null;
+  try {
+    wal = await walArchiveStatus(opened, target.walRpoMs, now);
+  } catch (err) {
+    if (isAppError(err) && err.code === 'interrupted') throw err;
+    return { ...judged, warnings: [...judged.warnings, `cannot read the WAL archive: ${messageOf(err)}`], wal: null };
+  }
+  if (!wal?.reason) return { ...judged, wal };
+  return { ...judged, ok: false, reasons: [...judged.reasons, wal.reason], wal };
 }
 
 /** The status of every target (sequentially: they usually share one bucket). */
@@ -211,6 +228,7 @@ export async function discoverTargets(settings: Settings, options: { cwd: string
       storage,
       rpoMs: settings.BACKUP_RPO,
       sizeTolerance: settings.BACKUP_SIZE_TOLERANCE,
+      walRpoMs: settings.WAL_RPO,
     });
   }
   if (targets.length === 0 && problems.length > 0) {

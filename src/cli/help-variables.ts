@@ -56,4 +56,6 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['DASHBOARD_TOKEN', 'Daemon dashboard (/ and /api/v1/): token it asks for; required when METRICS_ADDR is not loopback', ''],
   ['BACKUP_RPO', 'status: the newest good backup must be younger than this', '6h'],
   ['BACKUP_SIZE_TOLERANCE', 'Size anomaly: allowed deviation from the median of recent backups', '50%'],
+  ['WAL_COMPRESSION', 'WAL archive and base backups: zstd:1-22, lz4:1-12, gzip:0-9 or none', 'zstd:3'],
+  ['WAL_RPO', 'status: the newest archived WAL segment must be younger than this', '5m'],
 ];

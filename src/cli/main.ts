@@ -13,6 +13,9 @@ import { registerAdopt } from './commands/adopt.js';
 import { registerUpload } from './commands/upload.js';
 import { registerReport } from './commands/report.js';
 import { registerRecoveryKit } from './commands/recovery-kit.js';
+import { registerBasebackup } from './commands/basebackup.js';
+import { registerWalPush } from './commands/wal-push.js';
+import { registerWalFetch } from './commands/wal-fetch.js';
 import { errorText, renderError } from './render.js';
 import { releaseHeldErrors, setVerbose } from './context.js';
 import { clearLiveLine } from './progress.js';
@@ -56,6 +59,9 @@ const COMMANDS: readonly Register[] = [
   registerStatus,
   registerReport,
   registerDaemon,
+  registerBasebackup,
+  registerWalPush,
+  registerWalFetch,
 ];
 
 /** The commander program of every command; the action that runs stores its outcome in `slot`. */
@@ -107,6 +113,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
       // Bare `pgbak`: the help, on stderr (it is not what a script asked for), and a usage error's exit code.
       if (err.code === 'commander.help') return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+      // A mistyped restore_command must stop recovery, not read as "not archived" (any code up to 125).
+      if (argv.slice(2).includes('wal-fetch')) return ExitCode.walFetchFailed;
       return ExitCode.usage;
     }
     showHeldErrors([err]);

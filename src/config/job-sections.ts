@@ -4,6 +4,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import type { LogLevel } from '../logging/logger.js';
+import type { Compression } from './parsers.js';
 import type { Settings } from './schema.js';
 
 /** Where notifications go (the NOTIFY_* variables). */
@@ -70,6 +71,14 @@ export interface BackupSettings {
   readonly prune: boolean;
 }
 
+/** Point-in-time recovery: the WAL archive and base backups (WAL_COMPRESSION, WAL_RPO). */
+export interface WalSettings {
+  /** How WAL files and base backups are compressed (a stream stage, never pg_dump's). */
+  readonly compression: Compression;
+  /** status: the newest archived WAL file must be younger than this (ms). */
+  readonly rpoMs: number;
+}
+
 /** Settings of the daemon as a whole, from `defaults:`, the environment and flags. */
 export interface DaemonSettings {
   /** BACKUP_CONCURRENCY: jobs run at once by `--all` and the daemon. */
@@ -97,6 +106,7 @@ export interface JobSections {
   readonly metrics: MetricsSettings;
   readonly health: HealthSettings;
   readonly backup: BackupSettings;
+  readonly wal: WalSettings;
 }
 
 /** `path` made absolute against `cwd`; empty: undefined. */
@@ -129,7 +139,13 @@ export function jobSectionsOf(settings: Settings, cwd: string): JobSections {
     metrics: { textfile: absolutePath(settings.METRICS_TEXTFILE, cwd) },
     health: { rpoMs: settings.BACKUP_RPO, sizeTolerance: settings.BACKUP_SIZE_TOLERANCE },
     backup: { globals: settings.BACKUP_GLOBALS, rowCounts: settings.BACKUP_ROW_COUNTS, prune: settings.BACKUP_PRUNE },
+    wal: walSettingsOf(settings),
   };
+}
+
+/** The WAL_* variables as {@link WalSettings}. */
+export function walSettingsOf(settings: Pick<Settings, 'WAL_COMPRESSION' | 'WAL_RPO'>): WalSettings {
+  return { compression: settings.WAL_COMPRESSION, rpoMs: settings.WAL_RPO };
 }
 
 /** The daemon's settings; LOG_FILE resolves against `cwd`. */

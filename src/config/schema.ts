@@ -237,6 +237,12 @@ export const variables = [
   v('BACKUP_SIZE_TOLERANCE', fromParser(parsePercent), 'Size anomaly: allowed deviation from the median of recent backups', {
     default: '50%',
   }),
+
+  // Point-in-time recovery (WAL archive and base backups)
+  v('WAL_COMPRESSION', fromParser(parseCompression), 'WAL archive and base backups: zstd:1-22, lz4:1-12, gzip:0-9 or none', {
+    default: 'zstd:3',
+  }),
+  v('WAL_RPO', fromParser(parseDuration), 'status: the newest archived WAL segment must be younger than this', { default: '5m' }),
 ] as const satisfies readonly VariableSpec[];
 
 /** The name of a setting (DATABASE_URL …). */

@@ -19,6 +19,7 @@ export const ExitCode = {
   dumpFailed: 13, // pg_dump / pg_dumpall / pg_restore exited non-zero or was killed
   verifyFailed: 14, // a restore test ran but its checks did not hold
   interrupted: 130, // SIGINT / SIGTERM
+  walFetchFailed: 126, // wal-fetch: the archive could not be read; PostgreSQL stops recovery (>125) instead of ending it
 } as const;
 
 export type ExitCodeName = keyof typeof ExitCode;
@@ -41,4 +42,8 @@ export const exitCodeHelp: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.dumpFailed, 'pg_dump, pg_dumpall or pg_restore failed or was killed'],
   [ExitCode.verifyFailed, 'restore test ran but its checks failed'],
   [ExitCode.interrupted, 'interrupted by a signal'],
+  [
+    ExitCode.walFetchFailed,
+    'wal-fetch: the WAL archive could not be read (network, credentials, gpg, a gap, a corrupt file): recovery stops',
+  ],
 ];

@@ -7,7 +7,7 @@ import { execChild } from '../pipeline/child-stage.js';
 /** Tool runs in their own process group, killed on pgbak's exit (see child-stage.ts). */
 const execFileAsync = execChild;
 
-export type PgToolName = 'pg_dump' | 'pg_restore' | 'pg_dumpall' | 'psql';
+export type PgToolName = 'pg_dump' | 'pg_restore' | 'pg_dumpall' | 'psql' | 'pg_basebackup';
 
 export interface PgTool {
   readonly name: PgToolName;

@@ -1,6 +1,7 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import {
   accessSync,
+  appendFileSync,
   chmodSync,
   chownSync,
   constants,
@@ -173,6 +174,8 @@ export async function startCluster(
     log?: (msg: string) => void;
     /** The server's major version (default: findServerBindir()'s, Debian's newest); see serverBindir. */
     major?: number;
+    /** Lines appended to postgresql.conf before the first start (archive_mode, archive_command …). */
+    config?: readonly string[];
   } = {},
 ): Promise<PgCluster> {
   const bindir = serverBindir(options.major);
@@ -201,6 +204,7 @@ export async function startCluster(
   ]);
   await execFileAsync(cmd, args);
   rmSync(pwfile);
+  if (options.config?.length) appendFileSync(join(dataDir, 'postgresql.conf'), `\n${options.config.join('\n')}\n`);
   const major = Number(readFileSync(join(dataDir, 'PG_VERSION'), 'utf8').trim());
   const port = await freePort();
   const logFile = join(base, 'server.log');

@@ -20,6 +20,10 @@ interface RestoreFlags extends CommonFlags {
   yes?: boolean;
   withGlobals?: boolean;
   json?: boolean;
+  /** Point-in-time recovery: a new data directory, and the time to recover to. */
+  pgdata?: string;
+  time?: string;
+  archive?: boolean;
 }
 
 /** `pgbak restore`: one backup into a target database. */
@@ -42,10 +46,26 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
     .option('--create', 'create the target database when it does not exist')
     .option('--yes', 'restore over a non-empty database without asking')
     .option('--with-globals', "first apply the backup's roles and tablespaces (existing roles are left as they are)")
-    .option('--json', 'print the result as JSON on stdout (docs/json.md)');
+    .option('--json', 'print the result as JSON on stdout (docs/json.md)')
+    .option(
+      '--pgdata <dir>',
+      'point-in-time recovery: extract a base backup into this new or empty data directory, ready to recover from the WAL archive',
+    )
+    .option(
+      '--time <timestamp>',
+      'with --pgdata: recover to this time (ISO 8601, e.g. 2026-12-05T17:59:00Z), then promote; --latest: to the end of the archive',
+    )
+    .option('--no-archive', 'with --pgdata: the restored server does not archive WAL (a test restore beside the running primary)');
   // One backup into one database: no --all.
   addCommonOptions(cmd, { withAll: false }).action(async (name: string | undefined, flags: RestoreFlags) => {
-    slot.outcome = await runCommand('restore', flags.json, () => runRestoreCommand(name, flags));
+    slot.outcome = await runCommand('restore', flags.json, async () => {
+      if (flags.pgdata === undefined && flags.time === undefined) {
+        if (flags.archive === false) throw new UsageError('--no-archive is for --pgdata (point-in-time recovery)');
+        return runRestoreCommand(name, flags);
+      }
+      const { runPitrRestore } = await import('./restore-pitr.js');
+      return runPitrRestore(name, flags);
+    });
   });
   addExamples(cmd, [
     ['pgbak restore --latest --target shop_copy --create', 'the newest good backup into a new database shop_copy'],
@@ -53,6 +73,11 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
     ['pgbak restore --latest --from remote --target shop_copy --create --parallel 4', 'from the bucket, 4 pg_restore jobs'],
     ['pgbak restore --latest --target-env RESTORE_URL --with-globals', 'into the URL in $RESTORE_URL, roles first'],
     ['pgbak restore --latest --target shop_copy --create --set AGE_IDENTITY_FILE=/root/age-key.txt', 'an age-encrypted backup'],
+    [
+      'pgbak restore --time 2026-12-05T17:59:00Z --pgdata /var/lib/postgresql/15/pitr',
+      'point in time: a base backup + WAL up to 17:59 UTC',
+    ],
+    ['pgbak restore --latest --pgdata /var/lib/postgresql/15/pitr', 'point in time: to the end of the WAL archive'],
   ]);
 }
 

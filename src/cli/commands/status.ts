@@ -169,6 +169,15 @@ function describe(d: DatabaseStatus): string {
     );
   }
   row('backups', `${d.backups.good} good, ${d.backups.incomplete} incomplete, ${d.backups.corrupt} corrupt in ${d.destination}`);
+  const w = d.wal;
+  if (w) {
+    row(
+      'WAL archive',
+      w.newestSegment && w.ageMs !== null
+        ? `newest segment ${w.newestSegment}, ${formatDuration(w.ageMs)} old; WAL_RPO ${formatDuration(w.rpoMs)} (${w.location})`
+        : `no segment yet (${w.location})`,
+    );
+  }
   for (const reason of d.reasons) row('problem', reason);
   for (const w of d.warnings) row('warning', w);
   return lines.join('\n') + '\n';

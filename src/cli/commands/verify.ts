@@ -12,6 +12,7 @@ interface VerifyFlags extends CommonFlags {
   every?: boolean;
   restoreTest?: boolean;
   json?: boolean;
+  wal?: boolean;
 }
 
 /** `pgbak verify`: check copies against their manifests, optionally by a test restore. */
@@ -25,15 +26,24 @@ export function registerVerify(program: Command, slot: OutcomeSlot): void {
     .option('--latest', 'verify the newest backup (the default)')
     .option('--every', "verify every backup of the job's database, not only the newest")
     .option('--restore-test', 'restore into a scratch database (created and dropped; VERIFY_DATABASE_URL or the same server) and check it')
-    .option('--json', 'print the results as JSON on stdout (docs/json.md)');
+    .option('--json', 'print the results as JSON on stdout (docs/json.md)')
+    .option(
+      '--wal',
+      'point-in-time recovery: check the WAL archive has every segment from the oldest base backup to the newest, across timelines',
+    );
   addCommonOptions(cmd).action(async (name: string | undefined, flags: VerifyFlags) => {
-    slot.outcome = await runCommand('verify', flags.json, () => runVerifyCommand(name, flags));
+    slot.outcome = await runCommand('verify', flags.json, async () => {
+      if (!flags.wal) return runVerifyCommand(name, flags);
+      const { runVerifyWal } = await import('./verify-wal.js');
+      return runVerifyWal(flags);
+    });
   });
   addExamples(cmd, [
     ['pgbak verify', 'check the newest backup (every copy: size, sha256, pg_restore --list)'],
     ['pgbak verify --latest --restore-test', 'also restore it into a scratch database and compare row counts'],
     ['pgbak verify shop_20260101_120000', 'check that backup'],
     ['pgbak verify --every --all --json', 'every backup of every job of the config file, as JSON'],
+    ['pgbak verify --wal', 'the WAL archive: no gap from the oldest base backup to the newest segment'],
   ]);
 }
 

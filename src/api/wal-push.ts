@@ -1,0 +1,242 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { AppError, ExitCode, UsageError } from '../errors/index.js';
+import type { Logger } from '../logging/logger.js';
+import { ChildStage } from '../pipeline/child-stage.js';
+import { HashStage } from '../pipeline/hash-stage.js';
+import { openStorage } from '../storage/job-storage.js';
+import { identityOfDataDirectory, identityOfSegment } from '../wal/cluster-identity.js';
+import { claimArchive, findArchived, walKey } from '../wal/wal-archive.js';
+import { encodeStages, encodingSuffix } from '../wal/wal-encoding.js';
+import { DEFAULT_SEGMENT_SIZE, parseWalFileName, type WalFileName } from '../wal/wal-names.js';
+import { recordPushed, spooled } from '../wal/wal-spool.js';
+import { forEachLimit } from '../model/for-each-limit.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+import { walBackend, type WalJob } from './wal-job.js';
+
+export interface WalPushOptions {
+  readonly job: WalJob;
+  /** archive_command's %p: relative to the data directory, where PostgreSQL runs it. */
+  readonly path: string;
+  readonly cwd?: string | undefined;
+  /** The data directory (for history and backup files, whose system identifier is in pg_control); default: from the path. */
+  readonly pgdata?: string | undefined;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * After the file, push up to `count` later `.ready` segments ahead of PostgreSQL's calls, `parallel`
+   * at a time, and record them in the spool under `signature` (the command's settings flags).
+   */
+  readonly pushAhead?: { readonly count: number; readonly parallel: number; readonly signature: string } | undefined;
+}
+
+export interface WalPushResult {
+  readonly name: string;
+  readonly key: string;
+  /** `archived` now, or `already-archived` with the same content (PostgreSQL retried after a crash). */
+  readonly status: 'archived' | 'already-archived';
+  readonly bytes: number;
+  readonly systemIdentifier: string;
+  readonly durationMs: number;
+}
+
+/**
+ * `pgbak wal-push %p`: archive one file PostgreSQL hands to archive_command. Resolves only once
+ * the file is stored (the put completed); a file already archived with the same content is
+ * success, with other content an error (two clusters on one prefix, or corruption) that leaves
+ * the archived one untouched. A `.history` file is never replaced: no key is ever overwritten.
+ */
+export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
+  const started = Date.now();
+  const { job, logger } = options;
+  const cwd = options.cwd ?? process.cwd();
+  const path = resolve(cwd, options.path);
+  const name = basename(path);
+  const file = parseWalFileName(name);
+  if (!file) {
+    throw new UsageError(`${name} is not a file PostgreSQL archives (a WAL segment, .history, .backup or .partial)`, {
+      hint: "use archive_command = 'pgbak wal-push %p'",
+    });
+  }
+  const pgdata = options.pgdata ?? (basename(dirname(path)) === 'pg_wal' ? dirname(dirname(path)) : cwd);
+  const identity =
+    file.kind === 'segment' || file.kind === 'partial' ? await identityOfSegment(path) : await identityOfDataDirectory(pgdata);
+  const sha256 = await sha256OfFile(path);
+
+  await using storage = openStorage(job, { signal: options.signal });
+  const backend = walBackend(storage);
+  await claimArchive(backend, identity.systemIdentifier, identity.segmentSize ?? DEFAULT_SEGMENT_SIZE);
+  const result = await pushOne({
+    backend,
+    job,
+    path,
+    file,
+    systemIdentifier: identity.systemIdentifier,
+    sha256,
+    logger,
+    signal: options.signal,
+  });
+  if (file.kind === 'segment' && options.pushAhead && basename(dirname(path)) === 'pg_wal') {
+    await pushAhead({
+      backend,
+      job,
+      walDir: dirname(path),
+      after: name,
+      systemIdentifier: identity.systemIdentifier,
+      logger,
+      ...options.pushAhead,
+    });
+  }
+  return { ...result, durationMs: Date.now() - started };
+}
+
+interface PushOne {
+  readonly backend: StorageBackend;
+  readonly job: WalJob;
+  readonly path: string;
+  readonly file: WalFileName;
+  readonly systemIdentifier: string;
+  readonly sha256: string;
+  readonly logger: Logger;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Store one file under its key, unless it is there already; other content under its name is a conflict. */
+async function pushOne(o: PushOne): Promise<Omit<WalPushResult, 'durationMs'>> {
+  const { backend, job, file, logger } = o;
+  const name = file.name;
+  const existing = await findArchived(backend, o.systemIdentifier, name);
+  const same = existing.find((a) => a.sha256 === o.sha256);
+  const base = { name, systemIdentifier: o.systemIdentifier };
+  if (same) {
+    logger.info('already archived with the same content', { file: name, key: same.key });
+    return { ...base, key: same.key, status: 'already-archived', bytes: 0 };
+  }
+  if (existing.length > 0) {
+    const error = new AppError(
+      'wal-conflict',
+      `${name} is already archived with other content (${backend.urlOf(existing[0]!.key)}); the archived file is kept`,
+      {
+        exitCode: ExitCode.integrity,
+        hint:
+          file.kind === 'history'
+            ? 'a timeline history file is never replaced: two servers promoted to the same timeline? give one its own STORAGE_PREFIX'
+            : 'two servers archive into one prefix (a promoted copy, split brain?) or the file is corrupt: stop one of them and check `pgbak verify --wal`',
+      },
+    );
+    logger.error(error.message, { file: name });
+    await notifyConflict(job, error, name, logger);
+    throw error;
+  }
+
+  // History and backup history files hold LSNs, times and a label, no data (like the manifests):
+  // they stay readable without the secret key, so `basebackup` and `verify --wal` can read them.
+  const recipient = file.kind === 'segment' || file.kind === 'partial' ? job.gpgRecipient : undefined;
+  const key = walKey(o.systemIdentifier, name, o.sha256, encodingSuffix(job.wal.compression, Boolean(recipient)));
+  const controller = new AbortController();
+  const signal = o.signal ? AbortSignal.any([o.signal, controller.signal]) : controller.signal;
+  const source = createReadStream(o.path);
+  const stages = encodeStages(job.wal.compression, recipient);
+  ChildStage.connect(stages);
+  const body = new HashStage();
+  const piping = pipeline([source, ...stages, body], { signal });
+  const put = backend.put(key, body, { signal });
+  try {
+    await Promise.all([piping, put]);
+  } catch (err) {
+    controller.abort();
+    await Promise.allSettled([piping, put]);
+    throw err;
+  }
+  logger.info('archived', { file: name, key, bytes: body.bytes });
+  return { ...base, key, status: 'archived', bytes: body.bytes };
+}
+
+/**
+ * Push the next segments PostgreSQL has marked `.ready` now, in parallel, and record each stored
+ * one in the spool (see wal-spool.ts), so PostgreSQL's own later calls for them return without
+ * loading the configuration or reaching the bucket. A failure here is only logged: PostgreSQL's
+ * own call for that segment pushes it again, and reports.
+ */
+async function pushAhead(o: {
+  backend: StorageBackend;
+  job: WalJob;
+  walDir: string;
+  after: string;
+  systemIdentifier: string;
+  logger: Logger;
+  count: number;
+  parallel: number;
+  signature: string;
+}): Promise<void> {
+  let ready: string[];
+  try {
+    ready = (await readdir(join(o.walDir, 'archive_status')))
+      .filter((f) => f.endsWith('.ready'))
+      .map((f) => f.slice(0, -'.ready'.length))
+      .filter((n) => parseWalFileName(n)?.kind === 'segment' && n > o.after)
+      .sort()
+      .slice(0, o.count);
+  } catch {
+    return;
+  }
+  await forEachLimit(ready, o.parallel, async (name) => {
+    const path = join(o.walDir, name);
+    try {
+      if (await spooled(o.walDir, name, o.signature)) return;
+      const identity = await identityOfSegment(path);
+      if (identity.systemIdentifier !== o.systemIdentifier) return;
+      const sha256 = await sha256OfFile(path);
+      await pushOne({
+        backend: o.backend,
+        job: o.job,
+        path,
+        file: parseWalFileName(name)!,
+        systemIdentifier: o.systemIdentifier,
+        sha256,
+        logger: o.logger,
+      });
+      await recordPushed(o.walDir, name, sha256, o.signature);
+    } catch (err) {
+      o.logger.debug('push-ahead skipped a segment; PostgreSQL will hand it over again', { file: name, error: (err as Error).message });
+    }
+  });
+}
+
+/** The sha256 of a file, streamed. */
+export async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * A conflict is never retried away by PostgreSQL: tell someone at once. The webhook gets a JSON
+ * POST (`event: "wal-conflict"`, a Slack-compatible `text`), the ping URL its `/fail`. A failed
+ * notification is a warning; the push fails either way.
+ */
+async function notifyConflict(job: WalJob, error: AppError, file: string, logger: Logger): Promise<void> {
+  const n = job.notify;
+  if (!n?.webhookUrl && !n?.pingUrl) return;
+  const { deliverHttp } = await import('../notify/webhook.js');
+  const { pingUrlFor } = await import('../notify/ping.js');
+  const sends: Promise<void>[] = [];
+  if (n.webhookUrl) {
+    const body = JSON.stringify({
+      event: 'wal-conflict',
+      status: 'failed',
+      file,
+      text: `pgbak wal-push: ${error.message}`,
+      error: { code: error.code, message: error.message, hint: error.hint ?? null },
+    });
+    sends.push(deliverHttp(n.webhookUrl, { method: 'POST', body, contentType: 'application/json', timeoutMs: 10_000 }));
+  }
+  if (n.pingUrl) sends.push(deliverHttp(pingUrlFor(n.pingUrl, 'fail'), { method: 'GET', timeoutMs: 10_000 }));
+  for (const r of await Promise.allSettled(sends)) {
+    if (r.status === 'rejected')
+      logger.warn('could not send the WAL conflict notification', { error: String((r.reason as Error)?.message ?? r.reason) });
+  }
+}

@@ -1,0 +1,43 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import { AppError, ExitCode } from '../../errors/index.js';
+import { addCommonOptions, addExamples } from '../options.js';
+import type { OutcomeSlot } from '../outcome.js';
+import type { WalFlags } from './wal-common.js';
+
+/**
+ * `pgbak wal-push %p` (archive_command). Its exit codes stay at 125 or below: PostgreSQL treats
+ * a higher code (or a signal) as fatal to its archiver, while any other failure is retried.
+ */
+export function registerWalPush(program: Command, slot: OutcomeSlot): void {
+  const cmd = program
+    .command('wal-push')
+    .description(
+      "archive_command: compress, encrypt and store one WAL file in the job's WAL archive; exit 0 only once it is stored (the same file already there is success, other content under its name an error)",
+    )
+    .argument('<path>', 'the file to archive: %p');
+  cmd.addOption(new Option('--pgdata <dir>', 'the data directory (default: the working directory, where PostgreSQL runs archive_command)'));
+  addCommonOptions(cmd, { withAll: false }).action(async (path: string, flags: WalFlags) => {
+    try {
+      // Pushed ahead by an earlier call (same content, same flags): done, before loading anything heavy.
+      const { alreadyPushedAhead, pushAheadSignature, PUSH_AHEAD } = await import('../../api/wal-push-ahead.js');
+      const signature = pushAheadSignature(flags);
+      if (await alreadyPushedAhead(path, signature)) {
+        process.stderr.write(`${new Date().toISOString()} INFO  archived ahead by an earlier wal-push file=${path.split('/').pop()}\n`);
+        slot.outcome = { exitCode: ExitCode.ok, errors: [] };
+        return;
+      }
+      const { loadWalJob } = await import('./wal-common.js');
+      const { walPush } = await import('../../api/wal-push.js');
+      const { job, logger } = await loadWalJob(flags);
+      await walPush({ job, path, pgdata: flags.pgdata, logger, pushAhead: { ...PUSH_AHEAD, signature } });
+      slot.outcome = { exitCode: ExitCode.ok, errors: [] };
+    } catch (err) {
+      const code = err instanceof AppError ? err.exitCode : ExitCode.failure;
+      slot.outcome = { exitCode: code > 125 ? ExitCode.failure : code, errors: [err] };
+    }
+  });
+  addExamples(cmd, [
+    ['pgbak wal-push --config /etc/pgbak/pgbak.yaml --job shop %p', "archive_command, in postgresql.conf between '…'"],
+    ['pgbak wal-push --env-file /etc/pgbak/wal.env %p', 'the settings from a file only the postgres user can read'],
+  ]);
+}
