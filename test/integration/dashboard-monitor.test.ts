@@ -3,19 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { launchChromium, SCREENSHOT_DIR } from '../helpers/browser.js';
 import { dashboardSchemas } from '../helpers/dashboard-schemas.js';
+import { waitFor } from '../helpers/processes.js';
 import { createBucket, createDatabase, services, tempDir } from '../helpers/services.js';
 
 const SMALL_SQL = 'CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100) g;';
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('pgbak daemon on a monitoring host (storage settings only)', () => {
   it('shows every database that two servers back up into the bucket, and runs no backup', async () => {
@@ -47,7 +38,7 @@ describe('pgbak daemon on a monitoring host (storage settings only)', () => {
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const { context, close } = await launchChromium();
     try {
-      const base = await waitFor('the dashboard URL', () => /dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(stderr)?.[1]);
+      const base = await waitFor(() => /dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(stderr)?.[1], 30_000, 'the dashboard URL');
       expect(stderr).toContain('monitoring 2 database(s) found in storage');
       const status = dashboardSchemas.status.parse(await (await fetch(`${base}/api/v1/status`)).json());
       expect(status.jobs.map((j) => j.database).sort()).toEqual([crm, shop].sort());

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, spawnCli, type CliResult } from '../helpers/cli.js';
 import { launchChromium, SCREENSHOT_DIR } from '../helpers/browser.js';
 import { dashboardSchemas } from '../helpers/dashboard-schemas.js';
+import { waitFor } from '../helpers/processes.js';
 import { createDatabase, pgUrl, sql, tempDir } from '../helpers/services.js';
 
 /**
@@ -26,16 +27,6 @@ interface Daemon {
   stop: () => Promise<CliResult>;
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 function startDaemon(config: string, dir: string, env: Record<string, string> = {}): Promise<Daemon> {
   const { child, done } = spawnCli(['daemon', '--config', config], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
@@ -44,7 +35,7 @@ function startDaemon(config: string, dir: string, env: Record<string, string> = 
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return waitFor('the metrics URL', () => /metrics served at (http:\/\/[0-9.]+:\d+)\/metrics/.exec(stderr)?.[1]).then((url) => ({
+  return waitFor(() => /metrics served at (http:\/\/[0-9.]+:\d+)\/metrics/.exec(stderr)?.[1], 30_000, 'the metrics URL').then((url) => ({
     base: url.replace('0.0.0.0', '127.0.0.1'),
     child,
     stderr: () => stderr,
@@ -63,7 +54,7 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
   const config = join(dir, 'pgbak.yaml');
   let shop: string;
   let hostile: string;
-  let shopNames: string[] = [];
+  const shopNames: string[] = [];
   let incomplete: string;
   let daemon: Daemon;
   let context: BrowserContext;
@@ -335,7 +326,7 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
   it('on a non-loopback METRICS_ADDR without DASHBOARD_TOKEN: the dashboard is refused with an error logged, the metrics still served', async () => {
     const exposed = await startDaemon(join(dir, 'exposed.yaml'), dir);
     try {
-      await waitFor('the refusal', () => (exposed.stderr().includes('dashboard not served') ? true : undefined));
+      await waitFor(() => (exposed.stderr().includes('dashboard not served') ? true : undefined), 30_000, 'the refusal');
       expect(exposed.stderr()).toContain('is not a loopback address and DASHBOARD_TOKEN is not set');
       expect((await fetch(`${exposed.base}/metrics`)).status).toBe(200);
       const page = await fetch(`${exposed.base}/`);

@@ -6,30 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { psql, startCluster, type PgCluster } from '../helpers/postgres-cluster.js';
 import { pitrSetup, serverLog, startArchivingCluster, switchAndWaitArchived, type PitrSetup } from '../helpers/pitr.js';
 import { HttpSink } from '../helpers/notify-sinks.js';
+import { awsKeys } from '../helpers/restore-fixtures.js';
 import { awsEnv, services } from '../helpers/services.js';
 
 const execFileAsync = promisify(execFile);
 
-/** Every key of the bucket under the setup's prefix, listed by a real client (aws s3api). */
-async function bucketKeys(setup: PitrSetup): Promise<string[]> {
-  const { stdout } = await execFileAsync(
-    'aws',
-    [
-      's3api',
-      'list-objects-v2',
-      '--bucket',
-      setup.bucket,
-      '--endpoint-url',
-      services().s3.endpoint,
-      '--query',
-      'Contents[].Key',
-      '--output',
-      'json',
-    ],
-    { env: awsEnv() },
-  );
-  return (JSON.parse(stdout) as string[] | null) ?? [];
-}
+/** Every key of the setup's bucket, listed by a real client (aws s3api). */
+const bucketKeys = (setup: PitrSetup): Promise<string[]> => awsKeys(setup.bucket);
 
 const segmentKeys = (keys: string[]) => keys.filter((k) => /\/wal\/\d+\/[0-9A-F]{24}~/.test(k));
 
