@@ -56,6 +56,8 @@ const backupPlan = z.object({
 const state = z.enum(['good', 'incomplete', 'corrupt', 'foreign']);
 const listed = z.object({
   ...retired,
+  kind: z.enum(['dump', 'base']),
+  base: z.object({ timeline: z.number().int(), startLsn: z.string(), stopLsn: z.string(), stopTime: iso }).optional(),
   name: z.string(),
   database: z.string().optional(),
   time: iso,

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jsonResult } from '../helpers/json-schemas.js';
+import { jsonResult, jsonResults } from '../helpers/json-schemas.js';
 import { psql, type PgCluster } from '../helpers/postgres-cluster.js';
 import {
   pitrSetup,
@@ -63,6 +63,23 @@ describe('prune of base backups and WAL (MinIO, gpg): RETENTION_DAYS=0, BACKUP_K
     await pg?.stop();
   });
 
+  it('list shows both base backups beside the dumps: kind base, timeline, LSNs', async () => {
+    const r = await setup.run(['list', '--env-file', setup.envFile, '--json'], { env: { DATABASE_URL: pg.url('postgres') } });
+    expect(r.code, r.stderr).toBe(0);
+    const listed = jsonResults<{ kind: string; name: string; locations: string[]; base?: { timeline: number; startLsn: string } }>(
+      r.stdout,
+    ).filter((b) => b.kind === 'base');
+    expect(listed.map((b) => b.name)).toEqual([bases[1]!.name, bases[0]!.name]);
+    for (const b of listed) {
+      expect(b.locations).toEqual(['local', 'remote']);
+      expect(b.base?.timeline).toBe(1);
+      expect(b.base?.startLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    }
+    const text = await setup.run(['list', '--env-file', setup.envFile], { env: { DATABASE_URL: pg.url('postgres') } });
+    expect(text.stdout).toMatch(new RegExp(`${bases[0]!.name} +\\(base backup\\)`));
+    expect(text.stdout).toMatch(new RegExp(`${bases[1]!.name}: timeline 1, WAL [0-9A-F]+/[0-9A-F]+ → [0-9A-F]+/[0-9A-F]+`));
+  });
+
   it('--dry-run lists the older base backup and the WAL before the newer one start, and deletes nothing', async () => {
     const r = await prune(['--dry-run']);
     expect(r.code, r.stderr).toBe(0);
@@ -99,6 +116,13 @@ describe('prune of base backups and WAL (MinIO, gpg): RETENTION_DAYS=0, BACKUP_K
     const after = jsonResult<PruneDoc['results'][number]>(again.stdout).wal;
     expect(after.files).toEqual([]);
     expect(after.baseBackups.keep.map((b) => b.name)).toEqual([bases[1]!.name]);
+
+    const l = await setup.run(['list', '--env-file', setup.envFile, '--json'], { env: { DATABASE_URL: pg.url('postgres') } });
+    expect(
+      jsonResults<{ kind: string; name: string }>(l.stdout)
+        .filter((b) => b.kind === 'base')
+        .map((b) => b.name),
+    ).toEqual([bases[1]!.name]);
 
     const v = await setup.run(['verify', '--env-file', setup.envFile, '--wal']);
     expect(v.code, v.stdout + v.stderr).toBe(0);
