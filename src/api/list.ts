@@ -5,9 +5,14 @@ import { UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { CatalogSource } from '../catalog/find-backup.js';
+import { messageOf } from '../errors/index.js';
+import type { StorageBackend } from '../storage/storage-backend.js';
+import { type BaseManifest, listBaseManifests } from '../wal/base-manifest.js';
 
 /** One backup as `pgbak list` shows it (and `--json` prints it: docs/json.md). */
 export interface ListedBackup {
+  /** `dump` (pg_dump, the catalog's backups) or `base` (a physical base backup for point-in-time recovery). */
+  readonly kind: 'dump' | 'base';
   readonly name: string;
   readonly database: string | undefined;
   /** The server's system identifier, from the manifest (undefined for a foreign dump). */
@@ -32,6 +37,8 @@ export interface ListedBackup {
   readonly paths: readonly string[];
   /** Each location's copy, judged on its own. */
   readonly copies: { readonly local?: ListedCopy | undefined; readonly remote?: ListedCopy | undefined };
+  /** A base backup's timeline and WAL positions (kind `base` only). */
+  readonly base?: { readonly timeline: number; readonly startLsn: string; readonly stopLsn: string; readonly stopTime: string } | undefined;
   /** The newest verification: when (`time`), what kind, whether it passed, how long it took. */
   readonly verified: {
     readonly time: string;
@@ -80,6 +87,7 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
   }
   const v = e.verification;
   return {
+    kind: 'dump',
     name: e.name,
     database: e.database,
     systemIdentifier: e.systemIdentifier,
@@ -105,7 +113,13 @@ const STATE_RANK: Record<BackupState, number> = { good: 0, corrupt: 1, incomplet
  */
 export function sameBackup(a: ListedBackup, b: ListedBackup): boolean {
   const agree = <T>(x: T | undefined, y: T | undefined) => x === undefined || y === undefined || x === y;
-  return a.name === b.name && a.database === b.database && agree(a.systemIdentifier, b.systemIdentifier) && agree(a.sha256, b.sha256);
+  return (
+    a.kind === b.kind &&
+    a.name === b.name &&
+    a.database === b.database &&
+    agree(a.systemIdentifier, b.systemIdentifier) &&
+    agree(a.sha256, b.sha256)
+  );
 }
 
 /**
@@ -159,5 +173,75 @@ export async function list(options: ListOptions): Promise<ListedBackup[]> {
     local: (k: string) => storage.local.urlOf(k),
     remote: storage.remote ? (k: string) => storage.remote!.urlOf(k) : undefined,
   };
-  return entries.map((e) => listed(e, urlOf));
+  const bases = await listBaseBackups(
+    {
+      local: options.only === 'remote' ? undefined : storage.local,
+      remote: options.only === 'local' ? undefined : storage.remote,
+    },
+    (w) => options.logger?.warn(w),
+  );
+  return [...entries.map((e) => listed(e, urlOf)), ...bases];
+}
+
+/**
+ * The base backups (`base/<system-id>/<name>.json` + artifact) in the given locations, as `pgbak
+ * list` shows them: kind `base`, with the timeline and LSNs. A copy counts when its manifest and
+ * its artifact are both there; a manifest whose artifact is gone is `incomplete` there.
+ */
+export async function listBaseBackups(
+  backends: Partial<Record<LocationName, StorageBackend>>,
+  warn: (message: string) => void,
+): Promise<ListedBackup[]> {
+  const found = new Map<string, { m: BaseManifest; here: Map<LocationName, { state: BackupState; path: string; problems: string[] }> }>();
+  for (const where of ['local', 'remote'] as const) {
+    const backend = backends[where];
+    if (!backend) continue;
+    const keys = new Set<string>();
+    const sysids = new Set<string>();
+    try {
+      for await (const o of backend.list('base/')) {
+        keys.add(o.key);
+        const id = /^base\/(\d+)\//.exec(o.key)?.[1];
+        if (id) sysids.add(id);
+      }
+    } catch (err) {
+      // The dumps' listing says the same of an unreachable bucket; base backups there are left out.
+      warn(`base backups in ${backend.urlOf('base/')} not listed: ${messageOf(err)}`);
+      continue;
+    }
+    for (const sysid of sysids) {
+      for (const m of await listBaseManifests(backend, sysid)) {
+        const id = `${sysid}/${m.name}`;
+        const entry = found.get(id) ?? { m, here: new Map() };
+        const ok = keys.has(m.artifact.key);
+        entry.here.set(where, {
+          state: ok ? 'good' : 'incomplete',
+          path: backend.urlOf(m.artifact.key),
+          problems: ok ? [] : [`${where}: artifact missing`],
+        });
+        found.set(id, entry);
+      }
+    }
+  }
+  return [...found.values()].map(({ m, here }) => {
+    const locations = (['local', 'remote'] as const).filter((w) => here.get(w)?.state === 'good');
+    const copies = Object.fromEntries([...here].map(([w, c]) => [w, { state: c.state, problems: c.problems }]));
+    return {
+      kind: 'base' as const,
+      name: m.name,
+      database: undefined,
+      systemIdentifier: m.systemIdentifier,
+      sha256: m.artifact.sha256,
+      time: m.startTime,
+      sizeBytes: m.artifact.size,
+      encrypted: m.artifact.encryptedTo !== null,
+      locations,
+      state: locations.length ? 'good' : 'incomplete',
+      problems: [...here.values()].flatMap((c) => c.problems),
+      paths: locations.map((w) => here.get(w)!.path),
+      copies,
+      verified: null,
+      base: { timeline: m.timeline, startLsn: m.startLsn, stopLsn: m.stopLsn, stopTime: m.stopTime },
+    };
+  });
 }

@@ -5,6 +5,8 @@ import { openStorage } from '../storage/job-storage.js';
 import { jobIdentity } from './identity.js';
 import { parseKey } from '../catalog/backup-name.js';
 import type { LocationName } from '../catalog/catalog.js';
+import { silentLogger } from '../logging/logger.js';
+import { pruneWal, type WalPruneResult } from './prune-wal.js';
 
 export type { PruneResult, DeletedKey } from '../retention/prune.js';
 
@@ -19,6 +21,8 @@ export interface PrunedFile {
 /** {@link PruneResult} with the files it deleted, or on a dry run would delete, in delete order. */
 export interface PruneJobResult extends PruneResult {
   readonly files: readonly PrunedFile[];
+  /** Base backups and WAL (prune-wal.ts); absent when the job has no WAL archive. */
+  readonly wal?: WalPruneResult | undefined;
 }
 
 /** Options of {@link prune}. */
@@ -59,5 +63,11 @@ export async function prune(job: JobConfig, options: PruneJobOptions = {}): Prom
     key,
     path: backends[location]?.urlOf(key) ?? key,
   }));
-  return { ...result, files };
+  const wal = await pruneWal(job, storage, {
+    dryRun: result.dryRun,
+    now: options.now ?? new Date(),
+    logger: options.logger ?? silentLogger,
+  });
+  if (!wal) return { ...result, files };
+  return { ...result, files, wal, errors: [...result.errors, ...wal.errors], warnings: [...result.warnings, ...wal.warnings] };
 }

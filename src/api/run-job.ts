@@ -3,6 +3,7 @@ import type { Logger } from '../logging/logger.js';
 import { messageOf } from '../errors/error-message.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { prune } from '../retention/prune.js';
+import { pruneWal } from './prune-wal.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { backup, type BackupProgress } from './backup.js';
 import { reportRun, reportStart } from './report-run.js';
@@ -104,7 +105,9 @@ async function pruneAfterRun(job: JobConfig, result: BackupResult, logger: Logge
       protect: result.name ? [result.name] : [],
       systemIdentifier: result.systemIdentifier,
     });
-    return [...pruned.warnings, ...pruned.errors.map((e) => `prune: ${e}`)];
+    const wal = await pruneWal(job, storage, { dryRun: false, now: new Date(), logger });
+    const errors = [...pruned.errors, ...(wal?.errors ?? [])];
+    return [...pruned.warnings, ...(wal?.warnings ?? []), ...errors.map((e) => `prune: ${e}`)];
   } catch (err) {
     logger.warn('prune failed; backups were left in place', { error: messageOf(err) });
     return [`prune failed: ${messageOf(err)}`];

@@ -56,6 +56,8 @@ const backupPlan = z.object({
 const state = z.enum(['good', 'incomplete', 'corrupt', 'foreign']);
 const listed = z.object({
   ...retired,
+  kind: z.enum(['dump', 'base']),
+  base: z.object({ timeline: z.number().int(), startLsn: z.string(), stopLsn: z.string(), stopTime: iso }).optional(),
   name: z.string(),
   database: z.string().optional(),
   time: iso,
@@ -113,6 +115,17 @@ const pruned = z.object({
   locked: z.array(z.object({ backup: z.string(), location, until: iso.optional() })),
   missingPermission: z.string().optional(),
   warnings: z.array(z.string()),
+  wal: z
+    .object({
+      systemIdentifier: z.string(),
+      baseBackups: z.object({ keep: z.array(decision), remove: z.array(decision) }),
+      walCutoff: z.string().nullable(),
+      walRemoved: z.number(),
+      files: z.array(z.object({ backup: z.string(), location, key: z.string(), path: z.string() })),
+      errors: z.array(z.string()),
+      warnings: z.array(z.string()),
+    })
+    .optional(),
 });
 
 const adopted = z.object({

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mergeListed, sameBackup, type ListedBackup } from '../../src/api/list.js';
 
 const base: ListedBackup = {
+  kind: 'dump',
   name: 'shop_20261201_120000',
   database: 'shop',
   systemIdentifier: '7000000000000000001',

@@ -78,7 +78,7 @@ function whereOf(b: ListedBackup): string {
 function render(backups: readonly ListedBackup[]): string {
   const rows = backups.map((b) => [
     b.name,
-    b.database ?? '-',
+    b.kind === 'base' ? '(base backup)' : (b.database ?? '-'),
     formatTime(b.time),
     formatBytes(b.sizeBytes),
     b.encrypted ? 'yes' : 'no',
@@ -89,8 +89,14 @@ function render(backups: readonly ListedBackup[]): string {
       : '-',
   ]);
   const problems = backups.filter((b) => b.problems.length).map((b) => `  ${b.name}: ${b.problems.join('; ')}`);
+  const bases = backups.flatMap((b) =>
+    b.base
+      ? [`  ${b.name}: timeline ${b.base.timeline}, WAL ${b.base.startLsn} → ${b.base.stopLsn}, ended ${formatTime(b.base.stopTime)}`]
+      : [],
+  );
   return (
     table(['NAME', 'DATABASE', 'TIME', 'SIZE', 'ENCRYPTED', 'WHERE', 'STATE', 'LAST VERIFIED'], rows) +
+    (bases.length ? `\nbase backups (point-in-time recovery):\n${bases.join('\n')}\n` : '') +
     (problems.length ? `\nproblems:\n${problems.join('\n')}\n` : '')
   );
 }

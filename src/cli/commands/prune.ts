@@ -112,5 +112,24 @@ function describe(job: string, r: PruneJobResult): string {
     lines.push(
       `  ${r.dryRun ? 'would abort' : 'aborted'} multipart upload of a killed run: ${u.key} (started ${u.initiated.toISOString()})`,
     );
+  if (r.wal) lines.push(...describeWal(r.wal, r.dryRun));
   return lines.join('\n') + '\n';
+}
+
+/** Base backups and WAL (prune-wal.ts): each decision, then the files. */
+function describeWal(w: NonNullable<PruneJobResult['wal']>, dryRun: boolean): string[] {
+  const lines = [`  base backups and WAL of the cluster ${w.systemIdentifier}:`];
+  const all = [...w.baseBackups.keep.map((d) => ({ d, keep: true })), ...w.baseBackups.remove.map((d) => ({ d, keep: false }))];
+  for (const { d, keep } of all.sort((a, b) => b.d.time.getTime() - a.d.time.getTime()))
+    lines.push(`  ${keep ? 'keep  ' : 'remove'} ${d.name}  base       ${reasonsText(d)}`);
+  if (all.length === 0) lines.push('  no base backup');
+  for (const f of w.files.filter((x) => x.backup !== 'wal')) lines.push(`           ${dryRun ? 'would delete' : 'deleted'} ${f.path}`);
+  const verb = dryRun ? 'would delete' : 'deleted';
+  lines.push(
+    w.walCutoff
+      ? `  WAL: ${verb} ${w.files.filter((x) => x.backup === 'wal').length} file(s) older than ${w.walCutoff} (the oldest kept base backup's start); .history files kept`
+      : '  WAL: kept (no base backup)',
+  );
+  if (dryRun) for (const f of w.files.filter((x) => x.backup === 'wal')) lines.push(`           would delete ${f.path}`);
+  return lines;
 }
