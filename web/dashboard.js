@@ -312,6 +312,27 @@
     return table('config', ['variable', 'value'], rows);
   }
 
+  // ---- WAL archive (point-in-time recovery): only for a job whose storage holds one ----
+  function walSection(w) {
+    const c = w.chain;
+    const chain = { complete: 'complete', gap: 'GAP', conflict: 'CONFLICT', 'no-base-backup': 'no base backup', unreadable: 'unreadable' };
+    const b = w.newestBase;
+    const age = (w.ageMs === null ? '' : duration(w.ageMs) + ' old · ') + 'WAL_RPO ' + duration(w.rpoMs);
+    const rows = [
+      ['newest segment', el('span', { class: 'pill ' + w.freshness, text: w.freshness }), ' ' + (w.newestSegment || 'none archived'), el('div', { class: 'muted', text: age })],
+      ['newest base backup', b ? b.name + ' · ' + when(b.time) + ' · ' + bytes(b.sizeBytes) : 'none (pgbak basebackup)'],
+      [
+        'chain',
+        el('span', { class: 'state ' + (c.state === 'complete' ? 'good' : 'corrupt'), text: chain[c.state] }),
+        c.from ? ' from ' + c.from + ' · ' + c.segments + ' segments' : '',
+        c.problem ? el('div', { class: 'cause', text: c.problem }) : null,
+      ],
+      ['archive', w.location],
+    ];
+    const tr = ([k, ...v]) => el('tr', { 'data-row': k }, el('th', { text: k }), el('td', null, ...v));
+    return el('table', { id: 'wal' }, el('tbody', null, ...rows.map(tr)));
+  }
+
   // ---- rendering ----
   let status = null;
   async function renderOverview() {
@@ -346,6 +367,7 @@
     box.replaceChildren(
       el('h2', { id: 'job-title', text: 'Job ' + job }),
       reasons.length ? el('ul', { class: 'reasons' }, ...reasons) : el('p', { class: 'ok', text: 'All well.' }),
+      ...(overview && overview.wal ? [el('h3', { text: 'WAL archive (point-in-time recovery)' }), walSection(overview.wal)] : []),
       el('h3', { text: 'Backups' }),
       filterForm(),
       table(
