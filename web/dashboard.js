@@ -110,6 +110,10 @@
     }
     return td;
   }
+  function walPill(w) {
+    const gap = w.chain.state !== 'complete';
+    return el('div', null, el('span', { class: 'pill wal ' + (gap ? 'red' : w.freshness), text: 'WAL ' + (gap ? w.chain.state : w.freshness) }));
+  }
   function overviewRow(j) {
     const good = j.newestGood;
     const pick = el('button', { type: 'button', class: 'link', 'data-job': j.job, text: j.job });
@@ -119,7 +123,7 @@
       { class: 'job' + (j.job === state.job ? ' selected' : ''), 'data-job': j.job },
       el('td', null, pick),
       el('td', { text: j.database }),
-      el('td', null, el('span', { class: 'pill ' + j.freshness, text: j.freshness })),
+      el('td', null, el('span', { class: 'pill ' + j.freshness, text: j.freshness }), j.wal ? walPill(j.wal) : null),
       el(
         'td',
         null,

@@ -117,6 +117,7 @@ describe('dashboard: the WAL archive section (real archiving cluster, MinIO, chr
     await page.waitForSelector('body[data-ready="true"]');
     await expect.poll(() => walRow(page, 'newest segment')).toContain(segments[2]);
     expect(await page.locator('#wal tr[data-row="newest segment"] .pill').textContent()).toBe('green');
+    expect(await page.locator('#jobs .pill.wal').textContent()).toBe('WAL green');
     expect(await walRow(page, 'newest base backup')).toContain(baseName);
     expect(await page.locator('#wal tr[data-row="chain"] .state').textContent()).toBe('complete');
     expect(await walRow(page, 'chain')).toContain(`from ${baseName}`);
@@ -151,6 +152,7 @@ describe('dashboard: the WAL archive section (real archiving cluster, MinIO, chr
     await expect.poll(() => page.locator('#wal tr[data-row="chain"] .state').textContent()).toBe('GAP');
     expect(await page.locator('#wal tr[data-row="chain"] .cause').textContent()).toContain(`${missing} is missing from the WAL archive`);
     expect(await page.locator('ul.reasons').textContent()).toContain(missing);
+    expect(await page.locator('#jobs .pill.wal').textContent()).toBe('WAL gap');
     await shot(page, 'wal-gap');
     await page.close();
 
