@@ -110,6 +110,10 @@
     }
     return td;
   }
+  function walPill(w) {
+    const gap = w.chain.state !== 'complete';
+    return el('div', null, el('span', { class: 'pill wal ' + (gap ? 'red' : w.freshness), text: 'WAL ' + (gap ? w.chain.state : w.freshness) }));
+  }
   function overviewRow(j) {
     const good = j.newestGood;
     const pick = el('button', { type: 'button', class: 'link', 'data-job': j.job, text: j.job });
@@ -119,7 +123,7 @@
       { class: 'job' + (j.job === state.job ? ' selected' : ''), 'data-job': j.job },
       el('td', null, pick),
       el('td', { text: j.database }),
-      el('td', null, el('span', { class: 'pill ' + j.freshness, text: j.freshness })),
+      el('td', null, el('span', { class: 'pill ' + j.freshness, text: j.freshness }), j.wal ? walPill(j.wal) : null),
       el(
         'td',
         null,
@@ -312,6 +316,27 @@
     return table('config', ['variable', 'value'], rows);
   }
 
+  // ---- WAL archive (point-in-time recovery): only for a job whose storage holds one ----
+  function walSection(w) {
+    const c = w.chain;
+    const chain = { complete: 'complete', gap: 'GAP', conflict: 'CONFLICT', 'no-base-backup': 'no base backup', unreadable: 'unreadable' };
+    const b = w.newestBase;
+    const age = (w.ageMs === null ? '' : duration(w.ageMs) + ' old · ') + 'WAL_RPO ' + duration(w.rpoMs);
+    const rows = [
+      ['newest segment', el('span', { class: 'pill ' + w.freshness, text: w.freshness }), ' ' + (w.newestSegment || 'none archived'), el('div', { class: 'muted', text: age })],
+      ['newest base backup', b ? b.name + ' · ' + when(b.time) + ' · ' + bytes(b.sizeBytes) : 'none (pgbak basebackup)'],
+      [
+        'chain',
+        el('span', { class: 'state ' + (c.state === 'complete' ? 'good' : 'corrupt'), text: chain[c.state] }),
+        c.from ? ' from ' + c.from + ' · ' + c.segments + ' segments' : '',
+        c.problem ? el('div', { class: 'cause', text: c.problem }) : null,
+      ],
+      ['archive', w.location],
+    ];
+    const tr = ([k, ...v]) => el('tr', { 'data-row': k }, el('th', { text: k }), el('td', null, ...v));
+    return el('table', { id: 'wal' }, el('tbody', null, ...rows.map(tr)));
+  }
+
   // ---- rendering ----
   let status = null;
   async function renderOverview() {
@@ -346,6 +371,7 @@
     box.replaceChildren(
       el('h2', { id: 'job-title', text: 'Job ' + job }),
       reasons.length ? el('ul', { class: 'reasons' }, ...reasons) : el('p', { class: 'ok', text: 'All well.' }),
+      ...(overview && overview.wal ? [el('h3', { text: 'WAL archive (point-in-time recovery)' }), walSection(overview.wal)] : []),
       el('h3', { text: 'Backups' }),
       filterForm(),
       table(

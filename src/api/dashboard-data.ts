@@ -10,6 +10,7 @@ import { messageOf } from '../errors/error-message.js';
 import type { Redactor } from '../logging/redact.js';
 import { formatDuration } from '../model/human-units.js';
 import { openStorage } from '../storage/job-storage.js';
+import { walOverview } from './dashboard-wal.js';
 import { jobIdentity } from './identity.js';
 import { destinationOf } from './report-run.js';
 import { databaseStatus, jobTarget, type DatabaseStatus, type StatusTarget } from './status.js';
@@ -231,6 +232,7 @@ function overviewOf(
     ...storageOverview(target, newest),
     counts: s.backups,
     lastRestoreTest: s.lastRestoreTest,
+    wal: null, // read by readJobSnapshot
   };
 }
 
@@ -278,11 +280,16 @@ export async function readJobSnapshot(target: DashboardTarget, options: Snapshot
     listProblem = `cannot list the backups: ${messageOf(err)}`;
   }
   const good = mine.filter((e) => e.state === 'good');
-  const overview = overviewOf(target, status, good[0], options.schedule, now);
+  const wal = status.wal ? await walOverview(storage, status.wal, options.signal) : null;
+  // A broken chain fails the job here (pgbak status judges the WAL's age only: it does not list the chain).
+  const walProblem = wal?.chain.state === 'complete' ? undefined : wal?.chain.problem;
+  const problems = [...(listProblem ? [listProblem] : []), ...(walProblem ? [walProblem] : [])];
+  const judged = { ...overviewOf(target, status, good[0], options.schedule, now), wal };
+  const overview = problems.length > 0 ? { ...judged, ok: false, reasons: [...judged.reasons, ...problems] } : judged;
   const names = { name: st.job, database: st.database };
   // Everything shown passes the configuration's Redactor once more (records written by older versions, errors quoting URLs).
   return options.redactor.redactValue({
-    overview: listProblem ? { ...overview, ok: false, reasons: [...overview.reasons, listProblem] } : overview,
+    overview,
     backups: mine.map((e) => row(e, names, options.severalJobs)),
     series: seriesOf(st, good),
     restoreTests: restoreTestsOf(st, mine),

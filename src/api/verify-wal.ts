@@ -1,6 +1,6 @@
 import { AppError, ExitCode, NotFoundError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
-import { openStorage } from '../storage/job-storage.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { type BaseManifest, listBaseManifests } from '../wal/base-manifest.js';
 import { archiveLocation, listArchived, readMarker } from '../wal/wal-archive.js';
 import { type ChainStretch, checkChain } from '../wal/wal-chain.js';
@@ -31,6 +31,16 @@ export interface WalVerifyReport {
  */
 export async function verifyWal(options: { job: WalJob; logger: Logger; signal?: AbortSignal | undefined }): Promise<WalVerifyReport> {
   await using storage = openStorage(options.job, { signal: options.signal });
+  const report = await checkWalArchive(storage, options.signal);
+  for (const p of report.problems) options.logger.error(p);
+  return report;
+}
+
+/**
+ * The check of {@link verifyWal} on an open storage (the dashboard runs it at each refresh).
+ * Throws NotFoundError without a WAL archive, `no-base-backup` without a base backup.
+ */
+export async function checkWalArchive(storage: JobStorage, signal?: AbortSignal): Promise<WalVerifyReport> {
   const archive = walBackend(storage);
   const marker = await readMarker(archive);
   if (!marker)
@@ -51,7 +61,7 @@ export async function verifyWal(options: { job: WalJob; logger: Logger; signal?:
   const archived = await listArchived(archive, sysid);
   const histories = new Map<number, readonly TimelineSwitch[]>();
   for (const h of archived.filter((a) => a.file.kind === 'history'))
-    histories.set(h.file.timeline, parseHistory(await readArchivedText(archive, h, options.signal)));
+    histories.set(h.file.timeline, parseHistory(await readArchivedText(archive, h, signal)));
   const chain = checkChain(
     archived,
     histories,
@@ -66,7 +76,6 @@ export async function verifyWal(options: { job: WalJob; logger: Logger; signal?:
     ...(chain.firstGap ? [`${chain.firstGap} is missing from the WAL archive: a restore cannot replay past it`] : []),
     ...chain.conflicts.map((n) => `${n} is archived twice with different content`),
   ];
-  for (const p of problems) options.logger.error(p);
   return {
     ok: problems.length === 0,
     systemIdentifier: sysid,

@@ -9,6 +9,7 @@ import type {
   JobSnapshot,
   NotificationsView,
   StatusView,
+  WalOverview,
   WhereName,
 } from './view.js';
 
@@ -115,7 +116,14 @@ function overviewAt(o: JobOverview, now: number): JobOverview {
     ...o,
     newestGood: o.newestGood && ageMs !== undefined ? { ...o.newestGood, ageMs } : null,
     freshness: freshnessOf(ageMs, o.rpoMs, lastRunOk),
+    wal: o.wal ? walAt(o.wal, now) : null,
   };
+}
+
+/** The WAL section with the newest segment's age and freshness (against WAL_RPO) as of `now`. */
+function walAt(w: WalOverview, now: number): WalOverview {
+  const ageMs = w.storedAt ? Math.max(0, now - Date.parse(w.storedAt)) : null;
+  return { ...w, ageMs, freshness: freshnessOf(ageMs ?? undefined, w.rpoMs, true) };
 }
 
 /** `/api/v1/status` as of `now`. */

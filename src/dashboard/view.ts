@@ -47,6 +47,39 @@ export interface JobOverview {
   readonly encryption: { readonly enabled: boolean; readonly method: 'gpg' | 'age' | null; readonly recipient: string | null };
   readonly counts: { readonly good: number; readonly incomplete: number; readonly corrupt: number };
   readonly lastRestoreTest: { readonly backup: string; readonly at: string; readonly ok: boolean; readonly durationMs: number } | null;
+  /** The WAL archive in the job's storage (point-in-time recovery); null when it has none. */
+  readonly wal: WalOverview | null;
+}
+
+/** A chain `verify --wal` would pass (complete), or why not. */
+export type WalChainState = 'complete' | 'gap' | 'conflict' | 'no-base-backup' | 'unreadable';
+
+/** The WAL archive as the dashboard shows it: read at each cache refresh, the age set as of each answer. */
+export interface WalOverview {
+  /** `s3://bucket/prefix/wal/` */
+  readonly location: string;
+  readonly newestSegment: string | null;
+  /** When the newest segment was stored (the storage's time). */
+  readonly storedAt: string | null;
+  readonly ageMs: number | null;
+  /** WAL_RPO in ms. */
+  readonly rpoMs: number;
+  /** The newest segment's age against WAL_RPO: red past it (or no segment), amber past 3/4 of it. */
+  readonly freshness: Freshness;
+  /** The newest base backup (`pgbak basebackup`); time: when it ended (a restore can reach any time after). */
+  readonly newestBase: { readonly name: string; readonly time: string; readonly sizeBytes: number } | null;
+  /** The chain a restore replays, from the oldest base backup to the newest segment (the check of `pgbak verify --wal`). */
+  readonly chain: {
+    readonly state: WalChainState;
+    /** The base backup the chain starts at. */
+    readonly from: string | null;
+    /** Segments archived along the chain. */
+    readonly segments: number;
+    readonly firstGap: string | null;
+    readonly conflicts: readonly string[];
+    /** Why not complete (null when complete). */
+    readonly problem: string | null;
+  };
 }
 
 /** `/api/v1/status` */

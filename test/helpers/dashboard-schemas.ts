@@ -9,6 +9,7 @@ const iso = z.iso.datetime({ offset: true });
 const where = z.enum(['local', 'remote']);
 const state = z.enum(['good', 'incomplete', 'corrupt', 'foreign']);
 const ms = z.number().nonnegative();
+const walSegment = z.string().regex(/^[0-9A-F]{24}(\.partial)?$/);
 
 const jobOverview = z.strictObject({
   job: z.string(),
@@ -40,6 +41,25 @@ const jobOverview = z.strictObject({
   encryption: z.strictObject({ enabled: z.boolean(), method: z.enum(['gpg', 'age']).nullable(), recipient: z.string().nullable() }),
   counts: z.strictObject({ good: z.number().int(), incomplete: z.number().int(), corrupt: z.number().int() }),
   lastRestoreTest: z.strictObject({ backup: z.string(), at: iso, ok: z.boolean(), durationMs: ms }).nullable(),
+  wal: z
+    .strictObject({
+      location: z.string(),
+      newestSegment: walSegment.nullable(),
+      storedAt: iso.nullable(),
+      ageMs: ms.nullable(),
+      rpoMs: ms,
+      freshness: z.enum(['green', 'amber', 'red']),
+      newestBase: z.strictObject({ name: z.string(), time: iso, sizeBytes: z.number().int().nonnegative() }).nullable(),
+      chain: z.strictObject({
+        state: z.enum(['complete', 'gap', 'conflict', 'no-base-backup', 'unreadable']),
+        from: z.string().nullable(),
+        segments: z.number().int().nonnegative(),
+        firstGap: walSegment.nullable(),
+        conflicts: z.array(z.string()),
+        problem: z.string().nullable(),
+      }),
+    })
+    .nullable(),
 });
 
 const backupRow = z.strictObject({

@@ -44,6 +44,16 @@ const overview: JobOverview = {
   encryption: { enabled: false, method: null, recipient: null },
   counts: { good: 1, incomplete: 0, corrupt: 0 },
   lastRestoreTest: null,
+  wal: {
+    location: 's3://b/p/wal/',
+    newestSegment: '000000010000000000000007',
+    storedAt: '2026-12-01T04:58:00.000Z',
+    ageMs: 0,
+    rpoMs: 5 * 60_000,
+    freshness: 'red',
+    newestBase: { name: 'base_20261201_000000', time: '2026-12-01T00:00:10.000Z', sizeBytes: 5000 },
+    chain: { state: 'complete', from: 'base_20261201_000000', segments: 5, firstGap: null, conflicts: [], problem: null },
+  },
 };
 
 const backups = Array.from({ length: 60 }, (_, i) =>
@@ -107,6 +117,10 @@ describe('dashboard API: filter and pages on the server', () => {
     expect(freshnessOf(1 * H, 6 * H, true)).toBe('green');
     const view = dashboardSchemas.status.parse(statusView(data, new Date('2026-12-01T05:00:00Z')));
     expect([view.jobs[0]!.freshness, view.jobs[0]!.newestGood!.ageMs]).toEqual(['amber', 5 * H]);
+    // The WAL archive's newest segment against WAL_RPO (5 min), as of the answer too.
+    expect([view.jobs[0]!.wal!.freshness, view.jobs[0]!.wal!.ageMs]).toEqual(['green', 2 * 60_000]);
+    const later = (iso: string) => statusView(data, new Date(iso)).jobs[0]!.wal!.freshness;
+    expect([later('2026-12-01T05:02:00Z'), later('2026-12-01T05:03:00Z')]).toEqual(['amber', 'red']);
   });
 });
 
