@@ -113,5 +113,5 @@ async function pruneAfterRun(job: JobConfig, result: BackupResult, logger: Logge
 
 /** The job without its bucket. */
 function offBucket(job: JobConfig): JobConfig {
-  return { ...job, s3: undefined };
+  return { ...job, s3: undefined, extraTargets: [] };
 }
