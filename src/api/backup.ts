@@ -228,9 +228,8 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       const e = new PartialError(
         `backup complete in ${kept.join(', ')}, but target ${failedExtra.map((t) => t.name).join(', ')} failed: ${first.message}`,
         {
-          hint:
-            first.hint ??
-            `check target ${failedExtra[0]!.name}, then copy the backup there: pgbak copy ${base} --to ${failedExtra[0]!.name}`,
+          // The error speaks of STORAGE_*: the further target's settings are STORAGE_2_*.
+          hint: `${first.hint?.replace(/\bSTORAGE_(?!2_)/g, 'STORAGE_2_') ?? `check target ${failedExtra[0]!.name}`}; then copy the backup there: pgbak copy ${base} --to ${failedExtra[0]!.name}`,
           cause: first,
         },
       );
