@@ -3,11 +3,12 @@
 // bucket alone restores the data; an unreachable second target makes the run partial naming it,
 // with the local backup and the first bucket complete.
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backupEnv, runCli } from '../helpers/cli.js';
-import { awsKeys, snapshot } from '../helpers/restore-fixtures.js';
+import { jsonResults } from '../helpers/json-schemas.js';
+import { awsKeys, flipByte, snapshot } from '../helpers/restore-fixtures.js';
 import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, services, tempDir, uniqueId } from '../helpers/services.js';
 
 async function awsGet(bucket: string, key: string): Promise<Buffer> {
@@ -128,5 +129,64 @@ describe('a second target', () => {
     const r = await runCli(['backup', '--set', 'STORAGE_2_SECRET_KEY=topsecret'], { env: backupEnv({ database: 'x', dir: tempDir() }) });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('STORAGE_2_SECRET_KEY is refused on the command line');
+  });
+
+  it('pgbak copy --missing --to secondary: copies what the target lacks, from BACKUP_DIR or the first bucket, verified, manifest last', async () => {
+    const db = await createDatabase('twocopy', SAMPLE_SQL);
+    const dir = tempDir();
+    const first = await createBucket('cfirst');
+    const second = await createBucket('csecond');
+    // Two backups made before the second target existed.
+    const single = backupEnv({ database: db, dir, bucket: first });
+    expect((await runCli(['backup'], { env: single })).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await runCli(['backup'], { env: single })).code).toBe(0);
+    const manifests = readdirSync(join(dir, 'backups'))
+      .filter((f) => f.endsWith('.manifest.json'))
+      .sort()
+      .map((f) => JSON.parse(readFileSync(join(dir, 'backups', f), 'utf8')) as { name: string; artifact: { key: string; sha256: string } });
+    expect(manifests).toHaveLength(2);
+    // The older one is only in the first bucket now: it is copied from there.
+    const [older, newer] = manifests as [(typeof manifests)[0], (typeof manifests)[0]];
+    for (const f of readdirSync(join(dir, 'backups')).filter((x) => x.startsWith(older.name))) rmSync(join(dir, 'backups', f));
+
+    const env = backupEnv({ database: db, dir, bucket: first, extra: secondTarget(second) });
+    const dry = await runCli(['copy', '--missing', '--to', 'secondary', '--dry-run'], { env });
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`would copy ${older.name} `);
+    expect(dry.stdout).toMatch(new RegExp(`would copy ${older.name} \\(.*\\) from primary to secondary`));
+    expect(dry.stdout).toMatch(new RegExp(`would copy ${newer.name} \\(.*\\) from local to secondary`));
+    expect(await awsKeys(second)).toEqual([]);
+
+    const run = await runCli(['copy', '--missing', '--to', 'secondary', '--json'], { env });
+    expect(run.code, run.stderr).toBe(0);
+    const results = jsonResults<{ name: string; status: string; from: string }>(run.stdout);
+    expect(results.map((r) => [r.name, r.status, r.from])).toEqual([
+      [older.name, 'copied', 'primary'],
+      [newer.name, 'copied', 'local'],
+    ]);
+    const keys = await awsKeys(second, 'offsite/');
+    for (const m of manifests) {
+      expect(keys).toContain(`offsite/${m.name}.manifest.json`);
+      const artifact = await awsGet(second, `offsite/${m.artifact.key}`);
+      expect(createHash('sha256').update(artifact).digest('hex')).toBe(m.artifact.sha256);
+    }
+    const again = await runCli(['copy', newer.name, '--to', 'secondary'], { env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`${newer.name} is already in secondary; nothing to do`);
+
+    // A local copy that no longer matches its manifest is refused on the way: no manifest lands.
+    const third = await createBucket('cthird');
+    const corruptEnv = backupEnv({ database: db, dir, extra: secondTarget(third) }); // no first bucket: local is the only source
+    const file = join(dir, 'backups', newer.artifact.key);
+    flipByte(file, Math.floor(statSync(file).size / 2));
+    const bad = await runCli(['copy', newer.name, '--to', 'secondary'], { env: corruptEnv });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/sha256|checksum|does not match/i);
+    expect((await awsKeys(third, 'offsite/')).filter((k) => k.endsWith('.manifest.json'))).toEqual([]);
+
+    const unknown = await runCli(['copy', newer.name, '--to', 'tertiary'], { env });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('--to tertiary: no such target (the targets are primary, secondary)');
   });
 });
