@@ -5,6 +5,7 @@ import type { Settings } from '../config/schema.js';
 import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
 
 import { isAppError, messageOf } from '../errors/index.js';
+import { targetCurrency } from './target-currency.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
@@ -25,7 +26,7 @@ export interface StatusTarget {
   readonly job: string;
   readonly database: string;
   readonly filePrefix: string;
-  readonly storage: Pick<JobConfig, 'backupDir' | 's3'>;
+  readonly storage: Pick<JobConfig, 'backupDir' | 's3' | 'extraTargets'>;
   /** BACKUP_RPO in ms. */
   readonly rpoMs: number;
   /** BACKUP_SIZE_TOLERANCE as a fraction. */
@@ -83,7 +84,7 @@ export function jobTarget(job: JobConfig): StatusTarget {
     job: job.name,
     database: job.database,
     filePrefix: job.filePrefix,
-    storage: { backupDir: job.backupDir, s3: job.s3 },
+    storage: { backupDir: job.backupDir, s3: job.s3, extraTargets: job.extraTargets },
     rpoMs: job.health.rpoMs,
     sizeTolerance: job.health.sizeTolerance,
   };
@@ -172,7 +173,19 @@ export async function databaseStatus(
     { database: target.database, filePrefix: target.filePrefix },
     { local: opened.local, askServer: false },
   );
-  return judge(target, { entries, record, problems, warnings, identity }, now);
+  const judged = judge(target, { entries, record, problems, warnings, identity }, now);
+  if (!opened.extra?.length) return judged;
+  // Further targets (STORAGE_2_*): each bucket must hold a good backup younger than the RPO.
+  const primaryNewest = entries.find((e) => e.state === 'good' && e.database === target.database && e.locations.remote?.state === 'good');
+  const reason = await targetCurrency({
+    storage: opened,
+    filePrefix: target.filePrefix,
+    database: target.database,
+    rpoMs: target.rpoMs,
+    now,
+    primaryNewest: primaryNewest?.time,
+  });
+  return reason ? { ...judged, ok: false, reasons: [...judged.reasons, reason] } : judged;
 }
 
 /** The status of every target (sequentially: they usually share one bucket). */

@@ -151,6 +151,9 @@ describe('a second target', () => {
     for (const f of readdirSync(join(dir, 'backups')).filter((x) => x.startsWith(older.name))) rmSync(join(dir, 'backups', f));
 
     const env = backupEnv({ database: db, dir, bucket: first, extra: secondTarget(second) });
+    const behind = await runCli(['status'], { env });
+    expect(behind.code, behind.stdout + behind.stderr).toBe(12);
+    expect(behind.stdout + behind.stderr).toContain('only 1 of 2 targets is current: secondary has no good backup');
     const dry = await runCli(['copy', '--missing', '--to', 'secondary', '--dry-run'], { env });
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toContain(`would copy ${older.name} `);
@@ -171,6 +174,8 @@ describe('a second target', () => {
       const artifact = await awsGet(second, `offsite/${m.artifact.key}`);
       expect(createHash('sha256').update(artifact).digest('hex')).toBe(m.artifact.sha256);
     }
+    const current = await runCli(['status'], { env });
+    expect(current.code, current.stdout + current.stderr).toBe(0);
     const again = await runCli(['copy', newer.name, '--to', 'secondary'], { env });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain(`${newer.name} is already in secondary; nothing to do`);
