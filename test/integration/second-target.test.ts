@@ -174,6 +174,15 @@ describe('a second target', () => {
       const artifact = await awsGet(second, `offsite/${m.artifact.key}`);
       expect(createHash('sha256').update(artifact).digest('hex')).toBe(m.artifact.sha256);
     }
+    // list shows which targets hold each backup.
+    const listed = jsonResults<{ name: string; targets: string[] }>((await runCli(['list', '--json'], { env })).stdout);
+    expect(Object.fromEntries(listed.map((b) => [b.name, b.targets]))).toEqual({
+      [older.name]: ['primary', 'secondary'],
+      [newer.name]: ['primary', 'secondary'],
+    });
+    const table = await runCli(['list'], { env });
+    expect(table.stdout).toMatch(new RegExp(`${newer.name} .* local\\+primary\\+secondary `));
+    expect(table.stdout).toMatch(new RegExp(`${older.name} .* primary\\+secondary `));
     const current = await runCli(['status'], { env });
     expect(current.code, current.stdout + current.stderr).toBe(0);
     const again = await runCli(['copy', newer.name, '--to', 'secondary'], { env });
