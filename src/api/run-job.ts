@@ -104,7 +104,19 @@ async function pruneAfterRun(job: JobConfig, result: BackupResult, logger: Logge
       protect: result.name ? [result.name] : [],
       systemIdentifier: result.systemIdentifier,
     });
-    return [...pruned.warnings, ...pruned.errors.map((e) => `prune: ${e}`)];
+    const out = [...pruned.warnings, ...pruned.errors.map((e) => `prune: ${e}`)];
+    // Each further target (STORAGE_2_*) on its own.
+    for (const t of storage.extra ?? []) {
+      const r = await prune({
+        job,
+        local: t.backend,
+        logger,
+        protect: result.name ? [result.name] : [],
+        systemIdentifier: result.systemIdentifier,
+      });
+      out.push(...r.warnings, ...r.errors.map((e) => `prune ${t.name}: ${e}`));
+    }
+    return out;
   } catch (err) {
     logger.warn('prune failed; backups were left in place', { error: messageOf(err) });
     return [`prune failed: ${messageOf(err)}`];

@@ -203,4 +203,35 @@ describe('a second target', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('--to tertiary: no such target (the targets are primary, secondary)');
   });
+
+  it('prune acts on each target: an expired backup goes from BACKUP_DIR and both buckets', async () => {
+    const db = await createDatabase('twoprune', SAMPLE_SQL);
+    const dir = tempDir();
+    const first = await createBucket('pfirst');
+    const second = await createBucket('psecond');
+    const env = backupEnv({ database: db, dir, bucket: first, extra: { ...secondTarget(second), BACKUP_PRUNE: 'false' } });
+    expect((await runCli(['backup'], { env })).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await runCli(['backup'], { env })).code).toBe(0);
+    const names = readdirSync(join(dir, 'backups'))
+      .filter((f) => f.endsWith('.manifest.json'))
+      .map((f) => f.replace('.manifest.json', ''))
+      .sort();
+    expect(names).toHaveLength(2);
+    const pruneEnv = { ...env, RETENTION_DAYS: '0', BACKUP_KEEP_MIN: '1' };
+    const r = await runCli(['prune'], { env: pruneEnv });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    for (const [bucket, prefix] of [
+      [first, 'backups/'],
+      [second, 'offsite/'],
+    ] as const) {
+      const keys = await awsKeys(bucket, prefix);
+      expect(
+        keys.some((k) => k.includes(names[0]!)),
+        `${bucket}: ${keys.join(' ')}`,
+      ).toBe(false);
+      expect(keys).toContain(`${prefix}${names[1]}.manifest.json`);
+    }
+    expect(readdirSync(join(dir, 'backups')).some((f) => f.startsWith(names[0]!))).toBe(false);
+  });
 });
