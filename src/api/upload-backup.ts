@@ -75,14 +75,27 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
   }
   try {
     logger.info('uploading the local backup again (the earlier upload failed)');
-    await copyBackupFiles({
-      source: local,
-      dest: remote,
-      manifest,
-      signal: options.signal,
-      lock: job.s3?.objectLock,
-      days: job.retention.days,
-    });
+    // The first bucket, unless this run's manifest is already there (a second target failed, not it).
+    if (!(await holdsManifest(remote, manifest))) {
+      await copyBackupFiles({
+        source: local,
+        dest: remote,
+        manifest,
+        signal: options.signal,
+        lock: job.s3?.objectLock,
+        days: job.retention.days,
+      });
+    }
+    // Each further target (STORAGE_2_*) that lacks it.
+    for (const t of storage.extra ?? []) {
+      try {
+        if (await holdsManifest(t.backend, manifest)) continue;
+        await copyBackupFiles({ source: local, dest: t.backend, manifest, signal: options.signal, days: job.retention.days });
+      } catch (err) {
+        const e = toAppError(err);
+        throw new PartialError(`target ${t.name} failed again: ${e.message}`, { hint: e.hint, cause: e });
+      }
+    }
     logger.info('upload retry finished', { location: remote.urlOf(manifest.artifact.key) });
     return result('ok', undefined, [
       `uploaded by a later attempt (${((Date.now() - started.getTime()) / 1000).toFixed(1)} s), without dumping again`,
@@ -136,6 +149,18 @@ export async function copyBackupFiles(o: {
     ifNoneMatch: true,
     retainUntil,
   });
+}
+
+/** Does `backend` hold this run's manifest of the backup already? */
+async function holdsManifest(backend: StorageBackend, manifest: Manifest): Promise<boolean> {
+  const got = await readSmall(backend, manifestKey(manifest.name));
+  if (!got || 'tooLarge' in got) return false;
+  try {
+    const there = parseManifest(got.text, backend.urlOf(manifestKey(manifest.name)));
+    return there.runId === manifest.runId && there.artifact.sha256 === manifest.artifact.sha256;
+  } catch {
+    return false;
+  }
 }
 
 /** Store the source's run record in the bucket, create-only; one already there must be this run's. */
