@@ -63,7 +63,7 @@ describe('pgbak daemon dashboard (real daemon, real backups, Debian chromium)', 
   const config = join(dir, 'pgbak.yaml');
   let shop: string;
   let hostile: string;
-  const shopNames: string[] = [];
+  let shopNames: string[] = [];
   let incomplete: string;
   let daemon: Daemon;
   let context: BrowserContext;
