@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { Readable } from 'node:stream';
 import type pg from 'pg';
-import { manifestKey } from '../catalog/backup-name.js';
+import { manifestKey, runKey } from '../catalog/backup-name.js';
+import { claimName, type RunRecord } from '../catalog/run-record.js';
 import type { StoredKey } from '../catalog/claim-backup-name.js';
 import {
   MANIFEST_FORMAT,
@@ -12,7 +13,7 @@ import {
   type TableCount,
 } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
-import { toAppError, type AppError } from '../errors/index.js';
+import { AppError, toAppError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import type { CompressionPlan } from '../pipeline/compression.js';
 import { ageEncryptStage, type AgeRecipients } from '../pipeline/age.js';
@@ -32,9 +33,20 @@ import { TOOL_VERSION } from '../version.js';
 
 type Written = StoredKey;
 
+/** A further bucket target of a run (STORAGE_2_*): stored to until its first failure. */
+export interface ExtraTarget {
+  readonly name: string;
+  readonly bucket: StorageBackend;
+  /** The bucket while uploads go on; undefined after its first failure. */
+  live: StorageBackend | undefined;
+  error: AppError | undefined;
+}
+
 /** Where a run stores (BACKUP_DIR always, the bucket until its first failure) and what it stored there. */
 export class RunTargets {
   readonly written: Written[] = [];
+  /** Further bucket targets, each failing on its own (the run is then partial, naming it). */
+  readonly extra: ExtraTarget[];
   /** A failed upload's own cleanup, awaited after the local files are removed. */
   readonly uploadCleanup: Promise<void>[] = [];
   /** The bucket while uploads go on; undefined after the first failure (the local backup goes on). */
@@ -47,8 +59,21 @@ export class RunTargets {
     readonly bucket: StorageBackend | undefined,
     /** STORAGE_OBJECT_LOCK: the bucket's artifact, globals and manifest are locked until this date. */
     readonly retainUntil?: Date | undefined,
+    extra: readonly { name: string; backend: StorageBackend }[] = [],
   ) {
     this.remote = bucket;
+    this.extra = extra.map((e) => ({ name: e.name, bucket: e.backend, live: e.backend, error: undefined }));
+  }
+
+  /** The further targets still being stored to. */
+  liveExtra(): ExtraTarget[] {
+    return this.extra.filter((e) => e.live);
+  }
+
+  /** A further target failed: remember its first error, and store nothing more there. */
+  failExtra(t: ExtraTarget, err: AppError): void {
+    t.error ??= err;
+    t.live = undefined;
   }
 
   /** The bucket failed: remember the first error, and upload nothing more. */
@@ -58,10 +83,19 @@ export class RunTargets {
   };
 
   /** Record `key` as stored locally and, when the put there succeeded, in the bucket. */
-  stored(key: string, r: { remote: unknown; remoteError: AppError | undefined }): void {
+  stored(
+    key: string,
+    r: { remote: unknown; remoteError: AppError | undefined; more?: readonly { remote: unknown; remoteError: AppError | undefined }[] },
+    extra: readonly ExtraTarget[] = [],
+  ): void {
     this.written.push({ backend: this.local, key });
     if (r.remote) this.written.push({ backend: this.remote!, key });
     if (r.remoteError) this.onRemoteFailure(r.remoteError);
+    extra.forEach((t, i) => {
+      const m = r.more?.[i];
+      if (m?.remote) this.written.push({ backend: t.bucket, key });
+      if (m?.remoteError) this.failExtra(t, m.remoteError);
+    });
   }
 }
 
@@ -79,8 +113,9 @@ export async function globalsStep(o: {
   logger: Logger;
 }): Promise<StoredFile> {
   const tool = await siblingTool(o.pgDump, 'pg_dumpall');
-  const r = await storeGlobals(tool, o.url, o.key, o.targets, { gpgKey: o.gpgKey, age: o.age }, o.signal, o.logger);
-  o.targets.stored(o.key, r);
+  const extra = o.targets.liveExtra();
+  const r = await storeGlobals(tool, o.url, o.key, o.targets, extra, { gpgKey: o.gpgKey, age: o.age }, o.signal, o.logger);
+  o.targets.stored(o.key, r, extra);
   if (r.warning) o.warnings.push(r.warning);
   return { key: o.key, size: r.size, sha256: r.sha256 };
 }
@@ -108,7 +143,9 @@ export async function dumpStep(o: {
   counting.catch(() => undefined);
   progress.watchCopy(job.databaseUrl);
   const stages = [o.plan.streamStage(), encryptStage(o)].filter((s) => s !== undefined);
+  const extra = targets.liveExtra();
   const dump = await streamToStorage({
+    more: extra.map((e) => e.bucket),
     source: pgDumpStage({
       tool: o.pgDump,
       url: job.databaseUrl,
@@ -128,7 +165,7 @@ export async function dumpStep(o: {
     onBytes: (n) => progress.onBytes(n),
     logger: o.logger,
   });
-  targets.stored(o.key, dump);
+  targets.stored(o.key, dump, extra);
   let tables: TableCount[] | null = null;
   try {
     tables = await counting;
@@ -197,6 +234,7 @@ export async function storeManifest(
   onRemoteFailure: (err: AppError) => void,
   signal: AbortSignal | undefined,
   retainUntil?: Date | undefined,
+  targets?: RunTargets,
 ): Promise<string[]> {
   const mKey = manifestKey(manifest.name);
   const body = Buffer.from(serializeManifest(manifest));
@@ -210,7 +248,38 @@ export async function storeManifest(
       onRemoteFailure(toAppError(err));
     }
   }
+  // Each further target gets its own manifest, last, once its files are all there.
+  for (const t of targets?.liveExtra() ?? []) {
+    try {
+      await t.bucket.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true });
+      targets!.written.push({ backend: t.bucket, key: mKey });
+      locations.push(t.bucket.urlOf(manifest.artifact.key));
+    } catch (err) {
+      targets!.failExtra(t, toAppError(err));
+    }
+  }
   return locations;
+}
+
+/**
+ * Claim the run's name (its create-only run record) in each further target too: a target where
+ * that fails (unreachable, or the name taken there) is that target's failure, not the run's.
+ */
+export async function claimExtra(targets: RunTargets, record: RunRecord, signal: AbortSignal | undefined): Promise<void> {
+  for (const t of targets.liveExtra()) {
+    try {
+      if (await claimName(t.bucket, record, signal)) targets.written.push({ backend: t.bucket, key: runKey(record.name) });
+      else
+        targets.failExtra(
+          t,
+          new AppError('name-taken', `${t.bucket.urlOf(runKey(record.name))} is already claimed by another run`, {
+            hint: 'give each writer its own STORAGE_2_PREFIX',
+          }),
+        );
+    } catch (err) {
+      targets.failExtra(t, toAppError(err));
+    }
+  }
 }
 
 /**
@@ -249,6 +318,7 @@ async function storeGlobals(
   url: string,
   key: string,
   targets: RunTargets,
+  extra: readonly ExtraTarget[],
   keys: { gpgKey: GpgKey | undefined; age: AgeRecipients | undefined },
   signal: AbortSignal | undefined,
   logger: Logger,
@@ -260,6 +330,7 @@ async function storeGlobals(
       key,
       local: targets.local,
       remote: targets.remote,
+      more: extra.map((e) => e.bucket),
       remoteRetainUntil: targets.retainUntil,
       signal,
       logger,

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
 import { claimBackupName } from '../catalog/claim-backup-name.js';
-import type { JobConfig } from '../config/job.js';
+import { PRIMARY_TARGET, type JobConfig } from '../config/job.js';
+import { newRunRecord } from '../catalog/run-record.js';
 import { type AppError, InterruptedError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { compressionPlan } from '../pipeline/compression.js';
@@ -14,7 +15,7 @@ import type { BackupResult } from '../model/backup-result.js';
 import { resultError } from '../errors/index.js';
 import { BackupProgressTracker, type BackupProgress } from '../postgres/copy-progress.js';
 import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
-import { buildManifest, dumpStep, globalsStep, removeWritten, RunTargets, storeManifest } from './backup-steps.js';
+import { buildManifest, claimExtra, dumpStep, globalsStep, removeWritten, RunTargets, storeManifest } from './backup-steps.js';
 import { preflight } from './preflight.js';
 import { retainUntilOf } from '../storage/s3-object-lock.js';
 
@@ -64,7 +65,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
   // STORAGE_OBJECT_LOCK: every object of the backup in the bucket is locked until the same date.
   const lockMode = upload ? job.s3?.objectLock : undefined;
   const retainUntil = lockMode ? retainUntilOf(started, job.retention.days) : undefined;
-  const targets = new RunTargets(storage.local, upload ? storage.remote : undefined, retainUntil);
+  const targets = new RunTargets(storage.local, upload ? storage.remote : undefined, retainUntil, upload ? storage.extra : []);
   const warnings: string[] = [];
   let lockRelease: (() => void) | undefined;
   let client: pg.Client | undefined;
@@ -125,15 +126,17 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     }
 
     // Claim a name in every location before anything else is stored (see run-record.ts).
+    const keysOf = (name: string) => [
+      artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encryption ?? false }),
+      globalsKey(name, encryption ?? false),
+      manifestKey(name),
+    ];
+    const fields = { runId, job: job.name, database: job.database, systemIdentifier, startedAt: started.toISOString() };
     const claimed = await claimBackupName({
       prefix: job.filePrefix,
       started,
-      keysOf: (name) => [
-        artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encryption ?? false }),
-        globalsKey(name, encryption ?? false),
-        manifestKey(name),
-      ],
-      fields: { runId, job: job.name, database: job.database, systemIdentifier, startedAt: started.toISOString() },
+      keysOf,
+      fields,
       local,
       remote: () => targets.remote,
       onRemoteFailure,
@@ -141,6 +144,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     });
     base = claimed.name;
     targets.written.push(...claimed.written);
+    await claimExtra(targets, newRunRecord({ ...fields, name: base, keys: keysOf(base) }), options.signal);
     if (claimed.moved)
       logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
     const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encryption ?? false });
@@ -205,8 +209,33 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       runId,
       objectLock: lockMode && retainUntil && targets.remote ? { mode: lockMode, retainUntil } : undefined,
     });
-    locations.push(...(await storeManifest(manifest, local, targets.remote, onRemoteFailure, options.signal, retainUntil)));
+    locations.push(...(await storeManifest(manifest, local, targets.remote, onRemoteFailure, options.signal, retainUntil, targets)));
+    const failedExtra = targets.extra.filter((t) => t.error);
+    for (const t of failedExtra) {
+      logger.warn(`target ${t.name} failed; the other copies are complete`, { error: t.error!.message });
+      await removeWritten(
+        targets.written.filter((x) => x.backend === t.bucket),
+        [],
+        `left by the failed copy to target ${t.name}`,
+        logger,
+        warnings,
+      );
+    }
     const { uploadError } = targets;
+    if (!uploadError && failedExtra.length > 0) {
+      const first = failedExtra[0]!.error!;
+      const kept = ['BACKUP_DIR', ...(targets.bucket ? [PRIMARY_TARGET] : []), ...targets.extra.filter((t) => !t.error).map((t) => t.name)];
+      const e = new PartialError(
+        `backup complete in ${kept.join(', ')}, but target ${failedExtra.map((t) => t.name).join(', ')} failed: ${first.message}`,
+        {
+          // The error speaks of STORAGE_*: the further target's settings are STORAGE_2_*.
+          hint: `${first.hint?.replace(/\bSTORAGE_(?!2_)/g, 'STORAGE_2_') ?? `check target ${failedExtra[0]!.name}`}; then copy the backup there: pgbak copy ${base} --to ${failedExtra[0]!.name}`,
+          cause: first,
+        },
+      );
+      logger.error('backup partly failed', { backup: base, error: e.message });
+      return result('partial', e);
+    }
     if (uploadError) {
       // Copies in the bucket without their manifest would only be leftovers: remove them (the run
       // record last). What cannot be removed now (the bucket is down) is pgbak's by its run record

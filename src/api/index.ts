@@ -24,6 +24,7 @@ export { runJob, finishRun, type RunJobOptions, type FinishRunOptions } from './
 export { backup, type BackupOptions, type BackupProgress } from './backup.js';
 export type { BackupResult } from '../model/backup-result.js';
 export { uploadBackup, type UploadBackupOptions } from './upload-backup.js';
+export { copy, type CopyItem, type CopyOptions, type CopyReport } from './copy.js';
 export { upload, type UploadItem, type UploadOptions, type UploadReport } from './upload.js';
 export { forgetDatabase, type ForgetOptions, type ForgetResult } from './forget.js';
 export { planBackup, type BackupPlan } from './plan.js';

@@ -1,11 +1,10 @@
-import type { BackupState, CatalogEntry, CopyInfo, LocationName } from '../catalog/catalog.js';
+import { listBackups, type BackupState, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
-import type { JobConfig } from '../config/job.js';
-import { UsageError } from '../errors/index.js';
+import { PRIMARY_TARGET, type JobConfig } from '../config/job.js';
+import { messageOf, UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { CatalogSource } from '../catalog/find-backup.js';
-import { messageOf } from '../errors/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { type BaseManifest, listBaseManifests } from '../wal/base-manifest.js';
 
@@ -35,6 +34,11 @@ export interface ListedBackup {
   readonly problems: readonly string[];
   /** Where the complete copies' artifacts are (path, s3:// URL), in the order of `locations`. */
   readonly paths: readonly string[];
+  /**
+   * Only with further bucket targets (STORAGE_2_*): the bucket targets holding a good copy
+   * (`primary`, `secondary`, …), each with its own manifest.
+   */
+  readonly targets?: readonly string[] | undefined;
   /** Each location's copy, judged on its own. */
   readonly copies: { readonly local?: ListedCopy | undefined; readonly remote?: ListedCopy | undefined };
   /** A base backup's timeline and WAL positions (kind `base` only). */
@@ -151,6 +155,7 @@ export function mergeListed(a: ListedBackup, b: ListedBackup): ListedBackup {
     state,
     problems,
     verified,
+    ...(a.targets || b.targets ? { targets: [...new Set([...(a.targets ?? []), ...(b.targets ?? [])])] } : {}),
   };
 }
 
@@ -180,7 +185,33 @@ export async function list(options: ListOptions): Promise<ListedBackup[]> {
     },
     (w) => options.logger?.warn(w),
   );
-  return [...entries.map((e) => listed(e, urlOf)), ...bases];
+  const dumps = await withTargets(entries.map((e) => listed(e, urlOf)), storage, options.only, options.logger);
+  return [...dumps, ...bases];
+}
+
+/** Only with further bucket targets (STORAGE_2_*): which bucket targets hold a good copy of each backup. */
+async function withTargets(
+  shown: ListedBackup[],
+  storage: JobStorage,
+  only: ListOptions['only'],
+  logger: Logger | undefined,
+): Promise<ListedBackup[]> {
+  const extra = only === 'local' ? [] : (storage.extra ?? []);
+  if (extra.length === 0) return shown;
+  // Further targets: which bucket targets hold a good copy of each backup.
+  const holding = new Map<string, string[]>();
+  for (const e of shown) holding.set(e.name, e.copies.remote?.state === 'good' ? [PRIMARY_TARGET] : []);
+  for (const t of extra) {
+    let there: CatalogEntry[];
+    try {
+      there = await listBackups({ remote: t.backend });
+    } catch (err) {
+      logger?.warn(`cannot list target ${t.name}: ${messageOf(err)}`);
+      continue;
+    }
+    for (const e of there) if (e.state === 'good') holding.get(e.name)?.push(t.name);
+  }
+  return shown.map((e) => ({ ...e, targets: holding.get(e.name) ?? [] }));
 }
 
 /**

@@ -57,17 +57,43 @@ export async function prune(job: JobConfig, options: PruneJobOptions = {}): Prom
     systemIdentifier: identity.systemIdentifier,
   });
   const backends = { local: storage.local, remote: storage.remote };
-  const files = (result.dryRun ? result.planned : result.deleted).map(({ location, key }) => ({
+  const files: PrunedFile[] = (result.dryRun ? result.planned : result.deleted).map(({ location, key }) => ({
     backup: parseKey(key)?.base ?? key,
     location,
     key,
     path: backends[location]?.urlOf(key) ?? key,
   }));
+  // Each further target (STORAGE_2_*) on its own: its copies are judged by what it holds.
+  const more: PruneResult[] = [];
+  for (const t of storage.extra ?? []) {
+    const r = await applyRetention({
+      job,
+      local: t.backend,
+      dryRun: Boolean(options.dryRun),
+      logger: options.logger,
+      now: options.now,
+      protect: options.protect,
+      systemIdentifier: identity.systemIdentifier,
+    });
+    more.push(r);
+    for (const { key } of r.dryRun ? r.planned : r.deleted) {
+      files.push({ backup: parseKey(key)?.base ?? key, location: 'remote', key, path: t.backend.urlOf(key) });
+    }
+  }
   const wal = await pruneWal(job, storage, {
     dryRun: result.dryRun,
     now: options.now ?? new Date(),
     logger: options.logger ?? silentLogger,
   });
-  if (!wal) return { ...result, files };
-  return { ...result, files, wal, errors: [...result.errors, ...wal.errors], warnings: [...result.warnings, ...wal.warnings] };
+  return {
+    ...result,
+    deleted: [...result.deleted, ...more.flatMap((r) => r.deleted)],
+    planned: [...result.planned, ...more.flatMap((r) => r.planned)],
+    errors: [...result.errors, ...more.flatMap((r) => r.errors), ...(wal?.errors ?? [])],
+    locked: [...result.locked, ...more.flatMap((r) => r.locked)],
+    warnings: [...result.warnings, ...more.flatMap((r) => r.warnings), ...(wal?.warnings ?? [])],
+    missingPermission: result.missingPermission ?? more.find((r) => r.missingPermission)?.missingPermission,
+    files,
+    ...(wal ? { wal } : {}),
+  };
 }

@@ -173,6 +173,7 @@ async function recordLastRun(report: Report, result: BackupResult, storage: JobS
   const record = lastRunRecord(report.options.job.filePrefix, { ...result, warnings: [...report.warnings] }, report.now());
   const targets: [string, StorageBackend][] = [[`BACKUP_DIR ${storage.local.location}`, storage.local]];
   if (storage.remote) targets.push([`the bucket ${storage.remote.location}`, storage.remote]);
+  for (const e of storage.extra ?? []) targets.push([`target ${e.name} ${e.backend.location}`, e.backend]);
   for (const [where, backend] of targets) {
     try {
       await writeLastRun(backend, record);

@@ -107,7 +107,19 @@ async function pruneAfterRun(job: JobConfig, result: BackupResult, logger: Logge
     });
     const wal = await pruneWal(job, storage, { dryRun: false, now: new Date(), logger });
     const errors = [...pruned.errors, ...(wal?.errors ?? [])];
-    return [...pruned.warnings, ...(wal?.warnings ?? []), ...errors.map((e) => `prune: ${e}`)];
+    const out = [...pruned.warnings, ...(wal?.warnings ?? []), ...errors.map((e) => `prune: ${e}`)];
+    // Each further target (STORAGE_2_*) on its own.
+    for (const t of storage.extra ?? []) {
+      const r = await prune({
+        job,
+        local: t.backend,
+        logger,
+        protect: result.name ? [result.name] : [],
+        systemIdentifier: result.systemIdentifier,
+      });
+      out.push(...r.warnings, ...r.errors.map((e) => `prune ${t.name}: ${e}`));
+    }
+    return out;
   } catch (err) {
     logger.warn('prune failed; backups were left in place', { error: messageOf(err) });
     return [`prune failed: ${messageOf(err)}`];
@@ -116,5 +128,5 @@ async function pruneAfterRun(job: JobConfig, result: BackupResult, logger: Logge
 
 /** The job without its bucket. */
 function offBucket(job: JobConfig): JobConfig {
-  return { ...job, s3: undefined };
+  return { ...job, s3: undefined, extraTargets: [] };
 }

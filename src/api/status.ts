@@ -5,6 +5,7 @@ import type { Settings } from '../config/schema.js';
 import { judgeSize, SIZE_HISTORY_WINDOW, type SizeJudgement } from '../catalog/size-trend.js';
 
 import { isAppError, messageOf } from '../errors/index.js';
+import { targetCurrency } from './target-currency.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
@@ -26,7 +27,7 @@ export interface StatusTarget {
   readonly job: string;
   readonly database: string;
   readonly filePrefix: string;
-  readonly storage: Pick<JobConfig, 'backupDir' | 's3'>;
+  readonly storage: Pick<JobConfig, 'backupDir' | 's3' | 'extraTargets'>;
   /** BACKUP_RPO in ms. */
   readonly rpoMs: number;
   /** BACKUP_SIZE_TOLERANCE as a fraction. */
@@ -88,7 +89,7 @@ export function jobTarget(job: JobConfig): StatusTarget {
     job: job.name,
     database: job.database,
     filePrefix: job.filePrefix,
-    storage: { backupDir: job.backupDir, s3: job.s3 },
+    storage: { backupDir: job.backupDir, s3: job.s3, extraTargets: job.extraTargets },
     rpoMs: job.health.rpoMs,
     sizeTolerance: job.health.sizeTolerance,
     walRpoMs: job.wal.rpoMs,
@@ -178,7 +179,20 @@ export async function databaseStatus(
     { database: target.database, filePrefix: target.filePrefix },
     { local: opened.local, askServer: false },
   );
-  const judged = judge(target, { entries, record, problems, warnings, identity }, now);
+  let judged = judge(target, { entries, record, problems, warnings, identity }, now);
+  if (opened.extra?.length) {
+    // Further targets (STORAGE_2_*): each bucket must hold a good backup younger than the RPO.
+    const primaryNewest = entries.find((e) => e.state === 'good' && e.database === target.database && e.locations.remote?.state === 'good');
+    const reason = await targetCurrency({
+      storage: opened,
+      filePrefix: target.filePrefix,
+      database: target.database,
+      rpoMs: target.rpoMs,
+      now,
+      primaryNewest: primaryNewest?.time,
+    });
+    if (reason) judged = { ...judged, ok: false, reasons: [...judged.reasons, reason] };
+  }
   // The WAL archive lives in the same storage: when the catalog could not read all of it, that is said already.
   if (target.walRpoMs === undefined || readable.length < backends.length) return judged;
   let wal: WalArchiveStatus | null;

@@ -75,27 +75,27 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
   }
   try {
     logger.info('uploading the local backup again (the earlier upload failed)');
-    await claimInBucket(local, remote, name, options.signal);
-    const files: StoredFile[] = [...(manifest.globals ? [manifest.globals] : []), manifest.artifact];
-    // STORAGE_OBJECT_LOCK: locked as the first attempt would have (from the backup's start), unless that date has passed.
-    const lockMode = job.s3?.objectLock;
-    const until = lockMode ? retainUntilOf(new Date(manifest.startedAt), job.retention.days) : undefined;
-    const retainUntil = until && until.getTime() > Date.now() ? until : undefined;
-    const uploaded: Manifest =
-      lockMode && retainUntil ? { ...manifest, objectLock: { mode: lockMode, retainUntil: retainUntil.toISOString() } } : manifest;
-    for (const file of files) {
-      const check = new IntegrityStage({ label: local.urlOf(file.key), size: file.size, sha256: file.sha256 });
-      const source = await local.get(file.key, { signal: options.signal });
-      source.on('error', (err) => check.destroy(err));
-      await remote.put(file.key, source.pipe(check), { signal: options.signal, retainUntil });
+    // The first bucket, unless this run's manifest is already there (a second target failed, not it).
+    if (!(await holdsManifest(remote, manifest))) {
+      await copyBackupFiles({
+        source: local,
+        dest: remote,
+        manifest,
+        signal: options.signal,
+        lock: job.s3?.objectLock,
+        days: job.retention.days,
+      });
     }
-    const body = Buffer.from(JSON.stringify(uploaded, null, 2) + '\n');
-    await remote.put(manifestKey(name), Readable.from([body]), {
-      contentLength: body.length,
-      signal: options.signal,
-      ifNoneMatch: true,
-      retainUntil,
-    });
+    // Each further target (STORAGE_2_*) that lacks it.
+    for (const t of storage.extra ?? []) {
+      try {
+        if (await holdsManifest(t.backend, manifest)) continue;
+        await copyBackupFiles({ source: local, dest: t.backend, manifest, signal: options.signal, days: job.retention.days });
+      } catch (err) {
+        const e = toAppError(err);
+        throw new PartialError(`target ${t.name} failed again: ${e.message}`, { hint: e.hint, cause: e });
+      }
+    }
     logger.info('upload retry finished', { location: remote.urlOf(manifest.artifact.key) });
     return result('ok', undefined, [
       `uploaded by a later attempt (${((Date.now() - started.getTime()) / 1000).toFixed(1)} s), without dumping again`,
@@ -112,7 +112,58 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
   }
 }
 
-/** Store the local run record in the bucket, create-only; one already there must be this run's. */
+/**
+ * Copy one backup from `source` to `dest` (`pgbak upload`, `pgbak copy`): its run record first
+ * (create-only; one already there must be this run's), then the globals and the artifact, streamed
+ * and each checked against the manifest's size and sha256 on the way (a mismatch aborts that put
+ * before it completes), then the manifest, last. With `lock` (STORAGE_OBJECT_LOCK of `dest`),
+ * every object is locked as the first attempt would have been, unless that date has passed.
+ */
+export async function copyBackupFiles(o: {
+  source: StorageBackend;
+  dest: StorageBackend;
+  manifest: Manifest;
+  signal: AbortSignal | undefined;
+  lock?: 'governance' | 'compliance' | undefined;
+  days: number;
+}): Promise<void> {
+  const { source, dest, manifest } = o;
+  await claimInBucket(source, dest, manifest.name, o.signal);
+  const files: StoredFile[] = [...(manifest.globals ? [manifest.globals] : []), manifest.artifact];
+  const until = o.lock ? retainUntilOf(new Date(manifest.startedAt), o.days) : undefined;
+  const retainUntil = until && until.getTime() > Date.now() ? until : undefined;
+  // The manifest records the lock of the copy it sits beside: none in a bucket without it.
+  const { objectLock: _sourceLock, ...unlocked } = manifest;
+  const copied: Manifest =
+    o.lock && retainUntil ? { ...manifest, objectLock: { mode: o.lock, retainUntil: retainUntil.toISOString() } } : unlocked;
+  for (const file of files) {
+    const check = new IntegrityStage({ label: source.urlOf(file.key), size: file.size, sha256: file.sha256 });
+    const stream = await source.get(file.key, { signal: o.signal });
+    stream.on('error', (err) => check.destroy(err));
+    await dest.put(file.key, stream.pipe(check), { signal: o.signal, retainUntil });
+  }
+  const body = Buffer.from(JSON.stringify(copied, null, 2) + '\n');
+  await dest.put(manifestKey(manifest.name), Readable.from([body]), {
+    contentLength: body.length,
+    signal: o.signal,
+    ifNoneMatch: true,
+    retainUntil,
+  });
+}
+
+/** Does `backend` hold this run's manifest of the backup already? */
+async function holdsManifest(backend: StorageBackend, manifest: Manifest): Promise<boolean> {
+  const got = await readSmall(backend, manifestKey(manifest.name));
+  if (!got || 'tooLarge' in got) return false;
+  try {
+    const there = parseManifest(got.text, backend.urlOf(manifestKey(manifest.name)));
+    return there.runId === manifest.runId && there.artifact.sha256 === manifest.artifact.sha256;
+  } catch {
+    return false;
+  }
+}
+
+/** Store the source's run record in the bucket, create-only; one already there must be this run's. */
 async function claimInBucket(local: StorageBackend, remote: StorageBackend, name: string, signal: AbortSignal | undefined): Promise<void> {
   const got = await readSmall(local, runKey(name));
   if (!got || 'tooLarge' in got) return; // a backup of pgbak 0.1 has no run record: nothing to claim with

@@ -46,10 +46,12 @@ export async function flagLayer(
     out[name] = item.slice(eq + 1);
   }
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) out[k] = v;
-  if (out.STORAGE_SECRET_KEY !== undefined) {
-    throw new UsageError('STORAGE_SECRET_KEY is refused on the command line (it would show in the process list)', {
-      hint: 'set it in the environment, in .env or in the config file',
-    });
+  for (const name of ['STORAGE_SECRET_KEY', 'STORAGE_2_SECRET_KEY'] as const) {
+    if (out[name] !== undefined) {
+      throw new UsageError(`${name} is refused on the command line (it would show in the process list)`, {
+        hint: 'set it in the environment, in .env or in the config file',
+      });
+    }
   }
   for (const name of ['DATABASE_URL', 'VERIFY_DATABASE_URL', 'NOTIFY_SMTP_URL'] as const) {
     const value = out[name];

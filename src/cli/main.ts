@@ -11,6 +11,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAdopt } from './commands/adopt.js';
 import { registerUpload } from './commands/upload.js';
+import { registerCopy } from './commands/copy.js';
 import { registerReport } from './commands/report.js';
 import { registerRecoveryKit } from './commands/recovery-kit.js';
 import { registerBasebackup } from './commands/basebackup.js';
@@ -54,6 +55,7 @@ const COMMANDS: readonly Register[] = [
   registerPrune,
   registerAdopt,
   registerUpload,
+  registerCopy,
   registerRecoveryKit,
   registerInit,
   registerStatus,

@@ -204,8 +204,8 @@ function readValue(
   if (key === 'database_url' && hasPassword(finalValue)) {
     reading.warnings.push(`${at}: contains a password; keep secrets out of the file with database_url_env (or ~/.pgpass)`);
   }
-  if (variable === 'STORAGE_SECRET_KEY' && finalValue.trim() !== '') {
-    reading.warnings.push(`${at}: a secret key in the file; prefer STORAGE_SECRET_KEY in the environment`);
+  if ((variable === 'STORAGE_SECRET_KEY' || variable === 'STORAGE_2_SECRET_KEY') && finalValue.trim() !== '') {
+    reading.warnings.push(`${at}: a secret key in the file; prefer ${variable} in the environment`);
   }
   return finalValue;
 }

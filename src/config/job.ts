@@ -25,6 +25,14 @@ export interface S3Settings {
   readonly objectLock?: 'governance' | 'compliance' | undefined;
 }
 
+/** A bucket target with its name (`primary` for STORAGE_*, `secondary` or STORAGE_2_NAME for STORAGE_2_*). */
+export interface NamedS3Settings extends S3Settings {
+  readonly name: string;
+}
+
+/** The name of the first bucket target (STORAGE_*). */
+export const PRIMARY_TARGET = 'primary';
+
 /** How long backups are kept (RETENTION_DAYS, BACKUP_KEEP_*). */
 export interface RetentionSettings {
   readonly days: number;
@@ -53,8 +61,13 @@ export interface JobConfig extends JobSections {
   readonly gpgRecipient: string | undefined;
   /** AGE_RECIPIENTS (never together with GPG_RECIPIENT) and AGE_IDENTITY_FILE (absolute). */
   readonly age: AgeSettings;
-  /** S3 settings when both keys are set, else undefined. */
+  /** S3 settings when both keys are set, else undefined. Its target name is `primary`. */
   readonly s3: S3Settings | undefined;
+  /**
+   * Further bucket targets (STORAGE_2_*: an off-site copy), each with its own name; a run streams
+   * to them in the same pass as to `s3`. Empty without STORAGE_2_ACCESS_KEY / STORAGE_2_SECRET_KEY.
+   */
+  readonly extraTargets?: readonly NamedS3Settings[] | undefined;
   readonly retention: RetentionSettings;
 }
 
@@ -100,9 +113,29 @@ export function filePrefixOf(database: string): string {
 }
 
 /** Where a job's backups live: BACKUP_DIR (absolute) and the S3 settings when both keys are set. */
-export function resolveStorage(settings: Settings, options: { cwd: string }): Pick<JobConfig, 'backupDir' | 's3'> {
+export function resolveStorage(settings: Settings, options: { cwd: string }): Pick<JobConfig, 'backupDir' | 's3' | 'extraTargets'> {
   const hasKeys = Boolean(settings.STORAGE_ACCESS_KEY && settings.STORAGE_SECRET_KEY);
+  const second: NamedS3Settings[] =
+    settings.STORAGE_2_ACCESS_KEY && settings.STORAGE_2_SECRET_KEY
+      ? [
+          {
+            name: settings.STORAGE_2_NAME,
+            endpoint: settings.STORAGE_2_ENDPOINT ?? settings.STORAGE_ENDPOINT,
+            accessKeyId: settings.STORAGE_2_ACCESS_KEY,
+            secretAccessKey: settings.STORAGE_2_SECRET_KEY,
+            bucket: settings.STORAGE_2_BUCKET ?? settings.STORAGE_BUCKET,
+            prefix: settings.STORAGE_2_PREFIX,
+            region: settings.STORAGE_2_REGION,
+            partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
+            queueSize: settings.STORAGE_QUEUE_SIZE,
+            timeoutMs: settings.STORAGE_TIMEOUT,
+            // STORAGE_OBJECT_LOCK applies to the first target; the off-site bucket is not required to have it.
+            objectLock: undefined,
+          },
+        ]
+      : [];
   return {
+    extraTargets: second,
     backupDir: isAbsolute(settings.BACKUP_DIR) ? settings.BACKUP_DIR : resolve(options.cwd, settings.BACKUP_DIR),
     s3: hasKeys
       ? {
@@ -153,6 +186,7 @@ export function resolveJob(settings: Settings, options: { cwd: string; name?: st
     gpgRecipient: settings.GPG_RECIPIENT,
     age: ageSettingsOf(settings, options.cwd),
     s3: storage.s3,
+    extraTargets: storage.extraTargets,
     retention: {
       days: settings.RETENTION_DAYS,
       keepMin: settings.BACKUP_KEEP_MIN,

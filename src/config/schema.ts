@@ -185,6 +185,45 @@ export const variables = [
     { default: 'off' },
   ),
 
+  // A second bucket target (off-site copy): every backup is streamed to it in the same pass.
+  v(
+    'STORAGE_2_ENDPOINT',
+    z.union([z.literal('').transform(() => undefined), url(['http:', 'https:'])]),
+    'Second target: S3 endpoint (off-site copy; used when both its keys are set)',
+    { default: '' },
+  ),
+  v('STORAGE_2_ACCESS_KEY', optionalText, 'Second target: access key'),
+  v('STORAGE_2_SECRET_KEY', optionalText, 'Second target: secret key', { secret: true }),
+  v(
+    'STORAGE_2_BUCKET',
+    z.union([
+      z.literal('').transform(() => undefined),
+      z
+        .string()
+        .trim()
+        .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name'),
+    ]),
+    'Second target: bucket (default: STORAGE_BUCKET)',
+    { default: '' },
+  ),
+  v(
+    'STORAGE_2_PREFIX',
+    z.string().regex(/^([^/].*\/)?$/, 'must be empty or end with "/" and not start with "/"'),
+    'Second target: key prefix',
+    {
+      default: 'backups/',
+    },
+  ),
+  v('STORAGE_2_REGION', z.string().trim().min(1), 'Second target: S3 region', { default: 'us-east-1' }),
+  v(
+    'STORAGE_2_NAME',
+    z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-"'),
+    'Second target: its name in list, status and copy',
+    {
+      default: 'secondary',
+    },
+  ),
+
   // Retention
   v('BACKUP_KEEP_MIN', wholeNumber(1), 'Newest good backups always kept, whatever their age (at least 1)', { default: '3' }),
   v('BACKUP_KEEP_DAILY', wholeNumber(0), 'Keep the newest good backup of each of the last N days', { default: '0' }),

@@ -16,6 +16,8 @@ export interface StreamToStorageOptions {
   readonly key: string;
   readonly local: StorageBackend;
   readonly remote?: StorageBackend | undefined;
+  /** Further bucket targets (an off-site copy): each an optional branch of the same tee, with its own upload. */
+  readonly more?: readonly StorageBackend[] | undefined;
   /**
    * STORAGE_TIMEOUT: an upload that takes no data for this long (a frozen server) is dropped with
    * a `storage-timeout` error, and the local copy goes on without waiting for it.
@@ -44,6 +46,8 @@ export interface StreamToStorageResult {
   readonly remote: PutResult | undefined;
   /** The upload failed while the local copy succeeded. */
   readonly remoteError: AppError | undefined;
+  /** The outcome of each of `more`, in its order. */
+  readonly more: readonly { readonly remote: PutResult | undefined; readonly remoteError: AppError | undefined }[];
 }
 
 /**
@@ -60,7 +64,14 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
   // pg_dump → zstd → gpg talk through kernel pipes: node only reads the last child's output.
   ChildStage.connect([options.source, ...options.stages]);
   const stall = remote && options.remoteTimeoutMs !== undefined ? uploadStall(remote, key, options.remoteTimeoutMs, logger) : undefined;
-  const tee = new Tee([{ name: 'local', required: true }, ...(remote ? [{ name: 'remote', required: false, stall }] : [])]);
+  const more = options.more ?? [];
+  const moreStall = (b: StorageBackend) =>
+    options.remoteTimeoutMs !== undefined ? uploadStall(b, key, options.remoteTimeoutMs, logger) : undefined;
+  const tee = new Tee([
+    { name: 'local', required: true },
+    ...(remote ? [{ name: 'remote', required: false, stall }] : []),
+    ...more.map((b, i) => ({ name: `more${i}`, required: false, stall: moreStall(b) })),
+  ]);
   const hash = new HashStage(options.onBytes);
 
   const localPut = local.put(key, tee.branch('local'), { signal: options.signal }).catch((err: unknown) => {
@@ -76,9 +87,19 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
         throw e;
       })
     : undefined;
+  const morePuts = more.map((b, i) =>
+    b.put(key, tee.branch(`more${i}`), { ...put, retainUntil: undefined }).catch((err: unknown) => {
+      const e = toAppError(err);
+      if (!tee.destroyed)
+        logger.warn('upload to a further target failed; the others go on', { key, location: b.location, error: e.message });
+      tee.fail(`more${i}`, e);
+      throw e;
+    }),
+  );
   // Rejections are collected below; never leave them unhandled.
   localPut.catch(() => undefined);
   remotePut?.catch(() => undefined);
+  for (const p of morePuts) p.catch(() => undefined);
 
   let pipelineError: unknown;
   try {
@@ -106,15 +127,31 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
       },
       () => undefined,
     );
-    if (options.deferRemoteCleanup) options.deferRemoteCleanup(remoteCleanup);
-    else await remoteCleanup;
+    const moreCleanups = morePuts.map((p, i) =>
+      p.then(
+        async (uploaded) => {
+          if (uploaded)
+            await more[i]!.delete(key).catch((e: unknown) =>
+              logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }),
+            );
+        },
+        () => undefined,
+      ),
+    );
+    const cleanups = Promise.all([remoteCleanup, ...moreCleanups]).then(() => undefined);
+    if (options.deferRemoteCleanup) options.deferRemoteCleanup(cleanups);
+    else await cleanups;
     const localError: unknown = localResult.status === 'rejected' ? localResult.reason : undefined;
     // Prefer a classified root cause (pg_dump died, disk full) over the generic abort it caused elsewhere.
     const candidates = [pipelineError, localError].filter((e) => e !== undefined).map(toAppError);
     throw candidates.find((e) => e.code !== 'internal' && e.code !== 'interrupted') ?? candidates[0]!;
   }
   const [remoteResult] = await Promise.allSettled([remotePut ?? Promise.resolve(undefined)]);
+  const moreResults = await Promise.allSettled(morePuts);
   return {
+    more: moreResults.map((r) =>
+      r.status === 'fulfilled' ? { remote: r.value, remoteError: undefined } : { remote: undefined, remoteError: toAppError(r.reason) },
+    ),
     size: hash.bytes,
     sha256: hash.sha256,
     local: localResult.value,

@@ -11,6 +11,14 @@ import type { StorageBackend } from './storage-backend.js';
 export interface JobStorage extends AsyncDisposable {
   readonly local: StorageBackend;
   readonly remote: StorageBackend | undefined;
+  /** Further bucket targets (STORAGE_2_*), by name; absent or empty for a single-target job. */
+  readonly extra?: readonly NamedBackend[] | undefined;
+}
+
+/** A bucket target and its name (`secondary`, or STORAGE_2_NAME). */
+export interface NamedBackend {
+  readonly name: string;
+  readonly backend: StorageBackend;
 }
 
 /** How {@link openStorage} opens a job's storage. */
@@ -25,26 +33,32 @@ export interface OpenStorageOptions {
 }
 
 /** Open a job's storage; see {@link JobStorage}. */
-export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3'>, options: OpenStorageOptions = {}): JobStorage {
-  if (options.shared) return { local: options.shared.local, remote: options.shared.remote, async [Symbol.asyncDispose]() {} };
+export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3' | 'extraTargets'>, options: OpenStorageOptions = {}): JobStorage {
+  if (options.shared) {
+    const { local, remote, extra } = options.shared;
+    return { local, remote, extra, async [Symbol.asyncDispose]() {} };
+  }
   const local = new LocalBackend(job.backupDir);
   const remote = job.s3 ? new S3Backend(job.s3, { signal: options.signal }) : undefined;
-  return storageOf(local, remote);
+  const extra = (job.extraTargets ?? []).map((t) => ({ name: t.name, backend: new S3Backend(t, { signal: options.signal }) }));
+  return storageOf(local, remote, extra);
 }
 
 /**
  * A JobStorage over backends the caller built (tests, a foreign bucket): disposing it destroys
  * the remote's client when it has one.
  */
-function storageOf(local: StorageBackend, remote: StorageBackend | undefined): JobStorage {
+function storageOf(local: StorageBackend, remote: StorageBackend | undefined, extra: NamedBackend[] = []): JobStorage {
   let released = false;
   return {
     local,
     remote,
+    extra,
     async [Symbol.asyncDispose]() {
       if (released) return;
       released = true;
       if (remote instanceof S3Backend) remote.destroy();
+      for (const e of extra) if (e.backend instanceof S3Backend) e.backend.destroy();
     },
   };
 }

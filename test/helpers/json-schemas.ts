@@ -175,6 +175,17 @@ const databaseStatus = z.object({
   backups: z.object({ good: z.number(), incomplete: z.number(), corrupt: z.number() }),
 });
 
+const copied = z.object({
+  job: z.string(),
+  database: z.string(),
+  to: z.string(),
+  name: z.string(),
+  status: z.enum(['copied', 'already', 'would-copy', 'failed']),
+  from: z.string().optional(),
+  sizeBytes: z.number().int().nonnegative(),
+  error: runError,
+});
+
 const uploaded = z.object({
   ...retired,
   job: z.string(),
@@ -232,6 +243,7 @@ export const schemas = {
   init: envelope('init', initialized),
   status: z.union([envelope('status', databaseStatus, { checkedAt: iso }), envelope('status', forgotten, { forgotten: z.literal(true) })]),
   upload: envelope('upload', uploaded, { dryRun: z.boolean() }),
+  copy: envelope('copy', copied, { dryRun: z.boolean() }),
   'recovery-kit': envelope('recovery-kit', kitJob, { dir: z.string(), readme: z.string(), sha256sums: z.string() }),
 } as const;
 

@@ -72,6 +72,8 @@ async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
 
 /** The WHERE column: local, remote, both or none. */
 function whereOf(b: ListedBackup): string {
+  // With a second target: BACKUP_DIR and each bucket target holding a good copy (local+primary+secondary).
+  if (b.targets) return [...(b.locations.includes('local') ? ['local'] : []), ...b.targets].join('+') || 'none';
   return b.locations.length === 2 ? 'both' : (b.locations[0] ?? 'none');
 }
 
