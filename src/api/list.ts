@@ -185,7 +185,12 @@ export async function list(options: ListOptions): Promise<ListedBackup[]> {
     },
     (w) => options.logger?.warn(w),
   );
-  const dumps = await withTargets(entries.map((e) => listed(e, urlOf)), storage, options.only, options.logger);
+  const dumps = await withTargets(
+    entries.map((e) => listed(e, urlOf)),
+    storage,
+    options.only,
+    options.logger,
+  );
   return [...dumps, ...bases];
 }
 
