@@ -94,9 +94,16 @@ describe('identity: two writers to one bucket prefix in the same second', () => 
     const dirs = [tempDir(), tempDir()];
     // Encrypted: equal-sized artifacts, so only checksums tell the two runs apart.
     const envs = dirs.map((dir) => backupEnv({ database: db, dir, bucket, encrypt: true, extra: { BACKUP_GLOBALS: 'true' } }));
-    // Start both just after a second begins: their names would be equal to the second.
-    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 50));
-    const runs = envs.map((env) => spawnCli(['backup', '--json'], { env }));
+    // Both hosts' clocks stopped at the same second (libfaketime; timers keep the real monotonic
+    // clock): their names would be equal to the second however long each takes to start, which a
+    // loaded machine can make straddle a second boundary with running clocks.
+    const frozen = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('T', ' ').slice(0, 19);
+    const runs = envs.map((env) =>
+      spawnCli(['backup', '--json'], {
+        env: { ...env, TZ: 'UTC', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
+        prefix: ['faketime', '-f', frozen],
+      }),
+    );
     const results = await Promise.all(runs.map((r) => r.done));
     for (const r of results) expect(r.code, r.stderr).toBe(0);
     const [n1, n2] = results.map((r) => jsonResult(r.stdout).name as string);
