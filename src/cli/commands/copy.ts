@@ -1,9 +1,9 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { CopyItem, CopyReport } from '../../api/index.js';
-import { AppError, ExitCode } from '../../errors/index.js';
 import { formatBytes } from '../../model/human-units.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
+import { transferOutcome } from '../transfer-outcome.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 
 interface CopyFlags extends CommonFlags {
@@ -63,18 +63,14 @@ async function runCopy(names: readonly string[], flags: CopyFlags): Promise<Comm
   } finally {
     stop.dispose();
   }
-  const failed = reports.flatMap((r) => r.items.filter((i) => i.status === 'failed'));
-  const errors = failed.map(
-    (i) =>
-      new AppError(i.error?.code ?? 'copy', i.error?.message ?? `${i.name}: copy failed`, {
-        hint: i.error?.hint,
-        exitCode: i.error?.exitCode ?? ExitCode.partial,
-      }),
+  const { errors, exitCode } = transferOutcome(
+    reports.flatMap((r) => r.items),
+    'copy',
   );
   const results = reports.flatMap((r) =>
     r.items.map((i) => ({ job: r.job, database: r.database, to: r.to, ...i, error: i.error ?? null })),
   );
-  return { exitCode: failed[0]?.error?.exitCode ?? (failed.length ? ExitCode.partial : ExitCode.ok), errors, json: { results } };
+  return { exitCode, errors, json: { results } };
 }
 
 function line(i: CopyItem, to: string): string {

@@ -1,9 +1,9 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { UploadItem, UploadReport } from '../../api/index.js';
-import { AppError, ExitCode } from '../../errors/index.js';
 import { formatBytes } from '../../model/human-units.js';
 import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
+import { transferOutcome } from '../transfer-outcome.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 
 interface UploadFlags extends CommonFlags {
@@ -55,17 +55,13 @@ async function runUpload(names: readonly string[], flags: UploadFlags): Promise<
   } finally {
     stop.dispose();
   }
-  const failed = reports.flatMap((r) => r.items.filter((i) => i.status === 'failed'));
-  const errors = failed.map(
-    (i) =>
-      new AppError(i.error?.code ?? 'upload', i.error?.message ?? `${i.name}: upload failed`, {
-        hint: i.error?.hint,
-        exitCode: i.error?.exitCode ?? ExitCode.partial,
-      }),
+  const { errors, exitCode } = transferOutcome(
+    reports.flatMap((r) => r.items),
+    'upload',
   );
   // One result per backup, with its job and database, as every other command's results.
   const results = reports.flatMap((r) => r.items.map((i) => ({ job: r.job, database: r.database, ...i, error: i.error ?? null })));
-  return { exitCode: failed[0]?.error?.exitCode ?? (failed.length ? ExitCode.partial : ExitCode.ok), errors, json: { results } };
+  return { exitCode, errors, json: { results } };
 }
 
 function line(i: UploadItem): string {
