@@ -104,9 +104,27 @@ function databaseError(err: unknown, url: string): AppError {
   }
 }
 
+/** The database a postgres URL names, fully percent-decoded as libpq does; undefined when it names none. */
+function databaseInUrl(url: string): string | undefined {
+  try {
+    const path = new URL(url).pathname.replace(/^\//, '');
+    return path ? decodeURIComponent(path) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Open a pg client (10 s connect timeout); errors are translated by databaseError. */
 export async function connect(url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000, application_name: 'pgbak' });
+  // node-postgres decodes the URL's path with decodeURI, which leaves %2F %3F %23 %26 %2C… encoded:
+  // a database named `a/b` would be asked for as `a%2Fb`. libpq (pg_dump, psql) decodes every
+  // escape, and so must we, or one database name means two different databases.
+  const database = databaseInUrl(url);
+  if (database !== undefined) {
+    (client as unknown as { connectionParameters: { database: string } }).connectionParameters.database = database;
+    (client as unknown as { database: string }).database = database;
+  }
   client.on('error', () => undefined); // a dropped idle connection must not crash the process
   try {
     await client.connect();
