@@ -23,6 +23,8 @@ export interface S3Settings {
    * bucket must have Object Lock; deletes then remove specific versions. Undefined: off.
    */
   readonly objectLock?: 'governance' | 'compliance' | undefined;
+  /** The target's name: `primary` unless pgbak.yaml's `targets:` names it (undefined: `primary`). */
+  readonly name?: string | undefined;
 }
 
 /** A bucket target with its name (`primary` for STORAGE_*, `secondary` or STORAGE_2_NAME for STORAGE_2_*). */
