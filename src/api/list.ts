@@ -214,8 +214,18 @@ async function withTargets(
       logger?.warn(`cannot list target ${t.name}: ${messageOf(err)}`);
       continue;
     }
-    for (const e of there) if (e.state === 'good') holding.get(e.name)?.push(t.name);
+    for (const e of there) {
+      if (e.state !== 'good') continue;
+      const held = holding.get(e.name);
+      if (held) held.push(t.name);
+      else {
+        // Only in this target (the first bucket lost it, or never had it): listed too, as its copy there.
+        holding.set(e.name, [t.name]);
+        shown.push(listed(e, { local: undefined, remote: (k) => t.backend.urlOf(k) }));
+      }
+    }
   }
+  shown.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
   return shown.map((e) => ({ ...e, targets: holding.get(e.name) ?? [] }));
 }
 
