@@ -64,7 +64,9 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
   const runId = randomBytes(8).toString('hex');
   // STORAGE_OBJECT_LOCK: every object of the backup in the bucket is locked until the same date.
   const lockMode = upload ? job.s3?.objectLock : undefined;
-  const retainUntil = lockMode ? retainUntilOf(started, job.retention.days) : undefined;
+  // Each bucket locks with its own mode (S3Backend ignores the date where Object Lock is off).
+  const anyLock = lockMode ?? (upload ? job.extraTargets?.find((t) => t.objectLock)?.objectLock : undefined);
+  const retainUntil = anyLock ? retainUntilOf(started, job.retention.days) : undefined;
   const targets = new RunTargets(storage.local, upload ? storage.remote : undefined, retainUntil, upload ? storage.extra : []);
   const warnings: string[] = [];
   let lockRelease: (() => void) | undefined;

@@ -124,7 +124,7 @@ export async function copy(options: CopyOptions): Promise<CopyReport> {
         dest,
         manifest: src.entry.manifest!,
         signal: options.signal,
-        lock: dest === storage.remote ? job.s3?.objectLock : undefined,
+        lock: dest === storage.remote ? job.s3?.objectLock : storage.extra?.find((e) => e.backend === dest)?.objectLock,
         days: job.retention.days,
       });
       logger.info('copy finished', { backup: name, location: dest.urlOf(src.entry.manifest!.artifact.key) });

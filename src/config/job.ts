@@ -131,8 +131,8 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
             partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
             queueSize: settings.STORAGE_QUEUE_SIZE,
             timeoutMs: settings.STORAGE_TIMEOUT,
-            // STORAGE_OBJECT_LOCK applies to the first target; the off-site bucket is not required to have it.
-            objectLock: undefined,
+            // Its own setting: the off-site bucket is often another provider's, with or without Object Lock.
+            objectLock: settings.STORAGE_2_OBJECT_LOCK === 'off' ? undefined : settings.STORAGE_2_OBJECT_LOCK,
           },
         ]
       : [];

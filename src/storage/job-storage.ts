@@ -26,6 +26,8 @@ export function remoteTargetName(storage: Pick<JobStorage, 'remoteName'>): strin
 export interface NamedBackend {
   readonly name: string;
   readonly backend: StorageBackend;
+  /** Its Object Lock mode (STORAGE_2_OBJECT_LOCK, a target's object_lock); undefined: off. */
+  readonly objectLock?: 'governance' | 'compliance' | undefined;
 }
 
 /** How {@link openStorage} opens a job's storage. */
@@ -47,7 +49,11 @@ export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3' | 'extraTarg
   }
   const local = new LocalBackend(job.backupDir);
   const remote = job.s3 ? new S3Backend(job.s3, { signal: options.signal }) : undefined;
-  const extra = (job.extraTargets ?? []).map((t) => ({ name: t.name, backend: new S3Backend(t, { signal: options.signal }) }));
+  const extra = (job.extraTargets ?? []).map((t) => ({
+    name: t.name,
+    backend: new S3Backend(t, { signal: options.signal }),
+    objectLock: t.objectLock,
+  }));
   return { ...storageOf(local, remote, extra), remoteName: job.s3?.name };
 }
 
