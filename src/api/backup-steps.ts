@@ -37,6 +37,8 @@ type Written = StoredKey;
 export interface ExtraTarget {
   readonly name: string;
   readonly bucket: StorageBackend;
+  /** Its Object Lock mode: its manifest records the lock. */
+  readonly objectLock?: 'governance' | 'compliance' | undefined;
   /** The bucket while uploads go on; undefined after its first failure. */
   live: StorageBackend | undefined;
   error: AppError | undefined;
@@ -59,10 +61,10 @@ export class RunTargets {
     readonly bucket: StorageBackend | undefined,
     /** STORAGE_OBJECT_LOCK: the bucket's artifact, globals and manifest are locked until this date. */
     readonly retainUntil?: Date | undefined,
-    extra: readonly { name: string; backend: StorageBackend }[] = [],
+    extra: readonly { name: string; backend: StorageBackend; objectLock?: 'governance' | 'compliance' | undefined }[] = [],
   ) {
     this.remote = bucket;
-    this.extra = extra.map((e) => ({ name: e.name, bucket: e.backend, live: e.backend, error: undefined }));
+    this.extra = extra.map((e) => ({ name: e.name, bucket: e.backend, objectLock: e.objectLock, live: e.backend, error: undefined }));
   }
 
   /** The further targets still being stored to. */
@@ -250,8 +252,13 @@ export async function storeManifest(
   }
   // Each further target gets its own manifest, last, once its files are all there.
   for (const t of targets?.liveExtra() ?? []) {
+    // Its manifest records its own lock (or none), whatever the first bucket's is.
+    const { objectLock: _first, ...unlocked } = manifest;
+    const own: Manifest =
+      t.objectLock && retainUntil ? { ...unlocked, objectLock: { mode: t.objectLock, retainUntil: retainUntil.toISOString() } } : unlocked;
+    const ownBody = Buffer.from(serializeManifest(own));
     try {
-      await t.bucket.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true });
+      await t.bucket.put(mKey, Readable.from([ownBody]), { contentLength: ownBody.length, signal, ifNoneMatch: true, retainUntil });
       targets!.written.push({ backend: t.bucket, key: mKey });
       locations.push(t.bucket.urlOf(manifest.artifact.key));
     } catch (err) {

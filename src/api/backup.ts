@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
 import { claimBackupName } from '../catalog/claim-backup-name.js';
-import { PRIMARY_TARGET, type JobConfig } from '../config/job.js';
+import type { JobConfig } from '../config/job.js';
 import { newRunRecord } from '../catalog/run-record.js';
 import { type AppError, InterruptedError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
@@ -10,7 +10,7 @@ import { compressionPlan } from '../pipeline/compression.js';
 import { toAppError } from '../errors/index.js';
 import { exportSnapshot } from '../postgres/pg-dump.js';
 import { acquireLock } from '../catalog/run-lock.js';
-import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { openStorage, remoteTargetName, type JobStorage } from '../storage/job-storage.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { resultError } from '../errors/index.js';
 import { BackupProgressTracker, type BackupProgress } from '../postgres/copy-progress.js';
@@ -64,7 +64,9 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
   const runId = randomBytes(8).toString('hex');
   // STORAGE_OBJECT_LOCK: every object of the backup in the bucket is locked until the same date.
   const lockMode = upload ? job.s3?.objectLock : undefined;
-  const retainUntil = lockMode ? retainUntilOf(started, job.retention.days) : undefined;
+  // Each bucket locks with its own mode (S3Backend ignores the date where Object Lock is off).
+  const anyLock = lockMode ?? (upload ? job.extraTargets?.find((t) => t.objectLock)?.objectLock : undefined);
+  const retainUntil = anyLock ? retainUntilOf(started, job.retention.days) : undefined;
   const targets = new RunTargets(storage.local, upload ? storage.remote : undefined, retainUntil, upload ? storage.extra : []);
   const warnings: string[] = [];
   let lockRelease: (() => void) | undefined;
@@ -224,7 +226,11 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     const { uploadError } = targets;
     if (!uploadError && failedExtra.length > 0) {
       const first = failedExtra[0]!.error!;
-      const kept = ['BACKUP_DIR', ...(targets.bucket ? [PRIMARY_TARGET] : []), ...targets.extra.filter((t) => !t.error).map((t) => t.name)];
+      const kept = [
+        'BACKUP_DIR',
+        ...(targets.bucket ? [remoteTargetName(storage)] : []),
+        ...targets.extra.filter((t) => !t.error).map((t) => t.name),
+      ];
       const e = new PartialError(
         `backup complete in ${kept.join(', ')}, but target ${failedExtra.map((t) => t.name).join(', ')} failed: ${first.message}`,
         {

@@ -1,9 +1,9 @@
 import { type CatalogEntry, listBackups } from '../catalog/catalog.js';
-import { PRIMARY_TARGET, type JobConfig } from '../config/job.js';
+import type { JobConfig } from '../config/job.js';
 import { NotFoundError, resultError, toAppError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import type { BackupResult } from '../model/backup-result.js';
-import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { openStorage, remoteTargetName, type JobStorage } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { copyBackupFiles } from './upload-backup.js';
 
@@ -46,7 +46,7 @@ export interface CopyReport {
 function placesOf(storage: JobStorage): [string, StorageBackend][] {
   return [
     ['local', storage.local],
-    ...(storage.remote ? [[PRIMARY_TARGET, storage.remote] as [string, StorageBackend]] : []),
+    ...(storage.remote ? [[remoteTargetName(storage), storage.remote] as [string, StorageBackend]] : []),
     ...(storage.extra ?? []).map((e) => [e.name, e.backend] as [string, StorageBackend]),
   ];
 }
@@ -124,7 +124,7 @@ export async function copy(options: CopyOptions): Promise<CopyReport> {
         dest,
         manifest: src.entry.manifest!,
         signal: options.signal,
-        lock: dest === storage.remote ? job.s3?.objectLock : undefined,
+        lock: dest === storage.remote ? job.s3?.objectLock : storage.extra?.find((e) => e.backend === dest)?.objectLock,
         days: job.retention.days,
       });
       logger.info('copy finished', { backup: name, location: dest.urlOf(src.entry.manifest!.artifact.key) });

@@ -144,6 +144,14 @@ export function effectiveSettings(job: JobConfig, redactor: Redactor): Record<st
     STORAGE_REGION: s3?.region,
     STORAGE_ACCESS_KEY: s3?.accessKeyId,
     STORAGE_SECRET_KEY: s3 ? '***' : undefined,
+    STORAGE_OBJECT_LOCK: s3?.objectLock,
+    // Each further bucket target (pgbak.yaml's targets:, STORAGE_2_*), its secret key masked.
+    ...Object.fromEntries(
+      (job.extraTargets ?? []).map((t) => [
+        `target ${t.name}`,
+        `s3://${t.bucket}/${t.prefix} at ${t.endpoint} (region ${t.region}, access key ${t.accessKeyId}, secret key ***${t.objectLock ? `, Object Lock ${t.objectLock}` : ''})`,
+      ]),
+    ),
     GPG_RECIPIENT: job.gpgRecipient,
     BACKUP_COMPRESSION: formatCompression(job.compression),
     BACKUP_GLOBALS: job.backup.globals,

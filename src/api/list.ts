@@ -1,9 +1,9 @@
 import { listBackups, type BackupState, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
-import { PRIMARY_TARGET, type JobConfig } from '../config/job.js';
+import type { JobConfig } from '../config/job.js';
 import { messageOf, UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
-import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { openStorage, remoteTargetName, type JobStorage } from '../storage/job-storage.js';
 import { CatalogSource } from '../catalog/find-backup.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { type BaseManifest, listBaseManifests } from '../wal/base-manifest.js';
@@ -205,7 +205,7 @@ async function withTargets(
   if (extra.length === 0) return shown;
   // Further targets: which bucket targets hold a good copy of each backup.
   const holding = new Map<string, string[]>();
-  for (const e of shown) holding.set(e.name, e.copies.remote?.state === 'good' ? [PRIMARY_TARGET] : []);
+  for (const e of shown) holding.set(e.name, e.copies.remote?.state === 'good' ? [remoteTargetName(storage)] : []);
   for (const t of extra) {
     let there: CatalogEntry[];
     try {
@@ -214,8 +214,18 @@ async function withTargets(
       logger?.warn(`cannot list target ${t.name}: ${messageOf(err)}`);
       continue;
     }
-    for (const e of there) if (e.state === 'good') holding.get(e.name)?.push(t.name);
+    for (const e of there) {
+      if (e.state !== 'good') continue;
+      const held = holding.get(e.name);
+      if (held) held.push(t.name);
+      else {
+        // Only in this target (the first bucket lost it, or never had it): listed too, as its copy there.
+        holding.set(e.name, [t.name]);
+        shown.push(listed(e, { local: undefined, remote: (k) => t.backend.urlOf(k) }));
+      }
+    }
   }
+  shown.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
   return shown.map((e) => ({ ...e, targets: holding.get(e.name) ?? [] }));
 }
 

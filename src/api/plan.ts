@@ -51,7 +51,8 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
     manifestKey(base),
   ];
   const files = keys.map((k) => `${job.backupDir}/${k}`);
-  const objects = upload ? keys.map((k) => `s3://${job.s3!.bucket}/${job.s3!.prefix}${k}`) : [];
+  const buckets = upload ? [job.s3!, ...(job.extraTargets ?? [])] : [];
+  const objects = buckets.flatMap((b) => keys.map((k) => `s3://${b.bucket}/${b.prefix}${k}`));
   const steps = [
     `pg_dump --format=custom ${plan.pgDumpArgs.join(' ')} (${formatCompression(job.compression)}${plan.by === 'stream' ? `, compressed in the stream by ${plan.streamMethod}` : ''})`,
     ...(job.backup.globals ? ['pg_dumpall --globals-only (roles, tablespaces)'] : []),
@@ -66,6 +67,10 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
     upload
       ? `upload to s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} (multipart, in the same pass)`
       : `no upload (${job.s3 ? '--no-upload' : 'STORAGE_ACCESS_KEY / STORAGE_SECRET_KEY not set'})`,
+    ...(upload ? (job.extraTargets ?? []) : []).map(
+      (t) =>
+        `and to target ${t.name}: s3://${t.bucket}/${t.prefix} at ${t.endpoint}${t.objectLock ? ` (Object Lock ${t.objectLock})` : ''} (the same stream, its own multipart upload and manifest)`,
+    ),
     'write the manifest last (locally, then in the bucket)',
     job.backup.prune
       ? `prune: keep ${job.retention.days} days, never fewer than ${job.retention.keepMin} good backups`

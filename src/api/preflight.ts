@@ -134,6 +134,35 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
       else error ??= e;
     }
   }
+  // A further target with Object Lock asked (STORAGE_2_OBJECT_LOCK, a target's object_lock) is
+  // checked too: a bucket without it is a setup error, as for the first bucket. One that cannot be
+  // reached only costs its copy (the run is partial, naming it), so it is a failed check, no error.
+  if (options.upload && job.s3 && !(error && options.stopOnFailure)) {
+    await using own = options.storage ? undefined : openStorage(job, { signal: options.signal });
+    for (const t of (options.storage ?? own)!.extra ?? []) {
+      if (!t.objectLock) continue;
+      try {
+        await t.backend.checkAccess();
+        checks.push({ check: `target ${t.name}`, ok: true, detail: `${t.backend.location} is reachable (Object Lock: ${t.objectLock})` });
+      } catch (err) {
+        const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
+        const lock = e.code === 'storage-object-lock';
+        const named = new AppError(
+          e.code,
+          `target ${t.name}: ${e.message.replace(/\bSTORAGE_OBJECT_LOCK=(\w+)/, 'Object Lock $1 is asked')}`,
+          {
+            exitCode: e.exitCode,
+            hint: lock
+              ? 'create that bucket with Object Lock enabled (most servers enable it only at creation: aws s3api create-bucket --object-lock-enabled-for-bucket), or set STORAGE_2_OBJECT_LOCK=off (object_lock: off in pgbak.yaml)'
+              : e.hint,
+            cause: e,
+          },
+        );
+        checks.push({ check: `target ${t.name}`, ok: false, detail: named.message, error: named });
+        if (lock) error ??= named;
+      }
+    }
+  }
   if (error && out.client) {
     await out.client.end().catch(() => undefined);
     delete out.client;

@@ -20,6 +20,12 @@ export interface KitJob {
   readonly remote: S3Settings | undefined;
   /** BACKUP_DIR when it holds a good copy. */
   readonly localDir: string | undefined;
+  /**
+   * The further bucket targets holding a good copy (pgbak.yaml's targets, STORAGE_2_*): fetched from
+   * there when the first bucket is lost. `sameManifest`: its manifest is byte for byte the one in
+   * SHA256SUMS (not so when it records its own Object Lock).
+   */
+  readonly others?: readonly { readonly name: string; readonly s3: S3Settings; readonly sameManifest: boolean }[] | undefined;
   /** The backed-up server's URL, password redacted. */
   readonly serverUrl: string;
   /** AGE_IDENTITY_FILE on the host that wrote the kit. */
@@ -91,6 +97,17 @@ function fetchBlock(k: KitJob): { main: string[]; alternatives: string[] } {
       `# with MinIO's client instead of aws:`,
       `mc alias set pgbak-recovery ${shq(s.endpoint)} "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"`,
       ...keys.map((key) => `mc cp ${shq(`pgbak-recovery/${s.bucket}/${s.prefix}${key}`)} ${dir}`),
+    );
+  }
+  for (const o of k.others ?? []) {
+    const s = o.s3;
+    alternatives.push(
+      `# or from target ${o.name} (the off-site copy, when the first bucket is lost), with that bucket's key in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY:`,
+      ...(o.sameManifest ? keys : keys.slice(0, -1)).map(
+        (key) =>
+          `aws s3 cp --endpoint-url ${shq(s.endpoint)} --region ${shq(s.region)} ${shq(`s3://${s.bucket}/${s.prefix}${key}`)} ${dir}`,
+      ),
+      ...(o.sameManifest ? [] : [`# (its manifest records its own Object Lock: check with \`sha256sum -c --ignore-missing SHA256SUMS\`)`]),
     );
   }
   const localCopy = keys.map((key) => `cp ${shq(`${k.localDir}/${key}`)} ${dir}`);

@@ -3,15 +3,15 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { manifestKey } from '../catalog/backup-name.js';
-import { readSmall } from '../catalog/catalog.js';
+import { listBackups, readSmall } from '../catalog/catalog.js';
 import { CatalogSource, findLatest, requireCopies } from '../catalog/find-backup.js';
 import type { Manifest } from '../catalog/manifest.js';
-import type { JobConfig } from '../config/job.js';
+import type { JobConfig, S3Settings } from '../config/job.js';
 import { fsError, IntegrityError, toAppError, type AppError } from '../errors/index.js';
 import { redact } from '../logging/redact.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { keyringOf } from '../pipeline/gpg.js';
-import { openStorage } from '../storage/job-storage.js';
+import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { TOOL_VERSION } from '../version.js';
 import { jobIdentity } from './identity.js';
 import { kitFiles, renderKitReadme, renderSha256Sums, type KitJob } from './recovery-kit-readme.js';
@@ -45,6 +45,24 @@ export interface RecoveryKitResult {
 }
 
 /** The newest good backup of one job, and what the kit needs to know about it. */
+/** The further bucket targets holding a good copy of backup `name`; one that cannot be read is left out. */
+async function otherTargets(job: JobConfig, storage: JobStorage, name: string, manifestText: string, signal: AbortSignal | undefined) {
+  const out: { name: string; s3: S3Settings; sameManifest: boolean }[] = [];
+  for (const t of storage.extra ?? []) {
+    const s3 = job.extraTargets?.find((x) => x.name === t.name);
+    if (!s3 || signal?.aborted) continue;
+    try {
+      const there = (await listBackups({ remote: t.backend, prefix: job.filePrefix })).find((e) => e.name === name && e.state === 'good');
+      if (!there) continue;
+      const read = await readSmall(t.backend, manifestKey(name));
+      out.push({ name: t.name, s3, sameManifest: read !== undefined && 'text' in read && read.text === manifestText });
+    } catch {
+      // Not reachable now: the kit names only the places it saw the backup in.
+    }
+  }
+  return out;
+}
+
 async function kitJobOf(job: JobConfig, signal: AbortSignal | undefined): Promise<KitJob> {
   await using storage = openStorage(job, { signal });
   const source = new CatalogSource({ local: storage.local, remote: storage.remote });
@@ -67,6 +85,7 @@ async function kitJobOf(job: JobConfig, signal: AbortSignal | undefined): Promis
     manifestSize: Buffer.byteLength(read.text, 'utf8'),
     remote: copies.some((c) => c.where === 'remote') && job.s3 ? job.s3 : undefined,
     localDir: copies.some((c) => c.where === 'local') ? job.backupDir : undefined,
+    others: await otherTargets(job, storage, manifest.name, read.text, signal),
     serverUrl: redact(job.databaseUrl),
     ageIdentityFile: job.age.identityFile,
     gpgKeyring: keyringOf(),

@@ -15,6 +15,7 @@ import { CatalogSource, findByName, findLatest, requireCopies, type SourceBacken
 import { readGlobals } from '../pipeline/check-stored.js';
 import { requireDecryptionKey } from '../pipeline/decrypt.js';
 import { jobIdentity } from './identity.js';
+import { sourceBackendsOf } from './target-source.js';
 import { runRestore, type RestoreMode, type RestoreProgress, type RunRestoreOptions, type RunRestoreResult } from './restore-run.js';
 
 export type { RestoreProgress } from './restore-run.js';
@@ -26,8 +27,8 @@ export interface RestoreOptions {
   readonly latest?: boolean | undefined;
   /** A database URL, or a database name on the job's server (DATABASE_URL with that database). */
   readonly target: string;
-  /** Read only this location (default: local first, else the bucket). */
-  readonly from?: 'local' | 'remote' | undefined;
+  /** Read only this place: `local`, `remote` (the first bucket) or a bucket target's name (default: local first, else the first bucket). */
+  readonly from?: string | undefined;
   /** Parallel pg_restore jobs (default 1: streaming, no spool file). */
   readonly jobs?: number | undefined;
   /** Create the target database when it does not exist. */
@@ -114,13 +115,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   if (options.name && options.latest) throw new UsageError('give a backup NAME or --latest, not both');
   if (!options.name && !options.latest) throw new UsageError('which backup? give its NAME or --latest (`pgbak list` shows them)');
   await using storage = openStorage(job, { signal: options.signal, shared: options.storage });
-  if (options.from === 'remote' && !storage.remote) {
-    throw new UsageError('--from remote: no bucket is configured', { hint: 'set STORAGE_ACCESS_KEY and STORAGE_SECRET_KEY' });
-  }
-  const backends: SourceBackends = {
-    local: options.from === 'remote' ? undefined : storage.local,
-    remote: options.from === 'local' ? undefined : storage.remote,
-  };
+  const backends: SourceBackends = sourceBackendsOf(storage, options.from);
   const targetUrl = resolveTargetUrl(job, options.target);
   const targetDb = databaseOf(targetUrl);
   const logger = (options.logger ?? silentLogger).child({ target: targetDb });

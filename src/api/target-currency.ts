@@ -1,8 +1,7 @@
 import { listBackups } from '../catalog/catalog.js';
-import { PRIMARY_TARGET } from '../config/job.js';
 import { messageOf } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
-import type { JobStorage } from '../storage/job-storage.js';
+import { remoteTargetName, type JobStorage } from '../storage/job-storage.js';
 
 /**
  * With further bucket targets (STORAGE_2_*): is each bucket target current, i.e. does it hold a
@@ -30,7 +29,7 @@ export async function targetCurrency(o: {
     else if (o.now.getTime() - newest.getTime() >= o.rpoMs)
       stale.push(`${name}'s newest good backup is ${formatDuration(o.now.getTime() - newest.getTime())} old (BACKUP_RPO ${rpo})`);
   };
-  if (o.storage.remote) judge(PRIMARY_TARGET, o.primaryNewest);
+  if (o.storage.remote) judge(remoteTargetName(o.storage), o.primaryNewest);
   for (const t of extra) {
     try {
       const entries = await listBackups({ remote: t.backend, prefix: o.filePrefix });

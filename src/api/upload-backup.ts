@@ -90,7 +90,14 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
     for (const t of storage.extra ?? []) {
       try {
         if (await holdsManifest(t.backend, manifest)) continue;
-        await copyBackupFiles({ source: local, dest: t.backend, manifest, signal: options.signal, days: job.retention.days });
+        await copyBackupFiles({
+          source: local,
+          dest: t.backend,
+          manifest,
+          signal: options.signal,
+          lock: t.objectLock,
+          days: job.retention.days,
+        });
       } catch (err) {
         const e = toAppError(err);
         throw new PartialError(`target ${t.name} failed again: ${e.message}`, { hint: e.hint, cause: e });

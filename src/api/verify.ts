@@ -1,12 +1,12 @@
 import { Readable } from 'node:stream';
-import { verificationKey } from '../catalog/backup-name.js';
-import { ownBackups, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
+import { parseKey, verificationKey } from '../catalog/backup-name.js';
+import { listBackups, ownBackups, type CatalogEntry, type LocationName } from '../catalog/catalog.js';
 import type { VerificationRecord } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
-import { ExitCode, IntegrityError, NotFoundError } from '../errors/index.js';
+import { ExitCode, IntegrityError, messageOf, NotFoundError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { toAppError } from '../errors/index.js';
-import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { openStorage, type JobStorage, type NamedBackend } from '../storage/job-storage.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import type { BackupResult } from '../model/backup-result.js';
 import {
@@ -81,6 +81,8 @@ interface CopyResult {
   readonly recordable: boolean;
   /** The copy, ready to restore from, when every check passed. */
   readonly usable: SourceCopy | undefined;
+  /** The verification record already beside this copy. */
+  readonly previous: VerificationRecord | undefined;
 }
 
 /**
@@ -94,27 +96,29 @@ async function checkCopy(
   where: LocationName,
   backend: StorageBackend,
   signal: AbortSignal | undefined,
+  label: string = where,
 ): Promise<CopyResult | undefined> {
   const copy = entry.locations[where]!;
+  const previous = copy.verificationData;
   const checks: Check[] = [];
   const m = copy.manifestData;
   if (!copy.manifest) {
     if (!copy.artifact) return undefined;
     checks.push({
-      check: `${where} manifest`,
+      check: `${label} manifest`,
       ok: false,
       detail: `no ${entry.name}.manifest.json in ${backend.location} beside ${backend.urlOf(copy.artifact.key)}: it cannot be checked`,
     });
-    return { where, backend, checks, recordable: false, usable: undefined };
+    return { where, backend, checks, recordable: false, usable: undefined, previous };
   }
   if (!m) {
     const problem = copy.problems.find((p) => p.includes('manifest')) ?? copy.problems[0] ?? 'unreadable';
-    checks.push({ check: `${where} manifest`, ok: false, detail: `${backend.urlOf(copy.manifest.key)}: ${problem}` });
-    return { where, backend, checks, recordable: true, usable: undefined };
+    checks.push({ check: `${label} manifest`, ok: false, detail: `${backend.urlOf(copy.manifest.key)}: ${problem}` });
+    return { where, backend, checks, recordable: true, usable: undefined, previous };
   }
   if (m.name !== entry.name)
     checks.push({
-      check: `${where} manifest`,
+      check: `${label} manifest`,
       ok: false,
       detail: `${backend.urlOf(copy.manifest.key)} names ${m.name}, not ${entry.name}`,
     });
@@ -123,7 +127,7 @@ async function checkCopy(
     ...(m.globals ? [{ what: 'globals', file: m.globals, present: copy.globals }] : []),
   ];
   for (const f of files) {
-    const check = `${where} ${f.what}`;
+    const check = `${label} ${f.what}`;
     if (!f.present) {
       checks.push({ check, ok: false, detail: `${backend.urlOf(f.file.key)} is missing (named by ${backend.urlOf(copy.manifest.key)})` });
       continue;
@@ -138,7 +142,37 @@ async function checkCopy(
   }
   const ok = checks.every((c) => c.ok);
   const usable = ok && copy.artifact ? { where, backend, key: copy.artifact.key, size: copy.artifact.size, manifest: m } : undefined;
-  return { where, backend, checks, recordable: true, usable };
+  return { where, backend, checks, recordable: true, usable, previous };
+}
+
+/**
+ * A further bucket target's copy of the backup (pgbak.yaml's targets, STORAGE_2_*), checked
+ * against the manifest beside it; its checks are named after the target (`target offsite artifact`).
+ * A target that lacks the backup or cannot be read is a problem, not a failed check.
+ */
+async function checkTargetCopy(
+  entry: CatalogEntry,
+  target: NamedBackend,
+  signal: AbortSignal | undefined,
+  copies: CopyResult[],
+  problems: string[],
+): Promise<void> {
+  let there: CatalogEntry | undefined;
+  try {
+    const prefix = parseKey(`${entry.name}.manifest.json`)?.prefix;
+    there = (await listBackups({ remote: target.backend, prefix })).find((e) => e.name === entry.name);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    problems.push(`target ${target.name}: cannot be read (${messageOf(err)}): its copy was not checked`);
+    return;
+  }
+  if (!there?.locations.remote) {
+    problems.push(`target ${target.name}: holds no copy of ${entry.name} (pgbak copy ${entry.name} --to ${target.name})`);
+    return;
+  }
+  const r = await checkCopy(there, 'remote', target.backend, signal, `target ${target.name}`);
+  if (r) copies.push(r);
+  else problems.push(`target ${target.name}: ${there.locations.remote.problems.join('; ') || 'not a complete copy'}: nothing to check`);
 }
 
 async function writeRecord(backend: StorageBackend, record: VerificationRecord, signal: AbortSignal | undefined): Promise<void> {
@@ -153,6 +187,7 @@ async function writeRecord(backend: StorageBackend, record: VerificationRecord, 
 async function verifyEntry(
   entry: CatalogEntry,
   backends: SourceBackends,
+  extra: readonly NamedBackend[],
   options: VerifyOptions,
   logger: Logger,
 ): Promise<BackupVerification> {
@@ -162,7 +197,7 @@ async function verifyEntry(
   const problems: string[] = [];
   const entryChecks: Check[] = [];
   let rt: RestoreTestResult | undefined;
-  let rtFrom: LocationName | undefined;
+  let rtFrom: StorageBackend | undefined;
   try {
     for (const where of ['local', 'remote'] as const) {
       const backend = backends[where];
@@ -175,6 +210,7 @@ async function verifyEntry(
           `${where}: ${copy.problems.join('; ') || 'not a complete copy'}: not a complete copy, nothing to check (no verification record written there)`,
         );
     }
+    for (const t of extra) await checkTargetCopy(entry, t, options.signal, copies, problems);
     if (copies.length === 0) {
       entryChecks.push({ check: 'manifest', ok: false, detail: `no copy with a manifest: ${entry.problems.join('; ') || entry.state}` });
     }
@@ -193,7 +229,7 @@ async function verifyEntry(
       const copy = copies.find((c) => c.usable)?.usable;
       if (!copy) throw new NotFoundError(`backup ${entry.name} has no copy to restore`);
       rt = await restoreTest({ job: options.job, manifest: copy.manifest, copy, preVerified: true, logger, signal: options.signal });
-      rtFrom = copy.where;
+      rtFrom = copy.backend;
     }
   } catch (err) {
     const e = toAppError(err);
@@ -223,12 +259,12 @@ async function verifyEntry(
   // Each location's record holds only that copy's checks (and the restore test's, when it restored from that copy).
   for (const c of copies) {
     if (!c.recordable) continue;
-    const withTest = rt !== undefined && rtFrom === c.where;
+    const withTest = rt !== undefined && rtFrom === c.backend;
     const checks = [...c.checks, ...(withTest ? rt!.checks : [])];
     const copyOk = checks.every((x) => x.ok);
     const copyKind = withTest ? 'restore-test' : 'checksum';
     // A passing checksum check does not replace this copy's record of a passing restore test, which proves more.
-    const previous = entry.locations[c.where]?.verificationData;
+    const previous = c.previous;
     if (copyOk && copyKind === 'checksum' && previous?.ok === true && previous.kind === 'restore-test') continue;
     const record: VerificationRecord = {
       format: 'pgbak-verification',
@@ -311,7 +347,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   const results: BackupVerification[] = [];
   for (const entry of entries) {
     if (options.signal?.aborted) break;
-    results.push(await verifyEntry(entry, source.backends, options, logger));
+    results.push(await verifyEntry(entry, source.backends, storage.extra ?? [], options, logger));
   }
   const exitCode = combinedExitCode(results.map((r) => r.exitCode));
   return { ok: exitCode === ExitCode.ok && results.length === entries.length, exitCode, results, warnings };

@@ -40,6 +40,11 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['STORAGE_2_BUCKET', 'Second target: bucket (default: STORAGE_BUCKET)', ''],
   ['STORAGE_2_PREFIX', 'Second target: key prefix', 'backups/'],
   ['STORAGE_2_REGION', 'Second target: S3 region', 'us-east-1'],
+  [
+    'STORAGE_2_OBJECT_LOCK',
+    "Second target: S3 Object Lock of each backup there (its own setting: STORAGE_OBJECT_LOCK is the first bucket's)",
+    'off',
+  ],
   ['STORAGE_2_NAME', 'Second target: its name in list, status and copy', 'secondary'],
   ['BACKUP_KEEP_MIN', 'Newest good backups always kept, whatever their age (at least 1)', '3'],
   ['BACKUP_KEEP_DAILY', 'Keep the newest good backup of each of the last N days', '0'],

@@ -44,6 +44,7 @@ import type { Settings, VariableName } from './schema.js';
 import { redactorOf } from './secrets.js';
 import { applyDotenvForChildren } from './child-dotenv.js';
 import { unknownVariableWarnings } from './typos.js';
+import { withFileTargets } from './targets-file.js';
 
 /** Kept here for its callers; it lives in select-jobs.ts. */
 export { selectJobs } from './select-jobs.js';
@@ -155,7 +156,12 @@ function loadFromEnvironment(context: LoadContext, requireDatabaseUrl: boolean):
 
 /** The jobs of a config file, over the environment; every problem at once. */
 function loadFromFile(source: string, context: LoadContext): LoadedJobs {
-  const reading: FileReading = { problems: [], warnings: [], lookupEnv: (name) => context.env[name] ?? context.dotenv[name] };
+  const reading: FileReading = {
+    problems: [],
+    warnings: [],
+    lookupEnv: (name) => context.env[name] ?? context.dotenv[name],
+    cwd: context.cwd,
+  };
   const { problems, warnings } = reading;
   const { defaults, rawJobs } = readRoot(readConfigFile(source), reading);
   const global = collect(problems, () => settingsOf(context, [defaults.layer, context.flags]));
@@ -167,7 +173,11 @@ function loadFromFile(source: string, context: LoadContext): LoadedJobs {
       hint: `fix ${source} or the variables named above (file keys are the variable names in lower case; see docs/scheduling.md)`,
     });
   }
-  const redactor = redactorOf([global, ...settings]);
+  // The further targets' secret keys are no variables: named here so that they are masked too.
+  const redactor = redactorOf(
+    [global, ...settings],
+    jobs.flatMap((j) => (j.extraTargets ?? []).map((t) => t.secretAccessKey)),
+  );
   return { jobs, global, daemon: daemonSettingsOf(global, context.cwd), source, warnings: [...context.warnings, ...warnings], redactor };
 }
 
@@ -224,7 +234,8 @@ function resolveSection(
     () => resolveJob(settings, { cwd: context.cwd, name }),
     (p) => p.replace(/^DATABASE_URL/, urlOrigin),
   );
-  return job && { job, settings };
+  const targets = section.targets ?? defaults.targets;
+  return job && { job: targets ? withFileTargets(job, targets, settings) : job, settings };
 }
 
 function findConfigFile(cwd: string, explicit: string | undefined, env: RawLayer, dotenv: Record<string, string>): string | undefined {

@@ -8,6 +8,7 @@ import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors/index.js';
 import { type VariableName, isVariableName, variables } from './schema.js';
 import { didYouMean } from './typos.js';
+import { FIRST_TARGET_VARIABLES, type FileTarget, firstTargetLayer, readTargets } from './targets-file.js';
 
 /** Settings of the daemon as a whole: not allowed inside one job. */
 const GLOBAL_ONLY: readonly VariableName[] = [
@@ -25,6 +26,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SECTION_KEYS: readonly string[] = [
   'name',
   'database_url_env',
+  'targets',
   ...Object.keys(ALIASES),
   ...variables.filter((v) => v.name !== 'PGBAK_CONFIG').map((v) => v.name.toLowerCase()),
 ];
@@ -39,6 +41,8 @@ export interface Section {
   /** Variables whose key had a problem (already reported: no follow-on problem for them). */
   readonly failed: Set<VariableName>;
   name?: string;
+  /** `targets:` (targets-file.ts), checked; the first is also in `layer` as STORAGE_*. */
+  targets?: readonly FileTarget[];
 }
 
 /** Where problems and warnings of the file are collected, and how `database_url_env` is looked up. */
@@ -47,6 +51,8 @@ export interface FileReading {
   readonly warnings: string[];
   /** The environment (then `.env`) value of a variable named by `database_url_env`. */
   readonly lookupEnv: (name: string) => string | undefined;
+  /** Where relative paths in the file (a target's secret_key_file) resolve. */
+  readonly cwd: string;
 }
 
 /** The top level of the file: its `defaults:` section and the raw job entries. */
@@ -134,6 +140,11 @@ function readSection(raw: Record<string, unknown>, path: string, kind: 'defaults
       } else section.name = value;
       continue;
     }
+    if (key === 'targets') {
+      const targets = readTargets(value, at, reading);
+      if (targets) section.targets = targets;
+      continue;
+    }
     const variable = variableOfKey(key, at, kind, section, problems);
     if (variable === undefined) continue;
     const finalValue = readValue(key, value, variable, at, section, reading);
@@ -142,7 +153,22 @@ function readSection(raw: Record<string, unknown>, path: string, kind: 'defaults
     section.setBy.set(variable, at);
   }
   if (kind === 'job' && section.name === undefined && raw['name'] === undefined) problems.push(`${path}.name: is required`);
+  if (section.targets) addFirstTarget(section, section.targets[0]!, problems);
   return section;
+}
+
+/** The first target is the job's bucket: its STORAGE_* settings; a storage_* key beside `targets:` is a conflict. */
+function addFirstTarget(section: Section, first: FileTarget, problems: string[]): void {
+  const conflicts = [...section.setBy]
+    .filter(([v]) => FIRST_TARGET_VARIABLES.includes(v) || v.startsWith('STORAGE_2_'))
+    .map(([, at]) => at);
+  for (const at of conflicts) {
+    problems.push(`${at}: ${section.path}.targets already names the buckets; set it in the target (${first.path}) instead`);
+  }
+  for (const [variable, value] of Object.entries(firstTargetLayer(first))) {
+    section.layer[variable] = value;
+    section.setBy.set(variable as VariableName, first.path);
+  }
 }
 
 /** The variable a key sets, or undefined when the key is unknown, repeated or not allowed here (reported). */

@@ -23,6 +23,8 @@ export interface S3Settings {
    * bucket must have Object Lock; deletes then remove specific versions. Undefined: off.
    */
   readonly objectLock?: 'governance' | 'compliance' | undefined;
+  /** The target's name: `primary` unless pgbak.yaml's `targets:` names it (undefined: `primary`). */
+  readonly name?: string | undefined;
 }
 
 /** A bucket target with its name (`primary` for STORAGE_*, `secondary` or STORAGE_2_NAME for STORAGE_2_*). */
@@ -129,8 +131,8 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
             partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
             queueSize: settings.STORAGE_QUEUE_SIZE,
             timeoutMs: settings.STORAGE_TIMEOUT,
-            // STORAGE_OBJECT_LOCK applies to the first target; the off-site bucket is not required to have it.
-            objectLock: undefined,
+            // Its own setting: the off-site bucket is often another provider's, with or without Object Lock.
+            objectLock: settings.STORAGE_2_OBJECT_LOCK === 'off' ? undefined : settings.STORAGE_2_OBJECT_LOCK,
           },
         ]
       : [];

@@ -216,6 +216,12 @@ export const variables = [
   ),
   v('STORAGE_2_REGION', z.string().trim().min(1), 'Second target: S3 region', { default: 'us-east-1' }),
   v(
+    'STORAGE_2_OBJECT_LOCK',
+    z.enum(['off', 'governance', 'compliance']),
+    "Second target: S3 Object Lock of each backup there (its own setting: STORAGE_OBJECT_LOCK is the first bucket's)",
+    { default: 'off' },
+  ),
+  v(
     'STORAGE_2_NAME',
     z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-"'),
     'Second target: its name in list, status and copy',

@@ -18,7 +18,7 @@ function secretsOf(settings: Settings): string[] {
   return out;
 }
 
-/** A Redactor knowing the secrets of every settings given. */
-export function redactorOf(all: readonly Settings[]): Redactor {
-  return new Redactor(all.flatMap(secretsOf));
+/** A Redactor knowing the secrets of every settings given, and of `more` (the secret keys of pgbak.yaml's targets). */
+export function redactorOf(all: readonly Settings[], more: readonly string[] = []): Redactor {
+  return new Redactor([...all.flatMap(secretsOf), ...more.filter(Boolean)]);
 }

@@ -88,7 +88,8 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
       })
     : undefined;
   const morePuts = more.map((b, i) =>
-    b.put(key, tee.branch(`more${i}`), { ...put, retainUntil: undefined }).catch((err: unknown) => {
+    // Each bucket locks with its own mode; one without Object Lock ignores the date.
+    b.put(key, tee.branch(`more${i}`), put).catch((err: unknown) => {
       const e = toAppError(err);
       if (!tee.destroyed)
         logger.warn('upload to a further target failed; the others go on', { key, location: b.location, error: e.message });

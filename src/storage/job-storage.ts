@@ -1,4 +1,4 @@
-import type { JobConfig } from '../config/job.js';
+import { PRIMARY_TARGET, type JobConfig } from '../config/job.js';
 import { LocalBackend } from './local-backend.js';
 import { S3Backend } from './s3-backend.js';
 import type { StorageBackend } from './storage-backend.js';
@@ -11,14 +11,23 @@ import type { StorageBackend } from './storage-backend.js';
 export interface JobStorage extends AsyncDisposable {
   readonly local: StorageBackend;
   readonly remote: StorageBackend | undefined;
+  /** The name of `remote` as a target: `primary`, or the name pgbak.yaml's `targets:` gives it. */
+  readonly remoteName?: string | undefined;
   /** Further bucket targets (STORAGE_2_*), by name; absent or empty for a single-target job. */
   readonly extra?: readonly NamedBackend[] | undefined;
+}
+
+/** The target name of a job's first bucket: `primary`, or the name pgbak.yaml's `targets:` gives it. */
+export function remoteTargetName(storage: Pick<JobStorage, 'remoteName'>): string {
+  return storage.remoteName ?? PRIMARY_TARGET;
 }
 
 /** A bucket target and its name (`secondary`, or STORAGE_2_NAME). */
 export interface NamedBackend {
   readonly name: string;
   readonly backend: StorageBackend;
+  /** Its Object Lock mode (STORAGE_2_OBJECT_LOCK, a target's object_lock); undefined: off. */
+  readonly objectLock?: 'governance' | 'compliance' | undefined;
 }
 
 /** How {@link openStorage} opens a job's storage. */
@@ -35,13 +44,17 @@ export interface OpenStorageOptions {
 /** Open a job's storage; see {@link JobStorage}. */
 export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3' | 'extraTargets'>, options: OpenStorageOptions = {}): JobStorage {
   if (options.shared) {
-    const { local, remote, extra } = options.shared;
-    return { local, remote, extra, async [Symbol.asyncDispose]() {} };
+    const { local, remote, remoteName, extra } = options.shared;
+    return { local, remote, remoteName, extra, async [Symbol.asyncDispose]() {} };
   }
   const local = new LocalBackend(job.backupDir);
   const remote = job.s3 ? new S3Backend(job.s3, { signal: options.signal }) : undefined;
-  const extra = (job.extraTargets ?? []).map((t) => ({ name: t.name, backend: new S3Backend(t, { signal: options.signal }) }));
-  return storageOf(local, remote, extra);
+  const extra = (job.extraTargets ?? []).map((t) => ({
+    name: t.name,
+    backend: new S3Backend(t, { signal: options.signal }),
+    objectLock: t.objectLock,
+  }));
+  return { ...storageOf(local, remote, extra), remoteName: job.s3?.name };
 }
 
 /**

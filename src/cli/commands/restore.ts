@@ -12,7 +12,7 @@ interface RestoreFlags extends CommonFlags {
   latest?: boolean;
   target?: string;
   targetEnv?: string;
-  from?: 'local' | 'remote';
+  from?: string;
   parallel?: string;
   /** Deprecated spelling of --parallel (hidden). */
   jobs?: string;
@@ -37,7 +37,10 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
     .option('--latest', 'restore the newest good backup of the database')
     .option('--target <url|name>', 'target database: a name on the DATABASE_URL server, or a postgresql:// URL without password')
     .option('--target-env <VAR>', 'read the target URL (which may hold a password) from this environment variable')
-    .addOption(new Option('--from <where>', 'read only this copy (default: local, else the bucket)').choices(['local', 'remote'] as const))
+    .option(
+      '--from <where>',
+      'read only this copy: local, remote (the first bucket) or a bucket target by name (default: local, else the bucket)',
+    )
     .option(
       '--parallel <N>',
       'pg_restore jobs run at once (> 1 needs a file: a local plain dump is used as is, anything else is spooled to BACKUP_DIR)',

@@ -86,10 +86,17 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
     first?.code ?? 'verify-failed',
     bad.length === 0
       ? (first?.message ?? `verification failed (exit ${exitCode})`)
-      : `${bad.length} of ${results.length} backup(s) failed verification: ${bad.map((r) => r.name).join(', ')}${first ? ` (${first.message})` : ''}`,
+      : `${bad.length} of ${results.length} backup(s) failed verification: ${bad.map((r) => r.name).join(', ')}${failedTargets(bad)}${first ? ` (${first.message})` : ''}`,
     { exitCode, hint: first?.hint },
   );
   return { exitCode, errors: [], json, jsonError };
+}
+
+/** ` (the copy in target offsite)` when a further bucket target's copy failed a check. */
+function failedTargets(bad: readonly BackupVerification[]): string {
+  const names = new Set(bad.flatMap((r) => r.checks.filter((c) => !c.ok).map((c) => /^target (\S+) /.exec(c.check)?.[1] ?? '')));
+  names.delete('');
+  return names.size ? ` (the copy in target ${[...names].join(', ')})` : '';
 }
 
 function describe(r: BackupVerification): string {
