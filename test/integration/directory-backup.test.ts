@@ -2,13 +2,13 @@
 // checksummed) in BACKUP_DIR and the bucket as <name>.dir/<file>, the manifest listing every file
 // and written last. The bucket's files match the manifest's sha256; restore --parallel 2 from the
 // bucket and from BACKUP_DIR gives the data back; a corrupted file fails verify and restore naming
-// it; a failed dump leaves nothing under a final name and no temporary directory; prune removes
-// every file of an old directory backup.
+// it; a failed or interrupted dump leaves nothing under a final name and no temporary directory;
+// a second target gets every file; prune removes every file of an old directory backup.
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { backupEnv, runCli } from '../helpers/cli.js';
+import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { jsonResult } from '../helpers/json-schemas.js';
 import { awsKeys, flipByte, snapshot } from '../helpers/restore-fixtures.js';
 import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, services, tempDir, uniqueId } from '../helpers/services.js';
@@ -41,6 +41,7 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
   let db: string;
   let dir: string;
   let bucket: string;
+  let offsite: string;
   let env: NodeJS.ProcessEnv;
   let manifest: DirManifest;
   let expected: Awaited<ReturnType<typeof snapshot>>;
@@ -50,7 +51,17 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     expected = await snapshot(db);
     dir = tempDir();
     bucket = await createBucket('dirjobs');
-    env = backupEnv({ database: db, dir, bucket, encrypt: true, extra: { BACKUP_JOBS: '2', BACKUP_COMPRESSION: 'gzip:6' } });
+    offsite = await createBucket('diroffsite');
+    const s3 = services().s3;
+    // A second target (STORAGE_2_*): every file goes there too, with its own manifest, last.
+    const second = {
+      STORAGE_2_ENDPOINT: s3.endpoint,
+      STORAGE_2_ACCESS_KEY: s3.accessKey,
+      STORAGE_2_SECRET_KEY: s3.secretKey,
+      STORAGE_2_BUCKET: offsite,
+      STORAGE_2_PREFIX: 'offsite/',
+    };
+    env = backupEnv({ database: db, dir, bucket, encrypt: true, extra: { BACKUP_JOBS: '2', BACKUP_COMPRESSION: 'gzip:6', ...second } });
     const r = await runCli(['backup', '--json', '--no-prune'], { env });
     expect(r.code, r.stderr).toBe(0);
     const name = jsonResult(r.stdout).name as string;
@@ -66,8 +77,11 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     // toc.dat and one .dat.gz per table with rows (customers, orders, events; empty_one too: pg_dump writes a file per table).
     expect(files.filter((k) => /^.+\.dir\/\d+\.dat\.gz\.gpg$/.test(k)).length).toBeGreaterThanOrEqual(3);
     const keys = await awsKeys(bucket, 'backups/');
+    const offsiteKeys = await awsKeys(offsite, 'offsite/');
+    expect(offsiteKeys).toContain(`offsite/${name}.manifest.json`);
     for (const f of directory.files) {
       expect(keys).toContain(`backups/${f.key}`);
+      expect(offsiteKeys).toContain(`offsite/${f.key}`);
       expect(await sha256Of(bucket, `backups/${f.key}`)).toEqual({ sha256: f.sha256, size: f.size });
       expect(readdirSync(join(dir, 'backups', `${name}.dir`))).toContain(f.key.slice(f.key.indexOf('/') + 1));
     }
@@ -140,6 +154,30 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     const left = existsSync(join(failDir, 'backups')) ? readdirSync(join(failDir, 'backups')) : [];
     expect(left.filter((f) => f.startsWith(db) || f.startsWith('.pgbak-dirdump'))).toEqual([]);
     expect((await awsKeys(failBucket, 'backups/')).filter((k) => k.includes(db) && !k.endsWith('.last-run.json'))).toEqual([]);
+  });
+
+  it('Ctrl-C while pg_dump runs: exit 130, the temporary directory removed, nothing under a final name', async () => {
+    const fake = tempDir('pgbak-slow-pgdump-');
+    const real = services().pg.bindir;
+    // The real dump, then a pause: the interrupt comes while pg_dump (this script) still runs.
+    writeFileSync(
+      join(fake, 'pg_dump'),
+      `#!/bin/sh\ncase "$1" in --version|-V) exec "${real}/pg_dump" "$@";; esac\n"${real}/pg_dump" "$@" || exit 1\nsleep 60\n`,
+    );
+    chmodSync(join(fake, 'pg_dump'), 0o755);
+    symlinkSync(join(real, 'pg_dumpall'), join(fake, 'pg_dumpall'));
+    const intDir = tempDir();
+    const intEnv = backupEnv({ database: db, dir: intDir, encrypt: true, extra: { BACKUP_JOBS: '2', PG_DUMP_PATH: fake } });
+    const { child, done } = spawnCli(['backup'], { env: intEnv, timeoutMs: 180_000 });
+    const backups = join(intDir, 'backups');
+    const dumped = () =>
+      existsSync(backups) && readdirSync(backups).some((f) => isTemp(f) && existsSync(join(backups, f, 'dump', 'toc.dat')));
+    for (let i = 0; i < 1200 && !dumped(); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(dumped()).toBe(true);
+    child.kill('SIGINT');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(130);
+    expect(readdirSync(backups).filter((f) => isTemp(f) || f.startsWith(db))).toEqual([]);
   });
 
   it('prune removes every file of an old directory backup, locally and in the bucket', async () => {
