@@ -4,6 +4,7 @@ import { psql, type PgCluster } from '../test/helpers/postgres-cluster.js';
 import type { S3Server } from '../test/helpers/minio.js';
 import type { GpgHome } from '../test/helpers/gpg-home.js';
 import { measure, type CommandSpec, type Measurement } from './measure.js';
+import { jobsScenarios } from './scenarios-jobs.js';
 
 /** Everything a scenario needs: the services, the dataset and a scratch directory. */
 export interface BenchContext {
@@ -100,7 +101,7 @@ function runDir(ctx: BenchContext): string {
   return dir;
 }
 
-function result(m: Measurement, outputBytes: number, steps?: Record<string, number>): RunResult {
+export function result(m: Measurement, outputBytes: number, steps?: Record<string, number>): RunResult {
   return {
     wallMs: m.wallMs,
     cpuMs: m.cpuMs,
@@ -129,12 +130,16 @@ function sequence(parts: readonly { name: string; m: Measurement }[], outputByte
   };
 }
 
-async function pgbakBackup(ctx: BenchContext, compression: string): Promise<{ r: RunResult; name: string }> {
+export async function pgbakBackup(
+  ctx: BenchContext,
+  compression: string,
+  extra: Record<string, string> = {},
+): Promise<{ r: RunResult; name: string }> {
   const dir = runDir(ctx);
   const spec: CommandSpec = {
     command: ctx.pgbakBin,
     args: ['backup', '--json'],
-    env: pgbakEnv(ctx, dir, compression),
+    env: { ...pgbakEnv(ctx, dir, compression), ...extra },
     nodeProbe: true,
     cwd: dir,
   };
@@ -262,6 +267,7 @@ export function scenarios(ctx: Pick<BenchContext, 'zstdLevel'>): Scenario[] {
     },
     zstdPipe(true),
     zstdPipe(false),
+    ...jobsScenarios(),
     {
       id: 'f_bare',
       title: 'bare pg_restore -j 2 of the -Z9 file into an empty database',

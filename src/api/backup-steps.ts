@@ -315,7 +315,7 @@ export async function removeWritten(
 }
 
 /** The encryption stage of a run: gpg to GPG_RECIPIENT, age to every AGE_RECIPIENTS key, or none. */
-function encryptStage(keys: { gpgKey?: GpgKey | undefined; age?: AgeRecipients | undefined }) {
+export function encryptStage(keys: { gpgKey?: GpgKey | undefined; age?: AgeRecipients | undefined }) {
   if (keys.gpgKey) return gpgEncryptStage(keys.gpgKey);
   return keys.age ? ageEncryptStage(keys.age.recipients) : undefined;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { artifactKey, baseName, globalsKey, manifestKey } from '../catalog/backup-name.js';
+import { artifactKey, baseName, directoryKey, globalsKey, manifestKey } from '../catalog/backup-name.js';
 import { claimBackupName } from '../catalog/claim-backup-name.js';
 import type { JobConfig } from '../config/job.js';
 import { newRunRecord } from '../catalog/run-record.js';
@@ -17,6 +17,7 @@ import { BackupProgressTracker, type BackupProgress } from '../postgres/copy-pro
 import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
 import { buildManifest, claimExtra, dumpStep, globalsStep, removeWritten, RunTargets, storeManifest } from './backup-steps.js';
 import { preflight } from './preflight.js';
+import { directoryDumpStep, storedFileName } from './backup-directory.js';
 import { retainUntilOf } from '../storage/s3-object-lock.js';
 
 export type { BackupProgress } from '../postgres/copy-progress.js';
@@ -128,11 +129,13 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     }
 
     // Claim a name in every location before anything else is stored (see run-record.ts).
-    const keysOf = (name: string) => [
-      artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encryption ?? false }),
-      globalsKey(name, encryption ?? false),
-      manifestKey(name),
-    ];
+    // BACKUP_JOBS ≥ 2: a directory-format dump (backup-directory.ts), its toc.dat the artifact.
+    const dirJobs = job.backup.jobs > 1;
+    const artifactKeyOf = (name: string) =>
+      dirJobs
+        ? directoryKey(name, storedFileName('toc.dat', plan, encryption ?? false))
+        : artifactKey(name, { streamCompression: plan.streamMethod, encrypted: encryption ?? false });
+    const keysOf = (name: string) => [artifactKeyOf(name), globalsKey(name, encryption ?? false), manifestKey(name)];
     const fields = { runId, job: job.name, database: job.database, systemIdentifier, startedAt: started.toISOString() };
     const claimed = await claimBackupName({
       prefix: job.filePrefix,
@@ -149,7 +152,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     await claimExtra(targets, newRunRecord({ ...fields, name: base, keys: keysOf(base) }), options.signal);
     if (claimed.moved)
       logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
-    const artKey = artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encryption ?? false });
+    const artKey = artifactKeyOf(base);
 
     const snapshot = await exportSnapshot(client);
 
@@ -170,7 +173,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
 
     // 2. The dump, with exact row counts taken in the same snapshot at the same time.
     progress = new BackupProgressTracker(pre.tables ?? [], started, options.onProgress);
-    const { dump, tables } = await dumpStep({
+    const step = {
       job,
       client,
       tables: pre.tables ?? [],
@@ -186,7 +189,10 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       warnings,
       signal: options.signal,
       logger,
-    });
+    };
+    const { dump, tables, ...dir } = dirJobs
+      ? await directoryDumpStep({ ...step, base, databaseBytes: server.databaseSize, encryption: encryption ?? false })
+      : { ...(await dumpStep(step)), artifact: undefined, directory: undefined };
     size = dump.size;
     sha256 = dump.sha256;
     await client.query('COMMIT').catch(() => undefined);
@@ -194,7 +200,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     client = undefined;
 
     // 3. The manifest, LAST: only now is the backup complete.
-    const manifest = buildManifest({
+    const built = buildManifest({
       job,
       base,
       started,
@@ -205,12 +211,13 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       encrypt,
       gpgKey: pre.gpgKey,
       age: pre.age,
-      artifact: { key: artKey, size: dump.size, sha256: dump.sha256 },
+      artifact: dir.artifact ?? { key: artKey, size: dump.size, sha256: dump.sha256 },
       globals,
       tables,
       runId,
       objectLock: lockMode && retainUntil && targets.remote ? { mode: lockMode, retainUntil } : undefined,
     });
+    const manifest = dir.directory ? { ...built, directory: dir.directory } : built;
     locations.push(...(await storeManifest(manifest, local, targets.remote, onRemoteFailure, options.signal, retainUntil, targets)));
     const failedExtra = targets.extra.filter((t) => t.error);
     for (const t of failedExtra) {

@@ -18,6 +18,7 @@ import type { PgTool } from '../postgres/pg-tools.js';
 import { listToc, TocTap, type Toc } from '../postgres/toc.js';
 import type { SourceCopy } from '../catalog/find-backup.js';
 import { checkStored } from '../pipeline/check-stored.js';
+import { runDirectoryRestore } from './restore-directory.js';
 
 /**
  * How an artifact reaches pg_restore:
@@ -91,6 +92,8 @@ async function openCopy(copy: SourceCopy, signal: AbortSignal | undefined): Prom
 /** Restore one copy of an artifact into `targetUrl` (which must exist). */
 export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult> {
   const { manifest, copy, logger } = o;
+  // BACKUP_JOBS ≥ 2: a directory-format backup, one stored file per file of pg_dump's directory.
+  if (manifest.directory) return runDirectoryRestore(o);
   const path = copy.backend.localPath(copy.key);
   const local = path !== undefined;
   const plain = manifest.encryption === null && manifest.compression.by !== 'stream';

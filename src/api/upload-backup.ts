@@ -136,7 +136,8 @@ export async function copyBackupFiles(o: {
 }): Promise<void> {
   const { source, dest, manifest } = o;
   await claimInBucket(source, dest, manifest.name, o.signal);
-  const files: StoredFile[] = [...(manifest.globals ? [manifest.globals] : []), manifest.artifact];
+  // A directory-format backup (BACKUP_JOBS): every file it lists, toc.dat (its artifact) among them.
+  const files: StoredFile[] = [...(manifest.globals ? [manifest.globals] : []), ...(manifest.directory?.files ?? [manifest.artifact])];
   const until = o.lock ? retainUntilOf(new Date(manifest.startedAt), o.days) : undefined;
   const retainUntil = until && until.getTime() > Date.now() ? until : undefined;
   // The manifest records the lock of the copy it sits beside: none in a bucket without it.

@@ -125,6 +125,14 @@ async function checkCopy(
   const files = [
     { what: 'artifact', file: m.artifact, present: copy.artifact },
     ...(m.globals ? [{ what: 'globals', file: m.globals, present: copy.globals }] : []),
+    // BACKUP_JOBS ≥ 2: every other file of the directory-format dump.
+    ...(m.directory?.files ?? [])
+      .filter((f) => f.key !== m.artifact.key)
+      .map((f) => ({
+        what: `file ${f.key.slice(f.key.lastIndexOf('/') + 1)}`,
+        file: f,
+        present: copy.others.find((o) => o.key === f.key),
+      })),
   ];
   for (const f of files) {
     const check = `${label} ${f.what}`;

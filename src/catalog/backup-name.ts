@@ -85,3 +85,23 @@ function encryptionSuffix(encrypted: boolean | EncryptionMethod): string {
 export const manifestKey = (base: string) => `${base}.manifest.json`;
 export const verificationKey = (base: string) => `${base}.verify.json`;
 export const runKey = (base: string) => `${base}.run.json`;
+
+/**
+ * BACKUP_JOBS ≥ 2: each file of pg_dump's directory-format output is stored as
+ * `<base>.dir/<file>` (`toc.dat`, `3456.dat.gz`, plus `.zst`/`.lz4` and `.gpg`/`.age` as for a
+ * dump). Only these keys one level deep are pgbak's; the catalog counts them as the backup's artifact files.
+ */
+export const directoryKey = (base: string, file: string) => `${base}.dir/${file}`;
+
+const DIR_KEY_RE = /^([^/]+)\.dir\/([^/]+)$/;
+
+/** A key `<base>.dir/<file>` as an artifact file of `<base>`; undefined for anything else. */
+export function parseDirectoryKey(key: string): (ParsedKey & { readonly file: string }) | undefined {
+  const m = DIR_KEY_RE.exec(key);
+  if (!m) return undefined;
+  const parsed = parseKey(`${m[1]!}.dump`);
+  if (!parsed || m[2]!.startsWith('.')) return undefined;
+  const file = m[2]!;
+  const encryption = file.endsWith('.gpg') ? 'gpg' : file.endsWith('.age') ? 'age' : undefined;
+  return { ...parsed, encrypted: encryption !== undefined, encryption, file };
+}

@@ -3,7 +3,7 @@ import { isAppError, NotFoundError } from '../errors/index.js';
 import type { BackupState } from '../model/backup-state.js';
 import { forEachLimit } from '../model/for-each-limit.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
-import { parseKey, type ParsedKey } from './backup-name.js';
+import { parseDirectoryKey, parseKey, type ParsedKey } from './backup-name.js';
 import { parseManifest, type Manifest, type VerificationRecord } from './manifest.js';
 import { parseRunRecord, type RunRecord } from './run-record.js';
 
@@ -147,8 +147,8 @@ function parseVerification(text: string): VerificationRecord | undefined {
 
 async function collect(backend: StorageBackend, where: LocationName, prefix: string | undefined, into: Map<string, RawBackup>) {
   for await (const obj of backend.list(prefix === undefined ? undefined : `${prefix}_`)) {
-    if (obj.key.includes('/')) continue; // pgbak writes at the root; anything deeper is not ours
-    const parsed = parseKey(obj.key);
+    // pgbak writes at the root, but for the files of a directory-format backup (`<name>.dir/…`)
+    const parsed = obj.key.includes('/') ? parseDirectoryKey(obj.key) : parseKey(obj.key);
     if (!parsed || (prefix !== undefined && parsed.prefix !== prefix)) continue;
     let raw = into.get(parsed.base);
     if (!raw) into.set(parsed.base, (raw = { parsed, copies: {} }));
@@ -221,6 +221,7 @@ function judgeCopy(name: string, c: ReadCopy): CopyInfo {
     if (!artifact) incomplete.push(`manifest without artifact ${manifest.artifact.key}`);
     else if (artifact.size !== manifest.artifact.size)
       corrupt.push(`${artifact.key} is ${artifact.size} bytes, manifest says ${manifest.artifact.size}`);
+    corrupt.push(...directoryProblems(manifest, raw.artifacts));
     if (manifest.globals) {
       if (!globals) corrupt.push(`globals ${manifest.globals.key} named by the manifest is missing`);
       else if (globals.size !== manifest.globals.size)
@@ -252,6 +253,17 @@ function judgeCopy(name: string, c: ReadCopy): CopyInfo {
     verificationData: c.verification,
     runData: c.run,
   };
+}
+
+/** A directory-format backup (BACKUP_JOBS): each file its manifest lists must be here with its size. */
+function directoryProblems(manifest: Manifest, present: readonly CopyObject[]): string[] {
+  return (manifest.directory?.files ?? [])
+    .filter((f) => f.key !== manifest.artifact.key)
+    .flatMap((f) => {
+      const o = present.find((p) => p.key === f.key);
+      if (!o) return [`${f.key} named by the manifest is missing`];
+      return o.size === f.size ? [] : [`${o.key} is ${o.size} bytes, manifest says ${f.size}`];
+    });
 }
 
 /** What two copies' manifests disagree on (empty when they agree or either is missing). */

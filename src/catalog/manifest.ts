@@ -62,6 +62,12 @@ export interface Manifest {
     | { readonly method: 'gpg'; readonly recipient: string; readonly fingerprint: string }
     | { readonly method: 'age'; readonly recipients: readonly string[] };
   readonly artifact: StoredFile;
+  /**
+   * BACKUP_JOBS ≥ 2: the dump is pg_dump's directory format, each of its files stored as
+   * `<name>.dir/<file>` and listed here (toc.dat first: it is also `artifact`); absent for a
+   * single-file dump.
+   */
+  readonly directory?: { readonly jobs: number; readonly files: readonly StoredFile[] } | undefined;
   readonly globals: StoredFile | null;
   /**
    * Exact row counts taken in the same snapshot pg_dump used (`--snapshot`), so a restore
@@ -117,6 +123,12 @@ export function parseManifest(text: string, source: string): Manifest {
   if (typeof m.startedAt !== 'string' || Number.isNaN(Date.parse(m.startedAt))) problems.push('startedAt');
   const a = m.artifact;
   if (!a || typeof a.key !== 'string' || typeof a.size !== 'number' || !/^[0-9a-f]{64}$/.test(String(a.sha256))) problems.push('artifact');
+  const d = m.directory;
+  if (
+    d !== undefined &&
+    (!Array.isArray(d.files) || d.files.some((f) => typeof f?.key !== 'string' || !/^[0-9a-f]{64}$/.test(String(f.sha256))))
+  )
+    problems.push('directory');
   if (problems.length) {
     throw new IntegrityError(`manifest ${source} is invalid (${problems.join(', ')})`, {
       hint: 'the backup it describes cannot be trusted; run `pgbak verify` on the others',

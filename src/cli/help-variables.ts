@@ -26,6 +26,7 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['BACKUP_VERIFY', 'After each backup: none, or restore-test', 'none'],
   ['VERIFY_DATABASE_URL', 'Server for restore tests (default: the backed-up server)', ''],
   ['BACKUP_ROW_COUNTS', 'Record exact per-table row counts (same snapshot as the dump) for restore tests', 'true'],
+  ['BACKUP_JOBS', 'pg_dump --jobs: 2 or more dumps in directory format, one file per table, in parallel', '1'],
   ['PG_DUMP_PATH', 'pg_dump binary or its directory (default: PATH, then /usr/lib/postgresql/*/bin)', ''],
   ['BACKUP_LOG_LEVEL', 'Log level', 'info'],
   ['STORAGE_PREFIX', 'Key prefix in the bucket', 'backups/'],

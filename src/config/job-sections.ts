@@ -69,6 +69,8 @@ export interface BackupSettings {
   readonly rowCounts: boolean;
   /** Prune old backups after each successful backup. */
   readonly prune: boolean;
+  /** BACKUP_JOBS: 1 is one custom-format stream; 2 or more, pg_dump --format=directory --jobs=N (backup-directory.ts). */
+  readonly jobs: number;
 }
 
 /** Point-in-time recovery: the WAL archive and base backups (WAL_COMPRESSION, WAL_RPO). */
@@ -138,7 +140,12 @@ export function jobSectionsOf(settings: Settings, cwd: string): JobSections {
     pgTools: { pgDumpPath: settings.PG_DUMP_PATH },
     metrics: { textfile: absolutePath(settings.METRICS_TEXTFILE, cwd) },
     health: { rpoMs: settings.BACKUP_RPO, sizeTolerance: settings.BACKUP_SIZE_TOLERANCE },
-    backup: { globals: settings.BACKUP_GLOBALS, rowCounts: settings.BACKUP_ROW_COUNTS, prune: settings.BACKUP_PRUNE },
+    backup: {
+      globals: settings.BACKUP_GLOBALS,
+      rowCounts: settings.BACKUP_ROW_COUNTS,
+      prune: settings.BACKUP_PRUNE,
+      jobs: settings.BACKUP_JOBS,
+    },
     wal: walSettingsOf(settings),
   };
 }

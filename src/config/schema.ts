@@ -147,6 +147,9 @@ export const variables = [
   v('BACKUP_ROW_COUNTS', z.stringbool(), 'Record exact per-table row counts (same snapshot as the dump) for restore tests', {
     default: 'true',
   }),
+  v('BACKUP_JOBS', wholeNumber(1), 'pg_dump --jobs: 2 or more dumps in directory format, one file per table, in parallel', {
+    default: '1',
+  }),
   v('PG_DUMP_PATH', optionalText, 'pg_dump binary or its directory (default: PATH, then /usr/lib/postgresql/*/bin)', { default: '' }),
   v('BACKUP_LOG_LEVEL', z.enum(['debug', 'info', 'warn', 'error']), 'Log level', { default: 'info' }),
 

@@ -50,13 +50,16 @@ export function pgDumpStage(options: {
   compressionArgs: readonly string[];
   snapshot?: string | undefined;
   onTable?: (qualifiedName: string) => void;
+  /** BACKUP_JOBS ≥ 2: `--format=directory --jobs=N --file=<path>` (`path` must not exist; stdout stays empty). */
+  directory?: { readonly path: string; readonly jobs: number } | undefined;
 }): ChildStage {
   const conn = childConnection(options.url);
+  const d = options.directory;
   return new ChildStage({
     label: 'pg_dump',
     command: options.tool.path,
     args: [
-      '--format=custom',
+      ...(d ? ['--format=directory', `--jobs=${d.jobs}`, `--file=${d.path}`] : ['--format=custom']),
       ...options.compressionArgs,
       '--verbose',
       ...(options.snapshot ? [`--snapshot=${options.snapshot}`] : []),

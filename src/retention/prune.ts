@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
-import { parseKey } from '../catalog/backup-name.js';
+import { rmdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { directoryKey, parseDirectoryKey, parseKey } from '../catalog/backup-name.js';
 import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
 import { otherServersWarning } from '../catalog/other-servers.js';
 import { AppError, ConfigError, messageOf } from '../errors/index.js';
@@ -85,8 +87,15 @@ function deleteOrder(copy: CopyInfo): string[] {
 
 /** True only for a root-level pgbak key of exactly this backup (and so of this job's prefix). */
 function isOwnKey(key: string, name: string, prefix: string): boolean {
-  const parsed = parseKey(key);
-  return !key.includes('/') && parsed !== undefined && parsed.prefix === prefix && parsed.base === name;
+  // A directory-format backup's files (`<name>.dir/…`) are the only keys below the root that are its.
+  const parsed = key.includes('/') ? parseDirectoryKey(key) : parseKey(key);
+  return parsed !== undefined && parsed.prefix === prefix && parsed.base === name;
+}
+
+/** The local `<name>.dir` of a directory-format backup (BACKUP_JOBS), once emptied; rmdir leaves a non-empty one. */
+async function removeEmptyDirectory(backend: StorageBackend, name: string): Promise<void> {
+  const path = backend.localPath(directoryKey(name, 'toc.dat'));
+  if (path) await rmdir(dirname(path)).catch(() => undefined);
 }
 
 /** Is the run that wrote this backup over? Its manifest exists somewhere, or its process is gone from this host. */
@@ -250,6 +259,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
           if (copy.manifest && key === copy.manifest.key) break;
         }
       }
+      await removeEmptyDirectory(backend, d.name);
     }
   }
   const finished = new Set(entries.filter(runIsOver).map((e) => e.name));

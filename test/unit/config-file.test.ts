@@ -331,7 +331,7 @@ describe('the typed sections of a job and of the daemon', () => {
     expect(job.pgTools).toEqual({ pgDumpPath: '/opt/pg/bin' });
     expect(job.metrics).toEqual({ textfile: join(dir, 'metrics', 'pgbak.prom') });
     expect(job.health).toEqual({ rpoMs: 2 * 3_600_000, sizeTolerance: 0.5 });
-    expect(job.backup).toEqual({ globals: false, rowCounts: true, prune: true });
+    expect(job.backup).toEqual({ globals: false, rowCounts: true, prune: true, jobs: 1 });
     expect(daemon).toEqual({
       concurrency: 3,
       retries: 2,
