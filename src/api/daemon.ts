@@ -10,6 +10,7 @@ import { installSignalHandlers, startDaemon, type Daemon, type DaemonStopped, ty
 import { DaemonHealth, seedFromStorage, type SchedulerState } from './health.js';
 import { DASHBOARD_REFRESH_MS, DashboardCache, daemonDashboard } from './dashboard-cache.js';
 import { runJob } from './run-job.js';
+import { isServerJob, runServer } from './server-run.js';
 
 export type { DaemonStopped } from '../scheduler/daemon.js';
 
@@ -114,7 +115,11 @@ function startScheduler(
     stopTimeoutMs: limits.stopTimeoutMs,
     concurrency: limits.concurrency,
     retries: limits.retries,
-    runJob: (job, signal) => runJob(job, { logger, signal }),
+    // A whole-server job (BACKUP_DATABASES): one server run, its summary as the run's result.
+    runJob: (job, signal) =>
+      isServerJob(job)
+        ? runServer(job, { logger, signal, concurrency: limits.concurrency }).then((r) => r.summary)
+        : runJob(job, { logger, signal }),
     retryUpload: (job, partial, signal) => runJob(job, { logger, signal, resume: partial }),
     onRunFinished,
   });
