@@ -85,7 +85,12 @@ interface Server {
   excluded: string[];
 }
 
-async function backupRun(): Promise<{ code: number | null; stderr: string; servers: Server[]; results: { database: string; status: string }[] }> {
+async function backupRun(): Promise<{
+  code: number | null;
+  stderr: string;
+  servers: Server[];
+  results: { database: string; status: string }[];
+}> {
   const r = await runCli(['backup', '--json'], { env: env(), timeoutMs: 300_000 });
   const doc = parseEnvelope<{ database: string; status: string }>(r.stdout) as unknown as {
     servers: Server[];
@@ -116,7 +121,11 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     expect(new Set(manifests.map((m) => m.serverRun.globalsIn))).toEqual(new Set([first.servers[0]!.globalsIn]));
     expect(manifests.filter((m) => m.globals !== null).map((m) => m.database)).toEqual(['postgres']);
     // The catalog is per database, as for one-database jobs.
-    expect(files('.dump').map((f) => f.replace(/_\d{8}_\d{6}\.dump$/, '')).sort()).toEqual(names.filter((n) => n !== 'secret'));
+    expect(
+      files('.dump')
+        .map((f) => f.replace(/_\d{8}_\d{6}\.dump$/, ''))
+        .sort(),
+    ).toEqual(names.filter((n) => n !== 'secret'));
 
     // A database created between two runs is backed up by the next one.
     await psql(source, 'postgres', 'CREATE DATABASE newdb TEMPLATE seed;');
@@ -126,6 +135,25 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     expect(second.results.filter((r) => r.status === 'ok')).toHaveLength(21);
     expect(files('.globals.sql')).toHaveLength(2);
     expect(second.servers[0]!.globalsIn).not.toBe(first.servers[0]!.globalsIn);
+
+    // status, prune and verify act on each database, as for one-database jobs.
+    const status = await runCli(['status', '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(status.code, status.stderr).toBe(ExitCode.stale);
+    const report = parseEnvelope<{ database: string; ok: boolean; lastRun: { status: string } | null; backups: { good: number } }>(
+      status.stdout,
+    ).results;
+    expect(report.map((d) => d.database)).toEqual([...names, 'newdb'].sort());
+    expect(report.filter((d) => !d.ok).map((d) => d.database)).toEqual(['secret']);
+    expect(report.find((d) => d.database === 'secret')?.lastRun?.status).toBe('failed');
+    expect(report.find((d) => d.database === 'd05')?.backups.good).toBe(2);
+    expect(report.find((d) => d.database === 'newdb')?.backups.good).toBe(1);
+    const prune = await runCli(['prune', '--dry-run', '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(prune.code, prune.stderr).toBe(0);
+    expect(parseEnvelope<{ job: string }>(prune.stdout).results).toHaveLength(21);
+    const d05 = second.results.find((r) => r.database === 'd05') as { name?: string } | undefined;
+    const verify = await runCli(['verify', d05!.name!, '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(parseEnvelope<{ name: string; ok: boolean }>(verify.stdout).results).toMatchObject([{ name: d05!.name, ok: true }]);
   }, 600_000);
 
   it('restore --all-databases --target-server: the plan, the globals first, then every database into a fresh cluster', async () => {
@@ -149,9 +177,13 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     expect(doc.results.map((x) => x.database)).toEqual([...DATABASES.slice(0, 19), 'newdb', 'postgres'].sort());
     expect(doc.results.every((x) => x.ok)).toBe(true);
     // Roles first: the owner of the tables exists, and owns them.
-    expect(await psql(target, 'postgres', "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('app_owner', 'bak')")).toBe(
-      'app_owner,bak',
-    );
+    expect(
+      await psql(
+        target,
+        'postgres',
+        "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('app_owner', 'bak')",
+      ),
+    ).toBe('app_owner,bak');
     for (const db of ['d01', 'd07', 'd13', 'newdb']) {
       const q = `SELECT count(*) || ':' || md5(string_agg(id || v, ',' ORDER BY id)) || ':' || (SELECT tableowner FROM pg_tables WHERE tablename = 't') FROM t`;
       expect(await psql(target, db, q), db).toBe(await psql(source, db, q));
