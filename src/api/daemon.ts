@@ -11,6 +11,8 @@ import { DaemonHealth, seedFromStorage, type SchedulerState } from './health.js'
 import { DASHBOARD_REFRESH_MS, DashboardCache, daemonDashboard } from './dashboard-cache.js';
 import { runJob } from './run-job.js';
 import { isServerJob, runServer } from './server-run.js';
+import { expandServerJobs } from './server-jobs.js';
+import { jobDashboardTarget } from './dashboard-data.js';
 
 export type { DaemonStopped } from '../scheduler/daemon.js';
 
@@ -47,7 +49,12 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   let server: MetricsServer | undefined;
   let dashboard: DashboardCache | undefined;
   if (options.metricsAddr) {
-    dashboard = new DashboardCache(jobs, logger);
+    // Whole-server jobs (BACKUP_DATABASES): each database, found again at each full refresh.
+    dashboard = jobs.some(isServerJob)
+      ? new DashboardCache([], logger, {
+          discover: async () => (await expandServerJobs(jobs, { discover: true, logger })).map(jobDashboardTarget),
+        })
+      : new DashboardCache(jobs, logger);
     await dashboard.refresh();
     server = await startMetricsServer(options.metricsAddr, metrics, {
       live: () => health.liveness(state),

@@ -154,6 +154,12 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     const verify = await runCli(['verify', d05!.name!, '--json'], { env: env(), timeoutMs: 180_000 });
     expect(verify.code, verify.stderr).toBe(0);
     expect(parseEnvelope<{ name: string; ok: boolean }>(verify.stdout).results).toMatchObject([{ name: d05!.name, ok: true }]);
+    // The dashboard's report shows each database.
+    const html = join(dir, 'report.html');
+    const report2 = await runCli(['report', '--html', html], { env: env(), timeoutMs: 180_000 });
+    expect(report2.code, report2.stderr).toBe(0);
+    const page = readFileSync(html, 'utf8');
+    for (const db of ['d05', 'newdb', 'secret', 'postgres']) expect(page).toContain(`"database":"${db}"`);
   }, 600_000);
 
   it('restore --all-databases --target-server: the plan, the globals first, then every database into a fresh cluster', async () => {
