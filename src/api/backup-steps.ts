@@ -221,6 +221,7 @@ export function buildManifest(o: {
     tables: o.tables,
     runId: o.runId,
     ...(o.objectLock ? { objectLock: { mode: o.objectLock.mode, retainUntil: o.objectLock.retainUntil.toISOString() } } : {}),
+    ...(job.serverRun ? { serverRun: { ...job.serverRun, globalsIn: job.serverRun.globalsIn ?? (o.globals ? o.base : null) } } : {}),
   };
 }
 

@@ -10,6 +10,9 @@ import { installSignalHandlers, startDaemon, type Daemon, type DaemonStopped, ty
 import { DaemonHealth, seedFromStorage, type SchedulerState } from './health.js';
 import { DASHBOARD_REFRESH_MS, DashboardCache, daemonDashboard } from './dashboard-cache.js';
 import { runJob } from './run-job.js';
+import { isServerJob, runServer } from './server-run.js';
+import { expandServerJobs } from './server-jobs.js';
+import { jobDashboardTarget } from './dashboard-data.js';
 
 export type { DaemonStopped } from '../scheduler/daemon.js';
 
@@ -46,7 +49,12 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   let server: MetricsServer | undefined;
   let dashboard: DashboardCache | undefined;
   if (options.metricsAddr) {
-    dashboard = new DashboardCache(jobs, logger);
+    // Whole-server jobs (BACKUP_DATABASES): each database, found again at each full refresh.
+    dashboard = jobs.some(isServerJob)
+      ? new DashboardCache([], logger, {
+          discover: async () => (await expandServerJobs(jobs, { discover: true, logger })).map(jobDashboardTarget),
+        })
+      : new DashboardCache(jobs, logger);
     await dashboard.refresh();
     server = await startMetricsServer(options.metricsAddr, metrics, {
       live: () => health.liveness(state),
@@ -114,7 +122,11 @@ function startScheduler(
     stopTimeoutMs: limits.stopTimeoutMs,
     concurrency: limits.concurrency,
     retries: limits.retries,
-    runJob: (job, signal) => runJob(job, { logger, signal }),
+    // A whole-server job (BACKUP_DATABASES): one server run, its summary as the run's result.
+    runJob: (job, signal) =>
+      isServerJob(job)
+        ? runServer(job, { logger, signal, concurrency: limits.concurrency }).then((r) => r.summary)
+        : runJob(job, { logger, signal }),
     retryUpload: (job, partial, signal) => runJob(job, { logger, signal, resume: partial }),
     onRunFinished,
   });

@@ -8,6 +8,7 @@ import { AppError, ExitCode, errnoCode } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { Redactor } from '../logging/redact.js';
 import { jobDashboardTarget, readJobSnapshot } from './dashboard-data.js';
+import { expandServerJobs } from './server-jobs.js';
 
 /** What {@link writeHtmlReport} wrote. */
 export interface HtmlReportResult {
@@ -32,11 +33,15 @@ export async function writeHtmlReport(options: {
   const now = options.now ?? new Date();
   const redactor = options.logger.redactor ?? new Redactor();
   const jobs: JobSnapshot[] = [];
-  for (const job of options.jobs) {
+  // Whole-server jobs (BACKUP_DATABASES): each database, as a one-database job.
+  const units = options.jobs.some((j) => j.backup.databases)
+    ? await expandServerJobs(options.jobs, { discover: true, logger: options.logger })
+    : options.jobs;
+  for (const job of units) {
     jobs.push(
       await readJobSnapshot(jobDashboardTarget(job), {
         redactor,
-        severalJobs: options.jobs.length > 1,
+        severalJobs: units.length > 1,
         schedule: false,
         now,
         ...(options.signal ? { signal: options.signal } : {}),

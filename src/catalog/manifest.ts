@@ -1,5 +1,6 @@
 import { IntegrityError } from '../errors/index.js';
 import type { CompressionMethod } from '../config/parsers.js';
+import type { ServerRunRef } from '../model/server-run-ref.js';
 
 export const MANIFEST_FORMAT = 'pgbak-manifest';
 export const MANIFEST_VERSION = 1;
@@ -88,6 +89,8 @@ export interface Manifest {
    * then come from the archive's header where it could be read.
    */
   readonly adopted?: { readonly at: string; readonly from: string; readonly note: string } | undefined;
+  /** A backup of a whole-server run (BACKUP_DATABASES): the run, and the backup that holds its globals. */
+  readonly serverRun?: ServerRunRef | undefined;
 }
 
 /** Verification record written next to a backup (`<name>.verify.json`) by `pgbak verify`. */

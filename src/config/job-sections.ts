@@ -71,6 +71,20 @@ export interface BackupSettings {
   readonly prune: boolean;
   /** BACKUP_JOBS: 1 is one custom-format stream; 2 or more, pg_dump --format=directory --jobs=N (backup-directory.ts). */
   readonly jobs: number;
+  /**
+   * BACKUP_DATABASES / BACKUP_EXCLUDE_DATABASES: the job is a whole server (the databases are
+   * discovered at each run; DATABASE_URL's database is only the connection for discovery and the
+   * globals). Undefined: the one database of DATABASE_URL.
+   */
+  readonly databases?: DatabaseSelection | undefined;
+}
+
+/** Which databases of a server a whole-server job backs up (templates and databases that refuse connections never). */
+export interface DatabaseSelection {
+  /** `all`, or these names. */
+  readonly include: 'all' | readonly string[];
+  /** Left out, even when listed in include. */
+  readonly exclude: readonly string[];
 }
 
 /** Point-in-time recovery: the WAL archive and base backups (WAL_COMPRESSION, WAL_RPO). */
@@ -145,9 +159,20 @@ export function jobSectionsOf(settings: Settings, cwd: string): JobSections {
       rowCounts: settings.BACKUP_ROW_COUNTS,
       prune: settings.BACKUP_PRUNE,
       jobs: settings.BACKUP_JOBS,
+      ...databaseSelectionOf(settings),
     },
     wal: walSettingsOf(settings),
   };
+}
+
+/** BACKUP_DATABASES and BACKUP_EXCLUDE_DATABASES as `{ databases }`; `{}` when BACKUP_DATABASES is empty. */
+function databaseSelectionOf(settings: Pick<Settings, 'BACKUP_DATABASES' | 'BACKUP_EXCLUDE_DATABASES'>): {
+  databases?: DatabaseSelection;
+} {
+  const list = settings.BACKUP_DATABASES;
+  if (list.length === 0) return {};
+  const include = list.length === 1 && list[0]!.toLowerCase() === 'all' ? 'all' : list;
+  return { databases: { include, exclude: settings.BACKUP_EXCLUDE_DATABASES } };
 }
 
 /** The WAL_* variables as {@link WalSettings}. */

@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../errors/index.js';
 import { type JobSections, absolutePath, jobSectionsOf } from './job-sections.js';
 import type { Compression } from './parsers.js';
+import type { ServerRunRef } from '../model/server-run-ref.js';
 import type { Settings } from './schema.js';
 
 /** S3 settings of a job; `upload` is false when keys are missing or --no-upload was given. */
@@ -71,6 +72,8 @@ export interface JobConfig extends JobSections {
    */
   readonly extraTargets?: readonly NamedS3Settings[] | undefined;
   readonly retention: RetentionSettings;
+  /** Set on the per-database unit of a whole-server run (api/server-run.ts): recorded in its manifest. */
+  readonly serverRun?: ServerRunRef | undefined;
 }
 
 /** age encryption (AGE_RECIPIENTS) and decryption (AGE_IDENTITY_FILE). */

@@ -55,6 +55,14 @@ const emailList = z
   )
   .pipe(z.array(z.string().regex(/^[^@\s]+@[^@\s]+$/, 'must be a comma-separated list of e-mail addresses')));
 
+/** A comma list of database names (BACKUP_DATABASES, BACKUP_EXCLUDE_DATABASES); empty: none. */
+const databaseList = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+
 const cronText = z
   .string()
   .trim()
@@ -152,6 +160,13 @@ export const variables = [
   }),
   v('PG_DUMP_PATH', optionalText, 'pg_dump binary or its directory (default: PATH, then /usr/lib/postgresql/*/bin)', { default: '' }),
   v('BACKUP_LOG_LEVEL', z.enum(['debug', 'info', 'warn', 'error']), 'Log level', { default: 'info' }),
+  v(
+    'BACKUP_DATABASES',
+    databaseList,
+    'Whole server: all, or a comma list of databases backed up in one run (empty: the database of DATABASE_URL)',
+    { default: '' },
+  ),
+  v('BACKUP_EXCLUDE_DATABASES', databaseList, 'Whole server: databases left out of BACKUP_DATABASES (comma list)', { default: '' }),
 
   // Storage
   v(
@@ -246,7 +261,9 @@ export const variables = [
   v('BACKUP_RUN_ON_START', z.stringbool(), 'Daemon: run once at start', { default: 'false' }),
   v('BACKUP_RETRIES', wholeNumber(0), 'Retries of a run that failed for a transient cause', { default: '2' }),
   v('BACKUP_STOP_TIMEOUT', fromParser(parseDuration), 'On SIGTERM, how long a running backup may finish', { default: '10m' }),
-  v('BACKUP_CONCURRENCY', wholeNumber(1), 'Jobs run at once by --all and the daemon', { default: '1' }),
+  v('BACKUP_CONCURRENCY', wholeNumber(1), 'Jobs run at once by --all and the daemon; databases dumped at once with BACKUP_DATABASES', {
+    default: '1',
+  }),
   v('PGBAK_CONFIG', optionalText, 'Config file listing jobs (default: ./pgbak.yaml when present)', { default: '' }),
 
   // Notifications and monitoring

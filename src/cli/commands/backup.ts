@@ -10,6 +10,8 @@ import { loadContext, type CommonFlags } from '../context.js';
 import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { out } from '../style.js';
+import type { ServerRunResult } from '../../api/server-run.js';
+import { serverBackupOutcome } from './backup-server.js';
 
 interface BackupFlags extends CommonFlags {
   dryRun?: boolean;
@@ -65,9 +67,26 @@ async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
   ]);
   const controller = stopOnSignals(ctx.logger, 'backup');
   const results: BackupResult[] = [];
-  const progress = ctx.jobs.length === 1 && !flags.json ? createProgress(ctx.logger) : undefined;
+  // Whole-server jobs (BACKUP_DATABASES): one summary a server run (api/server-run.ts).
+  const servers: ServerRunResult[] = [];
+  const serverJob = ctx.jobs.some((j) => j.backup.databases !== undefined);
+  const progress = ctx.jobs.length === 1 && !serverJob && !flags.json ? createProgress(ctx.logger) : undefined;
   try {
     await forEachLimit(ctx.jobs, Math.max(1, ctx.global.BACKUP_CONCURRENCY), async (job) => {
+      if (job.backup.databases !== undefined) {
+        const { runServer } = await import('../../api/server-run.js');
+        const run = await runServer(job, {
+          logger: ctx.logger,
+          signal: controller.signal,
+          upload: flags.upload !== false,
+          encrypt: flags.encrypt !== false,
+          prune: flags.prune !== false,
+          concurrency: ctx.global.BACKUP_CONCURRENCY,
+        });
+        servers.push(run);
+        results.push(...run.results);
+        return;
+      }
       const result = await runJob(job, {
         logger: ctx.logger,
         signal: controller.signal,
@@ -83,6 +102,7 @@ async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
     controller.dispose();
   }
   if (!flags.json) for (const r of results) process.stdout.write(describe(r));
+  if (servers.length > 0) return serverBackupOutcome(servers, results, controller.signal.aborted, Boolean(flags.json), backupJson);
   return {
     ...backupOutcome(results, ctx.jobs.length, controller.signal.aborted),
     json: { extra: { dryRun: false }, results: results.map(backupJson) },

@@ -43,7 +43,11 @@ async function runPruneCommand(flags: PruneFlags): Promise<CommandOutcome> {
   // Deleting is cleanup, so a stop aborts only the listing; the grace bounds the rest.
   const stop = stopOnSignals(ctx.logger, 'prune');
   try {
-    for (const job of ctx.jobs) {
+    // A whole-server job (BACKUP_DATABASES): each database it backed up, as a one-database job.
+    const jobs = ctx.jobs.some((j) => j.backup.databases)
+      ? await (await import('../../api/server-jobs.js')).expandServerJobs(ctx.jobs, { discover: false, logger: ctx.logger })
+      : ctx.jobs;
+    for (const job of jobs) {
       if (stop.signal.aborted) break;
       const result = await prune(job, { dryRun: Boolean(flags.dryRun), logger: ctx.logger, signal: stop.signal });
       results.push({ job: job.name, result });

@@ -24,6 +24,10 @@ interface RestoreFlags extends CommonFlags {
   pgdata?: string;
   time?: string;
   archive?: boolean;
+  /** Whole server: every database of a BACKUP_DATABASES job into this server (restore-server.ts). */
+  allDatabases?: boolean;
+  targetServer?: string;
+  dryRun?: boolean;
 }
 
 /** `pgbak restore`: one backup into a target database. */
@@ -58,10 +62,20 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
       '--time <timestamp>',
       'with --pgdata: recover to this time (ISO 8601, e.g. 2026-12-05T17:59:00Z), then promote; --latest: to the end of the archive',
     )
-    .option('--no-archive', 'with --pgdata: the restored server does not archive WAL (a test restore beside the running primary)');
+    .option('--no-archive', 'with --pgdata: the restored server does not archive WAL (a test restore beside the running primary)')
+    .option(
+      '--all-databases',
+      'whole server (BACKUP_DATABASES): the globals, then the newest backup of every database, created when missing',
+    )
+    .option('--target-server <url>', 'with --all-databases: the server, a postgresql:// URL without password (or --target-env VAR)')
+    .option('--dry-run', 'with --all-databases: print the plan only; change nothing');
   // One backup into one database: no --all.
   addCommonOptions(cmd, { withAll: false }).action(async (name: string | undefined, flags: RestoreFlags) => {
     slot.outcome = await runCommand('restore', flags.json, async () => {
+      if (flags.allDatabases || flags.targetServer !== undefined) {
+        const { runServerRestore } = await import('./restore-server.js');
+        return runServerRestore(name, flags, { ask: askOnTty, targetOf: (f) => targetOf(f), restoreJson });
+      }
       if (flags.pgdata === undefined && flags.time === undefined) {
         if (flags.archive === false) throw new UsageError('--no-archive is for --pgdata (point-in-time recovery)');
         return runRestoreCommand(name, flags);
@@ -81,6 +95,7 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
       'point in time: a base backup + WAL up to 17:59 UTC',
     ],
     ['pgbak restore --latest --pgdata /var/lib/postgresql/15/pitr', 'point in time: to the end of the WAL archive'],
+    ['pgbak restore --all-databases --target-env NEW_SERVER_URL --parallel 2', 'a whole server: globals, then every database'],
   ]);
 }
 

@@ -93,7 +93,11 @@ async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
   const { discoverTargets, jobTarget, selectJobs } = await import('../../api/index.js');
   const loaded = await loadForStatus(flags);
   if (loaded.jobs.length > 0) {
-    return selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? flags.job === undefined }).map(jobTarget);
+    const jobs = selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? flags.job === undefined });
+    // A whole-server job (BACKUP_DATABASES): each of its databases, as a one-database job.
+    if (!jobs.some((j) => j.backup.databases)) return jobs.map(jobTarget);
+    const { expandServerJobs } = await import('../../api/server-jobs.js');
+    return (await expandServerJobs(jobs, { discover: true })).map(jobTarget);
   }
   const found = await discoverTargets(loaded.global, { cwd: process.cwd() });
   if (flags.job === undefined) return found;

@@ -53,6 +53,16 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
   const picked = [name !== undefined, Boolean(flags.latest), Boolean(flags.every)].filter(Boolean).length;
   if (picked > 1) throw new UsageError('give one of NAME, --latest or --every');
   const ctx = await loadContext(flags, { openLogFile: true });
+  // A whole-server job (BACKUP_DATABASES): each database it backed up (with a NAME, that backup's).
+  if (ctx.jobs.some((j) => j.backup.databases)) {
+    const { expandServerJobs } = await import('../../api/server-jobs.js');
+    const units = await expandServerJobs(ctx.jobs, { discover: false, logger: ctx.logger });
+    const own =
+      name === undefined
+        ? units
+        : units.filter((u) => name.startsWith(`${u.filePrefix}_`) && /^\d{8}_\d{6}/.test(name.slice(u.filePrefix.length + 1)));
+    ctx.jobs.splice(0, ctx.jobs.length, ...(own.length ? own : units));
+  }
   if (name !== undefined && ctx.jobs.length > 1) throw new UsageError('a backup NAME belongs to one job: choose it with --job NAME');
   const controller = stopOnSignals(ctx.logger, 'verification');
   const results: BackupVerification[] = [];

@@ -1,0 +1,184 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { filePrefixOf, type JobConfig } from '../config/job.js';
+import { AppError, DatabaseError, ExitCode, resultError, toAppError } from '../errors/index.js';
+import type { BackupResult } from '../model/backup-result.js';
+import { forEachLimit } from '../model/for-each-limit.js';
+import type { ServerRunRef } from '../model/server-run-ref.js';
+import { notifyRun, pingStart } from '../notify/notifier.js';
+import { withDatabase } from '../postgres/connection.js';
+import { chooseDatabases, listDatabases } from '../postgres/list-databases.js';
+import { destinationOf } from './report-run.js';
+import { runJob, type RunJobOptions } from './run-job.js';
+
+/**
+ * A whole-server run (BACKUP_DATABASES): the databases are discovered on the server at each run
+ * (templates and databases that refuse connections never), each is backed up as its own unit —
+ * the same names, catalog, lock, retention, last-run record and metrics as a one-database job of
+ * that database — BACKUP_CONCURRENCY at a time. The server's globals are stored once, in the
+ * backup of the first database (DATABASE_URL's own when it is backed up), and every other
+ * manifest of the run names that backup. One start ping, one notification, one summary; a
+ * database that fails never stops the others.
+ */
+
+/** What a whole-server run did. */
+export interface ServerRunResult {
+  /** The run as one result (the notification's): ok, partial (some databases failed) or failed (all did, or discovery). */
+  readonly summary: BackupResult;
+  /** One result a database, in name order (the databases named but missing included, failed). */
+  readonly results: readonly BackupResult[];
+  /** The backup that holds this run's globals; null: none (BACKUP_GLOBALS=false, or every candidate failed). */
+  readonly globalsIn: string | null;
+  /** Databases left out by BACKUP_EXCLUDE_DATABASES. */
+  readonly excluded: readonly string[];
+}
+
+/** Options of {@link runServer}: those of runJob, and how many databases are dumped at once. */
+export interface RunServerOptions extends RunJobOptions {
+  /** BACKUP_CONCURRENCY. */
+  readonly concurrency: number;
+  readonly now?: () => Date;
+}
+
+/** True when the job backs up a whole server (BACKUP_DATABASES set). */
+export function isServerJob(job: JobConfig): boolean {
+  return job.backup.databases !== undefined;
+}
+
+/**
+ * The unit of one database of a whole-server job: a one-database job of that database (named like
+ * one: the database, or `<job>/<database>` for a named job of a config file), without its own
+ * notifications (the run sends one) and, unless it holds the run's globals, without globals.
+ */
+export function databaseJob(job: JobConfig, database: string, serverRun?: ServerRunRef, holdsGlobals = false): JobConfig {
+  return {
+    ...job,
+    name: job.name === job.database ? database : `${job.name}/${database}`,
+    databaseUrl: withDatabase(job.databaseUrl, database),
+    database,
+    filePrefix: filePrefixOf(database),
+    backup: { ...job.backup, globals: job.backup.globals && holdsGlobals, databases: undefined },
+    notify: { ...job.notify, email: [], webhookUrl: undefined, pingUrl: undefined },
+    ...(serverRun ? { serverRun } : {}),
+  };
+}
+
+/** Run a whole-server job once. Never throws: a failure is a failed summary. */
+export async function runServer(job: JobConfig, options: RunServerOptions): Promise<ServerRunResult> {
+  const now = options.now ?? (() => new Date());
+  const started = now();
+  const logger = options.logger.child({ job: job.name });
+  const selection = job.backup.databases ?? { include: 'all' as const, exclude: [] };
+  await pingStart(job.notify.pingUrl, logger);
+  const results: BackupResult[] = [];
+  let excluded: readonly string[] = [];
+  let globalsIn: string | null = null;
+  let discoveryError: AppError | undefined;
+  try {
+    const choice = chooseDatabases(await listDatabases(job.databaseUrl), selection);
+    excluded = choice.excluded;
+    logger.info('server run started', { databases: choice.databases.length, excluded: excluded.join(',') || '-' });
+    for (const d of choice.missing) results.push(missingResult(job, d, now()));
+    const ref: ServerRunRef = { id: randomBytes(8).toString('hex'), startedAt: started.toISOString(), job: job.name, globalsIn: null };
+    const run = async (database: string, holds: boolean, globals: string | null): Promise<BackupResult> => {
+      const unit = databaseJob(job, database, { ...ref, globalsIn: globals }, holds);
+      try {
+        return await runJob(unit, { ...options, storage: undefined, onProgress: undefined, onBackupDone: undefined });
+      } catch (err) {
+        return failedResult(unit, toAppError(err), now());
+      }
+    };
+    // The globals first, alone: in the backup of DATABASE_URL's database, else of the first that succeeds.
+    const own = job.database;
+    const queue = [...choice.databases].sort((a, b) => (a === own ? -1 : b === own ? 1 : a < b ? -1 : a > b ? 1 : 0));
+    while (job.backup.globals && globalsIn === null && queue.length > 0 && !options.signal?.aborted) {
+      const r = await run(queue.shift()!, true, null);
+      results.push(r);
+      if (r.status !== 'failed' && r.name) globalsIn = r.name;
+    }
+    await forEachLimit(queue, Math.max(1, options.concurrency), async (database) => {
+      results.push(await run(database, false, globalsIn));
+    });
+  } catch (err) {
+    discoveryError = toAppError(err);
+    logger.error('server run failed: the databases could not be listed', { error: discoveryError.message });
+  }
+  results.sort((a, b) => (a.database < b.database ? -1 : a.database > b.database ? 1 : 0));
+  let summary = summarize(job, results, started, now(), discoveryError);
+  const outcomes = await notifyRun({
+    result: summary,
+    settings: job.notify,
+    context: { host: hostname(), location: destinationOf(job) },
+    logger,
+  });
+  const undelivered = outcomes.filter((o) => !o.ok).map((o) => `${o.channel} notification not delivered: ${o.error ?? 'unknown error'}`);
+  if (undelivered.length) summary = { ...summary, warnings: [...summary.warnings, ...undelivered] };
+  logger.info('server run finished', {
+    status: summary.status,
+    databases: results.length,
+    failed: results.filter((r) => r.status === 'failed').length,
+  });
+  return { summary, results, globalsIn, excluded };
+}
+
+/**
+ * The run as one result: ok when every database is; partial (exit 3) when some failed and others
+ * were backed up; failed when none was (the first failure's exit code). The error names every
+ * database that failed.
+ */
+export function summarize(job: JobConfig, results: readonly BackupResult[], started: Date, finished: Date, error?: AppError): BackupResult {
+  const bad = results.filter((r) => r.status === 'failed' || r.status === 'partial');
+  const good = results.filter((r) => r.status === 'ok' || r.status === 'partial');
+  const failed = results.filter((r) => r.status === 'failed');
+  let e: AppError | undefined = error;
+  if (!e && bad.length > 0) {
+    const names = bad.map((r) => `${r.database} (${r.error?.message ?? r.status})`).join('; ');
+    const exitCode = failed.length > 0 && good.length === 0 ? (failed[0]!.error?.exitCode ?? ExitCode.failure) : ExitCode.partial;
+    e = new AppError('databases-failed', `${bad.length} of ${results.length} databases not fully backed up: ${names}`, {
+      exitCode,
+      hint: 'the other databases were backed up; the log has each failure, `pgbak status` shows each database',
+    });
+  }
+  const status: BackupResult['status'] = !e ? 'ok' : error || good.length === 0 ? 'failed' : 'partial';
+  return {
+    status,
+    job: job.name,
+    database: `${results.length} databases`,
+    name: undefined,
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    durationMs: finished.getTime() - started.getTime(),
+    sizeBytes: results.reduce((n, r) => n + (r.sizeBytes ?? 0), 0),
+    sha256: undefined,
+    encrypted: results.some((r) => r.encrypted),
+    locations: [],
+    error: e && resultError(e),
+    systemIdentifier: results.find((r) => r.systemIdentifier)?.systemIdentifier,
+    warnings: results.flatMap((r) => r.warnings.map((w) => `[${r.database}] ${w}`)),
+  };
+}
+
+function missingResult(job: JobConfig, database: string, at: Date): BackupResult {
+  const e = new DatabaseError('db-missing', `database "${database}" named in BACKUP_DATABASES is not on the server`, {
+    hint: 'check BACKUP_DATABASES (templates and databases that refuse connections are never backed up)',
+  });
+  return failedResult(databaseJob(job, database), e, at);
+}
+
+function failedResult(unit: JobConfig, e: AppError, at: Date): BackupResult {
+  return {
+    status: 'failed',
+    job: unit.name,
+    database: unit.database,
+    name: undefined,
+    startedAt: at.toISOString(),
+    finishedAt: at.toISOString(),
+    durationMs: 0,
+    sizeBytes: undefined,
+    sha256: undefined,
+    encrypted: false,
+    locations: [],
+    error: resultError(e),
+    warnings: [],
+  };
+}

@@ -1,0 +1,200 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/errors/index.js';
+import { backupEnv, runCli } from '../helpers/cli.js';
+import { parseEnvelope } from '../helpers/json-schemas.js';
+import { type PgCluster, psql, startCluster } from '../helpers/postgres-cluster.js';
+import { createBucket, tempDir } from '../helpers/services.js';
+
+/**
+ * Whole-server backups (BACKUP_DATABASES=all) on a cluster of their own (the shared one holds
+ * every other test's databases): 20 small databases, one the backup role may not connect to,
+ * a template and a database that refuses connections (never backed up), one excluded, one
+ * created between two runs; then `restore --all-databases` into a second, fresh cluster.
+ */
+
+let source: PgCluster;
+let target: PgCluster;
+let bucket: string;
+const dir = tempDir('pgbak-alldb-');
+const BAK_PASSWORD = 'bak-pw-x9';
+const DATABASES = [...Array.from({ length: 19 }, (_, i) => `d${String(i + 1).padStart(2, '0')}`), 'secret'];
+
+beforeAll(async () => {
+  [source, target] = await Promise.all([startCluster(), startCluster()]);
+  bucket = await createBucket('alldb');
+  await psql(
+    source,
+    'postgres',
+    `CREATE ROLE bak LOGIN PASSWORD '${BAK_PASSWORD}' IN ROLE pg_read_all_data;
+     CREATE ROLE app_owner NOLOGIN;
+     CREATE DATABASE seed;`,
+  );
+  await psql(
+    source,
+    'seed',
+    `CREATE TABLE t (id int PRIMARY KEY, v text);
+     INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 200) g;
+     ALTER TABLE t OWNER TO app_owner;`,
+  );
+  await psql(
+    source,
+    'postgres',
+    `ALTER DATABASE seed IS_TEMPLATE true;
+     CREATE DATABASE noconn; ALTER DATABASE noconn ALLOW_CONNECTIONS false;
+     ${DATABASES.map((d) => `CREATE DATABASE ${d} TEMPLATE seed;`).join('\n')}
+     CREATE DATABASE skipme TEMPLATE seed;
+     REVOKE CONNECT ON DATABASE secret FROM PUBLIC;`,
+  );
+  await psql(source, 'd01', `INSERT INTO t SELECT g, 'only in d01' FROM generate_series(1001, 1500) g;`);
+  await psql(source, 'd07', `CREATE TABLE extra AS SELECT g AS n FROM generate_series(1, 300) g;`);
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([source?.stop(), target?.stop()]);
+});
+
+function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const url = new URL(source.url('postgres'));
+  url.username = 'bak';
+  url.password = BAK_PASSWORD;
+  return backupEnv({
+    database: 'postgres',
+    dir,
+    bucket,
+    extra: {
+      DATABASE_URL: url.toString(),
+      BACKUP_DATABASES: 'all',
+      BACKUP_EXCLUDE_DATABASES: 'skipme',
+      BACKUP_CONCURRENCY: '4',
+      ...extra,
+    },
+  });
+}
+
+const backupsDir = () => join(dir, 'backups');
+const files = (suffix: string) => readdirSync(backupsDir()).filter((f) => f.endsWith(suffix));
+
+interface Server {
+  job: string;
+  status: string;
+  databases: number;
+  failed: string[];
+  globalsIn: string | null;
+  excluded: string[];
+}
+
+async function backupRun(): Promise<{
+  code: number | null;
+  stderr: string;
+  servers: Server[];
+  results: { database: string; status: string }[];
+}> {
+  const r = await runCli(['backup', '--json'], { env: env(), timeoutMs: 300_000 });
+  const doc = parseEnvelope<{ database: string; status: string }>(r.stdout) as unknown as {
+    servers: Server[];
+    results: { database: string; status: string }[];
+  };
+  return { code: r.code, stderr: r.stderr, servers: doc.servers, results: doc.results };
+}
+
+describe('BACKUP_DATABASES=all: every database of a server', () => {
+  it('backs up each database on its own, skips templates and the excluded, fails only the unreadable one (exit 3), stores the globals once a run; a database created later is backed up on the next run', async () => {
+    const first = await backupRun();
+    expect(first.code, first.stderr).toBe(ExitCode.partial);
+    const names = first.results.map((r) => r.database);
+    expect(names).toEqual(['d01', ...DATABASES.slice(1, 19), 'postgres', 'secret'].sort());
+    for (const never of ['seed', 'noconn', 'skipme', 'template0', 'template1']) expect(names).not.toContain(never);
+    expect(first.results.filter((r) => r.status === 'ok')).toHaveLength(20);
+    expect(first.results.find((r) => r.database === 'secret')?.status).toBe('failed');
+    expect(first.servers).toHaveLength(1);
+    expect(first.servers[0]).toMatchObject({ status: 'partial', databases: 21, failed: ['secret'], excluded: ['skipme'] });
+    // The one line naming every failed database, with the database's own cause.
+    expect(first.stderr).toMatch(/1 of 21 databases not fully backed up: secret \(.*permission denied for database "secret"/);
+    // One globals file, in the backup of DATABASE_URL's database; every manifest of the run names it.
+    expect(files('.globals.sql')).toHaveLength(1);
+    expect(first.servers[0]!.globalsIn).toMatch(/^postgres_\d{8}_\d{6}$/);
+    const manifests = files('.manifest.json').map((f) => JSON.parse(readFileSync(join(backupsDir(), f), 'utf8')));
+    expect(manifests).toHaveLength(20);
+    expect(new Set(manifests.map((m) => m.serverRun.id)).size).toBe(1);
+    expect(new Set(manifests.map((m) => m.serverRun.globalsIn))).toEqual(new Set([first.servers[0]!.globalsIn]));
+    expect(manifests.filter((m) => m.globals !== null).map((m) => m.database)).toEqual(['postgres']);
+    // The catalog is per database, as for one-database jobs.
+    expect(
+      files('.dump')
+        .map((f) => f.replace(/_\d{8}_\d{6}\.dump$/, ''))
+        .sort(),
+    ).toEqual(names.filter((n) => n !== 'secret'));
+
+    // A database created between two runs is backed up by the next one.
+    await psql(source, 'postgres', 'CREATE DATABASE newdb TEMPLATE seed;');
+    const second = await backupRun();
+    expect(second.code, second.stderr).toBe(ExitCode.partial);
+    expect(second.results.find((r) => r.database === 'newdb')?.status).toBe('ok');
+    expect(second.results.filter((r) => r.status === 'ok')).toHaveLength(21);
+    expect(files('.globals.sql')).toHaveLength(2);
+    expect(second.servers[0]!.globalsIn).not.toBe(first.servers[0]!.globalsIn);
+
+    // status, prune and verify act on each database, as for one-database jobs.
+    const status = await runCli(['status', '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(status.code, status.stderr).toBe(ExitCode.stale);
+    const report = parseEnvelope<{ database: string; ok: boolean; lastRun: { status: string } | null; backups: { good: number } }>(
+      status.stdout,
+    ).results;
+    expect(report.map((d) => d.database)).toEqual([...names, 'newdb'].sort());
+    expect(report.filter((d) => !d.ok).map((d) => d.database)).toEqual(['secret']);
+    expect(report.find((d) => d.database === 'secret')?.lastRun?.status).toBe('failed');
+    expect(report.find((d) => d.database === 'd05')?.backups.good).toBe(2);
+    expect(report.find((d) => d.database === 'newdb')?.backups.good).toBe(1);
+    const prune = await runCli(['prune', '--dry-run', '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(prune.code, prune.stderr).toBe(0);
+    expect(parseEnvelope<{ job: string }>(prune.stdout).results).toHaveLength(21);
+    const d05 = second.results.find((r) => r.database === 'd05') as { name?: string } | undefined;
+    const verify = await runCli(['verify', d05!.name!, '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(parseEnvelope<{ name: string; ok: boolean }>(verify.stdout).results).toMatchObject([{ name: d05!.name, ok: true }]);
+    // The dashboard's report shows each database.
+    const html = join(dir, 'report.html');
+    const report2 = await runCli(['report', '--html', html], { env: env(), timeoutMs: 180_000 });
+    expect(report2.code, report2.stderr).toBe(0);
+    const page = readFileSync(html, 'utf8');
+    for (const db of ['d05', 'newdb', 'secret', 'postgres']) expect(page).toContain(`"database":"${db}"`);
+  }, 600_000);
+
+  it('restore --all-databases --target-server: the plan, the globals first, then every database into a fresh cluster', async () => {
+    const targetUrl = target.url('postgres');
+    const restoreEnv = { ...env(), TARGET_URL: targetUrl };
+    const plan = await runCli(['restore', '--all-databases', '--target-env', 'TARGET_URL', '--dry-run'], { env: restoreEnv });
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/1\. globals \(roles, tablespaces\) from postgres_\d{8}_\d{6}/);
+    expect(plan.stdout).toMatch(/newdb ← newdb_\d{8}_\d{6}/);
+    expect(plan.stdout).not.toContain('secret');
+    expect(plan.stdout + plan.stderr).not.toContain(target.password);
+    expect(await psql(target, 'postgres', "SELECT count(*) FROM pg_database WHERE datname = 'd01'")).toBe('0');
+
+    const r = await runCli(['restore', '--all-databases', '--target-env', 'TARGET_URL', '--yes', '--parallel', '2', '--json'], {
+      env: restoreEnv,
+      timeoutMs: 300_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain(target.password);
+    const doc = parseEnvelope<{ database: string; ok: boolean; target: { created: boolean } }>(r.stdout);
+    expect(doc.results.map((x) => x.database)).toEqual([...DATABASES.slice(0, 19), 'newdb', 'postgres'].sort());
+    expect(doc.results.every((x) => x.ok)).toBe(true);
+    // Roles first: the owner of the tables exists, and owns them.
+    expect(
+      await psql(
+        target,
+        'postgres',
+        "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('app_owner', 'bak')",
+      ),
+    ).toBe('app_owner,bak');
+    for (const db of ['d01', 'd07', 'd13', 'newdb']) {
+      const q = `SELECT count(*) || ':' || md5(string_agg(id || v, ',' ORDER BY id)) || ':' || (SELECT tableowner FROM pg_tables WHERE tablename = 't') FROM t`;
+      expect(await psql(target, db, q), db).toBe(await psql(source, db, q));
+    }
+    expect(await psql(target, 'd07', 'SELECT sum(n) FROM extra')).toBe('45150');
+    expect(await psql(target, 'd01', "SELECT count(*) FROM t WHERE v = 'only in d01'")).toBe('500');
+  }, 600_000);
+});

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { summarize } from '../../src/api/server-run.js';
+import type { JobConfig } from '../../src/config/job.js';
+import { ExitCode } from '../../src/errors/index.js';
+import type { BackupResult } from '../../src/model/backup-result.js';
+import { chooseDatabases } from '../../src/postgres/list-databases.js';
+
+const found = ['app', 'crm', 'postgres', 'scratch', 'shop'];
+
+describe('chooseDatabases (BACKUP_DATABASES, BACKUP_EXCLUDE_DATABASES)', () => {
+  it('all: every database found but the excluded, sorted', () => {
+    expect(chooseDatabases(found, { include: 'all', exclude: ['scratch'] })).toEqual({
+      databases: ['app', 'crm', 'postgres', 'shop'],
+      missing: [],
+      excluded: ['scratch'],
+    });
+  });
+  it('a list: those found; a name not on the server is missing (it fails the run), an excluded one is left out', () => {
+    expect(chooseDatabases(found, { include: ['shop', 'gone', 'crm', 'shop', 'scratch'], exclude: ['scratch'] })).toEqual({
+      databases: ['crm', 'shop'],
+      missing: ['gone'],
+      excluded: ['scratch'],
+    });
+  });
+});
+
+const job = { name: 'postgres', database: 'postgres' } as JobConfig;
+const at = new Date('2026-12-05T10:00:00Z');
+function result(database: string, status: BackupResult['status'], exitCode: number = ExitCode.database): BackupResult {
+  return {
+    status,
+    job: database,
+    database,
+    name: status === 'failed' ? undefined : `${database}_20261205_100000`,
+    startedAt: at.toISOString(),
+    finishedAt: at.toISOString(),
+    durationMs: 1000,
+    sizeBytes: status === 'failed' ? undefined : 100,
+    sha256: undefined,
+    encrypted: false,
+    locations: [],
+    error: status === 'ok' ? undefined : { code: 'x', message: `${database} broke`, exitCode },
+    warnings: status === 'ok' ? [] : ['w'],
+  };
+}
+
+describe('summarize: one result for a whole-server run', () => {
+  it('ok when every database is', () => {
+    const s = summarize(job, [result('a', 'ok'), result('b', 'ok')], at, at);
+    expect(s).toMatchObject({ status: 'ok', error: undefined, sizeBytes: 200, database: '2 databases' });
+  });
+  it('partial (exit 3) naming every database that failed, when others were backed up', () => {
+    const s = summarize(job, [result('a', 'ok'), result('b', 'failed'), result('c', 'partial', ExitCode.partial)], at, at);
+    expect(s.status).toBe('partial');
+    expect(s.error).toMatchObject({
+      exitCode: ExitCode.partial,
+      message: '2 of 3 databases not fully backed up: b (b broke); c (c broke)',
+    });
+    expect(s.warnings).toEqual(['[b] w', '[c] w']);
+  });
+  it("failed with the first failure's exit code when none was backed up", () => {
+    const s = summarize(job, [result('a', 'failed', ExitCode.dumpFailed), result('b', 'failed')], at, at);
+    expect(s.status).toBe('failed');
+    expect(s.error?.exitCode).toBe(ExitCode.dumpFailed);
+  });
+});
