@@ -10,6 +10,7 @@ import { installSignalHandlers, startDaemon, type Daemon, type DaemonStopped, ty
 import { DaemonHealth, seedFromStorage, type SchedulerState } from './health.js';
 import { DASHBOARD_REFRESH_MS, DashboardCache, daemonDashboard } from './dashboard-cache.js';
 import { runJob } from './run-job.js';
+import { WalMetricsRefresher } from './wal-metrics.js';
 
 export type { DaemonStopped } from '../scheduler/daemon.js';
 
@@ -24,6 +25,8 @@ export interface RunDaemonOptions {
   readonly dashboardRefreshMs?: number | undefined;
   /** BACKUP_STOP_TIMEOUT, BACKUP_CONCURRENCY, BACKUP_RETRIES. */
   readonly limits: { readonly stopTimeoutMs: number; readonly concurrency: number; readonly retries: number };
+  /** How often the WAL series are read again from storage (default 60 s; also after each run). */
+  readonly walMetricsRefreshMs?: number | undefined;
   /** SIGHUP (logrotate): reopen the log file. */
   readonly reopenLogs?: (() => void) | undefined;
   /** Where SIGTERM/SIGINT/SIGHUP come from (default: the process). */
@@ -42,6 +45,9 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   const metrics = new BackupMetrics({ countRuns: true });
   const health = new DaemonHealth(jobs);
   await seedFromStorage(jobs, metrics, health, logger);
+  // seedFromStorage set the WAL series from the same status read; from now on they are reread.
+  const walMetrics = new WalMetricsRefresher(jobs, metrics, logger);
+  walMetrics.start(options.walMetricsRefreshMs);
   let state: SchedulerState = 'starting';
   let server: MetricsServer | undefined;
   let dashboard: DashboardCache | undefined;
@@ -66,6 +72,7 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
     const daemon = startScheduler(jobs, options, (job, result) => {
       metrics.recordRun(result);
       health.recordRun(job, result);
+      void walMetrics.refresh(job.name);
       void dashboard?.refresh(job.name).catch(() => undefined);
     });
     state = 'running';
@@ -83,6 +90,7 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
     state = 'stopped';
     removeHandlers?.();
     dashboard?.stop();
+    walMetrics.stop();
     await server?.close().catch(() => undefined);
   }
   // The abandoned run is still inside this process: its lock holds our pid. Exiting ends the run.

@@ -14,7 +14,7 @@ import { jobIdentity } from './identity.js';
 import { otherServersWarning } from '../catalog/other-servers.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../model/human-units.js';
-import { walArchiveStatus, type WalArchiveStatus } from './wal-status.js';
+import { failuresWarning, walArchiveStatus, type WalArchiveStatus } from './wal-status.js';
 
 /**
  * `pgbak status`: the state of each database's backups, read from storage alone (BACKUP_DIR and
@@ -202,8 +202,11 @@ export async function databaseStatus(
     if (isAppError(err) && err.code === 'interrupted') throw err;
     return { ...judged, warnings: [...judged.warnings, `cannot read the WAL archive: ${messageOf(err)}`], wal: null };
   }
-  if (!wal?.reason) return { ...judged, wal };
-  return { ...judged, ok: false, reasons: [...judged.reasons, wal.reason], wal };
+  if (!wal) return { ...judged, wal };
+  const failing = failuresWarning(wal);
+  const warned = failing ? { ...judged, warnings: [...judged.warnings, failing] } : judged;
+  if (!wal.reason) return { ...warned, wal };
+  return { ...warned, ok: false, reasons: [...warned.reasons, wal.reason], wal };
 }
 
 /** The status of every target (sequentially: they usually share one bucket). */
