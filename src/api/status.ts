@@ -14,7 +14,7 @@ import { jobIdentity } from './identity.js';
 import { otherServersWarning } from '../catalog/other-servers.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../model/human-units.js';
-import { failuresWarning, walArchiveStatus, type WalArchiveStatus } from './wal-status.js';
+import { baseRestoreTests, failuresWarning, walArchiveStatus, type WalArchiveStatus } from './wal-status.js';
 
 /**
  * `pgbak status`: the state of each database's backups, read from storage alone (BACKUP_DIR and
@@ -204,7 +204,13 @@ export async function databaseStatus(
   }
   if (!wal) return { ...judged, wal };
   const failing = failuresWarning(wal);
-  const warned = failing ? { ...judged, warnings: [...judged.warnings, failing] } : judged;
+  // The newest restore test may be a base backup's (verify --restore-test of a job with a WAL archive).
+  const baseTest = (await baseRestoreTests(opened, wal.systemIdentifier))[0];
+  const tested =
+    baseTest && (!judged.lastRestoreTest || Date.parse(baseTest.at) > Date.parse(judged.lastRestoreTest.at))
+      ? { ...judged, lastRestoreTest: baseTest }
+      : judged;
+  const warned = failing ? { ...tested, warnings: [...tested.warnings, failing] } : tested;
   if (!wal.reason) return { ...warned, wal };
   return { ...warned, ok: false, reasons: [...warned.reasons, wal.reason], wal };
 }

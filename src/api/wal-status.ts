@@ -3,6 +3,7 @@ import type { WalMetricsState } from '../metrics/metrics.js';
 import { formatDuration } from '../model/human-units.js';
 import type { JobStorage } from '../storage/job-storage.js';
 import { basePrefix } from '../wal/base-manifest.js';
+import { listBaseVerifications } from '../wal/base-verification.js';
 import { archiveLocation, listArchived, readMarker } from '../wal/wal-archive.js';
 import { newerFailures, readPushFailures } from '../wal/wal-push-failures.js';
 import { walBackend } from './wal-job.js';
@@ -116,4 +117,25 @@ async function newestBaseBackupAt(storage: JobStorage, sysid: string): Promise<s
     }
   }
   return newest ? new Date(newest).toISOString() : null;
+}
+
+/** One restore test, as `status` and the dashboard list them. */
+export interface RestoreTestSummary {
+  readonly backup: string;
+  readonly at: string;
+  readonly ok: boolean;
+  readonly durationMs: number;
+}
+
+/** The restore tests of the cluster's base backups (`verify --restore-test`), newest first, from every location. */
+export async function baseRestoreTests(storage: JobStorage, systemIdentifier: string): Promise<RestoreTestSummary[]> {
+  const byName = new Map<string, RestoreTestSummary>();
+  for (const b of [storage.local, ...(storage.remote ? [storage.remote] : [])]) {
+    for (const r of await listBaseVerifications(b, systemIdentifier).catch(() => [])) {
+      if (r.kind !== 'restore-test') continue;
+      const prev = byName.get(r.name);
+      if (!prev || prev.at < r.verifiedAt) byName.set(r.name, { backup: r.name, at: r.verifiedAt, ok: r.ok, durationMs: r.durationMs });
+    }
+  }
+  return [...byName.values()].sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
 }
