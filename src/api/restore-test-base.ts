@@ -163,7 +163,8 @@ async function startAndRecover(o: {
   try {
     await execChild(join(o.bindir, 'pg_ctl'), args, { env: childEnv(), timeout: 620_000, ...(o.signal ? { signal: o.signal } : {}) });
   } catch (err) {
-    return failed(`the server did not start (${toAppError(err).message.split('\n')[0]})`);
+    if (o.signal?.aborted) throw err;
+    return failed('the server stopped before it accepted connections');
   }
   const users = [...new Set([userOf(o.job.databaseUrl), userInfo().username, 'postgres'].filter((u): u is string => Boolean(u)))];
   const deadline = Date.now() + RECOVERY_TIMEOUT_MS;
@@ -226,8 +227,11 @@ async function sanity(url: (db: string) => string, database: string): Promise<Ch
 /** The line of the server log that says why recovery stopped: pgbak wal-fetch's error, else PostgreSQL's FATAL/PANIC. */
 async function causeFromLog(log: string): Promise<string> {
   const lines = (await readFile(log, 'utf8').catch(() => '')).split('\n');
-  // pgbak's own lines (wal-fetch, as restore_command) start with an ISO time and the level.
-  const pgbak = lines.filter((l) => /^\d{4}-\d\d-\d\dT\S+Z?\s+ERROR\b/.test(l)).pop();
+  // pgbak's own error (wal-fetch, as restore_command): `pgbak: error: …` then `hint: …`.
+  const pgbak = lines
+    .filter((l) => l.startsWith('pgbak: error:'))
+    .pop()
+    ?.replace(/^pgbak: error: /, '');
   const fatal = lines.filter((l) => /\b(FATAL|PANIC):/.test(l)).pop();
   const hint = lines.filter((l) => /^\s*hint:/.test(l)).pop();
   const cause = pgbak ?? fatal ?? lines.filter(Boolean).pop() ?? 'no server log';
