@@ -13,6 +13,7 @@ import { runJob } from './run-job.js';
 import { isServerJob, runServer } from './server-run.js';
 import { expandServerJobs } from './server-jobs.js';
 import { jobDashboardTarget } from './dashboard-data.js';
+import { WalMetricsRefresher } from './wal-metrics.js';
 
 export type { DaemonStopped } from '../scheduler/daemon.js';
 
@@ -27,6 +28,8 @@ export interface RunDaemonOptions {
   readonly dashboardRefreshMs?: number | undefined;
   /** BACKUP_STOP_TIMEOUT, BACKUP_CONCURRENCY, BACKUP_RETRIES. */
   readonly limits: { readonly stopTimeoutMs: number; readonly concurrency: number; readonly retries: number };
+  /** How often the WAL series are read again from storage (default 60 s; also after each run). */
+  readonly walMetricsRefreshMs?: number | undefined;
   /** SIGHUP (logrotate): reopen the log file. */
   readonly reopenLogs?: (() => void) | undefined;
   /** Where SIGTERM/SIGINT/SIGHUP come from (default: the process). */
@@ -45,6 +48,9 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   const metrics = new BackupMetrics({ countRuns: true });
   const health = new DaemonHealth(jobs);
   await seedFromStorage(jobs, metrics, health, logger);
+  // seedFromStorage set the WAL series from the same status read; from now on they are reread.
+  const walMetrics = new WalMetricsRefresher(jobs, metrics, logger);
+  walMetrics.start(options.walMetricsRefreshMs);
   let state: SchedulerState = 'starting';
   let server: MetricsServer | undefined;
   let dashboard: DashboardCache | undefined;
@@ -74,6 +80,7 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
     const daemon = startScheduler(jobs, options, (job, result) => {
       metrics.recordRun(result);
       health.recordRun(job, result);
+      void walMetrics.refresh(job.name);
       void dashboard?.refresh(job.name).catch(() => undefined);
     });
     state = 'running';
@@ -91,6 +98,7 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
     state = 'stopped';
     removeHandlers?.();
     dashboard?.stop();
+    walMetrics.stop();
     await server?.close().catch(() => undefined);
   }
   // The abandoned run is still inside this process: its lock holds our pid. Exiting ends the run.

@@ -11,6 +11,7 @@ import type { Redactor } from '../logging/redact.js';
 import { formatDuration } from '../model/human-units.js';
 import { openStorage } from '../storage/job-storage.js';
 import { walOverview } from './dashboard-wal.js';
+import { baseRestoreTests } from './wal-status.js';
 import { jobIdentity } from './identity.js';
 import { destinationOf } from './report-run.js';
 import { databaseStatus, jobTarget, type DatabaseStatus, type StatusTarget } from './status.js';
@@ -92,6 +93,12 @@ function restoreTestsOf(target: StatusTarget, mine: readonly CatalogEntry[]): Re
     .map((e) => ({ backup: e.name, at: e.verification!.verifiedAt, ok: e.verification!.ok, durationMs: e.verification!.durationMs }))
     .sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
   return { job: target.job, rtoTargetMs: RTO_TARGET_MS, tests };
+}
+
+/** The restore tests of base backups among the dumps', newest first. */
+function withBaseTests(view: RestoreTestsView, base: readonly RestoreTestsView['tests'][number][]): RestoreTestsView {
+  if (base.length === 0) return view;
+  return { ...view, tests: [...view.tests, ...base].sort((a, b) => Date.parse(b.at) - Date.parse(a.at)) };
 }
 
 /** The deliveries of the last run's notifications: each configured channel, failed when the run's warnings say so. */
@@ -300,7 +307,7 @@ export async function readJobSnapshot(target: DashboardTarget, options: Snapshot
     overview,
     backups: mine.map((e) => row(e, names, options.severalJobs)),
     series: seriesOf(st, good),
-    restoreTests: restoreTestsOf(st, mine),
+    restoreTests: withBaseTests(restoreTestsOf(st, mine), status.wal ? await baseRestoreTests(storage, status.wal.systemIdentifier) : []),
     deliveries: job ? deliveriesOf(job, status.lastRun) : [],
     settings: job ? effectiveSettings(job, options.redactor) : storageSettings(st, options.redactor),
   });

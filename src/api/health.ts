@@ -6,6 +6,7 @@ import type { BackupMetrics, MetricsSeed } from '../metrics/metrics.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { formatDuration } from '../model/human-units.js';
 import { databaseStatus, jobTarget, type DatabaseStatus } from './status.js';
+import { walMetricsOf } from './wal-status.js';
 
 /** What /healthz knows of one job: its newest good backup and how its last run went. */
 interface JobHealth {
@@ -122,6 +123,7 @@ function metricsSeed(job: JobConfig, s: DatabaseStatus): MetricsSeed {
     sizeAnomaly: s.sizeTrend.judgement?.anomalous,
     restoreTestLastSuccessAt: test?.ok ? test.at : undefined,
     restoreTestLastDurationMs: test?.durationMs,
+    wal: s.wal ? walMetricsOf(s.wal) : undefined,
   };
 }
 

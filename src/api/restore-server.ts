@@ -13,6 +13,7 @@ import { findPgTool, majorOf, siblingTool } from '../postgres/pg-tools.js';
 import { openStorage } from '../storage/job-storage.js';
 import { restore, type RestoreResult } from './restore.js';
 import { databaseJob } from './server-run.js';
+import { sourceBackendsOf } from './target-source.js';
 
 /**
  * `restore --all-databases --target-server URL`: a whole server back from the backups of a
@@ -80,13 +81,10 @@ async function serverEntries(job: JobConfig, backends: SourceBackends): Promise<
 export async function planServerRestore(options: {
   job: JobConfig;
   targetServer: string;
-  from?: 'local' | 'remote' | undefined;
+  from?: string | undefined;
 }): Promise<{ plan: ServerRestorePlan; warnings: readonly string[] }> {
   await using storage = openStorage(options.job);
-  const backends: SourceBackends = {
-    local: options.from === 'remote' ? undefined : storage.local,
-    remote: options.from === 'local' ? undefined : storage.remote,
-  };
+  const backends: SourceBackends = sourceBackendsOf(storage, options.from);
   const { plan, warnings } = await planFrom({ ...options, backends });
   return { plan, warnings };
 }
@@ -129,7 +127,7 @@ export async function restoreServer(options: {
   concurrency: number;
   yes: boolean;
   confirm?: ((question: string) => Promise<boolean>) | undefined;
-  from?: 'local' | 'remote' | undefined;
+  from?: string | undefined;
   /** Called with the plan before anything is changed; false cancels. */
   onPlan?: ((plan: ServerRestorePlan) => Promise<boolean> | boolean) | undefined;
   logger?: Logger | undefined;
@@ -140,10 +138,7 @@ export async function restoreServer(options: {
   const started = Date.now();
   const serverUrl = serverUrlOf(options.targetServer);
   await using storage = openStorage(job, { signal: options.signal });
-  const backends: SourceBackends = {
-    local: options.from === 'remote' ? undefined : storage.local,
-    remote: options.from === 'local' ? undefined : storage.remote,
-  };
+  const backends: SourceBackends = sourceBackendsOf(storage, options.from);
   const { plan, entries } = await planFrom({ job, targetServer: serverUrl, backends });
   if (options.onPlan && !(await options.onPlan(plan))) {
     throw new AppError('cancelled', 'restore cancelled; the target server was not changed', { exitCode: ExitCode.usage });

@@ -14,7 +14,7 @@ import { jobIdentity } from './identity.js';
 import { otherServersWarning } from '../catalog/other-servers.js';
 import { destinationOf } from './report-run.js';
 import { formatDuration } from '../model/human-units.js';
-import { walArchiveStatus, type WalArchiveStatus } from './wal-status.js';
+import { baseRestoreTests, failuresWarning, walArchiveStatus, type WalArchiveStatus } from './wal-status.js';
 
 /**
  * `pgbak status`: the state of each database's backups, read from storage alone (BACKUP_DIR and
@@ -202,8 +202,17 @@ export async function databaseStatus(
     if (isAppError(err) && err.code === 'interrupted') throw err;
     return { ...judged, warnings: [...judged.warnings, `cannot read the WAL archive: ${messageOf(err)}`], wal: null };
   }
-  if (!wal?.reason) return { ...judged, wal };
-  return { ...judged, ok: false, reasons: [...judged.reasons, wal.reason], wal };
+  if (!wal) return { ...judged, wal };
+  const failing = failuresWarning(wal);
+  // The newest restore test may be a base backup's (verify --restore-test of a job with a WAL archive).
+  const baseTest = (await baseRestoreTests(opened, wal.systemIdentifier))[0];
+  const tested =
+    baseTest && (!judged.lastRestoreTest || Date.parse(baseTest.at) > Date.parse(judged.lastRestoreTest.at))
+      ? { ...judged, lastRestoreTest: baseTest }
+      : judged;
+  const warned = failing ? { ...tested, warnings: [...tested.warnings, failing] } : tested;
+  if (!wal.reason) return { ...warned, wal };
+  return { ...warned, ok: false, reasons: [...warned.reasons, wal.reason], wal };
 }
 
 /** The status of every target (sequentially: they usually share one bucket). */

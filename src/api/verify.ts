@@ -22,6 +22,7 @@ import {
 import { checkStored } from '../pipeline/check-stored.js';
 import { jobIdentity } from './identity.js';
 import { restoreTest, type Check, type RestoreTestResult } from './restore-test.js';
+import type { BackupVerification } from './verify-result.js';
 
 export interface VerifyOptions {
   readonly job: JobConfig;
@@ -35,26 +36,14 @@ export interface VerifyOptions {
   readonly signal?: AbortSignal | undefined;
   /** The job's open storage; opened (and released) here when absent. */
   readonly storage?: JobStorage | undefined;
+  /**
+   * With `restoreTest` and no `name`: how restore_command starts pgbak (`[node, bin/pgbak]`), to
+   * restore-test the newest base backup too when the job has a WAL archive (verify-base.ts).
+   */
+  readonly pgbakCommand?: readonly string[] | undefined;
 }
 
-/** What verify found about one backup. */
-export interface BackupVerification {
-  readonly name: string;
-  readonly database: string | undefined;
-  readonly ok: boolean;
-  readonly kind: VerificationRecord['kind'];
-  /** 0, IntegrityError's 9 (a copy differs from its manifest), 14 (restore test failed), or the error's. */
-  readonly exitCode: number;
-  readonly durationMs: number;
-  readonly checks: readonly Check[];
-  readonly restoreTest: RestoreTestResult | undefined;
-  /** Copies that were never complete (e.g. a stray globals file of a failed upload): not checked, no record written there. */
-  readonly problems: readonly string[];
-  /** Where the verification records were written. */
-  readonly recordedIn: readonly string[];
-  /** Set when the verification could not run (storage or server unreachable, key missing): nothing recorded. */
-  readonly error: { readonly code: string; readonly message: string; readonly hint?: string | undefined } | undefined;
-}
+export type { BackupVerification } from './verify-result.js';
 
 export interface VerifyReport {
   readonly ok: boolean;
@@ -323,7 +312,9 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   await using storage = openStorage(job, { signal: options.signal, shared: options.storage });
   const source = new CatalogSource({ local: storage.local, remote: storage.remote });
   const warnings: string[] = [];
-  let entries: CatalogEntry[];
+  let entries: CatalogEntry[] = [];
+  const withBase = Boolean(options.restoreTest && !options.name && options.pgbakCommand);
+  let noDumps: NotFoundError | undefined;
   if (options.name) entries = [await findByName(source, options.name)];
   else if (options.all) {
     const identity = await jobIdentity(job, { local: storage.local });
@@ -346,9 +337,15 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
   } else {
     const identity = await jobIdentity(job, { local: storage.local });
     const hasManifest = (e: CatalogEntry) => [e.locations.local, e.locations.remote].some((c) => c?.manifest !== undefined);
-    const choice = await findLatest(source, { prefix: job.filePrefix, identity, accept: hasManifest, what: 'backup with a manifest' });
-    entries = [choice.entry];
-    warnings.push(...choice.skipped);
+    try {
+      const choice = await findLatest(source, { prefix: job.filePrefix, identity, accept: hasManifest, what: 'backup with a manifest' });
+      entries = [choice.entry];
+      warnings.push(...choice.skipped);
+    } catch (err) {
+      // A job with base backups only still has something to restore-test.
+      if (!(withBase && err instanceof NotFoundError)) throw err;
+      noDumps = err;
+    }
   }
   warnings.unshift(...source.warnings);
   for (const w of warnings) logger.warn(w);
@@ -357,8 +354,15 @@ export async function verify(options: VerifyOptions): Promise<VerifyReport> {
     if (options.signal?.aborted) break;
     results.push(await verifyEntry(entry, source.backends, storage.extra ?? [], options, logger));
   }
+  const complete = results.length === entries.length;
+  if (withBase && !options.signal?.aborted) {
+    const { verifyBaseBackup } = await import('./verify-base.js');
+    const base = await verifyBaseBackup({ job, pgbakCommand: options.pgbakCommand!, logger, signal: options.signal });
+    if (base) results.push(base);
+  }
+  if (noDumps && results.length === 0) throw noDumps;
   const exitCode = combinedExitCode(results.map((r) => r.exitCode));
-  return { ok: exitCode === ExitCode.ok && results.length === entries.length, exitCode, results, warnings };
+  return { ok: exitCode === ExitCode.ok && complete, exitCode, results, warnings };
 }
 
 /**

@@ -15,10 +15,15 @@ export const METRIC_NAMES = {
   restoreTestLastSuccess: 'pgbak_restore_test_last_success_timestamp_seconds',
   restoreTestLastDuration: 'pgbak_restore_test_last_duration_seconds',
   runsTotal: 'pgbak_backup_runs_total',
+  walLastArchived: 'pgbak_wal_last_archived_timestamp_seconds',
+  walRpo: 'pgbak_wal_rpo_seconds',
+  walArchiveFailures: 'pgbak_wal_archive_failures_total',
+  walLastFailure: 'pgbak_wal_archive_last_failure_timestamp_seconds',
+  basebackupLastSuccess: 'pgbak_basebackup_last_success_timestamp_seconds',
 } as const;
 
 /** The per-database gauges, keyed like {@link MetricsSeed}'s fields. */
-export type GaugeKey = Exclude<keyof typeof METRIC_NAMES, 'runsTotal'>;
+export type GaugeKey = Exclude<keyof typeof METRIC_NAMES, 'runsTotal' | 'walArchiveFailures'>;
 
 const LABELS = ['job', 'database'] as const;
 /** The outcomes `pgbak_backup_runs_total` counts (a dry run is not recorded). */
@@ -41,6 +46,25 @@ export interface MetricsSeed {
   readonly sizeAnomaly?: boolean | undefined;
   readonly restoreTestLastSuccessAt?: Date | string | undefined;
   readonly restoreTestLastDurationMs?: number | undefined;
+  /** Point-in-time recovery (a job whose storage holds a WAL archive): see {@link WalMetricsState}. */
+  readonly wal?: WalMetricsState | undefined;
+}
+
+/**
+ * The WAL archive of one job, as the daemon reads it from storage (and `pgbak basebackup` for
+ * METRICS_TEXTFILE). Nulls are "none known": the timestamps are then exported as 0 (never), so
+ * the stale alert fires for an archive that never received a segment.
+ */
+export interface WalMetricsState {
+  /** When the newest WAL segment was stored (the storage's time). */
+  readonly lastArchivedAt: Date | string | null;
+  /** WAL_RPO in ms. */
+  readonly rpoMs: number;
+  /** wal-push failures recorded so far (see wal/wal-push-failures.ts). */
+  readonly failures: number;
+  readonly lastFailureAt: Date | string | null;
+  /** When the newest base backup's manifest was written. */
+  readonly basebackupLastSuccessAt: Date | string | null;
 }
 
 /** One restore test, for {@link BackupMetrics.recordRestoreTest}. */
@@ -84,6 +108,9 @@ export class BackupMetrics {
   readonly registry = new Registry();
   private readonly gauges: Record<GaugeKey, Gauge<'job' | 'database'>>;
   private readonly runs: Counter<'job' | 'database' | 'status'> | undefined;
+  /** `pgbak_wal_archive_failures_total`: a counter set from the recorded count (see {@link recordWal}). */
+  private readonly walFailures: Counter<'job' | 'database'>;
+  private readonly walFailureCounts = new Map<string, number>();
   /** job/database pairs with a known last success (seeded or recorded). */
   private readonly knownSuccess = new Set<string>();
   private readonly knownRestoreSuccess = new Set<string>();
@@ -104,7 +131,23 @@ export class BackupMetrics {
         'Unix time the last successful restore test finished (0: none known)',
       ),
       restoreTestLastDuration: gauge(METRIC_NAMES.restoreTestLastDuration, 'Duration of the last restore test in seconds'),
+      walLastArchived: gauge(
+        METRIC_NAMES.walLastArchived,
+        'Unix time the newest WAL segment was stored in the archive (0: none); compare with pgbak_wal_rpo_seconds',
+      ),
+      walRpo: gauge(METRIC_NAMES.walRpo, 'WAL_RPO in seconds: the newest archived WAL segment must be younger'),
+      walLastFailure: gauge(METRIC_NAMES.walLastFailure, 'Unix time of the last failed pgbak wal-push (0: none recorded)'),
+      basebackupLastSuccess: gauge(
+        METRIC_NAMES.basebackupLastSuccess,
+        'Unix time the newest base backup was completed (its manifest written; 0: none)',
+      ),
     };
+    this.walFailures = new Counter({
+      name: METRIC_NAMES.walArchiveFailures,
+      help: 'Failed pgbak wal-push calls (archive_command) recorded in the WAL archive and BACKUP_DIR',
+      labelNames: LABELS,
+      registers: [this.registry],
+    });
     this.runs = options.countRuns
       ? new Counter({
           name: METRIC_NAMES.runsTotal,
@@ -163,6 +206,27 @@ export class BackupMetrics {
   }
 
   /**
+   * Set the WAL series of a job whose storage holds a WAL archive: the daemon calls it at start,
+   * periodically and after its runs; `pgbak basebackup` for METRICS_TEXTFILE.
+   */
+  recordWal(labels: { job: string; database: string }, wal: WalMetricsState): void {
+    const l: Labels = { job: labels.job, database: labels.database };
+    const at = (v: Date | string | null) => (v === null ? 0 : (seconds(v) ?? 0));
+    this.gauges.walLastArchived.set(l, at(wal.lastArchivedAt));
+    this.gauges.walRpo.set(l, wal.rpoMs / 1000);
+    this.gauges.walLastFailure.set(l, at(wal.lastFailureAt));
+    this.gauges.basebackupLastSuccess.set(l, at(wal.basebackupLastSuccessAt));
+    // A counter has no set: add the difference; a count that went down (its record was removed) restarts the series.
+    const key = keyOf(l);
+    const previous = this.walFailureCounts.get(key);
+    if (previous === undefined || wal.failures < previous) {
+      this.walFailures.remove(l);
+      this.walFailures.inc(l, wal.failures);
+    } else if (wal.failures > previous) this.walFailures.inc(l, wal.failures - previous);
+    this.walFailureCounts.set(key, wal.failures);
+  }
+
+  /**
    * Seed the gauges from known history when a process starts: the daemon from the catalog, a CLI
    * run from the previous textfile (see `readMetricsTextfile`). Fields left undefined are not
    * touched. Call before recording runs.
@@ -194,6 +258,7 @@ export class BackupMetrics {
       if (s.restoreTestLastDurationMs !== undefined) {
         this.gauges.restoreTestLastDuration.set(labels, s.restoreTestLastDurationMs / 1000);
       }
+      if (s.wal) this.recordWal(labels, s.wal);
     }
   }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ConfigError, errnoCode, fsError } from '../errors/index.js';
-import { BackupMetrics, METRIC_NAMES, type GaugeKey, type MetricsSeed } from './metrics.js';
+import { BackupMetrics, METRIC_NAMES, type GaugeKey, type MetricsSeed, type WalMetricsState } from './metrics.js';
 
 /**
  * node_exporter's textfile collector (`--collector.textfile.directory`) reads every `*.prom`
@@ -50,7 +50,7 @@ export async function writeMetricsTextfile(path: string, text: string): Promise<
 
 const GAUGE_BY_NAME = new Map<string, GaugeKey>(
   (Object.entries(METRIC_NAMES) as [keyof typeof METRIC_NAMES, string][])
-    .filter((e): e is [GaugeKey, string] => e[0] !== 'runsTotal')
+    .filter((e): e is [GaugeKey, string] => e[0] !== 'runsTotal' && e[0] !== 'walArchiveFailures')
     .map(([key, name]) => [name, key]),
 );
 
@@ -73,10 +73,15 @@ function parseLabels(text: string): Record<string, string> | undefined {
  */
 export function parseMetricsText(text: string): MetricsSeed[] {
   const seeds = new Map<string, { job: string; database: string } & Record<string, unknown>>();
+  // The WAL series are set together (recordWal): a seed gets them when its WAL_RPO series is there.
+  const wal = new Map<
+    string,
+    Partial<Record<'walLastArchived' | 'walRpo' | 'walLastFailure' | 'basebackupLastSuccess' | 'failures', number>>
+  >();
   for (const line of text.split('\n')) {
     const m = SAMPLE.exec(line.trim());
     if (!m) continue;
-    const key = GAUGE_BY_NAME.get(m[1]!);
+    const key = m[1] === METRIC_NAMES.walArchiveFailures ? 'failures' : GAUGE_BY_NAME.get(m[1]!);
     const labels = parseLabels(m[2] ?? '');
     const value = Number(m[3]);
     if (!key || !labels || labels.job === undefined || labels.database === undefined || !Number.isFinite(value)) continue;
@@ -84,6 +89,13 @@ export function parseMetricsText(text: string): MetricsSeed[] {
     const seed = seeds.get(id) ?? { job: labels.job, database: labels.database };
     seeds.set(id, seed);
     switch (key) {
+      case 'failures':
+      case 'walLastArchived':
+      case 'walRpo':
+      case 'walLastFailure':
+      case 'basebackupLastSuccess':
+        wal.set(id, { ...wal.get(id), [key]: value });
+        break;
       case 'lastSuccess':
         seed.lastSuccessAt = new Date(value * 1000);
         break;
@@ -111,6 +123,17 @@ export function parseMetricsText(text: string): MetricsSeed[] {
       default:
         key satisfies never;
     }
+  }
+  const at = (v: number | undefined) => (v ? new Date(v * 1000) : null);
+  for (const [id, w] of wal) {
+    if (w.walRpo === undefined) continue;
+    seeds.get(id)!.wal = {
+      lastArchivedAt: at(w.walLastArchived),
+      rpoMs: w.walRpo * 1000,
+      failures: w.failures ?? 0,
+      lastFailureAt: at(w.walLastFailure),
+      basebackupLastSuccessAt: at(w.basebackupLastSuccess),
+    } satisfies WalMetricsState;
   }
   return [...seeds.values()] as MetricsSeed[];
 }

@@ -173,6 +173,23 @@ const databaseStatus = z.object({
     .nullable(),
   sizeTrend: z.object({ backups: z.array(z.object({ name: z.string(), time: iso, sizeBytes: z.number() })) }),
   backups: z.object({ good: z.number(), incomplete: z.number(), corrupt: z.number() }),
+  wal: z
+    .object({
+      location: z.string(),
+      systemIdentifier: z.string(),
+      newestSegment: z.string().nullable(),
+      storedAt: iso.nullable(),
+      ageMs: z.number().nullable(),
+      rpoMs: z.number(),
+      ok: z.boolean(),
+      reason: z.string().nullable(),
+      failures: z
+        .object({ count: z.number(), lastFailureAt: iso, lastFile: z.string().nullable(), lastError: z.string(), failing: z.boolean() })
+        .nullable(),
+      newestBaseBackupAt: iso.nullable(),
+    })
+    .nullable()
+    .optional(),
 });
 
 const copied = z.object({

@@ -24,7 +24,15 @@ describe('monitoring/alerts.yml', () => {
 
   it("has the issue's alerts, each with a severity, a summary and a description", () => {
     const names = rules.map((r) => r.alert);
-    for (const name of ['BackupMissing', 'BackupLastRunFailed', 'RestoreTestTooOld', 'BackupSizeAnomaly']) expect(names).toContain(name);
+    for (const name of [
+      'BackupMissing',
+      'BackupLastRunFailed',
+      'RestoreTestTooOld',
+      'BackupSizeAnomaly',
+      'PgbakWalArchiveStale',
+      'PgbakWalArchiveFailing',
+    ])
+      expect(names).toContain(name);
     for (const r of rules) {
       expect(['critical', 'warning']).toContain(r.labels?.severity);
       expect(r.annotations?.summary).toBeTruthy();
@@ -57,6 +65,27 @@ describe('monitoring/alerts.yml', () => {
       (a) => a.alertname === 'BackupMissing' && a.exp_alerts.some((e) => e.exp_labels.job === 'fresh'),
     );
     expect(fires).toHaveLength(1);
+  });
+
+  it('PgbakWalArchiveStale compares the newest archived WAL with WAL_RPO, and a promtool test makes it and the failing rule fire', () => {
+    const stale = rules.find((r) => r.alert === 'PgbakWalArchiveStale')!;
+    expect(stale.expr).toBe(`time() - ${METRIC_NAMES.walLastArchived} > ${METRIC_NAMES.walRpo}`);
+    const tests = (
+      parse(readFileSync(RULE_TESTS, 'utf8')) as {
+        tests: { alert_rule_test: { alertname: string; exp_alerts: unknown[] }[] }[];
+      }
+    ).tests;
+    for (const name of ['PgbakWalArchiveStale', 'PgbakWalArchiveFailing']) {
+      const cases = tests.flatMap((t) => t.alert_rule_test).filter((a) => a.alertname === name);
+      expect(
+        cases.some((a) => a.exp_alerts.length > 0),
+        `${name} fires in a test`,
+      ).toBe(true);
+      expect(
+        cases.some((a) => a.exp_alerts.length === 0),
+        `${name} stays quiet in a test`,
+      ).toBe(true);
+    }
   });
 
   it('passes promtool check rules', async (ctx) => {

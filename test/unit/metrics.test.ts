@@ -186,6 +186,64 @@ describe('BackupMetrics', () => {
   });
 });
 
+describe('WAL series', () => {
+  const wal = {
+    lastArchivedAt: '2026-11-28T17:00:00.000Z',
+    rpoMs: 300_000,
+    failures: 3,
+    lastFailureAt: '2026-11-28T16:59:00.000Z',
+    basebackupLastSuccessAt: '2026-11-28T02:00:00.000Z',
+  };
+  const at = (iso: string) => Date.parse(iso) / 1000;
+
+  it('recordWal: last archived, WAL_RPO, the failure counter and last failure, the newest base backup; 0 for none', async () => {
+    const m = new BackupMetrics();
+    m.recordWal({ job: 'shop', database: 'shop' }, wal);
+    m.recordWal(
+      { job: 'crm', database: 'crm' },
+      { ...wal, lastArchivedAt: null, failures: 0, lastFailureAt: null, basebackupLastSuccessAt: null },
+    );
+    const text = await m.text();
+    expect(text).toContain('# TYPE pgbak_wal_archive_failures_total counter');
+    const s = samples(text);
+    expect(s.get(`pgbak_wal_last_archived_timestamp_seconds{${L}}`)).toBe(at(wal.lastArchivedAt));
+    expect(s.get(`pgbak_wal_rpo_seconds{${L}}`)).toBe(300);
+    expect(s.get(`pgbak_wal_archive_failures_total{${L}}`)).toBe(3);
+    expect(s.get(`pgbak_wal_archive_last_failure_timestamp_seconds{${L}}`)).toBe(at(wal.lastFailureAt));
+    expect(s.get(`pgbak_basebackup_last_success_timestamp_seconds{${L}}`)).toBe(at(wal.basebackupLastSuccessAt));
+    expect(s.get('pgbak_wal_last_archived_timestamp_seconds{database="crm",job="crm"}')).toBe(0);
+    expect(s.get('pgbak_wal_archive_failures_total{database="crm",job="crm"}')).toBe(0);
+    // The counter follows the recorded count: up by the difference, and restarts when the record went away.
+    m.recordWal({ job: 'shop', database: 'shop' }, { ...wal, failures: 5 });
+    expect(samples(await m.text()).get(`pgbak_wal_archive_failures_total{${L}}`)).toBe(5);
+    m.recordWal({ job: 'shop', database: 'shop' }, { ...wal, failures: 1 });
+    expect(samples(await m.text()).get(`pgbak_wal_archive_failures_total{${L}}`)).toBe(1);
+  });
+
+  it('survives the textfile round trip beside the dump series', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgbak-metrics-wal-'));
+    try {
+      const path = join(dir, 'pgbak.prom');
+      await updateMetricsTextfile(path, (m) => m.recordWal({ job: 'shop', database: 'shop' }, wal));
+      await updateMetricsTextfile(path, (m) => m.recordRun(run(), { anomaly: false }));
+      const s = samples(readFileSync(path, 'utf8'));
+      expect(s.get(`pgbak_wal_archive_failures_total{${L}}`)).toBe(3);
+      expect(s.get(`pgbak_wal_rpo_seconds{${L}}`)).toBe(300);
+      expect(s.get(`pgbak_wal_last_archived_timestamp_seconds{${L}}`)).toBe(at(wal.lastArchivedAt));
+      expect(s.get(`pgbak_backup_last_success_timestamp_seconds{${L}}`)).toBe(OK_AT);
+      expect(parseMetricsText(readFileSync(path, 'utf8'))[0]!.wal).toEqual({
+        lastArchivedAt: new Date(wal.lastArchivedAt),
+        rpoMs: 300_000,
+        failures: 3,
+        lastFailureAt: new Date(wal.lastFailureAt),
+        basebackupLastSuccessAt: new Date(wal.basebackupLastSuccessAt),
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('metrics textfile', () => {
   let dir: string;
   beforeEach(() => {

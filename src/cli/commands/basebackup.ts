@@ -47,6 +47,7 @@ async function runBasebackup(flags: BaseBackupFlags): Promise<CommandOutcome> {
       archiveTimeoutMs: parseDuration(flags.archiveTimeout ?? '60s'),
     });
     const m = result.manifest;
+    await (await import('../../api/wal-metrics.js')).writeWalTextfile(job, ctx.logger);
     if (!flags.json) {
       process.stdout.write(
         `base backup ${m.name}: ${formatBytes(m.artifact.size)} in ${formatDuration(m.durationMs)}, WAL ${m.startLsn} … ${m.stopLsn} on timeline ${m.timeline} archived${result.remoteError ? '; the upload FAILED (kept locally)' : ''}\n`,

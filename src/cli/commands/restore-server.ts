@@ -11,7 +11,7 @@ export interface ServerRestoreFlags extends CommonFlags {
   latest?: boolean;
   target?: string;
   targetEnv?: string;
-  from?: 'local' | 'remote';
+  from?: string;
   parallel?: string;
   jobs?: string;
   create?: boolean;

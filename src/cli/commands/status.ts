@@ -181,6 +181,14 @@ function describe(d: DatabaseStatus): string {
         ? `newest segment ${w.newestSegment}, ${formatDuration(w.ageMs)} old; WAL_RPO ${formatDuration(w.rpoMs)} (${w.location})`
         : `no segment yet (${w.location})`,
     );
+    const f = w.failures;
+    row(
+      'archive failures',
+      f
+        ? `${f.count} failed wal-push call(s), the last at ${formatTime(f.lastFailureAt)} (${ago(f.lastFailureAt)})${f.failing ? ', after the newest archived segment' : ''}: ${f.lastError}`
+        : 'none recorded',
+    );
+    if (w.newestBaseBackupAt) row('base backup', `newest completed at ${formatTime(w.newestBaseBackupAt)} (${ago(w.newestBaseBackupAt)})`);
   }
   for (const reason of d.reasons) row('problem', reason);
   for (const w of d.warnings) row('warning', w);

@@ -74,6 +74,7 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
         name,
         all: flags.every,
         restoreTest: flags.restoreTest,
+        pgbakCommand: [process.execPath, process.argv[1]!],
         logger: ctx.logger,
         signal: controller.signal,
       });

@@ -17,6 +17,7 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
     .argument('<path>', 'the file to archive: %p');
   cmd.addOption(new Option('--pgdata <dir>', 'the data directory (default: the working directory, where PostgreSQL runs archive_command)'));
   addCommonOptions(cmd, { withAll: false }).action(async (path: string, flags: WalFlags) => {
+    let walJob: Awaited<ReturnType<typeof import('./wal-common.js').loadWalJob>> | undefined;
     try {
       // Pushed ahead by an earlier call (same content, same flags): done, before loading anything heavy.
       const { alreadyPushedAhead, pushAheadSignature, PUSH_AHEAD } = await import('../../api/wal-push-ahead.js');
@@ -28,10 +29,13 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
       }
       const { loadWalJob } = await import('./wal-common.js');
       const { walPush } = await import('../../api/wal-push.js');
-      const { job, logger } = await loadWalJob(flags);
+      walJob = await loadWalJob(flags);
+      const { job, logger } = walJob;
       await walPush({ job, path, pgdata: flags.pgdata, logger, pushAhead: { ...PUSH_AHEAD, signature } });
       slot.outcome = { exitCode: ExitCode.ok, errors: [] };
     } catch (err) {
+      // Counted for `status` and the metrics (pgbak_wal_archive_failures_total), when the settings could be read.
+      if (walJob) await (await import('../../api/wal-push-failure.js')).recordWalPushFailure(walJob.job, path, err, walJob.logger);
       const code = err instanceof AppError ? err.exitCode : ExitCode.failure;
       slot.outcome = { exitCode: code > 125 ? ExitCode.failure : code, errors: [err] };
     }
