@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { manifestKey, runKey } from '../catalog/backup-name.js';
 import { readSmall } from '../catalog/catalog.js';
-import { parseManifest, type Manifest, type StoredFile } from '../catalog/manifest.js';
+import { dumpBytes, parseManifest, type Manifest, type StoredFile } from '../catalog/manifest.js';
 import { parseRunRecord } from '../catalog/run-record.js';
 import type { JobConfig } from '../config/job.js';
 import { type AppError, ConflictError, IntegrityError, NotFoundError, PartialError, UsageError } from '../errors/index.js';
@@ -48,7 +48,7 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
       startedAt: manifest?.startedAt ?? started.toISOString(),
       finishedAt: finished.toISOString(),
       durationMs: manifest ? finished.getTime() - Date.parse(manifest.startedAt) : finished.getTime() - started.getTime(),
-      sizeBytes: manifest?.artifact.size,
+      sizeBytes: manifest && dumpBytes(manifest),
       sha256: manifest?.artifact.sha256,
       encrypted: manifest ? manifest.encryption !== null : false,
       locations:

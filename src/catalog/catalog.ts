@@ -4,7 +4,7 @@ import type { BackupState } from '../model/backup-state.js';
 import { forEachLimit } from '../model/for-each-limit.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { parseDirectoryKey, parseKey, type ParsedKey } from './backup-name.js';
-import { parseManifest, type Manifest, type VerificationRecord } from './manifest.js';
+import { dumpBytes, parseManifest, type Manifest, type VerificationRecord } from './manifest.js';
 import { parseRunRecord, type RunRecord } from './run-record.js';
 
 /**
@@ -330,7 +330,7 @@ function entryOf(raw: RawBackup, read: Partial<Record<LocationName, ReadCopy>>):
     problems,
     locations,
     encrypted: manifest ? manifest.encryption !== null : ((firstArtifact ? parseKey(firstArtifact.key)?.encrypted : undefined) ?? false),
-    size: manifest?.artifact.size ?? firstArtifact?.size ?? 0,
+    size: (manifest && dumpBytes(manifest)) ?? firstArtifact?.size ?? 0,
     verification,
   };
 }

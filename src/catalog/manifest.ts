@@ -105,6 +105,11 @@ export interface VerificationRecord {
   readonly checks: readonly { readonly check: string; readonly ok: boolean; readonly detail?: string }[];
 }
 
+/** The bytes a backup's dump takes in one location: its artifact, or every file of a directory-format dump. */
+export function dumpBytes(m: Pick<Manifest, 'artifact' | 'directory'>): number {
+  return m.directory ? m.directory.files.reduce((n, f) => n + f.size, 0) : m.artifact.size;
+}
+
 export function serializeManifest(m: Manifest): string {
   return JSON.stringify(m, null, 2) + '\n';
 }
