@@ -70,7 +70,7 @@ export async function directoryDumpStep(o: {
   signal: AbortSignal | undefined;
   logger: Logger;
 }): Promise<DirectoryDump> {
-  const { job, targets, progress, logger } = o;
+  const { job, progress, logger } = o;
   const jobs = job.backup.jobs;
   await mkdir(job.backupDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
     throw fsError(err, 'create directory', job.backupDir);
