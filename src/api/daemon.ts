@@ -77,8 +77,9 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
   let removeHandlers: (() => void) | undefined;
   let stopped: DaemonStopped;
   try {
-    const daemon = startScheduler(jobs, options, (job, result) => {
-      metrics.recordRun(result);
+    const daemon = startScheduler(jobs, options, (job, result, databases) => {
+      // A whole-server run: the metrics of each database (labelled by it), not of the summary.
+      for (const r of databases ?? [result]) metrics.recordRun(r);
       health.recordRun(job, result);
       void walMetrics.refresh(job.name);
       void dashboard?.refresh(job.name).catch(() => undefined);
@@ -121,8 +122,10 @@ export function abandonedError(stopped: DaemonStopped): AppError {
 function startScheduler(
   jobs: readonly JobConfig[],
   options: RunDaemonOptions,
-  onRunFinished: (job: JobConfig, result: BackupResult) => void,
+  onRunFinished: (job: JobConfig, result: BackupResult, databases?: readonly BackupResult[]) => void,
 ): Daemon {
+  /** The per-database results of each whole-server job's last run, handed on with its summary. */
+  const serverResults = new Map<string, readonly BackupResult[]>();
   const { logger, limits } = options;
   return startDaemon({
     jobs,
@@ -133,10 +136,17 @@ function startScheduler(
     // A whole-server job (BACKUP_DATABASES): one server run, its summary as the run's result.
     runJob: (job, signal) =>
       isServerJob(job)
-        ? runServer(job, { logger, signal, concurrency: limits.concurrency }).then((r) => r.summary)
+        ? runServer(job, { logger, signal, concurrency: limits.concurrency }).then((r) => {
+            serverResults.set(job.name, r.results);
+            return r.summary;
+          })
         : runJob(job, { logger, signal }),
     retryUpload: (job, partial, signal) => runJob(job, { logger, signal, resume: partial }),
-    onRunFinished,
+    onRunFinished: (job, result) => {
+      const databases = serverResults.get(job.name);
+      serverResults.delete(job.name);
+      onRunFinished(job, result, databases);
+    },
   });
 }
 

@@ -14,7 +14,11 @@ import { databaseJob } from './server-run.js';
  */
 export async function expandServerJobs(
   jobs: readonly JobConfig[],
-  options: { discover: boolean; logger?: Logger | undefined },
+  options: {
+    discover: boolean;
+    logger?: Logger | undefined /** Add the databases found in storage (default true). */;
+    fromStorage?: boolean;
+  },
 ): Promise<JobConfig[]> {
   const out: JobConfig[] = [];
   for (const job of jobs) {
@@ -32,13 +36,15 @@ export async function expandServerJobs(
         });
       }
     }
-    await using storage = openStorage(job);
-    const source = new CatalogSource({ local: storage.local, remote: storage.remote });
-    for (const e of await source.list()) {
-      if (e.manifest?.serverRun?.job === job.name) names.add(e.manifest.database);
+    if (options.fromStorage !== false) {
+      await using storage = openStorage(job);
+      const source = new CatalogSource({ local: storage.local, remote: storage.remote });
+      for (const e of await source.list()) {
+        if (e.manifest?.serverRun?.job === job.name) names.add(e.manifest.database);
+      }
+      for (const w of source.warnings) options.logger?.warn(w);
     }
-    for (const w of source.warnings) options.logger?.warn(w);
-    for (const d of [...names].sort()) out.push(databaseJob(job, d));
+    for (const d of [...names].sort()) out.push(databaseJob(job, d, undefined, d === job.database));
   }
   return out;
 }

@@ -113,7 +113,13 @@ async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
 async function dryRun(jobs: readonly JobConfig[], flags: BackupFlags): Promise<CommandOutcome> {
   const plans: BackupPlan[] = [];
   const { planBackup } = await import('../../api/plan.js');
-  for (const job of jobs) {
+  // A whole-server job (BACKUP_DATABASES): the plan of each database on the server now.
+  const expanded = jobs.some((j) => j.backup.databases)
+    ? await (await import('../../api/server-jobs.js')).expandServerJobs(jobs, { discover: true, fromStorage: false })
+    : jobs;
+  // None found (the server does not answer): the plan of the connection itself says why.
+  const units = expanded.length > 0 ? expanded : jobs;
+  for (const job of units) {
     const plan = await planBackup({ job, upload: flags.upload !== false, encrypt: flags.encrypt !== false });
     plans.push(plan);
     if (!flags.json) process.stdout.write(renderPlan(plan));
