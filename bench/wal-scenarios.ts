@@ -155,6 +155,53 @@ function dirBytes(path: string): number {
   return total;
 }
 
+/** PostgreSQL's archiver drains BACKLOG `.ready` segments through `client` (the sh client or node). */
+function walPush(client: 'sh' | 'node'): Scenario {
+  return {
+    id: client === 'sh' ? 'wal_push' : 'wal_push_node',
+    title:
+      client === 'sh'
+        ? `archive_command = pgbak-wal-push (sh client): ${BACKLOG} segments left .ready, drained by PostgreSQL's archiver (zstd + gpg + MinIO)`
+        : `archive_command = pgbak wal-push (node on every call): ${BACKLOG} segments left .ready, drained by the archiver`,
+    command:
+      client === 'sh'
+        ? "archive_command = 'pgbak-wal-push --env-file wal.env %p'"
+        : "archive_command = 'pgbak wal-push --env-file wal.env %p'",
+    async run(ctx) {
+      const w = await walBench(ctx);
+      const wrapper = client === 'sh' ? w.wrapper : w.nodeWrapper;
+      await setArchiveCommand(ctx.pg, '');
+      await makeWal(ctx, BACKLOG);
+      const waiting = readyCount(ctx.pg);
+      writeFileSync(w.callLog, '');
+      const before = await archiverCounts(ctx.pg);
+      const load1 = load();
+      const t0 = performance.now();
+      await setArchiveCommand(ctx.pg, `${wrapper} %p`);
+      const drain = await waitDrained(ctx.pg, 600_000);
+      const ms = performance.now() - t0;
+      const after = await archiverCounts(ctx.pg);
+      const calls = readCalls(readFileSync(w.callLog, 'utf8'));
+      const pushed = calls.filter((c) => c.kind === 'push').map((c) => c.ms);
+      const ahead = calls.filter((c) => c.kind === 'ahead').map((c) => c.ms);
+      return plain(ms, load1, {
+        segments: waiting,
+        segmentsPerSecond: waiting / drain,
+        medianCallMs: med(calls.map((c) => c.ms)),
+        p90CallMs: pctl(
+          calls.map((c) => c.ms),
+          0.9,
+        ),
+        pushingCalls: pushed.length,
+        medianPushingCallMs: med(pushed),
+        answeredAheadCalls: ahead.length,
+        medianAheadCallMs: med(ahead),
+        failedCalls: after.failed - before.failed,
+      });
+    },
+  };
+}
+
 /** Why the pgBackRest scenario cannot run here, or undefined when `pgbackrest` is installed. */
 export function pgbackrestMissing(): string | undefined {
   const r = spawnSync('pgbackrest', ['version'], { encoding: 'utf8' });
@@ -164,42 +211,8 @@ export function pgbackrestMissing(): string | undefined {
 /** The WAL scenarios; ids start with `wal_` (selected together with `--scenarios wal`). */
 export function walScenarios(): Scenario[] {
   return [
-    {
-      id: 'wal_push',
-      title: `archive_command = pgbak wal-push: ${BACKLOG} segments left .ready, drained by PostgreSQL's archiver (zstd + gpg + MinIO)`,
-      command: "archive_command = 'pgbak wal-push --env-file wal.env %p'",
-      async run(ctx) {
-        const w = await walBench(ctx);
-        await setArchiveCommand(ctx.pg, '');
-        await makeWal(ctx, BACKLOG);
-        const waiting = readyCount(ctx.pg);
-        writeFileSync(w.callLog, '');
-        const before = await archiverCounts(ctx.pg);
-        const load1 = load();
-        const t0 = performance.now();
-        await setArchiveCommand(ctx.pg, `${w.wrapper} %p`);
-        const drain = await waitDrained(ctx.pg, 600_000);
-        const ms = performance.now() - t0;
-        const after = await archiverCounts(ctx.pg);
-        const calls = readCalls(readFileSync(w.callLog, 'utf8'));
-        const pushed = calls.filter((c) => c.kind === 'push').map((c) => c.ms);
-        const ahead = calls.filter((c) => c.kind === 'ahead').map((c) => c.ms);
-        return plain(ms, load1, {
-          segments: waiting,
-          segmentsPerSecond: waiting / drain,
-          medianCallMs: med(calls.map((c) => c.ms)),
-          p90CallMs: pctl(
-            calls.map((c) => c.ms),
-            0.9,
-          ),
-          pushingCalls: pushed.length,
-          medianPushingCallMs: med(pushed),
-          answeredAheadCalls: ahead.length,
-          medianAheadCallMs: med(ahead),
-          failedCalls: after.failed - before.failed,
-        });
-      },
-    },
+    walPush('sh'),
+    walPush('node'),
     {
       id: 'wal_serial',
       title: 'pgbak wal-push called 8 times in a row on copies of segments (no push-ahead): the cost of one full push',

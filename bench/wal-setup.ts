@@ -22,8 +22,10 @@ export function asPostgres(argv: readonly string[]): [string, string[]] {
 export interface WalBench {
   readonly dir: string;
   readonly envFile: string;
-  /** archive_command's wrapper: runs `pgbak wal-push`, appends "start_ns end_ns rc kind" to callLog. */
+  /** archive_command's wrapper: runs bin/pgbak-wal-push (the sh client), appends "start_ns end_ns rc kind file" to callLog. */
   readonly wrapper: string;
+  /** The same with `pgbak wal-push` (node on every call). */
+  readonly nodeWrapper: string;
   readonly callLog: string;
   /** `pgbackrest --config … --stanza=bench`, or undefined (with why) when it is not installed. */
   readonly pgbackrest: { readonly argv: readonly string[]; readonly env: NodeJS.ProcessEnv } | undefined;
@@ -71,22 +73,21 @@ async function setUp(ctx: BenchContext): Promise<WalBench> {
   );
   const callLog = join(dir, 'calls.log');
   writeFileSync(callLog, '');
-  const wrapper = join(dir, 'wal-push-timed.sh');
-  writeFileSync(
-    wrapper,
-    `#!/bin/sh
-# archive_command for the bench: pgbak wal-push, each call's start, end (ns), exit code and kind logged.
+  const script = (command: string) => `#!/bin/sh
+# archive_command for the bench: each call's start, end (ns), exit code and kind logged.
 s=$(date +%s%N)
-err=$("${process.execPath}" "${ctx.pgbakBin}" wal-push --env-file "${envFile}" "$1" 2>&1)
+err=$(${command} --env-file "${envFile}" "$1" 2>&1)
 rc=$?
 e=$(date +%s%N)
 case "$err" in *"archived ahead"*) k=ahead ;; *) k=push ;; esac
 echo "$s $e $rc $k \${1##*/}" >> "${callLog}"
 [ $rc -eq 0 ] || printf '%s\\n' "$err" >&2
 exit $rc
-`,
-    { mode: 0o755 },
-  );
+`;
+  const wrapper = join(dir, 'wal-push-client.sh');
+  writeFileSync(wrapper, script(`PGBAK_NODE="${process.execPath}" "${join(dirname(ctx.pgbakBin), 'pgbak-wal-push')}"`), { mode: 0o755 });
+  const nodeWrapper = join(dir, 'wal-push-node.sh');
+  writeFileSync(nodeWrapper, script(`"${process.execPath}" "${ctx.pgbakBin}" wal-push`), { mode: 0o755 });
   const socketDir = dirname(ctx.pg.dataDir);
   let pgbackrest: WalBench['pgbackrest'];
   let pgbackrestMissing: string | undefined;
@@ -131,7 +132,7 @@ exit $rc
     const [cmd, args] = asPostgres([...pgbackrest.argv, 'stanza-create']);
     await execFileAsync(cmd, args, { env: pgbackrest.env });
   }
-  return { dir, envFile, wrapper, callLog, pgbackrest, ...(pgbackrestMissing ? { pgbackrestMissing } : {}), socketDir };
+  return { dir, envFile, wrapper, nodeWrapper, callLog, pgbackrest, ...(pgbackrestMissing ? { pgbackrestMissing } : {}), socketDir };
 }
 
 /**
