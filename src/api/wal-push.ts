@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { AppError, ExitCode, UsageError } from '../errors/index.js';
@@ -78,6 +79,10 @@ export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
     logger,
     signal: options.signal,
   });
+  if (file.kind === 'segment' && basename(dirname(path)) === 'pg_wal') {
+    // Segments wal-fetch fetched ahead for a recovery that ended before them (recovery_target_time).
+    await rm(join(dirname(path), 'pgbak_prefetch'), { recursive: true, force: true }).catch(() => undefined);
+  }
   if (file.kind === 'segment' && options.pushAhead && basename(dirname(path)) === 'pg_wal') {
     await startPushAheadWorker(dirname(path), name, options.pushAhead.signature, options.pushAhead.workerArgv, logger);
   }
