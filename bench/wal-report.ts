@@ -49,15 +49,17 @@ export function renderWal(r: BenchReport): string {
       `${r.options.reps} repetitions, medians; 1-minute load average when runs started: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}.`,
     '',
   ];
-  if (s.wal_push || s.wal_serial) {
+  if (s.wal_push || s.wal_push_node || s.wal_serial) {
     lines.push(
       '| scenario | segments/s | median call ms | p90 call ms | calls that pushed: median ms | calls answered ahead: median ms | CPU per call ms |',
     );
     lines.push('|---|---:|---:|---:|---:|---:|---:|');
-    if (s.wal_push) {
-      const m = (k: string) => stepMedian(s.wal_push, k);
+    for (const id of ['wal_push', 'wal_push_node']) {
+      if (!s[id]) continue;
+      const m = (k: string) => stepMedian(s[id], k);
+      const how = id === 'wal_push' ? 'pgbak-wal-push (sh client)' : 'pgbak wal-push (node every call)';
       lines.push(
-        `| wal_push: ${f(m('segments'), 0)} .ready segments drained by the archiver | ${f(m('segmentsPerSecond'))} | ${f(m('medianCallMs'), 0)} | ${f(m('p90CallMs'), 0)} | ${f(m('pushingCalls'), 0)} calls: ${f(m('medianPushingCallMs'), 0)} | ${f(m('answeredAheadCalls'), 0)} calls: ${f(m('medianAheadCallMs'), 0)} | – |`,
+        `| ${id}: ${f(m('segments'), 0)} .ready segments drained by the archiver through ${how} | ${f(m('segmentsPerSecond'))} | ${f(m('medianCallMs'), 0)} | ${f(m('p90CallMs'), 0)} | ${f(m('pushingCalls'), 0)} calls: ${f(m('medianPushingCallMs'), 0)} | ${f(m('answeredAheadCalls'), 0)} calls: ${f(m('medianAheadCallMs'), 0)} | – |`,
       );
     }
     if (s.wal_serial) {
