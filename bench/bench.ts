@@ -2,10 +2,12 @@
  * `npm run bench`: pgbak against bare pg_dump and the seed's sequential procedure, on a
  * reproducible dataset in a throwaway cluster, with a throwaway MinIO and GnuPG home.
  *
- *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d]
+ *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d | dump | wal | all]
  *                    [--out bench/results] [--docs docs/performance.md | none]
  *                    [--pgbak-env NAME=VALUE …]   (extra pgbak variables, for profiling)
  *
+ * Without --scenarios the dump scenarios run (`dump`); the WAL scenarios of issue 11 (`wal`: wal-push
+ * speed, pgbench's .ready backlog, base backup and restore beside pgBackRest) run only when asked.
  * Scenarios run interleaved (each repetition runs every scenario once, starting one further
  * along), and the report gives medians. Everything started is stopped and removed on exit,
  * on an error and on Ctrl-C.
@@ -24,6 +26,7 @@ import { machine, parseSize, versions } from './environment.js';
 import { haveGnuTime, killCurrent, measure } from './measure.js';
 import { judge, summarize, updateDocs, type BenchReport, type ScenarioReport } from './report.js';
 import { DEPENDS, pgEnv, scenarios, type BenchContext, type RunResult } from './scenarios.js';
+import { pgbackrestMissing, walScenarios } from './wal-scenarios.js';
 
 const execFileAsync = promisify(execFile);
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -43,7 +46,7 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,zstd_T0,zstd_T1,f_bare,f_pgbak]
+  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,zstd_T0,zstd_T1,f_bare,f_pgbak | dump | wal | all]
                      [--out DIR] [--docs FILE|none] [--pgbak-env NAME=VALUE ...]\n`);
   process.exit(0);
 }
@@ -78,11 +81,16 @@ async function main(): Promise<void> {
   const zstdLevel = Number(opts['zstd-level']);
   if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
   if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new Error('--zstd-level must be 1-19');
-  const all = scenarios({ zstdLevel });
-  const wanted = opts.scenarios ? opts.scenarios.split(',').map((s) => s.trim()) : all.map((s) => s.id);
+  const dump = scenarios({ zstdLevel });
+  const wal = walScenarios();
+  const all = [...dump, ...wal];
+  const groups: Record<string, string[]> = { dump: dump.map((s) => s.id), wal: wal.map((s) => s.id), all: all.map((s) => s.id) };
+  const wanted = (opts.scenarios ?? 'dump').split(',').flatMap((s) => groups[s.trim()] ?? [s.trim()]);
   for (const id of wanted)
     if (!all.some((s) => s.id === id)) throw new Error(`unknown scenario "${id}" (${all.map((s) => s.id).join(', ')})`);
-  const selected = all.filter((s) => wanted.includes(s.id));
+  const missing = wanted.includes('wal_base_pgbackrest') ? pgbackrestMissing() : undefined;
+  if (missing) log(missing);
+  const selected = all.filter((s) => wanted.includes(s.id) && !(missing && s.id === 'wal_base_pgbackrest'));
   const pgbakExtra: Record<string, string> = {};
   for (const kv of opts['pgbak-env'] ?? []) {
     const i = kv.indexOf('=');
@@ -97,7 +105,13 @@ async function main(): Promise<void> {
   cleanups.push(() => rmSync(scratch, { recursive: true, force: true }));
   log(`scratch ${scratch}; starting PostgreSQL, MinIO and a GnuPG home`);
   const [pg, s3, gpg] = await Promise.all([
-    startCluster({ log }).then((c: PgCluster) => (cleanups.push(() => c.stop()), c)),
+    // The WAL scenarios need archive_mode on (a restart); archive_command is set per scenario.
+    startCluster({
+      log,
+      config: wanted.some((id) => id.startsWith('wal_'))
+        ? ['archive_mode = on', "archive_command = '/bin/true'", 'max_wal_senders = 4']
+        : [],
+    }).then((c: PgCluster) => (cleanups.push(() => c.stop()), c)),
     startS3Server(log).then((s: S3Server) => (cleanups.push(() => s.stop()), s)),
     createGpgHome('bench@pgbak.test').then((g: GpgHome) => (cleanups.push(() => g.remove()), g)),
   ]);
@@ -113,7 +127,7 @@ async function main(): Promise<void> {
     AWS_DEFAULT_REGION: s3.region,
     AWS_EC2_METADATA_DISABLED: 'true',
   };
-  const buckets = { seed: 'bench-seed', pgbak: 'bench-pgbak' };
+  const buckets = { seed: 'bench-seed', pgbak: 'bench-pgbak', wal: 'bench-wal' };
   for (const b of Object.values(buckets))
     await execFileAsync('aws', ['s3', 'mb', `s3://${b}`, '--endpoint-url', s3.endpoint], { env: awsEnv });
 
@@ -182,10 +196,17 @@ async function main(): Promise<void> {
     seconds: (Date.now() - started) / 1000,
   };
   mkdirSync(opts.out, { recursive: true });
-  const full = selected.length === all.length;
-  const variant = [full ? '' : selected.map((s) => s.id).join('+'), ...Object.entries(pgbakExtra).map(([k, v]) => `${k}=${v}`)]
-    .filter(Boolean)
-    .join('-');
+  const full = dump.every((s) => wanted.includes(s.id));
+  const onlyWal = selected.length === wal.length && wal.every((s) => wanted.includes(s.id));
+  const selection =
+    full && selected.length === dump.length
+      ? ''
+      : selected.length === all.length
+        ? 'all'
+        : onlyWal
+          ? 'wal'
+          : selected.map((s) => s.id).join('+');
+  const variant = [selection, ...Object.entries(pgbakExtra).map(([k, v]) => `${k}=${v}`)].filter(Boolean).join('-');
   const name = `${date.slice(0, 10)}-${hostname()}-${opts.size.replace(/\s+/g, '')}${variant ? `-${variant}` : ''}`;
   const file = join(opts.out, `${name}.json`);
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');

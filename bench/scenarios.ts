@@ -19,7 +19,7 @@ export interface BenchContext {
   /** Extra pgbak variables (--pgbak-env), e.g. STORAGE_PART_SIZE for profiling. */
   readonly pgbakExtra: Readonly<Record<string, string>>;
   /** Bucket per scenario, created beforehand. */
-  readonly buckets: Readonly<Record<'seed' | 'pgbak', string>>;
+  readonly buckets: Readonly<Record<'seed' | 'pgbak' | 'wal', string>>;
   /** Outputs kept for the restore scenarios. */
   readonly state: { restoreFile?: string; pgbakBackup?: { name: string; size: number }; runs: number };
 }

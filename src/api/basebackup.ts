@@ -78,7 +78,7 @@ export async function basebackup(options: BaseBackupOptions): Promise<BaseBackup
   });
   const stored = await streamToStorage({
     source,
-    stages: encodeStages(job.wal.compression, job.gpgRecipient),
+    stages: encodeStages(job.wal.compression, job.gpgRecipient, { threads: true }),
     key,
     local: storage.local,
     remote: storage.remote,

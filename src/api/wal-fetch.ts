@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { AppError, ExitCode, fsError, IntegrityError, NotFoundError, UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
@@ -11,7 +11,9 @@ import type { StorageBackend } from '../storage/storage-backend.js';
 import { identityOfDataDirectory } from '../wal/cluster-identity.js';
 import { archiveLocation, findArchived, listArchived, readMarker, wrongClusterError, type ArchivedWal } from '../wal/wal-archive.js';
 import { decodeStages } from '../wal/wal-encoding.js';
-import { parseWalFileName, type WalFileName } from '../wal/wal-names.js';
+import { parseWalFileName, segmentName, segmentNumber, type WalFileName } from '../wal/wal-names.js';
+import { dropPrefetchedBefore, prefetchDir } from '../wal/wal-prefetch.js';
+import { forEachLimit } from '../model/for-each-limit.js';
 import { walBackend, type WalJob } from './wal-job.js';
 
 export interface WalFetchOptions {
@@ -25,7 +27,16 @@ export interface WalFetchOptions {
   readonly pgdata?: string | undefined;
   readonly logger: Logger;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * After a segment, fetch up to `count` following segments of its timeline into the prefetch
+   * directory of `pgdata` and these settings flags (wal-prefetch.ts), `parallel` at a time, for
+   * PostgreSQL's next calls.
+   */
+  readonly prefetch?: { readonly signature: string; readonly count: number; readonly parallel: number } | undefined;
 }
+
+/** How far a wal-fetch fetches ahead of PostgreSQL's recovery, and how many at once. */
+export const WAL_PREFETCH = { count: 8, parallel: 4 } as const;
 
 export interface WalFetchResult {
   readonly name: string;
@@ -86,9 +97,53 @@ export async function walFetch(options: WalFetchOptions): Promise<WalFetchResult
     });
   }
   const copy = copies[0]!;
+  const pre = options.prefetch && {
+    ...options.prefetch,
+    dir: prefetchDir(resolve(cwd, options.pgdata ?? '.'), options.prefetch.signature),
+  };
+  const ahead =
+    pre && file.kind === 'segment'
+      ? prefetchAfter(backend, marker.systemIdentifier, file.name, marker.segmentSize, pre, logger)
+      : Promise.resolve();
   const bytes = await fetchInto(backend, copy, dest, options.signal);
   logger.info('restored from the WAL archive', { file: file.name, key: copy.key, bytes });
+  await ahead;
   return { name: file.name, key: copy.key, bytes, durationMs: Date.now() - started };
+}
+
+/**
+ * Fetch the segments after `name` on its timeline into `dir` (decoded, sha256 checked, renamed
+ * into place), stopping at the first one not archived (the end of the archive, or a gap that
+ * PostgreSQL's own call will report). Failures here are only logged: that call fetches again.
+ */
+async function prefetchAfter(
+  backend: StorageBackend,
+  systemIdentifier: string,
+  name: string,
+  segmentSize: number,
+  pre: { dir: string; count: number; parallel: number },
+  logger: Logger,
+): Promise<void> {
+  try {
+    await mkdir(pre.dir, { recursive: true, mode: 0o700 });
+    await dropPrefetchedBefore(pre.dir, name);
+    const timeline = Number.parseInt(name.slice(0, 8), 16);
+    const first = segmentNumber(name, segmentSize);
+    const names = Array.from({ length: pre.count }, (_, i) => segmentName(timeline, first + BigInt(i + 1), segmentSize));
+    const present = new Set(await readdir(pre.dir));
+    let end = false;
+    await forEachLimit(names, pre.parallel, async (next) => {
+      if (end || present.has(next)) return;
+      const copies = await findArchived(backend, systemIdentifier, next);
+      if (copies.length !== 1) {
+        end = true;
+        return;
+      }
+      await fetchInto(backend, copies[0]!, join(pre.dir, next), undefined);
+    });
+  } catch (err) {
+    logger.debug('prefetch stopped; PostgreSQL fetches the next segments itself', { error: (err as Error).message });
+  }
 }
 
 /** A segment missing while a later one of its timeline is archived is a gap: recovery must stop, not end. */

@@ -1,8 +1,13 @@
 import { basename, dirname, resolve } from 'node:path';
-import { consumePushed, flagsSignature } from '../wal/wal-spool.js';
+import { flagsSignature, waitPushed } from '../wal/wal-spool.js';
 
-/** How many later `.ready` segments one wal-push stores ahead of PostgreSQL's calls, and how many at once. */
-export const PUSH_AHEAD = { count: 8, parallel: 4 } as const;
+/**
+ * The push-ahead worker (wal-push-worker.ts): `parallel` segments at once; it looks for new `.ready`
+ * files every `scanMs`, ends after `idleMs` without any and after `lifeMs` in all (a later call
+ * starts a new one, with the settings of that moment). PostgreSQL's call for a segment the worker
+ * is on waits for it up to `waitMs`, then pushes it itself.
+ */
+export const PUSH_AHEAD = { parallel: 4, scanMs: 200, idleMs: 3000, lifeMs: 300_000, waitMs: 60_000 } as const;
 
 /** The spool signature of a wal-push command's settings flags. */
 export function pushAheadSignature(flags: {
@@ -15,12 +20,13 @@ export function pushAheadSignature(flags: {
 }
 
 /**
- * wal-push's fast path, before any configuration is loaded: true when an earlier wal-push already
- * stored this segment (same content, same settings flags). Loads node built-ins only.
+ * wal-push's fast path, before any configuration is loaded: true when the push-ahead worker stored
+ * this segment (same content, same settings flags), already or while this call waits for it.
+ * Loads node built-ins only.
  */
 export async function alreadyPushedAhead(path: string, signature: string, cwd = process.cwd()): Promise<boolean> {
   const full = resolve(cwd, path);
   const name = basename(full);
   if (!/^[0-9A-F]{24}$/.test(name) || basename(dirname(full)) !== 'pg_wal') return false;
-  return consumePushed(dirname(full), name, full, signature);
+  return waitPushed(dirname(full), name, full, signature, PUSH_AHEAD.waitMs);
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { AppError, ExitCode, UsageError } from '../errors/index.js';
@@ -12,8 +13,7 @@ import { identityOfDataDirectory, identityOfSegment } from '../wal/cluster-ident
 import { claimArchive, findArchived, walKey } from '../wal/wal-archive.js';
 import { encodeStages, encodingSuffix } from '../wal/wal-encoding.js';
 import { DEFAULT_SEGMENT_SIZE, parseWalFileName, type WalFileName } from '../wal/wal-names.js';
-import { recordPushed, spooled } from '../wal/wal-spool.js';
-import { forEachLimit } from '../model/for-each-limit.js';
+import { readyAfter, workerRunning } from '../wal/wal-spool.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { walBackend, type WalJob } from './wal-job.js';
 
@@ -27,10 +27,10 @@ export interface WalPushOptions {
   readonly logger: Logger;
   readonly signal?: AbortSignal | undefined;
   /**
-   * After the file, push up to `count` later `.ready` segments ahead of PostgreSQL's calls, `parallel`
-   * at a time, and record them in the spool under `signature` (the command's settings flags).
+   * After the file, when later segments wait `.ready`, start the push-ahead worker with these
+   * arguments (wal-push-worker.ts) unless one runs: it stores them ahead of PostgreSQL's calls.
    */
-  readonly pushAhead?: { readonly count: number; readonly parallel: number; readonly signature: string } | undefined;
+  readonly pushAhead?: { readonly signature: string; readonly workerArgv: readonly string[] } | undefined;
 }
 
 export interface WalPushResult {
@@ -79,21 +79,17 @@ export async function walPush(options: WalPushOptions): Promise<WalPushResult> {
     logger,
     signal: options.signal,
   });
+  if (file.kind === 'segment' && basename(dirname(path)) === 'pg_wal') {
+    // Segments wal-fetch fetched ahead for a recovery that ended before them (recovery_target_time).
+    await rm(join(dirname(path), 'pgbak_prefetch'), { recursive: true, force: true }).catch(() => undefined);
+  }
   if (file.kind === 'segment' && options.pushAhead && basename(dirname(path)) === 'pg_wal') {
-    await pushAhead({
-      backend,
-      job,
-      walDir: dirname(path),
-      after: name,
-      systemIdentifier: identity.systemIdentifier,
-      logger,
-      ...options.pushAhead,
-    });
+    await startPushAheadWorker(dirname(path), name, options.pushAhead.signature, options.pushAhead.workerArgv, logger);
   }
   return { ...result, durationMs: Date.now() - started };
 }
 
-interface PushOne {
+export interface PushOne {
   readonly backend: StorageBackend;
   readonly job: WalJob;
   readonly path: string;
@@ -105,7 +101,7 @@ interface PushOne {
 }
 
 /** Store one file under its key, unless it is there already; other content under its name is a conflict. */
-async function pushOne(o: PushOne): Promise<Omit<WalPushResult, 'durationMs'>> {
+export async function pushOne(o: PushOne): Promise<Omit<WalPushResult, 'durationMs'>> {
   const { backend, job, file, logger } = o;
   const name = file.name;
   const existing = await findArchived(backend, o.systemIdentifier, name);
@@ -156,54 +152,25 @@ async function pushOne(o: PushOne): Promise<Omit<WalPushResult, 'durationMs'>> {
 }
 
 /**
- * Push the next segments PostgreSQL has marked `.ready` now, in parallel, and record each stored
- * one in the spool (see wal-spool.ts), so PostgreSQL's own later calls for them return without
- * loading the configuration or reaching the bucket. A failure here is only logged: PostgreSQL's
- * own call for that segment pushes it again, and reports.
+ * Start the push-ahead worker (`pgbak wal-push --ahead-worker …`, detached: this call returns as
+ * soon as its own file is stored) when later segments wait `.ready` and no worker runs.
  */
-async function pushAhead(o: {
-  backend: StorageBackend;
-  job: WalJob;
-  walDir: string;
-  after: string;
-  systemIdentifier: string;
-  logger: Logger;
-  count: number;
-  parallel: number;
-  signature: string;
-}): Promise<void> {
-  let ready: string[];
+async function startPushAheadWorker(
+  walDir: string,
+  after: string,
+  signature: string,
+  argv: readonly string[],
+  logger: Logger,
+): Promise<void> {
+  if ((await readyAfter(walDir, after)).length === 0 || (await workerRunning(walDir, signature))) return;
   try {
-    ready = (await readdir(join(o.walDir, 'archive_status')))
-      .filter((f) => f.endsWith('.ready'))
-      .map((f) => f.slice(0, -'.ready'.length))
-      .filter((n) => parseWalFileName(n)?.kind === 'segment' && n > o.after)
-      .sort()
-      .slice(0, o.count);
-  } catch {
-    return;
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: 'ignore', cwd: process.cwd(), env: process.env });
+    child.on('error', (err) => logger.warn('could not start the push-ahead worker', { error: err.message }));
+    child.unref();
+    logger.debug('started the push-ahead worker', { pid: child.pid ?? 0 });
+  } catch (err) {
+    logger.warn('could not start the push-ahead worker', { error: (err as Error).message });
   }
-  await forEachLimit(ready, o.parallel, async (name) => {
-    const path = join(o.walDir, name);
-    try {
-      if (await spooled(o.walDir, name, o.signature)) return;
-      const identity = await identityOfSegment(path);
-      if (identity.systemIdentifier !== o.systemIdentifier) return;
-      const sha256 = await sha256OfFile(path);
-      await pushOne({
-        backend: o.backend,
-        job: o.job,
-        path,
-        file: parseWalFileName(name)!,
-        systemIdentifier: o.systemIdentifier,
-        sha256,
-        logger: o.logger,
-      });
-      await recordPushed(o.walDir, name, sha256, o.signature);
-    } catch (err) {
-      o.logger.debug('push-ahead skipped a segment; PostgreSQL will hand it over again', { file: name, error: (err as Error).message });
-    }
-  });
 }
 
 /** The sha256 of a file, streamed. */

@@ -26,8 +26,10 @@ export function parseEncodingSuffix(suffix: string): { method: CompressionMethod
  * The stages that encode a physical backup's bytes: the compressor (zstd and lz4 as child
  * processes, gzip in node's zlib thread pool), then gpg to `recipient`. Created in the caller's
  * tick, so consecutive child stages are joined by kernel pipes (ChildStage.connect).
+ * `threads`: zstd on every core (-T0), for a base backup's one long stream as for dumps; a WAL
+ * segment (16 MiB) stays single-threaded, the push-ahead worker runs several at once instead.
  */
-export function encodeStages(compression: Compression, recipient: string | undefined): Duplex[] {
+export function encodeStages(compression: Compression, recipient: string | undefined, options: { threads?: boolean } = {}): Duplex[] {
   const stages: Duplex[] = [];
   const c = compression;
   if (c.method === 'zstd') {
@@ -35,7 +37,7 @@ export function encodeStages(compression: Compression, recipient: string | undef
       new ChildStage({
         label: 'zstd',
         command: 'zstd',
-        args: [`-${c.level}`, ...(c.level > 19 ? ['--ultra'] : []), '-q', '-c'],
+        args: [`-${c.level}`, ...(c.level > 19 ? ['--ultra'] : []), ...(options.threads ? ['-T0'] : []), '-q', '-c'],
         input: true,
       }),
     );

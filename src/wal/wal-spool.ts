@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
  * The push-ahead spool: `pg_wal/pgbak_spool/<segment>.pushed`, one small file per segment that a
  * wal-push stored ahead of PostgreSQL's own call for it, holding the segment's sha256 and the
  * signature of the settings flags it was pushed with. PostgreSQL's later call finds it, checks the
- * file in pg_wal still has that sha256 and the flags are the same, removes the record and exits
+ * file in pg_wal is unchanged (same inode, size and times; else the same sha256) and the flags are
+ * the same, removes the record and exits
  * 0 at once: no configuration, no S3 client, no round trip. Under pg_wal, so base backups
  * (pg_basebackup leaves pg_wal's contents out) never carry it.
  * This module loads only node built-ins: the fast path runs before anything else.
@@ -21,11 +22,22 @@ export function flagsSignature(flags: readonly string[]): string {
   return createHash('sha256').update(JSON.stringify(flags)).digest('hex').slice(0, 32);
 }
 
-export async function recordPushed(walDir: string, name: string, sha256: string, signature: string): Promise<void> {
+/**
+ * A file's identity on disk: inode, size, modification and change times in nanoseconds. A `.ready`
+ * segment is never written again; PostgreSQL recycles it by renaming and rewriting, which changes
+ * the change time. Equal identity before and after the push means the pushed bytes are the file's.
+ */
+export async function fileIdentity(path: string): Promise<string> {
+  const st = await stat(path, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** Record `name` as pushed with this content (and, when given, the file's identity when it was read). */
+export async function recordPushed(walDir: string, name: string, sha256: string, signature: string, identity?: string): Promise<void> {
   const dir = spoolDir(walDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-  await writeFile(tmp, JSON.stringify({ sha256, signature }) + '\n', { mode: 0o600 });
+  await writeFile(tmp, JSON.stringify({ sha256, signature, ...(identity ? { identity } : {}) }) + '\n', { mode: 0o600 });
   await rename(tmp, join(dir, `${name}.pushed`));
 }
 
@@ -46,13 +58,18 @@ export async function spooled(walDir: string, name: string, signature: string): 
  */
 export async function consumePushed(walDir: string, name: string, path: string, signature: string): Promise<boolean> {
   const record = join(spoolDir(walDir), `${name}.pushed`);
-  let r: { sha256?: string; signature?: string };
+  let r: { sha256?: string; signature?: string; identity?: string };
   try {
-    r = JSON.parse(await readFile(record, 'utf8')) as { sha256?: string; signature?: string };
+    r = JSON.parse(await readFile(record, 'utf8')) as { sha256?: string; signature?: string; identity?: string };
   } catch {
     return false;
   }
   if (r.signature !== signature || !r.sha256) return false;
+  // The same file, untouched since it was read and pushed: no need to read its 16 MiB again.
+  if (r.identity && r.identity === (await fileIdentity(path).catch(() => ''))) {
+    await rm(record, { force: true });
+    return true;
+  }
   const hash = createHash('sha256');
   try {
     for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
@@ -62,4 +79,112 @@ export async function consumePushed(walDir: string, name: string, path: string, 
   if (hash.digest('hex') !== r.sha256) return false;
   await rm(record, { force: true });
   return true;
+}
+
+/**
+ * A push-ahead worker that gave up on a segment (the bucket unreachable, a conflict): PostgreSQL's
+ * own call for it stops waiting and pushes it itself, which reports the error.
+ */
+export async function recordFailed(walDir: string, name: string, signature: string): Promise<void> {
+  const dir = spoolDir(walDir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, `${name}.failed`), JSON.stringify({ signature }) + '\n', { mode: 0o600 });
+}
+
+const WORKER_LOCK = 'worker.lock';
+
+/** Is a process with this pid alive (it may belong to another user: EPERM is alive)? */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The running push-ahead worker with these flags, if any. */
+export async function workerRunning(walDir: string, signature: string): Promise<boolean> {
+  try {
+    const w = JSON.parse(await readFile(join(spoolDir(walDir), WORKER_LOCK), 'utf8')) as { pid?: number; signature?: string };
+    return typeof w.pid === 'number' && w.signature === signature && alive(w.pid);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Become the one push-ahead worker of this pg_wal (create-only lock holding the pid; a lock whose
+ * process is gone is taken over). False when another live worker holds it.
+ */
+export async function claimWorker(walDir: string, signature: string): Promise<boolean> {
+  const dir = spoolDir(walDir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const lock = join(dir, WORKER_LOCK);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(lock, JSON.stringify({ pid: process.pid, signature }) + '\n', { flag: 'wx', mode: 0o600 });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      let pid: number | undefined;
+      try {
+        pid = (JSON.parse(await readFile(lock, 'utf8')) as { pid?: number }).pid;
+      } catch {
+        // Half written by a worker starting now, or garbage: alive unless it stays so.
+      }
+      if (pid === undefined || alive(pid)) return false;
+      await rm(lock, { force: true });
+    }
+  }
+  return false;
+}
+
+export async function releaseWorker(walDir: string): Promise<void> {
+  const lock = join(spoolDir(walDir), WORKER_LOCK);
+  try {
+    const w = JSON.parse(await readFile(lock, 'utf8')) as { pid?: number };
+    if (w.pid === process.pid) await rm(lock, { force: true });
+  } catch {
+    // Gone already.
+  }
+}
+
+/**
+ * The fast path's wait: true once the segment at `path` is recorded as pushed (same flags, same
+ * content), whether already or by a running worker within `timeoutMs`. False at once when no
+ * worker with these flags runs, when the worker gave up on it, or at the timeout: then the call
+ * pushes it itself.
+ */
+export async function waitPushed(walDir: string, name: string, path: string, signature: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await consumePushed(walDir, name, path, signature)) return true;
+    const failed = join(spoolDir(walDir), `${name}.failed`);
+    try {
+      await readFile(failed);
+      await rm(failed, { force: true });
+      return false;
+    } catch {
+      // Not given up on.
+    }
+    if (Date.now() > deadline || !(await workerRunning(walDir, signature))) {
+      // The worker may have recorded it just before it ended.
+      return consumePushed(walDir, name, path, signature);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Segment names marked `.ready` in pg_wal/archive_status after `after`, in order (none when unreadable). */
+export async function readyAfter(walDir: string, after: string): Promise<string[]> {
+  try {
+    return (await readdir(join(walDir, 'archive_status')))
+      .filter((f) => /^[0-9A-F]{24}\.ready$/.test(f))
+      .map((f) => f.slice(0, 24))
+      .filter((n) => n > after)
+      .sort();
+  } catch {
+    return [];
+  }
 }

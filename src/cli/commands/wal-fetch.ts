@@ -22,10 +22,12 @@ export function registerWalFetch(program: Command, slot: OutcomeSlot): void {
   addCommonOptions(cmd, { withAll: false }).action(async (name: string, path: string, flags: WalFlags) => {
     try {
       const { loadWalJob } = await import('./wal-common.js');
-      const { walFetch, WalNotArchivedError } = await import('../../api/wal-fetch.js');
+      const { walFetch, WalNotArchivedError, WAL_PREFETCH } = await import('../../api/wal-fetch.js');
+      const { pushAheadSignature } = await import('../../api/wal-push-ahead.js');
       const { job, logger } = await loadWalJob(flags);
+      const prefetch = { ...WAL_PREFETCH, signature: pushAheadSignature(flags) };
       try {
-        await walFetch({ job, name, path, pgdata: flags.pgdata, logger });
+        await walFetch({ job, name, path, pgdata: flags.pgdata, logger, prefetch });
       } catch (err) {
         if (!(err instanceof WalNotArchivedError)) throw err;
         logger.info(err.message);

@@ -15,12 +15,22 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
       "archive_command: compress, encrypt and store one WAL file in the job's WAL archive; exit 0 only once it is stored (the same file already there is success, other content under its name an error)",
     )
     .argument('<path>', 'the file to archive: %p');
+  cmd.addOption(new Option('--ahead-worker', 'run as the push-ahead worker (started by wal-push itself)').hideHelp());
   cmd.addOption(new Option('--pgdata <dir>', 'the data directory (default: the working directory, where PostgreSQL runs archive_command)'));
-  addCommonOptions(cmd, { withAll: false }).action(async (path: string, flags: WalFlags) => {
+  addCommonOptions(cmd, { withAll: false }).action(async (path: string, flags: WalFlags & { aheadWorker?: boolean }) => {
     let walJob: Awaited<ReturnType<typeof import('./wal-common.js').loadWalJob>> | undefined;
     try {
+      if (flags.aheadWorker) {
+        const { pushAheadSignature } = await import('../../api/wal-push-ahead.js');
+        const { loadWalJob } = await import('./wal-common.js');
+        const { runPushAheadWorker } = await import('../../api/wal-push-worker.js');
+        const { job, logger } = await loadWalJob(flags);
+        await runPushAheadWorker({ job, path, signature: pushAheadSignature(flags), logger });
+        slot.outcome = { exitCode: ExitCode.ok, errors: [] };
+        return;
+      }
       // Pushed ahead by an earlier call (same content, same flags): done, before loading anything heavy.
-      const { alreadyPushedAhead, pushAheadSignature, PUSH_AHEAD } = await import('../../api/wal-push-ahead.js');
+      const { alreadyPushedAhead, pushAheadSignature } = await import('../../api/wal-push-ahead.js');
       const signature = pushAheadSignature(flags);
       if (await alreadyPushedAhead(path, signature)) {
         process.stderr.write(`${new Date().toISOString()} INFO  archived ahead by an earlier wal-push file=${path.split('/').pop()}\n`);
@@ -31,7 +41,16 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
       const { walPush } = await import('../../api/wal-push.js');
       walJob = await loadWalJob(flags);
       const { job, logger } = walJob;
-      await walPush({ job, path, pgdata: flags.pgdata, logger, pushAhead: { ...PUSH_AHEAD, signature } });
+      // The worker: this very command line with --ahead-worker (settings flags only, never a secret).
+      const at = process.argv.indexOf('wal-push');
+      const workerArgv = [
+        process.execPath,
+        ...process.execArgv,
+        ...process.argv.slice(1, at + 1),
+        '--ahead-worker',
+        ...process.argv.slice(at + 1),
+      ];
+      await walPush({ job, path, pgdata: flags.pgdata, logger, pushAhead: { signature, workerArgv } });
       slot.outcome = { exitCode: ExitCode.ok, errors: [] };
     } catch (err) {
       // Counted for `status` and the metrics (pgbak_wal_archive_failures_total), when the settings could be read.
