@@ -5,6 +5,7 @@
  *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d | dump | wal | all]
  *                    [--out bench/results] [--docs docs/performance.md | none]
  *                    [--pgbak-env NAME=VALUE …]   (extra pgbak variables, for profiling)
+ *   npm run bench -- --scaling 200MB,800MB,3200MB [--reps 1] [--many 50]   (the scaling table, bench/scaling.ts)
  *
  * Without --scenarios the dump scenarios run (`dump`); the WAL scenarios of issue 11 (`wal`: wal-push
  * speed, pgbench's .ready backlog, base backup and restore beside pgBackRest) run only when asked.
@@ -42,11 +43,14 @@ const { values: opts } = parseArgs({
     docs: { type: 'string', default: join(REPO, 'docs', 'performance.md') },
     /** Extra pgbak variables for profiling, e.g. --pgbak-env STORAGE_PART_SIZE=5MiB (repeatable). */
     'pgbak-env': { type: 'string', multiple: true },
+    /** The scaling table instead of the scenarios: --scaling 200MB,800MB,3200MB [--many 50] (bench/scaling.ts). */
+    scaling: { type: 'string' },
+    many: { type: 'string', default: '50' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (opts.help) {
-  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,zstd_T0,zstd_T1,f_bare,f_pgbak | dump | wal | all]
+  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,e_local,e_counts,zstd_T0,zstd_T1,f_bare,f_pgbak | dump | wal | all]
                      [--out DIR] [--docs FILE|none] [--pgbak-env NAME=VALUE ...]\n`);
   process.exit(0);
 }
@@ -219,7 +223,13 @@ async function main(): Promise<void> {
     log(`${t.met === null ? '  -' : t.met ? ' ok' : 'MISS'} ${t.name}: ${t.value === null ? '–' : t.value.toFixed(2)} (limit ${t.limit})`);
 }
 
-main()
+const run = opts.scaling
+  ? () =>
+      import('./scaling.js').then((m) =>
+        m.runScaling({ sizes: opts.scaling!.split(','), reps: Number(opts.reps), many: Number(opts.many), out: opts.out }),
+      )
+  : main;
+run()
   .then(() => cleanup())
   .catch(async (err: unknown) => {
     log(`failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -82,6 +82,9 @@ export function judge(s: Readonly<Record<string, ScenarioReport>>): { ratios: Re
     'e/a': ratio(s, 'e', 'a'),
     'f_pgbak/f_bare': ratio(s, 'f_pgbak', 'f_bare'),
     'zstd_T0/zstd_T1': ratio(s, 'zstd_T0', 'zstd_T1'),
+    'e_local/zstd_T0': ratio(s, 'e_local', 'zstd_T0'),
+    'e/zstd_T0': ratio(s, 'e', 'zstd_T0'),
+    'e_counts/e_local': ratio(s, 'e_counts', 'e_local'),
   };
   const t = (name: string, value: number | null, limit: number): Target => ({
     name,
@@ -101,6 +104,9 @@ export function judge(s: Readonly<Record<string, ScenarioReport>>): { ratios: Re
     t("(e)'s output ≤ (b)'s (ratio)", sizeE !== undefined && sizeB ? sizeE / sizeB : null, 1),
     t('pgbak restore ≤ 1.1 × bare pg_restore', ratios['f_pgbak/f_bare'], 1.1),
     t('peak RSS of pgbak ≤ 120 MB (MB)', rss.length ? Math.max(...rss) / 1024 : null, 120),
+    t('peak RSS of pgbak ≤ 80 MB (MB, issue 16)', rss.length ? Math.max(...rss) / 1024 : null, 80),
+    t('(e_local) ≤ 1.15 × bare pg_dump | zstd -T0', ratios['e_local/zstd_T0'], 1.15),
+    t('(e) ≤ 1.3 × bare pg_dump | zstd -T0', ratios['e/zstd_T0'], 1.3),
   ];
   const wal = walTargets(s);
   return { ratios: { ...ratios, ...wal.ratios }, targets: [...targets, ...wal.targets] };
@@ -164,6 +170,8 @@ export function renderResults(r: BenchReport): string {
     '(d) ≤ 0.85 × (c)': 'd/c',
     '(e) ≤ 1.4 × (a)': 'e/a',
     'pgbak restore ≤ 1.1 × bare pg_restore': 'f_pgbak/f_bare',
+    '(e_local) ≤ 1.15 × bare pg_dump | zstd -T0': 'e_local/zstd_T0',
+    '(e) ≤ 1.3 × bare pg_dump | zstd -T0': 'e/zstd_T0',
   };
   for (const t of r.targets) {
     if (!(t.name in pairOf) && !DUMP_TARGETS.has(t.name)) continue;
@@ -174,6 +182,9 @@ export function renderResults(r: BenchReport): string {
   const z = r.ratios['zstd_T0/zstd_T1'];
   if (z !== null && z !== undefined)
     lines.push(`| zstd -T0 / single-threaded (bare pipe) | ${z.toFixed(2)} | ${cpu('zstd_T0/zstd_T1')} | | |`);
+  const rc = r.ratios['e_counts/e_local'];
+  if (rc !== null && rc !== undefined)
+    lines.push(`| exact row counts: (e_counts) / (e_local) | ${rc.toFixed(2)} | ${cpu('e_counts/e_local')} | | |`);
   return lines.join('\n');
 }
 

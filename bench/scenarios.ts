@@ -74,7 +74,7 @@ function awsEnv(ctx: BenchContext): NodeJS.ProcessEnv {
 }
 
 /** pgbak's environment: the seed's variables, secrets in the environment only. */
-function pgbakEnv(ctx: BenchContext, dir: string, compression: string): NodeJS.ProcessEnv {
+export function pgbakEnv(ctx: BenchContext, dir: string, compression: string): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -134,12 +134,16 @@ export async function pgbakBackup(
   ctx: BenchContext,
   compression: string,
   extra: Record<string, string> = {},
+  local?: { rowCounts: boolean },
 ): Promise<{ r: RunResult; name: string }> {
   const dir = runDir(ctx);
+  // local: the stream path alone (no upload, no gpg), with or without the exact row counts.
+  const env = pgbakEnv(ctx, dir, compression);
+  if (local) env.BACKUP_ROW_COUNTS = String(local.rowCounts);
   const spec: CommandSpec = {
     command: ctx.pgbakBin,
-    args: ['backup', '--json'],
-    env: { ...pgbakEnv(ctx, dir, compression), ...extra },
+    args: ['backup', '--json', ...(local ? ['--no-upload', '--no-encrypt'] : [])],
+    env: { ...env, ...extra },
     nodeProbe: true,
     cwd: dir,
   };
@@ -264,6 +268,18 @@ export function scenarios(ctx: Pick<BenchContext, 'zstdLevel'>): Scenario[] {
       title: `pgbak backup, zstd:${z} + gpg + upload`,
       command: `BACKUP_COMPRESSION=zstd:${z} GPG_RECIPIENT=… STORAGE_…=… pgbak backup`,
       run: async (c) => (await pgbakBackup(c, `zstd:${z}`)).r,
+    },
+    {
+      id: 'e_local',
+      title: `pgbak backup, zstd:${z}, no upload, gpg or row counts`,
+      command: `BACKUP_COMPRESSION=zstd:${z} BACKUP_ROW_COUNTS=false pgbak backup --no-upload --no-encrypt`,
+      run: async (c) => (await pgbakBackup(c, `zstd:${z}`, {}, { rowCounts: false })).r,
+    },
+    {
+      id: 'e_counts',
+      title: `pgbak backup, zstd:${z}, no upload or gpg, with the exact row counts`,
+      command: `BACKUP_COMPRESSION=zstd:${z} BACKUP_ROW_COUNTS=true pgbak backup --no-upload --no-encrypt`,
+      run: async (c) => (await pgbakBackup(c, `zstd:${z}`, {}, { rowCounts: true })).r,
     },
     zstdPipe(true),
     zstdPipe(false),

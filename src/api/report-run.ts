@@ -3,7 +3,6 @@ import { listBackups, type CatalogEntry } from '../catalog/catalog.js';
 import { lastRunRecord, writeLastRun } from '../catalog/last-run.js';
 import type { JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
-import { updateMetricsTextfile } from '../metrics/textfile.js';
 import { notifyRun, pingStart, type NotifyOutcome, type RetryPolicy } from '../notify/notifier.js';
 import { judgeSize, SIZE_HISTORY_WINDOW } from '../catalog/size-trend.js';
 import type { SizeJudgement } from '../model/size-judgement.js';
@@ -133,6 +132,8 @@ async function writeMetrics(report: Report, result: BackupResult, previousGood: 
       .map((e) => e.verification)
       .filter((v) => v?.kind === 'restore-test' && v.ok)
       .sort((a, b) => Date.parse(b!.verifiedAt) - Date.parse(a!.verifiedAt))[0];
+    // prom-client loads only for a job that writes metrics (docs/performance.md, "Memory").
+    const { updateMetricsTextfile } = await import('../metrics/textfile.js');
     await updateMetricsTextfile(textfile, (m) => {
       if (tested)
         m.recordRestoreTest({ job: job.name, database: job.database, ok: true, durationMs: tested.durationMs, at: tested.verifiedAt });

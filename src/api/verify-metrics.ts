@@ -1,6 +1,5 @@
 import type { Logger } from '../logging/logger.js';
 import { messageOf } from '../errors/index.js';
-import { updateMetricsTextfile } from '../metrics/textfile.js';
 import type { BackupVerification } from './verify.js';
 
 /**
@@ -16,6 +15,7 @@ export async function recordRestoreTests(
   const tests = results.flatMap((r) => (r.restoreTest ? [{ ok: r.ok, durationMs: r.restoreTest.durationMs }] : []));
   if (!path || tests.length === 0) return;
   try {
+    const { updateMetricsTextfile } = await import('../metrics/textfile.js'); // prom-client only when used
     await updateMetricsTextfile(path, (m) => {
       for (const t of tests) m.recordRestoreTest({ ...labels, ...t, at: new Date() });
     });

@@ -1,7 +1,7 @@
 import { ExitCode, InterruptedError } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
 import type { Logger } from '../logging/logger.js';
-import { releaseHeldLocks } from '../api/index.js';
+import { releaseHeldLocks } from '../api/held-locks.js';
 import { renderError } from './render.js';
 
 /** After SIGTERM/SIGINT, how long a command may clean up before it exits anyway. */

@@ -4,7 +4,7 @@
  * Problems and warnings are collected, each with its path (`jobs[1].schedule: …`).
  */
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
 import { ConfigError } from '../errors/index.js';
 import { type VariableName, isVariableName, variables } from './schema.js';
 import { didYouMean } from './typos.js';
@@ -71,6 +71,8 @@ export function readConfigFile(path: string): unknown {
       hint: 'check --config / PGBAK_CONFIG, or remove it to use the environment alone',
     });
   }
+  // yaml (73 modules) loads only when there is a config file to read; loadJobs stays synchronous.
+  const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
   const doc = parseDocument(text, { schema: 'failsafe', prettyErrors: true, uniqueKeys: true });
   const problems = [...doc.errors, ...doc.warnings].map((e) => {
     const pos = e.linePos?.[0];

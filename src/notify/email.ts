@@ -1,4 +1,3 @@
-import { createTransport } from 'nodemailer';
 import type { BackupResult } from '../model/backup-result.js';
 import { Redactor, passwordOfUrl } from '../logging/redact.js';
 import { PermanentDeliveryError } from './delivery-error.js';
@@ -62,6 +61,8 @@ export interface SendEmailOptions {
  */
 export async function sendEmail(email: RenderedEmail, options: SendEmailOptions): Promise<void> {
   const redactor = (options.redactor ?? new Redactor()).with(passwordOfUrl(options.smtpUrl));
+  // nodemailer loads here, not with the module: a run that sends no e-mail does not pay its ~40 modules (docs/performance.md).
+  const { createTransport } = await import('nodemailer');
   const transport = createTransport({
     url: options.smtpUrl,
     connectionTimeout: options.timeoutMs,

@@ -122,6 +122,10 @@ export async function countRows(
   signal?: AbortSignal,
 ): Promise<TableCount[]> {
   const out: TableCount[] = [];
+  // One backend, no parallel workers: the counts (index-only scans of each table's smallest index
+  // once VACUUM has set the visibility map) never take more than one core from the dump running
+  // beside them. SET LOCAL ends with the snapshot's transaction (docs/performance.md, "Row counts").
+  if (tables.length > 0) await client.query('SET LOCAL max_parallel_workers_per_gather = 0');
   for (const t of tables) {
     if (signal?.aborted) break;
     const { rows } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${ident(t.schema)}.${ident(t.table)}`);

@@ -55,7 +55,7 @@ function refusalError(r: AdoptRefusal): AppError {
 }
 
 async function runAdopt(names: readonly string[], flags: AdoptFlags): Promise<CommandOutcome> {
-  const { adopt, openStorage } = await import('../../api/index.js');
+  const [{ adopt }, { openStorage }] = await Promise.all([import('../../api/adopt.js'), import('../../api/job-storage.js')]);
   const { stopOnSignals } = await import('../signals.js');
   if (names.length && flags.every) throw new UsageError('give backup NAMEs or --every, not both');
   if (!names.length && !flags.every) {

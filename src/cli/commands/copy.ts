@@ -36,7 +36,7 @@ export function registerCopy(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runCopy(names: readonly string[], flags: CopyFlags): Promise<CommandOutcome> {
-  const { copy } = await import('../../api/index.js');
+  const { copy } = await import('../../api/copy.js');
   const { stopOnSignals } = await import('../signals.js');
   const { UsageError } = await import('../../errors/index.js');
   if (!flags.to)

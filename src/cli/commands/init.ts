@@ -42,7 +42,7 @@ function initJson(job: string, r: InitBucketReport): Record<string, unknown> {
 }
 
 async function runInitCommand(flags: InitFlags): Promise<CommandOutcome> {
-  const { initBucket } = await import('../../api/index.js');
+  const { initBucket } = await import('../../api/init-bucket.js');
   const { stopOnSignals } = await import('../signals.js');
   const ctx = await loadContext(flags, { openLogFile: true });
   const reports: Record<string, unknown>[] = [];

@@ -41,7 +41,7 @@ function newestFirst(a: ListedBackup, b: ListedBackup): number {
 }
 
 async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
-  const { list, mergeListed, sameBackup } = await import('../../api/index.js');
+  const { list, mergeListed, sameBackup } = await import('../../api/list.js');
   const { stopOnSignals } = await import('../signals.js');
   // Every job unless --job names one.
   const ctx = await loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });

@@ -36,7 +36,7 @@ function pruneJson(job: string, r: PruneJobResult): Record<string, unknown> {
 }
 
 async function runPruneCommand(flags: PruneFlags): Promise<CommandOutcome> {
-  const { prune } = await import('../../api/index.js');
+  const { prune } = await import('../../api/prune.js');
   const { stopOnSignals } = await import('../signals.js');
   const ctx = await loadContext(flags, { openLogFile: !flags.dryRun });
   const results: { job: string; result: PruneJobResult }[] = [];

@@ -29,7 +29,7 @@ export function registerRecoveryKit(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runRecoveryKit(dir: string, flags: KitFlags): Promise<CommandOutcome> {
-  const { recoveryKit } = await import('../../api/index.js');
+  const { recoveryKit } = await import('../../api/recovery-kit.js');
   const ctx = await loadContext(flags, { openLogFile: false, allByDefault: true });
   const r = await recoveryKit({ jobs: ctx.jobs, dir, logger: ctx.logger });
   if (!flags.json) process.stdout.write(describe(r));

@@ -28,7 +28,7 @@ export function registerReport(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runReport(flags: ReportFlags): Promise<CommandOutcome> {
-  const { writeHtmlReport } = await import('../../api/index.js');
+  const { writeHtmlReport } = await import('../../api/dashboard-report.js');
   const ctx = await loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
   const result = await writeHtmlReport({ jobs: ctx.jobs, file: resolve(flags.html), logger: ctx.logger });
   process.stdout.write(

@@ -134,7 +134,7 @@ async function askOnTty(question: string): Promise<boolean> {
 }
 
 async function runRestoreCommand(name: string | undefined, flags: RestoreFlags): Promise<CommandOutcome> {
-  const { restore } = await import('../../api/index.js');
+  const { restore } = await import('../../api/restore.js');
   const [{ stopOnSignals }, { createRestoreProgress }] = await Promise.all([import('../signals.js'), import('../progress.js')]);
   const target = targetOf(flags);
   if (flags.jobs !== undefined && flags.parallel !== undefined)

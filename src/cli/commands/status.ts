@@ -61,7 +61,7 @@ function staleError(databases: readonly DatabaseStatus[]): AppError {
  * file (a host with storage variables only), every database found in storage.
  */
 async function loadForStatus(flags: StatusFlags): Promise<LoadedJobs> {
-  const { loadJobs } = await import('../../api/index.js');
+  const { loadJobs } = await import('../../config/config-file.js');
   const loaded = loadJobs({
     configPath: flags.config,
     flags: await flagLayer(flags.set),
@@ -76,7 +76,7 @@ async function loadForStatus(flags: StatusFlags): Promise<LoadedJobs> {
 
 /** `status --forget DB`: retire a database in BACKUP_DIR and the bucket; see forgetDatabase. */
 async function runForget(database: string, flags: StatusFlags): Promise<CommandOutcome> {
-  const { forgetDatabase } = await import('../../api/index.js');
+  const { forgetDatabase } = await import('../../api/forget.js');
   const loaded = await loadForStatus(flags);
   const storage = loaded.jobs[0] ?? resolveStorage(loaded.global, { cwd: process.cwd() });
   const r = await forgetDatabase({ storage, database, configured: loaded.jobs.map((j) => j.database) });
@@ -90,7 +90,10 @@ async function runForget(database: string, flags: StatusFlags): Promise<CommandO
 }
 
 async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
-  const { discoverTargets, jobTarget, selectJobs } = await import('../../api/index.js');
+  const [{ discoverTargets, jobTarget }, { selectJobs }] = await Promise.all([
+    import('../../api/status.js'),
+    import('../../config/config-file.js'),
+  ]);
   const loaded = await loadForStatus(flags);
   if (loaded.jobs.length > 0) {
     const jobs = selectJobs(loaded.jobs, { job: flags.job, all: flags.all ?? flags.job === undefined });
@@ -109,7 +112,7 @@ async function targetsOf(flags: StatusFlags): Promise<StatusTarget[]> {
 }
 
 async function runStatusCommand(flags: StatusFlags): Promise<CommandOutcome> {
-  const [{ status }, { stopOnSignals }] = await Promise.all([import('../../api/index.js'), import('../signals.js')]);
+  const [{ status }, { stopOnSignals }] = await Promise.all([import('../../api/status.js'), import('../signals.js')]);
   // status reads storage only and keeps stdout for the report: its stop notices go to stderr.
   const stop = stopOnSignals(new LineLogger({ level: 'warn' }), 'status check');
   let report: Awaited<ReturnType<typeof status>>;

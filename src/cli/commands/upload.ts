@@ -34,7 +34,7 @@ export function registerUpload(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runUpload(names: readonly string[], flags: UploadFlags): Promise<CommandOutcome> {
-  const { upload } = await import('../../api/index.js');
+  const { upload } = await import('../../api/upload.js');
   const { stopOnSignals } = await import('../signals.js');
   const ctx = await loadContext(flags, { openLogFile: !flags.dryRun });
   const stop = stopOnSignals(ctx.logger, 'upload');

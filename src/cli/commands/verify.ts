@@ -48,7 +48,10 @@ export function registerVerify(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): Promise<CommandOutcome> {
-  const { verify, combinedExitCode, recordRestoreTests } = await import('../../api/index.js');
+  const [{ verify, combinedExitCode }, { recordRestoreTests }] = await Promise.all([
+    import('../../api/verify.js'),
+    import('../../api/verify-metrics.js'),
+  ]);
   const { stopOnSignals } = await import('../signals.js');
   const picked = [name !== undefined, Boolean(flags.latest), Boolean(flags.every)].filter(Boolean).length;
   if (picked > 1) throw new UsageError('give one of NAME, --latest or --every');
