@@ -74,7 +74,7 @@ beforeAll(async () => {
     artifact: { key: string; sha256: string };
   };
   s = { db, dir, first, second, env, name, artifactKey: manifest.artifact.key, sha256: manifest.artifact.sha256, expected };
-}, 240_000);
+}, 400_000);
 
 describe('targets: in pgbak.yaml, two MinIO buckets', () => {
   it('one backup lands complete in both buckets, each under its own prefix; list names both targets', async () => {
@@ -88,7 +88,7 @@ describe('targets: in pgbak.yaml, two MinIO buckets', () => {
     expect(list.code, list.stderr).toBe(0);
     const listed = jsonResults<{ name: string; targets?: string[] }>(list.stdout).find((b) => b.name === s.name);
     expect(listed?.targets).toEqual(['main', 'offsite']);
-  });
+  }, 300_000);
 
   it('verify checks each target; a corrupted copy in the second bucket fails with exit 9 naming that target', async () => {
     const ok = await runCli(['verify', s.name], { env: s.env });
@@ -117,7 +117,7 @@ describe('targets: in pgbak.yaml, two MinIO buckets', () => {
     await aws('s3', 'cp', file, `s3://${s.second}/offsite/${s.artifactKey}`);
     const again = await runCli(['verify', s.name], { env: s.env });
     expect(again.code, again.stderr).toBe(0);
-  });
+  }, 300_000);
 
   it('the first bucket emptied: the backup is listed from the second target alone and restore --from offsite gets the data back', async () => {
     await aws('s3', 'rm', `s3://${s.first}`, '--recursive');
@@ -137,5 +137,5 @@ describe('targets: in pgbak.yaml, two MinIO buckets', () => {
     const unknown = await runCli(['restore', s.name, '--from', 'ofsite', '--target', target], { env: bare });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^pgbak: error: --from ofsite: no such place\nhint: give one of local, remote, main, offsite$/m);
-  });
+  }, 300_000);
 });

@@ -88,6 +88,7 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
     ['pgbak restore --latest --target shop_copy --create', 'the newest good backup into a new database shop_copy'],
     ['pgbak restore shop_20260101_120000 --target shop --yes', 'that backup over the existing database shop'],
     ['pgbak restore --latest --from remote --target shop_copy --create --parallel 4', 'from the bucket, 4 pg_restore jobs'],
+    ['pgbak restore --latest --from offsite --target shop_copy --create', 'from the bucket target named offsite (the first bucket lost)'],
     ['pgbak restore --latest --target-env RESTORE_URL --with-globals', 'into the URL in $RESTORE_URL, roles first'],
     ['pgbak restore --latest --target shop_copy --create --set AGE_IDENTITY_FILE=/root/age-key.txt', 'an age-encrypted backup'],
     [
