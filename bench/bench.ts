@@ -2,7 +2,7 @@
  * `npm run bench`: pgbak against bare pg_dump and the seed's sequential procedure, on a
  * reproducible dataset in a throwaway cluster, with a throwaway MinIO and GnuPG home.
  *
- *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d | dump | wal | all]
+ *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d | dump | wal | age | all]
  *                    [--out bench/results] [--docs docs/performance.md | none]
  *                    [--pgbak-env NAME=VALUE …]   (extra pgbak variables, for profiling)
  *   npm run bench -- --scaling 200MB,800MB,3200MB [--reps 1] [--many 50]   (the scaling table, bench/scaling.ts)
@@ -28,6 +28,7 @@ import { haveGnuTime, killCurrent, measure } from './measure.js';
 import { judge, summarize, updateDocs, type BenchReport, type ScenarioReport } from './report.js';
 import { DEPENDS, pgEnv, scenarios, type BenchContext, type RunResult } from './scenarios.js';
 import { pgbackrestMissing, walScenarios } from './wal-scenarios.js';
+import { ageScenarios, typageMissing } from './scenarios-age.js';
 
 const execFileAsync = promisify(execFile);
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -50,7 +51,7 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,e_local,e_counts,zstd_T0,zstd_T1,f_bare,f_pgbak | dump | wal | all]
+  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,e_local,e_counts,zstd_T0,zstd_T1,f_bare,f_pgbak | dump | wal | age | all]
                      [--out DIR] [--docs FILE|none] [--pgbak-env NAME=VALUE ...]\n`);
   process.exit(0);
 }
@@ -87,14 +88,24 @@ async function main(): Promise<void> {
   if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new Error('--zstd-level must be 1-19');
   const dump = scenarios({ zstdLevel });
   const wal = walScenarios();
-  const all = [...dump, ...wal];
-  const groups: Record<string, string[]> = { dump: dump.map((s) => s.id), wal: wal.map((s) => s.id), all: all.map((s) => s.id) };
+  const age = ageScenarios(zstdLevel);
+  const all = [...dump, ...wal, ...age];
+  const groups: Record<string, string[]> = {
+    dump: dump.map((s) => s.id),
+    wal: wal.map((s) => s.id),
+    age: age.map((s) => s.id),
+    all: all.map((s) => s.id),
+  };
   const wanted = (opts.scenarios ?? 'dump').split(',').flatMap((s) => groups[s.trim()] ?? [s.trim()]);
   for (const id of wanted)
     if (!all.some((s) => s.id === id)) throw new Error(`unknown scenario "${id}" (${all.map((s) => s.id).join(', ')})`);
   const missing = wanted.includes('wal_base_pgbackrest') ? pgbackrestMissing() : undefined;
   if (missing) log(missing);
-  const selected = all.filter((s) => wanted.includes(s.id) && !(missing && s.id === 'wal_base_pgbackrest'));
+  const noTypage = wanted.includes('age_typage') ? typageMissing() : undefined;
+  if (noTypage) log(noTypage);
+  const selected = all.filter(
+    (s) => wanted.includes(s.id) && !(missing && s.id === 'wal_base_pgbackrest') && !(noTypage && s.id === 'age_typage'),
+  );
   const pgbakExtra: Record<string, string> = {};
   for (const kv of opts['pgbak-env'] ?? []) {
     const i = kv.indexOf('=');
