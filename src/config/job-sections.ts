@@ -4,6 +4,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import type { LogLevel } from '../logging/logger.js';
+import { ConfigError } from '../errors/index.js';
 import type { Compression } from './parsers.js';
 import type { Settings } from './schema.js';
 
@@ -170,6 +171,14 @@ function databaseSelectionOf(settings: Pick<Settings, 'BACKUP_DATABASES' | 'BACK
   databases?: DatabaseSelection;
 } {
   const list = settings.BACKUP_DATABASES;
+  if (list.length === 0 && settings.BACKUP_EXCLUDE_DATABASES.length > 0) {
+    throw new ConfigError(
+      ['BACKUP_EXCLUDE_DATABASES is set without BACKUP_DATABASES: it leaves out databases of a whole-server job only'],
+      {
+        hint: 'set BACKUP_DATABASES=all to back up every database but those, or unset BACKUP_EXCLUDE_DATABASES',
+      },
+    );
+  }
   if (list.length === 0) return {};
   const include = list.length === 1 && list[0]!.toLowerCase() === 'all' ? 'all' : list;
   return { databases: { include, exclude: settings.BACKUP_EXCLUDE_DATABASES } };

@@ -4,6 +4,8 @@ import type { JobConfig } from '../../src/config/job.js';
 import { ExitCode } from '../../src/errors/index.js';
 import type { BackupResult } from '../../src/model/backup-result.js';
 import { chooseDatabases } from '../../src/postgres/list-databases.js';
+import { loadJobs } from '../../src/config/config-file.js';
+import { problemsOf } from '../helpers/config-errors.js';
 
 const found = ['app', 'crm', 'postgres', 'scratch', 'shop'];
 
@@ -21,6 +23,24 @@ describe('chooseDatabases (BACKUP_DATABASES, BACKUP_EXCLUDE_DATABASES)', () => {
       missing: ['gone'],
       excluded: ['scratch'],
     });
+  });
+});
+
+describe('BACKUP_DATABASES in the settings', () => {
+  const load = (env: Record<string, string>) =>
+    loadJobs({ env: { DATABASE_URL: 'postgresql://bak@db.example:5432/postgres', ...env }, cwd: '/', envFile: false }).jobs[0]!;
+  it('reads all, a list, and the exclusions', () => {
+    expect(load({ BACKUP_DATABASES: 'all', BACKUP_EXCLUDE_DATABASES: 'scratch' }).backup.databases).toEqual({
+      include: 'all',
+      exclude: ['scratch'],
+    });
+    expect(load({ BACKUP_DATABASES: 'shop,crm' }).backup.databases).toEqual({ include: ['shop', 'crm'], exclude: [] });
+    expect(load({}).backup.databases).toBeUndefined();
+  });
+  it('refuses BACKUP_EXCLUDE_DATABASES without BACKUP_DATABASES (it would exclude nothing)', () => {
+    expect(problemsOf(() => load({ BACKUP_EXCLUDE_DATABASES: 'scratch' }))).toEqual([
+      'BACKUP_EXCLUDE_DATABASES is set without BACKUP_DATABASES: it leaves out databases of a whole-server job only',
+    ]);
   });
 });
 
