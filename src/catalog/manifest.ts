@@ -1,6 +1,7 @@
 import { IntegrityError } from '../errors/index.js';
 import type { CompressionMethod } from '../config/parsers.js';
 import type { ServerRunRef } from '../model/server-run-ref.js';
+import type { VerificationRecord } from '../model/verification-record.js';
 
 export const MANIFEST_FORMAT = 'pgbak-manifest';
 export const MANIFEST_VERSION = 1;
@@ -93,17 +94,8 @@ export interface Manifest {
   readonly serverRun?: ServerRunRef | undefined;
 }
 
-/** Verification record written next to a backup (`<name>.verify.json`) by `pgbak verify`. */
-export interface VerificationRecord {
-  readonly format: 'pgbak-verification';
-  readonly version: 1;
-  readonly name: string;
-  readonly verifiedAt: string;
-  readonly ok: boolean;
-  readonly kind: 'checksum' | 'restore-test';
-  readonly durationMs: number;
-  readonly checks: readonly { readonly check: string; readonly ok: boolean; readonly detail?: string }[];
-}
+/** Verification record written next to a backup by `pgbak verify` (src/model/verification-record.ts). */
+export type { VerificationRecord };
 
 /** The bytes a backup's dump takes in one location: its artifact, or every file of a directory-format dump. */
 export function dumpBytes(m: Pick<Manifest, 'artifact' | 'directory'>): number {

@@ -2,17 +2,10 @@ import { Readable } from 'node:stream';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { basePrefix } from './base-manifest.js';
 
-/** A restore test's record: the same format as a dump's (catalog/manifest.ts VerificationRecord). */
-export interface VerificationRecord {
-  readonly format: 'pgbak-verification';
-  readonly version: 1;
-  readonly name: string;
-  readonly verifiedAt: string;
-  readonly ok: boolean;
-  readonly kind: 'checksum' | 'restore-test';
-  readonly durationMs: number;
-  readonly checks: readonly { readonly check: string; readonly ok: boolean; readonly detail?: string }[];
-}
+import type { VerificationRecord } from '../model/verification-record.js';
+
+/** Verification record written next to a backup by `pgbak verify` (src/model/verification-record.ts). */
+export type { VerificationRecord };
 
 /**
  * The restore test of a base backup (`pgbak verify --restore-test`), recorded beside it as
