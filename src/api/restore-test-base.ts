@@ -12,7 +12,7 @@ import { execChild } from '../pipeline/child-stage.js';
 import { connect } from '../postgres/connection.js';
 import { majorOf } from '../postgres/pg-tools.js';
 import { findServerBinaries } from '../postgres/server-binaries.js';
-import type { Check } from './restore-test.js';
+import { logRestoreTest, type Check } from './restore-test.js';
 import { restorePitr } from './restore-pitr.js';
 
 /** What the restore test of a base backup found (a failing check is a result, not an error). */
@@ -110,18 +110,7 @@ export async function baseRestoreTest(options: {
   }
   const ok = checks.every((c) => c.ok);
   const durationMs = Date.now() - t0;
-  logger[ok ? 'info' : 'error'](`restore test of base backup ${ok ? 'passed' : 'FAILED'}`, {
-    backup,
-    seconds: (durationMs / 1000).toFixed(1),
-    ...(ok
-      ? {}
-      : {
-          failed: checks
-            .filter((c) => !c.ok)
-            .map((c) => `${c.check}: ${c.detail}`)
-            .join('; '),
-        }),
-  });
+  logRestoreTest(logger, 'restore test of base backup', backup, checks, durationMs);
   return { ok, backup, pgdata, durationMs, checks, exitCode };
 }
 

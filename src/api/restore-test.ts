@@ -152,17 +152,20 @@ export async function restoreTest(options: {
   }
   const ok = checks.every((c) => c.ok);
   const durationMs = Date.now() - t0;
-  logger[ok ? 'info' : 'error'](`restore test ${ok ? 'passed' : 'FAILED'}`, {
-    backup: manifest.name,
-    seconds: (durationMs / 1000).toFixed(1),
-    ...(ok
-      ? {}
-      : {
-          failed: checks
-            .filter((c) => !c.ok)
-            .map((c) => `${c.check}: ${c.detail}`)
-            .join('; '),
-        }),
-  });
+  logRestoreTest(logger, 'restore test', manifest.name, checks, durationMs);
   return { ok, scratchDatabase: scratch, durationMs, checks };
+}
+
+/** The one log line of a finished restore test (a dump's or a base backup's): passed, or FAILED with the failed checks. */
+export function logRestoreTest(logger: Logger, what: string, backup: string, checks: readonly Check[], durationMs: number): void {
+  const ok = checks.every((c) => c.ok);
+  const failed = checks
+    .filter((c) => !c.ok)
+    .map((c) => `${c.check}: ${c.detail}`)
+    .join('; ');
+  logger[ok ? 'info' : 'error'](`${what} ${ok ? 'passed' : 'FAILED'}`, {
+    backup,
+    seconds: (durationMs / 1000).toFixed(1),
+    ...(ok ? {} : { failed }),
+  });
 }
