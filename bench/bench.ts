@@ -2,13 +2,14 @@
  * `npm run bench`: pgbak against bare pg_dump and the seed's sequential procedure, on a
  * reproducible dataset in a throwaway cluster, with a throwaway MinIO and GnuPG home.
  *
- *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d | dump | wal | age | all]
+ *   npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,d | dump | jobs | wal | age | all]
  *                    [--out bench/results] [--docs docs/performance.md | none]
  *                    [--pgbak-env NAME=VALUE …]   (extra pgbak variables, for profiling)
  *   npm run bench -- --scaling 200MB,800MB,3200MB [--reps 1] [--many 50]   (the scaling table, bench/scaling.ts)
  *
  * Without --scenarios the dump scenarios run (`dump`); the WAL scenarios of issue 11 (`wal`: wal-push
- * speed, pgbench's .ready backlog, base backup and restore beside pgBackRest) run only when asked.
+ * speed, pgbench's .ready backlog, base backup and restore beside pgBackRest), BACKUP_JOBS's (`jobs`,
+ * issue 16) and age's against typage (`age`, issue 13) run only when asked.
  * Scenarios run interleaved (each repetition runs every scenario once, starting one further
  * along), and the report gives medians. Everything started is stopped and removed on exit,
  * on an error and on Ctrl-C.
@@ -29,6 +30,7 @@ import { judge, summarize, updateDocs, type BenchReport, type ScenarioReport } f
 import { DEPENDS, pgEnv, scenarios, type BenchContext, type RunResult } from './scenarios.js';
 import { pgbackrestMissing, walScenarios } from './wal-scenarios.js';
 import { ageScenarios, typageMissing } from './scenarios-age.js';
+import { jobsScenarios } from './scenarios-jobs.js';
 
 const execFileAsync = promisify(execFile);
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -51,7 +53,7 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,e_local,e_counts,zstd_T0,zstd_T1,f_bare,f_pgbak | dump | wal | age | all]
+  process.stdout.write(`usage: npm run bench -- [--size 800MB] [--reps 3] [--zstd-level 3] [--scenarios a,b,c,d,e,e_local,e_counts,zstd_T0,zstd_T1,f_bare,f_pgbak | dump | jobs | wal | age | all]
                      [--out DIR] [--docs FILE|none] [--pgbak-env NAME=VALUE ...]\n`);
   process.exit(0);
 }
@@ -88,10 +90,12 @@ async function main(): Promise<void> {
   if (!Number.isInteger(zstdLevel) || zstdLevel < 1 || zstdLevel > 19) throw new Error('--zstd-level must be 1-19');
   const dump = scenarios({ zstdLevel });
   const wal = walScenarios();
+  const jobs = jobsScenarios();
   const age = ageScenarios(zstdLevel);
-  const all = [...dump, ...wal, ...age];
+  const all = [...dump, ...jobs, ...wal, ...age];
   const groups: Record<string, string[]> = {
     dump: dump.map((s) => s.id),
+    jobs: jobs.map((s) => s.id),
     wal: wal.map((s) => s.id),
     age: age.map((s) => s.id),
     all: all.map((s) => s.id),

@@ -4,7 +4,6 @@ import { psql, type PgCluster } from '../test/helpers/postgres-cluster.js';
 import type { S3Server } from '../test/helpers/minio.js';
 import type { GpgHome } from '../test/helpers/gpg-home.js';
 import { measure, type CommandSpec, type Measurement } from './measure.js';
-import { jobsScenarios } from './scenarios-jobs.js';
 
 /** Everything a scenario needs: the services, the dataset and a scratch directory. */
 export interface BenchContext {
@@ -283,7 +282,6 @@ export function scenarios(ctx: Pick<BenchContext, 'zstdLevel'>): Scenario[] {
     },
     zstdPipe(true),
     zstdPipe(false),
-    ...jobsScenarios(),
     {
       id: 'f_bare',
       title: 'bare pg_restore -j 2 of the -Z9 file into an empty database',

@@ -26,7 +26,9 @@ describe('npm run bench (smoke)', () => {
     expect(report).toMatchObject({ format: 'pgbak-bench', version: 1, options: { reps: 1 } });
     expect(report.dataset.bytes).toBeGreaterThan(0);
     expect(report.dataset.dumpZ0Bytes).toBeGreaterThan(0);
-    expect(Object.keys(report.scenarios).sort()).toEqual(['a', 'b', 'c', 'd', 'e', 'f_bare', 'f_pgbak', 'zstd_T0', 'zstd_T1'].sort());
+    expect(Object.keys(report.scenarios).sort()).toEqual(
+      ['a', 'b', 'c', 'd', 'e', 'e_local', 'e_counts', 'f_bare', 'f_pgbak', 'zstd_T0', 'zstd_T1'].sort(),
+    );
     for (const [id, s] of Object.entries<{ runs: unknown[]; median: Record<string, number | null> }>(report.scenarios)) {
       expect(s.runs, id).toHaveLength(1);
       expect(s.median.wallMs, id).toBeGreaterThan(0);

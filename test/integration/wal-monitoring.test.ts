@@ -80,8 +80,11 @@ describe('WAL monitoring: status, metrics and the restore test of a base backup 
     expect(before.results[0]!.wal.ageMs).toBeLessThan(600_000);
     expect(Date.parse(before.results[0]!.wal.newestBaseBackupAt!)).toBeGreaterThan(Date.now() - 600_000);
 
-    // The segment being written now, pushed with a key gpg does not have: the push fails.
-    const current = await psql(pg, 'postgres', 'SELECT pg_walfile_name(pg_current_wal_lsn())');
+    // The segment being written now, pushed with a key gpg does not have: the push fails. Some WAL
+    // is written first: right after a switch the position sits on the segment boundary, where
+    // pg_walfile_name() names the previous, archived segment (and its push succeeds, same content).
+    const current = await psql(pg, 'postgres', 'INSERT INTO t2 VALUES (1); SELECT pg_walfile_name(pg_current_wal_insert_lsn())');
+    expect(current).not.toBe(segment);
     const bad = await setup.run(
       ['wal-push', '--env-file', setup.envFile, '--set', 'GPG_RECIPIENT=nobody@example.invalid', `pg_wal/${current}`],
       { cwd: pg.dataDir },
