@@ -118,6 +118,19 @@ export function filePrefixOf(database: string): string {
 }
 
 /** Where a job's backups live: BACKUP_DIR (absolute) and the S3 settings when both keys are set. */
+/** How every bucket target of a job transfers: STORAGE_PART_SIZE, STORAGE_QUEUE_SIZE and STORAGE_TIMEOUT are the job's, not a target's. */
+export function transferSettingsOf(settings: Pick<Settings, 'STORAGE_PART_SIZE' | 'STORAGE_QUEUE_SIZE' | 'STORAGE_TIMEOUT'>): {
+  partSize: number | undefined;
+  queueSize: number;
+  timeoutMs: number;
+} {
+  return {
+    partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
+    queueSize: settings.STORAGE_QUEUE_SIZE,
+    timeoutMs: settings.STORAGE_TIMEOUT,
+  };
+}
+
 export function resolveStorage(settings: Settings, options: { cwd: string }): Pick<JobConfig, 'backupDir' | 's3' | 'extraTargets'> {
   const hasKeys = Boolean(settings.STORAGE_ACCESS_KEY && settings.STORAGE_SECRET_KEY);
   const second: NamedS3Settings[] =
@@ -131,9 +144,7 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
             bucket: settings.STORAGE_2_BUCKET ?? settings.STORAGE_BUCKET,
             prefix: settings.STORAGE_2_PREFIX,
             region: settings.STORAGE_2_REGION,
-            partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
-            queueSize: settings.STORAGE_QUEUE_SIZE,
-            timeoutMs: settings.STORAGE_TIMEOUT,
+            ...transferSettingsOf(settings),
             // Its own setting: the off-site bucket is often another provider's, with or without Object Lock.
             objectLock: settings.STORAGE_2_OBJECT_LOCK === 'off' ? undefined : settings.STORAGE_2_OBJECT_LOCK,
           },
@@ -150,9 +161,7 @@ export function resolveStorage(settings: Settings, options: { cwd: string }): Pi
           bucket: settings.STORAGE_BUCKET,
           prefix: settings.STORAGE_PREFIX,
           region: settings.STORAGE_REGION,
-          partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
-          queueSize: settings.STORAGE_QUEUE_SIZE,
-          timeoutMs: settings.STORAGE_TIMEOUT,
+          ...transferSettingsOf(settings),
           objectLock: settings.STORAGE_OBJECT_LOCK === 'off' ? undefined : settings.STORAGE_OBJECT_LOCK,
         }
       : undefined,

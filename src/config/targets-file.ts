@@ -24,7 +24,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import type { JobConfig, NamedS3Settings } from './job.js';
+import { transferSettingsOf, type JobConfig, type NamedS3Settings } from './job.js';
 import type { Settings, VariableName } from './schema.js';
 import { variables } from './schema.js';
 import { didYouMean } from './typos.js';
@@ -110,9 +110,7 @@ export function extraTargetOf(t: FileTarget, settings: Settings): NamedS3Setting
     bucket: t.bucket,
     prefix: t.prefix,
     region: t.region,
-    partSize: settings.STORAGE_PART_SIZE === 'auto' ? undefined : settings.STORAGE_PART_SIZE,
-    queueSize: settings.STORAGE_QUEUE_SIZE,
-    timeoutMs: settings.STORAGE_TIMEOUT,
+    ...transferSettingsOf(settings),
     objectLock: t.objectLock === 'off' ? undefined : t.objectLock,
   };
 }
