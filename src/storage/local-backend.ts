@@ -157,14 +157,8 @@ export class LocalBackend implements StorageBackend {
   async *list(prefix = ''): AsyncIterable<StoredObject> {
     // Walk only the directory the prefix names (its part up to the last "/").
     const start = prefix.slice(0, prefix.lastIndexOf('/') + 1);
-    if (
-      start &&
-      start
-        .split('/')
-        .slice(0, -1)
-        .some((s) => s === '' || s === '.' || s === '..')
-    )
-      return;
+    const parts = start.split('/').slice(0, -1);
+    if (parts.some((s) => s === '' || s === '.' || s === '..')) return;
     yield* this.walk(start, prefix);
   }
 
