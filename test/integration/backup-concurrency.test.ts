@@ -96,4 +96,25 @@ describe('pgbak backup: globals beside the dump', () => {
     expect(after.map((f) => statSync(join(dir, 'backups', f)).size)).toEqual(sizes);
     expect(readdirSync(join(dir, 'backups')).filter((f) => f.includes('.tmp-'))).toEqual([]);
   }, 300_000);
+
+  it('the preflight checks run at once but fail in their order: the database before the GPG key', async () => {
+    const dir = tempDir();
+    const env = {
+      ...backupEnv({ database: 'gtest', dir, extra: { GPG_RECIPIENT: 'nobody@nowhere.test' } }),
+      DATABASE_URL: url.replace('gbak-pw', 'wrong-pw'),
+    };
+    const r = await runCli(['backup'], { env });
+    // Both fail; the database is the first check, so its failure is the run's (exit 5, not 8).
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/error: authentication failed: postgresql:\/\/gbak:\*\*\*@/);
+    expect(r.stderr).not.toMatch(/GPG key not found/);
+    expect(finalFiles(join(dir, 'backups'))).toEqual([]);
+    // --dry-run reports every check, in the same order.
+    const plan = await runCli(['backup', '--dry-run'], { env });
+    expect(plan.code).not.toBe(0);
+    const database = plan.stdout.indexOf('database');
+    const gpg = plan.stdout.indexOf('GPG key not found');
+    expect(database).toBeGreaterThanOrEqual(0);
+    expect(gpg).toBeGreaterThan(database);
+  }, 120_000);
 });
