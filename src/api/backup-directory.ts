@@ -59,7 +59,7 @@ export async function directoryDumpStep(o: {
   databaseBytes: number;
   pgDump: PgTool;
   plan: CompressionPlan;
-  snapshot: string;
+  snapshot: string | undefined;
   encryption: EncryptionMethod | false;
   gpgKey: GpgKey | undefined;
   age?: AgeRecipients | undefined;

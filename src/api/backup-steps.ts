@@ -114,7 +114,7 @@ export async function globalsStep(o: {
   signal: AbortSignal | undefined;
   logger: Logger;
 }): Promise<StoredFile> {
-  const tool = await siblingTool(o.pgDump, 'pg_dumpall');
+  const tool = await siblingTool(o.pgDump, 'pg_dumpall', true);
   const extra = o.targets.liveExtra();
   const r = await storeGlobals(tool, o.url, o.key, o.targets, extra, { gpgKey: o.gpgKey, age: o.age }, o.signal, o.logger);
   o.targets.stored(o.key, r, extra);
@@ -129,7 +129,7 @@ export async function dumpStep(o: {
   tables: { schema: string; table: string; bytes: number }[];
   pgDump: PgTool;
   plan: CompressionPlan;
-  snapshot: string;
+  snapshot: string | undefined;
   gpgKey: GpgKey | undefined;
   age?: AgeRecipients | undefined;
   key: string;
@@ -274,20 +274,23 @@ export async function storeManifest(
  * that fails (unreachable, or the name taken there) is that target's failure, not the run's.
  */
 export async function claimExtra(targets: RunTargets, record: RunRecord, signal: AbortSignal | undefined): Promise<void> {
-  for (const t of targets.liveExtra()) {
-    try {
-      if (await claimName(t.bucket, record, signal)) targets.written.push({ backend: t.bucket, key: runKey(record.name) });
-      else
-        targets.failExtra(
-          t,
-          new AppError('name-taken', `${t.bucket.urlOf(runKey(record.name))} is already claimed by another run`, {
-            hint: 'give each writer its own STORAGE_2_PREFIX',
-          }),
-        );
-    } catch (err) {
-      targets.failExtra(t, toAppError(err));
-    }
-  }
+  // Every target at once: each one's failure is its own.
+  await Promise.all(
+    targets.liveExtra().map(async (t) => {
+      try {
+        if (await claimName(t.bucket, record, signal)) targets.written.push({ backend: t.bucket, key: runKey(record.name) });
+        else
+          targets.failExtra(
+            t,
+            new AppError('name-taken', `${t.bucket.urlOf(runKey(record.name))} is already claimed by another run`, {
+              hint: 'give each writer its own STORAGE_2_PREFIX',
+            }),
+          );
+      } catch (err) {
+        targets.failExtra(t, toAppError(err));
+      }
+    }),
+  );
 }
 
 /**

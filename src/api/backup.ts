@@ -12,6 +12,7 @@ import { exportSnapshot } from '../postgres/pg-dump.js';
 import { acquireLock } from '../catalog/run-lock.js';
 import { openStorage, remoteTargetName, type JobStorage } from '../storage/job-storage.js';
 import type { BackupResult } from '../model/backup-result.js';
+import type { StoredFile } from '../catalog/manifest.js';
 import { resultError } from '../errors/index.js';
 import { BackupProgressTracker, type BackupProgress } from '../postgres/copy-progress.js';
 import { explainInterrupted, removeKilledRunTemps } from './backup-cleanup.js';
@@ -43,7 +44,7 @@ function autoPartSize(databaseBytes: number): number {
 }
 
 /**
- * One backup run: lock → preflight → globals → pg_dump | [compress] | [gpg] | sha256 | tee(file,
+ * One backup run: lock → preflight → name → globals beside pg_dump | [compress] | [gpg] | sha256 | tee(file,
  * upload) → manifest LAST. Returns a BackupResult for every outcome (failures included, with the
  * error), so callers can notify and record metrics; nothing half-made stays under a final name.
  */
@@ -154,24 +155,17 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       logger.warn(`${claimed.moved} was already claimed by another run (a second writer to the same place); this backup is ${base}`);
     const artKey = artifactKeyOf(base);
 
-    const snapshot = await exportSnapshot(client);
+    // Row counts read in the dump's own snapshot; without them pg_dump takes its own at its start.
+    const snapshot = job.backup.rowCounts ? await exportSnapshot(client) : undefined;
 
-    // 1. Globals (roles, tablespaces), encrypted like the dump.
-    const globals = job.backup.globals
-      ? await globalsStep({
-          pgDump,
-          url: job.databaseUrl,
-          key: globalsKey(base, encryption ?? false),
-          gpgKey: pre.gpgKey,
-          age: pre.age,
-          targets,
-          warnings,
-          signal: options.signal,
-          logger,
-        })
-      : null;
-
-    // 2. The dump, with exact row counts taken in the same snapshot at the same time.
+    // 1. The dump, with exact row counts taken in the same snapshot at the same time; 2. the
+    // globals (roles, tablespaces), encrypted like the dump, stored BESIDE it once pg_dump runs
+    // (they are small: pg_dump need not wait for them). The first failure of either stops the
+    // other, and the run fails with that cause (nothing under a final name: the manifest is last).
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    let firstFailure: { err: unknown } | undefined;
+    let globalsRun: Promise<StoredFile | null> = Promise.resolve(null);
     progress = new BackupProgressTracker(pre.tables ?? [], started, options.onProgress);
     const step = {
       job,
@@ -187,15 +181,47 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       targets,
       progress,
       warnings,
-      signal: options.signal,
+      signal,
       logger,
     };
-    const { dump, tables, ...dir } = dirJobs
-      ? await directoryDumpStep({ ...step, base, databaseBytes: server.databaseSize, encryption: encryption ?? false })
-      : { ...(await dumpStep(step)), artifact: undefined, directory: undefined };
+    const dumping = (
+      dirJobs
+        ? directoryDumpStep({ ...step, base, databaseBytes: server.databaseSize, encryption: encryption ?? false })
+        : dumpStep(step).then((d) => ({ ...d, artifact: undefined, directory: undefined }))
+    ).catch(async (err: unknown) => {
+      firstFailure ??= { err };
+      stop.abort();
+      // The globals' own cleanup is over before the run removes what it stored.
+      await globalsRun.catch(() => undefined);
+      throw firstFailure.err;
+    });
+    dumping.catch(() => undefined);
+    // pg_dump starts in the next tick (ChildStage): the globals after it.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (job.backup.globals && !stop.signal.aborted) {
+      globalsRun = globalsStep({
+        pgDump,
+        url: job.databaseUrl,
+        key: globalsKey(base, encryption ?? false),
+        gpgKey: pre.gpgKey,
+        age: pre.age,
+        targets,
+        warnings,
+        signal,
+        logger,
+      }).catch((err: unknown): never => {
+        firstFailure ??= { err };
+        stop.abort();
+        throw err;
+      });
+      globalsRun.catch(() => undefined);
+    }
+    const dumped = await dumping;
+    const globals = await globalsRun;
+    const { dump, tables, ...dir } = dumped;
     size = dump.size;
     sha256 = dump.sha256;
-    await client.query('COMMIT').catch(() => undefined);
+    if (snapshot) await client.query('COMMIT').catch(() => undefined);
     await client.end().catch(() => undefined);
     client = undefined;
 

@@ -67,20 +67,10 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     client?: pg.Client;
   } = {};
 
-  const run = async (check: string, fn: () => Promise<string>): Promise<boolean> => {
-    if (error && options.stopOnFailure) return false;
-    try {
-      checks.push({ check, ok: true, detail: await fn() });
-      return true;
-    } catch (err) {
-      const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
-      checks.push({ check, ok: false, detail: e.message, error: e });
-      error ??= e;
-      return false;
-    }
-  };
-
-  await run('database', async () => {
+  // The checks run at once (only pg_dump waits for the server's version). Their results are
+  // reported in this fixed order, and a real run (stopOnFailure) fails with the first failure in
+  // that order, as when they ran one after the other (docs/performance.md, "Stream path").
+  const database = settle('database', async () => {
     const client = await connect(job.databaseUrl);
     try {
       out.server = await serverInfo(client);
@@ -93,59 +83,97 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     else await client.end();
     return `PostgreSQL ${out.server.version}, database ${job.database} (${out.server.databaseSize} bytes, ${out.tables.length} tables)`;
   });
-  await run('pg_dump', async () => {
-    out.pgDump = await findPgTool('pg_dump', out.server?.major ?? 0, job.pgTools.pgDumpPath);
-    return `${out.pgDump.path} (${out.pgDump.version})`;
-  });
+  const pgDump = database.then((db) =>
+    // A real run stops at the database's failure; --dry-run still looks for a pg_dump.
+    db.ok || !options.stopOnFailure
+      ? settle('pg_dump', async () => {
+          out.pgDump = await findPgTool('pg_dump', out.server?.major ?? 0, job.pgTools.pgDumpPath);
+          return `${out.pgDump.path} (${out.pgDump.version})`;
+        })
+      : undefined,
+  );
+  const local: Promise<CheckResult | undefined>[] = [database, pgDump];
   if (options.encrypt && job.gpgRecipient) {
-    await run('gpg key', async () => {
-      out.gpgKey = await resolveRecipient(job.gpgRecipient!);
-      return `${out.gpgKey.uid || out.gpgKey.recipient} (${out.gpgKey.fingerprint})`;
-    });
+    const recipient = job.gpgRecipient;
+    local.push(
+      settle('gpg key', async () => {
+        out.gpgKey = await resolveRecipient(recipient);
+        return `${out.gpgKey.uid || out.gpgKey.recipient} (${out.gpgKey.fingerprint})`;
+      }),
+    );
   }
   if (options.encrypt && job.age.recipients) {
     const setting = job.age.recipients;
-    await run('age recipients', async () => {
-      out.age = await resolveAgeRecipients(setting);
-      return `${out.age.recipients.length} recipient(s) from ${out.age.source}: ${out.age.recipients.map(shortKey).join(', ')}`;
-    });
+    local.push(
+      settle('age recipients', async () => {
+        out.age = await resolveAgeRecipients(setting);
+        return `${out.age.recipients.length} recipient(s) from ${out.age.source}: ${out.age.recipients.map(shortKey).join(', ')}`;
+      }),
+    );
   }
-  await run('backup directory', async () => checkWritableDir(job.backupDir, 'backup directory', 'BACKUP_DIR'));
-  if (job.logFile) await run('log file', async () => checkWritableDir(dirname(job.logFile!), 'log directory', 'LOG_FILE'));
+  local.push(settle('backup directory', async () => checkWritableDir(job.backupDir, 'backup directory', 'BACKUP_DIR')));
+  if (job.logFile) {
+    const logDir = dirname(job.logFile);
+    local.push(settle('log file', async () => checkWritableDir(logDir, 'log directory', 'LOG_FILE')));
+  }
+  // The buckets are checked beside the rest; a real run that failed already does not wait for them.
+  const buckets = options.upload && job.s3 ? bucketChecks(options) : undefined;
+  buckets?.catch(() => undefined);
+  for (const r of await Promise.all(local)) {
+    if (!r || (error && options.stopOnFailure)) continue;
+    checks.push(r);
+    error ??= r.error;
+  }
   let bucketError: AppError | undefined;
-  if (options.upload && job.s3 && !(error && options.stopOnFailure)) {
-    // HeadBucket answers within STORAGE_TIMEOUT or fails with storage-timeout (a black-holed endpoint).
-    await using own = options.storage ? undefined : openStorage(job, { signal: options.signal });
-    const bucket = (options.storage ?? own)!.remote!;
-    try {
-      await bucket.checkAccess();
-      const lock = job.s3.objectLock ? ` (Object Lock: ${job.s3.objectLock})` : '';
-      checks.push({
-        check: 'bucket',
-        ok: true,
-        detail: `s3://${job.s3.bucket}/${job.s3.prefix} at ${job.s3.endpoint} is reachable${lock}`,
-      });
-    } catch (err) {
-      const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
-      checks.push({ check: 'bucket', ok: false, detail: e.message, error: e });
-      // A bucket without the Object Lock that STORAGE_OBJECT_LOCK asks for is a setup error: no
-      // backup at all rather than an unlocked one (an unreachable bucket costs only the upload).
-      if (options.optionalBucket && e.code !== 'storage-object-lock') bucketError = e;
-      else error ??= e;
-    }
+  if (buckets && !(error && options.stopOnFailure)) {
+    const b = await buckets;
+    checks.push(...b.checks);
+    bucketError = b.bucketError;
+    error ??= b.error;
   }
-  // A further target with Object Lock asked (STORAGE_2_OBJECT_LOCK, a target's object_lock) is
-  // checked too: a bucket without it is a setup error, as for the first bucket. One that cannot be
-  // reached only costs its copy (the run is partial, naming it), so it is a failed check, no error.
-  if (options.upload && job.s3 && !(error && options.stopOnFailure)) {
-    await using own = options.storage ? undefined : openStorage(job, { signal: options.signal });
-    for (const t of (options.storage ?? own)!.extra ?? []) {
-      if (!t.objectLock) continue;
+  if (error && out.client) {
+    await out.client.end().catch(() => undefined);
+    delete out.client;
+  }
+  return { checks, ...out, ...(error ? { error } : {}), ...(bucketError ? { bucketError } : {}) };
+}
+
+/** Run one check: its result, a failure included (never a rejection). */
+async function settle(check: string, fn: () => Promise<string>): Promise<CheckResult> {
+  try {
+    return { check, ok: true, detail: await fn() };
+  } catch (err) {
+    const e = asAppError(err);
+    return { check, ok: false, detail: e.message, error: e };
+  }
+}
+
+const asAppError = (err: unknown): AppError => (err instanceof AppError ? err : new AppError('internal', String(err), { cause: err }));
+
+/**
+ * The bucket, and every further target with Object Lock asked (STORAGE_2_OBJECT_LOCK, a target's
+ * object_lock), all at once. HeadBucket answers within STORAGE_TIMEOUT or fails with
+ * storage-timeout (a black-holed endpoint).
+ */
+async function bucketChecks(options: PreflightOptions): Promise<{ checks: CheckResult[]; error?: AppError; bucketError?: AppError }> {
+  const s3 = options.job.s3!;
+  await using own = options.storage ? undefined : openStorage(options.job, { signal: options.signal });
+  const storage = (options.storage ?? own)!;
+  const first = settle('bucket', async () => {
+    await storage.remote!.checkAccess();
+    const lock = s3.objectLock ? ` (Object Lock: ${s3.objectLock})` : '';
+    return `s3://${s3.bucket}/${s3.prefix} at ${s3.endpoint} is reachable${lock}`;
+  });
+  // A further target without the Object Lock asked is a setup error, as for the first bucket. One
+  // that cannot be reached only costs its copy (the run is partial, naming it): a failed check, no error.
+  const further = (storage.extra ?? [])
+    .filter((t) => t.objectLock)
+    .map(async (t): Promise<CheckResult> => {
       try {
         await t.backend.checkAccess();
-        checks.push({ check: `target ${t.name}`, ok: true, detail: `${t.backend.location} is reachable (Object Lock: ${t.objectLock})` });
+        return { check: `target ${t.name}`, ok: true, detail: `${t.backend.location} is reachable (Object Lock: ${t.objectLock})` };
       } catch (err) {
-        const e = err instanceof AppError ? err : new AppError('internal', String(err), { cause: err });
+        const e = asAppError(err);
         const lock = e.code === 'storage-object-lock';
         const named = new AppError(
           e.code,
@@ -158,14 +186,22 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
             cause: e,
           },
         );
-        checks.push({ check: `target ${t.name}`, ok: false, detail: named.message, error: named });
-        if (lock) error ??= named;
+        return { check: `target ${t.name}`, ok: false, detail: named.message, error: named };
       }
-    }
+    });
+  const bucket = await first;
+  const out: { checks: CheckResult[]; error?: AppError; bucketError?: AppError } = { checks: [bucket] };
+  // A bucket without the Object Lock that STORAGE_OBJECT_LOCK asks for is a setup error: no
+  // backup at all rather than an unlocked one (an unreachable bucket costs only the upload).
+  if (bucket.error) {
+    if (options.optionalBucket && bucket.error.code !== 'storage-object-lock') out.bucketError = bucket.error;
+    else out.error = bucket.error;
   }
-  if (error && out.client) {
-    await out.client.end().catch(() => undefined);
-    delete out.client;
+  // A real run that fails at the first bucket does not wait for the others.
+  if (out.error && options.stopOnFailure) return out;
+  for (const r of await Promise.all(further)) {
+    out.checks.push(r);
+    if (r.error?.code === 'storage-object-lock') out.error ??= r.error;
   }
-  return { checks, ...out, ...(error ? { error } : {}), ...(bucketError ? { bucketError } : {}) };
+  return out;
 }

@@ -1,7 +1,7 @@
 import { AppError, toAppError } from '../errors/index.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { baseName, runKey } from './backup-name.js';
-import { claimName, newRunRecord } from './run-record.js';
+import { claimName, newRunRecord, type RunRecord } from './run-record.js';
 
 /** A key a run stored in one backend (removed again when the run fails). */
 export interface StoredKey {
@@ -29,38 +29,47 @@ export async function claimBackupName(o: {
   for (let i = 0; i < 30; i++) {
     const name = baseName(o.prefix, new Date(o.started.getTime() + i * 1000));
     const record = newRunRecord({ ...o.fields, name, keys: o.keysOf(name) });
-    if (!(await claimName(o.local, record, o.signal))) continue;
-    const written: StoredKey[] = [{ backend: o.local, key: runKey(name) }];
-    // A file already under this name (the guide's own script, a manual pg_dump of the same
-    // second) is not ours to replace: give the name back and take the next one.
-    if (await holdsOtherFiles(o.local, name)) {
-      await o.local.delete(runKey(name)).catch(() => undefined);
+    const remote = o.remote();
+    // The directory and the bucket are claimed at once; a name taken in either is given back in both.
+    const [local, bucket] = await Promise.allSettled([
+      claimIn(o.local, record, o.signal),
+      remote ? claimIn(remote, record, o.signal) : Promise.resolve<Claim>('free'),
+    ]);
+    if (local.status === 'rejected') {
+      if (remote && bucket.status === 'fulfilled' && bucket.value === 'claimed') await remote.delete(runKey(name)).catch(() => undefined);
+      throw local.reason;
+    }
+    // The bucket failed, not the claim: go on locally.
+    if (bucket.status === 'rejected') o.onRemoteFailure(toAppError(bucket.reason));
+    const inBucket = bucket.status === 'fulfilled' ? bucket.value : 'free';
+    if (local.value !== 'claimed' || inBucket === 'taken') {
+      if (local.value === 'claimed') await o.local.delete(runKey(name)).catch(() => undefined);
+      if (remote && inBucket === 'claimed') await remote.delete(runKey(name)).catch(() => undefined);
       continue;
     }
-    const remote = o.remote();
-    if (remote) {
-      let ok: boolean;
-      try {
-        ok = await claimName(remote, record, o.signal);
-      } catch (err) {
-        o.onRemoteFailure(toAppError(err));
-        ok = true; // the bucket failed, not the claim: go on locally
-      }
-      if (ok && o.remote() && (await holdsOtherFiles(remote, name).catch(() => false))) {
-        await remote.delete(runKey(name)).catch(() => undefined);
-        ok = false;
-      }
-      if (!ok) {
-        await o.local.delete(runKey(name)).catch(() => undefined);
-        continue;
-      }
-      if (o.remote()) written.push({ backend: remote, key: runKey(name) });
-    }
+    const written: StoredKey[] = [{ backend: o.local, key: runKey(name) }];
+    if (remote && inBucket === 'claimed' && o.remote()) written.push({ backend: remote, key: runKey(name) });
     return { name, written, moved: i > 0 ? first : undefined };
   }
   throw new AppError('name-taken', `every backup name from ${first} on for 30 seconds is already claimed by other runs`, {
     hint: 'several writers share this BACKUP_DIR or bucket prefix: give each its own STORAGE_PREFIX',
   });
+}
+
+/** A name's claim in one backend: ours now, or taken there (another run's record, or files under it). */
+type Claim = 'claimed' | 'taken' | 'free';
+
+/**
+ * Claim `record`'s name in `backend` with a create-only run record. A file already under this
+ * name (the guide's own script, a manual pg_dump of the same second) is not ours to replace:
+ * the name is given back and taken.
+ */
+async function claimIn(backend: StorageBackend, record: RunRecord, signal: AbortSignal | undefined): Promise<Claim> {
+  if (!(await claimName(backend, record, signal))) return 'taken';
+  // A listing that fails after the record was created does not cost the claim.
+  if (!(await holdsOtherFiles(backend, record.name).catch(() => false))) return 'claimed';
+  await backend.delete(runKey(record.name)).catch(() => undefined);
+  return 'taken';
 }
 
 /** Does `backend` hold any key of backup `name` other than its run record? */

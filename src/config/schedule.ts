@@ -24,7 +24,8 @@ export function parseSchedule(expression: string, timezone: string): Schedule {
   }
   let cron: Cron;
   try {
-    cron = new Cron(expr, { paused: true, timezone, mode: '5-or-6-parts' });
+    // UTC needs no time zone data: loading ICU's costs every command 0.1-0.4 s of start-up.
+    cron = new Cron(expr, { paused: true, ...(isUtc(timezone) ? { utcOffset: 0 } : { timezone }), mode: '5-or-6-parts' });
   } catch (err) {
     throw new Error(`invalid cron expression "${expr}": ${cronMessage(err)}`);
   }
@@ -53,6 +54,7 @@ export function scheduleProblem(expression: string, timezone: string): string | 
 /** True for an IANA time zone name the runtime knows (UTC, Europe/Paris, America/New_York …). */
 export function isValidTimeZone(timezone: string): boolean {
   if (timezone.trim() === '') return false;
+  if (isUtc(timezone)) return true;
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: timezone });
     return true;
@@ -60,6 +62,9 @@ export function isValidTimeZone(timezone: string): boolean {
     return false;
   }
 }
+
+/** UTC by its usual names: the default BACKUP_TZ, checked and computed without ICU's time zone data. */
+const isUtc = (timezone: string): boolean => /^(?:Etc\/)?(?:UTC|UCT|Zulu|Universal)$/.test(timezone);
 
 /** `2026-11-28 18:00:00` in `timezone`, for log lines next to the ISO instant. */
 export function formatInTimeZone(date: Date, timezone: string): string {

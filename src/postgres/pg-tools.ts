@@ -89,9 +89,14 @@ export async function findPgTool(name: PgToolName, minMajor: number, pgDumpPath?
   });
 }
 
-/** The same-version sibling of a tool (pg_restore next to the chosen pg_dump), else a search. */
-export async function siblingTool(of: PgTool, name: PgToolName): Promise<PgTool> {
+/**
+ * The same-version sibling of a tool (pg_restore next to the chosen pg_dump), else a search. With
+ * `sameInstall`, a sibling is taken as the same installation's, of `of`'s version, without running
+ * it (`--version` costs a backup a process start before its dump).
+ */
+export async function siblingTool(of: PgTool, name: PgToolName, sameInstall = false): Promise<PgTool> {
   const path = join(dirname(of.path), name);
+  if (sameInstall && isFile(path)) return { name, path, version: of.version, major: of.major };
   if (isFile(path)) {
     const v = await toolVersion(path);
     if (v && v.major >= of.major) return { name, path, version: v.version, major: v.major };
