@@ -4,9 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors/index.js';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/processes.js';
+import { jobScripts, kitPlaceholders } from '../helpers/recovery-kit.js';
 import { parseEnvelope } from '../helpers/json-schemas.js';
 import { type PgCluster, psql, startCluster } from '../helpers/postgres-cluster.js';
-import { createBucket, tempDir } from '../helpers/services.js';
+import { createBucket, execFileAsync, tempDir } from '../helpers/services.js';
 
 /**
  * Whole-server backups (BACKUP_DATABASES=all) on a cluster of their own (the shared one holds
@@ -273,5 +274,36 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     }
     const r = await done;
     expect(r.code, stderr.slice(-3000)).toBe(0);
+  }, 400_000);
+
+  it('recovery-kit: a section per database, the one holding the globals first, the database without a good backup named; followed literally for one database', async () => {
+    const kit = join(dir, 'kit');
+    const r = await runCli(['recovery-kit', kit], { env: env(), timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stdout).toMatch(/secret: NO good backup/);
+    const readme = readFileSync(join(kit, 'README.md'), 'utf8');
+    const sections = [...readme.matchAll(/^## Job ([^:\n]+): database (\S+)$/gm)].map((m) => m[1]);
+    expect(sections[0]).toBe('postgres');
+    expect(sections.slice(1)).toEqual([...DATABASES.slice(0, 19), 'newdb'].sort());
+    expect(readme).toMatch(/^## Jobs without a good backup\n\n- \*\*secret\*\*/m);
+    expect(readme.split('### 3. Roles and tablespaces').length).toBe(2);
+    // d07 into the second cluster (its roles restored above), with only the kit's placeholders.
+    const script = jobScripts(readme).get('d07')!;
+    const { stderr } = await execFileAsync('bash', ['-c', `if command -v pgbak; then exit 99; fi\n${script}`], {
+      cwd: kit,
+      env: {
+        ...kitPlaceholders('kit_d07'),
+        PGHOST: target.host,
+        PGPORT: String(target.port),
+        PGUSER: target.user,
+        PGPASSWORD: target.password,
+        AWS_ACCESS_KEY_ID: env().STORAGE_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY: env().STORAGE_SECRET_KEY,
+      },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    expect(stderr).not.toMatch(/FAILED/);
+    expect(await psql(target, 'kit_d07', 'SELECT sum(n) FROM extra')).toBe('45150');
+    expect(await psql(target, 'kit_d07', "SELECT tableowner FROM pg_tables WHERE tablename = 't'")).toBe('app_owner');
   }, 400_000);
 });
