@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --scaling 200MB,800MB,3200MB [--reps 1] [--many 50]`: the scaling table of
+ * `npm run bench -- --scaling 200MB,800MB,3200MB|none [--reps 1] [--many 50]`: the scaling table of
  * issue 16. For each size, a dataset of its own, then (d) `pgbak backup` (gzip:9 + gpg + upload)
  * and `pgbak restore --parallel 2` of that backup: wall time per GB and peak RSS, so one sees that
  * time grows linearly with the size and memory does not. Then the many-databases row: N
@@ -39,6 +39,14 @@ export interface ManyRow {
   readonly pgbakMaxRssKiB: number | null;
   readonly bareWallMs: number;
   readonly bareCpuMs: number | null;
+  /** One `pgbak backup` with BACKUP_DATABASES listing the N databases, at each BACKUP_CONCURRENCY measured. */
+  readonly server: readonly {
+    readonly concurrency: number;
+    readonly wallMs: number;
+    readonly cpuMs: number | null;
+    readonly maxRssKiB: number | null;
+    readonly load1: number;
+  }[];
   readonly load1: readonly number[];
 }
 
@@ -75,7 +83,8 @@ export async function runScaling(opts: { sizes: readonly string[]; reps: number;
     });
 
     const rows: ScalingRow[] = [];
-    for (const size of opts.sizes) {
+    // `--scaling none`: the many-databases row alone.
+    for (const size of opts.sizes.filter((x) => x && x !== 'none')) {
       const database = `scale_${size.toLowerCase().replace(/[^a-z0-9]/g, '')}`;
       log(`dataset ${size} (${database})`);
       const ds = await createDataset(pg, parseSize(size), log, database);
@@ -108,8 +117,9 @@ export async function runScaling(opts: { sizes: readonly string[]; reps: number;
 
 /**
  * N databases of 10 MB (one generated, the others copied from it as templates); one `pgbak backup`
- * per database, sequentially, against N sequential bare `pg_dump -Fc -Z9 -f`.
- * Hook: once BACKUP_DATABASES=all exists, time one `pgbak backup` with it here as a third figure.
+ * per database, sequentially, against N sequential bare `pg_dump -Fc -Z9 -f`, and against one
+ * whole-server `pgbak backup` (BACKUP_DATABASES naming the N databases: one process, one globals
+ * file) at BACKUP_CONCURRENCY 1 (like for like with the sequential runs) and 2.
  */
 async function manyDatabases(ctx: BenchContext, n: number): Promise<ManyRow> {
   const { pg } = ctx;
@@ -147,6 +157,21 @@ async function manyDatabases(ctx: BenchContext, n: number): Promise<ManyRow> {
     rss = Math.max(rss, m.nodeMaxRssKiB ?? 0);
   }
   load1.push(loadavg()[0] ?? 0);
+  const server: ManyRow['server'][number][] = [];
+  for (const concurrency of [1, 2]) {
+    const dir = join(ctx.scratch, `many-server-${concurrency}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const env = {
+      ...pgbakEnv(ctx, dir, 'gzip:9'),
+      DATABASE_URL: pg.url('postgres'),
+      BACKUP_DATABASES: names.join(','),
+      BACKUP_CONCURRENCY: String(concurrency),
+    };
+    const m = await measure({ command: ctx.pgbakBin, args: ['backup', '--json'], env, nodeProbe: true, cwd: dir }, ctx.scratch);
+    rmSync(dir, { recursive: true, force: true });
+    server.push({ concurrency, wallMs: m.wallMs, cpuMs: m.cpuMs, maxRssKiB: m.nodeMaxRssKiB ?? null, load1: loadavg()[0] ?? 0 });
+    log(`many: one server run of ${n} databases, BACKUP_CONCURRENCY=${concurrency}: ${(m.wallMs / 1000).toFixed(1)} s`);
+  }
   return {
     databases: n,
     bytesEach: ds.bytes,
@@ -155,6 +180,7 @@ async function manyDatabases(ctx: BenchContext, n: number): Promise<ManyRow> {
     pgbakMaxRssKiB: rss || null,
     bareWallMs: bareWall,
     bareCpuMs: bareCpu,
+    server,
     load1,
   };
 }
@@ -184,6 +210,13 @@ export function renderScaling(rows: readonly ScalingRow[], many: ManyRow | undef
       '| many databases | pgbak backup, one per database, sequential: wall s | CPU s | peak RSS MB | bare pg_dump -Fc -Z9, sequential: wall s | CPU s | wall ratio | load (1 min) |',
       '|---|---:|---:|---:|---:|---:|---:|---|',
       `| ${many.databases} × ${(many.bytesEach / 1e6).toFixed(0)} MB | ${s(many.pgbakWallMs)} | ${s(many.pgbakCpuMs)} | ${((many.pgbakMaxRssKiB ?? 0) / 1024).toFixed(0)} | ${s(many.bareWallMs)} | ${s(many.bareCpuMs)} | ${(many.pgbakWallMs / many.bareWallMs).toFixed(2)} | ${many.load1.map((l) => l.toFixed(1)).join(' → ')} |`,
+      '',
+      '| one server run (BACKUP_DATABASES) | BACKUP_CONCURRENCY | wall s | CPU s | peak RSS MB | wall / bare pg_dumps | wall / separate pgbak runs | CPU / separate pgbak runs | load (1 min) |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+      ...many.server.map(
+        (r) =>
+          `| ${many.databases} × ${(many.bytesEach / 1e6).toFixed(0)} MB | ${r.concurrency} | ${s(r.wallMs)} | ${s(r.cpuMs)} | ${((r.maxRssKiB ?? 0) / 1024).toFixed(0)} | ${(r.wallMs / many.bareWallMs).toFixed(2)} | ${(r.wallMs / many.pgbakWallMs).toFixed(2)} | ${r.cpuMs === null || many.pgbakCpuMs === null ? '–' : (r.cpuMs / many.pgbakCpuMs).toFixed(2)} | ${r.load1.toFixed(1)} |`,
+      ),
     );
   }
   return lines.join('\n');

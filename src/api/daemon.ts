@@ -80,7 +80,7 @@ export async function runDaemon(jobs: readonly JobConfig[], options: RunDaemonOp
     const daemon = startScheduler(jobs, options, (job, result, databases) => {
       // A whole-server run: the metrics of each database (labelled by it), not of the summary.
       for (const r of databases ?? [result]) metrics.recordRun(r);
-      health.recordRun(job, result);
+      health.recordRun(job, result, databases);
       void walMetrics.refresh(job.name);
       void dashboard?.refresh(job.name).catch(() => undefined);
     });

@@ -291,3 +291,16 @@ export async function listBaseBackups(
     };
   });
 }
+
+/**
+ * `list --database NAME`: the backups of that database. None while others are listed: a usage
+ * error naming the databases there are backups of (a typo is not "no backups").
+ */
+export function backupsOfDatabase(listed: readonly ListedBackup[], database: string): ListedBackup[] {
+  const picked = listed.filter((b) => b.database === database);
+  const others = [...new Set(listed.map((b) => b.database).filter((d): d is string => d !== undefined))].sort();
+  if (picked.length === 0 && others.length > 0) {
+    throw new UsageError(`--database ${database}: no backups of that database here`, { hint: `backups are of: ${others.join(', ')}` });
+  }
+  return picked;
+}

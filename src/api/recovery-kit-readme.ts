@@ -1,5 +1,5 @@
 import { manifestKey } from '../catalog/backup-name.js';
-import type { Manifest } from '../catalog/manifest.js';
+import { dumpBytes, type Manifest } from '../catalog/manifest.js';
 import type { S3Settings } from '../config/job.js';
 
 /**
@@ -49,12 +49,15 @@ export function shq(s: string): string {
 
 const fileOf = (key: string) => key.slice(key.lastIndexOf('/') + 1);
 
-/** The files of a job in SHA256SUMS: `<job>/<file>` with their sha256 and size. */
+/** The files of a job in SHA256SUMS: `<job>/<file>` with their sha256 and size (a directory backup's as `<job>/<name>.dir/<file>`). */
 export function kitFiles(k: KitJob): { path: string; sha256: string; size: number }[] {
   const m = k.manifest;
   const at = (key: string) => `${k.job}/${fileOf(key)}`;
+  const dump = m.directory
+    ? m.directory.files.map((f) => ({ path: `${k.job}/${f.key}`, sha256: f.sha256, size: f.size }))
+    : [{ path: at(m.artifact.key), sha256: m.artifact.sha256, size: m.artifact.size }];
   return [
-    { path: at(m.artifact.key), sha256: m.artifact.sha256, size: m.artifact.size },
+    ...dump,
     ...(m.globals ? [{ path: at(m.globals.key), sha256: m.globals.sha256, size: m.globals.size }] : []),
     { path: at(manifestKey(m.name)), sha256: k.manifestSha256, size: k.manifestSize },
   ];
@@ -65,52 +68,71 @@ export function renderSha256Sums(jobs: readonly KitJob[]): string {
   return jobs.flatMap((k) => kitFiles(k).map((f) => `${f.sha256}  ${f.path}\n`)).join('');
 }
 
-/** The command that turns a stored file into its plain bytes on stdout: decrypt, then decompress. */
+/**
+ * The command that turns a stored file into its plain bytes on stdout: decrypt, then decompress.
+ * `file` is a shell word as written (quoted already, or `"$f"`); empty: nothing to undo.
+ */
 function plainCommand(k: KitJob, file: string, decompress: boolean): string {
   const enc = k.manifest.encryption;
   const steps: string[] = [];
-  if (enc?.method === 'age') steps.push(`age -d -i "$AGE_IDENTITY_FILE" ${shq(file)}`);
-  else if (enc?.method === 'gpg') steps.push(`gpg --decrypt ${shq(file)}`);
+  if (enc?.method === 'age') steps.push(`age -d -i "$AGE_IDENTITY_FILE" ${file}`);
+  else if (enc?.method === 'gpg') steps.push(`gpg --decrypt ${file}`);
   const c = k.manifest.compression;
   const stream = decompress && c.by === 'stream';
   if (stream) {
     const tool = c.method === 'lz4' ? 'lz4 -d -c' : 'zstd -d -c';
-    steps.push(steps.length ? tool : `${tool} ${shq(file)}`);
+    steps.push(steps.length ? tool : `${tool} ${file}`);
   }
   return steps.join(' | ');
 }
 
+/** What pgbak appended to each file of a directory backup (`.zst`/`.lz4`, then `.gpg`/`.age`). */
+function storedSuffix(m: Manifest): string {
+  const comp = m.compression.by === 'stream' ? (m.compression.method === 'lz4' ? '.lz4' : '.zst') : '';
+  return `${comp}${m.encryption ? `.${m.encryption.method}` : ''}`;
+}
+
+/** The copy commands of one bucket: each file with `aws s3 cp`, a directory backup's `<name>.dir/` at once (--recursive). */
+function awsCopies(s: S3Settings, keys: readonly string[], dir: string): string[] {
+  const aws = `aws s3 cp --endpoint-url ${shq(s.endpoint)} --region ${shq(s.region)}`;
+  return keys.map((key) =>
+    key.endsWith('/')
+      ? `${aws} --recursive --only-show-errors ${shq(`s3://${s.bucket}/${s.prefix}${key}`)} ${shq(`${dir}${key}`)}`
+      : `${aws} ${shq(`s3://${s.bucket}/${s.prefix}${key}`)} ${shq(dir)}`,
+  );
+}
+
 function fetchBlock(k: KitJob): { main: string[]; alternatives: string[] } {
   const m = k.manifest;
-  const keys = [m.artifact.key, ...(m.globals ? [m.globals.key] : []), manifestKey(m.name)];
-  const dir = shq(`${k.job}/`);
+  // A directory backup: its `<name>.dir/` as a whole (every file the manifest lists is under it).
+  const dump = m.directory ? `${m.name}.dir/` : m.artifact.key;
+  const keys = [dump, ...(m.globals ? [m.globals.key] : []), manifestKey(m.name)];
+  const dir = `${k.job}/`;
   const main = ['set -euo pipefail', `mkdir -p ${shq(k.job)}`];
   const alternatives: string[] = [];
   if (k.remote) {
     const s = k.remote;
-    for (const key of keys) {
-      main.push(
-        `aws s3 cp --endpoint-url ${shq(s.endpoint)} --region ${shq(s.region)} ${shq(`s3://${s.bucket}/${s.prefix}${key}`)} ${dir}`,
-      );
-    }
+    main.push(...awsCopies(s, keys, dir));
     alternatives.push(
       `# with MinIO's client instead of aws:`,
       `mc alias set pgbak-recovery ${shq(s.endpoint)} "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"`,
-      ...keys.map((key) => `mc cp ${shq(`pgbak-recovery/${s.bucket}/${s.prefix}${key}`)} ${dir}`),
+      ...keys.map((key) =>
+        key.endsWith('/')
+          ? `mc cp --recursive ${shq(`pgbak-recovery/${s.bucket}/${s.prefix}${key}`)} ${shq(`${dir}${key}`)}`
+          : `mc cp ${shq(`pgbak-recovery/${s.bucket}/${s.prefix}${key}`)} ${shq(dir)}`,
+      ),
     );
   }
   for (const o of k.others ?? []) {
-    const s = o.s3;
     alternatives.push(
       `# or from target ${o.name} (the off-site copy, when the first bucket is lost), with that bucket's key in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY:`,
-      ...(o.sameManifest ? keys : keys.slice(0, -1)).map(
-        (key) =>
-          `aws s3 cp --endpoint-url ${shq(s.endpoint)} --region ${shq(s.region)} ${shq(`s3://${s.bucket}/${s.prefix}${key}`)} ${dir}`,
-      ),
+      ...awsCopies(o.s3, o.sameManifest ? keys : keys.slice(0, -1), dir),
       ...(o.sameManifest ? [] : [`# (its manifest records its own Object Lock: check with \`sha256sum -c --ignore-missing SHA256SUMS\`)`]),
     );
   }
-  const localCopy = keys.map((key) => `cp ${shq(`${k.localDir}/${key}`)} ${dir}`);
+  const localCopy = keys.map((key) =>
+    key.endsWith('/') ? `cp -R ${shq(`${k.localDir}/${key.slice(0, -1)}`)} ${shq(dir)}` : `cp ${shq(`${k.localDir}/${key}`)} ${shq(dir)}`,
+  );
   if (k.localDir && k.remote) alternatives.push(`# or, if the backup host (${k.localDir}) is still there:`, ...localCopy);
   else if (k.localDir) main.push(...localCopy);
   return { main, alternatives };
@@ -137,15 +159,23 @@ function jobSection(k: KitJob): string[] {
   const { main, alternatives } = fetchBlock(k);
   const art = `${k.job}/${fileOf(m.artifact.key)}`;
   const glob = m.globals ? `${k.job}/${fileOf(m.globals.key)}` : undefined;
-  const restore = plainCommand(k, art, true);
+  const restore = plainCommand(k, shq(art), true);
   const out: string[] = [
     `## Job ${k.job}: database ${k.database}`,
     '',
     `Newest good backup: **${m.name}**, started ${m.startedAt} on ${m.host}, PostgreSQL ${m.server.version}` +
       `${m.server.systemIdentifier ? ` (system identifier ${m.server.systemIdentifier})` : ''}, dump by pg_dump ${m.pgDump.version}; ` +
-      `${m.artifact.size} bytes, compression ${m.compression.method}:${m.compression.level} (${m.compression.by === 'stream' ? 'a stream layer around the archive' : 'inside the archive'}), ` +
+      `${dumpBytes(m)} bytes, compression ${m.compression.method}:${m.compression.level} (${m.compression.by === 'stream' ? 'a stream layer around the archive' : 'inside the archive'}), ` +
       `encryption ${m.encryption ? m.encryption.method : 'none'}. The backed-up server was \`${k.serverUrl}\`.`,
     '',
+    ...(m.directory
+      ? [
+          `A **directory-format** dump (BACKUP_JOBS=${m.directory.jobs}: \`pg_dump --format=directory --jobs=${m.directory.jobs}\`): ` +
+            `${m.directory.files.length} files under \`${m.name}.dir/\`, each stored${storedSuffix(m) ? ` with its own \`${storedSuffix(m)}\` layer` : ' as pg_dump wrote it'} and listed in the manifest and SHA256SUMS. ` +
+            'Every file is needed: fetch the whole directory, check each, undo each, then `pg_restore --jobs` the directory.',
+          '',
+        ]
+      : []),
     '### 1. Fetch',
     '',
     '```sh',
@@ -171,7 +201,7 @@ function jobSection(k: KitJob): string[] {
       'Restore these first, so the tables get their owners. Errors such as `role "…" already exists` are harmless on a server that has them.',
       '',
       '```sh',
-      `${m.encryption ? `${plainCommand(k, glob, false)} | ` : ''}psql -X -q -d postgres${m.encryption ? '' : ` -f ${shq(glob)}`}`,
+      `${m.encryption ? `${plainCommand(k, shq(glob), false)} | ` : ''}psql -X -q -d postgres${m.encryption ? '' : ` -f ${shq(glob)}`}`,
       '```',
       '',
     );
@@ -184,7 +214,9 @@ function jobSection(k: KitJob): string[] {
     '```sh',
     ...targetLine(k.database),
     'createdb "$TARGET_DB"',
-    restore ? `${restore} | pg_restore --dbname="$TARGET_DB"` : `pg_restore --dbname="$TARGET_DB" ${shq(art)}`,
+    ...(m.directory
+      ? directoryRestore(k)
+      : [restore ? `${restore} | pg_restore --dbname="$TARGET_DB"` : `pg_restore --dbname="$TARGET_DB" ${shq(art)}`]),
     '```',
     '',
   );
@@ -200,6 +232,25 @@ function jobSection(k: KitJob): string[] {
     );
   }
   return out;
+}
+
+/**
+ * A directory backup (BACKUP_JOBS): every file decrypted (and its stream layer undone) into
+ * `<job>/<name>.plain/` under its pg_dump name, then `pg_restore --jobs N` of that directory;
+ * the fetched directory itself when pgbak added no layer.
+ */
+function directoryRestore(k: KitJob): string[] {
+  const m = k.manifest;
+  const jobs = m.directory!.jobs;
+  const fetched = `${k.job}/${m.name}.dir`;
+  const suffix = storedSuffix(m);
+  if (!suffix) return [`pg_restore --jobs=${jobs} --dbname="$TARGET_DB" ${shq(fetched)}`];
+  const plain = `${k.job}/${m.name}.plain`;
+  return [
+    `mkdir -p ${shq(plain)}`,
+    `for f in ${shq(fetched)}/*${suffix}; do b="\${f##*/}"; ${plainCommand(k, '"$f"', true)} > ${shq(plain)}/"\${b%${suffix}}"; done`,
+    `pg_restore --jobs=${jobs} --dbname="$TARGET_DB" ${shq(plain)}`,
+  ];
 }
 
 /** `TARGET_DB` defaulting to the database's name (quoted for the shell when it must be). */
@@ -278,7 +329,7 @@ export function renderKitReadme(t: KitText): string {
   lines.push(
     '## Files',
     '',
-    '`SHA256SUMS` lists every file above as `<job>/<file>`, in the format of `sha256sum -c`. A backup is complete only with its `.manifest.json`; `.dump` is a pg_dump custom-format archive, `.zst` / `.lz4` a compression layer, `.age` / `.gpg` encryption, `.globals.sql` the output of `pg_dumpall --globals-only`.',
+    '`SHA256SUMS` lists every file above as `<job>/<file>`, in the format of `sha256sum -c`. A backup is complete only with its `.manifest.json`; `.dump` is a pg_dump custom-format archive, `<name>.dir/` the files of a pg_dump directory-format archive (`toc.dat` and one `.dat` file a table), `.zst` / `.lz4` a compression layer, `.age` / `.gpg` encryption, `.globals.sql` the output of `pg_dumpall --globals-only`.',
     '',
   );
   return lines.join('\n');

@@ -14,6 +14,7 @@ import { keyringOf } from '../pipeline/gpg.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
 import { TOOL_VERSION } from '../version.js';
 import { jobIdentity } from './identity.js';
+import { expandServerJobs } from './server-jobs.js';
 import { kitFiles, renderKitReadme, renderSha256Sums, type KitJob } from './recovery-kit-readme.js';
 
 /**
@@ -105,7 +106,11 @@ export async function recoveryKit(options: {
   const found: KitJob[] = [];
   const jobs: RecoveryKitJob[] = [];
   const missing: { job: string; database: string; error: AppError }[] = [];
-  for (const job of options.jobs) {
+  // A whole-server job (BACKUP_DATABASES): each database on the server or in storage, as a job of its own.
+  const units = options.jobs.some((j) => j.backup.databases)
+    ? await expandServerJobs(options.jobs, { discover: true, logger })
+    : options.jobs;
+  for (const job of units) {
     try {
       const k = await kitJobOf(job, options.signal);
       found.push(k);
@@ -127,6 +132,8 @@ export async function recoveryKit(options: {
       jobs.push({ job: job.name, database: job.database, name: undefined, time: undefined, source: undefined, files: [], error });
     }
   }
+  // The backups holding globals first: a whole-server run stores its roles in one database's backup, and they come before any table.
+  found.sort((a, b) => Number(!a.manifest.globals) - Number(!b.manifest.globals));
   const readme = renderKitReadme({
     jobs: found,
     missing: missing.map((m) => ({ job: m.job, database: m.database, reason: m.error.message })),

@@ -2,10 +2,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors/index.js';
-import { backupEnv, runCli } from '../helpers/cli.js';
+import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/processes.js';
+import { jobScripts, kitPlaceholders } from '../helpers/recovery-kit.js';
 import { parseEnvelope } from '../helpers/json-schemas.js';
 import { type PgCluster, psql, startCluster } from '../helpers/postgres-cluster.js';
-import { createBucket, tempDir } from '../helpers/services.js';
+import { createBucket, execFileAsync, tempDir } from '../helpers/services.js';
 
 /**
  * Whole-server backups (BACKUP_DATABASES=all) on a cluster of their own (the shared one holds
@@ -197,4 +199,111 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     expect(await psql(target, 'd07', 'SELECT sum(n) FROM extra')).toBe('45150');
     expect(await psql(target, 'd01', "SELECT count(*) FROM t WHERE v = 'only in d01'")).toBe('500');
   }, 600_000);
+
+  it('restore --latest --database NAME, list and verify --database: one database of the server job; an unknown name or no choice lists the databases', async () => {
+    const restoreEnv = { ...env(), TARGET_URL: target.url('one_d07') };
+    // --latest alone on a whole-server job: which database is the operator's choice.
+    const none = await runCli(['restore', '--latest', '--target-env', 'TARGET_URL', '--create'], { env: restoreEnv });
+    expect(none.code, none.stderr).toBe(ExitCode.usage);
+    expect(none.stderr).toMatch(/backs up \d+ databases \(BACKUP_DATABASES\): choose one with --database NAME/);
+    expect(none.stderr).toMatch(/its databases: d01, d02, .*d07.*newdb.*postgres/);
+    const typo = await runCli(['restore', '--latest', '--database', 'd007', '--target-env', 'TARGET_URL', '--create'], { env: restoreEnv });
+    expect(typo.code, typo.stderr).toBe(ExitCode.usage);
+    expect(typo.stderr).toMatch(/--database d007: no such database/);
+    expect(typo.stderr).toMatch(/did you mean d07\?/);
+    expect(await psql(target, 'postgres', "SELECT count(*) FROM pg_database WHERE datname = 'one_d07'")).toBe('0');
+
+    const r = await runCli(['restore', '--latest', '--database', 'd07', '--target-env', 'TARGET_URL', '--create', '--json'], {
+      env: restoreEnv,
+      timeoutMs: 180_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const restored = parseEnvelope<{ name: string; database: string; warnings: string[] }>(r.stdout).results[0]!;
+    expect(restored.database).toBe('d07');
+    expect(restored.name).toMatch(/^d07_\d{8}_\d{6}$/);
+    expect(restored.warnings).toEqual([]);
+    expect(await psql(target, 'one_d07', 'SELECT sum(n) FROM extra')).toBe('45150');
+
+    // list --database: that database's backups only (two runs: two backups); an unknown name is an error.
+    const listed = await runCli(['list', '--database', 'd07', '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(listed.code, listed.stderr).toBe(0);
+    const backups = parseEnvelope<{ name: string; database: string }>(listed.stdout).results;
+    expect(backups.map((b) => b.database)).toEqual(['d07', 'd07']);
+    expect(backups[0]!.name).toBe(restored.name);
+    const unknown = await runCli(['list', '--database', 'nosuch'], { env: env(), timeoutMs: 180_000 });
+    expect(unknown.code).toBe(ExitCode.usage);
+    expect(unknown.stderr).toMatch(/--database nosuch: no backups of that database here.*d01, d02/s);
+
+    // verify --latest --database: the newest backup of that database, and no other.
+    const verified = await runCli(['verify', '--latest', '--database', 'd07', '--json'], { env: env(), timeoutMs: 180_000 });
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(parseEnvelope<{ name: string; ok: boolean }>(verified.stdout).results).toMatchObject([{ name: restored.name, ok: true }]);
+  }, 600_000);
+
+  it("the daemon's /readyz judges the server job per database: one line a database, the job not ready naming the failing one", async () => {
+    const { child, done } = spawnCli(['daemon'], {
+      env: { ...env(), BACKUP_SCHEDULE: '0 0 1 1 *', METRICS_ADDR: '127.0.0.1:0' },
+      timeoutMs: 300_000,
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      const base = await waitFor(
+        () => /metrics served at (http:\/\/127\.0\.0\.1:\d+)\/metrics/.exec(stderr)?.[1],
+        180_000,
+        'the metrics URL',
+      );
+      const ready = await fetch(`${base}/readyz`);
+      expect(ready.status).toBe(503);
+      const body = (await ready.json()) as {
+        ok: boolean;
+        detail: { job: string; ok: boolean; problems: string[]; databases: { database: string; ok: boolean; problems: string[] }[] }[];
+      };
+      expect(body.ok).toBe(false);
+      expect(body.detail).toHaveLength(1);
+      const job = body.detail[0]!;
+      expect(job.databases.map((d) => d.database)).toEqual([...DATABASES.slice(0, 19), 'newdb', 'postgres', 'secret'].sort());
+      expect(job.problems).toEqual(['1 of 22 databases not ready: secret']);
+      expect(job.databases.find((d) => d.database === 'secret')).toMatchObject({
+        ok: false,
+        problems: ['no good backup', 'last run failed'],
+      });
+      expect(job.databases.filter((d) => d.ok)).toHaveLength(21);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const r = await done;
+    expect(r.code, stderr.slice(-3000)).toBe(0);
+  }, 400_000);
+
+  it('recovery-kit: a section per database, the one holding the globals first, the database without a good backup named; followed literally for one database', async () => {
+    const kit = join(dir, 'kit');
+    const r = await runCli(['recovery-kit', kit], { env: env(), timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stdout).toMatch(/secret: NO good backup/);
+    const readme = readFileSync(join(kit, 'README.md'), 'utf8');
+    const sections = [...readme.matchAll(/^## Job ([^:\n]+): database (\S+)$/gm)].map((m) => m[1]);
+    expect(sections[0]).toBe('postgres');
+    expect(sections.slice(1)).toEqual([...DATABASES.slice(0, 19), 'newdb'].sort());
+    expect(readme).toMatch(/^## Jobs without a good backup\n\n- \*\*secret\*\*/m);
+    expect(readme.split('### 3. Roles and tablespaces').length).toBe(2);
+    // d07 into the second cluster (its roles restored above), with only the kit's placeholders.
+    const script = jobScripts(readme).get('d07')!;
+    const { stderr } = await execFileAsync('bash', ['-c', `if command -v pgbak; then exit 99; fi\n${script}`], {
+      cwd: kit,
+      env: {
+        ...kitPlaceholders('kit_d07'),
+        PGHOST: target.host,
+        PGPORT: String(target.port),
+        PGUSER: target.user,
+        PGPASSWORD: target.password,
+        AWS_ACCESS_KEY_ID: env().STORAGE_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY: env().STORAGE_SECRET_KEY,
+      },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    expect(stderr).not.toMatch(/FAILED/);
+    expect(await psql(target, 'kit_d07', 'SELECT sum(n) FROM extra')).toBe('45150');
+    expect(await psql(target, 'kit_d07', "SELECT tableowner FROM pg_tables WHERE tablename = 't'")).toBe('app_owner');
+  }, 400_000);
 });

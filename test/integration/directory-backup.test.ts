@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
 import { jsonResult } from '../helpers/json-schemas.js';
+import { jobScripts, kitPlaceholders } from '../helpers/recovery-kit.js';
 import { awsKeys, flipByte, snapshot } from '../helpers/restore-fixtures.js';
 import { awsEnv, createBucket, createDatabase, execFileAsync, SAMPLE_SQL, services, tempDir, uniqueId } from '../helpers/services.js';
 
@@ -110,6 +111,38 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     // The spool directory is gone.
     expect(readdirSync(join(dir, 'backups')).filter(isTemp)).toEqual([]);
   });
+
+  it("the recovery kit's recipe, followed literally without pgbak, restores a directory backup: from the bucket (gzip in the archive, gpg) and from BACKUP_DIR (a zstd layer and gpg on each file)", async () => {
+    const zstdDir = tempDir();
+    const zstdEnv = backupEnv({ database: db, dir: zstdDir, encrypt: true, extra: { BACKUP_JOBS: '2', BACKUP_COMPRESSION: 'zstd:3' } });
+    const z = await runCli(['backup', '--json', '--no-prune'], { env: zstdEnv });
+    expect(z.code, z.stderr).toBe(0);
+    for (const [how, kitEnv, name] of [
+      ['bucket', env, manifest.name],
+      ['local', zstdEnv, jsonResult(z.stdout).name as string],
+    ] as const) {
+      const kit = tempDir('pgbak-dirkit-');
+      const k = await runCli(['recovery-kit', kit], { env: kitEnv });
+      expect(k.code, k.stderr).toBe(0);
+      const readme = readFileSync(join(kit, 'README.md'), 'utf8');
+      expect(readme).toContain(`**directory-format** dump (BACKUP_JOBS=2`);
+      expect(readme).toContain(`pg_restore --jobs=2`);
+      const stored = JSON.parse(readFileSync(join(kitEnv.BACKUP_DIR!, `${name}.manifest.json`), 'utf8')) as DirManifest;
+      // SHA256SUMS lists every file of the directory.
+      const sums = readFileSync(join(kit, 'SHA256SUMS'), 'utf8');
+      for (const f of stored.directory.files) expect(sums).toContain(`${f.sha256}  ${db}/${f.key}\n`);
+      if (how === 'local') expect(stored.directory.files.every((f) => f.key.endsWith('.zst.gpg'))).toBe(true);
+      const script = jobScripts(readme).get(db)!;
+      const target = `dirkit_${how}_${uniqueId()}`;
+      const { stderr } = await execFileAsync('bash', ['-c', `if command -v pgbak; then exit 99; fi\n${script}`], {
+        cwd: kit,
+        env: kitPlaceholders(target),
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      expect(stderr).not.toMatch(/FAILED/);
+      expect(await snapshot(target), how).toEqual(expected);
+    }
+  }, 240_000);
 
   it('a corrupted file fails verify and restore, naming it', async () => {
     const victim = manifest.directory.files.find((f) => f.key.endsWith('.dat.gz.gpg') && f.size > 1000)!;

@@ -1,8 +1,9 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { parseEnvelope } from '../helpers/json-schemas.js';
+import { jobScripts, kitPlaceholders } from '../helpers/recovery-kit.js';
 import { richSql, snapshot } from '../helpers/restore-fixtures.js';
 import { createBucket, createDatabase, execFileAsync, pgUrl, services, sql, tempDir, uniqueId } from '../helpers/services.js';
 
@@ -11,30 +12,6 @@ import { createBucket, createDatabase, execFileAsync, pgUrl, services, sql, temp
  * as written (bash, from the kit's directory) with only the README's documented placeholders set
  * in the environment — aws, sha256sum, age / gpg, zstd, psql, pg_restore — and the data is back.
  */
-
-/** The `sh` blocks of each `## Job NAME` section of the README, joined in order. */
-function jobScripts(readme: string): Map<string, string> {
-  const scripts = new Map<string, string>();
-  for (const section of readme.split(/^## Job /m).slice(1)) {
-    const name = /^([^:\n]+):/.exec(section)![1]!;
-    const blocks = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
-    scripts.set(name, blocks.join('\n'));
-  }
-  return scripts;
-}
-
-/** PATH without any directory that holds a `pgbak`. */
-async function pathWithoutPgbak(): Promise<string> {
-  const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => {
-    try {
-      statSync(join(d, 'pgbak'));
-      return false;
-    } catch {
-      return true;
-    }
-  });
-  return dirs.join(delimiter);
-}
 
 describe('pgbak recovery-kit', () => {
   let shopDb: string;
@@ -139,28 +116,14 @@ describe('pgbak recovery-kit', () => {
   });
 
   it('followed literally, with no pgbak on PATH, the README restores both databases', async () => {
-    const s = services();
     const scripts = jobScripts(readme);
     expect([...scripts.keys()]).toEqual(['shop', 'crm']);
-    const PATH = await pathWithoutPgbak();
     for (const [job, script] of scripts) {
       const original = job === 'shop' ? shopDb : crmDb;
       const expected = await snapshot(original);
       const target = `kitrestored_${job}_${uniqueId()}`;
       // Only the placeholders the README documents; nothing of pgbak's configuration.
-      const placeholders = {
-        PATH,
-        HOME: process.env.HOME,
-        AWS_ACCESS_KEY_ID: s.s3.accessKey,
-        AWS_SECRET_ACCESS_KEY: s.s3.secretKey,
-        PGHOST: s.pg.host,
-        PGPORT: String(s.pg.port),
-        PGUSER: s.pg.user,
-        PGPASSWORD: s.pg.password,
-        AGE_IDENTITY_FILE: identity,
-        GNUPGHOME: s.gpg.home,
-        TARGET_DB: target,
-      };
+      const placeholders = kitPlaceholders(target, { ageIdentityFile: identity });
       const { stderr } = await execFileAsync('bash', ['-c', `if command -v pgbak; then exit 99; fi\n${script}`], {
         cwd: kit,
         env: placeholders,
@@ -170,7 +133,7 @@ describe('pgbak recovery-kit', () => {
       expect(await snapshot(target)).toEqual(expected);
       expect(await sql(target, 'SELECT count(*) FROM sales.orders')).toBe('3000');
     }
-  });
+  }, 300_000);
 
   it("a tampered download fails the README's check step (sha256sum -c)", async () => {
     const s = services();

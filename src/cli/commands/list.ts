@@ -9,6 +9,7 @@ import { out } from '../style.js';
 
 interface ListFlags extends CommonFlags {
   from?: 'local' | 'remote' | 'both';
+  database?: string;
   json?: boolean;
 }
 
@@ -24,6 +25,7 @@ export function registerList(program: Command, slot: OutcomeSlot): void {
         'both',
       ] as const),
     )
+    .option('--database <name>', 'only the backups of this database (a whole-server job backs up many)')
     .option('--json', 'print the list as JSON on stdout (docs/json.md)');
   addCommonOptions(cmd).action(async (flags: ListFlags) => {
     slot.outcome = await runCommand('list', flags.json, () => runListCommand(flags));
@@ -32,6 +34,7 @@ export function registerList(program: Command, slot: OutcomeSlot): void {
     ['pgbak list', 'every backup of every job, local and in the bucket'],
     ['pgbak list --job shop --from local', "one job's backups in BACKUP_DIR only (works with the bucket down)"],
     ['pgbak list --json', 'the same as JSON, for scripts'],
+    ['pgbak list --database crm', 'the backups of one database (of a whole-server job, BACKUP_DATABASES)'],
   ]);
 }
 
@@ -41,7 +44,7 @@ function newestFirst(a: ListedBackup, b: ListedBackup): number {
 }
 
 async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
-  const { list, mergeListed, sameBackup } = await import('../../api/list.js');
+  const { backupsOfDatabase, list, mergeListed, sameBackup } = await import('../../api/list.js');
   const { stopOnSignals } = await import('../signals.js');
   // Every job unless --job names one.
   const ctx = await loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
@@ -65,9 +68,10 @@ async function runListCommand(flags: ListFlags): Promise<CommandOutcome> {
   } finally {
     stop.dispose();
   }
-  all.sort(newestFirst);
-  if (!flags.json) process.stdout.write(all.length === 0 ? 'no backups\n' : render(all));
-  return { exitCode: 0, errors: [], json: { results: all } };
+  const shown = flags.database === undefined ? all : backupsOfDatabase(all, flags.database);
+  shown.sort(newestFirst);
+  if (!flags.json) process.stdout.write(shown.length === 0 ? 'no backups\n' : render(shown));
+  return { exitCode: 0, errors: [], json: { results: shown } };
 }
 
 /** The WHERE column: local, remote, both or none. */

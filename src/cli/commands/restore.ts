@@ -10,6 +10,8 @@ import { formatDuration } from '../../model/human-units.js';
 
 interface RestoreFlags extends CommonFlags {
   latest?: boolean;
+  /** The database of a whole-server job (BACKUP_DATABASES) whose backup is restored. */
+  database?: string;
   target?: string;
   targetEnv?: string;
   from?: string;
@@ -39,6 +41,10 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
     )
     .argument('[name]', 'backup name (pgbak list), or one of its file names')
     .option('--latest', 'restore the newest good backup of the database')
+    .option(
+      '--database <name>',
+      'whole-server job (BACKUP_DATABASES): the database whose backup is restored (with --latest: its newest good one)',
+    )
     .option('--target <url|name>', 'target database: a name on the DATABASE_URL server, or a postgresql:// URL without password')
     .option('--target-env <VAR>', 'read the target URL (which may hold a password) from this environment variable')
     .option(
@@ -72,6 +78,9 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
   // One backup into one database: no --all.
   addCommonOptions(cmd, { withAll: false }).action(async (name: string | undefined, flags: RestoreFlags) => {
     slot.outcome = await runCommand('restore', flags.json, async () => {
+      if (flags.database !== undefined && (flags.allDatabases || flags.targetServer !== undefined || flags.pgdata !== undefined)) {
+        throw new UsageError('--database picks one database to restore: not with --all-databases, --target-server or --pgdata');
+      }
       if (flags.allDatabases || flags.targetServer !== undefined) {
         const { runServerRestore } = await import('./restore-server.js');
         return runServerRestore(name, flags, { ask: askOnTty, targetOf: (f) => targetOf(f), restoreJson });
@@ -97,6 +106,7 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
     ],
     ['pgbak restore --latest --pgdata /var/lib/postgresql/15/pitr', 'point in time: to the end of the WAL archive'],
     ['pgbak restore --all-databases --target-env NEW_SERVER_URL --parallel 2', 'a whole server: globals, then every database'],
+    ['pgbak restore --latest --database crm --target crm_copy --create', 'whole-server job: the newest good backup of database crm'],
   ]);
 }
 
@@ -146,7 +156,9 @@ async function runRestoreCommand(name: string | undefined, flags: RestoreFlags):
   const ctx = await loadContext(flags, { openLogFile: true });
   if (flags.jobs !== undefined) ctx.logger.warn('--jobs is deprecated (it reads like --job): use --parallel N');
   if (ctx.jobs.length !== 1) throw new UsageError('restore acts on one job: choose it with --job NAME');
-  const job = ctx.jobs[0]!;
+  // A whole-server job (BACKUP_DATABASES): the database chosen with --database (or the NAME's).
+  const { restoreUnit } = await import('../../api/server-jobs.js');
+  const job = await restoreUnit(ctx.jobs[0]!, { database: flags.database, name, logger: ctx.logger });
   const controller = stopOnSignals(ctx.logger, 'restore');
   const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY) && !flags.json;
   const progress = flags.json ? undefined : createRestoreProgress(ctx.logger);

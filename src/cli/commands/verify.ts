@@ -10,6 +10,7 @@ import { out } from '../style.js';
 interface VerifyFlags extends CommonFlags {
   latest?: boolean;
   every?: boolean;
+  database?: string;
   restoreTest?: boolean;
   json?: boolean;
   wal?: boolean;
@@ -25,6 +26,7 @@ export function registerVerify(program: Command, slot: OutcomeSlot): void {
     .argument('[name]', 'backup name (default: the newest backup)')
     .option('--latest', 'verify the newest backup (the default)')
     .option('--every', "verify every backup of the job's database, not only the newest")
+    .option('--database <name>', 'whole-server job (BACKUP_DATABASES): only the backups of this database')
     .option('--restore-test', 'restore into a scratch database (created and dropped; VERIFY_DATABASE_URL or the same server) and check it')
     .option('--json', 'print the results as JSON on stdout (docs/json.md)')
     .option(
@@ -43,6 +45,7 @@ export function registerVerify(program: Command, slot: OutcomeSlot): void {
     ['pgbak verify --latest --restore-test', 'also restore it into a scratch database and compare row counts'],
     ['pgbak verify shop_20260101_120000', 'check that backup'],
     ['pgbak verify --every --all --json', 'every backup of every job of the config file, as JSON'],
+    ['pgbak verify --latest --database crm --restore-test', 'whole-server job: the newest backup of database crm, test-restored'],
     ['pgbak verify --wal', 'the WAL archive: no gap from the oldest base backup to the newest segment'],
   ]);
 }
@@ -57,7 +60,11 @@ async function runVerifyCommand(name: string | undefined, flags: VerifyFlags): P
   if (picked > 1) throw new UsageError('give one of NAME, --latest or --every');
   const ctx = await loadContext(flags, { openLogFile: true });
   // A whole-server job (BACKUP_DATABASES): each database it backed up (with a NAME, that backup's).
-  if (ctx.jobs.some((j) => j.backup.databases)) {
+  if (flags.database !== undefined) {
+    const { unitsOfDatabase } = await import('../../api/server-jobs.js');
+    const units = await unitsOfDatabase(ctx.jobs, flags.database, { discover: false, logger: ctx.logger });
+    ctx.jobs.splice(0, ctx.jobs.length, ...units);
+  } else if (ctx.jobs.some((j) => j.backup.databases)) {
     const { expandServerJobs } = await import('../../api/server-jobs.js');
     const units = await expandServerJobs(ctx.jobs, { discover: false, logger: ctx.logger });
     const own =
