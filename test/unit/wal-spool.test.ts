@@ -16,6 +16,7 @@ import {
   waitPushed,
   workerRunning,
 } from '../../src/wal/wal-spool.js';
+import { alreadyPushedAhead } from '../../src/api/wal-push-ahead.js';
 
 const SEG = '000000010000000000000003';
 const sha256OfFile = async (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
@@ -103,6 +104,17 @@ describe('the push-ahead spool (pg_wal/pgbak_spool)', () => {
     expect(await waitPushed(walDir, SEG, path, 'sig', 30_000, () => loading)).toBe(true);
     // It ended without a record: false (the call pushes itself).
     expect(await waitPushed(walDir, SEG, path, 'sig', 30_000, () => false)).toBe(false);
+  });
+
+  it('alreadyPushedAhead: a recorded segment is answered without starting a worker; with none running and no record it starts one', async () => {
+    const mark = join(walDir, '..', 'started');
+    const start = ['/bin/sh', '-c', `touch ${mark}`];
+    await recordPushed(walDir, SEG, await sha256OfFile(path), 'sig', await fileIdentity(path));
+    expect(await alreadyPushedAhead(path, 'sig', walDir, start)).toBe(true);
+    expect(existsSync(mark)).toBe(false);
+    // No record, no worker: the one it starts ends without recording it, so the caller pushes itself.
+    expect(await alreadyPushedAhead(path, 'sig', walDir, start)).toBe(false);
+    expect(existsSync(mark)).toBe(true);
   });
 
   it('removeStaleRecords drops records of segments that are no longer .ready, keeps the others', async () => {
