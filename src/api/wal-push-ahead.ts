@@ -9,7 +9,7 @@ import { consumePushed, flagsSignature, spoolDir, waitPushed, WORKER_LOG, worker
  * starts a new one, with the settings of that moment). PostgreSQL's call for a segment the worker
  * is on waits for it up to `waitMs`, then pushes it itself.
  */
-export const PUSH_AHEAD = { parallel: 4, scanMs: 200, idleMs: 3000, lifeMs: 300_000, waitMs: 60_000 } as const;
+export const PUSH_AHEAD = { parallel: 4, scanMs: 200, idleMs: 10_000, lifeMs: 300_000, waitMs: 60_000 } as const;
 
 /** The spool signature of a wal-push command's settings flags. */
 export function pushAheadSignature(flags: {
