@@ -51,7 +51,7 @@ export function renderWal(r: BenchReport): string {
   ];
   if (s.wal_push || s.wal_push_node || s.wal_serial) {
     lines.push(
-      '| scenario | segments/s | median call ms | p90 call ms | calls that pushed: median ms | calls answered ahead: median ms | CPU per call ms |',
+      '| scenario | segments/s | median call ms | p90 call ms | calls that pushed: median ms | calls answered ahead: median ms | CPU ms per segment: all (calls + worker + S3) |',
     );
     lines.push('|---|---:|---:|---:|---:|---:|---:|');
     for (const id of ['wal_push', 'wal_push_node']) {
@@ -59,7 +59,7 @@ export function renderWal(r: BenchReport): string {
       const m = (k: string) => stepMedian(s[id], k);
       const how = id === 'wal_push' ? 'pgbak-wal-push (sh client)' : 'pgbak wal-push (node every call)';
       lines.push(
-        `| ${id}: ${f(m('segments'), 0)} .ready segments drained by the archiver through ${how} | ${f(m('segmentsPerSecond'))} | ${f(m('medianCallMs'), 0)} | ${f(m('p90CallMs'), 0)} | ${f(m('pushingCalls'), 0)} calls: ${f(m('medianPushingCallMs'), 0)} | ${f(m('answeredAheadCalls'), 0)} calls: ${f(m('medianAheadCallMs'), 0)} | – |`,
+        `| ${id}: ${f(m('segments'), 0)} .ready segments drained by the archiver through ${how} | ${f(m('segmentsPerSecond'))} | ${f(m('medianCallMs'), 0)} | ${f(m('p90CallMs'), 0)} | ${f(m('pushingCalls'), 0)} calls: ${f(m('medianPushingCallMs'), 0)} | ${f(m('answeredAheadCalls'), 0)} calls: ${f(m('medianAheadCallMs'), 0)} | ${cpuCell(m)} |`,
       );
     }
     if (s.wal_serial) {
@@ -73,11 +73,11 @@ export function renderWal(r: BenchReport): string {
   if (s.wal_pgbench) {
     const m = (k: string) => stepMedian(s.wal_pgbench, k);
     lines.push(
-      '| pgbench -c 4 -T 60 | WAL segments written | segments/s | tps | max .ready | .ready at the end | seconds to drain | archive failures |',
+      '| pgbench -c 4 -T 60 | WAL segments written | segments/s | tps | max .ready | .ready at the end | seconds to drain | archive failures | CPU ms per segment: all (calls + worker + S3) |',
     );
-    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     lines.push(
-      `| wal_pgbench | ${f(m('walSegments'), 0)} | ${f(m('walSegmentsPerSecond'))} | ${f(m('tps'), 0)} | ${f(m('maxReady'), 0)} | ${f(m('readyAtEnd'), 0)} | ${f(m('drainSeconds'))} | ${f(m('failed'), 0)} |`,
+      `| wal_pgbench | ${f(m('walSegments'), 0)} | ${f(m('walSegmentsPerSecond'))} | ${f(m('tps'), 0)} | ${f(m('maxReady'), 0)} | ${f(m('readyAtEnd'), 0)} | ${f(m('drainSeconds'))} | ${f(m('failed'), 0)} | ${cpuCell(m)} |`,
     );
     lines.push('');
   }
@@ -112,3 +112,11 @@ const walTargetNames = new Set([
   'pgbak basebackup ≤ 1.0 × pgBackRest backup',
   'pgbak restore-to-running ≤ 1.5 × pgBackRest',
 ]);
+
+/** CPU per archived segment (wal-scenarios.ts cpuPerSegment), all and its parts; – for runs without it. */
+function cpuCell(m: (k: string) => number | null | undefined): string {
+  const all = m('cpuPerSegmentMs');
+  if (all === null || all === undefined || Number.isNaN(all)) return '–';
+  const r = (k: string) => Math.round(m(k) ?? 0);
+  return `${Math.round(all)} (${r('callsCpuPerSegmentMs')} + ${r('workerCpuPerSegmentMs')} + ${r('s3CpuPerSegmentMs')})`;
+}

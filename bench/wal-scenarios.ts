@@ -175,12 +175,14 @@ function walPush(client: 'sh' | 'node'): Scenario {
       const waiting = readyCount(ctx.pg);
       writeFileSync(w.callLog, '');
       const before = await archiverCounts(ctx.pg);
+      const cpu0 = await cpuSnapshot(ctx);
       const load1 = load();
       const t0 = performance.now();
       await setArchiveCommand(ctx.pg, `${wrapper} %p`);
       const drain = await waitDrained(ctx.pg, 600_000);
       const ms = performance.now() - t0;
       const after = await archiverCounts(ctx.pg);
+      const cpu = cpuPerSegment(cpu0, await cpuSnapshot(ctx, true), waiting);
       const calls = readCalls(readFileSync(w.callLog, 'utf8'));
       const pushed = calls.filter((c) => c.kind === 'push').map((c) => c.ms);
       const ahead = calls.filter((c) => c.kind === 'ahead').map((c) => c.ms);
@@ -197,9 +199,73 @@ function walPush(client: 'sh' | 'node'): Scenario {
         answeredAheadCalls: ahead.length,
         medianAheadCallMs: med(ahead),
         failedCalls: after.failed - before.failed,
+        ...cpu,
       });
     },
   };
+}
+
+/**
+ * CPU seconds so far of what archiving costs on this host: the archive_command calls (children the
+ * archiver waited for: the wrapper, the sh client or node), the push-ahead workers (detached: each
+ * logs its own CPU, with its zstd and gpg, to pg_wal/pgbak_spool/worker.log when it ends) and the
+ * S3 server (MinIO's process). `settle`: first wait for the workers to end.
+ */
+interface CpuSnapshot {
+  readonly calls: number;
+  readonly workers: number;
+  readonly s3: number;
+}
+
+async function cpuSnapshot(ctx: BenchContext, settle = false): Promise<CpuSnapshot> {
+  const spool = join(ctx.pg.dataDir, 'pg_wal', 'pgbak_spool');
+  if (settle) {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      let pid: number | undefined;
+      try {
+        pid = (JSON.parse(readFileSync(join(spool, 'worker.lock'), 'utf8')) as { pid?: number }).pid;
+      } catch {
+        break;
+      }
+      if (pid === undefined || procTicks(pid, false) === undefined) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  const archiver = Number(await psql(ctx.pg, 'postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'"));
+  let workers = 0;
+  try {
+    for (const m of readFileSync(join(spool, 'worker.log'), 'utf8').matchAll(/push-ahead worker done .*?cpuSeconds=([\d.]+)/g))
+      workers += Number(m[1]);
+  } catch {
+    // No worker ran yet.
+  }
+  const s3pid = ctx.s3.process?.pid;
+  return {
+    calls: (procTicks(archiver, true) ?? 0) / 100,
+    workers,
+    s3: s3pid ? (procTicks(s3pid, false) ?? 0) / 100 : 0,
+  };
+}
+
+/** utime + stime (and with `children`, cutime + cstime) of a process, in clock ticks; undefined when it is gone. */
+function procTicks(pid: number, children: boolean): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (f[0] === 'Z') return undefined;
+    return (children ? [11, 12, 13, 14] : [11, 12]).reduce((sum, i) => sum + Number(f[i]), 0);
+  } catch {
+    return undefined;
+  }
+}
+
+function cpuPerSegment(a: CpuSnapshot, b: CpuSnapshot, segments: number): Record<string, number> {
+  const per = (x: number) => (segments > 0 ? (x * 1000) / segments : 0);
+  const calls = per(b.calls - a.calls);
+  const workers = per(b.workers - a.workers);
+  const s3 = per(b.s3 - a.s3);
+  return { cpuPerSegmentMs: calls + workers + s3, callsCpuPerSegmentMs: calls, workerCpuPerSegmentMs: workers, s3CpuPerSegmentMs: s3 };
 }
 
 /** Why the pgBackRest scenario cannot run here, or undefined when `pgbackrest` is installed. */
@@ -266,6 +332,7 @@ export function walScenarios(): Scenario[] {
         await psql(ctx.pg, 'postgres', 'CHECKPOINT');
         const lsn0 = Number(await psql(ctx.pg, 'postgres', 'SELECT pg_current_wal_lsn() - $$0/0$$::pg_lsn'));
         const before = await archiverCounts(ctx.pg);
+        const cpu0 = await cpuSnapshot(ctx);
         const load1 = load();
         const samples: number[] = [];
         const sampler = setInterval(() => samples.push(readyCount(ctx.pg)), 1000);
@@ -277,6 +344,7 @@ export function walScenarios(): Scenario[] {
         const atEnd = readyCount(ctx.pg);
         const drain = await waitDrained(ctx.pg, 600_000);
         const after = await archiverCounts(ctx.pg);
+        const cpu = cpuPerSegment(cpu0, await cpuSnapshot(ctx, true), after.archived - before.archived);
         const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0);
         const walSegments = (lsn1 - lsn0) / SEGMENT;
         return plain(loadMs + drain * 1000, load1, {
@@ -288,6 +356,7 @@ export function walScenarios(): Scenario[] {
           readyAtEnd: atEnd,
           drainSeconds: drain,
           tps,
+          ...cpu,
         });
       },
     },

@@ -1,5 +1,7 @@
-import { basename, dirname, resolve } from 'node:path';
-import { flagsSignature, waitPushed } from '../wal/wal-spool.js';
+import { spawn } from 'node:child_process';
+import { access, mkdir, open, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { consumePushed, flagsSignature, spoolDir, waitPushed, WORKER_LOG, workerRunning } from '../wal/wal-spool.js';
 
 /**
  * The push-ahead worker (wal-push-worker.ts): `parallel` segments at once; it looks for new `.ready`
@@ -7,7 +9,7 @@ import { flagsSignature, waitPushed } from '../wal/wal-spool.js';
  * starts a new one, with the settings of that moment). PostgreSQL's call for a segment the worker
  * is on waits for it up to `waitMs`, then pushes it itself.
  */
-export const PUSH_AHEAD = { parallel: 4, scanMs: 200, idleMs: 3000, lifeMs: 300_000, waitMs: 60_000 } as const;
+export const PUSH_AHEAD = { parallel: 4, scanMs: 200, idleMs: 10_000, lifeMs: 300_000, waitMs: 60_000 } as const;
 
 /** The spool signature of a wal-push command's settings flags. */
 export function pushAheadSignature(flags: {
@@ -22,11 +24,57 @@ export function pushAheadSignature(flags: {
 /**
  * wal-push's fast path, before any configuration is loaded: true when the push-ahead worker stored
  * this segment (same content, same settings flags), already or while this call waits for it.
+ * With `startWorker` (the worker's command line, `wal-push --ahead-worker --ahead-from … %p`) and
+ * no worker running, this call starts one first (detached), which pushes from this segment on in
+ * name order, and waits for its record: the archiver's first call of a backlog then costs one
+ * node start with the S3 client instead of a synchronous push plus a second start. False when the
+ * worker could not store it (or never ran): the caller pushes it itself and reports the error.
  * Loads node built-ins only.
  */
-export async function alreadyPushedAhead(path: string, signature: string, cwd = process.cwd()): Promise<boolean> {
+export async function alreadyPushedAhead(
+  path: string,
+  signature: string,
+  cwd = process.cwd(),
+  startWorker?: readonly string[],
+): Promise<boolean> {
   const full = resolve(cwd, path);
   const name = basename(full);
-  if (!/^[0-9A-F]{24}$/.test(name) || basename(dirname(full)) !== 'pg_wal') return false;
-  return waitPushed(dirname(full), name, full, signature, PUSH_AHEAD.waitMs);
+  const walDir = dirname(full);
+  if (!/^[0-9A-F]{24}$/.test(name) || basename(walDir) !== 'pg_wal') return false;
+  // Recorded already (the worker may have ended since): no worker to start.
+  if (await consumePushed(walDir, name, full, signature)) return true;
+  let starting: (() => boolean) | undefined;
+  if (startWorker && !(await exists(join(spoolDir(walDir), `${name}.failed`))) && !(await workerRunning(walDir, signature))) {
+    starting = await startDetached(startWorker, cwd, walDir);
+  }
+  return waitPushed(walDir, name, full, signature, PUSH_AHEAD.waitMs, starting);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Start the worker detached (its own session), its log appended to pg_wal/pgbak_spool/worker.log;
+ * a function telling whether it still runs.
+ */
+async function startDetached(argv: readonly string[], cwd: string, walDir: string): Promise<() => boolean> {
+  let running = true;
+  let log: FileHandle | undefined;
+  try {
+    await mkdir(spoolDir(walDir), { recursive: true, mode: 0o700 });
+    log = await open(join(spoolDir(walDir), WORKER_LOG), 'a', 0o600);
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', 'ignore', log.fd], cwd, env: process.env });
+    child.on('error', () => (running = false));
+    child.on('exit', () => (running = false));
+    child.unref();
+  } catch {
+    running = false;
+  } finally {
+    await log?.close();
+  }
+  return () => running;
 }

@@ -134,11 +134,12 @@ export async function pushOne(o: PushOne): Promise<Omit<WalPushResult, 'duration
   const key = walKey(o.systemIdentifier, name, o.sha256, encodingSuffix(job.wal.compression, Boolean(recipient)));
   const controller = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, controller.signal]) : controller.signal;
-  const source = createReadStream(o.path);
-  const stages = encodeStages(job.wal.compression, recipient);
+  // zstd and lz4 read the segment themselves; node only carries the compressed bytes to the upload.
+  const childReads = job.wal.compression.method === 'zstd' || job.wal.compression.method === 'lz4';
+  const stages = encodeStages(job.wal.compression, recipient, childReads ? { file: o.path } : {});
   ChildStage.connect(stages);
   const body = new HashStage();
-  const piping = pipeline([source, ...stages, body], { signal });
+  const piping = pipeline(childReads ? [...stages, body] : [createReadStream(o.path), ...stages, body], { signal });
   const put = backend.put(key, body, { signal });
   try {
     await Promise.all([piping, put]);

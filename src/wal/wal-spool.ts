@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, fstatSync, ftruncateSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -92,6 +92,19 @@ export async function recordFailed(walDir: string, name: string, signature: stri
 }
 
 const WORKER_LOCK = 'worker.lock';
+/** The push-ahead worker's log (its stderr, appended; cut when a worker starts and finds it over 1 MiB). */
+export const WORKER_LOG = 'worker.log';
+const WORKER_LOG_MAX = 1024 * 1024;
+
+/** A worker that holds the lock: its log (stderr, when it is the spool's log file) cut when it grew too long. */
+export function trimWorkerLog(): void {
+  try {
+    const st = fstatSync(2);
+    if (st.isFile() && st.size > WORKER_LOG_MAX) ftruncateSync(2, 0);
+  } catch {
+    // Not a file, or not ours to cut.
+  }
+}
 
 /** Is a process with this pid alive (it may belong to another user: EPERM is alive)? */
 function alive(pid: number): boolean {
@@ -156,7 +169,15 @@ export async function releaseWorker(walDir: string): Promise<void> {
  * worker with these flags runs, when the worker gave up on it, or at the timeout: then the call
  * pushes it itself.
  */
-export async function waitPushed(walDir: string, name: string, path: string, signature: string, timeoutMs: number): Promise<boolean> {
+export async function waitPushed(
+  walDir: string,
+  name: string,
+  path: string,
+  signature: string,
+  timeoutMs: number,
+  /** A worker this call started: while it runs (still loading, before it holds the lock) keep waiting. */
+  starting?: () => boolean,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await consumePushed(walDir, name, path, signature)) return true;
@@ -168,7 +189,7 @@ export async function waitPushed(walDir: string, name: string, path: string, sig
     } catch {
       // Not given up on.
     }
-    if (Date.now() > deadline || !(await workerRunning(walDir, signature))) {
+    if (Date.now() > deadline || !((await workerRunning(walDir, signature)) || starting?.())) {
       // The worker may have recorded it just before it ended.
       return consumePushed(walDir, name, path, signature);
     }
@@ -176,15 +197,40 @@ export async function waitPushed(walDir: string, name: string, path: string, sig
   }
 }
 
-/** Segment names marked `.ready` in pg_wal/archive_status after `after`, in order (none when unreadable). */
-export async function readyAfter(walDir: string, after: string): Promise<string[]> {
+/**
+ * Segment names marked `.ready` in pg_wal/archive_status after `after` (from it, with `inclusive`),
+ * in order (none when unreadable).
+ */
+export async function readyAfter(walDir: string, after: string, inclusive = false): Promise<string[]> {
   try {
     return (await readdir(join(walDir, 'archive_status')))
       .filter((f) => /^[0-9A-F]{24}\.ready$/.test(f))
       .map((f) => f.slice(0, 24))
-      .filter((n) => n > after)
+      .filter((n) => n > after || (inclusive && n === after))
       .sort();
   } catch {
     return [];
   }
+}
+
+/**
+ * Remove the records no call will ask for: `.pushed` and `.failed` files of segments that are no
+ * longer `.ready` (PostgreSQL archived them another way, e.g. a call that stopped waiting and
+ * pushed itself). Run by a worker once it holds the lock; never throws.
+ */
+export async function removeStaleRecords(walDir: string): Promise<number> {
+  let removed = 0;
+  try {
+    const ready = new Set(await readyAfter(walDir, '', true));
+    for (const f of await readdir(spoolDir(walDir))) {
+      const m = /^([0-9A-F]{24})\.(pushed|failed)$/.exec(f);
+      if (m && !ready.has(m[1]!)) {
+        await rm(join(spoolDir(walDir), f), { force: true });
+        removed++;
+      }
+    }
+  } catch {
+    // Nothing to tidy.
+  }
+  return removed;
 }

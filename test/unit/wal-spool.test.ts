@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,9 +12,11 @@ import {
   recordFailed,
   recordPushed,
   releaseWorker,
+  removeStaleRecords,
   waitPushed,
   workerRunning,
 } from '../../src/wal/wal-spool.js';
+import { alreadyPushedAhead } from '../../src/api/wal-push-ahead.js';
 
 const SEG = '000000010000000000000003';
 const sha256OfFile = async (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
@@ -88,5 +90,42 @@ describe('the push-ahead spool (pg_wal/pgbak_spool)', () => {
     for (const n of ['000000010000000000000005', '000000010000000000000002', '000000010000000000000004', '00000002.history'])
       writeFileSync(join(walDir, 'archive_status', `${n}.ready`), '');
     expect(await readyAfter(walDir, SEG)).toEqual(['000000010000000000000004', '000000010000000000000005']);
+    // From a name on (a cold start: the worker pushes the calling segment first).
+    writeFileSync(join(walDir, 'archive_status', `${SEG}.ready`), '');
+    expect(await readyAfter(walDir, SEG, true)).toEqual([SEG, '000000010000000000000004', '000000010000000000000005']);
+  });
+
+  it('waitPushed keeps waiting while the worker it started loads, before it holds the lock', async () => {
+    let loading = true;
+    setTimeout(() => {
+      void sha256OfFile(path).then((sha) => recordPushed(walDir, SEG, sha, 'sig'));
+      setTimeout(() => (loading = false), 200);
+    }, 300);
+    expect(await waitPushed(walDir, SEG, path, 'sig', 30_000, () => loading)).toBe(true);
+    // It ended without a record: false (the call pushes itself).
+    expect(await waitPushed(walDir, SEG, path, 'sig', 30_000, () => false)).toBe(false);
+  });
+
+  it('alreadyPushedAhead: a recorded segment is answered without starting a worker; with none running and no record it starts one', async () => {
+    const mark = join(walDir, '..', 'started');
+    const start = ['/bin/sh', '-c', `touch ${mark}`];
+    await recordPushed(walDir, SEG, await sha256OfFile(path), 'sig', await fileIdentity(path));
+    expect(await alreadyPushedAhead(path, 'sig', walDir, start)).toBe(true);
+    expect(existsSync(mark)).toBe(false);
+    // No record, no worker: the one it starts ends without recording it, so the caller pushes itself.
+    expect(await alreadyPushedAhead(path, 'sig', walDir, start)).toBe(false);
+    expect(existsSync(mark)).toBe(true);
+  });
+
+  it('removeStaleRecords drops records of segments that are no longer .ready, keeps the others', async () => {
+    const other = '000000010000000000000004';
+    writeFileSync(join(walDir, 'archive_status', `${other}.ready`), '');
+    await recordPushed(walDir, SEG, 'a'.repeat(64), 'sig');
+    await recordFailed(walDir, SEG, 'sig');
+    await recordPushed(walDir, other, 'b'.repeat(64), 'sig');
+    expect(await removeStaleRecords(walDir)).toBe(2);
+    expect(existsSync(join(walDir, 'pgbak_spool', `${SEG}.pushed`))).toBe(false);
+    expect(existsSync(join(walDir, 'pgbak_spool', `${SEG}.failed`))).toBe(false);
+    expect(existsSync(join(walDir, 'pgbak_spool', `${other}.pushed`))).toBe(true);
   });
 });

@@ -4,6 +4,8 @@ import { addCommonOptions, addExamples } from '../options.js';
 import type { OutcomeSlot } from '../outcome.js';
 import type { WalFlags } from './wal-common.js';
 
+type PushFlags = WalFlags & { aheadWorker?: boolean; aheadFrom?: boolean };
+
 /**
  * `pgbak wal-push %p` (archive_command). Its exit codes stay at 125 or below: PostgreSQL treats
  * a higher code (or a signal) as fatal to its archiver, while any other failure is retried.
@@ -16,8 +18,9 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
     )
     .argument('<path>', 'the file to archive: %p');
   cmd.addOption(new Option('--ahead-worker', 'run as the push-ahead worker (started by wal-push itself)').hideHelp());
+  cmd.addOption(new Option('--ahead-from', 'the push-ahead worker starts at <path> itself (a call waits for it)').hideHelp());
   cmd.addOption(new Option('--pgdata <dir>', 'the data directory (default: the working directory, where PostgreSQL runs archive_command)'));
-  addCommonOptions(cmd, { withAll: false }).action(async (path: string, flags: WalFlags & { aheadWorker?: boolean }) => {
+  addCommonOptions(cmd, { withAll: false }).action(async (path: string, flags: PushFlags) => {
     let walJob: Awaited<ReturnType<typeof import('./wal-common.js').loadWalJob>> | undefined;
     try {
       if (flags.aheadWorker) {
@@ -25,7 +28,7 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
         const { loadWalJob } = await import('./wal-common.js');
         const { runPushAheadWorker } = await import('../../api/wal-push-worker.js');
         const { job, logger } = await loadWalJob(flags);
-        await runPushAheadWorker({ job, path, signature: pushAheadSignature(flags), logger });
+        await runPushAheadWorker({ job, path, from: flags.aheadFrom === true, signature: pushAheadSignature(flags), logger });
         slot.outcome = { exitCode: ExitCode.ok, errors: [] };
         return;
       }
