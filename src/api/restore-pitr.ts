@@ -114,11 +114,28 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
 
   if (!existed) await mkdir(pgdata, { recursive: true, mode: 0o700 });
   await chmod(pgdata, 0o700);
+  const owner = await ownerFor(pgdata, existed);
+  const asRoot = owner && process.getuid?.() === 0;
+  await settings.write();
+  if (asRoot) await execChild('chown', [`${owner.uid}:${owner.gid}`, pgdata, settings.path]);
+  // Fetch the WAL recovery needs, from the base backup's start on, ahead of PostgreSQL's calls
+  // (wal-prefetch-worker.ts): started now, its start-up and first listing overlap the extraction.
+  const worker = startPrefetchWorker({
+    pgbakCommand: options.pgbakCommand,
+    pgdata,
+    envFile: settings.path,
+    from: m.firstSegment,
+    until: time,
+    owner,
+    logger,
+  });
   logger.info('extracting base backup', { backup: m.name, from: where, pgdata });
   try {
     await extract(storage.local, storage.remote, m, where, pgdata, options.signal);
   } catch (err) {
+    worker?.kill();
     await emptyDirectory(pgdata);
+    await rm(settings.path, { force: true });
     throw err;
   }
   const restoreCommand = restoreCommandOf(options.pgbakCommand, settings.path);
@@ -135,19 +152,7 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
   ];
   await appendFile(resolve(pgdata, 'postgresql.auto.conf'), lines.join('\n'), { mode: 0o600 });
   await writeFile(resolve(pgdata, 'recovery.signal'), '', { mode: 0o600 });
-  await settings.write();
-  const owner = await ownerFor(pgdata, existed);
-  if (owner && process.getuid?.() === 0) await execChild('chown', ['-R', `${owner.uid}:${owner.gid}`, pgdata, settings.path]);
-  // Fetch the WAL recovery needs from now on, ahead of PostgreSQL's calls (wal-prefetch-worker.ts).
-  startPrefetchWorker({
-    pgbakCommand: options.pgbakCommand,
-    pgdata,
-    envFile: settings.path,
-    from: m.firstSegment,
-    until: time,
-    owner,
-    logger,
-  });
+  if (asRoot) await execChild('chown', ['-R', `${owner.uid}:${owner.gid}`, pgdata]);
   logger.info('base backup restored; start the server to recover', {
     backup: m.name,
     pgdata,

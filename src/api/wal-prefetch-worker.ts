@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -7,7 +7,7 @@ import { openStorage } from '../storage/job-storage.js';
 import { identityOfDataDirectory } from '../wal/cluster-identity.js';
 import { listArchived, readMarker, type ArchivedWal } from '../wal/wal-archive.js';
 import { historyName, parseWalFileName, segmentName, segmentNumber } from '../wal/wal-names.js';
-import { claimPrefetchWorker, markAbsent, prefetchDir } from '../wal/wal-prefetch.js';
+import { claimPrefetchWorker, markAbsent, prefetchDir, processAlive } from '../wal/wal-prefetch.js';
 import { fetchInto } from './wal-fetch.js';
 import { walBackend, type WalJob } from './wal-job.js';
 
@@ -37,6 +37,8 @@ export interface PrefetchWorkerOptions {
   readonly signature: string;
   /** The first segment PostgreSQL needs (the base backup's start segment); the worker follows its timeline. */
   readonly from: string;
+  /** The restore that started the worker: while it runs, the data directory has no recovery.signal yet. */
+  readonly restorePid?: number | undefined;
   /** The recovery target time, if any: the worker does not fetch far past it. */
   readonly until?: Date | undefined;
   readonly logger: Logger;
@@ -58,7 +60,7 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
   const limits: Record<keyof typeof PREFETCH_WORKER, number> = { ...PREFETCH_WORKER, ...o.limits };
   const pgdata = resolve(o.pgdata);
   const first = parseWalFileName(o.from);
-  const recovering = () => existsSync(join(pgdata, 'recovery.signal'));
+  const recovering = () => existsSync(join(pgdata, 'recovery.signal')) || (o.restorePid !== undefined && processAlive(o.restorePid));
   if (first?.kind !== 'segment' || !recovering()) return 0;
   const dir = prefetchDir(pgdata, o.signature);
   if (!(await claimPrefetchWorker(dir, o.signature))) return 0;
@@ -90,8 +92,13 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
         }
       }
       listedAt = Date.now();
-      // Not archived, and nothing after them on their timeline: the end of the archive, not a gap.
-      await markAbsent(dir, [historyName(newest + 1), ...(last >= 0n ? [segmentName(timeline, last + 1n, size)] : [])]);
+      // Not archived: the history files of timelines up to the next one (PostgreSQL asks for the next
+      // one and, at promotion, for its parent's), and the segment after the last one of the timeline
+      // (nothing after it: the end of the archive, not a gap).
+      const histories = Array.from({ length: Math.min(newest + 1, 64) }, (_, i) => historyName(newest + 1 - i)).filter(
+        (h) => !listing.has(h),
+      );
+      await markAbsent(dir, [...histories, ...(last >= 0n ? [segmentName(timeline, last + 1n, size)] : [])]);
     };
     await relist();
 
@@ -174,13 +181,15 @@ export function startPrefetchWorker(o: {
   until?: Date | undefined;
   owner?: { uid: number; gid: number } | undefined;
   logger: Logger;
-}): void {
+}): ChildProcess | undefined {
   const [command, ...pre] = o.pgbakCommand;
   const args = [
     ...pre,
     'wal-fetch',
     '--prefetch-worker',
     ...(o.until ? ['--until', o.until.toISOString()] : []),
+    '--restore-pid',
+    String(process.pid),
     '--pgdata',
     o.pgdata,
     '--env-file',
@@ -200,7 +209,9 @@ export function startPrefetchWorker(o: {
     child.on('error', (err) => o.logger.warn('could not start the WAL prefetch worker', { error: err.message }));
     child.unref();
     o.logger.debug('started the WAL prefetch worker', { pid: child.pid ?? 0, from: o.from });
+    return child;
   } catch (err) {
     o.logger.warn('could not start the WAL prefetch worker', { error: (err as Error).message });
+    return undefined;
   }
 }

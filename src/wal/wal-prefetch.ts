@@ -52,7 +52,7 @@ export async function dropPrefetchedBefore(dir: string, name: string): Promise<v
 const LOCK = 'worker.lock';
 
 /** Is a process with this pid alive (it may belong to another user: EPERM is alive)? */
-function alive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -65,7 +65,7 @@ function alive(pid: number): boolean {
 export async function prefetchWorkerRunning(dir: string): Promise<boolean> {
   try {
     const w = JSON.parse(await readFile(join(dir, LOCK), 'utf8')) as { pid?: number };
-    return typeof w.pid === 'number' && alive(w.pid);
+    return typeof w.pid === 'number' && processAlive(w.pid);
   } catch {
     return false;
   }

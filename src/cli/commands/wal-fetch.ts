@@ -20,10 +20,15 @@ export function registerWalFetch(program: Command, slot: OutcomeSlot): void {
     .argument('<path>', 'where to write it: %p');
   cmd.addOption(new Option('--pgdata <dir>', 'the data directory being recovered (default: the working directory)'));
   cmd.addOption(new Option('--prefetch-worker', 'run as the prefetch worker from segment <name> (started by restore)').hideHelp());
+  cmd.addOption(new Option('--restore-pid <pid>', 'the prefetch worker: the restore that started it').hideHelp());
   cmd.addOption(new Option('--until <time>', 'the prefetch worker: the recovery target time').hideHelp());
   cmd.addOption(new Option('--prefetch-count <n>', 'the prefetch worker: segments ahead at most (tests)').hideHelp());
   addCommonOptions(cmd, { withAll: false }).action(
-    async (name: string, path: string, flags: WalFlags & { prefetchWorker?: boolean; until?: string; prefetchCount?: string }) => {
+    async (
+      name: string,
+      path: string,
+      flags: WalFlags & { prefetchWorker?: boolean; restorePid?: string; until?: string; prefetchCount?: string },
+    ) => {
       try {
         const { loadWalJob } = await import('./wal-common.js');
         if (flags.prefetchWorker) {
@@ -40,6 +45,7 @@ export function registerWalFetch(program: Command, slot: OutcomeSlot): void {
             until,
             limits,
             logger,
+            restorePid: flags.restorePid ? Number(flags.restorePid) : undefined,
           });
           slot.outcome = { exitCode: ExitCode.ok, errors: [] };
           return;
