@@ -27,6 +27,7 @@ export const PREFETCH_WORKER = {
   rescanMs: 2000,
   idleMs: 600_000,
   lifeMs: 6 * 3600_000,
+  graceMs: 10_000,
 } as const;
 
 export interface PrefetchWorkerOptions {
@@ -108,17 +109,46 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
     let stopped = false;
     const delivered = new Set<string>();
     const running = new Set<Promise<void>>();
-    const fetchOne = async (name: string, copy: ArchivedWal) => {
+    const fetchOne = async (name: string, copy: ArchivedWal, want?: string) => {
       const pending = join(dir, `${name}.pending`);
       await writeFile(pending, '', { mode: 0o600 });
+      if (want) await rm(join(dir, want), { force: true });
       try {
         await fetchInto(backend, copy, join(dir, name), undefined, join(dir, `.${name}.${process.pid}.part`));
       } finally {
         await rm(pending, { force: true });
       }
     };
-    while (Date.now() - started < limits.lifeMs && recovering()) {
+    let endedAt: number | undefined;
+    const wanted = new Set<string>();
+    while (Date.now() - started < limits.lifeMs) {
+      // PostgreSQL removes recovery.signal just before it asks for its last files (the parent
+      // timeline's history at promotion): serve a few seconds more.
+      if (recovering()) endedAt = undefined;
+      else if ((endedAt ??= Date.now()) < Date.now() - limits.graceMs) break;
       const present = new Set(await readdir(dir).catch(() => [] as string[]));
+      // Files PostgreSQL asked for that the worker has not (again) in hand: a segment it takes a
+      // second time (the one recovery stopped in), a history file that exists, another timeline.
+      for (const f of present) {
+        if (!f.endsWith('.want')) continue;
+        const name = f.slice(0, -'.want'.length);
+        if (wanted.has(name)) continue;
+        const copies = listing.get(name) ?? [];
+        if (copies.length === 0 || new Set(copies.map((c) => c.sha256)).size !== 1 || running.size >= limits.parallel + 2) {
+          if (running.size < limits.parallel + 2) await rm(join(dir, f), { force: true });
+          continue;
+        }
+        wanted.add(name);
+        const p: Promise<void> = fetchOne(name, copies[0]!, f)
+          .catch((err: unknown) =>
+            logger.warn('could not prefetch a file PostgreSQL asked for', { file: name, error: (err as Error).message }),
+          )
+          .finally(() => {
+            wanted.delete(name);
+            running.delete(p);
+          });
+        running.add(p);
+      }
       for (const n of delivered) {
         if (present.has(n)) continue;
         delivered.delete(n);

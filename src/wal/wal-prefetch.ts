@@ -8,6 +8,8 @@ import { join } from 'node:path';
  *
  *   <name>            a checked file; PostgreSQL's call for it renames it to %p and exits 0
  *   <name>.pending    the worker is fetching it: the call waits for it
+ *   <name>.want       the call asks the worker for a file it does not hold (yet, or any more): the
+ *                     worker fetches it (.pending) when its listing has it, else removes the request
  *   <name>.absent     the worker's listing of the archive (at the file's mtime) has no such file
  *                     and none after it on its timeline: the call exits 1 while that is recent
  *   listed            the worker has listed the archive (it is touched at each listing)
