@@ -50,6 +50,8 @@ export interface PitrRestoreResult {
   readonly restoreCommand: string;
   /** The 0600 file with the storage settings wal-fetch reads, owned by the data directory's owner. */
   readonly envFile: string;
+  /** The WAL prefetch worker started for the recovery (it ends on its own once recovery has ended). */
+  readonly prefetchWorkerPid?: number | undefined;
   readonly sizeBytes: number;
   readonly durationMs: number;
 }
@@ -166,6 +168,7 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
     source: where,
     restoreCommand,
     envFile: settings.path,
+    prefetchWorkerPid: worker?.pid,
     sizeBytes: m.artifact.size,
     durationMs: Date.now() - started,
   };

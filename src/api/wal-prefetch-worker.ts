@@ -124,6 +124,7 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
     while (Date.now() - started < limits.lifeMs) {
       // PostgreSQL removes recovery.signal just before it asks for its last files (the parent
       // timeline's history at promotion): serve a few seconds more.
+      if (!existsSync(pgdata)) break;
       if (recovering()) endedAt = undefined;
       else if ((endedAt ??= Date.now()) < Date.now() - limits.graceMs) break;
       const present = new Set(await readdir(dir).catch(() => [] as string[]));
