@@ -1,6 +1,6 @@
-import { createReadStream, existsSync } from 'node:fs';
+import { accessSync, constants, createReadStream, existsSync } from 'node:fs';
 import { appendFile, chmod, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError, NotFoundError, UsageError } from '../errors/index.js';
@@ -15,6 +15,7 @@ import { archiveLocation, readMarker } from '../wal/wal-archive.js';
 import { decodeStages, parseEncodingSuffix } from '../wal/wal-encoding.js';
 import { walRestoreSettings } from './wal-env-file.js';
 import { walBackend, type WalJob } from './wal-job.js';
+import { startPrefetchWorker } from './wal-prefetch-worker.js';
 
 export interface PitrRestoreOptions {
   readonly job: WalJob;
@@ -49,6 +50,8 @@ export interface PitrRestoreResult {
   readonly restoreCommand: string;
   /** The 0600 file with the storage settings wal-fetch reads, owned by the data directory's owner. */
   readonly envFile: string;
+  /** The WAL prefetch worker started for the recovery (it ends on its own once recovery has ended). */
+  readonly prefetchWorkerPid?: number | undefined;
   readonly sizeBytes: number;
   readonly durationMs: number;
 }
@@ -113,14 +116,31 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
 
   if (!existed) await mkdir(pgdata, { recursive: true, mode: 0o700 });
   await chmod(pgdata, 0o700);
+  const owner = await ownerFor(pgdata, existed);
+  const asRoot = owner && process.getuid?.() === 0;
+  await settings.write();
+  if (asRoot) await execChild('chown', [`${owner.uid}:${owner.gid}`, pgdata, settings.path]);
+  // Fetch the WAL recovery needs, from the base backup's start on, ahead of PostgreSQL's calls
+  // (wal-prefetch-worker.ts): started now, its start-up and first listing overlap the extraction.
+  const worker = startPrefetchWorker({
+    pgbakCommand: options.pgbakCommand,
+    pgdata,
+    envFile: settings.path,
+    from: m.firstSegment,
+    until: time,
+    owner,
+    logger,
+  });
   logger.info('extracting base backup', { backup: m.name, from: where, pgdata });
   try {
     await extract(storage.local, storage.remote, m, where, pgdata, options.signal);
   } catch (err) {
+    worker?.kill();
     await emptyDirectory(pgdata);
+    await rm(settings.path, { force: true });
     throw err;
   }
-  const restoreCommand = [...options.pgbakCommand, 'wal-fetch', '--env-file', settings.path, '%f', '%p'].map(shellWord).join(' ');
+  const restoreCommand = restoreCommandOf(options.pgbakCommand, settings.path);
   const lines = [
     '',
     `# pgbak restore ${new Date().toISOString()}: base backup ${m.name}, recovery to ${time ? time.toISOString() : 'the end of the WAL archive'}`,
@@ -134,9 +154,7 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
   ];
   await appendFile(resolve(pgdata, 'postgresql.auto.conf'), lines.join('\n'), { mode: 0o600 });
   await writeFile(resolve(pgdata, 'recovery.signal'), '', { mode: 0o600 });
-  await settings.write();
-  const owner = await ownerFor(pgdata, existed);
-  if (owner && process.getuid?.() === 0) await execChild('chown', ['-R', `${owner.uid}:${owner.gid}`, pgdata, settings.path]);
+  if (asRoot) await execChild('chown', ['-R', `${owner.uid}:${owner.gid}`, pgdata]);
   logger.info('base backup restored; start the server to recover', {
     backup: m.name,
     pgdata,
@@ -150,6 +168,7 @@ export async function restorePitr(options: PitrRestoreOptions): Promise<PitrRest
     source: where,
     restoreCommand,
     envFile: settings.path,
+    prefetchWorkerPid: worker?.pid,
     sizeBytes: m.artifact.size,
     durationMs: Date.now() - started,
   };
@@ -208,6 +227,28 @@ async function emptyDirectory(dir: string): Promise<void> {
 async function ownerFor(pgdata: string, existed: boolean): Promise<{ uid: number; gid: number } | undefined> {
   const s = await stat(existed ? pgdata : dirname(pgdata)).catch(() => undefined);
   return s ? { uid: s.uid, gid: s.gid } : undefined;
+}
+
+/**
+ * restore_command: bin/pgbak-wal-fetch (the sh client: prefetched files without node) when it is
+ * installed beside bin/pgbak and node's path needs no quoting, else `node pgbak wal-fetch`.
+ */
+function restoreCommandOf(pgbakCommand: readonly string[], envFile: string): string {
+  const [node, bin] = pgbakCommand;
+  const client = bin && join(dirname(bin), 'pgbak-wal-fetch');
+  const args = ['--env-file', envFile, '%f', '%p'];
+  if (pgbakCommand.length === 2 && client && isExecutable(client) && /^[A-Za-z0-9_@%+=:,./-]+$/.test(node!))
+    return [`PGBAK_NODE=${node}`, ...[client, ...args].map(shellWord)].join(' ');
+  return [...pgbakCommand, 'wal-fetch', ...args].map(shellWord).join(' ');
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A word for /bin/sh: as is when safe, else single-quoted. */

@@ -62,8 +62,8 @@ export async function baseRestoreTest(options: {
   let bindir: string | undefined;
   let backup = '';
   let exitCode: number = ExitCode.ok;
+  let restored: Awaited<ReturnType<typeof restorePitr>> | undefined;
   try {
-    let restored;
     try {
       restored = await restorePitr({ job, pgdata, latest: true, archive: false, pgbakCommand: options.pgbakCommand, logger, signal });
     } catch (err) {
@@ -104,6 +104,14 @@ export async function baseRestoreTest(options: {
       await execChild(join(bindir, 'pg_ctl'), ['-D', pgdata, '-m', 'immediate', '-w', 'stop'], { env: childEnv() }).catch((err: unknown) =>
         logger.warn('could not stop the restore test server', { pgdata, error: toAppError(err).message }),
       );
+    }
+    // The WAL prefetch worker restore started: its data directory goes now.
+    if (restored?.prefetchWorkerPid) {
+      try {
+        process.kill(restored.prefetchWorkerPid);
+      } catch {
+        // Ended already.
+      }
     }
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
     await rm(socketDir, { recursive: true, force: true }).catch(() => undefined);

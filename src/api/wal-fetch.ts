@@ -12,7 +12,7 @@ import { identityOfDataDirectory } from '../wal/cluster-identity.js';
 import { archiveLocation, findArchived, listArchived, readMarker, wrongClusterError, type ArchivedWal } from '../wal/wal-archive.js';
 import { decodeStages } from '../wal/wal-encoding.js';
 import { parseWalFileName, segmentName, segmentNumber, type WalFileName } from '../wal/wal-names.js';
-import { dropPrefetchedBefore, prefetchDir } from '../wal/wal-prefetch.js';
+import { dropPrefetchedBefore, prefetchDir, prefetchWorkerRunning } from '../wal/wal-prefetch.js';
 import { forEachLimit } from '../model/for-each-limit.js';
 import { walBackend, type WalJob } from './wal-job.js';
 
@@ -101,8 +101,9 @@ export async function walFetch(options: WalFetchOptions): Promise<WalFetchResult
     ...options.prefetch,
     dir: prefetchDir(resolve(cwd, options.pgdata ?? '.'), options.prefetch.signature),
   };
+  // The prefetch worker (started by restore) fetches ahead already: no second copy of its work.
   const ahead =
-    pre && file.kind === 'segment'
+    pre && file.kind === 'segment' && !(await prefetchWorkerRunning(pre.dir))
       ? prefetchAfter(backend, marker.systemIdentifier, file.name, marker.segmentSize, pre, logger)
       : Promise.resolve();
   const bytes = await fetchInto(backend, copy, dest, options.signal);
@@ -163,9 +164,14 @@ async function refuseGap(backend: StorageBackend, systemIdentifier: string, file
   );
 }
 
-/** Decode one archived file into `dest` through a temporary name; the sha256 must match its key. */
-async function fetchInto(backend: StorageBackend, copy: ArchivedWal, dest: string, signal: AbortSignal | undefined): Promise<number> {
-  const tmp = `${dest}.pgbak-${process.pid}.tmp`;
+/** Decode one archived file into `dest` through a temporary name (default: beside it); the sha256 must match its key. */
+export async function fetchInto(
+  backend: StorageBackend,
+  copy: ArchivedWal,
+  dest: string,
+  signal: AbortSignal | undefined,
+  tmp = `${dest}.pgbak-${process.pid}.tmp`,
+): Promise<number> {
   const hash = new HashStage();
   try {
     const body = await backend.get(copy.key, signal ? { signal } : {});

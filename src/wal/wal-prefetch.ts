@@ -1,15 +1,29 @@
-import { readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
- * The wal-fetch prefetch: `pg_wal/pgbak_prefetch/<flags signature>/<segment>`, segments a
- * wal-fetch call fetched, decoded and checked (sha256) ahead of PostgreSQL's requests for them.
- * PostgreSQL's call for one of them renames it to %p and exits 0 without loading the configuration
- * or reaching the bucket. This module loads only node built-ins: the fast path runs before the CLI.
+ * The wal-fetch prefetch: `pg_wal/pgbak_prefetch/<flags signature>/`, WAL fetched, decoded and
+ * checked (sha256) ahead of PostgreSQL's requests, by a wal-fetch call or by the prefetch worker
+ * (src/api/wal-prefetch-worker.ts). In it:
+ *
+ *   <name>            a checked file; PostgreSQL's call for it renames it to %p and exits 0
+ *   <name>.pending    the worker is fetching it: the call waits for it
+ *   <name>.want       the call asks the worker for a file it does not hold (yet, or any more): the
+ *                     worker fetches it (.pending) when its listing has it, else removes the request
+ *   <name>.absent     the worker's listing of the archive (at the file's mtime) has no such file
+ *                     and none after it on its timeline: the call exits 1 while that is recent
+ *   listed            the worker has listed the archive (it is touched at each listing)
+ *   worker.lock       {"pid":…,"signature":…} of the running worker
+ *
+ * bin/pgbak-wal-fetch (POSIX sh) and bin/pgbak read this without loading the configuration or
+ * reaching the bucket. This module loads only node built-ins: the fast path runs before the CLI.
  */
 export function prefetchDir(pgdata: string, signature: string): string {
   return join(pgdata, 'pg_wal', 'pgbak_prefetch', signature);
 }
+
+/** How long an `.absent` marker answers for the archive: older ones make the call ask the bucket. */
+export const ABSENT_FRESH_SECONDS = 10;
 
 /** Move a prefetched file to `dest`; false when there is none. */
 export async function takePrefetched(dir: string, name: string, dest: string): Promise<boolean> {
@@ -35,4 +49,56 @@ export async function dropPrefetchedBefore(dir: string, name: string): Promise<v
       .filter((f) => f.endsWith('.tmp') || (f.slice(0, 8) === timeline && f < name))
       .map((f) => rm(join(dir, f), { force: true }).catch(() => undefined)),
   );
+}
+
+const LOCK = 'worker.lock';
+
+/** Is a process with this pid alive (it may belong to another user: EPERM is alive)? */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The running prefetch worker of `dir`, if any. */
+export async function prefetchWorkerRunning(dir: string): Promise<boolean> {
+  try {
+    const w = JSON.parse(await readFile(join(dir, LOCK), 'utf8')) as { pid?: number };
+    return typeof w.pid === 'number' && processAlive(w.pid);
+  } catch {
+    return false;
+  }
+}
+
+/** Become the one prefetch worker of `dir` (create-only lock; a dead worker's lock is taken over). */
+export async function claimPrefetchWorker(dir: string, signature: string): Promise<boolean> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const lock = join(dir, LOCK);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(lock, JSON.stringify({ pid: process.pid, signature }) + '\n', { flag: 'wx', mode: 0o600 });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (await prefetchWorkerRunning(dir)) return false;
+      await rm(lock, { force: true });
+    }
+  }
+  return false;
+}
+
+/** Mark `names` absent from the archive now (and drop older markers for other names). */
+export async function markAbsent(dir: string, names: readonly string[]): Promise<void> {
+  const keep = new Set(names.map((n) => `${n}.absent`));
+  for (const f of await readdir(dir).catch(() => [] as string[]))
+    if (f.endsWith('.absent') && !keep.has(f)) await rm(join(dir, f), { force: true });
+  for (const n of names) {
+    const tmp = join(dir, `.${n}.absent.${process.pid}`);
+    await writeFile(tmp, '', { mode: 0o600 });
+    await rename(tmp, join(dir, `${n}.absent`));
+  }
+  await writeFile(join(dir, 'listed'), `${new Date().toISOString()}\n`, { mode: 0o600 });
 }
