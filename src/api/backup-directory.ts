@@ -19,7 +19,7 @@ import { streamToStorage } from '../pipeline/stream-to-storage.js';
 import type { BackupProgressTracker } from '../postgres/copy-progress.js';
 import { countRows, pgDumpStage } from '../postgres/pg-dump.js';
 import type { PgTool } from '../postgres/pg-tools.js';
-import { processAlive } from '../storage/stale-temps.js';
+import { processAlive } from '../model/process-alive.js';
 import { encryptStage, type RunTargets } from './backup-steps.js';
 
 /**

@@ -7,7 +7,8 @@ import { openStorage } from '../storage/job-storage.js';
 import { identityOfDataDirectory } from '../wal/cluster-identity.js';
 import { listArchived, readMarker, type ArchivedWal } from '../wal/wal-archive.js';
 import { historyName, parseWalFileName, segmentName, segmentNumber } from '../wal/wal-names.js';
-import { claimPrefetchWorker, markAbsent, prefetchDir, processAlive } from '../wal/wal-prefetch.js';
+import { claimPrefetchWorker, markAbsent, prefetchDir } from '../wal/wal-prefetch.js';
+import { processAlive } from '../model/process-alive.js';
 import { fetchInto } from './wal-fetch.js';
 import { walBackend, type WalJob } from './wal-job.js';
 

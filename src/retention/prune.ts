@@ -8,7 +8,7 @@ import { AppError, ConfigError, messageOf } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { ObjectLockedError } from '../storage/s3-object-lock.js';
-import { processAlive } from '../storage/stale-temps.js';
+import { processAlive } from '../model/process-alive.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { removeLeftovers, type Leftovers } from './leftovers.js';
 import { applyPolicy, type Decision, type PolicyBackup, type PolicyResult } from './policy.js';

@@ -2,6 +2,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, fsError } from '../errors/index.js';
+import { processAlive } from '../model/process-alive.js';
 
 /**
  * A temp file that LocalBackend.put left behind because its process died before it could
@@ -35,15 +36,6 @@ function tempFileOwner(name: string): number | undefined {
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
 }
 
-/** Whether a process with this pid exists on this host (EPERM: it exists, as another user). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === 'EPERM';
-  }
-}
 
 export interface StaleTempOptions {
   readonly now?: Date | undefined;

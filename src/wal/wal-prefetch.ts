@@ -1,5 +1,6 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { claimLock, lockHolder } from './pid-lock.js';
 
 /**
  * The wal-fetch prefetch: `pg_wal/pgbak_prefetch/<flags signature>/`, WAL fetched, decoded and
@@ -53,41 +54,14 @@ export async function dropPrefetchedBefore(dir: string, name: string): Promise<v
 
 const LOCK = 'worker.lock';
 
-/** Is a process with this pid alive (it may belong to another user: EPERM is alive)? */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The running prefetch worker of `dir`, if any. */
+/** Is a prefetch worker running for `dir`? */
 export async function prefetchWorkerRunning(dir: string): Promise<boolean> {
-  try {
-    const w = JSON.parse(await readFile(join(dir, LOCK), 'utf8')) as { pid?: number };
-    return typeof w.pid === 'number' && processAlive(w.pid);
-  } catch {
-    return false;
-  }
+  return (await lockHolder(join(dir, LOCK))) !== undefined;
 }
 
-/** Become the one prefetch worker of `dir` (create-only lock; a dead worker's lock is taken over). */
-export async function claimPrefetchWorker(dir: string, signature: string): Promise<boolean> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const lock = join(dir, LOCK);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await writeFile(lock, JSON.stringify({ pid: process.pid, signature }) + '\n', { flag: 'wx', mode: 0o600 });
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      if (await prefetchWorkerRunning(dir)) return false;
-      await rm(lock, { force: true });
-    }
-  }
-  return false;
+/** Become the one prefetch worker of `dir` (pid-lock.ts: a dead worker's lock is taken over). */
+export function claimPrefetchWorker(dir: string, signature: string): Promise<boolean> {
+  return claimLock(join(dir, LOCK), signature);
 }
 
 /** Mark `names` absent from the archive now (and drop older markers for other names). */

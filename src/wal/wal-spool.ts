@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, fstatSync, ftruncateSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { claimLock, lockHolder, releaseLock } from './pid-lock.js';
 import { join } from 'node:path';
 
 /**
@@ -106,61 +107,21 @@ export function trimWorkerLog(): void {
   }
 }
 
-/** Is a process with this pid alive (it may belong to another user: EPERM is alive)? */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** The running push-ahead worker with these flags, if any. */
 export async function workerRunning(walDir: string, signature: string): Promise<boolean> {
-  try {
-    const w = JSON.parse(await readFile(join(spoolDir(walDir), WORKER_LOCK), 'utf8')) as { pid?: number; signature?: string };
-    return typeof w.pid === 'number' && w.signature === signature && alive(w.pid);
-  } catch {
-    return false;
-  }
+  return (await lockHolder(join(spoolDir(walDir), WORKER_LOCK)))?.signature === signature;
 }
 
 /**
- * Become the one push-ahead worker of this pg_wal (create-only lock holding the pid; a lock whose
- * process is gone is taken over). False when another live worker holds it.
+ * Become the one push-ahead worker of this pg_wal (pid-lock.ts: a lock whose process is gone is
+ * taken over). False when another live worker holds it.
  */
-export async function claimWorker(walDir: string, signature: string): Promise<boolean> {
-  const dir = spoolDir(walDir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const lock = join(dir, WORKER_LOCK);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await writeFile(lock, JSON.stringify({ pid: process.pid, signature }) + '\n', { flag: 'wx', mode: 0o600 });
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let pid: number | undefined;
-      try {
-        pid = (JSON.parse(await readFile(lock, 'utf8')) as { pid?: number }).pid;
-      } catch {
-        // Half written by a worker starting now, or garbage: alive unless it stays so.
-      }
-      if (pid === undefined || alive(pid)) return false;
-      await rm(lock, { force: true });
-    }
-  }
-  return false;
+export function claimWorker(walDir: string, signature: string): Promise<boolean> {
+  return claimLock(join(spoolDir(walDir), WORKER_LOCK), signature);
 }
 
-export async function releaseWorker(walDir: string): Promise<void> {
-  const lock = join(spoolDir(walDir), WORKER_LOCK);
-  try {
-    const w = JSON.parse(await readFile(lock, 'utf8')) as { pid?: number };
-    if (w.pid === process.pid) await rm(lock, { force: true });
-  } catch {
-    // Gone already.
-  }
+export function releaseWorker(walDir: string): Promise<void> {
+  return releaseLock(join(spoolDir(walDir), WORKER_LOCK));
 }
 
 /**
