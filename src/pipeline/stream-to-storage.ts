@@ -78,11 +78,17 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
   // The uploads read their parts from the local file as it is written, instead of buffering them
   // (a local copy on this host only: a backend without files has no path to report).
   const spool = (remote || more.length > 0) && local.localPath(key) !== undefined ? new FileSpool() : undefined;
-  const localPut = local.put(key, tee.branch('local'), { signal: options.signal, onWritten: spool?.onWritten }).catch((err: unknown) => {
-    spool?.fail(toAppError(err));
-    tee.fail('local', toAppError(err));
-    throw err;
-  });
+  const localPut = local.put(key, tee.branch('local'), { signal: options.signal, onWritten: spool?.onWritten }).then(
+    (stored) => {
+      spool?.end();
+      return stored;
+    },
+    (err: unknown) => {
+      spool?.fail(toAppError(err));
+      tee.fail('local', toAppError(err));
+      throw err;
+    },
+  );
   const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil, spool };
   const remotePut = remote
     ? remote.put(key, tee.branch('remote'), put).catch((err: unknown) => {

@@ -14,6 +14,7 @@ export class FileSpool implements SpoolFile {
   private fd: number | undefined;
   private failure: Error | undefined;
   private closed = false;
+  private ended = false;
   private readonly waiters = new Set<{ end: number; resolve: () => void; reject: (err: Error) => void }>();
 
   /** For the writer (PutOptions.onWritten): `written` bytes of the file at `path` are on disk (in the page cache). */
@@ -37,6 +38,13 @@ export class FileSpool implements SpoolFile {
     }
   };
 
+  /** The writer finished: waits past its end reject (they would never resolve). */
+  end(): void {
+    this.ended = true;
+    for (const w of this.waiters) w.reject(new Error(`the local copy ended at ${this.written} bytes, before byte ${w.end}`));
+    this.waiters.clear();
+  }
+
   /** The writer failed: every wait rejects with `err` (the readers' puts then fail and clean up). */
   fail(err: Error): void {
     if (this.failure) return;
@@ -48,7 +56,8 @@ export class FileSpool implements SpoolFile {
   whenWritten(end: number, signal?: AbortSignal): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (signal?.aborted) return Promise.reject(abortReason(signal));
-    if (end <= this.written && this.fd !== undefined) return Promise.resolve();
+    if (end <= this.written && (this.fd !== undefined || end === 0)) return Promise.resolve();
+    if (this.ended) return Promise.reject(new Error(`the local copy ended at ${this.written} bytes, before byte ${end}`));
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         this.waiters.delete(waiter);
@@ -71,10 +80,10 @@ export class FileSpool implements SpoolFile {
   }
 
   read(start: number, end: number): Readable {
+    // An empty range (an empty object, whose file may never have been written to).
+    if (end <= start) return Readable.from([]);
     if (this.fd === undefined || this.closed) throw new Error('FileSpool: the file is not open');
     if (end > this.written) throw new Error(`FileSpool: bytes up to ${end} are not written yet (${this.written})`);
-    // An empty range (an empty object): `end` is inclusive in createReadStream.
-    if (end <= start) return Readable.from([]);
     return createReadStream('', { fd: this.fd, start, end: end - 1, autoClose: false, highWaterMark: 256 * 1024 });
   }
 

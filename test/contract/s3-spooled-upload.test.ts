@@ -53,6 +53,25 @@ describe.each(s3Servers())('uploads from the local file ($kind)', (server) => {
     expect(await openUploads()).toEqual([]);
   });
 
+  it('one local file feeds two buckets (a further target), and an empty dump is stored empty everywhere', async () => {
+    const dir = tempDir();
+    const local = new LocalBackend(dir);
+    const second = new S3Backend(s3Settings(bucket, { prefix: 'second/' }, server), { partSize: 5 * MiB });
+    try {
+      for (const size of [11 * MiB, 0]) {
+        const key = `two-${uniqueId()}.dump`;
+        const source = new TestSource(size);
+        const r = await streamToStorage({ source, stages: [], key, local, remote: s3, more: [second], logger: new MemoryLogger() });
+        expect([r.remoteError, r.more[0]?.remoteError]).toEqual([undefined, undefined]);
+        expect(await sha256Of(createReadStream(join(dir, key)))).toBe(source.digest());
+        expect(await sha256Of(await s3.get(key))).toBe(source.digest());
+        expect(await sha256Of(await second.get(key))).toBe(source.digest());
+      }
+    } finally {
+      second.destroy();
+    }
+  });
+
   /** A put whose spool file holds `file` while its body streams `body` (the read-back differs). */
   async function putWithFile(key: string, body: Buffer, file: Buffer) {
     const path = join(tempDir(), 'spool');
