@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { StorageError, toAppError, type AppError } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
 import type { Logger } from '../logging/logger.js';
+import { FileSpool } from '../storage/file-spool.js';
 import type { PutResult, StorageBackend } from '../storage/storage-backend.js';
 import { ChildStage } from './child-stage.js';
 import { HashStage } from './hash-stage.js';
@@ -53,7 +54,7 @@ export interface StreamToStorageResult {
 /**
  * ONE streaming pass: source → stages → sha256 → tee into the local file and the upload at the
  * same time. Consecutive child processes (pg_dump, zstd, gpg) are joined by kernel pipes, so node
- * handles only the final bytes; the source and stages must be created in the same tick as this call. Nothing is read back from disk, nothing holds the whole dump. Both puts are atomic
+ * handles only the final bytes; the source and stages must be created in the same tick as this call. An upload reads each part back from the local file once it is written (FileSpool), with the part's MD5 from this pass; nothing holds the whole dump. Both puts are atomic
  * (temp file + rename; multipart completed only at end of stream), and the stream ends only
  * after every child exited 0, so a failure leaves nothing under the final key. If only the
  * upload fails or stalls (`remoteTimeoutMs`), the local copy is kept and the upload error is
@@ -74,11 +75,21 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
   ]);
   const hash = new HashStage(options.onBytes);
 
-  const localPut = local.put(key, tee.branch('local'), { signal: options.signal }).catch((err: unknown) => {
-    tee.fail('local', toAppError(err));
-    throw err;
-  });
-  const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil };
+  // The uploads read their parts from the local file as it is written, instead of buffering them
+  // (a local copy on this host only: a backend without files has no path to report).
+  const spool = (remote || more.length > 0) && local.localPath(key) !== undefined ? new FileSpool() : undefined;
+  const localPut = local.put(key, tee.branch('local'), { signal: options.signal, onWritten: spool?.onWritten }).then(
+    (stored) => {
+      spool?.end();
+      return stored;
+    },
+    (err: unknown) => {
+      spool?.fail(toAppError(err));
+      tee.fail('local', toAppError(err));
+      throw err;
+    },
+  );
+  const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil, spool };
   const remotePut = remote
     ? remote.put(key, tee.branch('remote'), put).catch((err: unknown) => {
         const e = toAppError(err);
@@ -101,6 +112,8 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
   localPut.catch(() => undefined);
   remotePut?.catch(() => undefined);
   for (const p of morePuts) p.catch(() => undefined);
+  // The file is read until the last upload settled (on failure, that may be after this returns).
+  if (spool) void Promise.allSettled([localPut, remotePut, ...morePuts]).then(() => spool.close());
 
   let pipelineError: unknown;
   try {

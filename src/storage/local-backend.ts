@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, type Dirent } from 'node:fs';
+import fs, { createWriteStream, type Dirent } from 'node:fs';
 import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -13,6 +13,33 @@ import { checkWritableDir } from './writable-dir.js';
 const FILE_MODE = 0o600;
 /** Mode of every directory pgbak creates. */
 const DIR_MODE = 0o700;
+
+/**
+ * The write stream's file-system calls, reporting each completed write (PutOptions.onWritten:
+ * an upload reads its parts from this file as they land); none when nobody listens.
+ */
+function reportingWrites(path: string, onWritten: ((path: string, written: number) => void) | undefined) {
+  if (!onWritten) return {};
+  let written = 0;
+  type Done<B> = (err: NodeJS.ErrnoException | null, bytes: number, buffers: B) => void;
+  const counted =
+    <B>(cb: Done<B>): Done<B> =>
+    (err, bytes, buffers) => {
+      if (!err) onWritten(path, (written += bytes));
+      cb(err, bytes, buffers);
+    };
+  return {
+    fs: {
+      open: fs.open,
+      close: fs.close,
+      fsync: fs.fsync,
+      write: (fd: number, buffer: Buffer, offset: number, length: number, position: number | null, cb: Done<Buffer>) =>
+        fs.write(fd, buffer, offset, length, position, counted<Buffer>(cb)),
+      writev: (fd: number, buffers: Buffer[], position: number | null, cb: Done<Buffer[]>) =>
+        fs.writev(fd, buffers, position, counted<Buffer[]>(cb)),
+    },
+  };
+}
 
 /** True for the temporary files `put` writes (`.<name>.tmp-<pid>-<random>`); `list` never shows them. */
 function isTempName(name: string): boolean {
@@ -77,7 +104,7 @@ export class LocalBackend implements StorageBackend {
     let action = 'write';
     try {
       // `flush: true` fsyncs the file before the stream closes it.
-      const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true });
+      const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true, ...reportingWrites(temp, options.onWritten) });
       out.once('error', () => (firstFailure ??= 'file'));
       await pipeline(body, out, options.signal ? { signal: options.signal } : {});
       const { size } = await stat(temp);

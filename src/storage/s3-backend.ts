@@ -16,7 +16,16 @@ import { Readable } from 'node:stream';
 import type { S3Settings } from '../config/job.js';
 import { ConflictError, NotFoundError } from '../errors/index.js';
 import { bucketMissing, DeadlineExceeded, DEFAULT_TIMEOUT_MS, isNotFound, mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
-import { addContentMd5, anySignal, CleanupFailure, honourRequestScope, requestScope, trackMultipartCleanup } from './s3-middleware.js';
+import {
+  addContentMd5,
+  anySignal,
+  CleanupFailure,
+  honourRequestScope,
+  freshBodyPerAttempt,
+  requestScope,
+  trackMultipartCleanup,
+} from './s3-middleware.js';
+import { spooledUpload } from './s3-spooled-upload.js';
 import {
   deleteAllVersions,
   deletePermissionError,
@@ -98,6 +107,7 @@ export class S3Backend implements StorageBackend {
     honourRequestScope(this.client);
     trackMultipartCleanup(this.client, this.timeoutMs);
     addContentMd5(this.client);
+    freshBodyPerAttempt(this.client);
   }
 
   /**
@@ -160,45 +170,55 @@ export class S3Backend implements StorageBackend {
     };
     body.once('error', onBodyError);
 
-    // Upload.abort() makes done() reject at once, while the parts in flight and the
-    // AbortMultipartUpload still run in the background. This gate's `onabort` is never called:
-    // the part loop stops at the abort, but done() settles only after the cleanup ran.
-    const gate = { signal: { aborted: false, onabort: null }, abort: () => void (gate.signal.aborted = true) };
-    const upload = new Upload({
-      client: this.client,
-      params: {
-        Bucket: this.bucket,
-        Key: this.prefix + key,
-        Body: body,
-        ContentType: options.contentType,
-        // STORAGE_OBJECT_LOCK: the object is stored locked (a multipart upload carries it from its start).
-        ...(this.settings.objectLock && options.retainUntil
-          ? {
-              ObjectLockMode: this.settings.objectLock === 'compliance' ? 'COMPLIANCE' : 'GOVERNANCE',
-              ObjectLockRetainUntilDate: options.retainUntil,
-            }
-          : {}),
-        // Create only (a single PutObject: only small bodies such as run records use it).
-        ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-      },
-      partSize,
-      queueSize: this.settings.queueSize,
-      leavePartsOnError: false,
-      abortController: gate,
-    });
+    const params = {
+      Bucket: this.bucket,
+      Key: this.prefix + key,
+      ContentType: options.contentType,
+      // STORAGE_OBJECT_LOCK: the object is stored locked (a multipart upload carries it from its start).
+      ...(this.settings.objectLock && options.retainUntil
+        ? {
+            ObjectLockMode: this.settings.objectLock === 'compliance' ? ('COMPLIANCE' as const) : ('GOVERNANCE' as const),
+            ObjectLockRetainUntilDate: options.retainUntil,
+          }
+        : {}),
+    };
     let size = 0;
-    upload.on('httpUploadProgress', (p) => (size = Math.max(size, p.loaded ?? 0)));
+    // With the local copy being written alongside, parts are read from it (s3-spooled-upload.ts);
+    // else lib-storage buffers them. Upload.abort() makes done() reject at once, while the parts in
+    // flight and the AbortMultipartUpload still run in the background. This gate's `onabort` is
+    // never called: the part loop stops at the abort, but done() settles only after the cleanup ran.
+    const spool = options.ifNoneMatch ? undefined : options.spool;
+    const gate = { signal: { aborted: false, onabort: null }, abort: () => void (gate.signal.aborted = true) };
+    const upload = spool
+      ? undefined
+      : new Upload({
+          client: this.client,
+          // Create only (a single PutObject: only small bodies such as run records use it).
+          params: { ...params, Body: body, ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}) },
+          partSize,
+          queueSize: this.settings.queueSize,
+          leavePartsOnError: false,
+          abortController: gate,
+        });
+    upload?.on('httpUploadProgress', (p) => (size = Math.max(size, p.loaded ?? 0)));
     const onAbort = () => {
-      void upload.abort();
+      void upload?.abort();
       doom();
       // Also wakes a part loop that waits for data from a stalled source.
       body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('upload aborted'));
     };
     if (signal?.aborted) onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
+    const run = async () => {
+      if (upload) await upload.done();
+      else if (spool) {
+        const { queueSize } = this.settings;
+        size = await spooledUpload({ client: this.client, params, body, spool, partSize, queueSize, onProgress: (n) => (size = n), doom });
+      }
+    };
 
     try {
-      await requestScope.run(requests.signal, () => upload.done());
+      await requestScope.run(requests.signal, run);
       return { key, size };
     } catch (err) {
       if (!body.destroyed) body.destroy();

@@ -1,6 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { DeadlineExceeded, describe } from './s3-errors.js';
 
 /** Middleware and request-handler patches of pgbak's S3 client (cancellation, deadlines, Content-MD5). */
@@ -94,5 +95,30 @@ export function addContentMd5(client: S3Client): void {
       return next(args);
     },
     { step: 'build', name: 'pgbakContentMd5' },
+  );
+}
+
+/**
+ * A request body made anew for each attempt: a part read back from a file (s3-spooled-upload.ts).
+ * The SDK never retries a request whose body is a stream (it could not send it again); this
+ * placeholder is not one, and each attempt gets its own stream of the same bytes.
+ */
+export class FreshBody {
+  constructor(readonly make: () => Readable) {}
+}
+
+/** Inside the retry loop, replaces a FreshBody with a new stream on each attempt. */
+export function freshBodyPerAttempt(client: S3Client): void {
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { body?: unknown };
+      if (!(request.body instanceof FreshBody)) return next(args);
+      // A copy: the retry loop's own request keeps the placeholder for the next attempt.
+      const copy: object = Object.assign(Object.create(Object.getPrototypeOf(request) as object) as object, request, {
+        body: request.body.make(),
+      });
+      return next({ ...args, request: copy });
+    },
+    { step: 'finalizeRequest', priority: 'low', name: 'pgbakFreshBody' },
   );
 }

@@ -30,6 +30,26 @@ export interface PutOptions {
    * (S3 with Object Lock configured only; other backends and STORAGE_OBJECT_LOCK=off ignore it).
    */
   readonly retainUntil?: Date | undefined;
+  /**
+   * The same bytes as `body`, being written to a file on this host by another put at the same
+   * time (the local copy). S3 then uploads each part from that file once it is written, instead
+   * of buffering the part in memory; `body` is still read (for backpressure, and to checksum each
+   * part on the stream pass). Backends that do not buffer ignore it.
+   */
+  readonly spool?: SpoolFile | undefined;
+  /**
+   * Called after each write to the file `put` stores into (local backend only): its path (a temp
+   * name, open for reading until the put ends) and the bytes written so far. Feeds a SpoolFile.
+   */
+  readonly onWritten?: ((path: string, written: number) => void) | undefined;
+}
+
+/** A file that another put is writing, readable by range as its bytes land (src/storage/file-spool.ts). */
+export interface SpoolFile {
+  /** Resolves once bytes [0, end) are written; rejects when the file's put failed or `signal` aborts. */
+  whenWritten(end: number, signal?: AbortSignal): Promise<void>;
+  /** A stream of bytes [start, end) of the file (written already: call after whenWritten). */
+  read(start: number, end: number): Readable;
 }
 
 /** A multipart upload that was started and never completed nor aborted (its run was killed). */

@@ -1,6 +1,6 @@
 import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -9,10 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
 import { isTransientFailure } from '../../src/scheduler/transient-failure.js';
+import { FileSpool } from '../../src/storage/file-spool.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { TestS3Server } from '../global-setup.js';
 import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
-import { MiB, runStorageContract, TestSource } from './storage-contract.js';
+import { MiB, runStorageContract, sha256Of, TestSource } from './storage-contract.js';
 
 const PREFIX = 'backups/';
 const text = (s: string) => Readable.from([Buffer.from(s)]);
@@ -139,6 +140,49 @@ describe.each(s3Servers())('S3 server $kind', (thisServer) => {
         direct.destroy();
         await proxy.close();
       }
+    });
+
+    it('a part read back from the local file (spool) is retried after a 500 with a fresh read, carries Content-MD5, and is stored complete', async () => {
+      let failed = 0;
+      const proxy = await startProxy(new URL(server.endpoint), {
+        intercept: (req, res) => {
+          const url = new URL(req.url ?? '/', 'http://proxy');
+          if (failed > 0 || req.method !== 'PUT' || url.searchParams.get('partNumber') !== '2') return false;
+          failed++;
+          req.resume();
+          req.on('end', () => {
+            res.writeHead(500, { 'content-type': 'application/xml' });
+            res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected once</Message></Error>');
+          });
+          return true;
+        },
+      });
+      const viaProxy = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+      const data = randomBytes(11 * MiB);
+      const path = join(tempDir(), 'spool');
+      writeFileSync(path, data);
+      const spool = new FileSpool();
+      spool.onWritten(path, data.length);
+      const key = `spool-retry-${uniqueId()}.dump`;
+      try {
+        expect((await viaProxy.put(key, Readable.from([data]), { spool })).size).toBe(data.length);
+      } finally {
+        spool.close();
+        viaProxy.destroy();
+        await proxy.close();
+      }
+      expect(failed).toBe(1);
+      const parts = proxy.requests.filter((r) => r.method === 'PUT' && r.url.includes('partNumber='));
+      expect(parts.map((r) => new URL(r.url, 'http://p').searchParams.get('partNumber'))).toEqual(['1', '2', '2', '3']);
+      const md5 = (b: Buffer) => createHash('md5').update(b).digest('base64');
+      expect(parts.map((r) => r.headers['content-md5'])).toEqual([
+        md5(data.subarray(0, 5 * MiB)),
+        md5(data.subarray(5 * MiB, 10 * MiB)),
+        md5(data.subarray(5 * MiB, 10 * MiB)),
+        md5(data.subarray(10 * MiB)),
+      ]);
+      expect(await sha256Of(await backend.get(key))).toBe(createHash('sha256').update(data).digest('hex'));
+      await backend.delete(key);
     });
 
     it('the whole contract run left no multipart upload behind', async () => {
