@@ -36,7 +36,6 @@ function tempFileOwner(name: string): number | undefined {
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
 }
 
-
 export interface StaleTempOptions {
   readonly now?: Date | undefined;
   readonly minAgeMs?: number | undefined;
