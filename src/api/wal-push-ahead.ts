@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { access, mkdir, open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { consumePushed, flagsSignature, spoolDir, waitPushed, WORKER_LOG, workerRunning } from '../wal/wal-spool.js';
+import { consumePushed, fileIdentity, flagsSignature, spoolDir, waitPushed, WORKER_LOG, workerRunning } from '../wal/wal-spool.js';
 
 /**
  * The push-ahead worker (wal-push-worker.ts): `parallel` segments at once; it looks for new `.ready`
@@ -11,14 +11,35 @@ import { consumePushed, flagsSignature, spoolDir, waitPushed, WORKER_LOG, worker
  */
 export const PUSH_AHEAD = { parallel: 4, scanMs: 200, idleMs: 10_000, lifeMs: 300_000, waitMs: 60_000 } as const;
 
-/** The spool signature of a wal-push command's settings flags. */
-export function pushAheadSignature(flags: {
+interface SettingsFlags {
   config?: string | undefined;
   job?: string | undefined;
   envFile?: string | undefined;
   set?: readonly string[] | undefined;
-}): string {
-  return flagsSignature([flags.config ?? '', flags.job ?? '', flags.envFile ? resolve(flags.envFile) : '', ...(flags.set ?? [])]);
+}
+
+const flagList = (flags: SettingsFlags) => [
+  flags.config ?? '',
+  flags.job ?? '',
+  flags.envFile ? resolve(flags.envFile) : '',
+  ...(flags.set ?? []),
+];
+
+/** The spool signature of a command's settings flags (wal-fetch's prefetch directory). */
+export function pushAheadSignature(flags: SettingsFlags): string {
+  return flagsSignature(flagList(flags));
+}
+
+/**
+ * wal-push's signature: the settings flags and the identity on disk (device, inode, size, times)
+ * of the files they name, --config and --env-file. Editing either gives new calls another
+ * signature: they neither take the records of a worker started with the old settings nor wait
+ * for it, and that worker ends at its next look (runPushAheadWorker's `signatureNow`). A file
+ * that cannot be read counts as ''. bin/pgbak-wal-push computes the same.
+ */
+export async function pushSettingsSignature(flags: SettingsFlags): Promise<string> {
+  const identity = (p: string | undefined) => (p ? fileIdentity(resolve(p)).catch(() => '') : Promise.resolve(''));
+  return flagsSignature([...flagList(flags), await identity(flags.config), await identity(flags.envFile)]);
 }
 
 /**

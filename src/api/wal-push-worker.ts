@@ -27,6 +27,8 @@ export interface PushAheadWorkerOptions {
   /** Push `path` itself too, first: its call started the worker and waits for the record. */
   readonly from?: boolean | undefined;
   readonly signature: string;
+  /** The signature of the settings as they are now: when it differs from `signature` (a settings file was edited), the worker ends. */
+  readonly signatureNow?: (() => Promise<string>) | undefined;
   readonly logger: Logger;
   readonly cwd?: string | undefined;
   /** Tests: shorter limits. */
@@ -93,6 +95,10 @@ export async function runPushAheadWorker(o: PushAheadWorkerOptions): Promise<num
       }
     };
     while (Date.now() - started < limits.lifeMs) {
+      if (o.signatureNow && (await o.signatureNow()) !== o.signature) {
+        logger.info('the settings files changed: the push-ahead worker ends; the next call starts one with the new settings');
+        break;
+      }
       const next = (await readyAfter(walDir, after, o.from === true)).filter(
         (n) => !inFlight.has(n) && !done.has(n) && parseWalFileName(n)?.kind === 'segment',
       );

@@ -10,16 +10,16 @@ import { createDatabase, tempDir } from '../helpers/services.js';
 const BIG_SQL = `CREATE TABLE big (id int, a text, b text);
 INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 3)::text) || md5(random()::text) FROM generate_series(1, 200000) g;`;
 
-/** pids of every process still running whose command line names `needle`. */
-function processesNaming(needle: string): number[] {
+/** The command lines (NULs as spaces) of the processes naming `needle`, each read once: a process that ends meanwhile is not listed. */
+function processesNaming(needle: string): string[] {
   return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .filter((pid) => pid !== process.pid && cmdlineOf(pid).includes(needle));
+    .filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid)
+    .map((d) => cmdlineOf(Number(d)).replaceAll('\0', ' '))
+    .filter((cmdline) => cmdline.includes(needle));
 }
 
 /** A PostgreSQL backend process (its title is `postgres: user db …`), not a client of pgbak's. */
-const isServerBackend = (pid: number) => cmdlineOf(pid).startsWith('postgres: ');
+const isServerBackend = (cmdline: string) => cmdline.startsWith('postgres: ');
 
 /**
  * Nothing of pgbak's names `db` any more: no client process (pg_dump, gpg, pgbak) at all, and the
@@ -27,9 +27,9 @@ const isServerBackend = (pid: number) => cmdlineOf(pid).startsWith('postgres: ')
  * client's socket closed, a moment after pgbak exits, so those get a few seconds.
  */
 async function expectNothingLeftNaming(db: string): Promise<void> {
-  expect(processesNaming(db).filter((pid) => !isServerBackend(pid))).toEqual([]);
+  expect(processesNaming(db).filter((cmdline) => !isServerBackend(cmdline))).toEqual([]);
   await waitFor(() => processesNaming(db).length === 0, 10_000, `the server backends of ${db} to end`).catch(() => undefined);
-  expect(processesNaming(db).map((pid) => cmdlineOf(pid).replaceAll('\0', ' '))).toEqual([]);
+  expect(processesNaming(db)).toEqual([]);
 }
 
 /**

@@ -63,11 +63,24 @@ async function bucketKeys(bucket: string): Promise<string[]> {
   return (out.Contents ?? []).map((c) => c.Key).sort();
 }
 
-/** A pg_dump directory whose pg_dump fails after pg_dumpall (the real one) has stored the globals. */
+/**
+ * A pg_dump directory whose pg_dump fails after pg_dumpall (the real one) has stored the globals:
+ * pgbak runs the two at once, so this pg_dump waits for its sibling pg_dumpall to start and end
+ * (and a second for the upload of its output) before it fails.
+ */
 function failingPgDumpDir(): string {
   const dir = tempDir('pgbak-failing-pgdump-');
   const real = services().pg.bindir;
-  const script = `#!/bin/sh\ncase "$1" in --version|-V) exec "${real}/pg_dump" "$@";; esac\necho "pg_dump: error: simulated failure" >&2\nexit 1\n`;
+  const script = [
+    '#!/bin/sh',
+    `case "$1" in --version|-V) exec "${real}/pg_dump" "$@";; esac`,
+    'i=0; while [ $i -lt 100 ] && ! pgrep -P "$PPID" -x pg_dumpall >/dev/null; do sleep 0.05; i=$((i + 1)); done',
+    'i=0; while [ $i -lt 400 ] && pgrep -P "$PPID" -x pg_dumpall >/dev/null; do sleep 0.05; i=$((i + 1)); done',
+    'sleep 1',
+    'echo "pg_dump: error: simulated failure" >&2',
+    'exit 1',
+    '',
+  ].join('\n');
   writeFileSync(join(dir, 'pg_dump'), script);
   chmodSync(join(dir, 'pg_dump'), 0o755);
   symlinkSync(join(real, 'pg_dumpall'), join(dir, 'pg_dumpall'));

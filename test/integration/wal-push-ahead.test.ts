@@ -116,6 +116,29 @@ describe('wal-push cold start: the first call starts the push-ahead worker and w
     expect(await storedWithSha(name!)).toBeDefined();
   });
 
+  it('the settings file edited while a worker runs: that worker ends, and the next call pushes with the new settings', async () => {
+    await noWorker();
+    const [first] = await newSegments(1);
+    expect((await call('sh', first!)).code).toBe(0);
+    const pid = lockPid();
+    expect(pid !== undefined && alive(pid), 'a worker idles after its backlog').toBe(true);
+    try {
+      setup.writeEnv({ STORAGE_PREFIX: 'pitr-moved/' });
+      // Well before its idle limit (10 s): it looks at the settings files at every scan.
+      await waitFor(() => !alive(pid!), 5_000, 'the worker started with the old settings to end');
+      const [next] = await newSegments(1);
+      const r = await call('sh', next!);
+      expect(r.code, r.stderr).toBe(0);
+      const sha = createHash('sha256')
+        .update(readFileSync(join(pg.dataDir, 'pg_wal', next!)))
+        .digest('hex');
+      const keys = await awsKeys(setup.bucket);
+      expect(keys.filter((k) => k.includes(`/${next}~`))).toEqual([`pitr-moved/wal/${sysid}/${next}~${sha}.zst.gpg`]);
+    } finally {
+      setup.writeEnv({ STORAGE_PREFIX: 'pitr/' });
+    }
+  });
+
   it('the worker killed mid-way: the call still ends with its segment stored (it pushes it itself), and the next cold start takes over the dead lock', async () => {
     await noWorker();
     const names = await newSegments(3);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pushAheadSignature } from '../../src/api/wal-push-ahead.js';
+import { pushSettingsSignature } from '../../src/api/wal-push-ahead.js';
 import { claimWorker, fileIdentity, recordPushed, releaseWorker } from '../../src/wal/wal-spool.js';
 import { REPO_ROOT } from '../helpers/cli.js';
 
@@ -21,8 +21,8 @@ const SEG = '00000001000000000000000A';
 describe('bin/pgbak-wal-push (archive_command without node for segments pushed ahead)', () => {
   let root: string;
   let walDir: string;
-  const envFile = '/etc/pgbak/wal.env';
-  const sig = pushAheadSignature({ envFile });
+  let envFile: string;
+  let sig: string;
   const run = async (args: string[]) => {
     try {
       const r = await execFileAsync('sh', [CLIENT, ...args], { cwd: root, env: { PATH: process.env.PATH, PGBAK_NODE: '/bin/false' } });
@@ -36,11 +36,14 @@ describe('bin/pgbak-wal-push (archive_command without node for segments pushed a
     const path = join(walDir, SEG);
     await recordPushed(walDir, SEG, createHash('sha256').update(readFileSync(path)).digest('hex'), sig, await fileIdentity(path));
   };
-  beforeEach(() => {
+  beforeEach(async () => {
     root = mkdtempSync(join(tmpdir(), 'pgbak-client-'));
     walDir = join(root, 'pg_wal');
     mkdirSync(join(walDir, 'archive_status'), { recursive: true });
     writeFileSync(join(walDir, SEG), Buffer.alloc(32 * 1024, 3));
+    envFile = join(root, 'wal.env');
+    writeFileSync(envFile, 'STORAGE_BUCKET=a\n');
+    sig = await pushSettingsSignature({ envFile });
   });
   afterEach(() => rmSync(root, { recursive: true, force: true }));
 
@@ -57,12 +60,36 @@ describe('bin/pgbak-wal-push (archive_command without node for segments pushed a
   it('other flags, a rewritten file, other arguments or a history file: handed to pgbak wal-push', async () => {
     await record();
     expect((await run(['--env-file', '/etc/pgbak/other.env', `pg_wal/${SEG}`])).code).toBe(1);
+    expect((await run(['--env-file', '/etc/pgbak/wal.env', `pg_wal/${SEG}`])).code).toBe(1);
     expect((await run(['--env-file', envFile, '--set', 'X=1', `pg_wal/${SEG}`])).code).toBe(1);
     expect((await run(['--env-file', envFile, 'pg_wal/00000002.history'])).code).toBe(1);
     await new Promise((r) => setTimeout(r, 20));
     writeFileSync(join(walDir, SEG), Buffer.alloc(32 * 1024, 4));
     expect((await run(['--env-file', envFile, `pg_wal/${SEG}`])).code).toBe(1);
     expect(existsSync(join(walDir, 'pgbak_spool', `${SEG}.pushed`))).toBe(true);
+  });
+
+  it('the settings file edited since the segment was pushed ahead: handed to pgbak wal-push, which pushes it with the new settings', async () => {
+    await record();
+    await new Promise((r) => setTimeout(r, 20));
+    writeFileSync(envFile, 'STORAGE_BUCKET=b\n');
+    expect(await pushSettingsSignature({ envFile })).not.toBe(sig);
+    expect((await run(['--env-file', envFile, `pg_wal/${SEG}`])).code).toBe(1);
+    expect(existsSync(join(walDir, 'pgbak_spool', `${SEG}.pushed`))).toBe(true);
+  });
+
+  it('a worker running with settings edited since it started is not waited for', async () => {
+    expect(await claimWorker(walDir, sig)).toBe(true);
+    try {
+      await new Promise((r) => setTimeout(r, 20));
+      writeFileSync(envFile, 'STORAGE_BUCKET=b\n');
+      setTimeout(() => void record(), 3000);
+      const started = Date.now();
+      expect((await run(['--env-file', envFile, `pg_wal/${SEG}`])).code).toBe(1);
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      await releaseWorker(walDir);
+    }
   });
 
   it('while the worker is on the segment it waits for the record', async () => {

@@ -24,17 +24,26 @@ export function registerWalPush(program: Command, slot: OutcomeSlot): void {
     let walJob: Awaited<ReturnType<typeof import('./wal-common.js').loadWalJob>> | undefined;
     try {
       if (flags.aheadWorker) {
-        const { pushAheadSignature } = await import('../../api/wal-push-ahead.js');
+        const { pushSettingsSignature } = await import('../../api/wal-push-ahead.js');
         const { loadWalJob } = await import('./wal-common.js');
         const { runPushAheadWorker } = await import('../../api/wal-push-worker.js');
+        // Before the settings are read: a file edited in between ends the worker at its first look.
+        const signature = await pushSettingsSignature(flags);
         const { job, logger } = await loadWalJob(flags);
-        await runPushAheadWorker({ job, path, from: flags.aheadFrom === true, signature: pushAheadSignature(flags), logger });
+        await runPushAheadWorker({
+          job,
+          path,
+          from: flags.aheadFrom === true,
+          signature,
+          signatureNow: () => pushSettingsSignature(flags),
+          logger,
+        });
         slot.outcome = { exitCode: ExitCode.ok, errors: [] };
         return;
       }
       // Pushed ahead by an earlier call (same content, same flags): done, before loading anything heavy.
-      const { alreadyPushedAhead, pushAheadSignature } = await import('../../api/wal-push-ahead.js');
-      const signature = pushAheadSignature(flags);
+      const { alreadyPushedAhead, pushSettingsSignature } = await import('../../api/wal-push-ahead.js');
+      const signature = await pushSettingsSignature(flags);
       if (await alreadyPushedAhead(path, signature)) {
         process.stderr.write(`${new Date().toISOString()} INFO  archived ahead by an earlier wal-push file=${path.split('/').pop()}\n`);
         slot.outcome = { exitCode: ExitCode.ok, errors: [] };
