@@ -114,6 +114,9 @@ describe('wal-push cold start: the first call starts the push-ahead worker and w
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(new RegExp(`archived ahead by an earlier wal-push file=${name}`));
     expect(await storedWithSha(name!)).toBeDefined();
+    // Answered from the worker's record as soon as it was written, not when the worker ended (its idle limit).
+    const pid = lockPid();
+    expect(pid !== undefined && alive(pid), 'the worker still runs when the call has returned').toBe(true);
   });
 
   it('the settings file edited while a worker runs: that worker ends, and the next call pushes with the new settings', async () => {
