@@ -158,6 +158,13 @@ function archiveTimeout(what: string, timeoutMs: number): AppError {
   });
 }
 
+/**
+ * The archive check's wait between two listings: 100 ms at first (the file usually arrives within
+ * a second of the backup's stop, and every 500 ms poll cost the backup up to half a second), then
+ * growing to 500 ms so a slow archiver is not listed ten times a second for a minute.
+ */
+const pollDelay = (round: number) => Math.min(500, Math.round(100 * 1.5 ** round));
+
 /** The backup history file PostgreSQL archives at the backup's stop, found by its label. */
 async function waitForHistory(
   archive: StorageBackend,
@@ -168,7 +175,7 @@ async function waitForHistory(
 ): Promise<{ text: string; parsed: BackupHistory }> {
   const deadline = Date.now() + timeoutMs;
   const seen = new Set<string>();
-  for (;;) {
+  for (let round = 0; ; round++) {
     const files = (await listArchived(archive, systemIdentifier)).filter((a) => a.file.kind === 'backup' && !seen.has(a.key));
     for (const f of files.reverse()) {
       seen.add(f.key);
@@ -177,7 +184,7 @@ async function waitForHistory(
       if (parsed?.label === label) return { text, parsed };
     }
     if (Date.now() > deadline || signal?.aborted) throw archiveTimeout(`the backup history file of "${label}"`, timeoutMs);
-    await sleep(500, signal);
+    await sleep(pollDelay(round), signal);
   }
 }
 
@@ -189,11 +196,11 @@ async function waitForSegments(
   signal?: AbortSignal,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  for (let round = 0; ; round++) {
     const have = new Set((await listArchived(archive, systemIdentifier)).map((a) => a.file.name));
     const missing = segments.filter((s) => !have.has(s));
     if (missing.length === 0) return;
     if (Date.now() > deadline || signal?.aborted) throw archiveTimeout(`WAL segment ${missing[0]}`, timeoutMs);
-    await sleep(500, signal);
+    await sleep(pollDelay(round), signal);
   }
 }

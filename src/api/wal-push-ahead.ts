@@ -1,7 +1,16 @@
 import { spawn } from 'node:child_process';
 import { access, mkdir, open, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { consumePushed, fileIdentity, flagsSignature, spoolDir, waitPushed, WORKER_LOG, workerRunning } from '../wal/wal-spool.js';
+import {
+  AHEAD_NAME,
+  consumePushed,
+  fileIdentity,
+  flagsSignature,
+  spoolDir,
+  waitPushed,
+  WORKER_LOG,
+  workerRunning,
+} from '../wal/wal-spool.js';
 
 /**
  * The push-ahead worker (wal-push-worker.ts): `parallel` segments at once; it looks for new `.ready`
@@ -61,11 +70,17 @@ export async function alreadyPushedAhead(
   const full = resolve(cwd, path);
   const name = basename(full);
   const walDir = dirname(full);
-  if (!/^[0-9A-F]{24}$/.test(name) || basename(walDir) !== 'pg_wal') return false;
+  if (!AHEAD_NAME.test(name) || basename(walDir) !== 'pg_wal') return false;
   // Recorded already (the worker may have ended since): no worker to start.
   if (await consumePushed(walDir, name, full, signature)) return true;
   let starting: (() => boolean) | undefined;
-  if (startWorker && !(await exists(join(spoolDir(walDir), `${name}.failed`))) && !(await workerRunning(walDir, signature))) {
+  // A backup history file waits for a running worker, but never starts one (the worker starts from a segment).
+  if (
+    startWorker &&
+    name.length === 24 &&
+    !(await exists(join(spoolDir(walDir), `${name}.failed`))) &&
+    !(await workerRunning(walDir, signature))
+  ) {
     starting = await startDetached(startWorker, cwd, walDir);
   }
   return waitPushed(walDir, name, full, signature, PUSH_AHEAD.waitMs, starting);

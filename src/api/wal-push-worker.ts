@@ -38,7 +38,8 @@ export interface PushAheadWorkerOptions {
 /**
  * The push-ahead worker, as pgBackRest's asynchronous archive-push and WAL-G's do it: one per
  * pg_wal (a lock in the spool), started detached by a wal-push that saw more `.ready` segments.
- * It stores the segments PostgreSQL has marked `.ready`, `parallel` at a time over one S3 client,
+ * It stores the segments (and backup history files: a base backup's wait for its own is then one
+ * spool record, not a node start) PostgreSQL has marked `.ready`, `parallel` at a time over one S3 client,
  * and records each stored one in the spool; PostgreSQL's own calls for them find the record (or
  * wait for it) and exit 0 without loading the configuration or reaching the bucket. It keeps
  * looking for new `.ready` files while the server writes WAL, and ends when there are none for a
@@ -70,15 +71,16 @@ export async function runPushAheadWorker(o: PushAheadWorkerOptions): Promise<num
       const file = join(walDir, name);
       try {
         if (await spooled(walDir, name, o.signature)) return;
-        const id = await identityOfSegment(file);
-        if (id.systemIdentifier !== identity.systemIdentifier) return;
+        const parsed = parseWalFileName(name)!;
+        // A backup history file has no header: it is this pg_wal's, whose cluster the first segment named.
+        if (parsed.kind === 'segment' && (await identityOfSegment(file)).systemIdentifier !== identity.systemIdentifier) return;
         const before = await fileIdentity(file);
         const sha256 = await sha256OfFile(file);
         await pushOne({
           backend,
           job: o.job,
           path: file,
-          file: parseWalFileName(name)!,
+          file: parsed,
           systemIdentifier: identity.systemIdentifier,
           sha256,
           logger,
@@ -99,9 +101,7 @@ export async function runPushAheadWorker(o: PushAheadWorkerOptions): Promise<num
         logger.info('the settings files changed: the push-ahead worker ends; the next call starts one with the new settings');
         break;
       }
-      const next = (await readyAfter(walDir, after, o.from === true)).filter(
-        (n) => !inFlight.has(n) && !done.has(n) && parseWalFileName(n)?.kind === 'segment',
-      );
+      const next = (await readyAfter(walDir, after, o.from === true)).filter((n) => !inFlight.has(n) && !done.has(n));
       if (next.length > 0) idleSince = Date.now();
       for (const name of next) {
         if (inFlight.size >= limits.parallel) break;

@@ -5,7 +5,8 @@ import { claimLock, lockHolder, releaseLock } from './pid-lock.js';
 import { join } from 'node:path';
 
 /**
- * The push-ahead spool: `pg_wal/pgbak_spool/<segment>.pushed`, one small file per segment that a
+ * The push-ahead spool: `pg_wal/pgbak_spool/<segment>.pushed`, one small file per segment (or
+ * backup history file) that a
  * wal-push stored ahead of PostgreSQL's own call for it, holding the segment's sha256 and the
  * signature of the settings flags it was pushed with. PostgreSQL's later call finds it, checks the
  * file in pg_wal is unchanged (same inode, size and times; else the same sha256) and the flags are
@@ -158,15 +159,19 @@ export async function waitPushed(
   }
 }
 
+/** A segment's name, or a backup history file's (`<segment>.<offset>.backup`): what the worker pushes ahead. */
+export const AHEAD_NAME = /^[0-9A-F]{24}(?:\.[0-9A-F]{8}\.backup)?$/;
+
 /**
- * Segment names marked `.ready` in pg_wal/archive_status after `after` (from it, with `inclusive`),
- * in order (none when unreadable).
+ * Segment and backup history file names marked `.ready` in pg_wal/archive_status after `after`
+ * (from it, with `inclusive`), in name order (none when unreadable). A backup history file sorts
+ * after the segment it starts in.
  */
 export async function readyAfter(walDir: string, after: string, inclusive = false): Promise<string[]> {
   try {
     return (await readdir(join(walDir, 'archive_status')))
-      .filter((f) => /^[0-9A-F]{24}\.ready$/.test(f))
-      .map((f) => f.slice(0, 24))
+      .filter((f) => f.endsWith('.ready') && AHEAD_NAME.test(f.slice(0, -6)))
+      .map((f) => f.slice(0, -6))
       .filter((n) => n > after || (inclusive && n === after))
       .sort();
   } catch {
@@ -184,7 +189,7 @@ export async function removeStaleRecords(walDir: string): Promise<number> {
   try {
     const ready = new Set(await readyAfter(walDir, '', true));
     for (const f of await readdir(spoolDir(walDir))) {
-      const m = /^([0-9A-F]{24})\.(pushed|failed)$/.exec(f);
+      const m = /^([0-9A-F]{24}(?:\.[0-9A-F]{8}\.backup)?)\.(pushed|failed)$/.exec(f);
       if (m && !ready.has(m[1]!)) {
         await rm(join(spoolDir(walDir), f), { force: true });
         removed++;

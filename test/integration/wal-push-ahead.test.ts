@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +117,29 @@ describe('wal-push cold start: the first call starts the push-ahead worker and w
     // Answered from the worker's record as soon as it was written, not when the worker ended (its idle limit).
     const pid = lockPid();
     expect(pid !== undefined && alive(pid), 'the worker still runs when the call has returned').toBe(true);
+  });
+
+  it("a base backup's history file: the running worker stores it too, and PostgreSQL's call for it is answered from the spool", async () => {
+    await noWorker();
+    // A base backup's start and stop (not waiting for the archive, which is off): a .backup file waits .ready.
+    await psql(pg, 'postgres', "SELECT pg_backup_start('pgbak-test', true); SELECT lsn FROM pg_backup_stop(false)");
+    const [next] = await newSegments(1);
+    const ready = readdirSync(join(pg.dataDir, 'pg_wal', 'archive_status'));
+    const backup = ready.find((f) => f.endsWith('.backup.ready'))?.slice(0, -'.ready'.length);
+    expect(backup, ready.join(' ')).toMatch(/^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/);
+    // The archiver's order: every segment before it, then the history file.
+    const pending = ready
+      .filter((f) => /^[0-9A-F]{24}\.ready$/.test(f))
+      .map((f) => f.slice(0, 24))
+      .sort();
+    for (const name of pending.filter((n) => n < backup!)) expect((await call('sh', name)).code).toBe(0);
+    const r = await call('sh', backup!);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`archived ahead by an earlier wal-push file=${backup}`);
+    const keys = await awsKeys(setup.bucket);
+    expect(keys.some((k) => k.startsWith(`pitr/wal/${sysid}/${backup}~`))).toBe(true);
+    for (const name of pending.filter((n) => n > backup!)) expect((await call('sh', name)).code).toBe(0);
+    expect(next! > backup!).toBe(true);
   });
 
   it('the settings file edited while a worker runs: that worker ends, and the next call pushes with the new settings', async () => {

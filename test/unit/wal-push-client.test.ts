@@ -69,6 +69,28 @@ describe('bin/pgbak-wal-push (archive_command without node for segments pushed a
     expect(existsSync(join(walDir, 'pgbak_spool', `${SEG}.pushed`))).toBe(true);
   });
 
+  it('a backup history file recorded by the worker: exit 0 without node; unrecorded with no worker, or a malformed name: handed to pgbak wal-push', async () => {
+    const backup = `${SEG}.00000028.backup`;
+    writeFileSync(join(walDir, backup), 'START WAL LOCATION: 0/A000028 (file 00000001000000000000000A)\n');
+    const r0 = await run(['--env-file', envFile, `pg_wal/${backup}`]);
+    expect(r0.code, 'no record, no worker: node').toBe(1);
+    const path = join(walDir, backup);
+    await recordPushed(walDir, backup, createHash('sha256').update(readFileSync(path)).digest('hex'), sig, await fileIdentity(path));
+    const r = await run(['--env-file', envFile, `pg_wal/${backup}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`archived ahead by an earlier wal-push file=${backup}`);
+    for (const odd of [
+      `${SEG}.0000002.backup`,
+      `${SEG}.00000028.00000028.backup`,
+      `${SEG}.0000002g.backup`,
+      `${SEG.slice(1)}.00000028.backup`,
+    ]) {
+      writeFileSync(join(walDir, odd), 'x');
+      await recordPushed(walDir, odd, createHash('sha256').update('x').digest('hex'), sig, await fileIdentity(join(walDir, odd)));
+      expect((await run(['--env-file', envFile, `pg_wal/${odd}`])).code, odd).toBe(1);
+    }
+  });
+
   it('the settings file edited since the segment was pushed ahead: handed to pgbak wal-push, which pushes it with the new settings', async () => {
     await record();
     await new Promise((r) => setTimeout(r, 20));
