@@ -3,6 +3,7 @@ import { mkdirSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LockedError, errnoCode, fsError } from '../errors/index.js';
+import { processAlive } from '../model/process-alive.js';
 
 export interface LockInfo {
   readonly pid: number;
@@ -25,15 +26,6 @@ const held = new Set<() => void>();
  */
 export function releaseHeldLocks(): void {
   for (const release of [...held]) release();
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === 'EPERM';
-  }
 }
 
 /**
@@ -66,7 +58,7 @@ export function acquireLock(dir: string, prefix: string, what: string): HeldLock
       } catch {
         holder = undefined; // unreadable or half-written: treat as stale below
       }
-      if (holder && (holder.host !== me.host || alive(holder.pid)) && holder.pid !== process.pid) {
+      if (holder && (holder.host !== me.host || processAlive(holder.pid)) && holder.pid !== process.pid) {
         throw new LockedError(
           `another ${what} is running (pid ${holder.pid}${holder.host !== me.host ? ` on ${holder.host}` : ''}, since ${holder.startedAt})`,
           {
