@@ -97,9 +97,6 @@ export function buildProgram(slot: OutcomeSlot): Command {
  * prints errors: a command's outcome errors, then anything thrown, each once through renderError.
  */
 export async function main(argv: string[] = process.argv): Promise<number> {
-  // The AWS SDK warns on every S3 client that Node 20 is past its end of life; pgbak supports
-  // Node 20 on purpose, and the warning would pollute `status` checks and cron mail.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const slot: OutcomeSlot = { outcome: undefined };
   const program = buildProgram(slot);
   try {

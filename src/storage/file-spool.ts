@@ -1,6 +1,9 @@
-import { closeSync, createReadStream, openSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, read } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { SpoolFile } from './storage-backend.js';
+
+/** The file system of a read of the shared descriptor: reads as usual, never closes it (FileSpool.close does). */
+const KEEP_FD_OPEN = { read, close: (_fd: number, done: (err: NodeJS.ErrnoException | null) => void) => done(null) };
 
 /**
  * The local copy of a backup as an upload's source: the local put reports each completed write
@@ -84,7 +87,9 @@ export class FileSpool implements SpoolFile {
     if (end <= start) return Readable.from([]);
     if (this.fd === undefined || this.closed) throw new Error('FileSpool: the file is not open');
     if (end > this.written) throw new Error(`FileSpool: bytes up to ${end} are not written yet (${this.written})`);
-    return createReadStream('', { fd: this.fd, start, end: end - 1, autoClose: false, highWaterMark: 256 * 1024 });
+    // The descriptor is shared by every read: destroying one read (a part whose request failed)
+    // must not close it, and a ReadStream's destroy closes its fd whatever autoClose says.
+    return createReadStream('', { fd: this.fd, start, end: end - 1, autoClose: false, highWaterMark: 256 * 1024, fs: KEEP_FD_OPEN });
   }
 
   /** Closes the read descriptor; later waits and reads fail. */

@@ -1,39 +1,28 @@
-import {
-  AbortMultipartUploadCommand,
-  CreateBucketCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutBucketLifecycleConfigurationCommand,
-  S3Client,
-  type ListObjectsV2CommandOutput,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { S3Settings } from '../config/job.js';
 import { ConflictError, NotFoundError } from '../errors/index.js';
-import { bucketMissing, DeadlineExceeded, DEFAULT_TIMEOUT_MS, isNotFound, mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
+import { S3Client, type S3Request, type S3Response, xmlBlocks, xmlEscape, xmlText } from './s3-client.js';
 import {
-  addContentMd5,
   anySignal,
+  bucketMissing,
   CleanupFailure,
-  honourRequestScope,
-  freshBodyPerAttempt,
-  requestScope,
-  trackMultipartCleanup,
-} from './s3-middleware.js';
-import { spooledUpload } from './s3-spooled-upload.js';
+  DeadlineExceeded,
+  DEFAULT_TIMEOUT_MS,
+  httpStatusOf,
+  isNotFound,
+  mapS3Error,
+  s3ErrorName,
+} from './s3-errors.js';
 import {
   deleteAllVersions,
   deletePermissionError,
   enableObjectLock,
   objectLockEnabled,
   objectLockMissing,
-  type Send,
+  type Call,
 } from './s3-object-lock.js';
+import { uploadObject } from './s3-upload.js';
 import type { PutOptions, PutResult, StaleUpload, StorageBackend, StoredObject } from './storage-backend.js';
 
 export { DEFAULT_TIMEOUT_MS, httpStatusOf, mapS3Error, s3ErrorName } from './s3-errors.js';
@@ -56,11 +45,10 @@ export interface S3BackendOptions {
 }
 
 /**
- * Stores objects in an S3 bucket (MinIO, AWS, R2, Ceph …) under `settings.prefix`. Every put goes
- * through a multipart upload (lib-storage `Upload`), which stays invisible until it completes;
- * when the body errors, the signal aborts or a request fails, the multipart upload is aborted
- * before `put` rejects, so nothing is left behind. Checksums are only sent when an operation
- * requires them, which keeps the client compatible with MinIO, R2 and Ceph.
+ * Stores objects in an S3 bucket (MinIO, AWS, R2, Ceph, versitygw …) under `settings.prefix`, with
+ * pgbak's own S3 client (s3-client.ts). A put larger than a part is a multipart upload, which stays
+ * invisible until it completes; when the body errors, the signal aborts or a request fails, the
+ * multipart upload is aborted before `put` rejects, so nothing is left behind.
  *
  * Nothing waits on S3 forever (STORAGE_TIMEOUT, `settings.timeoutMs`): a stopped or black-holed
  * endpoint still completes the TCP handshake from the kernel backlog and then never answers, so
@@ -95,28 +83,23 @@ export class S3Backend implements StorageBackend {
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
-      credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey },
-      forcePathStyle: true,
-      // The 2025 SDK default (CRC32 on every request, aws-chunked bodies) breaks MinIO, R2 and Ceph.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
+      accessKeyId: settings.accessKeyId,
+      secretAccessKey: settings.secretAccessKey,
       // The idle timeout is what notices a frozen or black-holed server (see above); a total
       // request timeout would also cut a slow but moving part upload.
-      requestHandler: { connectionTimeout: Math.min(10_000, this.timeoutMs), socketTimeout: this.timeoutMs },
+      connectTimeoutMs: Math.min(10_000, this.timeoutMs),
+      socketTimeoutMs: this.timeoutMs,
     });
-    honourRequestScope(this.client);
-    trackMultipartCleanup(this.client, this.timeoutMs);
-    addContentMd5(this.client);
-    freshBodyPerAttempt(this.client);
   }
 
   /**
-   * Send one request (with the SDK's retries) that must be answered within the timeout, and is
-   * aborted by `signal` and the backend's stop signal unless it is `cleanup`. The deadline ends
-   * when the answer starts: a download's body is then bounded by the socket idle timeout only.
+   * Send one request of this bucket (with the client's retries) that must be answered within the
+   * timeout, and is aborted by `signal` and the backend's stop signal unless it is `cleanup`. The
+   * deadline ends when the answer starts: a download's body is then bounded by the socket idle
+   * timeout only.
    */
   private async request<T>(
-    send: (abortSignal: AbortSignal) => Promise<T>,
+    send: (signal: AbortSignal) => Promise<T>,
     options: { signal?: AbortSignal | undefined; cleanup?: boolean } = {},
   ): Promise<T> {
     const deadline = new AbortController();
@@ -130,6 +113,10 @@ export class S3Backend implements StorageBackend {
     }
   }
 
+  /** One request of this bucket within the timeout (also for the helpers of s3-object-lock.ts). */
+  private readonly call: Call = (r, options = {}) =>
+    this.request((signal) => this.client.send({ ...r, bucket: this.bucket, signal }), options);
+
   urlOf(key: string): string {
     return `s3://${this.bucket}/${this.prefix}${key}`;
   }
@@ -140,7 +127,8 @@ export class S3Backend implements StorageBackend {
   }
 
   /**
-   * Streams `body` to `key` with a multipart upload of `partSize` parts (`queueSize` at a time).
+   * Streams `body` to `key` (s3-upload.ts): one PutObject below a part, else a multipart upload of
+   * `partSize` parts (`queueSize` at a time), read back from `options.spool` when there is one.
    * Rejects, after aborting the multipart upload, when the body errors (with the body's error),
    * when the signal aborts (with its reason) or when S3 fails (with a StorageError). If aborting
    * the multipart upload fails too, the original error is reported (the bucket's lifecycle rule
@@ -169,56 +157,39 @@ export class S3Backend implements StorageBackend {
       doom();
     };
     body.once('error', onBodyError);
-
-    const params = {
-      Bucket: this.bucket,
-      Key: this.prefix + key,
-      ContentType: options.contentType,
-      // STORAGE_OBJECT_LOCK: the object is stored locked (a multipart upload carries it from its start).
-      ...(this.settings.objectLock && options.retainUntil
-        ? {
-            ObjectLockMode: this.settings.objectLock === 'compliance' ? ('COMPLIANCE' as const) : ('GOVERNANCE' as const),
-            ObjectLockRetainUntilDate: options.retainUntil,
-          }
-        : {}),
-    };
-    let size = 0;
-    // With the local copy being written alongside, parts are read from it (s3-spooled-upload.ts);
-    // else lib-storage buffers them. Upload.abort() makes done() reject at once, while the parts in
-    // flight and the AbortMultipartUpload still run in the background. This gate's `onabort` is
-    // never called: the part loop stops at the abort, but done() settles only after the cleanup ran.
-    const spool = options.ifNoneMatch ? undefined : options.spool;
-    const gate = { signal: { aborted: false, onabort: null }, abort: () => void (gate.signal.aborted = true) };
-    const upload = spool
-      ? undefined
-      : new Upload({
-          client: this.client,
-          // Create only (a single PutObject: only small bodies such as run records use it).
-          params: { ...params, Body: body, ...(options.ifNoneMatch ? { IfNoneMatch: '*' } : {}) },
-          partSize,
-          queueSize: this.settings.queueSize,
-          leavePartsOnError: false,
-          abortController: gate,
-        });
-    upload?.on('httpUploadProgress', (p) => (size = Math.max(size, p.loaded ?? 0)));
     const onAbort = () => {
-      void upload?.abort();
       doom();
       // Also wakes a part loop that waits for data from a stalled source.
       body.destroy(signal?.reason instanceof Error ? signal.reason : new Error('upload aborted'));
     };
     if (signal?.aborted) onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    const run = async () => {
-      if (upload) await upload.done();
-      else if (spool) {
-        const { queueSize } = this.settings;
-        size = await spooledUpload({ client: this.client, params, body, spool, partSize, queueSize, onProgress: (n) => (size = n), doom });
-      }
-    };
 
+    const headers = {
+      'content-type': options.contentType,
+      // STORAGE_OBJECT_LOCK: the object is stored locked (a multipart upload carries it from its start).
+      ...(this.settings.objectLock && options.retainUntil
+        ? {
+            'x-amz-object-lock-mode': this.settings.objectLock === 'compliance' ? 'COMPLIANCE' : 'GOVERNANCE',
+            'x-amz-object-lock-retain-until-date': options.retainUntil.toISOString(),
+          }
+        : {}),
+    };
+    let size = 0;
     try {
-      await requestScope.run(requests.signal, run);
+      size = await uploadObject(
+        { client: this.client, bucket: this.bucket, key: this.prefix + key, headers, ifNoneMatch: options.ifNoneMatch },
+        {
+          body,
+          spool: options.spool,
+          partSize,
+          queueSize: this.settings.queueSize,
+          signal: requests.signal,
+          timeoutMs: this.timeoutMs,
+          onProgress: (n) => (size = n),
+          doom,
+        },
+      );
       return { key, size };
     } catch (err) {
       if (!body.destroyed) body.destroy();
@@ -239,14 +210,11 @@ export class S3Backend implements StorageBackend {
 
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
     try {
-      const out = await this.request(
-        (abortSignal) => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }),
-        {
-          signal: options.signal,
-        },
+      const { stream } = await this.request(
+        (signal) => this.client.open({ method: 'GET', bucket: this.bucket, key: this.prefix + key, signal }),
+        { signal: options.signal },
       );
-      if (!(out.Body instanceof Readable)) throw new Error('GetObject returned no Node stream');
-      return out.Body;
+      return stream;
     } catch (err) {
       if (s3ErrorName(err) === 'NoSuchKey') {
         throw new NotFoundError(`not found: ${key} (no object ${this.urlOf(key)})`, { cause: err });
@@ -257,10 +225,9 @@ export class S3Backend implements StorageBackend {
 
   async stat(key: string): Promise<StoredObject | undefined> {
     try {
-      const out = await this.request((abortSignal) =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }),
-      );
-      return { key, size: out.ContentLength ?? 0, modified: out.LastModified ?? new Date(0) };
+      const out = await this.call({ method: 'HEAD', key: this.prefix + key });
+      const modified = out.headers['last-modified'];
+      return { key, size: Number(out.headers['content-length'] ?? 0), modified: modified ? new Date(modified) : new Date(0) };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw mapS3Error(err, this.settings, `stat of ${key}`);
@@ -271,18 +238,23 @@ export class S3Backend implements StorageBackend {
   async *list(prefix = ''): AsyncIterable<StoredObject> {
     let token: string | undefined;
     do {
-      let page: ListObjectsV2CommandOutput;
+      let page: S3Response;
       try {
-        const input = { Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token };
-        page = await this.request((abortSignal) => this.client.send(new ListObjectsV2Command(input), { abortSignal }));
+        page = await this.call({ method: 'GET', query: { 'list-type': '2', prefix: this.prefix + prefix, 'continuation-token': token } });
       } catch (err) {
         throw mapS3Error(err, this.settings, 'list');
       }
-      for (const object of page.Contents ?? []) {
-        if (object.Key === undefined || !object.Key.startsWith(this.prefix)) continue;
-        yield { key: object.Key.slice(this.prefix.length), size: object.Size ?? 0, modified: object.LastModified ?? new Date(0) };
+      for (const object of xmlBlocks(page.body, 'Contents')) {
+        const key = xmlText(object, 'Key');
+        if (key === undefined || !key.startsWith(this.prefix)) continue;
+        const modified = xmlText(object, 'LastModified');
+        yield {
+          key: key.slice(this.prefix.length),
+          size: Number(xmlText(object, 'Size') ?? 0),
+          modified: modified ? new Date(modified) : new Date(0),
+        };
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      token = xmlText(page.body, 'IsTruncated') === 'true' ? xmlText(page.body, 'NextContinuationToken') : undefined;
     } while (token);
   }
 
@@ -292,14 +264,9 @@ export class S3Backend implements StorageBackend {
    */
   async delete(key: string): Promise<void> {
     // With Object Lock the bucket is versioned: a plain DELETE would only hide the data behind a marker.
-    if (this.settings.objectLock) return deleteAllVersions(this.client, this.settings, this.prefix + key, this.urlOf(key), this.send);
+    if (this.settings.objectLock) return deleteAllVersions(this.call, this.settings, this.prefix + key, this.urlOf(key));
     try {
-      await this.request(
-        (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + key }), { abortSignal }),
-        {
-          cleanup: true,
-        },
-      );
+      await this.call({ method: 'DELETE', key: this.prefix + key }, { cleanup: true });
     } catch (err) {
       if (s3ErrorName(err) === 'NoSuchKey') return;
       if (s3ErrorName(err) === 'AccessDenied') throw deletePermissionError(this.settings, this.urlOf(key), 's3:DeleteObject', err);
@@ -307,16 +274,13 @@ export class S3Backend implements StorageBackend {
     }
   }
 
-  /** One request within the timeout (for the helpers of s3-object-lock.ts). */
-  private readonly send: Send = (fn) => this.request(fn);
-
   /**
    * Checks that the endpoint answers, the credentials are accepted and the bucket exists; with
    * STORAGE_OBJECT_LOCK, that the bucket has Object Lock (else a `storage-object-lock` error).
    */
   async checkAccess(): Promise<void> {
     try {
-      await this.request((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
+      await this.call({ method: 'HEAD' });
     } catch (err) {
       // HeadBucket has no response body: a missing bucket is a bare 404.
       throw isNotFound(err) ? bucketMissing(this.settings, err) : mapS3Error(err, this.settings, 'access check');
@@ -326,7 +290,7 @@ export class S3Backend implements StorageBackend {
 
   /** Whether the bucket has Object Lock enabled. */
   objectLockEnabled(): Promise<boolean> {
-    return objectLockEnabled(this.client, this.settings, this.send);
+    return objectLockEnabled(this.call, this.settings);
   }
 
   /**
@@ -337,22 +301,28 @@ export class S3Backend implements StorageBackend {
   async ensureBucket(options: { objectLock?: boolean } = {}): Promise<'created' | 'exists'> {
     let exists = false;
     try {
-      await this.request((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
+      await this.call({ method: 'HEAD' });
       exists = true;
     } catch (err) {
       if (!isNotFound(err)) throw mapS3Error(err, this.settings, 'bucket check');
     }
     if (!exists) {
       try {
-        const input = { Bucket: this.bucket, ...(options.objectLock ? { ObjectLockEnabledForBucket: true } : {}) };
-        await this.request((abortSignal) => this.client.send(new CreateBucketCommand(input), { abortSignal }));
+        const { region } = this.settings;
+        // Outside us-east-1, S3 wants the region named (as the AWS SDKs add it).
+        const body =
+          region && region !== 'us-east-1'
+            ? `<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>${region}</LocationConstraint></CreateBucketConfiguration>`
+            : undefined;
+        const headers = options.objectLock ? { 'x-amz-bucket-object-lock-enabled': 'true' } : {};
+        await this.call({ method: 'PUT', headers, body });
       } catch (err) {
         const name = s3ErrorName(err);
         if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw mapS3Error(err, this.settings, 'bucket creation');
         exists = true;
       }
     }
-    if (options.objectLock && !(await this.objectLockEnabled())) await enableObjectLock(this.client, this.settings, this.send);
+    if (options.objectLock && !(await this.objectLockEnabled())) await enableObjectLock(this.call, this.settings);
     return exists ? 'exists' : 'created';
   }
 
@@ -362,26 +332,13 @@ export class S3Backend implements StorageBackend {
    */
   async setLifecycle(days: number): Promise<void> {
     if (!Number.isInteger(days) || days < 1) throw new RangeError(`lifecycle days must be a whole number ≥ 1, got ${days}`);
+    const doc =
+      '<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ID>pgbak-expire-backups</ID>' +
+      `<Filter><Prefix>${xmlEscape(this.prefix)}</Prefix></Filter><Status>Enabled</Status><Expiration><Days>${days}</Days></Expiration>` +
+      '<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule></LifecycleConfiguration>';
     try {
-      await this.request((abortSignal) =>
-        this.client.send(
-          new PutBucketLifecycleConfigurationCommand({
-            Bucket: this.bucket,
-            LifecycleConfiguration: {
-              Rules: [
-                {
-                  ID: 'pgbak-expire-backups',
-                  Status: 'Enabled',
-                  Filter: { Prefix: this.prefix },
-                  Expiration: { Days: days },
-                  AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
-                },
-              ],
-            },
-          }),
-          { abortSignal },
-        ),
-      );
+      // The request needs an integrity header: Content-MD5 (AWS, MinIO, Ceph accept it).
+      await this.call({ method: 'PUT', query: { lifecycle: '' }, headers: { 'content-md5': md5Base64(doc) }, body: doc });
     } catch (err) {
       throw mapS3Error(err, this.settings, 'lifecycle configuration');
     }
@@ -403,30 +360,32 @@ export class S3Backend implements StorageBackend {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
-      let page;
+      let page: S3Response;
       try {
-        page = await this.client.send(
-          new ListMultipartUploadsCommand({ Bucket: this.bucket, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
-        );
+        page = await this.call({ method: 'GET', query: { uploads: '', 'key-marker': keyMarker, 'upload-id-marker': uploadIdMarker } });
       } catch (err) {
         throw mapS3Error(err, this.settings, 'listing of multipart uploads');
       }
-      for (const u of page.Uploads ?? []) {
-        if (!u.Key?.startsWith(this.prefix) || !u.UploadId || !u.Initiated) continue;
-        const key = u.Key.slice(this.prefix.length);
-        const upload = { key, uploadId: u.UploadId, initiated: u.Initiated };
+      for (const u of xmlBlocks(page.body, 'Upload')) {
+        const fullKey = xmlText(u, 'Key');
+        const uploadId = xmlText(u, 'UploadId');
+        const initiated = xmlText(u, 'Initiated');
+        if (!fullKey?.startsWith(this.prefix) || !uploadId || !initiated) continue;
+        const upload = { key: fullKey.slice(this.prefix.length), uploadId, initiated: new Date(initiated) };
         if (o.select(upload)) stale.push(upload);
       }
-      const more = page.IsTruncated === true && (page.NextKeyMarker !== keyMarker || page.NextUploadIdMarker !== uploadIdMarker);
-      keyMarker = more ? page.NextKeyMarker : undefined;
-      uploadIdMarker = more ? page.NextUploadIdMarker : undefined;
+      const nextKey = xmlText(page.body, 'NextKeyMarker') || undefined;
+      const nextId = xmlText(page.body, 'NextUploadIdMarker') || undefined;
+      const more = xmlText(page.body, 'IsTruncated') === 'true' && (nextKey !== keyMarker || nextId !== uploadIdMarker);
+      keyMarker = more ? nextKey : undefined;
+      uploadIdMarker = more ? nextId : undefined;
     } while (keyMarker !== undefined);
     if (o.dryRun) return { aborted: stale, errors: [] };
     const aborted: StaleUpload[] = [];
     const errors: string[] = [];
     for (const u of stale) {
       try {
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.prefix + u.key, UploadId: u.uploadId }));
+        await this.call({ method: 'DELETE', key: this.prefix + u.key, query: { uploadId: u.uploadId } }, { cleanup: true });
         aborted.push(u);
       } catch (err) {
         // Completed or aborted meanwhile: nothing is left to abort.
@@ -444,3 +403,10 @@ export class S3Backend implements StorageBackend {
     this.client.destroy();
   }
 }
+
+function md5Base64(text: string): string {
+  return createHash('md5').update(text).digest('base64');
+}
+
+/** A request of the backend's bucket (the bucket and the signal are filled in by `call`). */
+export type BucketRequest = Omit<S3Request, 'bucket' | 'signal'>;

@@ -20,7 +20,7 @@ const CREDENTIAL_ERRORS = new Set([
   'ExpiredToken',
 ]);
 
-/** The S3 error name (NoSuchKey, AccessDenied …) of an SDK error, or its Error name. */
+/** The S3 error name (NoSuchKey, AccessDenied …) of an S3Error (s3-client.ts), or its Error name. */
 export function s3ErrorName(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
   const e = err as { name?: unknown; Code?: unknown };
@@ -58,8 +58,31 @@ export class DeadlineExceeded extends Error {
   }
 }
 
+/** A signal that aborts after `timeoutMs` with DeadlineExceeded; its timer never holds the process. */
+export function deadlineSignal(timeoutMs: number): AbortSignal {
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new DeadlineExceeded(timeoutMs)), timeoutMs).unref();
+  return controller.signal;
+}
+
+/** Both signals in one (either may be absent). */
+export function anySignal(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
+}
+
+/** An AbortMultipartUpload that failed, carrying the failure that made the upload abort. */
+export class CleanupFailure extends Error {
+  constructor(
+    cause: unknown,
+    readonly original: unknown,
+  ) {
+    super(`aborting the multipart upload failed: ${describe(cause)}`, { cause });
+    this.name = 'CleanupFailure';
+  }
+}
+
 /**
- * A request that got no answer in time: our deadline, or the SDK's socket idle / request timeout.
+ * A request that got no answer in time: our deadline, or the client's socket idle timeout.
  * A connection that could not be set up at all is an unreachable endpoint instead.
  */
 function isTimeout(err: unknown): boolean {

@@ -1,13 +1,6 @@
-import {
-  DeleteObjectCommand,
-  GetObjectLockConfigurationCommand,
-  GetObjectRetentionCommand,
-  HeadObjectCommand,
-  ListObjectVersionsCommand,
-  PutBucketVersioningCommand,
-  PutObjectLockConfigurationCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
+import type { S3Request, S3Response } from './s3-client.js';
+import { xmlBlocks, xmlText } from './s3-client.js';
 import type { S3Settings } from '../config/job.js';
 import { StorageError } from '../errors/index.js';
 import { mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
@@ -33,8 +26,17 @@ export function retainUntilOf(started: Date, retentionDays: number): Date {
   return new Date(Math.ceil((started.getTime() + (retentionDays + OBJECT_LOCK_MARGIN_DAYS) * 86_400_000) / 1000) * 1000);
 }
 
-/** Sends one request bounded by the backend's timeout (S3Backend's `request`). */
-export type Send = <T>(send: (abortSignal: AbortSignal) => Promise<T>) => Promise<T>;
+/**
+ * Sends one request of the backend's bucket, bounded by its timeout (S3Backend's `call`); a
+ * `cleanup` request is not aborted by the command's stop signal.
+ */
+export type Call = (r: Omit<S3Request, 'bucket' | 'signal'>, options?: { cleanup?: boolean }) => Promise<S3Response>;
+
+const S3_NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
+
+function md5Base64(text: string): string {
+  return createHash('md5').update(text).digest('base64');
+}
 
 /** A delete that the server refused because the version is under Object Lock until `retainUntil`. */
 export class ObjectLockedError extends StorageError {
@@ -64,10 +66,10 @@ export function deletePermissionError(s: S3Settings, url: string, permission: st
 }
 
 /** Whether the bucket has Object Lock enabled (GetObjectLockConfiguration). */
-export async function objectLockEnabled(client: S3Client, s: S3Settings, send: Send): Promise<boolean> {
+export async function objectLockEnabled(call: Call, s: S3Settings): Promise<boolean> {
   try {
-    const out = await send((abortSignal) => client.send(new GetObjectLockConfigurationCommand({ Bucket: s.bucket }), { abortSignal }));
-    return out.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+    const out = await call({ method: 'GET', query: { 'object-lock': '' } });
+    return xmlText(out.body, 'ObjectLockEnabled') === 'Enabled';
   } catch (err) {
     const name = s3ErrorName(err) ?? '';
     if (
@@ -85,23 +87,16 @@ export async function objectLockEnabled(client: S3Client, s: S3Settings, send: S
  * versioning is on: then versioning is enabled and the lock tried again); MinIO only at creation,
  * and the bucket is left as it was, with a StorageError that says to create a new bucket.
  */
-export async function enableObjectLock(client: S3Client, s: S3Settings, send: Send): Promise<void> {
-  const lock = () =>
-    send((abortSignal) =>
-      client.send(new PutObjectLockConfigurationCommand({ Bucket: s.bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled' } }), {
-        abortSignal,
-      }),
-    );
+export async function enableObjectLock(call: Call, s: S3Settings): Promise<void> {
+  const doc = `<ObjectLockConfiguration ${S3_NS}><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>`;
+  const lock = () => call({ method: 'PUT', query: { 'object-lock': '' }, headers: { 'content-md5': md5Base64(doc) }, body: doc });
   try {
     try {
       await lock();
     } catch (err) {
       if (!/versioning/i.test(err instanceof Error ? err.message : '')) throw err;
-      await send((abortSignal) =>
-        client.send(new PutBucketVersioningCommand({ Bucket: s.bucket, VersioningConfiguration: { Status: 'Enabled' } }), {
-          abortSignal,
-        }),
-      );
+      const versioning = `<VersioningConfiguration ${S3_NS}><Status>Enabled</Status></VersioningConfiguration>`;
+      await call({ method: 'PUT', query: { versioning: '' }, headers: { 'content-md5': md5Base64(versioning) }, body: versioning });
       await lock();
     }
   } catch (err) {
@@ -134,41 +129,44 @@ export function objectLockMissing(s: S3Settings): StorageError {
  * locked throws ObjectLockedError with its retain-until date; a refusal for a missing permission
  * throws a `storage-permission` StorageError naming s3:DeleteObjectVersion.
  */
-export async function deleteAllVersions(client: S3Client, s: S3Settings, fullKey: string, url: string, send: Send): Promise<void> {
+export async function deleteAllVersions(call: Call, s: S3Settings, fullKey: string, url: string): Promise<void> {
   const versions: { id: string; marker: boolean }[] = [];
   let keyMarker: string | undefined;
   let versionIdMarker: string | undefined;
   do {
-    let page;
+    let page: string;
     try {
-      page = await send((abortSignal) =>
-        client.send(
-          new ListObjectVersionsCommand({ Bucket: s.bucket, Prefix: fullKey, KeyMarker: keyMarker, VersionIdMarker: versionIdMarker }),
-          { abortSignal },
-        ),
-      );
+      const query = { versions: '', prefix: fullKey, 'key-marker': keyMarker, 'version-id-marker': versionIdMarker };
+      page = (await call({ method: 'GET', query })).body;
     } catch (err) {
       throw mapS3Error(err, s, `listing of the versions of ${url}`);
     }
-    for (const v of page.Versions ?? []) if (v.Key === fullKey && v.VersionId) versions.push({ id: v.VersionId, marker: false });
-    for (const m of page.DeleteMarkers ?? []) if (m.Key === fullKey && m.VersionId) versions.push({ id: m.VersionId, marker: true });
-    const more = page.IsTruncated === true && (page.NextKeyMarker !== keyMarker || page.NextVersionIdMarker !== versionIdMarker);
-    keyMarker = more ? page.NextKeyMarker : undefined;
-    versionIdMarker = more ? page.NextVersionIdMarker : undefined;
+    for (const [tag, marker] of [
+      ['Version', false],
+      ['DeleteMarker', true],
+    ] as const) {
+      for (const v of xmlBlocks(page, tag)) {
+        const id = xmlText(v, 'VersionId');
+        if (xmlText(v, 'Key') === fullKey && id) versions.push({ id, marker });
+      }
+    }
+    const nextKey = xmlText(page, 'NextKeyMarker') || undefined;
+    const nextId = xmlText(page, 'NextVersionIdMarker') || undefined;
+    const more = xmlText(page, 'IsTruncated') === 'true' && (nextKey !== keyMarker || nextId !== versionIdMarker);
+    keyMarker = more ? nextKey : undefined;
+    versionIdMarker = more ? nextId : undefined;
   } while (keyMarker !== undefined);
   // Data first: while a locked version stays, its delete markers may stay too (they hide nothing more).
   versions.sort((a, b) => Number(a.marker) - Number(b.marker));
   for (const v of versions) {
     try {
-      await send((abortSignal) =>
-        client.send(new DeleteObjectCommand({ Bucket: s.bucket, Key: fullKey, VersionId: v.id }), { abortSignal }),
-      );
+      await call({ method: 'DELETE', key: fullKey, query: { versionId: v.id } }, { cleanup: true });
     } catch (err) {
       if (s3ErrorName(err) === 'NoSuchKey' || s3ErrorName(err) === 'NoSuchVersion') continue;
       // AWS and versitygw refuse a locked version with AccessDenied, MinIO with InvalidRequest
       // ("Object is WORM protected"): the version's own retention tells which it is.
       const status = httpStatusOf(err);
-      const lock = v.marker || status === undefined || status >= 500 ? undefined : await retentionOf(client, s, fullKey, v.id, send);
+      const lock = v.marker || status === undefined || status >= 500 ? undefined : await retentionOf(call, fullKey, v.id);
       if (lock?.locked) throw new ObjectLockedError(url, lock.until, { cause: err });
       if (s3ErrorName(err) === 'AccessDenied' || status === 403) throw deletePermissionError(s, url, 's3:DeleteObjectVersion', err);
       throw mapS3Error(err, s, `delete of ${url}`);
@@ -182,27 +180,24 @@ export async function deleteAllVersions(client: S3Client, s: S3Settings, fullKey
  * fields), then HeadObject (legal hold; servers without GetObjectRetention).
  */
 async function retentionOf(
-  client: S3Client,
-  s: S3Settings,
+  call: Call,
   fullKey: string,
   versionId: string,
-  send: Send,
 ): Promise<{ locked: boolean; until: Date | undefined } | undefined> {
   const ahead = (d: Date | undefined) => d !== undefined && d.getTime() > Date.now();
+  const dateOf = (text: string | undefined) => (text ? new Date(text) : undefined);
   try {
-    const r = await send((abortSignal) =>
-      client.send(new GetObjectRetentionCommand({ Bucket: s.bucket, Key: fullKey, VersionId: versionId }), { abortSignal }),
-    );
-    if (ahead(r.Retention?.RetainUntilDate)) return { locked: true, until: r.Retention!.RetainUntilDate };
+    const r = await call({ method: 'GET', key: fullKey, query: { retention: '', versionId } });
+    const until = dateOf(xmlText(r.body, 'RetainUntilDate'));
+    if (ahead(until)) return { locked: true, until };
   } catch {
     /* no retention, or not allowed to read it: HeadObject below */
   }
   try {
-    const head = await send((abortSignal) =>
-      client.send(new HeadObjectCommand({ Bucket: s.bucket, Key: fullKey, VersionId: versionId }), { abortSignal }),
-    );
-    const until = head.ObjectLockRetainUntilDate;
-    const held = head.ObjectLockLegalHoldStatus === 'ON';
+    const head = await call({ method: 'HEAD', key: fullKey, query: { versionId } });
+    const header = head.headers['x-amz-object-lock-retain-until-date'];
+    const until = dateOf(typeof header === 'string' ? header : undefined);
+    const held = head.headers['x-amz-object-lock-legal-hold'] === 'ON';
     return { locked: held || ahead(until), until };
   } catch {
     return undefined;

@@ -1,0 +1,173 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { type S3Client, xmlEscape, xmlText } from './s3-client.js';
+import { CleanupFailure, deadlineSignal, s3ErrorName } from './s3-errors.js';
+import type { SpoolFile } from './storage-backend.js';
+
+/** The most parts a multipart upload may have (S3's limit). */
+const MAX_PARTS = 10_000;
+
+/** One object's upload: where it goes and the headers it is created with. */
+export interface UploadParams {
+  readonly client: S3Client;
+  readonly bucket: string;
+  /** The whole key (prefix included). */
+  readonly key: string;
+  /** Content-Type, Object Lock headers: sent with the CreateMultipartUpload (or the single PutObject). */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  /** Create only: `If-None-Match: *` on the PutObject, or on the CompleteMultipartUpload. */
+  readonly ifNoneMatch?: boolean | undefined;
+}
+
+/**
+ * Streams `body` to S3: one PutObject when it is shorter than a part, else a multipart upload of
+ * `partSize` parts, at most `queueSize` in flight; while they are, `body` is not read, so a slow or
+ * frozen server holds the stream back (the Tee's stall limit then drops the upload).
+ *
+ * With `spool` (the local copy of the same bytes, being written at the same time), parts are not
+ * buffered: `body` is read only to find the part boundaries and the MD5 of each part, and part
+ * *k* is sent as a read of `[k·P, (k+1)·P)` from the file once those bytes are written, with the
+ * Content-MD5 of the stream pass: a read-back that differs is refused by the server (BadDigest).
+ * Memory then stays at a few stream chunks whatever the part size. Without it, each part's chunks
+ * are kept until the part is stored (memory ≈ partSize × (queueSize + 1)).
+ *
+ * Every part carries its Content-MD5 and is retried from its own bytes (a fresh read of the file).
+ * Each request honours `signal` (the caller cancels the requests in flight through it). On any
+ * failure the parts in flight settle, the multipart upload is aborted (within `timeoutMs`, not
+ * cancelled by `signal`) and the first failure is thrown; a failed abort throws CleanupFailure
+ * carrying it. `body` is destroyed when a part fails. Returns the size.
+ */
+export async function uploadObject(
+  p: UploadParams,
+  o: {
+    readonly body: Readable;
+    readonly spool?: SpoolFile | undefined;
+    readonly partSize: number;
+    readonly queueSize: number;
+    readonly signal: AbortSignal;
+    readonly timeoutMs: number;
+    readonly onProgress: (bytes: number) => void;
+    /** Called at the first failure: the caller cancels the requests still in flight one timeout later. */
+    readonly doom: () => void;
+  },
+): Promise<number> {
+  const { client, bucket, key } = p;
+  const stop = new AbortController();
+  const requests = AbortSignal.any([o.signal, stop.signal]);
+  const parts: { n: number; etag: string }[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let uploadId: string | undefined;
+  let failure: unknown;
+  let sent = 0;
+  let nextPart = 1;
+
+  /** The bytes [start, end) as a body that can be sent again: a read of the spool, or the kept chunks. */
+  const bodyOf = async (start: number, end: number, chunks: Buffer[]) => {
+    const { spool } = o;
+    if (!spool) return () => Readable.from(chunks, { objectMode: false });
+    await spool.whenWritten(end, requests);
+    return () => spool.read(start, end);
+  };
+  const send = async (start: number, end: number, md5: string, chunks: Buffer[], partNumber: number | undefined) => {
+    const body = await bodyOf(start, end, chunks);
+    const common = { bucket, key, method: 'PUT' as const, body, contentLength: end - start, signal: requests };
+    if (partNumber === undefined) {
+      const headers = { ...p.headers, 'content-md5': md5, ...(p.ifNoneMatch ? { 'if-none-match': '*' } : {}) };
+      await client.send({ ...common, headers });
+    } else {
+      const query = { partNumber: String(partNumber), uploadId };
+      const out = await client.send({ ...common, query, headers: { 'content-md5': md5 } });
+      const etag = out.headers.etag;
+      if (typeof etag !== 'string' || etag === '') throw new Error(`UploadPart ${partNumber} returned no ETag`);
+      parts.push({ n: partNumber, etag });
+    }
+    sent += end - start;
+    o.onProgress(sent);
+  };
+  const startPart = async (start: number, end: number, md5: string, chunks: Buffer[]) => {
+    if (uploadId === undefined) {
+      const out = await client.send({ method: 'POST', bucket, key, query: { uploads: '' }, headers: p.headers, signal: requests });
+      uploadId = xmlText(out.body, 'UploadId');
+      if (!uploadId) throw new Error('CreateMultipartUpload returned no UploadId');
+    }
+    while (inFlight.size >= o.queueSize) await Promise.race(inFlight);
+    if (failure !== undefined) throw failure;
+    if (nextPart > MAX_PARTS) {
+      throw new Error(`the object needs more than ${MAX_PARTS} parts of ${o.partSize} bytes: set a larger STORAGE_PART_SIZE`);
+    }
+    const task: Promise<void> = send(start, end, md5, chunks, nextPart++).then(
+      () => void inFlight.delete(task),
+      (err: unknown) => {
+        inFlight.delete(task);
+        if (failure === undefined) {
+          failure = err;
+          o.doom();
+          stop.abort(err);
+          // Wakes the loop below when it waits for data (without an error: the part's is reported).
+          o.body.destroy();
+        }
+      },
+    );
+    inFlight.add(task);
+  };
+
+  let offset = 0;
+  let partStart = 0;
+  let md5: Hash = createHash('md5');
+  let chunks: Buffer[] = [];
+  try {
+    for await (const chunk of o.body as AsyncIterable<Buffer>) {
+      let rest = chunk;
+      while (rest.length > 0) {
+        const take = Math.min(rest.length, o.partSize - (offset - partStart));
+        const piece = rest.subarray(0, take);
+        md5.update(piece);
+        if (!o.spool) chunks.push(piece);
+        offset += take;
+        rest = rest.subarray(take);
+        if (offset - partStart === o.partSize) {
+          await startPart(partStart, offset, md5.digest('base64'), chunks);
+          partStart = offset;
+          md5 = createHash('md5');
+          chunks = [];
+        }
+      }
+    }
+    if (failure !== undefined) throw failure;
+    if (uploadId === undefined) {
+      await send(0, offset, md5.digest('base64'), chunks, undefined);
+      return offset;
+    }
+    if (offset > partStart) await startPart(partStart, offset, md5.digest('base64'), chunks);
+    while (inFlight.size > 0) await Promise.race(inFlight);
+    if (failure !== undefined) throw failure;
+    parts.sort((a, b) => a.n - b.n);
+    const doc = `<CompleteMultipartUpload>${parts.map((x) => `<Part><PartNumber>${x.n}</PartNumber><ETag>${xmlEscape(x.etag)}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
+    await client.send({
+      method: 'POST',
+      bucket,
+      key,
+      query: { uploadId },
+      headers: { 'content-type': 'application/xml', ...(p.ifNoneMatch ? { 'if-none-match': '*' } : {}) },
+      body: doc,
+      signal: requests,
+    });
+    return offset;
+  } catch (err) {
+    failure ??= err;
+    o.doom();
+    stop.abort(failure);
+    // A part still being stored when the upload is aborted could be left behind: let them settle
+    // (the caller cancels them one timeout after the upload was doomed).
+    await Promise.allSettled([...inFlight]);
+    if (uploadId !== undefined) {
+      try {
+        await client.send({ method: 'DELETE', bucket, key, query: { uploadId }, signal: deadlineSignal(o.timeoutMs) });
+      } catch (abortError) {
+        // Gone already (completed or aborted meanwhile): nothing is left behind.
+        if (s3ErrorName(abortError) !== 'NoSuchUpload') throw new CleanupFailure(abortError, failure);
+      }
+    }
+    throw failure;
+  }
+}
