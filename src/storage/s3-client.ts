@@ -61,11 +61,14 @@ export interface S3Response {
 export class S3Error extends Error {
   readonly Code: string;
   readonly $metadata: { readonly httpStatusCode: number; readonly requestId?: string | undefined };
-  constructor(code: string, message: string, status: number, requestId?: string) {
+  /** The server's clock when it answered (its Date header), in ms since the epoch. */
+  readonly serverTime: number | undefined;
+  constructor(code: string, message: string, status: number, requestId?: string, serverTime?: number) {
     super(message);
     this.name = code;
     this.Code = code;
     this.$metadata = { httpStatusCode: status, requestId };
+    this.serverTime = serverTime;
   }
 }
 
@@ -106,6 +109,8 @@ const STATUS_CODES: Record<number, string> = {
 };
 const RETRIED_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'InternalError', 'ServiceUnavailable']);
 const RETRIED_ERRNO = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN']);
+/** A signature refused for its time: the request is signed again with the server's clock. */
+const CLOCK_SKEW_CODES = new Set(['RequestTimeTooSkewed', 'RequestExpired', 'RequestInTheFuture', 'InvalidSignatureException']);
 
 /** RFC 3986 encoding, as SigV4 wants it (encodeURIComponent leaves !'()* alone). */
 export function uriEncode(s: string): string {
@@ -194,7 +199,8 @@ function errorOf(status: number, headers: IncomingHttpHeaders, body: string): S3
   const requestId = typeof headers['x-amz-request-id'] === 'string' ? headers['x-amz-request-id'] : undefined;
   const code = xmlText(body, 'Code') || STATUS_CODES[status] || `Http${status}`;
   const message = xmlText(body, 'Message') || `${code} (HTTP ${status})`;
-  return new S3Error(code, message, status, requestId);
+  const date = typeof headers.date === 'string' ? Date.parse(headers.date) : Number.NaN;
+  return new S3Error(code, message, status, requestId, Number.isNaN(date) ? undefined : date);
 }
 
 export class S3Client {
@@ -202,6 +208,12 @@ export class S3Client {
   private readonly agent: http.Agent;
   private readonly basePath: string;
   private readonly maxAttempts: number;
+  /**
+   * Milliseconds to add to this host's clock when signing: set from the server's Date header when
+   * it refuses a signature for its time (a host whose clock is off still reaches its bucket, as
+   * with the AWS SDKs).
+   */
+  private clockOffset = 0;
 
   constructor(private readonly config: S3ClientConfig) {
     this.url = new URL(config.endpoint);
@@ -254,6 +266,14 @@ export class S3Client {
       try {
         return await once();
       } catch (err) {
+        if (err instanceof S3Error && CLOCK_SKEW_CODES.has(err.Code) && err.serverTime !== undefined) {
+          const offset = err.serverTime - Date.now();
+          // Signed again at once with the server's time, unless the offset was known already.
+          if (attempt < this.maxAttempts && Math.abs(offset - this.clockOffset) > 60_000) {
+            this.clockOffset = offset;
+            continue;
+          }
+        }
         if (attempt >= this.maxAttempts || r.signal?.aborted || !isRetried(err)) throw err;
         // Full jitter over 100 ms · 2^attempt (the AWS SDKs' standard retry).
         await pause(Math.random() * 100 * 2 ** attempt, r.signal);
@@ -267,7 +287,7 @@ export class S3Client {
     const path = `${this.basePath}/${r.bucket}${r.key === undefined ? '' : `/${uriEncode(r.key).replace(/%2F/g, '/')}`}`;
     const query = Object.entries(r.query ?? {}).filter((e): e is [string, string] => e[1] !== undefined);
     const search = query.map(([k, v]) => (v === '' ? uriEncode(k) : `${uriEncode(k)}=${uriEncode(v)}`)).join('&');
-    const headers: Record<string, string> = { host: this.url.host, 'x-amz-date': amzDate(new Date()) };
+    const headers: Record<string, string> = { host: this.url.host, 'x-amz-date': amzDate(new Date(Date.now() + this.clockOffset)) };
     for (const [name, value] of Object.entries(r.headers ?? {})) if (value !== undefined) headers[name.toLowerCase()] = value;
     const made = typeof r.body === 'function' ? r.body() : r.body;
     const stream = made === undefined || typeof made === 'string' || Buffer.isBuffer(made) ? undefined : made;
