@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -150,14 +150,17 @@ describe('bin/pgbak prints the help texts `npm run build` rendered (dist/cli/hel
     }
   });
 
-  it('anything else goes to the CLI: other arguments, a help.json older than the CLI or missing', async () => {
+  it('anything else goes to the CLI: other arguments, in a checkout a help.json older than the CLI, a missing one', async () => {
     const reference = (await loaded(['--help'], {}, CLI_MAIN)).stdout;
     const verbose = await loaded(['-v', '--help']);
     expect(verbose).toMatchObject({ code: 0, stdout: reference });
     expect(verbose.modules.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
 
-    // A copy of the install (timestamps kept): one built CLI file newer than help.json, then none.
+    // A copy of the checkout's bin/, dist/ (timestamps kept) and an empty src/: one built CLI file
+    // newer than help.json, then no help.json. Without src/ (an installed package: npm gives its files
+    // the times they were unpacked at) the texts are served whatever the times.
     const install = join(work, 'install');
+    mkdirSync(join(install, 'src'), { recursive: true });
     for (const part of ['bin', 'package.json', 'dist']) {
       cpSync(join(REPO_ROOT, part), join(install, part), { recursive: true, preserveTimestamps: true, filter: (f) => !f.endsWith('.map') });
     }
@@ -171,6 +174,10 @@ describe('bin/pgbak prints the help texts `npm run build` rendered (dist/cli/hel
     const stale = await loaded(['--help'], {}, bin);
     expect(stale).toMatchObject({ code: 0, stdout: reference });
     expect(stale.modules.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
+    rmSync(join(install, 'src'), { recursive: true });
+    const installed = await loaded(['--help'], {}, bin);
+    expect(installed).toMatchObject({ code: 0, stdout: reference });
+    expect(pgbakModules(installed.modules)).toEqual([]);
     rmSync(join(install, 'dist', 'cli', 'help.json'));
     const missing = await loaded(['backup', '--help'], {}, bin);
     expect(missing).toMatchObject({ code: 0, stdout: (await loaded(['backup', '--help'], {}, CLI_MAIN)).stdout });
