@@ -38,6 +38,7 @@ describe('the npm package', () => {
     const files = stdout.split('\n').filter(Boolean);
     for (const needed of [
       'package/bin/pgbak',
+      'package/bin/package.json',
       'package/dist/cli/main.js',
       'package/dist/cli/help.json',
       'package/dist/index.js',

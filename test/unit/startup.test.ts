@@ -86,6 +86,8 @@ describe('start-up: --version and --help load no heavy dependency', () => {
       expect(r, args.join(' ')).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' });
       expect(r.modules.length, args.join(' ')).toBeGreaterThan(0);
       expect(heavyIn(r.modules), args.join(' ')).toEqual([]);
+      // bin/pgbak is CommonJS (bin/package.json): its path is in require.cache (the ESM loader starts only for dist/).
+      expect(r.modules, args.join(' ')).toContain(PGBAK_BIN);
     }
   });
 
