@@ -38,7 +38,9 @@ describe('the npm package', () => {
     const files = stdout.split('\n').filter(Boolean);
     for (const needed of [
       'package/bin/pgbak',
+      'package/bin/package.json',
       'package/dist/cli/main.js',
+      'package/dist/cli/help.json',
       'package/dist/index.js',
       'package/dist/index.d.ts',
       'package/scripts/backup-db.sh',
@@ -61,6 +63,11 @@ describe('the npm package', () => {
     const version = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version as string;
     const v = await run(bin, ['--version'], { env: { PATH: process.env.PATH } });
     expect(v.stdout.trim()).toBe(version);
+    // The help texts the build rendered, served by the installed launcher (test/unit/startup.test.ts: equal to the CLI's).
+    const help = await run(bin, ['--help'], { env: { PATH: process.env.PATH } });
+    expect(help.stdout).toBe(
+      (JSON.parse(readFileSync(join(REPO_ROOT, 'dist', 'cli', 'help.json'), 'utf8')) as { program: string }).program,
+    );
 
     const db = await createDatabase('pkg', SAMPLE_SQL);
     const work = tempDir('pgbak-pkg-cwd-');

@@ -1,33 +1,41 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HELP_VARIABLES } from '../../src/cli/help-variables.js';
+import { buildProgram } from '../../src/cli/main.js';
 import { variables } from '../../src/config/schema.js';
 import { PGBAK_BIN, REPO_ROOT } from '../helpers/cli.js';
 
 /**
  * `pgbak --version` and `--help` (the program's and every command's) load no heavy dependency:
- * the commands import the api, config and everything behind them in their actions
- * (docs/performance.md, "Start-up"). Not timing-based: the built bin/pgbak runs under a loader
- * hook (test/helpers/module-log.mjs) that records every module it loads.
+ * the commands import the api, config and everything behind them in their actions; bin/pgbak
+ * answers `--version` from package.json and the exact help requests from the texts `npm run build`
+ * rendered (dist/cli/help.json), without loading the CLI (docs/performance.md, "Start-up"). Not
+ * timing-based: the built bin/pgbak runs under a loader hook (test/helpers/module-log.mjs) that
+ * records every module it loads.
  */
 
 /** Packages a command loads only when it runs: together ~0.35 s and ~40 MB of start-up (measured). */
 const HEAVY = ['nodemailer', 'prom-client', 'pg', 'zod', 'yaml', 'croner'] as const;
 const HOOK = join(REPO_ROOT, 'test', 'helpers', 'module-log.mjs');
+/** The built CLI without bin/pgbak's fast paths: what the CLI itself prints. */
+const CLI_MAIN = join(REPO_ROOT, 'test', 'helpers', 'cli-main.mjs');
 const work = mkdtempSync(join(tmpdir(), 'pgbak-startup-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 let runs = 0;
-/** Run the built CLI with the module recorder; what it printed, and every module URL/path it loaded. */
-function loaded(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
+/**
+ * Run the built bin/pgbak (or `script`, e.g. CLI_MAIN) with the module recorder; what it printed,
+ * and every module URL/path it loaded.
+ */
+function loaded(args: readonly string[], env: NodeJS.ProcessEnv = {}, script = PGBAK_BIN) {
   const log = join(work, `modules-${++runs}.txt`);
   return new Promise<{ code: number | null; stdout: string; stderr: string; modules: string[] }>((resolve) => {
     execFile(
       process.execPath,
-      ['--import', HOOK, PGBAK_BIN, ...args],
+      ['--import', HOOK, script, ...args],
       { cwd: work, env: { PATH: process.env.PATH, HOME: process.env.HOME, PGBAK_MODULE_LOG: log, ...env } },
       (err, stdout, stderr) => {
         let modules: string[] = [];
@@ -81,12 +89,14 @@ describe('start-up: --version and --help load no heavy dependency', () => {
       expect(r, args.join(' ')).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' });
       expect(r.modules.length, args.join(' ')).toBeGreaterThan(0);
       expect(heavyIn(r.modules), args.join(' ')).toEqual([]);
+      // bin/pgbak is CommonJS (bin/package.json): its path is in require.cache (the ESM loader starts only for dist/).
+      expect(r.modules, args.join(' ')).toContain(PGBAK_BIN);
     }
   });
 
-  it('pgbak --help, bare pgbak and every command’s --help load neither the api nor a heavy package', async () => {
+  it('the CLI’s own --help (a terminal not 80 columns wide), bare pgbak and every command’s --help load neither the api nor a heavy package', async () => {
     for (const args of [['--help'], [], ['help'], ...commands.map((c) => [c, '--help'])]) {
-      const r = await loaded(args);
+      const r = await loaded(args, {}, args.length ? CLI_MAIN : PGBAK_BIN);
       const what = `pgbak ${args.join(' ')}`;
       expect(`${r.stdout}${r.stderr}`, what).toMatch(/^Usage: pgbak/);
       // Loaded the CLI for real, with commander: the list is not empty by accident.
@@ -108,5 +118,107 @@ describe('start-up: --version and --help load no heavy dependency', () => {
     expect(HELP_VARIABLES, `src/config/schema.ts changed: replace the rows of src/cli/help-variables.ts with\n${paste}\n`).toEqual(
       expected,
     );
+  });
+});
+
+describe('bin/pgbak prints the help texts `npm run build` rendered (dist/cli/help.json)', () => {
+  const names = buildProgram({ outcome: undefined }).commands.map((c) => c.name());
+  const pgbakModules = (modules: readonly string[]) => modules.filter((m) => m.includes('/dist/'));
+
+  it('for --help, -h, help and every command’s --help, -h, help <command>: what the CLI prints, without loading the CLI', async () => {
+    expect(names.length).toBeGreaterThan(10);
+    const groups: [readonly string[], readonly (readonly string[])[]][] = [
+      [['--help'], [['--help'], ['-h'], ['help']]],
+      ...names.map((n): [readonly string[], readonly (readonly string[])[]] => [
+        [n, '--help'],
+        [
+          [n, '--help'],
+          [n, '-h'],
+          ['help', n],
+        ],
+      ]),
+    ];
+    for (const [cliArgs, forms] of groups) {
+      const [cli, ...fast] = await Promise.all([loaded(cliArgs, {}, CLI_MAIN), ...forms.map((args) => loaded(args))]);
+      expect(cli!.stdout, `CLI: pgbak ${cliArgs.join(' ')}`).toMatch(/^Usage: pgbak/);
+      expect(cli!.modules.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
+      forms.forEach((args, i) => {
+        const what = `bin/pgbak ${args.join(' ')}`;
+        expect(fast[i], what).toMatchObject({ code: 0, stdout: cli!.stdout, stderr: '' });
+        // The recorder ran (bin/pgbak itself is listed), and nothing of dist/ was loaded.
+        expect(
+          fast[i]!.modules.some((m) => m.endsWith('/bin/pgbak')),
+          what,
+        ).toBe(true);
+        expect(pgbakModules(fast[i]!.modules), what).toEqual([]);
+      });
+    }
+  });
+
+  it('anything else goes to the CLI: other arguments, in a checkout a help.json older than the CLI, a missing one', async () => {
+    const reference = (await loaded(['--help'], {}, CLI_MAIN)).stdout;
+    const verbose = await loaded(['-v', '--help']);
+    expect(verbose).toMatchObject({ code: 0, stdout: reference });
+    expect(verbose.modules.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
+
+    // A copy of the checkout's bin/, dist/ (timestamps kept) and an empty src/: one built CLI file
+    // newer than help.json, then no help.json. Without src/ (an installed package: npm gives its files
+    // the times they were unpacked at) the texts are served whatever the times.
+    const install = join(work, 'install');
+    mkdirSync(join(install, 'src'), { recursive: true });
+    for (const part of ['bin', 'package.json', 'dist']) {
+      cpSync(join(REPO_ROOT, part), join(install, part), { recursive: true, preserveTimestamps: true, filter: (f) => !f.endsWith('.map') });
+    }
+    symlinkSync(join(REPO_ROOT, 'node_modules'), join(install, 'node_modules'));
+    const bin = join(install, 'bin', 'pgbak');
+    const fresh = await loaded(['--help'], {}, bin);
+    expect(fresh).toMatchObject({ code: 0, stdout: reference });
+    expect(pgbakModules(fresh.modules)).toEqual([]);
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(install, 'dist', 'cli', 'commands', 'backup.js'), later, later);
+    const stale = await loaded(['--help'], {}, bin);
+    expect(stale).toMatchObject({ code: 0, stdout: reference });
+    expect(stale.modules.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
+    rmSync(join(install, 'src'), { recursive: true });
+    const installed = await loaded(['--help'], {}, bin);
+    expect(installed).toMatchObject({ code: 0, stdout: reference });
+    expect(pgbakModules(installed.modules)).toEqual([]);
+    rmSync(join(install, 'dist', 'cli', 'help.json'));
+    const missing = await loaded(['backup', '--help'], {}, bin);
+    expect(missing).toMatchObject({ code: 0, stdout: (await loaded(['backup', '--help'], {}, CLI_MAIN)).stdout });
+    expect(missing.modules.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
+  });
+
+  it('on a terminal: the texts when it is 80 columns wide (commander’s width), the CLI (wrapped to the terminal) otherwise', async () => {
+    const reference = (await loaded(['--help'], {}, CLI_MAIN)).stdout;
+    /** bin/pgbak --help on a pseudo-terminal (util-linux `script`) `cols` wide: its output and modules. */
+    const onTty = (cols: number) => {
+      const log = join(work, `modules-${++runs}.txt`);
+      const command = `stty cols ${cols}; exec '${process.execPath}' --import '${HOOK}' '${PGBAK_BIN}' --help`;
+      return new Promise<{ stdout: string; modules: string[] }>((resolve) => {
+        execFile(
+          'script',
+          ['-qfec', command, '/dev/null'],
+          { cwd: work, env: { PATH: process.env.PATH, HOME: process.env.HOME, PGBAK_MODULE_LOG: log } },
+          (_err, stdout) =>
+            resolve({ stdout: stdout.replace(/\r\n/g, '\n'), modules: readFileSync(log, 'utf8').split('\n').filter(Boolean) }),
+        );
+      });
+    };
+    const at80 = await onTty(80);
+    expect(at80.stdout).toBe(reference);
+    expect(pgbakModules(at80.modules)).toEqual([]);
+    const at120 = await onTty(120);
+    expect(at120.modules.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
+    expect(at120.stdout).toMatch(/^Usage: pgbak/);
+    expect(at120.stdout).not.toBe(reference);
+    expect(Math.max(...at120.stdout.split('\n').map((l) => l.length))).toBeGreaterThan(80);
+  });
+
+  it('npm run build writes them, and so does npm pack (prepack), which CI and installs use', () => {
+    const { scripts } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(scripts.build).toMatch(/&& node dist\/cli\/write-help-texts\.js$/);
+    expect(scripts.prepare).toBe('npm run build');
+    expect(scripts.prepack).toMatch(/&& npm run build$/);
   });
 });
