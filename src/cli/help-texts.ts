@@ -3,8 +3,7 @@ import { buildProgram } from './main.js';
 
 /**
  * What `pgbak --help` (also `-h`, `help`) and each `pgbak <command> --help` (also `-h`,
- * `help <command>`) print at commander's default width of 80 columns: stdout not a terminal, or a
- * terminal 80 columns wide (commander wraps to a terminal's width). `npm run build` writes them to
+ * `help <command>`) print (80 columns wide on any terminal: main.ts). `npm run build` writes them to
  * dist/cli/help.json (src/cli/write-help-texts.ts) and bin/pgbak prints them from there without
  * loading the CLI (docs/performance.md, "Start-up"); test/unit/startup.test.ts checks that they
  * equal what the CLI prints.
@@ -26,14 +25,13 @@ export function helpTexts(): HelpTexts {
   return { program: rendered(program), commands };
 }
 
-/** The help `cmd` writes to stdout (its text and its `addHelpText` parts), 80 columns wide, no colours. */
+/** The help `cmd` writes to stdout (its text and its `addHelpText` parts), no colours. */
 function rendered(cmd: Command<any, any, any>): string {
   let text = '';
   cmd.configureOutput({
     writeOut: (s) => {
       text += s;
     },
-    getOutHelpWidth: () => 80,
     getOutHasColors: () => false,
   });
   cmd.outputHelp();

@@ -38,6 +38,9 @@ function helpFooter(): string {
   ].join('\n');
 }
 
+/** The width help is wrapped to, whatever the terminal's. */
+const HELP_WIDTH = 80;
+
 /** How a command joins the program: its action puts what it did in `slot`. */
 type Register = (program: Command, slot: OutcomeSlot) => void;
 
@@ -89,6 +92,10 @@ export function buildProgram(slot: OutcomeSlot): Command {
   program.hook('preAction', () => setVerbose(Boolean(program.opts().verbose)));
   // A mistake in a command's flags points to that command's help.
   for (const cmd of program.commands) cmd.showHelpAfterError(`hint: run \`pgbak ${cmd.name()} --help\` for usage`);
+  // Help is 80 columns wide on any terminal (as git's and pg_dump's): the same text everywhere, so
+  // bin/pgbak can print the copy `npm run build` rendered (src/cli/help-texts.ts) without loading the CLI.
+  for (const cmd of [program, ...program.commands])
+    cmd.configureOutput({ getOutHelpWidth: () => HELP_WIDTH, getErrHelpWidth: () => HELP_WIDTH });
   return program;
 }
 
