@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { link, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from '../logging/logger.js';
 import { openStorage } from '../storage/job-storage.js';
 import { identityOfDataDirectory } from '../wal/cluster-identity.js';
 import { listArchived, readMarker, type ArchivedWal } from '../wal/wal-archive.js';
 import { historyName, parseWalFileName, segmentName, segmentNumber } from '../wal/wal-names.js';
-import { claimPrefetchWorker, markAbsent, prefetchDir } from '../wal/wal-prefetch.js';
+import { claimPrefetchWorker, KEPT_SUFFIX, markAbsent, prefetchDir } from '../wal/wal-prefetch.js';
 import { processAlive } from '../model/process-alive.js';
 import { fetchInto } from './wal-fetch.js';
 import { walBackend, type WalJob } from './wal-job.js';
@@ -18,10 +18,12 @@ import { walBackend, type WalJob } from './wal-job.js';
  * `pastTarget` segments archived after it. It re-lists the archive every `rescanMs` once it has
  * fetched everything listed (the end of the archive moves while a primary archives), and ends
  * when recovery has ended (recovery.signal is gone), after `idleMs` without PostgreSQL taking a
- * file, or after `lifeMs`; it then removes its directory.
+ * file, or after `lifeMs`; it then removes its directory. It keeps a second name (`.kept`) for the
+ * last `kept` segments PostgreSQL took: it reads the segment recovery ended in once more.
  */
 export const PREFETCH_WORKER = {
   count: 16,
+  kept: 3,
   parallel: 2,
   pastTarget: 2,
   scanMs: 50,
@@ -80,6 +82,22 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
     let next = segmentNumber(o.from, size);
     let listing = new Map<string, ArchivedWal[]>();
     let listedAt = 0;
+    // Segments with a second name `<name>.kept` (a hard link made as the file was fetched), and
+    // the sha256 of the archived copy it holds.
+    const kept = new Map<string, string>();
+    const dropKept = async (name: string) => {
+      kept.delete(name);
+      await rm(join(dir, `${name}${KEPT_SUFFIX}`), { force: true });
+    };
+    const keep = async (name: string, file: string, sha256: string) => {
+      await dropKept(name);
+      try {
+        await link(file, join(dir, `${name}${KEPT_SUFFIX}`));
+        kept.set(name, sha256);
+      } catch {
+        // No second name (a file system without hard links): a repeated call asks again (.want).
+      }
+    };
     const relist = async () => {
       const all = await listArchived(backend, marker.systemIdentifier);
       listing = new Map();
@@ -94,6 +112,11 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
         }
       }
       listedAt = Date.now();
+      // A kept copy answers only for the content this listing still shows under its name, alone.
+      for (const [name, sha256] of kept) {
+        const copies = listing.get(name) ?? [];
+        if (copies.length === 0 || copies.some((c) => c.sha256 !== sha256)) await dropKept(name);
+      }
       // Not archived: the history files of timelines up to the next one (PostgreSQL asks for the next
       // one and, at promotion, for its parent's), and the segment after the last one of the timeline
       // (nothing after it: the end of the archive, not a gap).
@@ -114,8 +137,16 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
       const pending = join(dir, `${name}.pending`);
       await writeFile(pending, '', { mode: 0o600 });
       if (want) await rm(join(dir, want), { force: true });
+      const fetched = join(dir, `.${name}.${process.pid}.fetched`);
       try {
-        await fetchInto(backend, copy, join(dir, name), undefined, join(dir, `.${name}.${process.pid}.part`));
+        await fetchInto(backend, copy, fetched, undefined, join(dir, `.${name}.${process.pid}.part`));
+        // The second name, made before PostgreSQL can take the first: the repeated call for the
+        // segment recovery ended in is answered from it (bin/pgbak-wal-fetch), no round trip.
+        if (copy.file.kind === 'segment') await keep(name, fetched, copy.sha256);
+        await rename(fetched, join(dir, name));
+      } catch (err) {
+        await rm(fetched, { force: true });
+        throw err;
       } finally {
         await rm(pending, { force: true });
       }
@@ -156,6 +187,9 @@ export async function runPrefetchWorker(o: PrefetchWorkerOptions): Promise<numbe
         delivered.delete(n);
         progress = Date.now();
       }
+      // Kept copies of the last segments taken only (an older one would hold disk space PostgreSQL freed).
+      const taken = [...kept.keys()].filter((n) => !present.has(n) && !present.has(`${n}.pending`)).sort();
+      for (const n of taken.slice(0, Math.max(0, taken.length - limits.kept))) await dropKept(n);
       while (!stopped && delivered.size + running.size < limits.count && running.size < limits.parallel) {
         const name = segmentName(timeline, next, size);
         const copies = listing.get(name);

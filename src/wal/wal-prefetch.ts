@@ -1,4 +1,5 @@
-import { readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { link, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { claimLock, lockHolder } from './pid-lock.js';
 
@@ -8,6 +9,13 @@ import { claimLock, lockHolder } from './pid-lock.js';
  * (src/api/wal-prefetch-worker.ts). In it:
  *
  *   <name>            a checked file; PostgreSQL's call for it renames it to %p and exits 0
+ *   <name>.kept       a second name (hard link) of a fetched segment, kept for the last few taken:
+ *                     PostgreSQL reads the segment recovery ended in once more; that call links it
+ *                     to %p, only while the data directory has
+ *                     recovery.signal and no standby.signal (archive recovery writes no WAL, so no
+ *                     file sharing its inode is written before restore_command is no longer called)
+ *                     and `listed` is at most ABSENT_FRESH_SECONDS old (the worker drops a kept
+ *                     copy whose name its listing no longer shows with that content, alone)
  *   <name>.pending    the worker is fetching it: the call waits for it
  *   <name>.want       the call asks the worker for a file it does not hold (yet, or any more): the
  *                     worker fetches it (.pending) when its listing has it, else removes the request
@@ -30,6 +38,28 @@ export const ABSENT_FRESH_SECONDS = 10;
 export async function takePrefetched(dir: string, name: string, dest: string): Promise<boolean> {
   try {
     await rename(join(dir, name), dest);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The suffix of a prefetched segment's second name (see above). */
+export const KEPT_SUFFIX = '.kept';
+
+/**
+ * PostgreSQL's repeated call for a segment it took: link the kept copy to `dest` when the rules
+ * above allow it; false otherwise (the call then asks the worker or the bucket).
+ */
+export async function takeKept(dir: string, name: string, dest: string, pgdata: string): Promise<boolean> {
+  try {
+    if (!existsSync(join(pgdata, 'recovery.signal')) || existsSync(join(pgdata, 'standby.signal'))) return false;
+    const age = Date.now() - (await stat(join(dir, 'listed'))).mtimeMs;
+    if (age < -1000 || age > ABSENT_FRESH_SECONDS * 1000) return false;
+    const tmp = `${dest}.pgbak-${process.pid}.kept`;
+    await rm(tmp, { force: true });
+    await link(join(dir, `${name}${KEPT_SUFFIX}`), tmp);
+    await rename(tmp, dest);
     return true;
   } catch {
     return false;

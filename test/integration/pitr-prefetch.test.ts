@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { psql, type PgCluster } from '../helpers/postgres-cluster.js';
+import { REPO_ROOT } from '../helpers/cli.js';
+import { psql, RUNUSER, type PgCluster } from '../helpers/postgres-cluster.js';
 import {
   pitrSetup,
   postgresDir,
@@ -105,6 +107,8 @@ describe('restore --pgdata: the WAL prefetch worker and bin/pgbak-wal-fetch (Min
       const log = readFileSync(server.log, 'utf8');
       expect(log).toMatch(/recovery stopping before commit of transaction/);
       expect(log).toContain(`restored from the prefetched WAL file=${firstSegment}`);
+      // Recovery reads the segment it stopped in once more at its end: from the kept copy, no round trip.
+      expect(log).toMatch(/restored from the kept copy of the prefetched WAL file=[0-9A-F]{24}/);
       // The next timeline's history: answered from the worker's listing, not by node.
       expect(log).toMatch(/not in the WAL archive \(the prefetch worker listed it \d+s ago\) file=00000002\.history/);
       expect(log).toMatch(/not in the WAL archive \(the prefetch worker listed it \d+s ago\) file=00000001\.history/);
@@ -156,6 +160,71 @@ describe('restore --pgdata: the WAL prefetch worker and bin/pgbak-wal-fetch (Min
     rmSync(join(dir, 'recovery.signal'));
     expect((await until).code).toBe(0);
     expect(prefetchDirOf(dir)).toBeUndefined();
+  }, 300_000);
+
+  it('the kept copy of a segment PostgreSQL took answers its repeated call; once the archive holds other content under that name, the worker drops it and it is never served', async () => {
+    const dir = await postgresDir(join(setup.dir, 'kept'));
+    await postgresDir(join(dir, 'pg_wal'));
+    writeFileSync(join(dir, 'recovery.signal'), '');
+    const worker = setup.run(['wal-fetch', '--prefetch-worker', '--pgdata', dir, '--env-file', setup.envFile, firstSegment, '-']);
+    let pre: string | undefined;
+    while (!(pre = prefetchDirOf(dir))) await sleep(100);
+    const fetched = await settled(pre);
+    const last = fetched[fetched.length - 1]!;
+    expect(readdirSync(pre)).toContain(`${last}.kept`);
+    // restore_command as PostgreSQL runs it (the postgres user, in the data directory).
+    const fetch = async (name: string) => {
+      const argv = ['sh', join(REPO_ROOT, 'bin', 'pgbak-wal-fetch'), '--env-file', setup.envFile, name, 'pg_wal/RECOVERYXLOG'];
+      const [cmd, ...args] = process.getuid?.() === 0 ? [RUNUSER, '-u', 'postgres', '--', ...argv] : argv;
+      rmSync(join(dir, 'pg_wal', 'RECOVERYXLOG'), { force: true });
+      try {
+        const r = await execFileAsync(cmd!, args, {
+          cwd: dir,
+          env: { PATH: process.env.PATH ?? '', HOME: setup.dir, PGBAK_NODE: process.execPath },
+        });
+        return { code: 0, stderr: r.stderr };
+      } catch (err) {
+        const e = err as { code?: number; stderr?: string };
+        return { code: e.code ?? -1, stderr: e.stderr ?? '' };
+      }
+    };
+    const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+    const first = await fetch(last);
+    expect(first.stderr).toContain(`restored from the prefetched WAL file=${last}`);
+    const bytes = sha(join(dir, 'pg_wal', 'RECOVERYXLOG'));
+    const again = await fetch(last);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`restored from the kept copy of the prefetched WAL file=${last}`);
+    expect(sha(join(dir, 'pg_wal', 'RECOVERYXLOG'))).toBe(bytes);
+
+    // Another copy of that name, with other content, appears in the archive (a second server
+    // pushing into the prefix): at its next listing the worker drops the kept copy, and the call
+    // goes to wal-fetch, which refuses the name (two different copies) instead of serving either.
+    const base = `s3://${setup.bucket}/prefetch/wal/${sysid}/`;
+    const aws = (args: string[]) => execFileAsync('aws', [...args, '--endpoint-url', services().s3.endpoint], { env: awsEnv() });
+    const keys = (await aws(['s3', 'ls', base])).stdout
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).pop() ?? '')
+      .filter((k) => /^00000001[0-9A-F]{16}~/.test(k));
+    const other = keys.find((k) => !k.startsWith(last))!;
+    const twin = `${last}~${'0'.repeat(64)}${other.replace(/^[^.]*/, '')}`;
+    await aws(['s3', 'cp', `${base}${other}`, `${base}${twin}`]);
+    try {
+      const deadline = Date.now() + 30_000;
+      while (existsSync(join(pre, `${last}.kept`)) && Date.now() < deadline) await sleep(100);
+      expect(existsSync(join(pre, `${last}.kept`))).toBe(false);
+      const stale = await fetch(last);
+      expect(stale.stderr).not.toContain('kept copy');
+      expect(stale.code).not.toBe(0);
+      expect(stale.stderr).toMatch(/archived twice with different content/);
+      expect(existsSync(join(dir, 'pg_wal', 'RECOVERYXLOG'))).toBe(false);
+    } finally {
+      await aws(['s3', 'rm', `${base}${twin}`]);
+      rmSync(join(dir, 'recovery.signal'), { force: true });
+    }
+    expect((await worker).code).toBe(0);
+    expect(prefetchDirOf(dir)).toBeUndefined();
+    expect(statSync(join(dir, 'pg_wal')).isDirectory()).toBe(true);
   }, 300_000);
 
   it('a corrupt segment in the bucket: the worker does not hand it over, wal-fetch stops recovery (exit 126) and the server never promotes', async () => {

@@ -1,5 +1,16 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -65,6 +76,42 @@ describe('bin/pgbak-wal-fetch (restore_command without node for prefetched files
     utimesSync(join(dir, '00000002.history.absent'), old, old);
     writeFileSync(join(dir, 'worker.lock'), JSON.stringify({ pid: 999_999_999 }));
     expect((await run(['--env-file', envFile, '00000002.history', 'pg_wal/RECOVERYHISTORY'])).code).toBe(42);
+  });
+
+  it("answers PostgreSQL's repeated call for a segment from the worker's kept copy (a link), only in archive recovery with a fresh listing; else the worker or node", async () => {
+    writeFileSync(join(dir, SEG), 'last segment');
+    linkSync(join(dir, SEG), join(dir, `${SEG}.kept`));
+    writeFileSync(join(root, 'recovery.signal'), '');
+    expect((await run(['--env-file', envFile, SEG, 'pg_wal/RECOVERYXLOG'])).code).toBe(0);
+    // The same name again (recovery ended in it): served from the kept copy, no .want to the worker.
+    const again = await run(['--env-file', envFile, SEG, 'pg_wal/RECOVERYXLOG']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/restored from the kept copy of the prefetched WAL file=00000001000000000000000A/);
+    expect(readFileSync(join(root, 'pg_wal', 'RECOVERYXLOG'), 'utf8')).toBe('last segment');
+    expect(statSync(join(root, 'pg_wal', 'RECOVERYXLOG')).ino).toBe(statSync(join(dir, `${SEG}.kept`)).ino);
+    expect(existsSync(join(dir, `${SEG}.want`))).toBe(false);
+
+    // Not from the kept copy: a listing older than 10 s (the archive may have changed since), a
+    // standby (its WAL receiver writes segment files), the end of recovery (recovery.signal gone).
+    const declined = async () => {
+      const asking = run(['--env-file', envFile, SEG, 'pg_wal/RECOVERYXLOG']);
+      const deadline = Date.now() + 10_000;
+      while (!existsSync(join(dir, `${SEG}.want`)) && Date.now() < deadline) await sleep(20);
+      expect(existsSync(join(dir, `${SEG}.want`))).toBe(true);
+      rmSync(join(dir, `${SEG}.want`));
+      const r = await asking;
+      expect(r.stderr).not.toMatch(/kept copy/);
+      return r.code;
+    };
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(join(dir, 'listed'), old, old);
+    expect(await declined()).toBe(42);
+    writeFileSync(join(dir, 'listed'), '');
+    writeFileSync(join(root, 'standby.signal'), '');
+    expect(await declined()).toBe(42);
+    rmSync(join(root, 'standby.signal'));
+    rmSync(join(root, 'recovery.signal'));
+    expect(await declined()).toBe(42);
   });
 
   it('waits for a file the worker is fetching; asks for one it does not hold and goes to node when the worker declines', async () => {
