@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { S3Settings } from '../config/job.js';
 import { ConflictError, NotFoundError } from '../errors/index.js';
-import { S3Client, type S3Request, type S3Response, xmlBlocks, xmlEscape, xmlText } from './s3-client.js';
+import { md5Base64, S3Client, type S3Response, xmlBlocks, xmlEscape, xmlText } from './s3-client.js';
 import {
   anySignal,
   bucketMissing,
@@ -403,10 +402,3 @@ export class S3Backend implements StorageBackend {
     this.client.destroy();
   }
 }
-
-function md5Base64(text: string): string {
-  return createHash('md5').update(text).digest('base64');
-}
-
-/** A request of the backend's bucket (the bucket and the signal are filled in by `call`). */
-export type BucketRequest = Omit<S3Request, 'bucket' | 'signal'>;

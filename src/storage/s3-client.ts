@@ -125,6 +125,11 @@ export function amzDate(d: Date): string {
     .replace(/\.\d{3}/, '');
 }
 
+/** The base64 MD5 of a request document (its Content-MD5 header). */
+export function md5Base64(text: string): string {
+  return createHash('md5').update(text).digest('base64');
+}
+
 function sha256Hex(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }

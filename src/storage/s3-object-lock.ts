@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { S3Request, S3Response } from './s3-client.js';
-import { xmlBlocks, xmlText } from './s3-client.js';
+import { md5Base64, xmlBlocks, xmlText } from './s3-client.js';
 import type { S3Settings } from '../config/job.js';
 import { StorageError } from '../errors/index.js';
 import { mapS3Error, s3ErrorName, httpStatusOf } from './s3-errors.js';
@@ -33,10 +32,6 @@ export function retainUntilOf(started: Date, retentionDays: number): Date {
 export type Call = (r: Omit<S3Request, 'bucket' | 'signal'>, options?: { cleanup?: boolean }) => Promise<S3Response>;
 
 const S3_NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
-
-function md5Base64(text: string): string {
-  return createHash('md5').update(text).digest('base64');
-}
 
 /** A delete that the server refused because the version is under Object Lock until `retainUntil`. */
 export class ObjectLockedError extends StorageError {
