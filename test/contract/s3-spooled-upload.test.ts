@@ -12,7 +12,7 @@ import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, un
 import { MiB, sha256Of, TestSource } from './storage-contract.js';
 
 /**
- * Uploads that read their parts back from the local copy (FileSpool, s3-spooled-upload.ts), on
+ * Uploads that read their parts back from the local copy (FileSpool, s3-upload.ts), on
  * every S3 server of the run: the bytes stored are the stream's, a read-back that differs from the
  * stream is refused by the server (each part carries the Content-MD5 of the stream pass), and a
  * failure mid-way leaves no object and no open multipart upload, and an earlier object intact.

@@ -105,7 +105,7 @@ describe('pgbak status', () => {
 
     const stale = await runCli(['status'], { env: storageOnlyEnv(bucket) });
     expect(stale.code, stale.stdout).toBe(12);
-    // One line per database (the AWS SDK's own Node-version warning may precede it).
+    // One line per database.
     expect(stale.stderr.split('\n').filter((l) => l.startsWith('pgbak:'))).toEqual([
       expect.stringMatching(/^pgbak: crm: stale: newest good backup crm_\d{8}_\d{6} is 7h( \d+m)? old \(BACKUP_RPO 6h\)$/),
     ]);
