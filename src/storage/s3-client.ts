@@ -251,12 +251,7 @@ export class S3Client {
       const res = await this.attempt(r);
       const status = res.statusCode ?? 0;
       if (status >= 300) throw errorOf(status, res.headers, await readBody(res, r.signal));
-      const signal = r.signal;
-      if (signal) {
-        const onAbort = () => res.destroy(new RequestAborted(signal.reason));
-        signal.addEventListener('abort', onAbort, { once: true });
-        res.once('close', () => signal.removeEventListener('abort', onAbort));
-      }
+      destroyOnAbort(res, r.signal);
       return { headers: res.headers, stream: res };
     });
   }
@@ -386,22 +381,26 @@ export class S3Client {
 function readBody(res: IncomingMessage, signal: AbortSignal | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const onAbort = () => res.destroy(new RequestAborted(signal?.reason));
-    if (signal?.aborted) onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
+    destroyOnAbort(res, signal);
     res.on('data', (c: Buffer) => chunks.push(c));
-    res.once('end', () => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    });
-    res.once('error', (err) => {
-      signal?.removeEventListener('abort', onAbort);
-      reject(err);
-    });
+    res.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.once('error', reject);
     res.once('close', () => {
       if (!res.complete) reject(new Error('socket hang up: the answer was cut short'));
     });
   });
+}
+
+/** Destroys an answer with RequestAborted when `signal` aborts before the answer closes. */
+function destroyOnAbort(res: IncomingMessage, signal: AbortSignal | undefined): void {
+  if (!signal) return;
+  const onAbort = () => res.destroy(new RequestAborted(signal.reason));
+  if (signal.aborted) {
+    onAbort();
+    return;
+  }
+  signal.addEventListener('abort', onAbort, { once: true });
+  res.once('close', () => signal.removeEventListener('abort', onAbort));
 }
 
 // --- The XML of S3's documents: flat elements with text, no attributes read, no namespaces needed. ---
