@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../catalog/manifest.js';
 import { diskFullError, fsError, isDiskFull } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
+import { ChildStage } from '../pipeline/child-stage.js';
 import { decompressStage } from '../pipeline/compression.js';
 import { decryptStage } from '../pipeline/decrypt.js';
 import { verifiedHandoff } from '../pipeline/verified-handoff.js';
@@ -74,13 +75,52 @@ export interface RunRestoreResult {
   readonly restoreMs: number;
 }
 
-/** Decrypt and decompress stages an artifact needs to become a plain archive. */
-function unwrapStages(manifest: Manifest, ageIdentityFile: string | undefined): Duplex[] {
+/**
+ * The decrypt and decompress stages an artifact needs to become a plain archive; `writer` is the
+ * one that may write a spool file itself: a decompressor (zstd and lz4 exit non-zero when a write
+ * fails). gpg is never given the file: it exits 0 when its last write fails (a full disk), so
+ * node writes what gpg or age output and sees the error itself.
+ */
+function unwrapStages(manifest: Manifest, ageIdentityFile: string | undefined): { stages: Duplex[]; writer?: ChildStage } {
   const stages: Duplex[] = [];
   const decrypt = decryptStage(manifest.encryption, ageIdentityFile);
   if (decrypt) stages.push(decrypt);
-  if (manifest.compression.by === 'stream') stages.push(decompressStage(manifest.compression.method === 'lz4' ? 'lz4' : 'zstd'));
-  return stages;
+  if (manifest.compression.by !== 'stream') return { stages };
+  const writer = decompressStage(manifest.compression.method === 'lz4' ? 'lz4' : 'zstd');
+  return { stages: [...stages, writer], writer };
+}
+
+/**
+ * source → checksum → [gpg -d] → [zstd -d] → `file`. A decompressor writes the file itself, so the
+ * archive's plain bytes never pass through node (less work and less garbage for node's heap), and
+ * gpg → zstd talk through a kernel pipe; otherwise node writes it. A full disk: exit 6 naming the
+ * file, not the symptom.
+ */
+async function spoolTo(
+  file: string,
+  source: Readable,
+  check: IntegrityStage,
+  makeStages: () => { stages: Duplex[]; writer?: ChildStage },
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const handle = await open(file, 'wx', 0o600).catch((err: unknown) => {
+    source.destroy();
+    throw fsError(err, 'create spool file', file);
+  });
+  try {
+    // Child stages start in the next tick: made here, after the file is open, and joined by kernel pipes.
+    const { stages, writer } = makeStages();
+    ChildStage.connect(stages);
+    const downstream = writer
+      ? [...stages.slice(0, -1), writer.writeTo(handle.fd), nullSink()]
+      : [...stages, createWriteStream(file, { fd: handle })]; // it closes the handle itself
+    await verifiedHandoff(source, check, downstream, true, signal);
+  } catch (err) {
+    const full = isDiskFull(err) || (err instanceof Error && /No space left on device/i.test(err.message));
+    throw full ? diskFullError(Object.assign(new Error((err as Error).message), { code: 'ENOSPC' }), file) : err;
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
 }
 
 async function openCopy(copy: SourceCopy, signal: AbortSignal | undefined): Promise<Readable> {
@@ -146,16 +186,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       logger.info('spooling the archive for a parallel restore', { file });
       const check = new IntegrityStage(expected, { holdBack: 0, onBytes });
       const spoolFile = file;
-      await verifiedHandoff(
-        await openCopy(copy, o.signal),
-        check,
-        [...unwrapStages(manifest, o.ageIdentityFile), createWriteStream(file, { mode: 0o600 })],
-        true,
-        o.signal,
-      ).catch((err: unknown) => {
-        // A full disk while spooling: exit 6 naming the file and the free space, not an internal error.
-        throw isDiskFull(err) ? diskFullError(err, spoolFile) : err;
-      });
+      await spoolTo(spoolFile, await openCopy(copy, o.signal), check, () => unwrapStages(manifest, o.ageIdentityFile), o.signal);
       logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
     }
     if (file) {
@@ -196,7 +227,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       await verifiedHandoff(
         await openCopy(copy, o.signal),
         check,
-        [...unwrapStages(manifest, o.ageIdentityFile), tap, restoreStage, nullSink()],
+        [...unwrapStages(manifest, o.ageIdentityFile).stages, tap, restoreStage, nullSink()],
         !preChecked,
         o.signal,
       );

@@ -134,6 +134,8 @@ export class ChildStage extends Duplex {
   private upstream: ChildStage | undefined;
   /** The stage whose child reads this child's stdout directly (this stage then outputs nothing). */
   private downstream: ChildStage | undefined;
+  /** A file descriptor the child writes its stdout to (this stage then outputs nothing). */
+  private outputFd: number | undefined;
 
   constructor(options: ChildStageOptions) {
     super({ allowHalfOpen: true, readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 1024 * 1024 });
@@ -151,10 +153,23 @@ export class ChildStage extends Duplex {
       const a = streams[i - 1];
       const b = streams[i];
       if (!(a instanceof ChildStage) || !(b instanceof ChildStage)) continue;
-      if (a.proc || b.proc || a.downstream || b.upstream || !b.options.input || a.destroyed || b.destroyed) continue;
+      if (a.proc || b.proc || a.downstream || a.outputFd !== undefined || b.upstream || !b.options.input || a.destroyed || b.destroyed)
+        continue;
       a.downstream = b;
       b.upstream = a;
     }
+  }
+
+  /**
+   * Let the child write its stdout straight into an open file (`fd`, a descriptor node keeps
+   * open until the stage ended): those bytes never pass through node. The stage then outputs
+   * nothing and ends, as always, only once its child and every child joined before it exited 0.
+   * Only before the stage started, and not on a stage whose output another child reads.
+   */
+  writeTo(fd: number): this {
+    if (this.proc || this.downstream) throw new Error(`${this.options.label}: writeTo after the stage started or was joined`);
+    this.outputFd = fd;
+    return this;
   }
 
   /** The running child process (after the stage started). */
@@ -189,7 +204,7 @@ export class ChildStage extends Duplex {
     const input = this.upstream?.proc?.stdout ?? undefined;
     const child = spawn(options.command, [...options.args], {
       env: childEnv(options.env),
-      stdio: [input ?? (options.input ? 'pipe' : 'ignore'), 'pipe', 'pipe'],
+      stdio: [input ?? (options.input ? 'pipe' : 'ignore'), this.outputFd ?? 'pipe', 'pipe'],
       ...CHILD_SPAWN_OPTIONS,
     });
     trackChild(child);
@@ -205,8 +220,8 @@ export class ChildStage extends Duplex {
           : new ProcessError(`${options.label} could not start: ${err.message}`, { cause: err });
       this.destroy(e);
     });
-    if (this.downstream) {
-      this.stdoutEnded = true; // read by the next child, not by node
+    if (this.downstream || this.outputFd !== undefined) {
+      this.stdoutEnded = true; // read by the next child or written to a file, not by node
     } else {
       child.stdout!.on('data', (chunk: Buffer) => {
         if (!this.push(chunk)) child.stdout!.pause();
@@ -274,7 +289,7 @@ export class ChildStage extends Duplex {
   }
 
   override _read(): void {
-    if (!this.downstream) this.proc?.stdout?.resume();
+    if (!this.downstream && this.outputFd === undefined) this.proc?.stdout?.resume();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {

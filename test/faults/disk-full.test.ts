@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../src/storage/local-backend.js';
 import { backupEnv, runCli } from '../helpers/cli.js';
-import { createDatabase, execFileAsync, sql, tempDir } from '../helpers/services.js';
+import { createBucket, createDatabase, execFileAsync, sql, tempDir } from '../helpers/services.js';
 import { jsonResult } from '../helpers/json-schemas.js';
 
 /**
@@ -164,4 +164,35 @@ describe('a full disk under BACKUP_DIR', () => {
       rmSync(filler);
     }
   });
+
+  // zstd: the decompressor writes the spool file itself; gzip (pg_dump's): node writes what gpg outputs.
+  it.each(['zstd:3', 'gzip:6'])(
+    'a parallel restore whose spool file does not fit (%s + gpg): exit 6 naming it, nothing left, no target',
+    async (compression) => {
+      const bucket = await createBucket();
+      const other = tempDir();
+      const extra = { BACKUP_COMPRESSION: compression, BACKUP_GLOBALS: 'false', BACKUP_ROW_COUNTS: 'false' };
+      const made = await runCli(['backup', '--json', '--no-prune'], {
+        env: backupEnv({ database: db, dir: other, bucket, encrypt: true, extra }),
+      });
+      expect(made.code, made.stderr).toBe(0);
+      const { name } = jsonResult(made.stdout) as { name: string };
+      const target = `spool_${Date.now()}`;
+      const env = backupEnv({ database: db, dir, bucket, encrypt: true, extra });
+      const filler = fill(backups);
+      try {
+        const r = await runCli(['restore', name, '--from', 'remote', '--target', target, '--create', '--parallel', '2'], { env });
+        expect(r.code, r.stderr).toBe(6);
+        expect(r.stderr).toMatch(
+          new RegExp(`^pgbak: error: no space left on device writing ${backups}/\\.pgbak-restore-\\w+/${name}\\.dump \\(free: `, 'm'),
+        );
+        expect(r.stderr).not.toMatch(/internal error|bug in pgbak/);
+        expect(readdirSync(backups).filter((f) => f.startsWith('.pgbak-restore-'))).toEqual([]);
+        expect(await sql('postgres', `SELECT count(*) FROM pg_database WHERE datname = '${target}'`)).toBe('0');
+      } finally {
+        rmSync(filler);
+        rmSync(other, { recursive: true, force: true });
+      }
+    },
+  );
 });

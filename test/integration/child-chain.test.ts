@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -76,5 +76,46 @@ describe('ChildStage.connect: child processes joined by kernel pipes', () => {
     await pipeline([source, upper, new Writable({ write: (c: Buffer, _e, cb) => (chunks.push(c), cb()) })]);
     expect(Buffer.concat(chunks).toString()).toBe('HELLO');
     expect(upper.child.stdin).not.toBeNull();
+  });
+
+  it('writeTo: the last child writes the file itself; the stage outputs nothing and ends after every child exited 0', async () => {
+    const dir = tempDir();
+    const data = Buffer.concat([randomBytes(2 * 1024 * 1024), Buffer.alloc(3 * 1024 * 1024, 'wal ')]);
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, data);
+    const out = join(dir, 'out.bin');
+    const fd = openSync(out, 'wx', 0o600);
+    try {
+      const source = new ChildStage({ label: 'cat', command: 'cat', args: [file], input: false });
+      const zstd = new ChildStage({ label: 'zstd', command: 'zstd', args: ['-1', '-q', '-c'], input: true });
+      const unzstd = new ChildStage({ label: 'zstd -d', command: 'zstd', args: ['-d', '-q', '-c'], input: true });
+      ChildStage.connect([source, zstd, unzstd]);
+      unzstd.writeTo(fd);
+      const sink = new Sink();
+      await pipeline([source, zstd, unzstd, sink]);
+      expect(sink.bytes).toBe(0);
+      expect(sink.finished).toBe(true);
+      expect(unzstd.child.stdout).toBeNull();
+    } finally {
+      closeSync(fd);
+    }
+    expect(sha(readFileSync(out))).toBe(sha(data));
+  });
+
+  it('writeTo: a killed first child fails the pipeline although the writing child exited 0; writeTo after the start is refused', async () => {
+    const dir = tempDir();
+    const fd = openSync(join(dir, 'out.bin'), 'wx', 0o600);
+    try {
+      const source = sh('pg_dump', 'head -c 2000000 /dev/zero; exec 1>&-; sleep 0.5; kill -9 $$', false);
+      const zstd = new ChildStage({ label: 'zstd', command: 'zstd', args: ['-1', '-q', '-c'], input: true });
+      ChildStage.connect([source, zstd]);
+      zstd.writeTo(fd);
+      const sink = new Sink();
+      await expect(pipeline([source, zstd, sink])).rejects.toThrow(/pg_dump was killed by SIGKILL/);
+      expect(sink.finished).toBe(false);
+      expect(() => zstd.writeTo(fd)).toThrow(/writeTo after the stage started/);
+    } finally {
+      closeSync(fd);
+    }
   });
 });
