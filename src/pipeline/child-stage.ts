@@ -138,7 +138,7 @@ export class ChildStage extends Duplex {
   private outputFd: number | undefined;
 
   constructor(options: ChildStageOptions) {
-    super({ allowHalfOpen: true, readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 1024 * 1024 });
+    super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 64 * 1024 });
     this.options = options;
     if (!options.input) this.end();
   }

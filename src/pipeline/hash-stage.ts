@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { paceGc } from '../model/gc-pacer.js';
 
 /** Passes bytes through unchanged while computing their SHA-256 and count. */
 export class HashStage extends Transform {
@@ -8,13 +9,14 @@ export class HashStage extends Transform {
   private digest: string | undefined;
 
   constructor(private readonly onBytes?: (total: number) => void) {
-    super({ highWaterMark: 1024 * 1024 });
+    super({ highWaterMark: 256 * 1024 });
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
     this.onBytes?.(this.bytes);
+    paceGc(chunk.length);
     callback(null, chunk);
   }
 

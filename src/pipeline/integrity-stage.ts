@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { IntegrityError } from '../errors/index.js';
+import { paceGc } from '../model/gc-pacer.js';
 
 export interface ExpectedContent {
   /** For messages: the key or path being read. */
@@ -33,13 +34,14 @@ export class IntegrityStage extends Transform {
     private readonly expected: ExpectedContent,
     private readonly options: { holdBack?: number; onBytes?: (total: number) => void } = {},
   ) {
-    super({ highWaterMark: 1024 * 1024 });
+    super({ highWaterMark: 64 * 1024 });
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
     this.options.onBytes?.(this.bytes);
+    paceGc(chunk.length);
     if (this.bytes > this.expected.size) {
       callback(
         new IntegrityError(`${this.expected.label} is larger than the ${this.expected.size} bytes its manifest records`, { hint: HINT }),

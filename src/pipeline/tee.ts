@@ -34,7 +34,7 @@ export interface TeeBranch {
 export class Tee extends Writable {
   readonly branches: TeeBranch[];
 
-  constructor(specs: readonly TeeBranchSpec[], highWaterMark = 1024 * 1024) {
+  constructor(specs: readonly TeeBranchSpec[], highWaterMark = 256 * 1024) {
     super({ highWaterMark });
     this.branches = specs.map((s) => {
       const stream = new PassThrough({ highWaterMark });

@@ -14,7 +14,7 @@ class Handoff extends Writable {
   private waiting: (() => void) | undefined;
 
   constructor(private readonly target: Writable) {
-    super({ highWaterMark: 1024 * 1024 });
+    super({ highWaterMark: 64 * 1024 });
     target.on('close', () => this.cut());
   }
 
@@ -57,7 +57,7 @@ export async function verifiedHandoff(
   drain: boolean,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const head = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const head = new PassThrough({ highWaterMark: 64 * 1024 });
   const handoff = new Handoff(head);
   let downError: unknown;
   const down = pipeline([head, ...downstream], { signal }).catch((err: unknown) => {

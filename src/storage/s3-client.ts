@@ -3,6 +3,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { errnoCode } from '../errors/index.js';
+import { paceGc } from '../model/gc-pacer.js';
 
 /**
  * pgbak's own S3 client: the REST calls pgbak makes (about twenty), signed with AWS Signature
@@ -369,6 +370,7 @@ export class S3Client {
       });
       if (stream) {
         stream.once('error', fail);
+        stream.on('data', (c: Buffer) => paceGc(c.length));
         stream.pipe(req);
       } else {
         req.end(bytes);
