@@ -64,7 +64,7 @@ async function backupRestoreStart(ctx: BenchContext, w: WalBench, tool: 'pgbak' 
   const load1 = load();
   const pgbak = (args: string[], extra: NodeJS.ProcessEnv = {}) => {
     const [command, a] = asPostgres([process.execPath, ctx.pgbakBin, ...args, '--env-file', w.envFile]);
-    return measure({ command, args: a, env: { PATH: process.env.PATH, HOME: w.dir, ...extra } }, ctx.scratch);
+    return measure({ command, args: a, env: { PATH: process.env.PATH, HOME: w.dir, ...ctx.pgbakExtra, ...extra } }, ctx.scratch);
   };
   const rest = (args: string[]) => {
     const [command, a] = asPostgres([...w.pgbackrest!.argv, ...args]);
