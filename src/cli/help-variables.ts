@@ -73,4 +73,9 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['BACKUP_SIZE_TOLERANCE', 'Size anomaly: allowed deviation from the median of recent backups', '50%'],
   ['WAL_COMPRESSION', 'WAL archive and base backups: zstd:1-22, lz4:1-12, gzip:0-9 or none', 'zstd:3'],
   ['WAL_RPO', 'status: the newest archived WAL segment must be younger than this', '5m'],
+  [
+    'WAL_BASEBACKUP_COMPRESS_ON',
+    'Base backups with zstd or lz4: compressed by the PostgreSQL server (15+, when built with it; else by pgbak) or by pgbak',
+    'server',
+  ],
 ];

@@ -94,6 +94,8 @@ export interface WalSettings {
   readonly compression: Compression;
   /** status: the newest archived WAL file must be younger than this (ms). */
   readonly rpoMs: number;
+  /** WAL_BASEBACKUP_COMPRESS_ON: who compresses a base backup (zstd, lz4) when the server can. */
+  readonly baseCompressOn: 'server' | 'client';
 }
 
 /** Settings of the daemon as a whole, from `defaults:`, the environment and flags. */
@@ -185,8 +187,8 @@ function databaseSelectionOf(settings: Pick<Settings, 'BACKUP_DATABASES' | 'BACK
 }
 
 /** The WAL_* variables as {@link WalSettings}. */
-export function walSettingsOf(settings: Pick<Settings, 'WAL_COMPRESSION' | 'WAL_RPO'>): WalSettings {
-  return { compression: settings.WAL_COMPRESSION, rpoMs: settings.WAL_RPO };
+export function walSettingsOf(settings: Pick<Settings, 'WAL_COMPRESSION' | 'WAL_RPO' | 'WAL_BASEBACKUP_COMPRESS_ON'>): WalSettings {
+  return { compression: settings.WAL_COMPRESSION, rpoMs: settings.WAL_RPO, baseCompressOn: settings.WAL_BASEBACKUP_COMPRESS_ON };
 }
 
 /** The daemon's settings; LOG_FILE resolves against `cwd`. */

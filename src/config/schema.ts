@@ -308,6 +308,12 @@ export const variables = [
     default: 'zstd:3',
   }),
   v('WAL_RPO', fromParser(parseDuration), 'status: the newest archived WAL segment must be younger than this', { default: '5m' }),
+  v(
+    'WAL_BASEBACKUP_COMPRESS_ON',
+    z.enum(['server', 'client']),
+    'Base backups with zstd or lz4: compressed by the PostgreSQL server (15+, when built with it; else by pgbak) or by pgbak',
+    { default: 'server' },
+  ),
 ] as const satisfies readonly VariableSpec[];
 
 /** The name of a setting (DATABASE_URL …). */

@@ -210,4 +210,41 @@ describe('point-in-time recovery: basebackup, then restore --time / --latest --p
       });
     }
   });
+
+  it('PostgreSQL 15+ built with zstd compresses the base backup itself, pgbak does with WAL_BASEBACKUP_COMPRESS_ON=client: the same .tar.zst.gpg', async () => {
+    const methods = await psql(
+      pg,
+      'postgres',
+      "SELECT coalesce(array_to_string(enumvals, ','), '') FROM pg_settings WHERE name = 'wal_compression'",
+    );
+    const serverCan = pg.major >= 15 && methods.split(',').includes('zstd');
+    const env = { DATABASE_URL: pg.url('postgres') };
+    const sysid = await psql(pg, 'postgres', 'SELECT system_identifier FROM pg_control_system()');
+    const members = async (name: string) => {
+      const file = join(setup.vars.BACKUP_DIR!, 'base', sysid, `${name}.tar.zst.gpg`);
+      const { stdout } = await execFileAsync('sh', ['-c', 'gpg --batch --quiet --decrypt "$1" | zstd -d -q -c | tar -tf -', 'sh', file], {
+        env: { PATH: process.env.PATH, GNUPGHOME: setup.gnupgHome },
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      return stdout.split('\n');
+    };
+    const runs: { stderr: string; members: string[] }[] = [];
+    for (const side of ['server', 'client']) {
+      const r = await setup.run(['basebackup', '--env-file', setup.envFile, '--json'], {
+        env: { ...env, WAL_BASEBACKUP_COMPRESS_ON: side },
+      });
+      expect(r.code, r.stderr).toBe(0);
+      const name = (JSON.parse(r.stdout) as { results: { name: string }[] }).results[0]!.name;
+      runs.push({ stderr: r.stderr, members: await members(name) });
+    }
+    const [server, client] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    expect(server.stderr).toMatch(
+      serverCan ? /base backup started .*compression=server-zstd:3/ : /base backup started .*compression=zstd:3/,
+    );
+    expect(client.stderr).toMatch(/base backup started .*compression=zstd:3/);
+    for (const r of runs) expect(r.members).toEqual(expect.arrayContaining(['backup_label', 'PG_VERSION', 'global/pg_control']));
+    // pg_basebackup adds its backup_manifest to a tar only when it compresses nothing itself.
+    expect(client.members).toContain('backup_manifest');
+    if (serverCan) expect(server.members).not.toContain('backup_manifest');
+  });
 });
