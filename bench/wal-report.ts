@@ -9,6 +9,9 @@ export function stepMedian(s: ScenarioReport | undefined, key: string): number |
 
 const ratioOf = (a: number | null, b: number | null) => (a !== null && b ? a / b : null);
 
+const SAME_BACKUP = 'pgbak basebackup ≤ 1.0 × pgBackRest backup, same work (zstd 3, local directory, no encryption)';
+const SAME_RESTORE = 'pgbak restore-to-running ≤ 1.5 × pgBackRest, same work';
+
 /** Issue 11's targets, from the WAL scenarios present in the run. */
 export function walTargets(s: Readonly<Record<string, ScenarioReport>>): { ratios: Record<string, number | null>; targets: Target[] } {
   const t = (name: string, value: number | null, limit: number, atLeast = false): Target => ({
@@ -31,6 +34,19 @@ export function walTargets(s: Readonly<Record<string, ScenarioReport>>): { ratio
     );
     targets.push(t('pgbak basebackup ≤ 1.0 × pgBackRest backup', ratios['basebackup pgbak/pgbackrest']!, 1));
     targets.push(t('pgbak restore-to-running ≤ 1.5 × pgBackRest', ratios['restore-to-running pgbak/pgbackrest']!, 1.5));
+  }
+  // The same work as the pgBackRest configuration beside it (zstd 3 into a local directory, no encryption, no bucket).
+  if (s.wal_base_pgbak_same_work && s.wal_base_pgbackrest) {
+    ratios['basebackup pgbak same work/pgbackrest'] = ratioOf(
+      stepMedian(s.wal_base_pgbak_same_work, 'backup'),
+      stepMedian(s.wal_base_pgbackrest, 'backup'),
+    );
+    ratios['restore-to-running pgbak same work/pgbackrest'] = ratioOf(
+      stepMedian(s.wal_base_pgbak_same_work, 'restoreToRunning'),
+      stepMedian(s.wal_base_pgbackrest, 'restoreToRunning'),
+    );
+    targets.push(t(SAME_BACKUP, ratios['basebackup pgbak same work/pgbackrest']!, 1));
+    targets.push(t(SAME_RESTORE, ratios['restore-to-running pgbak same work/pgbackrest']!, 1.5));
   }
   return { ratios, targets };
 }
@@ -86,13 +102,13 @@ export function renderWal(r: BenchReport): string {
       '| tool | backup s | backup CPU s | restore s | start until promoted s | restore-to-running s | restore CPU s | stored MB | runs: backup / restore-to-running s |',
     );
     lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---|');
-    for (const id of ['wal_base_pgbackrest', 'wal_base_pgbak']) {
+    for (const id of ['wal_base_pgbackrest', 'wal_base_pgbak', 'wal_base_pgbak_same_work']) {
       const x = s[id];
       if (!x) continue;
       const m = (k: string) => stepMedian(x, k);
       const runs = x.runs.map((run) => `${sec(run.steps?.backup ?? null)} / ${sec(run.steps?.restoreToRunning ?? null)}`).join(', ');
       lines.push(
-        `| ${id === 'wal_base_pgbak' ? 'pgbak' : 'pgBackRest'} | ${sec(m('backup'))} | ${sec(m('backupCpu'))} | ${sec(m('restore'))} | ${sec(m('start'))} | ${sec(m('restoreToRunning'))} | ${sec(m('restoreCpu'))} | ${(x.median.outputBytes / 1e6).toFixed(0)} | ${runs} |`,
+        `| ${{ wal_base_pgbak: 'pgbak (zstd + gpg + local + MinIO)', wal_base_pgbak_same_work: 'pgbak, same work as pgBackRest (zstd, local, no gpg)' }[id] ?? 'pgBackRest (zstd, posix repo)'} | ${sec(m('backup'))} | ${sec(m('backupCpu'))} | ${sec(m('restore'))} | ${sec(m('start'))} | ${sec(m('restoreToRunning'))} | ${sec(m('restoreCpu'))} | ${(x.median.outputBytes / 1e6).toFixed(0)} | ${runs} |`,
       );
     }
     lines.push('');
@@ -111,6 +127,8 @@ const walTargetNames = new Set([
   'pgbench -c 4 -T 60: seconds to drain .ready after the load',
   'pgbak basebackup ≤ 1.0 × pgBackRest backup',
   'pgbak restore-to-running ≤ 1.5 × pgBackRest',
+  SAME_BACKUP,
+  SAME_RESTORE,
 ]);
 
 /** CPU per archived segment (wal-scenarios.ts cpuPerSegment), all and its parts; – for runs without it. */

@@ -58,12 +58,13 @@ async function makeWal(ctx: BenchContext, segments: number): Promise<void> {
 }
 
 /** pgbak basebackup, or pgBackRest's backup, then its restore into a new directory and a start until promoted. */
-async function backupRestoreStart(ctx: BenchContext, w: WalBench, tool: 'pgbak' | 'pgbackrest'): Promise<RunResult> {
+async function backupRestoreStart(ctx: BenchContext, w: WalBench, tool: 'pgbak' | 'pgbak_same_work' | 'pgbackrest'): Promise<RunResult> {
   await setArchiveCommand(ctx.pg, archiveCommand(w));
   await waitDrained(ctx.pg, 300_000);
   const load1 = load();
   const pgbak = (args: string[], extra: NodeJS.ProcessEnv = {}) => {
-    const [command, a] = asPostgres([process.execPath, ctx.pgbakBin, ...args, '--env-file', w.envFile]);
+    const envFile = tool === 'pgbak_same_work' ? w.sameWorkEnvFile : w.envFile;
+    const [command, a] = asPostgres([process.execPath, ctx.pgbakBin, ...args, '--env-file', envFile]);
     return measure({ command, args: a, env: { PATH: process.env.PATH, HOME: w.dir, ...ctx.pgbakExtra, ...extra } }, ctx.scratch);
   };
   const rest = (args: string[]) => {
@@ -71,7 +72,7 @@ async function backupRestoreStart(ctx: BenchContext, w: WalBench, tool: 'pgbak' 
     return measure({ command, args: a, env: w.pgbackrest!.env }, ctx.scratch);
   };
   const backup =
-    tool === 'pgbak' ? await pgbak(['basebackup'], { DATABASE_URL: ctx.pg.url('postgres') }) : await rest(['--type=full', 'backup']);
+    tool === 'pgbackrest' ? await rest(['--type=full', 'backup']) : await pgbak(['basebackup'], { DATABASE_URL: ctx.pg.url('postgres') });
   const base = join(w.dir, `restore-${tool}-${++ctx.state.runs}`);
   mkdirSync(base, { mode: 0o700 });
   const pgdata = join(base, 'data');
@@ -81,9 +82,9 @@ async function backupRestoreStart(ctx: BenchContext, w: WalBench, tool: 'pgbak' 
   chownSync(pgdata, owner.uid, owner.gid);
   try {
     const restore =
-      tool === 'pgbak'
-        ? await pgbak(['restore', '--latest', '--pgdata', pgdata, '--no-archive'])
-        : await rest([`--pg1-path=${pgdata}`, '--archive-mode=off', 'restore']);
+      tool === 'pgbackrest'
+        ? await rest([`--pg1-path=${pgdata}`, '--archive-mode=off', 'restore'])
+        : await pgbak(['restore', '--latest', '--pgdata', pgdata, '--no-archive']);
     const start = await startUntilPromoted(ctx, base, pgdata);
     const parts: Measurement[] = [backup, restore];
     const cpu = parts.every((m) => m.cpuMs !== null) ? parts.reduce((s, m) => s + m.cpuMs!, 0) : null;
@@ -98,7 +99,13 @@ async function backupRestoreStart(ctx: BenchContext, w: WalBench, tool: 'pgbak' 
       }),
       cpuMs: cpu,
       treeMaxRssKiB: Math.max(backup.treeMaxRssKiB ?? 0, restore.treeMaxRssKiB ?? 0) || null,
-      outputBytes: tool === 'pgbak' ? dirBytes(join(w.dir, 'backups')) : dirBytes(join(w.dir, 'pgbackrest-repo', 'backup')),
+      outputBytes: dirBytes(
+        {
+          pgbak: join(w.dir, 'backups'),
+          pgbak_same_work: join(w.dir, 'backups-same-work'),
+          pgbackrest: join(w.dir, 'pgbackrest-repo', 'backup'),
+        }[tool],
+      ),
     };
   } finally {
     removeDir(base);
@@ -360,17 +367,20 @@ export function walScenarios(): Scenario[] {
         });
       },
     },
-    ...(['pgbackrest', 'pgbak'] as const).map(
+    ...(['pgbackrest', 'pgbak', 'pgbak_same_work'] as const).map(
       (tool): Scenario => ({
         id: `wal_base_${tool}`,
-        title:
-          tool === 'pgbak'
-            ? 'pgbak basebackup (zstd + gpg + MinIO), then pgbak restore --latest --pgdata DIR and pg_ctl start until promoted'
-            : 'pgBackRest 2.45 backup --type=full (zst 3, process-max 2, posix repo), then restore and pg_ctl start until promoted',
+        title: {
+          pgbak:
+            'pgbak basebackup (zstd + gpg + BACKUP_DIR + MinIO), then pgbak restore --latest --pgdata DIR (from MinIO) and pg_ctl start until promoted',
+          pgbak_same_work:
+            "pgbak basebackup doing pgBackRest's work (zstd 3 into a local BACKUP_DIR, no gpg, no bucket), then restore --latest --pgdata DIR and pg_ctl start until promoted",
+          pgbackrest: 'pgBackRest 2.45 backup --type=full (zst 3, process-max 2, posix repo), then restore and pg_ctl start until promoted',
+        }[tool],
         command:
-          tool === 'pgbak'
-            ? 'pgbak basebackup; pgbak restore --latest --pgdata DIR --no-archive; pg_ctl start'
-            : 'pgbackrest --stanza=bench --type=full backup; pgbackrest --stanza=bench --pg1-path=DIR --archive-mode=off restore; pg_ctl start',
+          tool === 'pgbackrest'
+            ? 'pgbackrest --stanza=bench --type=full backup; pgbackrest --stanza=bench --pg1-path=DIR --archive-mode=off restore; pg_ctl start'
+            : `pgbak basebackup --env-file ${tool === 'pgbak' ? 'wal.env' : 'same-work.env'}; pgbak restore --latest --pgdata DIR --no-archive; pg_ctl start`,
         async run(ctx) {
           const w = await walBench(ctx);
           if (tool === 'pgbackrest' && !w.pgbackrest) throw new Error(w.pgbackrestMissing);

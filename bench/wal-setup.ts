@@ -22,6 +22,13 @@ export function asPostgres(argv: readonly string[]): [string, string[]] {
 export interface WalBench {
   readonly dir: string;
   readonly envFile: string;
+  /**
+   * pgbak doing the work of the pgBackRest configuration beside it: WAL_COMPRESSION zstd:3 into a
+   * local BACKUP_DIR (a posix repository), no gpg, no bucket; its own WAL archive there.
+   */
+  readonly sameWorkEnvFile: string;
+  /** archive_command's pushes into that archive (the sh client, no call log). */
+  readonly sameWorkPush: string;
   /** archive_command's wrapper: runs bin/pgbak-wal-push (the sh client), appends "start_ns end_ns rc kind file" to callLog. */
   readonly wrapper: string;
   /** The same with `pgbak wal-push` (node on every call). */
@@ -71,6 +78,16 @@ async function setUp(ctx: BenchContext): Promise<WalBench> {
       .join(''),
     { mode: 0o600 },
   );
+  const sameWorkEnvFile = join(dir, 'same-work.env');
+  const same = Object.fromEntries(Object.entries(vars).filter(([k]) => !k.startsWith('STORAGE_') && k !== 'GPG_RECIPIENT'));
+  writeFileSync(
+    sameWorkEnvFile,
+    Object.entries({ ...same, BACKUP_DIR: join(dir, 'backups-same-work') })
+      .map(([k, v]) => `${k}='${v}'\n`)
+      .join(''),
+    { mode: 0o600 },
+  );
+  const sameWorkPush = `PGBAK_NODE="${process.execPath}" "${join(dirname(ctx.pgbakBin), 'pgbak-wal-push')}" --env-file "${sameWorkEnvFile}"`;
   const callLog = join(dir, 'calls.log');
   writeFileSync(callLog, '');
   const script = (command: string) => `#!/bin/sh
@@ -132,7 +149,18 @@ exit $rc
     const [cmd, args] = asPostgres([...pgbackrest.argv, 'stanza-create']);
     await execFileAsync(cmd, args, { env: pgbackrest.env });
   }
-  return { dir, envFile, wrapper, nodeWrapper, callLog, pgbackrest, ...(pgbackrestMissing ? { pgbackrestMissing } : {}), socketDir };
+  return {
+    dir,
+    envFile,
+    sameWorkEnvFile,
+    sameWorkPush,
+    wrapper,
+    nodeWrapper,
+    callLog,
+    pgbackrest,
+    ...(pgbackrestMissing ? { pgbackrestMissing } : {}),
+    socketDir,
+  };
 }
 
 /**
@@ -167,9 +195,10 @@ export async function setArchiveCommand(pg: PgCluster, command: string): Promise
   await new Promise((r) => setTimeout(r, 300));
 }
 
-/** archive_command for pgbak, plus pgBackRest's archive-push when it takes part. */
+/** archive_command for pgbak (its bucket archive and its same-work local one), plus pgBackRest's archive-push when it takes part. */
 export function archiveCommand(w: WalBench): string {
-  return w.pgbackrest ? `${w.wrapper} %p && ${w.pgbackrest.argv.join(' ')} archive-push %p` : `${w.wrapper} %p`;
+  const pgbak = `${w.wrapper} %p && ${w.sameWorkPush} %p`;
+  return w.pgbackrest ? `${pgbak} && ${w.pgbackrest.argv.join(' ')} archive-push %p` : pgbak;
 }
 
 /** `.ready` files waiting in pg_wal/archive_status. */
