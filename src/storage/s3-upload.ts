@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { type S3Client, xmlEscape, xmlText } from './s3-client.js';
+import { type S3Client, xmlBlocks, xmlEscape, xmlText } from './s3-client.js';
 import { CleanupFailure, deadlineSignal, s3ErrorName } from './s3-errors.js';
 import type { SpoolFile } from './storage-backend.js';
 
@@ -162,12 +162,33 @@ export async function uploadObject(
     await Promise.allSettled([...inFlight]);
     if (uploadId !== undefined) {
       try {
-        await client.send({ method: 'DELETE', bucket, key, query: { uploadId }, signal: deadlineSignal(o.timeoutMs) });
+        await abortUpload(p, uploadId, o.timeoutMs);
       } catch (abortError) {
-        // Gone already (completed or aborted meanwhile): nothing is left behind.
-        if (s3ErrorName(abortError) !== 'NoSuchUpload') throw new CleanupFailure(abortError, failure);
+        throw new CleanupFailure(abortError, failure);
       }
     }
     throw failure;
+  }
+}
+
+/**
+ * AbortMultipartUpload, sent again while the upload is still listed (up to 3 times, 0.25 then
+ * 0.5 s apart): a part the server was still storing when its request was given up on (one
+ * STORAGE_TIMEOUT after the failure) can bring the upload back after the first abort, as AWS's
+ * own documentation warns. Found on versitygw under the full test suite's load. Gone already
+ * (completed or aborted meanwhile): nothing is left behind.
+ */
+async function abortUpload(p: UploadParams, uploadId: string, timeoutMs: number): Promise<void> {
+  const { client, bucket, key } = p;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.send({ method: 'DELETE', bucket, key, query: { uploadId }, signal: deadlineSignal(timeoutMs) });
+    } catch (err) {
+      if (s3ErrorName(err) !== 'NoSuchUpload') throw err;
+    }
+    if (attempt === 3) return;
+    await new Promise((r) => setTimeout(r, 250 * attempt));
+    const listed = await client.send({ method: 'GET', bucket, query: { uploads: '', prefix: key }, signal: deadlineSignal(timeoutMs) });
+    if (!xmlBlocks(listed.body, 'Upload').some((u) => xmlText(u, 'UploadId') === uploadId)) return;
   }
 }
