@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { directoryKey, type EncryptionMethod } from '../catalog/backup-name.js';
 import type { StoredFile, TableCount } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
-import { diskFullError, fsError, toAppError } from '../errors/index.js';
+import { diskFullOf, fsError, toAppError } from '../errors/index.js';
 import { formatBytes } from '../model/human-units.js';
 import { freeSpaceOf } from '../errors/free-space.js';
 import type { Logger } from '../logging/logger.js';
@@ -110,8 +110,7 @@ export async function directoryDumpStep(o: {
       );
     } catch (err) {
       const e = toAppError(err);
-      if (/No space left on device/i.test(e.message)) throw diskFullError(Object.assign(new Error(e.message), { code: 'ENOSPC' }), temp);
-      throw e;
+      throw diskFullOf(e, temp) ?? e;
     }
     logger.info('directory-format dump written', { jobs, seconds: ((Date.now() - t0) / 1000).toFixed(1) });
     const files = await storeFiles({ ...o, dir }).catch(async (err: unknown) => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../catalog/manifest.js';
-import { diskFullError, fsError, isDiskFull } from '../errors/index.js';
+import { diskFullOf, fsError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { ChildStage } from '../pipeline/child-stage.js';
 import { decompressStage } from '../pipeline/compression.js';
@@ -116,8 +116,7 @@ async function spoolTo(
       : [...stages, createWriteStream(file, { fd: handle })]; // it closes the handle itself
     await verifiedHandoff(source, check, downstream, true, signal);
   } catch (err) {
-    const full = isDiskFull(err) || (err instanceof Error && /No space left on device/i.test(err.message));
-    throw full ? diskFullError(Object.assign(new Error((err as Error).message), { code: 'ENOSPC' }), file) : err;
+    throw diskFullOf(err, file) ?? err;
   } finally {
     await handle.close().catch(() => undefined);
   }

@@ -181,6 +181,18 @@ export function diskFullError(err: unknown, path: string, detail: { written?: nu
   });
 }
 
+/**
+ * The DiskFullError (exit 6) naming `path` when `err` means a full disk: a file-system error
+ * (ENOSPC, EDQUOT, EFBIG) or a child process that said so on stderr (pg_dump's, zstd's "No space
+ * left on device"); undefined for any other failure.
+ */
+export function diskFullOf(err: unknown, path: string): DiskFullError | undefined {
+  if (isDiskFull(err)) return diskFullError(err, path);
+  const message = err instanceof Error ? err.message : String(err);
+  if (!/No space left on device/i.test(message)) return undefined;
+  return diskFullError(Object.assign(new Error(message), { code: 'ENOSPC' }), path);
+}
+
 /** Map a file-system error on `path` to an AppError that names it (a full disk: DiskFullError, exit 6). */
 export function fsError(err: unknown, action: string, path: string, hint?: string): AppError {
   if (isAppError(err)) return err;
