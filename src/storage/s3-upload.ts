@@ -188,7 +188,10 @@ async function abortUpload(p: UploadParams, uploadId: string, timeoutMs: number)
     }
     if (attempt === 3) return;
     await new Promise((r) => setTimeout(r, 250 * attempt));
-    const listed = await client.send({ method: 'GET', bucket, query: { uploads: '', prefix: key }, signal: deadlineSignal(timeoutMs) });
-    if (!xmlBlocks(listed.body, 'Upload').some((u) => xmlText(u, 'UploadId') === uploadId)) return;
+    // The abort itself went through: a listing that fails (no s3:ListBucketMultipartUploads) ends the check.
+    const listed = await client
+      .send({ method: 'GET', bucket, query: { uploads: '', prefix: key }, signal: deadlineSignal(timeoutMs) })
+      .catch(() => undefined);
+    if (!listed || !xmlBlocks(listed.body, 'Upload').some((u) => xmlText(u, 'UploadId') === uploadId)) return;
   }
 }
