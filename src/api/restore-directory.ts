@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../catalog/manifest.js';
 import { diskFullError, fsError, IntegrityError, isDiskFull } from '../errors/index.js';
 import { forEachLimit } from '../model/for-each-limit.js';
+import type { ChildStage } from '../pipeline/child-stage.js';
 import { decompressStage } from '../pipeline/compression.js';
 import { decryptStage } from '../pipeline/decrypt.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
@@ -100,7 +101,7 @@ export async function runDirectoryRestore(o: DirectoryRestoreOptions): Promise<{
       await verifiedHandoff(
         await openFile(copy.backend, f.key, o.signal),
         check,
-        [...unwrap(manifest, o.ageIdentityFile), createWriteStream(out, { mode: 0o600 })],
+        [...unwrapStages(manifest, o.ageIdentityFile).stages, createWriteStream(out, { mode: 0o600 })],
         true,
         o.signal,
       ).catch((err: unknown) => {
@@ -154,15 +155,23 @@ function plainName(key: string, manifest: Manifest): string {
   return name;
 }
 
-function unwrap(manifest: Manifest, ageIdentityFile: string | undefined): Duplex[] {
+/**
+ * The decrypt and decompress stages an artifact needs to become a plain archive; `writer` is the
+ * one that may write a spool file itself: a decompressor (zstd and lz4 exit non-zero when a write
+ * fails). gpg is never given the file: it exits 0 when its last write fails (a full disk), so
+ * node writes what gpg or age output and sees the error itself.
+ */
+export function unwrapStages(manifest: Manifest, ageIdentityFile: string | undefined): { stages: Duplex[]; writer?: ChildStage } {
   const stages: Duplex[] = [];
   const decrypt = decryptStage(manifest.encryption, ageIdentityFile);
   if (decrypt) stages.push(decrypt);
-  if (manifest.compression.by === 'stream') stages.push(decompressStage(manifest.compression.method === 'lz4' ? 'lz4' : 'zstd'));
-  return stages;
+  if (manifest.compression.by !== 'stream') return { stages };
+  const writer = decompressStage(manifest.compression.method === 'lz4' ? 'lz4' : 'zstd');
+  return { stages: [...stages, writer], writer };
 }
 
-async function openFile(backend: StorageBackend, key: string, signal: AbortSignal | undefined): Promise<Readable> {
+/** A stored file's bytes: read from disk when the backend has it there, else downloaded. */
+export async function openFile(backend: StorageBackend, key: string, signal: AbortSignal | undefined): Promise<Readable> {
   const path = backend.localPath(key);
   if (path !== undefined) return createReadStream(path, { highWaterMark: 1024 * 1024 });
   return backend.get(key, { signal });

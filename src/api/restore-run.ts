@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
@@ -8,8 +8,6 @@ import type { Manifest } from '../catalog/manifest.js';
 import { diskFullOf, fsError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { ChildStage } from '../pipeline/child-stage.js';
-import { decompressStage } from '../pipeline/compression.js';
-import { decryptStage } from '../pipeline/decrypt.js';
 import { verifiedHandoff } from '../pipeline/verified-handoff.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { pgRestoreStage } from '../postgres/pg-restore.js';
@@ -19,7 +17,7 @@ import type { PgTool } from '../postgres/pg-tools.js';
 import { listToc, TocTap, type Toc } from '../postgres/toc.js';
 import type { SourceCopy } from '../catalog/find-backup.js';
 import { checkStored } from '../pipeline/check-stored.js';
-import { runDirectoryRestore } from './restore-directory.js';
+import { openFile, runDirectoryRestore, unwrapStages } from './restore-directory.js';
 
 /**
  * How an artifact reaches pg_restore:
@@ -76,21 +74,6 @@ export interface RunRestoreResult {
 }
 
 /**
- * The decrypt and decompress stages an artifact needs to become a plain archive; `writer` is the
- * one that may write a spool file itself: a decompressor (zstd and lz4 exit non-zero when a write
- * fails). gpg is never given the file: it exits 0 when its last write fails (a full disk), so
- * node writes what gpg or age output and sees the error itself.
- */
-function unwrapStages(manifest: Manifest, ageIdentityFile: string | undefined): { stages: Duplex[]; writer?: ChildStage } {
-  const stages: Duplex[] = [];
-  const decrypt = decryptStage(manifest.encryption, ageIdentityFile);
-  if (decrypt) stages.push(decrypt);
-  if (manifest.compression.by !== 'stream') return { stages };
-  const writer = decompressStage(manifest.compression.method === 'lz4' ? 'lz4' : 'zstd');
-  return { stages: [...stages, writer], writer };
-}
-
-/**
  * source → checksum → [gpg -d] → [zstd -d] → `file`. A decompressor writes the file itself, so the
  * archive's plain bytes never pass through node (less work and less garbage for node's heap), and
  * gpg → zstd talk through a kernel pipe; otherwise node writes it. A full disk: exit 6 naming the
@@ -120,12 +103,6 @@ async function spoolTo(
   } finally {
     await handle.close().catch(() => undefined);
   }
-}
-
-async function openCopy(copy: SourceCopy, signal: AbortSignal | undefined): Promise<Readable> {
-  const path = copy.backend.localPath(copy.key);
-  if (path !== undefined) return createReadStream(path, { highWaterMark: 1024 * 1024 });
-  return copy.backend.get(copy.key, { signal });
 }
 
 /** Restore one copy of an artifact into `targetUrl` (which must exist). */
@@ -185,7 +162,13 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       logger.info('spooling the archive for a parallel restore', { file });
       const check = new IntegrityStage(expected, { holdBack: 0, onBytes });
       const spoolFile = file;
-      await spoolTo(spoolFile, await openCopy(copy, o.signal), check, () => unwrapStages(manifest, o.ageIdentityFile), o.signal);
+      await spoolTo(
+        spoolFile,
+        await openFile(copy.backend, copy.key, o.signal),
+        check,
+        () => unwrapStages(manifest, o.ageIdentityFile),
+        o.signal,
+      );
       logger.info('artifact matches its manifest', { source: label, bytes: manifest.artifact.size, sha256: manifest.artifact.sha256 });
     }
     if (file) {
@@ -224,7 +207,7 @@ export async function runRestore(o: RunRestoreOptions): Promise<RunRestoreResult
       });
       const check = new IntegrityStage(expected, { onBytes });
       await verifiedHandoff(
-        await openCopy(copy, o.signal),
+        await openFile(copy.backend, copy.key, o.signal),
         check,
         [...unwrapStages(manifest, o.ageIdentityFile).stages, tap, restoreStage, nullSink()],
         !preChecked,
