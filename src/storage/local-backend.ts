@@ -14,29 +14,56 @@ const FILE_MODE = 0o600;
 /** Mode of every directory pgbak creates. */
 const DIR_MODE = 0o700;
 
+/** Bytes written between two background flushes of a file being stored (see {@link fileWrites}). */
+export const FLUSH_EVERY = 32 * 1024 * 1024;
+
 /**
- * The write stream's file-system calls, reporting each completed write (PutOptions.onWritten:
- * an upload reads its parts from this file as they land); none when nobody listens.
+ * The write stream's file-system calls. Each completed write is reported (PutOptions.onWritten:
+ * an upload reads its parts from this file as they land). Every {@link FLUSH_EVERY} bytes an
+ * fdatasync starts in the background (one at a time; the writes go on), so the disk writes the file
+ * while the dump runs: the fsync before the rename then has only the last bytes to flush, not the
+ * whole file (160 MB: 0.12-0.24 s here, the kernel starting no writeback of its own on a machine
+ * with 24 GiB). A failed background flush fails the next write or the final fsync: its error is
+ * reported once by the kernel, so it must not be lost.
  */
-function reportingWrites(path: string, onWritten: ((path: string, written: number) => void) | undefined) {
-  if (!onWritten) return {};
+function fileWrites(path: string, onWritten: ((path: string, written: number) => void) | undefined) {
   let written = 0;
+  let flushedAt = 0;
+  let flushing: Promise<void> | undefined;
+  let flushError: NodeJS.ErrnoException | undefined;
+  const afterWrite = (fd: number, bytes: number) => {
+    written += bytes;
+    onWritten?.(path, written);
+    if (flushing || flushError || written - flushedAt < FLUSH_EVERY) return;
+    flushedAt = written;
+    flushing = new Promise((resolve) =>
+      fs.fdatasync(fd, (err) => {
+        if (err) flushError ??= err;
+        flushing = undefined;
+        resolve();
+      }),
+    );
+  };
   type Done<B> = (err: NodeJS.ErrnoException | null, bytes: number, buffers: B) => void;
   const counted =
-    <B>(cb: Done<B>): Done<B> =>
+    <B>(fd: number, cb: Done<B>): Done<B> =>
     (err, bytes, buffers) => {
-      if (!err) onWritten(path, (written += bytes));
-      cb(err, bytes, buffers);
+      if (!err) afterWrite(fd, bytes);
+      cb(err ?? flushError ?? null, bytes, buffers);
     };
   return {
     fs: {
       open: fs.open,
-      close: fs.close,
-      fsync: fs.fsync,
+      // Not under a flush still running (after a failure): the descriptor could be reused.
+      close: (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) =>
+        void (flushing ?? Promise.resolve()).then(() => fs.close(fd, cb)),
       write: (fd: number, buffer: Buffer, offset: number, length: number, position: number | null, cb: Done<Buffer>) =>
-        fs.write(fd, buffer, offset, length, position, counted<Buffer>(cb)),
+        fs.write(fd, buffer, offset, length, position, counted<Buffer>(fd, cb)),
       writev: (fd: number, buffers: Buffer[], position: number | null, cb: Done<Buffer[]>) =>
-        fs.writev(fd, buffers, position, counted<Buffer[]>(cb)),
+        fs.writev(fd, buffers, position, counted<Buffer[]>(fd, cb)),
+      // `flush: true`: the fsync before close waits for the background flush and reports its error.
+      fsync: (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) =>
+        void (flushing ?? Promise.resolve()).then(() => fs.fsync(fd, (err) => cb(err ?? flushError ?? null))),
     },
   };
 }
@@ -104,7 +131,7 @@ export class LocalBackend implements StorageBackend {
     let action = 'write';
     try {
       // `flush: true` fsyncs the file before the stream closes it.
-      const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true, ...reportingWrites(temp, options.onWritten) });
+      const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true, ...fileWrites(temp, options.onWritten) });
       out.once('error', () => (firstFailure ??= 'file'));
       await pipeline(body, out, options.signal ? { signal: options.signal } : {});
       const { size } = await stat(temp);

@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AppError, ExitCode, PermissionError } from '../../src/errors/index.js';
-import { LocalBackend } from '../../src/storage/local-backend.js';
+import { FLUSH_EVERY, LocalBackend } from '../../src/storage/local-backend.js';
 import { tempDir } from '../helpers/services.js';
 import { collect, MiB, runStorageContract, TestSource } from './storage-contract.js';
 
@@ -55,6 +56,42 @@ describe('LocalBackend specifics', () => {
     const source = new TestSource(3 * MiB, { failAt: MiB });
     await expect(backend.put('d/f.dump', source)).rejects.toBe(source.failure);
     expect(readdirSync(join(root, 'd'))).toEqual([]);
+  });
+
+  describe('flushes a big file to disk while it is written (fdatasync every 32 MiB)', () => {
+    afterEach(() => vi.restoreAllMocks());
+
+    it('in the background, on the temp file, and the bytes stored are the bytes sent', async () => {
+      const root = tempDir();
+      const backend = new LocalBackend(root);
+      const real = fs.fdatasync;
+      // What the directory holds at each flush: still only the hidden temp file.
+      const seen: string[][] = [];
+      const spy = vi.spyOn(fs, 'fdatasync').mockImplementation((fd, cb) => {
+        seen.push(readdirSync(join(root, 'd')));
+        real(fd, cb);
+      });
+      const source = new TestSource(FLUSH_EVERY * 3 + MiB);
+      const result = await backend.put('d/f.dump', source);
+      expect(FLUSH_EVERY).toBe(32 * MiB);
+      expect(spy.mock.calls.length).toBeGreaterThanOrEqual(2);
+      for (const names of seen) expect(names).toEqual([expect.stringMatching(/^\.f\.dump\.tmp-/)]);
+      expect(result.size).toBe(source.total);
+      expect(createHash('sha256').update(readFileSync(join(root, 'd', 'f.dump'))).digest('hex')).toBe(source.digest());
+    });
+
+    it('a flush that fails (EIO) fails the store, and no file is left under any name', async () => {
+      const root = tempDir();
+      const backend = new LocalBackend(root);
+      vi.spyOn(fs, 'fdatasync').mockImplementation((_fd, cb) =>
+        setImmediate(() => cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5, syscall: 'fdatasync' }))),
+      );
+      const err = await backend.put('d/f.dump', new TestSource(FLUSH_EVERY * 3)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AppError);
+      expect((err as AppError).message).toMatch(/EIO/);
+      expect((err as AppError).message).toContain(join(root, 'd', '.f.dump.tmp-'));
+      expect(readdirSync(join(root, 'd'))).toEqual([]);
+    });
   });
 
   it('lists nothing when the root does not exist', async () => {
