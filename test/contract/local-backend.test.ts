@@ -77,7 +77,11 @@ describe('LocalBackend specifics', () => {
       expect(spy.mock.calls.length).toBeGreaterThanOrEqual(2);
       for (const names of seen) expect(names).toEqual([expect.stringMatching(/^\.f\.dump\.tmp-/)]);
       expect(result.size).toBe(source.total);
-      expect(createHash('sha256').update(readFileSync(join(root, 'd', 'f.dump'))).digest('hex')).toBe(source.digest());
+      expect(
+        createHash('sha256')
+          .update(readFileSync(join(root, 'd', 'f.dump')))
+          .digest('hex'),
+      ).toBe(source.digest());
     });
 
     it('a flush that fails (EIO) fails the store, and no file is left under any name', async () => {
