@@ -153,7 +153,8 @@ async function storeFiles(o: {
   const stored = new Map<string, StoredFile>();
   let total = 0;
   const t0 = Date.now();
-  await forEachLimit(names, o.job.backup.jobs, async (name) => {
+  // A file that fails stops the others; the run's clean-up starts only once they all settled.
+  await forEachLimit(names, o.job.backup.jobs, async (name, stop) => {
     const key = directoryKey(o.base, storedFileName(name, o.plan, o.encryption));
     const extra = targets.liveExtra();
     const r = await streamToStorage({
@@ -167,7 +168,7 @@ async function storeFiles(o: {
       remotePartSize: o.partSize,
       remoteRetainUntil: targets.retainUntil,
       deferRemoteCleanup: (cleanup) => targets.uploadCleanup.push(cleanup),
-      signal: o.signal,
+      signal: o.signal ? AbortSignal.any([o.signal, stop]) : stop,
       logger: o.logger,
     });
     targets.stored(key, r, extra);

@@ -84,7 +84,9 @@ export async function runDirectoryRestore(o: DirectoryRestoreOptions): Promise<{
     const dir = join(temp, 'dump');
     await mkdir(dir, { mode: 0o700 });
     progress();
-    await forEachLimit(files, Math.max(1, o.jobs), async (f) => {
+    // A file that fails stops the others (forEachLimit waits for them before the spool goes).
+    await forEachLimit(files, Math.max(1, o.jobs), async (f, stop) => {
+      const signal = o.signal ? AbortSignal.any([o.signal, stop]) : stop;
       const name = plainName(f.key, manifest);
       const out = join(dir, name);
       let got = 0;
@@ -99,11 +101,11 @@ export async function runDirectoryRestore(o: DirectoryRestoreOptions): Promise<{
         },
       );
       await verifiedHandoff(
-        await openFile(copy.backend, f.key, o.signal),
+        await openFile(copy.backend, f.key, signal),
         check,
         [...unwrapStages(manifest, o.ageIdentityFile).stages, createWriteStream(out, { mode: 0o600 })],
         true,
-        o.signal,
+        signal,
       ).catch((err: unknown) => {
         throw isDiskFull(err) ? diskFullError(err, out) : err;
       });
