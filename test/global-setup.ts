@@ -1,3 +1,6 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { createGpgHome } from './helpers/gpg-home.js';
 import { s3ServerKinds, startS3Server, type S3Server } from './helpers/s3-server.js';
@@ -45,6 +48,13 @@ const describeS3 = (s3: S3Server): TestS3Server => ({
  */
 export default async function setup(project: TestProject) {
   const log = (m: string) => process.stderr.write(`[test services] ${m}\n`);
+  // Every temporary directory of the run (tempDir(), clusters, the PITR tests' archives and spools)
+  // goes under one directory, removed when the run ends: the tests do not remove theirs one by one,
+  // and CI runs the suite on the same machine again and again (/tmp had 32 GB of them). Mode 0711:
+  // the postgres user (archive_command in the PITR tests) reaches its own directories below it.
+  const runTmp = mkdtempSync(join(tmpdir(), 'pgbak-testrun-'));
+  chmodSync(runTmp, 0o711);
+  process.env.TMPDIR = runTmp;
   const kinds = process.env.S3_TEST_ENDPOINT ? [undefined] : s3ServerKinds();
   const [pg, gpg, ...s3Servers] = await Promise.all([
     startCluster({ log }),
@@ -60,5 +70,6 @@ export default async function setup(project: TestProject) {
   });
   return async () => {
     await Promise.allSettled([pg.stop(), gpg.remove(), ...s3Servers.map((s) => s.stop())]);
+    rmSync(runTmp, { recursive: true, force: true });
   };
 }

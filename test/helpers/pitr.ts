@@ -44,7 +44,7 @@ export async function pitrSetup(options: { encrypt?: boolean; prefix?: string } 
   const dir = mkdtempSync(join(tmpdir(), 'pgbak-pitr-'));
   chmodSync(dir, 0o755);
   // gpg wants its home owned by the user that runs it; postgres runs archive_command.
-  const gnupgHome = mkdtempSync('/tmp/pgbak-pg-gpg-');
+  const gnupgHome = mkdtempSync(join(tmpdir(), 'pgbak-pg-gpg-'));
   cpSync(s.gpg.home, gnupgHome, { recursive: true, filter: (src) => !/S\.gpg-agent/.test(src) });
   await execFileAsync('chown', ['-R', `${owner.uid}:${owner.gid}`, gnupgHome, dir]);
   chmodSync(gnupgHome, 0o700);
