@@ -50,10 +50,11 @@ export default async function setup(project: TestProject) {
   const log = (m: string) => process.stderr.write(`[test services] ${m}\n`);
   // Every temporary directory of the run (tempDir(), clusters, the PITR tests' archives and spools)
   // goes under one directory, removed when the run ends: the tests do not remove theirs one by one,
-  // and CI runs the suite on the same machine again and again (/tmp had 32 GB of them). Mode 0711:
-  // the postgres user (archive_command in the PITR tests) reaches its own directories below it.
+  // and CI runs the suite on the same machine again and again (/tmp had 32 GB of them). Mode 1777,
+  // as /tmp's: children that run as other users (the postgres server, a probe as nobody) inherit
+  // TMPDIR and create their own files there (tsx its cache).
   const runTmp = mkdtempSync(join(tmpdir(), 'pgbak-testrun-'));
-  chmodSync(runTmp, 0o711);
+  chmodSync(runTmp, 0o1777);
   process.env.TMPDIR = runTmp;
   const kinds = process.env.S3_TEST_ENDPOINT ? [undefined] : s3ServerKinds();
   const [pg, gpg, ...s3Servers] = await Promise.all([
