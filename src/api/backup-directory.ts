@@ -154,29 +154,34 @@ async function storeFiles(o: {
   let total = 0;
   const t0 = Date.now();
   // A file that fails stops the others; the run's clean-up starts only once they all settled.
-  await forEachLimit(names, o.job.backup.jobs, async (name, stop) => {
-    const key = directoryKey(o.base, storedFileName(name, o.plan, o.encryption));
-    const extra = targets.liveExtra();
-    const r = await streamToStorage({
-      source: createReadStream(join(o.dir, name), { highWaterMark: 1024 * 1024 }),
-      stages: [o.plan.streamStage(), encryptStage({ gpgKey: o.gpgKey, age: o.age })].filter((s) => s !== undefined),
-      key,
-      local: targets.local,
-      remote: targets.remote,
-      more: extra.map((e) => e.bucket),
-      remoteTimeoutMs: targets.bucket?.timeoutMs,
-      remotePartSize: o.partSize,
-      remoteRetainUntil: targets.retainUntil,
-      deferRemoteCleanup: (cleanup) => targets.uploadCleanup.push(cleanup),
-      signal: o.signal ? AbortSignal.any([o.signal, stop]) : stop,
-      logger: o.logger,
-    });
-    targets.stored(key, r, extra);
-    stored.set(name, { key, size: r.size, sha256: r.sha256 });
-    total += r.size;
-    o.progress.onBytes(total);
-    await unlink(join(o.dir, name)).catch(() => undefined);
-  });
+  await forEachLimit(
+    names,
+    o.job.backup.jobs,
+    async (name, signal) => {
+      const key = directoryKey(o.base, storedFileName(name, o.plan, o.encryption));
+      const extra = targets.liveExtra();
+      const r = await streamToStorage({
+        source: createReadStream(join(o.dir, name), { highWaterMark: 1024 * 1024 }),
+        stages: [o.plan.streamStage(), encryptStage({ gpgKey: o.gpgKey, age: o.age })].filter((s) => s !== undefined),
+        key,
+        local: targets.local,
+        remote: targets.remote,
+        more: extra.map((e) => e.bucket),
+        remoteTimeoutMs: targets.bucket?.timeoutMs,
+        remotePartSize: o.partSize,
+        remoteRetainUntil: targets.retainUntil,
+        deferRemoteCleanup: (cleanup) => targets.uploadCleanup.push(cleanup),
+        signal,
+        logger: o.logger,
+      });
+      targets.stored(key, r, extra);
+      stored.set(name, { key, size: r.size, sha256: r.sha256 });
+      total += r.size;
+      o.progress.onBytes(total);
+      await unlink(join(o.dir, name)).catch(() => undefined);
+    },
+    o.signal,
+  );
   const files = names.map((n) => stored.get(n)!);
   o.logger.info('directory-format dump stored', { files: files.length, bytes: total, seconds: ((Date.now() - t0) / 1000).toFixed(1) });
   return files;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../catalog/manifest.js';
-import { diskFullError, fsError, IntegrityError, isDiskFull } from '../errors/index.js';
+import { diskFullOf, fsError, IntegrityError } from '../errors/index.js';
 import { forEachLimit } from '../model/for-each-limit.js';
 import type { ChildStage } from '../pipeline/child-stage.js';
 import { decompressStage } from '../pipeline/compression.js';
@@ -85,32 +85,36 @@ export async function runDirectoryRestore(o: DirectoryRestoreOptions): Promise<{
     await mkdir(dir, { mode: 0o700 });
     progress();
     // A file that fails stops the others (forEachLimit waits for them before the spool goes).
-    await forEachLimit(files, Math.max(1, o.jobs), async (f, stop) => {
-      const signal = o.signal ? AbortSignal.any([o.signal, stop]) : stop;
-      const name = plainName(f.key, manifest);
-      const out = join(dir, name);
-      let got = 0;
-      const check = new IntegrityStage(
-        { label: copy.backend.urlOf(f.key), size: f.size, sha256: f.sha256 },
-        {
-          holdBack: 0,
-          onBytes: (n) => {
-            bytes += n - got;
-            got = n;
+    await forEachLimit(
+      files,
+      Math.max(1, o.jobs),
+      async (f, signal) => {
+        const name = plainName(f.key, manifest);
+        const out = join(dir, name);
+        let got = 0;
+        const check = new IntegrityStage(
+          { label: copy.backend.urlOf(f.key), size: f.size, sha256: f.sha256 },
+          {
+            holdBack: 0,
+            onBytes: (n) => {
+              bytes += n - got;
+              got = n;
+            },
           },
-        },
-      );
-      await verifiedHandoff(
-        await openFile(copy.backend, f.key, signal),
-        check,
-        [...unwrapStages(manifest, o.ageIdentityFile).stages, createWriteStream(out, { mode: 0o600 })],
-        true,
-        signal,
-      ).catch((err: unknown) => {
-        throw isDiskFull(err) ? diskFullError(err, out) : err;
-      });
-      progress();
-    });
+        );
+        await verifiedHandoff(
+          await openFile(copy.backend, f.key, signal),
+          check,
+          [...unwrapStages(manifest, o.ageIdentityFile).stages, createWriteStream(out, { mode: 0o600 })],
+          true,
+          signal,
+        ).catch((err: unknown) => {
+          throw diskFullOf(err, out) ?? err;
+        });
+        progress();
+      },
+      o.signal,
+    );
     logger.info('every file matches its manifest', { files: files.length, bytes: total });
     await checkArchiveReadable(o.pgRestore, join(dir, 'toc.dat'), `backup ${manifest.name}`);
     toc = await listToc(o.pgRestore, dir);

@@ -51,4 +51,19 @@ describe('forEachLimit', () => {
     });
     await expect(run).rejects.toBe(first);
   });
+
+  it("the caller's signal is part of the one fn gets", async () => {
+    const outer = new AbortController();
+    const seen: boolean[] = [];
+    await forEachLimit(
+      [1, 2],
+      1,
+      async (n, signal) => {
+        if (n === 1) outer.abort(new Error('caller stopped'));
+        seen.push(signal.aborted);
+      },
+      outer.signal,
+    );
+    expect(seen).toEqual([true, true]);
+  });
 });
