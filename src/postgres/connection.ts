@@ -1,6 +1,26 @@
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type Pg from 'pg';
 import { redact } from '../logging/redact.js';
 import { AppError, DatabaseError, errnoCode, messageOf } from '../errors/index.js';
+
+/**
+ * node-postgres, loaded without its Cloudflare probe. When it loads, pg asks whether it runs in a
+ * Cloudflare Worker (lib/stream.js). Without a global `navigator` (node 20 has none, 21 and later
+ * do), it builds a `Response`, which loads node's whole fetch implementation (undici): ~35 ms of
+ * every run's start, before pg_dump can start (docs/performance.md, "Start-up of a backup"). A
+ * `navigator` that exists only while pg loads answers the probe; a runtime with its own is left alone.
+ */
+function loadPg(): typeof Pg {
+  const require = createRequire(import.meta.url);
+  if ('navigator' in globalThis) return require('pg') as typeof Pg;
+  Object.defineProperty(globalThis, 'navigator', { value: { userAgent: `Node.js/${process.versions.node}` }, configurable: true });
+  try {
+    return require('pg') as typeof Pg;
+  } finally {
+    delete (globalThis as { navigator?: unknown }).navigator;
+  }
+}
+const pg = loadPg();
 
 /**
  * How pg_dump and friends are told where to connect: a `--dbname` URL WITHOUT its password,
@@ -115,7 +135,7 @@ function databaseInUrl(url: string): string | undefined {
 }
 
 /** Open a pg client (10 s connect timeout); errors are translated by databaseError. */
-export async function connect(url: string): Promise<pg.Client> {
+export async function connect(url: string): Promise<Pg.Client> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000, application_name: 'pgbak' });
   // node-postgres decodes the URL's path with decodeURI, which leaves %2F %3F %23 %26 %2C… encoded:
   // a database named `a/b` would be asked for as `a%2Fb`. libpq (pg_dump, psql) decodes every
@@ -144,7 +164,7 @@ export interface ServerInfo {
   readonly systemIdentifier: string | undefined;
 }
 
-export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
+export async function serverInfo(client: Pg.Client): Promise<ServerInfo> {
   const { rows } = await client.query<{ v: string; n: string; size: string }>(
     `SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, pg_database_size(current_database())::text AS size`,
   );
@@ -161,7 +181,7 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
 }
 
 /** The server's system identifier (readable by any role since PostgreSQL 9.6); undefined when it cannot be read. */
-export async function systemIdentifierOf(client: pg.Client): Promise<string | undefined> {
+export async function systemIdentifierOf(client: Pg.Client): Promise<string | undefined> {
   try {
     const { rows } = await client.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
     return rows[0]?.id;
