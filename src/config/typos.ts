@@ -34,6 +34,7 @@ function isForeign(name: string): boolean {
 }
 
 const KNOWN: readonly string[] = variables.map((v) => v.name);
+const KNOWN_SET: ReadonlySet<string> = new Set(KNOWN);
 
 /** How far a name may be from a known one and still be taken for a typo of it. */
 function maxDistance(name: string): number {
@@ -46,22 +47,45 @@ function maxDistance(name: string): number {
  */
 export function closestName(name: string, candidates: readonly string[]): string | undefined {
   const upper = name.toUpperCase();
+  const counts = letterCounts(upper);
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
   const limit = maxDistance(name);
   for (const candidate of candidates) {
-    // The lengths' difference is a lower bound of the distance: a candidate it puts beyond the limit
-    // or no closer than the best so far cannot change the answer. Every command checks the whole
-    // environment against every variable at start-up; this skips ~90 % of the matrices.
-    const bound = Math.abs(candidate.length - upper.length);
-    if (bound > limit || bound >= bestDistance) continue;
-    const d = editDistance(upper, candidate.toUpperCase());
+    // Two lower bounds of the distance, cheap beside the matrix: the lengths' difference, and half
+    // the letters one name has and the other lacks (a substitution changes two counts, an
+    // insertion or deletion one, a swap none). A candidate they put beyond the limit or no closer
+    // than the best so far cannot change the answer. Every command checks the whole environment
+    // against every variable at start-up: 30-60 names against ~100, in node's interpreter (bin/pgbak
+    // runs with --no-opt), 18 ms a layer with the length alone, 1-2 ms with both.
+    const cand = candidate.toUpperCase();
+    const byLength = Math.abs(cand.length - upper.length);
+    if (byLength > limit || byLength >= bestDistance) continue;
+    const byLetters = Math.ceil(countsApart(counts, cand) / 2);
+    if (byLetters > limit || byLetters >= bestDistance) continue;
+    const d = editDistance(upper, cand);
     if (d < bestDistance) {
       best = candidate;
       bestDistance = d;
     }
   }
   return best !== undefined && bestDistance <= maxDistance(name) ? best : undefined;
+}
+
+/** How many times each character code (mod 64) occurs in `s`. */
+function letterCounts(s: string): Int16Array {
+  const counts = new Int16Array(64);
+  for (let i = 0; i < s.length; i++) counts[s.charCodeAt(i) & 63]!++;
+  return counts;
+}
+
+/** The sum over character codes (mod 64) of how far `s`'s counts are from `counts`. */
+function countsApart(counts: Int16Array, s: string): number {
+  const diff = counts.slice();
+  for (let i = 0; i < s.length; i++) diff[s.charCodeAt(i) & 63]!--;
+  let sum = 0;
+  for (let i = 0; i < 64; i++) sum += Math.abs(diff[i]!);
+  return sum;
 }
 
 /** ` did you mean X?`-style suffix, or nothing. */
@@ -90,7 +114,7 @@ export type VariableSource = 'the environment' | (string & {});
 export function unknownVariableWarnings(layer: Readonly<Record<string, string | undefined>>, source: VariableSource): string[] {
   const out: string[] = [];
   for (const name of Object.keys(layer).sort()) {
-    if (layer[name] === undefined || KNOWN.includes(name) || isForeign(name)) continue;
+    if (layer[name] === undefined || KNOWN_SET.has(name) || isForeign(name)) continue;
     const match = closestName(name, KNOWN);
     if (match === undefined && !(source !== 'the environment' && hasPgbakPrefix(name))) continue;
     out.push(`unknown variable ${name} in ${source} (ignored)${match === undefined ? '' : `; did you mean ${match}?`}`);

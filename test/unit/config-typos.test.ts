@@ -24,6 +24,29 @@ describe('did you mean', () => {
     expect(editDistance('', 'abc')).toBe(3);
   });
 
+  it('edit distance: the same as the whole matrix, on random names of every length', () => {
+    // The textbook form (one new row a line), against the rows reused without allocation.
+    const reference = (a: string, b: string): number => {
+      const d = Array.from({ length: a.length + 1 }, (_, i) =>
+        Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+      );
+      for (let i = 1; i <= a.length; i++)
+        for (let j = 1; j <= b.length; j++) {
+          d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+          if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+        }
+      return d[a.length]![b.length]!;
+    };
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const name = (max: number) => Array.from({ length: Math.floor(random() * max) }, () => 'AB_C'[Math.floor(random() * 4)]).join('');
+    for (let k = 0; k < 2000; k++) {
+      // Up to 100 characters: longer than the rows it starts with (64), so they grow.
+      const [a, b] = [name(k % 10 === 0 ? 100 : 14), name(k % 10 === 0 ? 100 : 14)];
+      expect(editDistance(a, b), `${a} / ${b}`).toBe(reference(a, b));
+    }
+  });
+
   it('suggests the closest known name, case-insensitively, only when it is close', () => {
     const names = ['RETENTION_DAYS', 'BACKUP_COMPRESSION', 'BACKUP_KEEP_DAILY', 'storage_bucket'];
     expect(closestName('RETENTION_DAY', names)).toBe('RETENTION_DAYS');
