@@ -67,13 +67,17 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     client?: pg.Client;
   } = {};
 
-  // The checks run at once (only pg_dump waits for the server's version). Their results are
-  // reported in this fixed order, and a real run (stopOnFailure) fails with the first failure in
-  // that order, as when they ran one after the other (docs/performance.md, "Stream path").
+  // The checks run at once (only pg_dump's choice waits for the server's version; its `--version`
+  // runs beside the connection). Their results are reported in this fixed order, and a real run
+  // (stopOnFailure) fails with the first failure in that order, as when they ran one after the
+  // other (docs/performance.md, "Stream path").
+  let serverMajor: (major: number) => void = () => undefined;
+  const major = new Promise<number>((resolve) => (serverMajor = resolve));
   const database = settle('database', async () => {
     const client = await connect(job.databaseUrl);
     try {
       out.server = await serverInfo(client);
+      serverMajor(out.server.major);
       out.tables = await dumpedTables(client);
     } catch (err) {
       await client.end().catch(() => undefined);
@@ -82,12 +86,14 @@ export async function preflight(options: PreflightOptions): Promise<PreflightRes
     if (options.keepClient) out.client = client;
     else await client.end();
     return `PostgreSQL ${out.server.version}, database ${job.database} (${out.server.databaseSize} bytes, ${out.tables.length} tables)`;
-  });
+  }).finally(() => serverMajor(0));
+  const finding = findPgTool('pg_dump', major, job.pgTools.pgDumpPath);
+  finding.catch(() => undefined);
   const pgDump = database.then((db) =>
     // A real run stops at the database's failure; --dry-run still looks for a pg_dump.
     db.ok || !options.stopOnFailure
       ? settle('pg_dump', async () => {
-          out.pgDump = await findPgTool('pg_dump', out.server?.major ?? 0, job.pgTools.pgDumpPath);
+          out.pgDump = await finding;
           return `${out.pgDump.path} (${out.pgDump.version})`;
         })
       : undefined,

@@ -70,13 +70,23 @@ export function majorOf(version: string): number {
 /**
  * Find a PostgreSQL client tool whose major version is at least `minMajor` (pg_dump must be
  * as new as the server). Fails before any work, listing the versions that were found.
+ * `minMajor` may still be on its way (the server's version, while pgbak connects): the first
+ * candidate's `--version` runs meanwhile, so a backup does not wait for one process after the other.
  */
-export async function findPgTool(name: PgToolName, minMajor: number, pgDumpPath?: string, places?: SearchPlaces): Promise<PgTool> {
+export async function findPgTool(
+  name: PgToolName,
+  minMajor: number | PromiseLike<number>,
+  pgDumpPath?: string,
+  places?: SearchPlaces,
+): Promise<PgTool> {
   const found: string[] = [];
-  for (const path of candidatePaths(name, pgDumpPath, places)) {
-    const v = await toolVersion(path);
+  const candidates = candidatePaths(name, pgDumpPath, places);
+  const first = candidates[0] === undefined ? undefined : toolVersion(candidates[0]);
+  const min = await minMajor;
+  for (const [i, path] of candidates.entries()) {
+    const v = i === 0 ? await first : await toolVersion(path);
     if (!v) continue;
-    if (v.major >= minMajor) return { name, path, version: v.version, major: v.major };
+    if (v.major >= min) return { name, path, version: v.version, major: v.major };
     found.push(`${path} (${v.version})`);
   }
   if (found.length === 0) {
@@ -84,8 +94,8 @@ export async function findPgTool(name: PgToolName, minMajor: number, pgDumpPath?
       hint: `install the PostgreSQL client: apt install postgresql-client${pgDumpPath ? ` (PG_DUMP_PATH=${pgDumpPath} has no ${name})` : ''}`,
     });
   }
-  throw new PgToolError(`no ${name} of version ${minMajor} or newer (the server's) was found; found: ${found.join(', ')}`, {
-    hint: `install postgresql-client-${minMajor} or newer, or point PG_DUMP_PATH at its bin directory`,
+  throw new PgToolError(`no ${name} of version ${min} or newer (the server's) was found; found: ${found.join(', ')}`, {
+    hint: `install postgresql-client-${min} or newer, or point PG_DUMP_PATH at its bin directory`,
   });
 }
 

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode, PgToolError } from '../../src/errors/index.js';
@@ -32,6 +32,29 @@ describe('findPgTool: a pg_dump at least as new as the server', () => {
     expect((await findPgTool('pg_dump', 15, undefined, { path: onPath, versionsRoot: root })).path).toBe(
       join(root, '16', 'bin', 'pg_dump'),
     );
+  });
+
+  it('runs the first candidate’s --version while the server’s version is still on its way, then chooses by it', async () => {
+    const dir = tempDir('pgbak-fakebin-');
+    const ran = join(dir, 'ran');
+    writeFileSync(join(dir, 'pg_dump'), `#!/bin/sh\ntouch "${ran}"\necho "pg_dump (PostgreSQL) 14.9"\n`);
+    chmodSync(join(dir, 'pg_dump'), 0o755);
+    const root = tempDir('pgbak-root-');
+    mkdirSync(join(root, '16', 'bin'), { recursive: true });
+    writeFileSync(join(root, '16', 'bin', 'pg_dump'), '#!/bin/sh\necho "pg_dump (PostgreSQL) 16.2"\n');
+    chmodSync(join(root, '16', 'bin', 'pg_dump'), 0o755);
+    let serverMajor: (major: number) => void = () => undefined;
+    const finding = findPgTool('pg_dump', new Promise<number>((resolve) => (serverMajor = resolve)), undefined, {
+      path: dir,
+      versionsRoot: root,
+    });
+    // The first candidate (PATH's) runs before the server's version is known …
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(ran) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(existsSync(ran)).toBe(true);
+    // … and is still judged by it: 14 is too old for a 15 server, the versioned 16 is taken.
+    serverMajor(15);
+    expect((await finding).path).toBe(join(root, '16', 'bin', 'pg_dump'));
   });
 
   it('fails before dumping and lists the versions found when all are older than the server', async () => {
