@@ -18,8 +18,8 @@ export interface HelpTexts {
 export const HELP_TEXTS_FILE = 'help.json';
 
 /** The help texts of the CLI's commander definitions, rendered exactly as commander prints them. */
-export function helpTexts(): HelpTexts {
-  const program = buildProgram({ outcome: undefined });
+export async function helpTexts(): Promise<HelpTexts> {
+  const program = await buildProgram({ outcome: undefined });
   const commands: Record<string, string> = {};
   for (const cmd of program.commands) commands[cmd.name()] = rendered(cmd);
   return { program: rendered(program), commands };

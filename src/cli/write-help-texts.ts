@@ -5,4 +5,4 @@
 import { writeFileSync } from 'node:fs';
 import { HELP_TEXTS_FILE, helpTexts } from './help-texts.js';
 
-writeFileSync(new URL(HELP_TEXTS_FILE, import.meta.url), `${JSON.stringify(helpTexts())}\n`);
+writeFileSync(new URL(HELP_TEXTS_FILE, import.meta.url), `${JSON.stringify(await helpTexts())}\n`);

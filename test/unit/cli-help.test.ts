@@ -4,7 +4,7 @@ import { buildProgram } from '../../src/cli/main.js';
 import { examplesOf } from '../../src/cli/options.js';
 import { PGBAK_BIN } from '../helpers/cli.js';
 
-const program = buildProgram({ outcome: undefined });
+const program = await buildProgram({ outcome: undefined });
 const helpOf = (cmd: { helpInformation(): string; name(): string }) => {
   let after = '';
   const c = cmd as unknown as { outputHelp(o?: unknown): void; configureOutput(o: unknown): void };

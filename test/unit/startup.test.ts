@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HELP_VARIABLES } from '../../src/cli/help-variables.js';
-import { buildProgram } from '../../src/cli/main.js';
+import { buildProgram, COMMANDS, commandOf } from '../../src/cli/main.js';
 import { variables } from '../../src/config/schema.js';
 import { PGBAK_BIN, REPO_ROOT } from '../helpers/cli.js';
 
@@ -82,6 +82,40 @@ describe('start-up: --version and --help load no heavy dependency', () => {
     for (const pkg of ['yaml', 'nodemailer', 'prom-client']) expect(heavy, pkg).not.toContain(pkg);
   });
 
+  it('a backup loads node-postgres without node’s fetch (undici: pg’s Cloudflare probe)', async () => {
+    // No server on port 1: the backup loads what its preflight needs, connects and fails (exit 5).
+    const r = await loaded(['backup', '--no-upload', '--no-encrypt'], {
+      DATABASE_URL: 'postgresql://pgbak@127.0.0.1:1/shop',
+      BACKUP_DIR: join(work, 'backups-refused'),
+    });
+    expect(r.stderr).toContain('connection refused: postgresql://pgbak@127.0.0.1:1/shop');
+    expect(r.code).toBe(5);
+    expect(heavyIn(r.modules)).toContain('pg');
+    // The recorder lists node's internals: the check below can see undici when it is loaded.
+    expect(r.modules.filter((m) => m.startsWith('node-internal:')).length).toBeGreaterThan(50);
+    expect(r.modules.filter((m) => m.includes('undici'))).toEqual([]);
+    // The steps after a backup (restore test, retention, notifications) load only once the dump ran.
+    expect(r.modules.some((m) => m.endsWith('/dist/api/finish-run.js'))).toBe(true);
+  });
+
+  it('a command loads its own module of src/cli/commands only; help and a mistyped command load them all', async () => {
+    expect(COMMANDS.map((c) => c.name)).toEqual(names);
+    expect(commandOf(['node', 'pgbak', 'backup', '--dry-run'])).toBe('backup');
+    expect(commandOf(['node', 'pgbak', '-v', 'wal-push', 'x'])).toBe('wal-push');
+    for (const argv of [[], ['help', 'backup'], ['--help'], ['bakup'], ['--set', 'X=1', 'backup']])
+      expect(commandOf(['node', 'pgbak', ...argv]), argv.join(' ')).toBeUndefined();
+    const commandModules = (modules: readonly string[]) =>
+      modules.filter((m) => m.includes('/dist/cli/commands/')).map((m) => m.replace(/.*\/dist\/cli\/commands\//, ''));
+    const status = await loaded(['status'], { BACKUP_DIR: join(work, 'backups-none') });
+    expect(status.stderr).toContain('nothing to check');
+    expect(commandModules(status.modules)).toEqual(['status.js']);
+    // A typo: commander needs every command to suggest the closest.
+    const typo = await loaded(['lsit'], {}, CLI_MAIN);
+    expect(typo.stderr).toContain("unknown command 'lsit'");
+    expect(typo.stderr).toContain('list');
+    expect(new Set(commandModules(typo.modules)).size).toBeGreaterThanOrEqual(names.length);
+  });
+
   it('pgbak --version and -V print the version alone, through bin/pgbak and through the CLI (-v --version)', async () => {
     const { version } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
     for (const args of [['--version'], ['-V'], ['-v', '--version']]) {
@@ -121,8 +155,9 @@ describe('start-up: --version and --help load no heavy dependency', () => {
   });
 });
 
+const names = (await buildProgram({ outcome: undefined })).commands.map((c) => c.name());
+
 describe('bin/pgbak prints the help texts `npm run build` rendered (dist/cli/help.json)', () => {
-  const names = buildProgram({ outcome: undefined }).commands.map((c) => c.name());
   const pgbakModules = (modules: readonly string[]) => modules.filter((m) => m.includes('/dist/'));
 
   it('for --help, -h, help and every command’s --help, -h, help <command>: what the CLI prints, without loading the CLI', async () => {
