@@ -33,6 +33,8 @@ export interface BackupOptions {
   readonly signal?: AbortSignal;
   readonly now?: () => Date;
   readonly onProgress?: (p: BackupProgress) => void;
+  /** Called once pg_dump has started (run-job loads the steps after the backup meanwhile). */
+  readonly onDumpStarted?: () => void;
   /** The run's storage; opened (and released) here when absent. */
   readonly storage?: JobStorage | undefined;
 }
@@ -198,6 +200,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     dumping.catch(() => undefined);
     // pg_dump starts in the next tick (ChildStage): the globals after it.
     await new Promise((resolve) => setImmediate(resolve));
+    options.onDumpStarted?.();
     if (job.backup.globals && !stop.signal.aborted) {
       globalsRun = globalsStep({
         pgDump,

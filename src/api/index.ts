@@ -20,7 +20,8 @@ export type { StorageBackend } from '../storage/storage-backend.js';
 export { initBucket, type InitBucketJobOptions, type InitBucketReport, type AccessCheck, type AccessCheckName } from './init-bucket.js';
 
 // Runs
-export { runJob, finishRun, type RunJobOptions, type FinishRunOptions } from './run-job.js';
+export { runJob, type RunJobOptions } from './run-job.js';
+export { finishRun, type FinishRunOptions } from './finish-run.js';
 export { backup, type BackupOptions, type BackupProgress } from './backup.js';
 export type { BackupResult } from '../model/backup-result.js';
 export { uploadBackup, type UploadBackupOptions } from './upload-backup.js';

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { listBackups, type CatalogEntry } from '../catalog/catalog.js';
+import { listBackups, type CatalogEntry, type ManifestReads } from '../catalog/catalog.js';
 import { lastRunRecord, writeLastRun } from '../catalog/last-run.js';
 import type { JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
@@ -37,6 +37,8 @@ export interface ReportRunOptions {
   readonly notifyRetry?: Partial<RetryPolicy> | undefined;
   /** The run's storage (default: opened and released here). */
   readonly storage?: JobStorage | undefined;
+  /** The run's manifests already read (by retention before it): catalog.ts. */
+  readonly reads?: ManifestReads | undefined;
 }
 
 /** Where a job stores backups, for people: `/var/backups/db + s3://bucket/backups/`. */
@@ -104,7 +106,7 @@ async function history(report: Report, storage: JobStorage): Promise<readonly Ca
   if (options.previousGood) return options.previousGood;
   // After an unreachable or failing bucket, do not wait on it again for the history.
   const remoteDown = options.result.status === 'partial' || (options.result.error?.code.startsWith('storage') ?? false);
-  const read = await readHistory(options.job, storage.local, remoteDown ? undefined : storage.remote);
+  const read = await readHistory(options.job, storage.local, remoteDown ? undefined : storage.remote, options.reads);
   if (read.problem)
     report.warn(`backup history partly unreadable: ${read.problem}`, 'backup history partly unreadable', { error: read.problem });
   return read.entries;
@@ -203,13 +205,14 @@ async function readHistory(
   job: JobConfig,
   local: StorageBackend,
   remote: StorageBackend | undefined,
+  reads: ManifestReads | undefined,
 ): Promise<{ entries: CatalogEntry[]; problem?: string }> {
   try {
-    return { entries: await listBackups({ local, remote, prefix: job.filePrefix }) };
+    return { entries: await listBackups({ local, remote, prefix: job.filePrefix, reads }) };
   } catch (err) {
     if (!remote) return { entries: [], problem: messageOf(err) };
     try {
-      return { entries: await listBackups({ local, prefix: job.filePrefix }), problem: `bucket: ${messageOf(err)}` };
+      return { entries: await listBackups({ local, prefix: job.filePrefix, reads }), problem: `bucket: ${messageOf(err)}` };
     } catch (err2) {
       return { entries: [], problem: messageOf(err2) };
     }

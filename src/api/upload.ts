@@ -6,7 +6,7 @@ import { IntegrityError, resultError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
-import { finishRun } from './run-job.js';
+import { finishRun } from './finish-run.js';
 import { uploadBackup } from './upload-backup.js';
 
 /** Options of {@link upload}. */

@@ -91,6 +91,30 @@ export interface ListBackupsOptions {
   readonly prefix?: string | undefined;
   /** How many manifests are read at once (default 16). */
   readonly concurrency?: number;
+  /** Manifests an earlier listing of the same run read (retention, then the report). */
+  readonly reads?: ManifestReads | undefined;
+}
+
+/**
+ * The manifests one run has read, by location, key and size. A manifest is written once,
+ * create-only, and never changed (pgbak only ever deletes one), so the steps after a backup, which
+ * list the same catalog one after the other (retention, then the report's size history), read
+ * each manifest once: the second listing costs the listings alone, not one GET per backup again.
+ * Made for one run and dropped with it (the daemon makes a new one each run).
+ */
+export class ManifestReads {
+  readonly #texts = new WeakMap<StorageBackend, Map<string, { size: number; text: string }>>();
+
+  /** The text of `object` from `backend`, read once; what is missing or too large is read again each time. */
+  async read(backend: StorageBackend, object: CopyObject): Promise<{ text: string } | { tooLarge: true } | undefined> {
+    const texts = this.#texts.get(backend) ?? new Map<string, { size: number; text: string }>();
+    this.#texts.set(backend, texts);
+    const known = texts.get(object.key);
+    if (known && known.size === object.size) return { text: known.text };
+    const got = await readSmall(backend, object.key);
+    if (got && 'text' in got) texts.set(object.key, { size: object.size, text: got.text });
+    return got;
+  }
 }
 
 /** Manifests and verification records larger than this are not pgbak's: treated as unreadable. */
@@ -171,10 +195,10 @@ interface ReadCopy {
   run?: RunRecord;
 }
 
-async function readCopy(backend: StorageBackend, raw: RawCopy): Promise<ReadCopy> {
+async function readCopy(backend: StorageBackend, raw: RawCopy, reads: ManifestReads | undefined): Promise<ReadCopy> {
   const out: ReadCopy = { raw };
   if (raw.manifest) {
-    const got = await readSmall(backend, raw.manifest.key);
+    const got = reads ? await reads.read(backend, raw.manifest) : await readSmall(backend, raw.manifest.key);
     if (!got)
       delete raw.manifest; // deleted since the listing (a concurrent prune)
     else if ('tooLarge' in got) out.manifestProblem = `manifest larger than ${MAX_JSON_BYTES} bytes`;
@@ -403,7 +427,7 @@ export async function listBackups(options: ListBackupsOptions): Promise<CatalogE
   }
   const read = new Map<RawBackup, Partial<Record<LocationName, ReadCopy>>>();
   await forEachLimit(jobs, options.concurrency ?? 16, async ({ raw, where, backend }) => {
-    const c = await readCopy(backend, raw.copies[where]!);
+    const c = await readCopy(backend, raw.copies[where]!, options.reads);
     const slot = read.get(raw) ?? {};
     slot[where] = c;
     read.set(raw, slot);

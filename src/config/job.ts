@@ -211,3 +211,8 @@ export function resolveJob(settings: Settings, options: { cwd: string; name?: st
     ...jobSectionsOf(settings, options.cwd),
   };
 }
+
+/** The job without its buckets (--no-upload: the run and every step after it keep off them). */
+export function offBucket(job: JobConfig): JobConfig {
+  return { ...job, s3: undefined, extraTargets: [] };
+}

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { rmdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { directoryKey, parseDirectoryKey, parseKey } from '../catalog/backup-name.js';
-import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
+import { listBackups, ownBackups, type CatalogEntry, type CopyInfo, type LocationName, type ManifestReads } from '../catalog/catalog.js';
 import { otherServersWarning } from '../catalog/other-servers.js';
 import { AppError, ConfigError, messageOf } from '../errors/index.js';
 import type { JobConfig } from '../config/job.js';
@@ -30,6 +30,8 @@ export interface PruneOptions {
   /** Backups never removed whatever the policy says (the one the current run just made). */
   readonly protect?: readonly string[] | undefined;
   readonly logger?: Logger | undefined;
+  /** The run's manifests already read (catalog.ts): retention and the report after a backup share them. */
+  readonly reads?: ManifestReads | undefined;
 }
 
 export interface DeletedKey {
@@ -180,7 +182,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
       `BACKUP_KEEP_MIN: must be 1 or more (got ${job.retention.keepMin}): retention never removes the last good backup`,
     ]);
   }
-  const own = ownBackups(await listBackups({ local, remote, prefix: job.filePrefix }), {
+  const own = ownBackups(await listBackups({ local, remote, prefix: job.filePrefix, reads: options.reads }), {
     database: job.database,
     systemIdentifier: options.systemIdentifier,
   });
