@@ -107,8 +107,8 @@ export class ManifestReads {
 
   /** The text of `object` from `backend`, read once; what is missing or too large is read again each time. */
   async read(backend: StorageBackend, object: CopyObject): Promise<{ text: string } | { tooLarge: true } | undefined> {
-    const texts = this.#texts.get(backend) ?? new Map<string, { size: number; text: string }>();
-    this.#texts.set(backend, texts);
+    let texts = this.#texts.get(backend);
+    if (!texts) this.#texts.set(backend, (texts = new Map()));
     const known = texts.get(object.key);
     if (known && known.size === object.size) return { text: known.text };
     const got = await readSmall(backend, object.key);
