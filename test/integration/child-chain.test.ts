@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { ChildStage } from '../../src/pipeline/child-stage.js';
+import { COALESCE_BYTES, COALESCE_MS, ChildStage } from '../../src/pipeline/child-stage.js';
 import { tempDir } from '../helpers/services.js';
 
 /** A sink that hashes what it receives and records whether the stream ended. */
@@ -117,5 +117,57 @@ describe('ChildStage.connect: child processes joined by kernel pipes', () => {
     } finally {
       closeSync(fd);
     }
+  });
+});
+
+describe('ChildStage output: small writes go on joined', () => {
+  /** A node child that writes `count` blocks of `size` bytes, `gapUs` microseconds apart (a busy wait: each block is its own write). */
+  const writer = (count: number, size: number, gapUs: number) =>
+    new ChildStage({
+      label: 'writer',
+      command: process.execPath,
+      args: [
+        '-e',
+        `const b = Buffer.alloc(${size}); for (let i = 0; i < ${count}; i++) { b.fill(i % 251); require('fs').writeSync(1, b); const t = process.hrtime.bigint(); while (process.hrtime.bigint() - t < ${gapUs}000n); }`,
+      ],
+      input: false,
+    });
+
+  it('400 writes of 8 KiB (gpg writes so) reach node in chunks of 64 KiB, every byte in order', async () => {
+    const sizes: number[] = [];
+    const hash = createHash('sha256');
+    const counting = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        sizes.push(chunk.length);
+        hash.update(chunk);
+        cb();
+      },
+    });
+    await pipeline([writer(400, 8192, 300), counting]);
+    const expected = createHash('sha256');
+    for (let i = 0; i < 400; i++) expected.update(Buffer.alloc(8192, i % 251));
+    expect(hash.digest('hex')).toBe(expected.digest('hex'));
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(400 * 8192);
+    // 50 chunks of 64 KiB; a few more where the writer was held up for 5 ms (a loaded machine).
+    expect(sizes.length).toBeLessThanOrEqual(100);
+    expect(sizes.filter((s) => s >= COALESCE_BYTES).length).toBeGreaterThanOrEqual(sizes.length / 2);
+  });
+
+  it('a write that is not followed by more goes on after COALESCE_MS, not at the end', async () => {
+    // One byte, then nothing for 1.5 s, then one more byte and the end.
+    const trickle = sh('trickle', 'printf a; sleep 1.5; printf b', false);
+    const started = Date.now();
+    const arrivals: { text: string; at: number }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        arrivals.push({ text: chunk.toString(), at: Date.now() - started });
+        cb();
+      },
+    });
+    await pipeline([trickle, sink]);
+    expect(arrivals.map((a) => a.text).join('')).toBe('ab');
+    expect(arrivals[0]!.text).toBe('a');
+    expect(arrivals[0]!.at).toBeLessThan(1000);
+    expect(COALESCE_MS).toBeLessThanOrEqual(10);
   });
 });
