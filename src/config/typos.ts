@@ -57,7 +57,7 @@ export function closestName(name: string, candidates: readonly string[]): string
     // insertion or deletion one, a swap none). A candidate they put beyond the limit or no closer
     // than the best so far cannot change the answer. Every command checks the whole environment
     // against every variable at start-up: 30-60 names against ~100, in node's interpreter (bin/pgbak
-    // runs with --no-opt), 18 ms a layer with the length alone, 1-2 ms with both.
+    // runs with --no-opt), 18-21 ms a layer with the length alone, 2-3 ms with both (docs/performance.md).
     const cand = candidate.toUpperCase();
     const byLength = Math.abs(cand.length - upper.length);
     if (byLength > limit || byLength >= bestDistance) continue;
