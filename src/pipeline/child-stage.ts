@@ -114,12 +114,14 @@ function signalHint(info: ChildFailure): string | undefined {
 
 /**
  * A child's output goes on in chunks of at least this many bytes, or once a smaller one waited
- * {@link COALESCE_MS}. gpg writes 8 KiB at a time, so node read its output in 2-3 times as many
- * chunks as zstd's, and every chunk costs the same work (SHA-256, the local file, the upload):
- * joined, node's CPU in a backup with gpg + upload fell by ~0.45 s on 800 MB (docs/performance.md).
+ * {@link COALESCE_MS}. Node reads a pipe 64 KiB at a time (gpg's output even 8 KiB), and every
+ * chunk costs the same work whatever its size: the stream stages, the SHA-256, the local file's
+ * write, the upload's bookkeeping. Joined into 256 KiB, node's CPU in a backup with gpg + upload
+ * fell by ~0.2 s on 800 MB against 64 KiB chunks (0.45 s against gpg's 8 KiB), for 1-3 MB of peak
+ * RSS; 1 MiB saved no more and cost 20 MB (docs/performance.md).
  */
-export const COALESCE_BYTES = 64 * 1024;
-export const COALESCE_MS = 5;
+export const COALESCE_BYTES = 256 * 1024;
+export const COALESCE_MS = 20;
 
 /**
  * A child process as a stream stage. Its output ends ONLY after the child exited with code 0:

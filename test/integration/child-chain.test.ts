@@ -133,7 +133,7 @@ describe('ChildStage output: small writes go on joined', () => {
       input: false,
     });
 
-  it('400 writes of 8 KiB (gpg writes so) reach node in chunks of 64 KiB, every byte in order', async () => {
+  it('400 writes of 8 KiB (gpg writes so) reach node joined into chunks of COALESCE_BYTES, every byte in order', async () => {
     const sizes: number[] = [];
     const hash = createHash('sha256');
     const counting = new Writable({
@@ -148,8 +148,9 @@ describe('ChildStage output: small writes go on joined', () => {
     for (let i = 0; i < 400; i++) expected.update(Buffer.alloc(8192, i % 251));
     expect(hash.digest('hex')).toBe(expected.digest('hex'));
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(400 * 8192);
-    // 50 chunks of 64 KiB; a few more where the writer was held up for 5 ms (a loaded machine).
-    expect(sizes.length).toBeLessThanOrEqual(100);
+    // 13 chunks of 256 KiB; a few more where the writer was held up for COALESCE_MS (a loaded machine).
+    expect(COALESCE_BYTES).toBeGreaterThanOrEqual(64 * 1024);
+    expect(sizes.length).toBeLessThanOrEqual(40);
     expect(sizes.filter((s) => s >= COALESCE_BYTES).length).toBeGreaterThanOrEqual(sizes.length / 2);
   });
 
@@ -168,6 +169,6 @@ describe('ChildStage output: small writes go on joined', () => {
     expect(arrivals.map((a) => a.text).join('')).toBe('ab');
     expect(arrivals[0]!.text).toBe('a');
     expect(arrivals[0]!.at).toBeLessThan(1000);
-    expect(COALESCE_MS).toBeLessThanOrEqual(10);
+    expect(COALESCE_MS).toBeLessThanOrEqual(50);
   });
 });
