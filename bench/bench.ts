@@ -25,7 +25,7 @@ import { MINIO_VERSION, startS3Server, type S3Server } from '../test/helpers/min
 import { startCluster, type PgCluster } from '../test/helpers/postgres-cluster.js';
 import { createDataset } from './dataset.js';
 import { machine, parseSize, versions } from './environment.js';
-import { haveGnuTime, killCurrent, measure } from './measure.js';
+import { haveGnuTime, killCurrent, measure, postmasterPid, watchServers } from './measure.js';
 import { judge, summarize, updateDocs, type BenchReport, type ScenarioReport } from './report.js';
 import { DEPENDS, pgEnv, scenarios, type BenchContext, type RunResult } from './scenarios.js';
 import { pgbackrestMissing, walScenarios } from './wal-scenarios.js';
@@ -163,6 +163,12 @@ async function main(): Promise<void> {
     pgbakExtra,
     state: { runs: 0 },
   };
+
+  // Every measurement also records what the PostgreSQL server and MinIO spent meanwhile.
+  watchServers([
+    { name: 'postgres', pid: postmasterPid(pg.dataDir) },
+    { name: 's3', pid: s3.process?.pid },
+  ]);
 
   // Warm-up, untimed: the uncompressed dump's size (and a warm page cache), node's modules.
   const z0 = join(scratch, 'warmup.dump');

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,8 @@ export interface Measurement {
   readonly nodeCpuMs: number | null;
   /** 1-minute load average when the command started (other work on the machine shows here). */
   readonly load1: number;
+  /** CPU the servers given to {@link watchServers} spent while the command ran (PostgreSQL, S3), by name; null when none. */
+  readonly serverCpuMs: Readonly<Record<string, number>> | null;
   readonly stdout: string;
 }
 
@@ -38,6 +40,71 @@ export const haveGnuTime = existsSync(TIME_BIN);
 
 let current: ChildProcess | undefined;
 
+/** The servers whose CPU each measurement also records (see {@link watchServers}). */
+let servers: readonly { readonly name: string; readonly pid: number }[] = [];
+
+/**
+ * Also record, for every measurement from now on, the CPU these server processes spend while the
+ * command runs: PostgreSQL's postmaster (its backends are its children) and the S3 server. On a
+ * machine whose cores the bare pipe already fills, every CPU second a command adds, the servers'
+ * included, shows in its wall time; GNU time sees only the command's own tree.
+ */
+export function watchServers(list: readonly { readonly name: string; readonly pid: number | undefined }[]): void {
+  servers = list.filter((s): s is { name: string; pid: number } => s.pid !== undefined);
+}
+
+/** The pid of a running cluster's postmaster (the first line of postmaster.pid); undefined when unreadable. */
+export function postmasterPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** user + sys of a process and of its children, reaped or not (ms; 0 when it is gone or not Linux). */
+export function processTreeCpuMs(pid: number): number {
+  const times = (statText: string) => {
+    const f = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) };
+  };
+  const read = (p: string) => {
+    try {
+      return readFileSync(`/proc/${p}/stat`, 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const root = read(String(pid));
+  if (root === undefined) return 0;
+  const r = times(root);
+  let ticks = r.own + r.reaped;
+  // Children still running (or exited and not yet reaped), and theirs: PostgreSQL's backends.
+  const byParent = new Map<number, { pid: string; own: number; reaped: number }[]>();
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    const text = read(p);
+    if (text === undefined) continue;
+    const t = times(text);
+    const list = byParent.get(t.ppid) ?? [];
+    list.push({ pid: p, own: t.own, reaped: t.reaped });
+    byParent.set(t.ppid, list);
+  }
+  const walk = (parent: number) => {
+    for (const c of byParent.get(parent) ?? []) {
+      ticks += c.own + c.reaped;
+      walk(Number(c.pid));
+    }
+  };
+  walk(pid);
+  return ticks * TICK_MS;
+}
+
+const serverCpu = () => Object.fromEntries(servers.map((s) => [s.name, processTreeCpuMs(s.pid)]));
+
 /** Kill the command being measured (Ctrl-C). */
 export function killCurrent(): void {
   if (current && current.exitCode === null && current.signalCode === null) current.kill('SIGTERM');
@@ -46,7 +113,8 @@ export function killCurrent(): void {
 /**
  * Run one command and measure it. CPU time is the children's user+sys reported by GNU time,
  * which covers every process the command waited for (pg_dump, gpg, zstd under pgbak), but not
- * the servers it talks to (PostgreSQL, MinIO). Fails when the command exits non-zero.
+ * the servers it talks to (PostgreSQL, MinIO): those are sampled apart ({@link watchServers}).
+ * Fails when the command exits non-zero.
  */
 export async function measure(spec: CommandSpec, scratch: string): Promise<Measurement> {
   const timeFile = join(scratch, `time-${process.pid}-${Date.now()}.txt`);
@@ -57,6 +125,7 @@ export async function measure(spec: CommandSpec, scratch: string): Promise<Measu
   const fd = typeof out === 'object' ? openSync(out.file, 'w', 0o600) : undefined;
   const env = spec.nodeProbe ? { ...spec.env, BENCH_PROBE_FILE: probeFile, NODE_OPTIONS: `--import "${PROBE}"` } : spec.env;
   const load1 = loadavg()[0] ?? 0;
+  const serversBefore = serverCpu();
   const started = performance.now();
   const child = spawn(cmd, argv, { env, cwd: spec.cwd, stdio: ['ignore', fd ?? (out === 'ignore' ? 'ignore' : 'pipe'), 'pipe'] });
   current = child;
@@ -70,6 +139,9 @@ export async function measure(spec: CommandSpec, scratch: string): Promise<Measu
   });
   const wallMs = performance.now() - started;
   current = undefined;
+  // A backend that ended with the command is reaped (and counted) by its postmaster within a few ms.
+  if (servers.length > 0) await new Promise((r) => setTimeout(r, 20));
+  const serversAfter = serverCpu();
   if (fd !== undefined) closeSync(fd);
   let time: number[] | undefined;
   if (haveGnuTime && existsSync(timeFile)) {
@@ -91,6 +163,8 @@ export async function measure(spec: CommandSpec, scratch: string): Promise<Measu
     nodeMaxRssKiB: probe ? probe.maxRSS : null,
     nodeCpuMs: probe ? Math.round((probe.userCPUTime + probe.systemCPUTime) / 1000) : null,
     load1,
+    serverCpuMs:
+      servers.length > 0 ? Object.fromEntries(servers.map((s) => [s.name, serversAfter[s.name]! - serversBefore[s.name]!])) : null,
     stdout,
   };
 }

@@ -8,6 +8,10 @@ import { renderWal, walTargets } from './wal-report.js';
 export interface Summary {
   readonly wallMs: number;
   readonly cpuMs: number | null;
+  /** CPU of the PostgreSQL and S3 servers meanwhile (null in reports from before it was measured). */
+  readonly serverCpuMs?: number | null;
+  /** The command's CPU and the servers': all the work a run put on the machine's cores. */
+  readonly allCpuMs?: number | null;
   readonly pgbakMaxRssKiB: number | null;
   readonly treeMaxRssKiB: number | null;
   readonly outputBytes: number;
@@ -57,11 +61,16 @@ export function median(values: readonly (number | null)[]): number | null {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** The servers' CPU of one run, summed (null when not measured). */
+const serverCpuOf = (r: RunResult) => (r.serverCpuMs ? Object.values(r.serverCpuMs).reduce((a, b) => a + b, 0) : null);
+
 /** Medians of a scenario's runs. */
 export function summarize(runs: readonly RunResult[]): Summary {
   return {
     wallMs: median(runs.map((r) => r.wallMs)) ?? 0,
     cpuMs: median(runs.map((r) => r.cpuMs)),
+    serverCpuMs: median(runs.map(serverCpuOf)),
+    allCpuMs: median(runs.map((r) => (r.cpuMs === null || serverCpuOf(r) === null ? null : r.cpuMs + serverCpuOf(r)!))),
     pgbakMaxRssKiB: median(runs.map((r) => r.pgbakMaxRssKiB)),
     treeMaxRssKiB: median(runs.map((r) => r.treeMaxRssKiB)),
     outputBytes: median(runs.map((r) => r.outputBytes)) ?? 0,
@@ -143,8 +152,8 @@ export function renderResults(r: BenchReport): string {
       `(${m.cpus} cores; the bench itself keeps one or two busy, more is other work on the machine). Whole run ${Math.round(r.seconds)} s.`,
   );
   lines.push('');
-  lines.push('| | scenario | wall s | CPU s | peak RSS pgbak MB | largest process MB | output MB | runs (wall s) |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---|');
+  lines.push("| | scenario | wall s | CPU s | servers' CPU s | peak RSS pgbak MB | largest process MB | output MB | runs (wall s) |");
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---|');
   for (const [id, s] of Object.entries(r.scenarios)) {
     if (id.startsWith('wal_')) continue; // their own section (bench:wal)
     const steps = s.runs[0]?.steps
@@ -154,17 +163,18 @@ export function renderResults(r: BenchReport): string {
       : '';
     const out = id === 'a' ? r.dataset.dumpZ0Bytes : s.median.outputBytes;
     lines.push(
-      `| ${id} | ${cell(s.title)}${steps} | ${sec(s.median.wallMs)} | ${sec(s.median.cpuMs)} | ${rssMb(s.median.pgbakMaxRssKiB)} | ${rssMb(s.median.treeMaxRssKiB)} | ${mb(out)} | ${s.runs.map((x) => sec(x.wallMs)).join(' ')} |`,
+      `| ${id} | ${cell(s.title)}${steps} | ${sec(s.median.wallMs)} | ${sec(s.median.cpuMs)} | ${sec(s.median.serverCpuMs ?? null)} | ${rssMb(s.median.pgbakMaxRssKiB)} | ${rssMb(s.median.treeMaxRssKiB)} | ${mb(out)} | ${s.runs.map((x) => sec(x.wallMs)).join(' ')} |`,
     );
   }
   lines.push('');
-  lines.push('| ratio or target (wall time medians) | value | same ratio of CPU time | limit | met |');
-  lines.push('|---|---:|---:|---:|---|');
-  const cpu = (pair: string | undefined) => {
+  lines.push('| ratio or target (wall time medians) | value | same ratio of CPU time | of all CPU, servers included | limit | met |');
+  lines.push('|---|---:|---:|---:|---:|---|');
+  const cpuRatio = (pair: string | undefined, of: (m: Summary) => number | null | undefined) => {
     if (!pair) return '';
-    const [x, y] = pair.split('/').map((id) => r.scenarios[id!]?.median.cpuMs);
+    const [x, y] = pair.split('/').map((id) => (r.scenarios[id!] ? of(r.scenarios[id!]!.median) : undefined));
     return typeof x === 'number' && typeof y === 'number' && y > 0 ? (x / y).toFixed(2) : '–';
   };
+  const cpu = (pair: string | undefined) => `${cpuRatio(pair, (m) => m.cpuMs)} | ${cpuRatio(pair, (m) => m.allCpuMs)}`;
   const pairOf: Record<string, string> = {
     '(d) ≤ 1.05 × (b)': 'd/b',
     '(d) ≤ 0.85 × (c)': 'd/c',
@@ -176,7 +186,7 @@ export function renderResults(r: BenchReport): string {
   for (const t of r.targets) {
     if (!(t.name in pairOf) && !DUMP_TARGETS.has(t.name)) continue;
     lines.push(
-      `| ${t.name} | ${t.value === null ? '–' : t.value.toFixed(2)} | ${cpu(pairOf[t.name])} | ${t.limit} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`,
+      `| ${cell(t.name)} | ${t.value === null ? '–' : t.value.toFixed(2)} | ${t.name in pairOf ? cpu(pairOf[t.name]) : ' | '} | ${t.limit} | ${t.met === null ? '–' : t.met ? 'yes' : '**no**'} |`,
     );
   }
   const z = r.ratios['zstd_T0/zstd_T1'];
@@ -185,10 +195,27 @@ export function renderResults(r: BenchReport): string {
   const rc = r.ratios['e_counts/e_local'];
   if (rc !== null && rc !== undefined)
     lines.push(`| exact row counts: (e_counts) / (e_local) | ${rc.toFixed(2)} | ${cpu('e_counts/e_local')} | | |`);
+  // How full the cores were: where the bare pipe already keeps them busy, every CPU second a
+  // command adds (its own, the servers') shows in its wall time.
+  const busy = ['zstd_T0', 'e_local', 'e', 'd']
+    .map((id) => {
+      const m = r.scenarios[id]?.median;
+      return m && typeof m.allCpuMs === 'number' && m.wallMs > 0 ? `${id} ${(m.allCpuMs / m.wallMs).toFixed(2)}` : undefined;
+    })
+    .filter((x) => x !== undefined);
+  if (busy.length)
+    lines.push(
+      '',
+      `Cores kept busy (all CPU, the servers' included, / wall; medians): ${busy.join(', ')}, of ${m.cpus}. "servers' CPU" is what the PostgreSQL server (its backends) and MinIO spent during the run; GNU time's "CPU s" covers only the command and its children.`,
+    );
   return lines.join('\n');
 }
 
-const DUMP_TARGETS = new Set(["(e)'s output ≤ (b)'s (ratio)", 'peak RSS of pgbak ≤ 120 MB (MB)']);
+const DUMP_TARGETS = new Set([
+  "(e)'s output ≤ (b)'s (ratio)",
+  'peak RSS of pgbak ≤ 120 MB (MB)',
+  'peak RSS of pgbak ≤ 80 MB (MB, issue 16)',
+]);
 
 /** Peak RSS of pgbak per dataset size, from every report in the results directory. */
 export function renderMemory(resultsDir: string): string {

@@ -36,6 +36,8 @@ export interface RunResult {
   /** Bytes of the stored result (restores: the archive read). */
   readonly outputBytes: number;
   readonly load1: number;
+  /** CPU the PostgreSQL server and the S3 server spent meanwhile, by name (absent in older reports). */
+  readonly serverCpuMs?: Readonly<Record<string, number>> | null;
   /** Per-step wall times of a multi-step procedure. */
   readonly steps?: Readonly<Record<string, number>>;
 }
@@ -109,8 +111,20 @@ export function result(m: Measurement, outputBytes: number, steps?: Record<strin
     treeMaxRssKiB: m.treeMaxRssKiB,
     outputBytes,
     load1: m.load1,
+    serverCpuMs: m.serverCpuMs,
     ...(steps ? { steps } : {}),
   };
+}
+
+/** The servers' CPU of several steps, added up by server (null when none was measured). */
+function sumServerCpu(steps: readonly (Readonly<Record<string, number>> | null)[]): Record<string, number> | null {
+  let out: Record<string, number> | null = null;
+  for (const step of steps) {
+    if (step === null) continue;
+    out ??= {};
+    for (const [k, v] of Object.entries(step)) out[k] = (out[k] ?? 0) + v;
+  }
+  return out;
 }
 
 /** Several measured steps run one after the other, as one result. */
@@ -125,6 +139,7 @@ function sequence(parts: readonly { name: string; m: Measurement }[], outputByte
     treeMaxRssKiB: parts.reduce<number | null>((s, p) => (p.m.treeMaxRssKiB === null ? s : Math.max(s ?? 0, p.m.treeMaxRssKiB)), null),
     outputBytes,
     load1: parts[0]?.m.load1 ?? 0,
+    serverCpuMs: sumServerCpu(parts.map((p) => p.m.serverCpuMs)),
     steps: Object.fromEntries(parts.map((p) => [p.name, Math.round(p.m.wallMs)])),
   };
 }

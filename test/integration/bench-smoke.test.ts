@@ -36,11 +36,16 @@ describe('npm run bench (smoke)', () => {
       if (existsSync('/usr/bin/time')) expect(s.median.cpuMs, id).toBeGreaterThanOrEqual(0);
     }
     for (const id of ['d', 'e', 'f_pgbak']) expect(report.scenarios[id].median.pgbakMaxRssKiB, id).toBeGreaterThan(0);
+    // The servers' CPU is measured with every run: eleven dumps and restores cost the PostgreSQL server some.
+    const servers = Object.values<{ runs: { serverCpuMs: Record<string, number> }[] }>(report.scenarios).map((s) => s.runs[0]!.serverCpuMs);
+    for (const cpu of servers) expect(Object.keys(cpu).sort()).toEqual(['postgres', 's3']);
+    expect(servers.reduce((sum, cpu) => sum + cpu.postgres!, 0)).toBeGreaterThan(0);
     for (const r of ['d/b', 'd/c', 'e/a', 'f_pgbak/f_bare']) expect(report.ratios[r], r).toBeGreaterThan(0);
     expect(report.targets.length).toBeGreaterThanOrEqual(6);
     const md = readFileSync(docs, 'utf8');
     expect(md).toContain('<!-- bench:results:begin -->');
     expect(md).toContain('| f_pgbak |');
     expect(md).toContain('<!-- bench:memory:begin -->');
+    expect(md).toMatch(/Cores kept busy \(all CPU[^)]*\): zstd_T0 \d\.\d\d, e_local \d\.\d\d, e \d\.\d\d, d \d\.\d\d, of \d+/);
   }, 180_000);
 });
