@@ -3,6 +3,7 @@ import { existsSync, openSync, closeSync, readdirSync, readFileSync, rmSync } fr
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { procStatTicks } from '../src/wal/process-cpu.js';
 
 /** One timed command: wall clock, CPU of the whole process tree, peak memory. */
 export interface Measurement {
@@ -67,10 +68,6 @@ const TICK_MS = 10; // USER_HZ is 100 on Linux
 
 /** user + sys of a process and of its children, reaped or not (ms; 0 when it is gone or not Linux). */
 export function processTreeCpuMs(pid: number): number {
-  const times = (statText: string) => {
-    const f = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) };
-  };
   const read = (p: string) => {
     try {
       return readFileSync(`/proc/${p}/stat`, 'utf8');
@@ -80,23 +77,23 @@ export function processTreeCpuMs(pid: number): number {
   };
   const root = read(String(pid));
   if (root === undefined) return 0;
-  const r = times(root);
-  let ticks = r.own + r.reaped;
+  const r = procStatTicks(root);
+  let ticks = r.own + r.children;
   // Children still running (or exited and not yet reaped), and theirs: PostgreSQL's backends.
-  const byParent = new Map<number, { pid: string; own: number; reaped: number }[]>();
+  const byParent = new Map<number, { pid: number; own: number; children: number }[]>();
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     const text = read(p);
     if (text === undefined) continue;
-    const t = times(text);
+    const t = procStatTicks(text);
     const list = byParent.get(t.ppid) ?? [];
-    list.push({ pid: p, own: t.own, reaped: t.reaped });
+    list.push({ pid: Number(p), own: t.own, children: t.children });
     byParent.set(t.ppid, list);
   }
   const walk = (parent: number) => {
     for (const c of byParent.get(parent) ?? []) {
-      ticks += c.own + c.reaped;
-      walk(Number(c.pid));
+      ticks += c.own + c.children;
+      walk(c.pid);
     }
   };
   walk(pid);
