@@ -5,6 +5,28 @@ import type { TestProject } from 'vitest/node';
 import { createGpgHome } from './helpers/gpg-home.js';
 import { s3ServerKinds, startS3Server, type S3Server } from './helpers/s3-server.js';
 import { startCluster } from './helpers/postgres-cluster.js';
+import { variableNames } from '../src/config/schema.js';
+
+/**
+ * What the developer's shell may hold for their own pgbak (or libpq, or gpg) and the run must not
+ * pass on: its servers inherit the environment, and the environment wins over an --env-file, so a
+ * STORAGE_ENDPOINT exported in the shell would reach the PITR tests' archive_command instead of
+ * the test bucket's (they then hang in their setup until the hook's timeout).
+ */
+export const OUTSIDE_SETTINGS: readonly string[] = [
+  ...variableNames,
+  'GNUPGHOME',
+  'PGHOST',
+  'PGHOSTADDR',
+  'PGPORT',
+  'PGUSER',
+  'PGPASSWORD',
+  'PGPASSFILE',
+  'PGDATABASE',
+  'PGSERVICE',
+  'PGSERVICEFILE',
+  'PGSSLMODE',
+];
 
 /** One S3 server of the run, as the tests see it. */
 export interface TestS3Server {
@@ -48,6 +70,9 @@ const describeS3 = (s3: S3Server): TestS3Server => ({
  */
 export default async function setup(project: TestProject) {
   const log = (m: string) => process.stderr.write(`[test services] ${m}\n`);
+  const dropped = OUTSIDE_SETTINGS.filter((name) => process.env[name] !== undefined);
+  for (const name of dropped) delete process.env[name];
+  if (dropped.length > 0) log(`left out of the run's environment: ${dropped.join(' ')}`);
   // Every temporary directory of the run (tempDir(), clusters, the PITR tests' archives and spools)
   // goes under one directory, removed when the run ends: the tests do not remove theirs one by one,
   // and CI runs the suite on the same machine again and again (/tmp had 32 GB of them). Mode 1777,
