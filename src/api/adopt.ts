@@ -4,7 +4,16 @@ import { listBackups, type CatalogEntry, type CopyInfo, type LocationName } from
 import { MANIFEST_FORMAT, MANIFEST_VERSION, serializeManifest, type Manifest } from '../catalog/manifest.js';
 import { filePrefixOf, type JobConfig } from '../config/job.js';
 import type { CompressionMethod } from '../config/parsers.js';
-import { AppError, ConflictError, ExitCode, IntegrityError, InterruptedError, isAppError, NotFoundError } from '../errors/index.js';
+import {
+  abortCause,
+  AppError,
+  ConflictError,
+  ExitCode,
+  IntegrityError,
+  InterruptedError,
+  isAppError,
+  NotFoundError,
+} from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import type { ArchiveHeader } from '../postgres/archive-header.js';
 import { findPgTool, type PgTool } from '../postgres/pg-tools.js';
@@ -287,7 +296,7 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
   const pgRestore = () => (tool ??= findPgTool('pg_restore', 0, job.pgTools.pgDumpPath));
 
   for (const entry of targets) {
-    if (options.signal?.aborted) throw options.signal.reason instanceof AppError ? options.signal.reason : new InterruptedError();
+    if (options.signal?.aborted) throw abortCause(options.signal);
     const found = copiesOf(entry, backends);
     skipped.push(...found.skipped);
     const checked: CheckedCopy[] = [];
@@ -374,7 +383,7 @@ export async function adopt(options: AdoptOptions): Promise<AdoptResult> {
           manifest: done.manifestUrl,
         });
       } catch (err) {
-        if (options.signal?.aborted) throw options.signal.reason instanceof AppError ? options.signal.reason : new InterruptedError();
+        if (options.signal?.aborted) throw abortCause(options.signal);
         if (err instanceof ConflictError) {
           skipped.push({
             name: entry.name,

@@ -4,7 +4,7 @@ import { artifactKey, baseName, directoryKey, globalsKey, manifestKey } from '..
 import { claimBackupName } from '../catalog/claim-backup-name.js';
 import type { JobConfig } from '../config/job.js';
 import { newRunRecord } from '../catalog/run-record.js';
-import { type AppError, InterruptedError, PartialError } from '../errors/index.js';
+import { abortCause, type AppError, PartialError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
 import { compressionPlan } from '../pipeline/compression.js';
 import { toAppError } from '../errors/index.js';
@@ -117,8 +117,10 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       signal: options.signal,
       storage,
     });
+    // Interrupted meanwhile: that is the cause, whatever a check saw of it (a Ctrl-C reaches the
+    // whole process group: a gpg key check killed by it looks like a missing key).
+    if (options.signal?.aborted) throw abortCause(options.signal);
     if (pre.error) throw pre.error;
-    if (options.signal?.aborted) throw new InterruptedError();
     client = pre.client!;
     const server = pre.server!;
     systemIdentifier = server.systemIdentifier;

@@ -3,7 +3,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseKey } from '../catalog/backup-name.js';
 import type { LocationName } from '../catalog/catalog.js';
-import { AppError, ExitCode, IntegrityError, InterruptedError, isAppError } from '../errors/index.js';
+import { abortCause, AppError, ExitCode, IntegrityError, isAppError } from '../errors/index.js';
 import { childEnv } from '../pipeline/child-env.js';
 import { decompressStage } from '../pipeline/compression.js';
 import { gpgDecryptStage } from '../pipeline/gpg.js';
@@ -135,7 +135,7 @@ export async function readForeignCopy(o: {
       { signal: o.signal },
     );
   } catch (err) {
-    if (o.signal?.aborted) throw o.signal.reason instanceof AppError ? o.signal.reason : new InterruptedError();
+    if (o.signal?.aborted) throw abortCause(o.signal);
     if (isAppError(err)) throw err;
     throw new IntegrityError(`cannot read ${url}: ${(err as Error).message}`, { cause: err, hint: 'the file was left as it is' });
   }

@@ -123,6 +123,11 @@ export class InterruptedError extends AppError {
   }
 }
 
+/** Why `signal` was aborted, as the error a run ends with: its reason when that is an AppError (the CLI's "interrupted by SIGINT"), else a plain interruption. */
+export function abortCause(signal: AbortSignal): AppError {
+  return signal.reason instanceof AppError ? signal.reason : new InterruptedError();
+}
+
 /**
  * The file system ran out of room (ENOSPC, EDQUOT, EFBIG). Exit code 6, as for a permission
  * problem: the environment is at fault, not pgbak, and the operator has to act on the disk.

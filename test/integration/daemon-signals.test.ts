@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backupEnv, PGBAK_BIN, runCli } from '../helpers/cli.js';
-import { children, cmdlineOf, waitFor } from '../helpers/processes.js';
-import { createDatabase, tempDir } from '../helpers/services.js';
+import { children, cmdlineOf, connectsToDatabase, waitFor } from '../helpers/processes.js';
+import { createDatabase, execFileAsync, tempDir } from '../helpers/services.js';
 
 /** About 15 MB of poorly compressible rows: pg_dump -Z9 | gpg needs a few seconds, long enough to press Ctrl-C. */
 const BIG_SQL = `CREATE TABLE big (id int, a text, b text);
@@ -136,9 +136,11 @@ describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its 
       const done = new Promise<number | null>((resolve) => child.on('close', resolve));
       const workers = await waitFor(
         async () => {
+          // The dump's pg_dump and gpg, not the preflight's `pg_dump --version` and gpg key check.
           const kids = await children(child.pid!);
-          const names = new Set(kids.map(([, comm]) => comm));
-          return names.has('pg_dump') && names.has('gpg') ? kids.map(([pid]) => pid) : undefined;
+          const dumping = kids.some(([pid, comm]) => comm === 'pg_dump' && connectsToDatabase(pid));
+          const encrypting = kids.some(([pid, comm]) => comm === 'gpg' && cmdlineOf(pid).includes('--encrypt'));
+          return dumping && encrypting ? kids.map(([pid]) => pid) : undefined;
         },
         60_000,
         'pg_dump and gpg streaming a backup',
@@ -154,4 +156,38 @@ describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its 
       expect(files.filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json'))).toEqual([]);
     },
   );
+
+  it('Ctrl-C while the preflight checks the gpg key: the cause is the interruption (exit 130), not a missing key', async () => {
+    const db = await createDatabase('bctrlcpre');
+    const dir = tempDir();
+    // A gpg whose key check takes 10 s, so the Ctrl-C lands in it; anything else is the real gpg.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    const realGpg = (await execFileAsync('sh', ['-c', 'command -v gpg'])).stdout.trim();
+    writeFileSync(join(bin, 'gpg'), `#!/bin/sh\ncase " $* " in *" --list-keys "*) sleep 10 ;; esac\nexec ${realGpg} "$@"\n`, {
+      mode: 0o755,
+    });
+    const env = backupEnv({ database: db, dir, encrypt: true, extra: { PATH: `${bin}:${process.env.PATH}` } });
+    const child = spawn(process.execPath, [PGBAK_BIN, 'backup', '--no-upload'], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.resume();
+    const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await waitFor(
+      async () => (await children(child.pid!)).some(([pid]) => cmdlineOf(pid).includes('--list-keys')),
+      30_000,
+      'the gpg key check',
+    );
+    process.kill(-child.pid!, 'SIGINT');
+    expect(await done, stderr.slice(-3000)).toBe(130);
+    expect(stderr).toMatch(/pgbak: error: .*interrupted by SIGINT/);
+    expect(stderr).not.toMatch(/GPG key not found/);
+    const backups = join(dir, 'backups');
+    expect(existsSync(backups) ? readdirSync(backups).filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json')) : []).toEqual([]);
+  });
 });
