@@ -33,21 +33,12 @@ async function expectNothingLeftNaming(db: string): Promise<void> {
 }
 
 /**
- * `pgbak daemon` started the way a terminal starts it: in a process group of its own (detached),
- * so `process.kill(-pid, 'SIGINT')` is exactly the terminal's Ctrl-C: SIGINT to every process of
- * the foreground group — pgbak, and any child that shares its group.
+ * pgbak started the way a terminal starts it: in a process group of its own (detached), so
+ * `process.kill(-pid, 'SIGINT')` is exactly the terminal's Ctrl-C: SIGINT to every process of
+ * the foreground group — pgbak, and any child that shares its group. Killed after 120 s at the latest.
  */
-async function startDaemonInItsOwnGroup(label: string) {
-  const db = await createDatabase(label, BIG_SQL);
-  const dir = tempDir();
-  const backups = join(dir, 'backups');
-  const env = backupEnv({
-    database: db,
-    dir,
-    encrypt: true,
-    extra: { BACKUP_SCHEDULE: '* * * * * *', BACKUP_STOP_TIMEOUT: '5m', BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' },
-  });
-  const child = spawn(process.execPath, [PGBAK_BIN, 'daemon'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+function startInItsOwnGroup(args: readonly string[], env: NodeJS.ProcessEnv, cwd: string) {
+  const child = spawn(process.execPath, [PGBAK_BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout!.resume();
@@ -58,6 +49,21 @@ async function startDaemonInItsOwnGroup(label: string) {
       resolve({ code, signal });
     });
   });
+  return { child, done, stderr: () => stderr };
+}
+
+/** `pgbak daemon` in its own group (see startInItsOwnGroup), once its first backup's pg_dump and gpg stream well under way. */
+async function startDaemonInItsOwnGroup(label: string) {
+  const db = await createDatabase(label, BIG_SQL);
+  const dir = tempDir();
+  const backups = join(dir, 'backups');
+  const env = backupEnv({
+    database: db,
+    dir,
+    encrypt: true,
+    extra: { BACKUP_SCHEDULE: '* * * * * *', BACKUP_STOP_TIMEOUT: '5m', BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' },
+  });
+  const { child, done, stderr } = startInItsOwnGroup(['daemon'], env, dir);
   // pg_dump and gpg are running, and the dump is well under way.
   const workers = await waitFor(
     async () => {
@@ -70,7 +76,7 @@ async function startDaemonInItsOwnGroup(label: string) {
     60_000,
     'pg_dump and gpg streaming a backup',
   );
-  return { db, dir, env, backups, child, done, workers, stderr: () => stderr };
+  return { db, dir, env, backups, child, done, workers, stderr };
 }
 
 describe('Ctrl-C on pgbak daemon (SIGINT to its whole process group)', () => {
@@ -124,16 +130,7 @@ describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its 
       const dir = tempDir();
       const backups = join(dir, 'backups');
       const env = backupEnv({ database: db, dir, encrypt: true, extra: { BACKUP_COMPRESSION: 'gzip:9', BACKUP_GLOBALS: 'false' } });
-      const child = spawn(process.execPath, [PGBAK_BIN, 'backup', '--no-upload'], {
-        cwd: dir,
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true,
-      });
-      let stderr = '';
-      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.stdout!.resume();
-      const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+      const { child, stderr, done } = startInItsOwnGroup(['backup', '--no-upload'], env, dir);
       const workers = await waitFor(
         async () => {
           // The dump's pg_dump and gpg, not the preflight's `pg_dump --version` and gpg key check.
@@ -146,10 +143,10 @@ describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its 
         'pg_dump and gpg streaming a backup',
       );
       process.kill(-child.pid!, sig);
-      expect(await done, stderr.slice(-3000)).toBe(130);
-      expect(stderr).toMatch(new RegExp(`pgbak: error: .*interrupted by ${sig}`));
+      expect((await done).code, stderr().slice(-3000)).toBe(130);
+      expect(stderr()).toMatch(new RegExp(`pgbak: error: .*interrupted by ${sig}`));
       // The cause is pgbak's abort, not gpg or pg_dump dying of the terminal's signal.
-      expect(stderr).not.toMatch(/signal Interrupt|signal Hangup|killed by SIG(INT|HUP)/);
+      expect(stderr()).not.toMatch(/signal Interrupt|signal Hangup|killed by SIG(INT|HUP)/);
       for (const pid of workers) expect(cmdlineOf(pid), `child ${pid} is still running`).toBe('');
       await expectNothingLeftNaming(db);
       const files = existsSync(backups) ? readdirSync(backups) : [];
@@ -168,25 +165,16 @@ describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its 
       mode: 0o755,
     });
     const env = backupEnv({ database: db, dir, encrypt: true, extra: { PATH: `${bin}:${process.env.PATH}` } });
-    const child = spawn(process.execPath, [PGBAK_BIN, 'backup', '--no-upload'], {
-      cwd: dir,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout!.resume();
-    const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const { child, stderr, done } = startInItsOwnGroup(['backup', '--no-upload'], env, dir);
     await waitFor(
       async () => (await children(child.pid!)).some(([pid]) => cmdlineOf(pid).includes('--list-keys')),
       30_000,
       'the gpg key check',
     );
     process.kill(-child.pid!, 'SIGINT');
-    expect(await done, stderr.slice(-3000)).toBe(130);
-    expect(stderr).toMatch(/pgbak: error: .*interrupted by SIGINT/);
-    expect(stderr).not.toMatch(/GPG key not found/);
+    expect((await done).code, stderr().slice(-3000)).toBe(130);
+    expect(stderr()).toMatch(/pgbak: error: .*interrupted by SIGINT/);
+    expect(stderr()).not.toMatch(/GPG key not found/);
     const backups = join(dir, 'backups');
     expect(existsSync(backups) ? readdirSync(backups).filter((f) => f.includes('.tmp-') || f.endsWith('.manifest.json')) : []).toEqual([]);
   });
