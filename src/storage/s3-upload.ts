@@ -183,10 +183,11 @@ const ABORT_CHECKS_MS: readonly number[] = [250, 500, 1000, 2000];
 /**
  * AbortMultipartUpload, sent again whenever the upload is listed again: a part the server was
  * still storing when its request was cut off can bring the upload back after the abort, as AWS's
- * own documentation warns (found on versitygw under the full test suite's load, once after a
- * listing had already shown the upload gone). The listing follows {@link ABORT_CHECKS_MS}. Once the upload is gone it
+ * own documentation warns. The listing follows {@link ABORT_CHECKS_MS}. Once the upload is gone it
  * returns, unless `partsCut` (requests were cut off in flight): then it watches the whole 3.75 s,
  * a failed run's cost only. Gone already (completed or aborted meanwhile): nothing is left behind.
+ * (An upload left open on versitygw under the full suite's load was the reason for the longer
+ * watch; it did not stop that failure, whose cause is still open: see the stop-27 note on issue 16.)
  */
 async function abortUpload(p: UploadParams, uploadId: string, timeoutMs: number, partsCut: boolean): Promise<void> {
   const { client, bucket, key } = p;
