@@ -133,6 +133,43 @@ describe.each(s3Servers())('S3 server $kind', (thisServer) => {
       }
     });
 
+    it('a part failing while another is in flight: the abort waits for the part in flight to be answered, so no upload comes back', async () => {
+      // Part 1 reaches the proxy whole, which hands it to the server 1.5 s later; part 2 is refused
+      // at once (its read-back differs from the stream). A client that hung up on part 1 and aborted
+      // the upload at once would have part 1 reach the server after the abort (404 NoSuchUpload
+      // here; a part still being stored at the abort brings the upload back, on versitygw hidden
+      // from the listing until the next upload of the key).
+      let heldDone: (status: number) => void = () => {};
+      const held = new Promise<number>((r) => (heldDone = r));
+      const proxy = await startProxy(new URL(server.endpoint), {
+        holdMs: (req) => (req.method === 'PUT' && (req.url ?? '').includes('partNumber=1') ? 1500 : 0),
+        onHeld: (status) => heldDone(status),
+      });
+      const viaProxy = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+      const key = `cut-${uniqueId()}/x.dump`;
+      const good = randomBytes(11 * MiB);
+      const bad = Buffer.from(good);
+      bad[7 * MiB] = bad[7 * MiB]! ^ 0xff;
+      const path = join(tempDir(), 'spool');
+      writeFileSync(path, bad);
+      const spool = new FileSpool();
+      spool.onWritten(path, bad.length);
+      try {
+        await expect(viaProxy.put(key, Readable.from([good]), { spool })).rejects.toThrow(/upload of cut-/);
+        // Part 1 was stored (200) before the put rejected: the abort came after its answer.
+        expect(await Promise.race([held, 'still held'])).toBe(200);
+      } finally {
+        spool.close();
+        viaProxy.destroy();
+        await proxy.close();
+      }
+      // A new upload of the same key (which shows versitygw's hidden one), then none is open.
+      expect((await backend.put(key, Readable.from([good]))).size).toBe(good.length);
+      expect((await multipartUploads(bucket)).filter((u) => u.Key === PREFIX + key)).toEqual([]);
+      expect(await sha256Of(await backend.get(key))).toBe(createHash('sha256').update(good).digest('hex'));
+      await backend.delete(key);
+    });
+
     it('a part read back from the local file (spool) is retried after a 500 with a fresh read, carries Content-MD5, and is stored complete', async () => {
       let failed = 0;
       const proxy = await startProxy(new URL(server.endpoint), {
@@ -403,12 +440,41 @@ interface Proxy {
 /**
  * A forwarding HTTP proxy to the real S3 server that records requests; `intercept` may answer a
  * request itself (returning true). Headers (Host included) pass unchanged, so signatures stay valid.
+ * `delayMs` holds a request back before it is forwarded; `holdMs` reads a request's whole body and
+ * forwards it that much later even if the client has hung up meanwhile (the bytes were on the wire:
+ * the server still gets the request), calling `onHeld` with the server's status once answered.
  */
 async function startProxy(
   target: URL,
-  options: { intercept?: (req: IncomingMessage, res: ServerResponse) => boolean; delayMs?: (req: IncomingMessage) => number } = {},
+  options: {
+    intercept?: (req: IncomingMessage, res: ServerResponse) => boolean;
+    delayMs?: (req: IncomingMessage) => number;
+    holdMs?: (req: IncomingMessage) => number;
+    onHeld?: (status: number) => void;
+  } = {},
 ): Promise<Proxy> {
   const requests: Proxy['requests'][number][] = [];
+  const hold = (req: IncomingMessage, res: ServerResponse, ms: number) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () =>
+      setTimeout(() => {
+        const upstream = request(
+          { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+          (up) => {
+            up.on('end', () => options.onHeld?.(up.statusCode ?? 0));
+            if (res.destroyed) up.resume();
+            else {
+              res.writeHead(up.statusCode ?? 502, up.headers);
+              up.pipe(res);
+            }
+          },
+        );
+        upstream.on('error', () => res.destroy());
+        upstream.end(Buffer.concat(chunks));
+      }, ms),
+    );
+  };
   const forward = (req: IncomingMessage, res: ServerResponse, record: Proxy['requests'][number]) => {
     req.on('data', (chunk: Buffer) => {
       if (record.body.length < 64 * 1024) record.body += chunk.toString('utf8');
@@ -427,6 +493,8 @@ async function startProxy(
     const record = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: '' };
     requests.push(record);
     if (options.intercept?.(req, res)) return;
+    const held = options.holdMs?.(req) ?? 0;
+    if (held > 0) return hold(req, res, held);
     const delay = options.delayMs?.(req) ?? 0;
     if (delay > 0) setTimeout(() => forward(req, res, record), delay);
     else forward(req, res, record);
