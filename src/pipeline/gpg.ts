@@ -29,6 +29,40 @@ function importHint(): string {
   return `import it: gpg --import key.pub; searched the keyring in ${keyringOf()} (set GNUPGHOME in the environment or .env to use another)`;
 }
 
+/** How long a key listing may take: gpg waits on its agent or keyboxd, which can hang. */
+const LIST_TIMEOUT_MS = 30_000;
+
+/**
+ * What a failed `gpg --list-keys` or `--list-secret-keys` means: undefined when gpg answered that it
+ * has no such key (exit 2, "No public key" / "No secret key": the caller's own "not found"), else
+ * the error to report. That is gpg missing, killed, too slow, or unable to use the keyring or the
+ * name (its own last line, e.g. "Fatal: … directory does not exist!" or "Invalid user ID"): never a
+ * "key not found" that sends the operator to import a key the keyring may well hold.
+ */
+function listingFailure(err: unknown, command: string): EncryptionError | undefined {
+  const e = err as NodeJS.ErrnoException & { stderr?: string; signal?: NodeJS.Signals | null; killed?: boolean };
+  if (e.code === 'ENOENT') return new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg', cause: err });
+  if (e.killed && e.signal === 'SIGTERM') {
+    return new EncryptionError('gpg-failed', `${command} did not answer within ${LIST_TIMEOUT_MS / 1000} s`, {
+      hint: 'gpg waits on its agent or keyboxd: gpgconf --kill all, then try again',
+      cause: err,
+    });
+  }
+  if (e.signal) {
+    return new EncryptionError('gpg-failed', `${command} was killed by ${e.signal}`, {
+      hint: 'try again; if it recurs, look for the OOM killer in the kernel log (journalctl -k)',
+      cause: err,
+    });
+  }
+  const lines = (e.stderr ?? '').trim().split('\n').filter((l) => l.trim() !== '');
+  if (lines.some((l) => /: No (public|secret) key$/.test(l))) return undefined;
+  const last = lines.at(-1)?.replace(/^gpg: /, '') ?? `exit ${String(e.code)}`;
+  return new EncryptionError('gpg-failed', `${command} failed: ${last}`, {
+    hint: `check the keyring in ${keyringOf()}: it must exist and be readable by this user, and the name one gpg can look up`,
+    cause: err,
+  });
+}
+
 /**
  * Find the public key for GPG_RECIPIENT and check that it can encrypt (not expired, not
  * revoked, has an encryption subkey). Uses the keyring in GNUPGHOME (or ~/.gnupg).
@@ -37,15 +71,14 @@ export async function resolveRecipient(recipient: string): Promise<GpgKey> {
   let stdout: string;
   try {
     ({ stdout } = await execFileAsync('gpg', [...BASE_ARGS, '--with-colons', '--fixed-list-mode', '--list-keys', '--', recipient], {
-      timeout: 30_000,
+      timeout: LIST_TIMEOUT_MS,
       env: childEnv(),
     }));
   } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === 'ENOENT') {
-      throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg', cause: err });
-    }
-    throw new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: importHint(), cause: err });
+    throw (
+      listingFailure(err, `gpg --list-keys ${recipient}`) ??
+      new EncryptionError('gpg-key-missing', `GPG key not found: ${recipient}`, { hint: importHint(), cause: err })
+    );
   }
   const lines = stdout.split('\n').map((l) => l.split(':'));
   const pubs = lines.filter((f) => f[0] === 'pub');
@@ -135,13 +168,13 @@ export async function requireSecretKey(manifest: {
   if (!enc) return;
   try {
     const { stdout } = await execFileAsync('gpg', ['--batch', '--no-tty', '--with-colons', '--list-secret-keys', '--', enc.fingerprint], {
-      timeout: 30_000,
+      timeout: LIST_TIMEOUT_MS,
       env: childEnv(),
     });
     if (/^sec/m.test(stdout)) return;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg' });
+    const failure = listingFailure(err, `gpg --list-secret-keys ${enc.fingerprint}`);
+    if (failure) throw failure;
   }
   throw new EncryptionError(
     'gpg-secret-key-missing',

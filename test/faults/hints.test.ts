@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { backupEnv, runCli, spawnCli } from '../helpers/cli.js';
@@ -94,6 +95,35 @@ describe('hints of the CLI', () => {
     const fromDotenv = await runCli(['backup', '--no-upload'], { env: unset, cwd: dir });
     expect(fromDotenv.code).toBe(8);
     expect(hintOf(fromDotenv.stderr)).toContain(`searched the keyring in GNUPGHOME=${s.gpg.home}`);
+  });
+
+  it('a keyring gpg cannot use, or a gpg killed while it lists the keys: said so, not "GPG key not found"', async () => {
+    const dir = tempDir();
+    const extra = { GPG_RECIPIENT: 'nobody@nowhere.test', BACKUP_GLOBALS: 'false' };
+    const missingHome = join(dir, 'no-such-gnupg');
+    const broken = await runCli(['backup', '--no-upload'], { env: { ...backupEnv({ database: db, dir, extra }), GNUPGHOME: missingHome } });
+    expect(broken.code).toBe(8);
+    expect(broken.stderr).toMatch(
+      /^pgbak: error: gpg --list-keys nobody@nowhere\.test failed: Fatal: .*no-such-gnupg: directory does not exist!$/m,
+    );
+    expect(broken.stderr).not.toMatch(/GPG key not found/);
+    expect(hintOf(broken.stderr)).toContain(`check the keyring in GNUPGHOME=${missingHome}`);
+
+    // gpg dies of a signal while it lists the keys (as under the OOM killer).
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    const real = execFileSync('sh', ['-c', 'command -v gpg'], { encoding: 'utf8' }).trim();
+    writeFileSync(join(bin, 'gpg'), `#!/bin/sh\ncase " $* " in *" --list-keys "*) kill -KILL $$;; esac\nexec ${real} "$@"\n`, {
+      mode: 0o755,
+    });
+    const killed = await runCli(['backup', '--no-upload'], {
+      env: backupEnv({ database: db, dir, extra: { ...extra, PATH: `${bin}:${process.env.PATH}` } }),
+    });
+    expect(killed.code).toBe(8);
+    expect(killed.stderr).toMatch(/^pgbak: error: gpg --list-keys nobody@nowhere\.test was killed by SIGKILL$/m);
+    expect(killed.stderr).not.toMatch(/GPG key not found/);
+    expect(hintOf(killed.stderr)).toMatch(/OOM killer/);
+    expect(readdirSync(join(dir, 'backups')).filter((f) => !f.startsWith('.'))).toEqual([]);
   });
 
   it('restore of a name that is no backup shows what was typed, quoted, and nothing is touched', async () => {

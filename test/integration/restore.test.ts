@@ -160,6 +160,17 @@ describe('pgbak restore', () => {
     expect(r.stderr).toMatch(/secret key .* is not in the keyring/);
     expect(r.stderr).toContain('gpg --import');
     expect(await databaseExists(target)).toBe(false);
+
+    // A keyring gpg cannot use is said to be one, not a key to import.
+    const missingHome = join(tempDir('pgbak-gpg-'), 'missing');
+    const broken = await runCli(['restore', enc.name, '--target', target, '--create'], { env: { ...enc.env, GNUPGHOME: missingHome } });
+    expect(broken.code).toBe(8);
+    expect(broken.stderr).toMatch(
+      /^pgbak: error: gpg --list-secret-keys [0-9A-F]{40} failed: Fatal: .*missing: directory does not exist!$/m,
+    );
+    expect(broken.stderr).not.toMatch(/is not in the keyring|gpg --import/);
+    expect(broken.stderr).toContain(`hint: check the keyring in GNUPGHOME=${missingHome}`);
+    expect(await databaseExists(target)).toBe(false);
   });
 
   it('refuses a target URL with a password on the command line; an unreachable target is a clear error', async () => {
