@@ -41,7 +41,8 @@ const LIST_TIMEOUT_MS = 30_000;
  */
 function listingFailure(err: unknown, command: string): EncryptionError | undefined {
   const e = err as NodeJS.ErrnoException & { stderr?: string; signal?: NodeJS.Signals | null; killed?: boolean };
-  if (e.code === 'ENOENT') return new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg', cause: err });
+  if (e.code === 'ENOENT')
+    return new EncryptionError('gpg-missing', 'gpg not found', { hint: 'install GnuPG: apt install gnupg', cause: err });
   if (e.killed && e.signal === 'SIGTERM') {
     return new EncryptionError('gpg-failed', `${command} did not answer within ${LIST_TIMEOUT_MS / 1000} s`, {
       hint: 'gpg waits on its agent or keyboxd: gpgconf --kill all, then try again',
@@ -54,7 +55,10 @@ function listingFailure(err: unknown, command: string): EncryptionError | undefi
       cause: err,
     });
   }
-  const lines = (e.stderr ?? '').trim().split('\n').filter((l) => l.trim() !== '');
+  const lines = (e.stderr ?? '')
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() !== '');
   if (lines.some((l) => /: No (public|secret) key$/.test(l))) return undefined;
   const last = lines.at(-1)?.replace(/^gpg: /, '') ?? `exit ${String(e.code)}`;
   return new EncryptionError('gpg-failed', `${command} failed: ${last}`, {
