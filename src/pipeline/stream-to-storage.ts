@@ -90,8 +90,10 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
     },
   );
   const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil, spool };
+  // While an upload waits for the answers to its parts in flight, those requests' own timeouts
+  // guard it, not the tee's stall limit: a part that takes longer than that on a slow link is work.
   const remotePut = remote
-    ? remote.put(key, tee.branch('remote'), put).catch((err: unknown) => {
+    ? remote.put(key, tee.branch('remote'), { ...put, onAwaitingServer: (w) => tee.awaitingServer('remote', w) }).catch((err: unknown) => {
         const e = toAppError(err);
         if (!tee.destroyed) logger.warn('upload failed; the local backup goes on', { key, error: e.message });
         tee.fail('remote', e);
@@ -100,7 +102,7 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
     : undefined;
   const morePuts = more.map((b, i) =>
     // Each bucket locks with its own mode; one without Object Lock ignores the date.
-    b.put(key, tee.branch(`more${i}`), put).catch((err: unknown) => {
+    b.put(key, tee.branch(`more${i}`), { ...put, onAwaitingServer: (w) => tee.awaitingServer(`more${i}`, w) }).catch((err: unknown) => {
       const e = toAppError(err);
       if (!tee.destroyed)
         logger.warn('upload to a further target failed; the others go on', { key, location: b.location, error: e.message });
@@ -185,7 +187,7 @@ function uploadStall(remote: StorageBackend, key: string, timeoutMs: number, log
         'storage-timeout',
         `upload to ${remote.urlOf(key)} stalled: the S3 server took no data for ${limit} (STORAGE_TIMEOUT)`,
         {
-          hint: `check that the S3 server is running and reachable; on a slow link raise STORAGE_TIMEOUT (now ${limit}) above the time one part takes`,
+          hint: `check that the S3 server is running and reachable (STORAGE_TIMEOUT is ${limit})`,
         },
       );
     },

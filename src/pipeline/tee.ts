@@ -1,6 +1,10 @@
 import { PassThrough, Writable } from 'node:stream';
 
-/** An optional branch that has not drained for `afterMs` is failed with `error()` and dropped. */
+/**
+ * An optional branch that has not drained for `afterMs` is failed with `error()` and dropped. Not
+ * while its consumer says it waits on a server that bounds its own requests
+ * ({@link Tee.awaitingServer}): the limit then counts from the end of that wait.
+ */
 export interface TeeStall {
   readonly afterMs: number;
   readonly error: () => Error;
@@ -33,6 +37,10 @@ export interface TeeBranch {
  */
 export class Tee extends Writable {
   readonly branches: TeeBranch[];
+  /** Branches whose consumer waits on its server's answers (see awaitingServer). */
+  private readonly awaiting = new Set<string>();
+  /** When each branch's consumer last stopped waiting on its server (performance.now()). */
+  private readonly resumed = new Map<string, number>();
 
   constructor(specs: readonly TeeBranchSpec[], highWaterMark = 256 * 1024) {
     super({ highWaterMark });
@@ -63,6 +71,21 @@ export class Tee extends Writable {
     }
   }
 
+  /**
+   * The consumer of branch `name` reads nothing more for now because it waits for its server to
+   * answer the requests it has in flight (`true`), which bound themselves (an upload's parts: no
+   * traffic for STORAGE_TIMEOUT fails them), or reads again (`false`). Meanwhile its stall limit
+   * does not run out; it counts again from the end of the wait. A part that takes longer than the
+   * limit on a slow link is then not taken for a frozen server.
+   */
+  awaitingServer(name: string, waiting: boolean): void {
+    if (waiting) this.awaiting.add(name);
+    else {
+      this.awaiting.delete(name);
+      this.resumed.set(name, performance.now());
+    }
+  }
+
   private live(): TeeBranch[] {
     return this.branches.filter((b) => !b.failed && !b.stream.destroyed);
   }
@@ -77,7 +100,18 @@ export class Tee extends Writable {
       if (!b.stream.write(chunk)) {
         pending++;
         const stall = b.stall;
-        const timer = stall ? setTimeout(() => this.fail(b.name, stall.error()), stall.afterMs) : undefined;
+        const since = performance.now();
+        let timer: NodeJS.Timeout | undefined;
+        const arm = (ms: number) => {
+          if (!stall) return;
+          timer = setTimeout(() => {
+            if (this.awaiting.has(b.name)) return arm(stall.afterMs);
+            const idle = performance.now() - Math.max(since, this.resumed.get(b.name) ?? 0);
+            if (idle < stall.afterMs) arm(stall.afterMs - idle);
+            else this.fail(b.name, stall.error());
+          }, ms);
+        };
+        arm(stall?.afterMs ?? 0);
         const onDrain = () => {
           clearTimeout(timer);
           b.stream.off('close', onDrain);

@@ -186,6 +186,7 @@ export class S3Backend implements StorageBackend {
           signal: requests.signal,
           timeoutMs: this.timeoutMs,
           onProgress: (n) => (size = n),
+          onAwaitingServer: options.onAwaitingServer,
           doom,
         },
       );

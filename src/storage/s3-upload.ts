@@ -57,6 +57,8 @@ export async function uploadObject(
     readonly onProgress: (bytes: number) => void;
     /** Called at the first failure: the caller cancels the requests still in flight one timeout later (through `signal`). */
     readonly doom: () => void;
+    /** Called with true while `body` is not read because `queueSize` parts are in flight, false after (PutOptions.onAwaitingServer). */
+    readonly onAwaitingServer?: ((waiting: boolean) => void) | undefined;
   },
 ): Promise<number> {
   const { client, bucket, key } = p;
@@ -104,7 +106,14 @@ export async function uploadObject(
       uploadId = xmlText(out.body, 'UploadId');
       if (!uploadId) throw new Error('CreateMultipartUpload returned no UploadId');
     }
-    while (inFlight.size >= o.queueSize) await Promise.race(inFlight);
+    if (inFlight.size >= o.queueSize) {
+      o.onAwaitingServer?.(true);
+      try {
+        while (inFlight.size >= o.queueSize) await Promise.race(inFlight);
+      } finally {
+        o.onAwaitingServer?.(false);
+      }
+    }
     if (failure !== undefined) throw failure;
     if (nextPart > MAX_PARTS) {
       throw new Error(`the object needs more than ${MAX_PARTS} parts of ${o.partSize} bytes: set a larger STORAGE_PART_SIZE`);

@@ -42,6 +42,13 @@ export interface PutOptions {
    * name, open for reading until the put ends) and the bytes written so far. Feeds a SpoolFile.
    */
   readonly onWritten?: ((path: string, written: number) => void) | undefined;
+  /**
+   * Called with true when the put stops reading `body` to wait for the server's answers to the
+   * parts it has in flight (each request bound by its own timeout: S3's STORAGE_TIMEOUT), and with
+   * false when it reads again. A caller's stall watch on `body` then holds its limit meanwhile: a
+   * slow link is at work, and a frozen server fails the requests themselves.
+   */
+  readonly onAwaitingServer?: ((waiting: boolean) => void) | undefined;
 }
 
 /** A file that another put is writing, readable by range as its bytes land (src/storage/file-spool.ts). */

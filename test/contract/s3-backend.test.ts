@@ -8,7 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
 import { isTransientFailure } from '../../src/scheduler/transient-failure.js';
+import { MemoryLogger } from '../../src/logging/logger.js';
+import { streamToStorage } from '../../src/pipeline/stream-to-storage.js';
 import { FileSpool } from '../../src/storage/file-spool.js';
+import { LocalBackend } from '../../src/storage/local-backend.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import type { TestS3Server } from '../global-setup.js';
 import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
@@ -167,6 +170,41 @@ describe.each(s3Servers())('S3 server $kind', (thisServer) => {
       expect((await backend.put(key, Readable.from([good]))).size).toBe(good.length);
       expect((await multipartUploads(bucket)).filter((u) => u.Key === PREFIX + key)).toEqual([]);
       expect(await sha256Of(await backend.get(key))).toBe(createHash('sha256').update(good).digest('hex'));
+      await backend.delete(key);
+    });
+
+    it('a slow link is not a stalled upload: while its parts in flight are answered (each bound by its own timeout) the stall limit waits', async () => {
+      // 2 MiB/s per part request through the proxy: two 5 MiB parts in flight take ~2.5 s, during
+      // which the upload reads nothing more of its branch (the tee waits on it), against a stall
+      // limit of 1.5 s.
+      const proxy = await startProxy(new URL(server.endpoint), {
+        rate: (req) => (req.method === 'PUT' && (req.url ?? '').includes('partNumber=') ? 2 * MiB : 0),
+      });
+      const slow = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+      const dir = tempDir();
+      const key = `slow-link-${uniqueId()}.dump`;
+      const source = new TestSource(21 * MiB);
+      const t0 = Date.now();
+      try {
+        const logger = new MemoryLogger();
+        const r = await streamToStorage({
+          source,
+          stages: [],
+          key,
+          local: new LocalBackend(dir),
+          remote: slow,
+          remoteTimeoutMs: 1500,
+          logger,
+        });
+        expect(r.remoteError?.message).toBeUndefined();
+        expect(logger.lines.filter((l) => /stalled/.test(l.msg))).toEqual([]);
+      } finally {
+        slow.destroy();
+        await proxy.close();
+      }
+      // The link really was that slow: 21 MiB, two parts at a time at 2 MiB/s each (~5 s).
+      expect(Date.now() - t0).toBeGreaterThan(4000);
+      expect(await sha256Of(await backend.get(key))).toBe(source.digest());
       await backend.delete(key);
     });
 
@@ -440,7 +478,8 @@ interface Proxy {
 /**
  * A forwarding HTTP proxy to the real S3 server that records requests; `intercept` may answer a
  * request itself (returning true). Headers (Host included) pass unchanged, so signatures stay valid.
- * `delayMs` holds a request back before it is forwarded; `holdMs` reads a request's whole body and
+ * `delayMs` holds a request back before it is forwarded; `rate` forwards a request's body at that
+ * many bytes per second (a slow link: the client's socket backs up); `holdMs` reads a request's whole body and
  * forwards it that much later even if the client has hung up meanwhile (the bytes were on the wire:
  * the server still gets the request), calling `onHeld` with the server's status once answered.
  */
@@ -449,6 +488,7 @@ async function startProxy(
   options: {
     intercept?: (req: IncomingMessage, res: ServerResponse) => boolean;
     delayMs?: (req: IncomingMessage) => number;
+    rate?: (req: IncomingMessage) => number;
     holdMs?: (req: IncomingMessage) => number;
     onHeld?: (status: number) => void;
   } = {},
@@ -487,7 +527,17 @@ async function startProxy(
       },
     );
     upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    const rate = options.rate?.(req) ?? 0;
+    if (rate <= 0) {
+      req.pipe(upstream);
+      return;
+    }
+    req.on('data', (chunk: Buffer) => {
+      upstream.write(chunk);
+      req.pause();
+      setTimeout(() => req.resume(), (chunk.length / rate) * 1000);
+    });
+    req.on('end', () => upstream.end());
   };
   const server = createServer((req, res) => {
     const record = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: '' };
