@@ -39,10 +39,16 @@ export interface BackupOptions {
   readonly storage?: JobStorage | undefined;
 }
 
-/** Auto part size: 10 000 parts cover twice the database's on-disk size; 8 MiB at least. */
-function autoPartSize(databaseBytes: number): number {
+/**
+ * Auto part size of a backup's upload: 10 000 parts cover twice the database's on-disk size; 32 MiB
+ * at least. A backup's parts are read back from its local file, so their size costs no memory;
+ * fewer, larger parts cost the S3 server and node less per byte (docs/performance.md, 2026-12-06
+ * 17:40: (e) 0.18 s faster in 14 of 18 pairs against 8 MiB). Uploads without a local file keep
+ * the backend's 8 MiB (their parts are buffered).
+ */
+export function autoPartSize(databaseBytes: number): number {
   const MiB = 1024 * 1024;
-  return Math.max(8 * MiB, Math.ceil((databaseBytes * 2) / 10_000 / MiB) * MiB);
+  return Math.max(32 * MiB, Math.ceil((databaseBytes * 2) / 10_000 / MiB) * MiB);
 }
 
 /**

@@ -33,7 +33,7 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['BACKUP_EXCLUDE_DATABASES', 'Whole server: databases left out of BACKUP_DATABASES (comma list)', ''],
   ['STORAGE_PREFIX', 'Key prefix in the bucket', 'backups/'],
   ['STORAGE_REGION', 'S3 region', 'us-east-1'],
-  ['STORAGE_PART_SIZE', 'Multipart part size (auto: from the database size, 8MiB minimum)', 'auto'],
+  ['STORAGE_PART_SIZE', 'Multipart part size (auto: from the database size, 32MiB minimum)', 'auto'],
   ['STORAGE_QUEUE_SIZE', 'Parts uploaded concurrently (memory ≈ part size × (queue + 1))', '2'],
   ['STORAGE_TIMEOUT', 'S3 requests with no answer (and uploads taking no data) for this long fail; the local backup goes on', '60s'],
   ['STORAGE_OBJECT_LOCK', 'S3 Object Lock of each backup: off, governance or compliance (retained RETENTION_DAYS + 1 day)', 'off'],

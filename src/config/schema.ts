@@ -181,7 +181,7 @@ export const variables = [
   v(
     'STORAGE_PART_SIZE',
     z.union([z.literal('auto'), fromParser(parseSize).pipe(z.number().min(5 * 1024 * 1024, 'must be at least 5MiB'))]),
-    'Multipart part size (auto: from the database size, 8MiB minimum)',
+    'Multipart part size (auto: from the database size, 32MiB minimum)',
     {
       default: 'auto',
     },
