@@ -34,7 +34,7 @@ export const HELP_VARIABLES: readonly (readonly [name: string, description: stri
   ['STORAGE_PREFIX', 'Key prefix in the bucket', 'backups/'],
   ['STORAGE_REGION', 'S3 region', 'us-east-1'],
   ['STORAGE_PART_SIZE', 'Multipart part size (auto: from the database size, 32MiB minimum)', 'auto'],
-  ['STORAGE_QUEUE_SIZE', 'Parts uploaded concurrently (memory ≈ part size × (queue + 1))', '2'],
+  ['STORAGE_QUEUE_SIZE', 'Parts uploaded at once (in memory only without a local file: part size × (queue + 1))', '2'],
   ['STORAGE_TIMEOUT', 'S3 requests with no answer (and uploads taking no data) for this long fail; the local backup goes on', '60s'],
   ['STORAGE_OBJECT_LOCK', 'S3 Object Lock of each backup: off, governance or compliance (retained RETENTION_DAYS + 1 day)', 'off'],
   ['STORAGE_2_ENDPOINT', 'Second target: S3 endpoint (off-site copy; used when both its keys are set)', ''],

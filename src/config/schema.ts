@@ -186,7 +186,9 @@ export const variables = [
       default: 'auto',
     },
   ),
-  v('STORAGE_QUEUE_SIZE', wholeNumber(1), 'Parts uploaded concurrently (memory ≈ part size × (queue + 1))', { default: '2' }),
+  v('STORAGE_QUEUE_SIZE', wholeNumber(1), 'Parts uploaded at once (in memory only without a local file: part size × (queue + 1))', {
+    default: '2',
+  }),
   v(
     'STORAGE_TIMEOUT',
     fromParser(parseDuration).pipe(z.number().min(1000, 'must be at least 1s')),

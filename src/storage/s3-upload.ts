@@ -207,7 +207,7 @@ const ABORT_CHECKS_MS: readonly number[] = [250, 500, 1000, 2000];
  * part requests off in flight, a frozen server or a timeout): a part the server was still storing
  * can then bring the upload back after the abort, so it watches the whole 3.75 s, a failed run's
  * cost only. A server that hides such an upload (versitygw, see {@link uploadObject}) is not seen
- * by the watch; the bucket's lifecycle rule removes it. Gone already (completed or aborted
+ * by the watch, nor by prune's listing (docs/storage.md). Gone already (completed or aborted
  * meanwhile): nothing is left behind.
  */
 async function abortUpload(p: UploadParams, uploadId: string, timeoutMs: number, partsCut: boolean): Promise<void> {
