@@ -36,6 +36,13 @@ describe('npm run bench (smoke)', () => {
       if (existsSync('/usr/bin/time')) expect(s.median.cpuMs, id).toBeGreaterThanOrEqual(0);
     }
     for (const id of ['d', 'e', 'f_pgbak']) expect(report.scenarios[id].median.pgbakMaxRssKiB, id).toBeGreaterThan(0);
+    // A backup's own time (its durationMs) is kept beside the wall time of the command around it.
+    for (const id of ['d', 'e', 'e_local', 'e_counts']) {
+      const run = report.scenarios[id].runs[0] as { wallMs: number; steps: { backup: number } };
+      expect(run.steps.backup, id).toBeGreaterThan(0);
+      expect(run.steps.backup, id).toBeLessThan(run.wallMs);
+    }
+    for (const r of ['e_local:backup/zstd_T0', 'e:backup/zstd_T0']) expect(report.ratios[r], r).toBeGreaterThan(0);
     // The servers' CPU is measured with every run: eleven dumps and restores cost the PostgreSQL server some.
     const servers = Object.values<{ runs: { serverCpuMs: Record<string, number> }[] }>(report.scenarios).map((s) => s.runs[0]!.serverCpuMs);
     for (const cpu of servers) expect(Object.keys(cpu).sort()).toEqual(['postgres', 's3']);
@@ -45,6 +52,8 @@ describe('npm run bench (smoke)', () => {
     const md = readFileSync(docs, 'utf8');
     expect(md).toContain('<!-- bench:results:begin -->');
     expect(md).toContain('| f_pgbak |');
+    expect(md).toContain("| ratio or target (wall time medians) | value | median of each repetition's ratio |");
+    expect(md).toMatch(/\| \(e_local\)'s backup alone \(pgbak's durationMs\) \/ bare pg_dump \\\| zstd -T0 \| \d+\.\d\d \| \d+\.\d\d \|/);
     expect(md).toContain('<!-- bench:memory:begin -->');
     expect(md).toMatch(/Cores kept busy \(all CPU[^)]*\): zstd_T0 \d\.\d\d, e_local \d\.\d\d, e \d\.\d\d, d \d\.\d\d, of \d+/);
   }, 180_000);
