@@ -11,7 +11,8 @@ import { paceGc } from '../model/gc-pacer.js';
  * was ~15 MB of every upload's peak RSS and ~100 ms of its start-up (docs/performance.md), and
  * whose new versions require Node 22. What it does, and nothing more:
  * - path-style requests to one endpoint (MinIO, versitygw, Ceph, R2, AWS), static credentials;
- * - payloads signed as UNSIGNED-PAYLOAD when streamed (with Content-MD5, which the server checks),
+ * - payloads signed as UNSIGNED-PAYLOAD when streamed (with a checksum the server checks: a
+ *   part's CRC32 or Content-MD5, see s3-upload.ts),
  *   hashed when they are small request documents;
  * - up to 3 attempts for network errors, timeouts, 5xx and throttling, with jittered backoff, for
  *   bodies that can be sent again (a Buffer, or a factory that makes a fresh stream per attempt);

@@ -4,6 +4,7 @@ import { createServer, request, type IncomingMessage, type ServerResponse } from
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { S3Settings } from '../../src/config/job.js';
 import { StorageError } from '../../src/errors/index.js';
@@ -13,6 +14,7 @@ import { streamToStorage } from '../../src/pipeline/stream-to-storage.js';
 import { FileSpool } from '../../src/storage/file-spool.js';
 import { LocalBackend } from '../../src/storage/local-backend.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
+import { crc32Base64 } from '../../src/storage/s3-upload.js';
 import type { TestS3Server } from '../global-setup.js';
 import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
 import { MiB, runStorageContract, sha256Of, TestSource } from './storage-contract.js';
@@ -208,7 +210,7 @@ describe.each(s3Servers())('S3 server $kind', (thisServer) => {
       await backend.delete(key);
     });
 
-    it('a part read back from the local file (spool) is retried after a 500 with a fresh read, carries Content-MD5, and is stored complete', async () => {
+    it("a part read back from the local file (spool) is retried after a 500 with a fresh read, carries the stream's checksum, and is stored complete", async () => {
       let failed = 0;
       const proxy = await startProxy(new URL(server.endpoint), {
         intercept: (req, res) => {
@@ -239,20 +241,98 @@ describe.each(s3Servers())('S3 server $kind', (thisServer) => {
       }
       expect(failed).toBe(1);
       const parts = proxy.requests.filter((r) => r.method === 'PUT' && r.url.includes('partNumber='));
+      // CRC32 when the server named the algorithm back at CreateMultipartUpload, else Content-MD5.
+      const create = proxy.requests.find((r) => r.method === 'POST' && r.url.includes('uploads'));
+      expect(create?.headers['x-amz-checksum-algorithm']).toBe('CRC32');
+      const crc = create?.answer?.['x-amz-checksum-algorithm'] === 'CRC32';
+      // MinIO and versitygw both name it back (an external S3_TEST_ENDPOINT may not).
+      if (server.kind !== 'external') expect(crc).toBe(true);
+      const sum = (b: Buffer) => (crc ? `crc32 ${crc32Base64(zlib.crc32(b))}` : `md5 ${createHash('md5').update(b).digest('base64')}`);
+      const sentSum = (r: (typeof parts)[number]) =>
+        crc ? `crc32 ${r.headers['x-amz-checksum-crc32']}` : `md5 ${r.headers['content-md5']}`;
       // Parts go out at once (queueSize): which part number and which body, whatever the order.
-      const md5 = (b: Buffer) => createHash('md5').update(b).digest('base64');
-      const sent = parts.map((r) => `${new URL(r.url, 'http://p').searchParams.get('partNumber')} ${r.headers['content-md5']}`).sort();
+      const sent = parts.map((r) => `${new URL(r.url, 'http://p').searchParams.get('partNumber')} ${sentSum(r)}`).sort();
       expect(sent).toEqual(
         [
-          `1 ${md5(data.subarray(0, 5 * MiB))}`,
-          `2 ${md5(data.subarray(5 * MiB, 10 * MiB))}`,
-          `2 ${md5(data.subarray(5 * MiB, 10 * MiB))}`,
-          `3 ${md5(data.subarray(10 * MiB))}`,
+          `1 ${sum(data.subarray(0, 5 * MiB))}`,
+          `2 ${sum(data.subarray(5 * MiB, 10 * MiB))}`,
+          `2 ${sum(data.subarray(5 * MiB, 10 * MiB))}`,
+          `3 ${sum(data.subarray(10 * MiB))}`,
         ].sort(),
       );
+      // One checksum per part, not both.
+      for (const r of parts) expect(r.headers[crc ? 'content-md5' : 'x-amz-checksum-crc32']).toBeUndefined();
       expect(await sha256Of(await backend.get(key))).toBe(createHash('sha256').update(data).digest('hex'));
       await backend.delete(key);
     });
+
+    // A server that does not name the algorithm back (it ignores the header, or takes it without
+    // saying so), or refuses it, gets an upload created without it: Content-MD5 parts, as before.
+    it.each([
+      { how: 'does not name CRC32 back', refuse: false },
+      { how: 'refuses the header (400 InvalidArgument)', refuse: true },
+    ])(
+      'a server that $how at CreateMultipartUpload gets an upload without it and Content-MD5 parts; a read-back that differs is still refused',
+      async ({ refuse }) => {
+        const asksCrc = (req: IncomingMessage) =>
+          req.method === 'POST' && (req.url ?? '').includes('uploads') && req.headers['x-amz-checksum-algorithm'] === 'CRC32';
+        const proxy = await startProxy(new URL(server.endpoint), {
+          intercept: (req, res) => {
+            if (!refuse || !asksCrc(req)) return false;
+            req.resume();
+            req.on('end', () => {
+              res.writeHead(400, { 'content-type': 'application/xml' });
+              res.end(
+                '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidArgument</Code><Message>unsupported header</Message></Error>',
+              );
+            });
+            return true;
+          },
+          answerHeaders: (req, headers) => {
+            if (asksCrc(req)) delete headers['x-amz-checksum-algorithm'];
+            return headers;
+          },
+        });
+        const viaProxy = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
+        const data = randomBytes(11 * MiB);
+        const path = join(tempDir(), 'spool');
+        const putFrom = async (key: string, file: Buffer) => {
+          writeFileSync(path, file);
+          const spool = new FileSpool();
+          spool.onWritten(path, file.length);
+          try {
+            return await viaProxy.put(key, Readable.from([data]), { spool });
+          } finally {
+            spool.close();
+          }
+        };
+        const key = `md5-parts-${uniqueId()}.dump`;
+        const bad = Buffer.from(data);
+        bad[7 * MiB] = bad[7 * MiB]! ^ 0xff;
+        try {
+          expect((await putFrom(key, data)).size).toBe(data.length);
+          await expect(putFrom(`md5-differs-${uniqueId()}.dump`, bad)).rejects.toThrow(/upload of md5-differs-/);
+        } finally {
+          viaProxy.destroy();
+          await proxy.close();
+        }
+        const of = (r: (typeof proxy.requests)[number]) => r.url.includes('md5-parts-');
+        // Asked with CRC32 first, then created without it; an upload the server made is aborted.
+        const creates = proxy.requests.filter((r) => of(r) && r.method === 'POST' && r.url.includes('uploads'));
+        expect(creates.map((r) => r.headers['x-amz-checksum-algorithm'] ?? 'none')).toEqual(['CRC32', 'none']);
+        const aborts = proxy.requests.filter((r) => of(r) && r.method === 'DELETE' && r.url.includes('uploadId='));
+        expect(aborts).toHaveLength(refuse ? 0 : 1);
+        const parts = proxy.requests.filter((r) => of(r) && r.method === 'PUT' && r.url.includes('partNumber='));
+        expect(parts).toHaveLength(3);
+        const md5 = (b: Buffer) => createHash('md5').update(b).digest('base64');
+        expect(parts.map((r) => r.headers['content-md5']).sort()).toEqual(
+          [md5(data.subarray(0, 5 * MiB)), md5(data.subarray(5 * MiB, 10 * MiB)), md5(data.subarray(10 * MiB))].sort(),
+        );
+        for (const r of parts) expect(r.headers['x-amz-checksum-crc32']).toBeUndefined();
+        expect(await sha256Of(await backend.get(key))).toBe(createHash('sha256').update(data).digest('hex'));
+        await backend.delete(key);
+      },
+    );
 
     it('a buffered part (no local file) and a small PutObject are retried after a 500 from their kept bytes, and stored complete', async () => {
       const failedOnce = new Set<string>();
@@ -471,7 +551,14 @@ async function closedPort(): Promise<number> {
 interface Proxy {
   readonly endpoint: string;
   /** Every request seen (bodies kept up to 64 KiB). */
-  readonly requests: { method: string; url: string; headers: Record<string, string | string[] | undefined>; body: string }[];
+  readonly requests: {
+    method: string;
+    url: string;
+    headers: Record<string, string | string[] | undefined>;
+    body: string;
+    /** The server's answer's headers, as the client got them (forwarded requests only). */
+    answer?: Record<string, string | string[] | undefined>;
+  }[];
   close(): Promise<void>;
 }
 
@@ -482,6 +569,7 @@ interface Proxy {
  * many bytes per second (a slow link: the client's socket backs up); `holdMs` reads a request's whole body and
  * forwards it that much later even if the client has hung up meanwhile (the bytes were on the wire:
  * the server still gets the request), calling `onHeld` with the server's status once answered.
+ * `answerHeaders` may change the headers of a forwarded answer before the client gets them.
  */
 async function startProxy(
   target: URL,
@@ -491,6 +579,10 @@ async function startProxy(
     rate?: (req: IncomingMessage) => number;
     holdMs?: (req: IncomingMessage) => number;
     onHeld?: (status: number) => void;
+    answerHeaders?: (
+      req: IncomingMessage,
+      headers: Record<string, string | string[] | undefined>,
+    ) => Record<string, string | string[] | undefined>;
   } = {},
 ): Promise<Proxy> {
   const requests: Proxy['requests'][number][] = [];
@@ -522,7 +614,8 @@ async function startProxy(
     const upstream = request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
+        record.answer = options.answerHeaders ? options.answerHeaders(req, { ...up.headers }) : up.headers;
+        res.writeHead(up.statusCode ?? 502, record.answer);
         up.pipe(res);
       },
     );
@@ -540,7 +633,7 @@ async function startProxy(
     req.on('end', () => upstream.end());
   };
   const server = createServer((req, res) => {
-    const record = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: '' };
+    const record: Proxy['requests'][number] = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: '' };
     requests.push(record);
     if (options.intercept?.(req, res)) return;
     const held = options.holdMs?.(req) ?? 0;

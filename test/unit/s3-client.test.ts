@@ -1,5 +1,7 @@
+import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { amzDate, authorization, uriEncode, xmlBlocks, xmlDecode, xmlEscape, xmlText } from '../../src/storage/s3-client.js';
+import { crc32Base64 } from '../../src/storage/s3-upload.js';
 
 /**
  * pgbak's S3 client, its pure parts: SigV4 signatures against the worked examples of AWS's
@@ -105,5 +107,16 @@ describe("S3's XML", () => {
     const text = `"quoted" <etag> & 'more'`;
     expect(xmlEscape(text)).not.toMatch(/[<>"']|&(?!(lt|gt|amp|quot|apos);)/);
     expect(xmlDecode(xmlEscape(text))).toBe(text);
+  });
+});
+
+describe('x-amz-checksum-crc32', () => {
+  it('is the base64 of the CRC32 (IEEE) in four big-endian bytes, and chains over pieces', () => {
+    // The check value of CRC-32/ISO-HDLC: "123456789" → 0xCBF43926.
+    expect(crc32Base64(zlib.crc32(Buffer.from('123456789')))).toBe('y/Q5Jg==');
+    expect(crc32Base64(zlib.crc32(Buffer.from('56789'), zlib.crc32(Buffer.from('1234'))))).toBe('y/Q5Jg==');
+    // A CRC with the top bit set is written unsigned; the empty part's is zero.
+    expect(crc32Base64(0xffffffff)).toBe('/////w==');
+    expect(crc32Base64(zlib.crc32(Buffer.alloc(0)))).toBe('AAAAAA==');
   });
 });
