@@ -17,7 +17,7 @@ import { S3Backend } from '../../src/storage/s3-backend.js';
 import { crc32Base64 } from '../../src/storage/s3-upload.js';
 import type { TestS3Server } from '../global-setup.js';
 import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
-import { MiB, runStorageContract, sha256Of, TestSource } from './storage-contract.js';
+import { MiB, putWithSpool, runStorageContract, sha256Of, TestSource } from './storage-contract.js';
 
 const PREFIX = 'backups/';
 const text = (s: string) => Readable.from([Buffer.from(s)]);
@@ -295,17 +295,7 @@ describe.each(s3Servers())('S3 server $kind', (thisServer) => {
         });
         const viaProxy = new S3Backend(settings(bucket, { endpoint: proxy.endpoint }), { partSize: 5 * MiB });
         const data = randomBytes(11 * MiB);
-        const path = join(tempDir(), 'spool');
-        const putFrom = async (key: string, file: Buffer) => {
-          writeFileSync(path, file);
-          const spool = new FileSpool();
-          spool.onWritten(path, file.length);
-          try {
-            return await viaProxy.put(key, Readable.from([data]), { spool });
-          } finally {
-            spool.close();
-          }
-        };
+        const putFrom = (key: string, file: Buffer) => putWithSpool(viaProxy, key, data, file);
         const key = `md5-parts-${uniqueId()}.dump`;
         const bad = Buffer.from(data);
         bad[7 * MiB] = bad[7 * MiB]! ^ 0xff;

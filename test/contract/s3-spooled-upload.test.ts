@@ -1,15 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, readdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryLogger } from '../../src/logging/logger.js';
 import { streamToStorage } from '../../src/pipeline/stream-to-storage.js';
-import { FileSpool } from '../../src/storage/file-spool.js';
 import { LocalBackend } from '../../src/storage/local-backend.js';
 import { S3Backend } from '../../src/storage/s3-backend.js';
 import { awsEnv, createBucket, execFileAsync, s3Servers, s3Settings, tempDir, uniqueId } from '../helpers/services.js';
-import { MiB, sha256Of, TestSource } from './storage-contract.js';
+import { MiB, putWithSpool, sha256Of, TestSource } from './storage-contract.js';
 
 /**
  * Uploads that read their parts back from the local copy (FileSpool, s3-upload.ts), on
@@ -77,17 +76,7 @@ describe.each(s3Servers())('uploads from the local file ($kind)', (server) => {
   });
 
   /** A put whose spool file holds `file` while its body streams `body` (the read-back differs). */
-  async function putWithFile(key: string, body: Buffer, file: Buffer) {
-    const path = join(tempDir(), 'spool');
-    writeFileSync(path, file);
-    const spool = new FileSpool();
-    spool.onWritten(path, file.length);
-    try {
-      return await s3.put(key, Readable.from([body]), { spool });
-    } finally {
-      spool.close();
-    }
-  }
+  const putWithFile = (key: string, body: Buffer, file: Buffer) => putWithSpool(s3, key, body, file);
 
   it('a part read back from the file that differs from the stream is refused: the put fails, the earlier object stays, no upload stays open', async () => {
     const key = `differs-${uniqueId()}.dump`;

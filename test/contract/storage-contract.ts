@@ -1,10 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError } from '../../src/errors/index.js';
-import type { StorageBackend, StoredObject } from '../../src/storage/storage-backend.js';
-import { uniqueId } from '../helpers/services.js';
+import { FileSpool } from '../../src/storage/file-spool.js';
+import type { PutResult, StorageBackend, StoredObject } from '../../src/storage/storage-backend.js';
+import { tempDir, uniqueId } from '../helpers/services.js';
 
 export const MiB = 1024 * 1024;
 
@@ -81,6 +84,22 @@ export async function sha256Of(stream: Readable): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/**
+ * A put whose local copy (a FileSpool over a temp file) holds `file` while its body streams `body`:
+ * an upload reads its parts back from the file, so where the two differ the read-back differs.
+ */
+export async function putWithSpool(backend: StorageBackend, key: string, body: Buffer, file: Buffer): Promise<PutResult> {
+  const path = join(tempDir(), 'spool');
+  writeFileSync(path, file);
+  const spool = new FileSpool();
+  spool.onWritten(path, file.length);
+  try {
+    return await backend.put(key, Readable.from([body]), { spool });
+  } finally {
+    spool.close();
+  }
 }
 
 export async function textOf(stream: Readable): Promise<string> {
