@@ -13,6 +13,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -51,6 +52,12 @@ export function findServerBindir(): string {
   if (versions.length === 0) throw new Error('no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql)');
   return join(root, versions[0]!, 'bin');
 }
+
+/**
+ * The server's log when the port freePort() found was taken before the server bound it: the
+ * port comes from the ephemeral range, where any process's outgoing connection may take it.
+ */
+const PORT_TAKEN = /could not bind IPv4 address|Address already in use|could not create any TCP\/IP sockets/i;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -206,21 +213,35 @@ export async function startCluster(
   rmSync(pwfile);
   if (options.config?.length) appendFileSync(join(dataDir, 'postgresql.conf'), `\n${options.config.join('\n')}\n`);
   const major = Number(readFileSync(join(dataDir, 'PG_VERSION'), 'utf8').trim());
-  const port = await freePort();
   const logFile = join(base, 'server.log');
-  const [ctl, ctlArgs] = asServerUser(join(bindir, 'pg_ctl'), [
-    '-D',
-    dataDir,
-    '-l',
-    logFile,
-    '-w',
-    '-t',
-    '60',
-    'start',
-    '-o',
-    `-p ${port} -k ${base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`,
-  ]);
-  await execFileAsync(ctl, ctlArgs);
+  let port = 0;
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    const [ctl, ctlArgs] = asServerUser(join(bindir, 'pg_ctl'), [
+      '-D',
+      dataDir,
+      '-l',
+      logFile,
+      '-w',
+      '-t',
+      '60',
+      'start',
+      '-o',
+      `-p ${port} -k ${base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`,
+    ]);
+    const logFrom = existsSync(logFile) ? statSync(logFile).size : 0;
+    try {
+      await execFileAsync(ctl, ctlArgs);
+      break;
+    } catch (err) {
+      const log = existsSync(logFile) ? readFileSync(logFile).subarray(logFrom).toString('utf8').slice(-4000) : '';
+      if (attempt < 3 && PORT_TAKEN.test(log)) {
+        options.log?.(`port ${port} was taken before PostgreSQL bound it; trying another`);
+        continue;
+      }
+      throw new Error(`pg_ctl start failed: ${(err as Error).message}\n${log}`);
+    }
+  }
   options.log?.(`PostgreSQL ${bindir} started on 127.0.0.1:${port} (${dataDir})`);
   return {
     host: '127.0.0.1',
