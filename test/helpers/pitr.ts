@@ -153,31 +153,29 @@ export interface StartedDataDir {
  * connections; rejects (with its log) when the server stops instead (recovery failed).
  */
 export async function startDataDir(setup: PitrSetup, pgdata: string, password: string, bindir: string): Promise<StartedDataDir> {
-  const { freePort } = await import('./postgres-cluster.js');
-  const port = await freePort();
-  const log = join(setup.dir, `server-${port}.log`);
-  writeFileSync(log, '');
+  const { startOnFreePort } = await import('./postgres-cluster.js');
   const owner = await postgresUser();
-  chownSync(log, owner.uid, owner.gid);
-  const ctl = [
-    join(bindir, 'pg_ctl'),
-    '-D',
-    pgdata,
-    '-l',
-    log,
-    '-w',
-    '-t',
-    '120',
-    'start',
-    '-o',
-    `-p ${port} -k ${setup.dir} -c listen_addresses=127.0.0.1`,
-  ];
-  const [cmd, ...args] = isRoot ? [RUNUSER, '-u', 'postgres', '--', ...ctl] : ctl;
-  try {
-    await execFileAsync(cmd!, args);
-  } catch (err) {
-    throw new Error(`pg_ctl start failed: ${(err as Error).message}\n${readFileSync(log, 'utf8').slice(-4000)}`);
-  }
+  const logOf = (port: number) => join(setup.dir, `server-${port}.log`);
+  const port = await startOnFreePort(logOf, (p) => {
+    writeFileSync(logOf(p), '');
+    chownSync(logOf(p), owner.uid, owner.gid);
+    const ctl = [
+      join(bindir, 'pg_ctl'),
+      '-D',
+      pgdata,
+      '-l',
+      logOf(p),
+      '-w',
+      '-t',
+      '120',
+      'start',
+      '-o',
+      `-p ${p} -k ${setup.dir} -c listen_addresses=127.0.0.1`,
+    ];
+    const [cmd, ...args] = isRoot ? [RUNUSER, '-u', 'postgres', '--', ...ctl] : ctl;
+    return [cmd!, args];
+  });
+  const log = logOf(port);
   const url = (db: string) => `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
   return {
     port,

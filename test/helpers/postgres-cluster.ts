@@ -59,6 +59,35 @@ export function findServerBindir(): string {
  */
 const PORT_TAKEN = /could not bind IPv4 address|Address already in use|could not create any TCP\/IP sockets/i;
 
+/**
+ * Run `pg_ctl … start` (`command(port)`, logging to `logFile(port)`) on a port from
+ * {@link freePort}; when the server's log says that port was taken before it bound it, again on
+ * another (3 tries). A failed start throws with the tail of the server's log. Returns the port.
+ */
+export async function startOnFreePort(
+  logFile: (port: number) => string,
+  command: (port: number) => [string, string[]],
+  log?: (msg: string) => void,
+): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const [cmd, args] = command(port);
+    const file = logFile(port);
+    const logFrom = existsSync(file) ? statSync(file).size : 0;
+    try {
+      await execFileAsync(cmd, args);
+      return port;
+    } catch (err) {
+      const text = existsSync(file) ? readFileSync(file).subarray(logFrom).toString('utf8').slice(-4000) : '';
+      if (attempt < 3 && PORT_TAKEN.test(text)) {
+        log?.(`port ${port} was taken before PostgreSQL bound it; trying another`);
+        continue;
+      }
+      throw new Error(`pg_ctl start failed: ${(err as Error).message}\n${text}`);
+    }
+  }
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer();
@@ -214,34 +243,23 @@ export async function startCluster(
   if (options.config?.length) appendFileSync(join(dataDir, 'postgresql.conf'), `\n${options.config.join('\n')}\n`);
   const major = Number(readFileSync(join(dataDir, 'PG_VERSION'), 'utf8').trim());
   const logFile = join(base, 'server.log');
-  let port = 0;
-  for (let attempt = 1; ; attempt++) {
-    port = await freePort();
-    const [ctl, ctlArgs] = asServerUser(join(bindir, 'pg_ctl'), [
-      '-D',
-      dataDir,
-      '-l',
-      logFile,
-      '-w',
-      '-t',
-      '60',
-      'start',
-      '-o',
-      `-p ${port} -k ${base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`,
-    ]);
-    const logFrom = existsSync(logFile) ? statSync(logFile).size : 0;
-    try {
-      await execFileAsync(ctl, ctlArgs);
-      break;
-    } catch (err) {
-      const log = existsSync(logFile) ? readFileSync(logFile).subarray(logFrom).toString('utf8').slice(-4000) : '';
-      if (attempt < 3 && PORT_TAKEN.test(log)) {
-        options.log?.(`port ${port} was taken before PostgreSQL bound it; trying another`);
-        continue;
-      }
-      throw new Error(`pg_ctl start failed: ${(err as Error).message}\n${log}`);
-    }
-  }
+  const port = await startOnFreePort(
+    () => logFile,
+    (p) =>
+      asServerUser(join(bindir, 'pg_ctl'), [
+        '-D',
+        dataDir,
+        '-l',
+        logFile,
+        '-w',
+        '-t',
+        '60',
+        'start',
+        '-o',
+        `-p ${p} -k ${base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100`,
+      ]),
+    options.log,
+  );
   options.log?.(`PostgreSQL ${bindir} started on 127.0.0.1:${port} (${dataDir})`);
   return {
     host: '127.0.0.1',
