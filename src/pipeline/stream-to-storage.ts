@@ -52,32 +52,41 @@ export interface StreamToStorageResult {
 }
 
 /**
- * ONE streaming pass: source → stages → sha256 → tee into the local file and the upload at the
+ * ONE streaming pass: source → stages → sha256 → tee into the local file and every upload at the
  * same time. Consecutive child processes (pg_dump, zstd, gpg) are joined by kernel pipes, so node
- * handles only the final bytes; the source and stages must be created in the same tick as this call. An upload reads each part back from the local file once it is written (FileSpool), with the part's MD5 from this pass; nothing holds the whole dump. Both puts are atomic
- * (temp file + rename; multipart completed only at end of stream), and the stream ends only
- * after every child exited 0, so a failure leaves nothing under the final key. If only the
- * upload fails or stalls (`remoteTimeoutMs`), the local copy is kept and the upload error is
- * returned; if the local copy fails after the upload completed, the uploaded object is deleted again.
+ * handles only the final bytes; the source and stages must be created in the same tick as this
+ * call. An upload reads each part back from the local file once it is written (FileSpool), with
+ * the part's checksum from this pass (CRC32 or MD5: s3-upload.ts); nothing holds the whole dump.
+ * Every put is atomic (temp file + rename; multipart completed only at end of stream), and the
+ * stream ends only after every child exited 0, so a failure leaves nothing under the final key.
+ * If only an upload fails or stalls (`remoteTimeoutMs`), the local copy and the other uploads go
+ * on and its error is returned; if the local copy fails after an upload completed, the uploaded
+ * object is deleted again.
  */
 export async function streamToStorage(options: StreamToStorageOptions): Promise<StreamToStorageResult> {
   const { key, local, remote, logger } = options;
   // pg_dump → zstd → gpg talk through kernel pipes: node only reads the last child's output.
   ChildStage.connect([options.source, ...options.stages]);
-  const stall = remote && options.remoteTimeoutMs !== undefined ? uploadStall(remote, key, options.remoteTimeoutMs, logger) : undefined;
+  // Every bucket (the job's, then the further targets) is an optional branch of the tee, with its own upload.
   const more = options.more ?? [];
-  const moreStall = (b: StorageBackend) =>
-    options.remoteTimeoutMs !== undefined ? uploadStall(b, key, options.remoteTimeoutMs, logger) : undefined;
+  const buckets = [
+    ...(remote ? [{ name: 'remote', backend: remote, failed: 'upload failed; the local backup goes on' }] : []),
+    ...more.map((backend, i) => ({ name: `more${i}`, backend, failed: 'upload to a further target failed; the others go on' })),
+  ];
+  const ms = options.remoteTimeoutMs;
   const tee = new Tee([
     { name: 'local', required: true },
-    ...(remote ? [{ name: 'remote', required: false, stall }] : []),
-    ...more.map((b, i) => ({ name: `more${i}`, required: false, stall: moreStall(b) })),
+    ...buckets.map((b) => ({
+      name: b.name,
+      required: false,
+      stall: ms !== undefined ? uploadStall(b.backend, key, ms, logger) : undefined,
+    })),
   ]);
   const hash = new HashStage(options.onBytes);
 
   // The uploads read their parts from the local file as it is written, instead of buffering them
   // (a local copy on this host only: a backend without files has no path to report).
-  const spool = (remote || more.length > 0) && local.localPath(key) !== undefined ? new FileSpool() : undefined;
+  const spool = buckets.length > 0 && local.localPath(key) !== undefined ? new FileSpool() : undefined;
   const localPut = local.put(key, tee.branch('local'), { signal: options.signal, onWritten: spool?.onWritten }).then(
     (stored) => {
       spool?.end();
@@ -89,33 +98,23 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
       throw err;
     },
   );
-  const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil, spool };
   // While an upload waits for the answers to its parts in flight, those requests' own timeouts
   // guard it, not the tee's stall limit: a part that takes longer than that on a slow link is work.
-  const remotePut = remote
-    ? remote.put(key, tee.branch('remote'), { ...put, onAwaitingServer: (w) => tee.awaitingServer('remote', w) }).catch((err: unknown) => {
-        const e = toAppError(err);
-        if (!tee.destroyed) logger.warn('upload failed; the local backup goes on', { key, error: e.message });
-        tee.fail('remote', e);
-        throw e;
-      })
-    : undefined;
-  const morePuts = more.map((b, i) =>
-    // Each bucket locks with its own mode; one without Object Lock ignores the date.
-    b.put(key, tee.branch(`more${i}`), { ...put, onAwaitingServer: (w) => tee.awaitingServer(`more${i}`, w) }).catch((err: unknown) => {
+  // Each bucket locks with its own mode; one without Object Lock ignores the date.
+  const put = { signal: options.signal, partSize: options.remotePartSize, retainUntil: options.remoteRetainUntil, spool };
+  const uploads = buckets.map((b) =>
+    b.backend.put(key, tee.branch(b.name), { ...put, onAwaitingServer: (w) => tee.awaitingServer(b.name, w) }).catch((err: unknown) => {
       const e = toAppError(err);
-      if (!tee.destroyed)
-        logger.warn('upload to a further target failed; the others go on', { key, location: b.location, error: e.message });
-      tee.fail(`more${i}`, e);
+      if (!tee.destroyed) logger.warn(b.failed, { key, location: b.backend.location, error: e.message });
+      tee.fail(b.name, e);
       throw e;
     }),
   );
   // Rejections are collected below; never leave them unhandled.
   localPut.catch(() => undefined);
-  remotePut?.catch(() => undefined);
-  for (const p of morePuts) p.catch(() => undefined);
+  for (const u of uploads) u.catch(() => undefined);
   // The file is read until the last upload settled (on failure, that may be after this returns).
-  if (spool) void Promise.allSettled([localPut, remotePut, ...morePuts]).then(() => spool.close());
+  if (spool) void Promise.allSettled([localPut, ...uploads]).then(() => spool.close());
 
   let pipelineError: unknown;
   try {
@@ -133,28 +132,19 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
         .delete(key)
         .catch((e: unknown) => logger.warn('could not delete the local file of a failed backup', { key, error: String(e) }));
     }
-    const remoteCleanup = (remotePut ?? Promise.resolve(undefined)).then(
-      async (uploaded) => {
-        if (remote && uploaded) {
-          await remote
-            .delete(key)
-            .catch((e: unknown) => logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }));
-        }
-      },
-      () => undefined,
-    );
-    const moreCleanups = morePuts.map((p, i) =>
-      p.then(
-        async (uploaded) => {
-          if (uploaded)
-            await more[i]!.delete(key).catch((e: unknown) =>
-              logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }),
-            );
-        },
-        () => undefined,
+    const cleanups = Promise.all(
+      uploads.map((u, i) =>
+        u.then(
+          async (uploaded) => {
+            if (uploaded)
+              await buckets[i]!.backend.delete(key).catch((e: unknown) =>
+                logger.warn('could not delete the uploaded object of a failed backup', { key, error: String(e) }),
+              );
+          },
+          () => undefined,
+        ),
       ),
-    );
-    const cleanups = Promise.all([remoteCleanup, ...moreCleanups]).then(() => undefined);
+    ).then(() => undefined);
     if (options.deferRemoteCleanup) options.deferRemoteCleanup(cleanups);
     else await cleanups;
     const localError: unknown = localResult.status === 'rejected' ? localResult.reason : undefined;
@@ -162,17 +152,17 @@ export async function streamToStorage(options: StreamToStorageOptions): Promise<
     const candidates = [pipelineError, localError].filter((e) => e !== undefined).map(toAppError);
     throw candidates.find((e) => e.code !== 'internal' && e.code !== 'interrupted') ?? candidates[0]!;
   }
-  const [remoteResult] = await Promise.allSettled([remotePut ?? Promise.resolve(undefined)]);
-  const moreResults = await Promise.allSettled(morePuts);
+  const outcomes = (await Promise.allSettled(uploads)).map((r) =>
+    r.status === 'fulfilled' ? { remote: r.value, remoteError: undefined } : { remote: undefined, remoteError: toAppError(r.reason) },
+  );
+  const bucket = remote ? outcomes[0] : undefined;
   return {
-    more: moreResults.map((r) =>
-      r.status === 'fulfilled' ? { remote: r.value, remoteError: undefined } : { remote: undefined, remoteError: toAppError(r.reason) },
-    ),
+    more: remote ? outcomes.slice(1) : outcomes,
     size: hash.bytes,
     sha256: hash.sha256,
     local: localResult.value,
-    remote: remoteResult.status === 'fulfilled' ? remoteResult.value : undefined,
-    remoteError: remoteResult.status === 'rejected' ? toAppError(remoteResult.reason) : undefined,
+    remote: bucket?.remote,
+    remoteError: bucket?.remoteError,
   };
 }
 
