@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PGBAK_BIN } from './cli.js';
-import { RUNUSER, psql, startCluster, type PgCluster } from './postgres-cluster.js';
+import { asServerUser, psql, startCluster, startOnFreePort, type PgCluster } from './postgres-cluster.js';
 import { createBucket, services } from './services.js';
 
 const execFileAsync = promisify(execFile);
@@ -77,10 +77,9 @@ export async function pitrSetup(options: { encrypt?: boolean; prefix?: string } 
   writeEnv();
   const pgbak = `${process.execPath} ${PGBAK_BIN}`;
   const run = async (args: readonly string[], o: { cwd?: string; env?: Record<string, string> } = {}) => {
-    const argv = [process.execPath, PGBAK_BIN, ...args];
-    const [cmd, ...rest] = isRoot ? [RUNUSER, '-u', 'postgres', '--', ...argv] : argv;
+    const [cmd, rest] = asServerUser(process.execPath, [PGBAK_BIN, ...args]);
     try {
-      const { stdout, stderr } = await execFileAsync(cmd!, rest, {
+      const { stdout, stderr } = await execFileAsync(cmd, rest, {
         cwd: o.cwd ?? dir,
         env: { PATH: process.env.PATH ?? '', HOME: dir, ...o.env },
         maxBuffer: 16 * 1024 * 1024,
@@ -153,14 +152,12 @@ export interface StartedDataDir {
  * connections; rejects (with its log) when the server stops instead (recovery failed).
  */
 export async function startDataDir(setup: PitrSetup, pgdata: string, password: string, bindir: string): Promise<StartedDataDir> {
-  const { startOnFreePort } = await import('./postgres-cluster.js');
   const owner = await postgresUser();
   const logOf = (port: number) => join(setup.dir, `server-${port}.log`);
   const port = await startOnFreePort(logOf, (p) => {
     writeFileSync(logOf(p), '');
     chownSync(logOf(p), owner.uid, owner.gid);
-    const ctl = [
-      join(bindir, 'pg_ctl'),
+    return asServerUser(join(bindir, 'pg_ctl'), [
       '-D',
       pgdata,
       '-l',
@@ -171,9 +168,7 @@ export async function startDataDir(setup: PitrSetup, pgdata: string, password: s
       'start',
       '-o',
       `-p ${p} -k ${setup.dir} -c listen_addresses=127.0.0.1`,
-    ];
-    const [cmd, ...args] = isRoot ? [RUNUSER, '-u', 'postgres', '--', ...ctl] : ctl;
-    return [cmd!, args];
+    ]);
   });
   const log = logOf(port);
   const url = (db: string) => `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
@@ -182,9 +177,8 @@ export async function startDataDir(setup: PitrSetup, pgdata: string, password: s
     log,
     query: (sql: string) => psql({ url, bindir }, 'postgres', sql),
     async stop() {
-      const stopArgs = [join(bindir, 'pg_ctl'), '-D', pgdata, '-m', 'fast', '-w', 'stop'];
-      const [c, ...a] = isRoot ? [RUNUSER, '-u', 'postgres', '--', ...stopArgs] : stopArgs;
-      await execFileAsync(c!, a).catch(() => undefined);
+      const [c, a] = asServerUser(join(bindir, 'pg_ctl'), ['-D', pgdata, '-m', 'fast', '-w', 'stop']);
+      await execFileAsync(c, a).catch(() => undefined);
     },
   };
 }

@@ -106,7 +106,8 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 export const RUNUSER = ['/usr/sbin/runuser', '/sbin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
 
 /** Run a server binary as the `postgres` user when we are root (initdb refuses root). */
-function asServerUser(bin: string, args: string[]): [string, string[]] {
+/** `bin args` as the postgres user when we are root (runuser), else as ourselves. */
+export function asServerUser(bin: string, args: string[]): [string, string[]] {
   return isRoot ? [RUNUSER, ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
 }
 
