@@ -7,7 +7,8 @@ import { forEachLimit } from '../model/for-each-limit.js';
 import type { ServerRunRef } from '../model/server-run-ref.js';
 import { notifyRun, pingStart } from '../notify/notifier.js';
 import { withDatabase } from '../postgres/connection.js';
-import { chooseDatabases, listDatabases } from '../postgres/list-databases.js';
+import { chooseDatabases, type DatabaseChoice, listDatabases } from '../postgres/list-databases.js';
+import { editDistance } from '../model/edit-distance.js';
 import { destinationOf } from './report-run.js';
 import { runJob, type RunJobOptions } from './run-job.js';
 
@@ -31,6 +32,8 @@ export interface ServerRunResult {
   readonly globalsIn: string | null;
   /** Databases left out by BACKUP_EXCLUDE_DATABASES. */
   readonly excluded: readonly string[];
+  /** The run's own warnings (an excluded name not on the server), also first in the summary's. */
+  readonly warnings: readonly string[];
 }
 
 /** Options of {@link runServer}: those of runJob, and how many databases are dumped at once. */
@@ -63,22 +66,54 @@ export function databaseJob(job: JobConfig, database: string, serverRun?: Server
   };
 }
 
+/**
+ * What a whole-server run of `job` would back up now: the databases on its server that its
+ * settings choose, in the order a run takes them (the one that holds the globals first: DATABASE_URL's
+ * own database when it is chosen, else the first by name), and the failure of each database the
+ * settings name but cannot be backed up. Throws when the server's databases cannot be listed.
+ */
+export async function chooseServerDatabases(job: JobConfig): Promise<ServerChoice> {
+  const choice = chooseDatabases(await listDatabases(job.databaseUrl), job.backup.databases ?? { include: 'all', exclude: [] });
+  const own = job.database;
+  const order = [...choice.databases].sort((a, b) => (a === own ? -1 : b === own ? 1 : a < b ? -1 : a > b ? 1 : 0));
+  const failures = [
+    ...choice.missing.map((d) => ({ database: d, error: missingError(d, choice.databases) })),
+    ...choice.unusable.map((d) => ({ database: d, error: unusableError(d) })),
+  ];
+  const warnings = choice.unknownExcluded.map(
+    (d) => `BACKUP_EXCLUDE_DATABASES names "${d}", which is not on the server (a typo leaves out nothing)`,
+  );
+  return { ...choice, order, failures, warnings };
+}
+
+/** {@link chooseServerDatabases}' answer. */
+export interface ServerChoice extends DatabaseChoice {
+  /** The databases to back up, the one that holds the run's globals first. */
+  readonly order: readonly string[];
+  /** Each database named in BACKUP_DATABASES that cannot be backed up, with why. */
+  readonly failures: readonly { readonly database: string; readonly error: AppError }[];
+  /** What the operator should know but does not fail the run (an excluded name not on the server). */
+  readonly warnings: readonly string[];
+}
+
 /** Run a whole-server job once. Never throws: a failure is a failed summary. */
 export async function runServer(job: JobConfig, options: RunServerOptions): Promise<ServerRunResult> {
   const now = options.now ?? (() => new Date());
   const started = now();
   const logger = options.logger.child({ job: job.name });
-  const selection = job.backup.databases ?? { include: 'all' as const, exclude: [] };
   await pingStart(job.notify.pingUrl, logger);
   const results: BackupResult[] = [];
   let excluded: readonly string[] = [];
+  let warnings: readonly string[] = [];
   let globalsIn: string | null = null;
   let discoveryError: AppError | undefined;
   try {
-    const choice = chooseDatabases(await listDatabases(job.databaseUrl), selection);
+    const choice = await chooseServerDatabases(job);
     excluded = choice.excluded;
+    warnings = choice.warnings;
     logger.info('server run started', { databases: choice.databases.length, excluded: excluded.join(',') || '-' });
-    for (const d of choice.missing) results.push(missingResult(job, d, now()));
+    for (const w of warnings) logger.warn(w);
+    for (const f of choice.failures) results.push(failedResult(databaseJob(job, f.database), f.error, now()));
     const ref: ServerRunRef = { id: randomBytes(8).toString('hex'), startedAt: started.toISOString(), job: job.name, globalsIn: null };
     const run = async (database: string, holds: boolean, globals: string | null): Promise<BackupResult> => {
       const unit = databaseJob(job, database, { ...ref, globalsIn: globals }, holds);
@@ -89,8 +124,7 @@ export async function runServer(job: JobConfig, options: RunServerOptions): Prom
       }
     };
     // The globals first, alone: in the backup of DATABASE_URL's database, else of the first that succeeds.
-    const own = job.database;
-    const queue = [...choice.databases].sort((a, b) => (a === own ? -1 : b === own ? 1 : a < b ? -1 : a > b ? 1 : 0));
+    const queue = [...choice.order];
     while (job.backup.globals && globalsIn === null && queue.length > 0 && !options.signal?.aborted) {
       const r = await run(queue.shift()!, true, null);
       results.push(r);
@@ -105,6 +139,7 @@ export async function runServer(job: JobConfig, options: RunServerOptions): Prom
   }
   results.sort((a, b) => (a.database < b.database ? -1 : a.database > b.database ? 1 : 0));
   let summary = summarize(job, results, started, now(), discoveryError);
+  if (warnings.length) summary = { ...summary, warnings: [...warnings, ...summary.warnings] };
   const outcomes = await notifyRun({
     result: summary,
     settings: job.notify,
@@ -118,7 +153,7 @@ export async function runServer(job: JobConfig, options: RunServerOptions): Prom
     databases: results.length,
     failed: results.filter((r) => r.status === 'failed').length,
   });
-  return { summary, results, globalsIn, excluded };
+  return { summary, results, globalsIn, excluded, warnings };
 }
 
 /**
@@ -136,7 +171,7 @@ export function summarize(job: JobConfig, results: readonly BackupResult[], star
     const exitCode = failed.length > 0 && good.length === 0 ? (failed[0]!.error?.exitCode ?? ExitCode.failure) : ExitCode.partial;
     e = new AppError('databases-failed', `${bad.length} of ${results.length} databases not fully backed up: ${names}`, {
       exitCode,
-      hint: 'the other databases were backed up; the log has each failure, `pgbak status` shows each database',
+      hint: `${good.length > 0 ? 'the other databases were backed up' : 'no database was backed up'}; the log has each failure, \`pgbak status\` shows each database`,
     });
   }
   const status: BackupResult['status'] = !e ? 'ok' : error || good.length === 0 ? 'failed' : 'partial';
@@ -158,11 +193,23 @@ export function summarize(job: JobConfig, results: readonly BackupResult[], star
   };
 }
 
-function missingResult(job: JobConfig, database: string, at: Date): BackupResult {
-  const e = new DatabaseError('db-missing', `database "${database}" named in BACKUP_DATABASES is not on the server`, {
-    hint: 'check BACKUP_DATABASES (templates and databases that refuse connections are never backed up)',
+function missingError(database: string, onServer: readonly string[]): AppError {
+  const near = onServer
+    .map((n) => ({ n, d: editDistance(database, n) }))
+    .filter((x) => x.d <= 2)
+    .sort((x, y) => x.d - y.d)
+    .map((x) => x.n);
+  return new DatabaseError('db-missing', `database "${database}" named in BACKUP_DATABASES is not on the server`, {
+    hint: `${near.length ? `did you mean ${near[0]}? ` : ''}check BACKUP_DATABASES; \`psql -l\` lists the server's databases`,
   });
-  return failedResult(databaseJob(job, database), e, at);
+}
+
+function unusableError(database: string): AppError {
+  return new DatabaseError(
+    'db-unusable',
+    `database "${database}" named in BACKUP_DATABASES is a template or refuses connections: such databases are never backed up`,
+    { hint: `remove ${database} from BACKUP_DATABASES` },
+  );
 }
 
 function failedResult(unit: JobConfig, e: AppError, at: Date): BackupResult {

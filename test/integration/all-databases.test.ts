@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors/index.js';
@@ -305,5 +305,52 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     expect(stderr).not.toMatch(/FAILED/);
     expect(await psql(target, 'kit_d07', 'SELECT sum(n) FROM extra')).toBe('45150');
     expect(await psql(target, 'kit_d07', "SELECT tableowner FROM pg_tables WHERE tablename = 't'")).toBe('app_owner');
+  }, 400_000);
+
+  it("a named list: --dry-run says what a run would back up and what it cannot (a typo, a template), the globals with the first when DATABASE_URL's database is not named, an excluded typo a warning; the run agrees", async () => {
+    const namedDir = join(dir, 'named');
+    const named = env({ BACKUP_DATABASES: 'd03,d3,seed,d04', BACKUP_EXCLUDE_DATABASES: 'd04,skipme,d0O', BACKUP_DIR: namedDir });
+    const plan = await runCli(['backup', '--dry-run', '--no-upload'], { env: named, timeoutMs: 180_000 });
+    expect(plan.code, plan.stderr).toBe(ExitCode.database);
+    expect(plan.stdout).toContain(
+      [
+        'pgbak backup --dry-run: whole server, job postgres (BACKUP_DATABASES=d03,d3,seed,d04): 1 database to back up',
+        '  back up: d03',
+        '  globals: with d03',
+        '  left out (BACKUP_EXCLUDE_DATABASES): d04',
+        '  FAIL: d3: database "d3" named in BACKUP_DATABASES is not on the server',
+        '  FAIL: seed: database "seed" named in BACKUP_DATABASES is a template or refuses connections: such databases are never backed up',
+        '  warning: BACKUP_EXCLUDE_DATABASES names "d0O", which is not on the server (a typo leaves out nothing)',
+      ].join('\n'),
+    );
+    // One plan, d03's, with the run's globals; nothing written.
+    expect(plan.stdout.match(/^pgbak backup --dry-run: job /gm)).toHaveLength(1);
+    expect(plan.stdout).toMatch(/^pgbak backup --dry-run: job d03, database d03 [^\n]*\n[\s\S]*pg_dumpall --globals-only/m);
+    expect(plan.stderr).toMatch(/\[d3\] database "d3" named in BACKUP_DATABASES is not on the server\nhint: did you mean d03\?/);
+    expect(plan.stderr).toMatch(/\[seed\] .*never backed up\nhint: remove seed from BACKUP_DATABASES/);
+    expect(existsSync(namedDir)).toBe(false);
+
+    const run = await runCli(['backup', '--no-upload', '--json'], { env: named, timeoutMs: 300_000 });
+    expect(run.code, run.stderr).toBe(ExitCode.partial);
+    const doc = parseEnvelope<{ database: string; status: string }>(run.stdout) as unknown as {
+      servers: (Server & { warnings: string[] })[];
+    };
+    expect(doc.servers[0]).toMatchObject({ status: 'partial', databases: 3, failed: ['d3', 'seed'], excluded: ['d04'] });
+    expect(doc.servers[0]!.globalsIn).toMatch(/^d03_\d{8}_\d{6}$/);
+    expect(doc.servers[0]!.warnings).toEqual([
+      'BACKUP_EXCLUDE_DATABASES names "d0O", which is not on the server (a typo leaves out nothing)',
+    ]);
+    expect(run.stderr).toMatch(/hint: the other databases were backed up;/);
+    expect(readdirSync(namedDir).filter((f) => f.endsWith('.dump'))).toEqual([expect.stringMatching(/^d03_\d{8}_\d{6}\.dump$/)]);
+
+    // Nothing a run could back up: the dry-run plans no database (not DATABASE_URL's), and the run fails with the same cause.
+    const only = env({ BACKUP_DATABASES: 'seed', BACKUP_EXCLUDE_DATABASES: '', BACKUP_DIR: namedDir });
+    const none = await runCli(['backup', '--dry-run', '--no-upload'], { env: only, timeoutMs: 180_000 });
+    expect(none.code, none.stderr).toBe(ExitCode.database);
+    expect(none.stdout).toContain(': 0 databases to back up\n  back up: none\n  FAIL: seed: ');
+    expect(none.stdout).not.toMatch(/^pgbak backup --dry-run: job /m);
+    const failed = await runCli(['backup', '--no-upload'], { env: only, timeoutMs: 180_000 });
+    expect(failed.code, failed.stderr).toBe(ExitCode.database);
+    expect(failed.stderr).toMatch(/1 of 1 databases not fully backed up: seed \(.*template.*\)\nhint: no database was backed up;/);
   }, 400_000);
 });

@@ -102,5 +102,12 @@ describe('restore targets', () => {
     expect(targetOf({ targetEnv: 'T' }, { T: 'postgresql://app:pw@h/x' })).toBe('postgresql://app:pw@h/x');
     expect(() => targetOf({ targetEnv: 'NOPE' }, {})).toThrow(/not set/);
     expect(() => targetOf({})).toThrow(/--target is required/);
+    // restore --all-databases names its own option.
+    expect(() => targetOf({}, {}, true)).toThrow(
+      /--all-databases needs the server to restore into: --target-server URL or --target-env VAR/,
+    );
+    expect(() => targetOf({ target: 'postgresql://app:pw@h/postgres' }, {}, true)).toThrow(
+      /a --target-server URL with a password is refused/,
+    );
   });
 });

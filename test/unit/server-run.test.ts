@@ -7,21 +7,37 @@ import { chooseDatabases } from '../../src/postgres/list-databases.js';
 import { loadJobs } from '../../src/config/config-file.js';
 import { problemsOf } from '../helpers/config-errors.js';
 
-const found = ['app', 'crm', 'postgres', 'scratch', 'shop'];
+const found = { usable: ['app', 'crm', 'postgres', 'scratch', 'shop'], unusable: ['template0', 'template1', 'frozen'] };
 
 describe('chooseDatabases (BACKUP_DATABASES, BACKUP_EXCLUDE_DATABASES)', () => {
-  it('all: every database found but the excluded, sorted', () => {
+  it('all: every database that may be backed up but the excluded, sorted; never a template', () => {
     expect(chooseDatabases(found, { include: 'all', exclude: ['scratch'] })).toEqual({
       databases: ['app', 'crm', 'postgres', 'shop'],
       missing: [],
+      unusable: [],
       excluded: ['scratch'],
+      unknownExcluded: [],
     });
   });
-  it('a list: those found; a name not on the server is missing (it fails the run), an excluded one is left out', () => {
-    expect(chooseDatabases(found, { include: ['shop', 'gone', 'crm', 'shop', 'scratch'], exclude: ['scratch'] })).toEqual({
+  it('a list: those found; a name not on the server is missing, a template named is unusable (each fails the run), an excluded one is left out', () => {
+    expect(
+      chooseDatabases(found, {
+        include: ['shop', 'gone', 'crm', 'shop', 'scratch', 'template1', 'frozen'],
+        exclude: ['scratch', 'frozen'],
+      }),
+    ).toEqual({
       databases: ['crm', 'shop'],
       missing: ['gone'],
-      excluded: ['scratch'],
+      unusable: ['template1'],
+      excluded: ['scratch', 'frozen'],
+      unknownExcluded: [],
+    });
+  });
+  it('an excluded name that is not on the server is reported (a typo would leave out nothing), a template excluded is not', () => {
+    expect(chooseDatabases(found, { include: 'all', exclude: ['scrach', 'template0'] }).unknownExcluded).toEqual(['scrach']);
+    expect(chooseDatabases(found, { include: ['app'], exclude: ['nosuch'] })).toMatchObject({
+      databases: ['app'],
+      unknownExcluded: ['nosuch'],
     });
   });
 });
@@ -77,10 +93,12 @@ describe('summarize: one result for a whole-server run', () => {
       message: '2 of 3 databases not fully backed up: b (b broke); c (c broke)',
     });
     expect(s.warnings).toEqual(['[b] w', '[c] w']);
+    expect(s.error?.hint).toMatch(/^the other databases were backed up;/);
   });
   it("failed with the first failure's exit code when none was backed up", () => {
     const s = summarize(job, [result('a', 'failed', ExitCode.dumpFailed), result('b', 'failed')], at, at);
     expect(s.status).toBe('failed');
     expect(s.error?.exitCode).toBe(ExitCode.dumpFailed);
+    expect(s.error?.hint).toMatch(/^no database was backed up;/);
   });
 });

@@ -1,4 +1,5 @@
-import type { ServerRunResult } from '../../api/server-run.js';
+import type { ServerChoice, ServerRunResult } from '../../api/server-run.js';
+import type { JobConfig } from '../../config/job.js';
 import { AppError, ExitCode } from '../../errors/index.js';
 import type { BackupResult } from '../../model/backup-result.js';
 import type { CommandOutcome } from '../outcome.js';
@@ -43,6 +44,7 @@ export function serverBackupOutcome(
           failed: s.results.filter((r) => r.status === 'failed').map((r) => r.database),
           globalsIn: s.globalsIn,
           excluded: s.excluded,
+          warnings: s.warnings,
           durationMs: s.summary.durationMs,
         })),
       },
@@ -59,6 +61,38 @@ function summaryText(s: ServerRunResult): string {
       (s.excluded.length ? ` (excluded: ${s.excluded.join(', ')})` : ''),
     `  globals: ${s.globalsIn ? `in ${s.globalsIn}` : 'none stored this run'}`,
     ...s.results.filter((r) => r.status !== 'ok').map((r) => `  ${r.status.toUpperCase()}: ${r.database}: ${r.error?.message ?? ''}`),
+    ...s.warnings.map((w) => `  warning: ${w}`),
   ];
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The head of `backup --dry-run` for a whole-server job: what a run would back up now (the
+ * globals with the first), what it leaves out, each named database that would fail, the warnings.
+ * The plan of each database follows it.
+ */
+export function serverPlanText(job: JobConfig, choice: ServerChoice): string {
+  const selection = job.backup.databases;
+  const asked = selection?.include === 'all' ? 'all' : (selection?.include ?? []).join(',');
+  const lines = [
+    `pgbak backup --dry-run: whole server, job ${job.name} (BACKUP_DATABASES=${asked}): ${choice.order.length} database${choice.order.length === 1 ? '' : 's'} to back up`,
+    `  back up: ${choice.order.join(', ') || 'none'}`,
+    ...(job.backup.globals && choice.order.length ? [`  globals: with ${choice.order[0]}`] : []),
+    ...(choice.excluded.length ? [`  left out (BACKUP_EXCLUDE_DATABASES): ${choice.excluded.join(', ')}`] : []),
+    ...choice.failures.map((f) => `  ${out().fail('FAIL')}: ${f.database}: ${f.error.message}`),
+    ...choice.warnings.map((w) => `  warning: ${w}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/** `backup --dry-run`'s JSON of a whole-server job. */
+export function serverPlanJson(job: JobConfig, choice: ServerChoice): Record<string, unknown> {
+  return {
+    job: job.name,
+    databases: choice.order,
+    globalsIn: job.backup.globals ? (choice.order[0] ?? null) : null,
+    excluded: choice.excluded,
+    failed: choice.failures.map((f) => ({ database: f.database, code: f.error.code, message: f.error.message })),
+    warnings: choice.warnings,
+  };
 }

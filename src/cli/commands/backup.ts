@@ -11,7 +11,7 @@ import { addCommonOptions, addExamples } from '../options.js';
 import { runCommand, type CommandOutcome, type OutcomeSlot } from '../outcome.js';
 import { out } from '../style.js';
 import type { ServerRunResult } from '../../api/server-run.js';
-import { serverBackupOutcome } from './backup-server.js';
+import { serverBackupOutcome, serverPlanJson, serverPlanText } from './backup-server.js';
 
 interface BackupFlags extends CommonFlags {
   dryRun?: boolean;
@@ -109,24 +109,44 @@ async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
   };
 }
 
-/** `backup --dry-run`: the plan of every job; the exit code and error of the first that would not succeed. */
+/**
+ * `backup --dry-run`: the plan of every job; the exit code and error of the first that would not
+ * succeed. A whole-server job (BACKUP_DATABASES) is its server's databases as a run would take
+ * them now, after a head saying which and what its settings name that cannot be backed up.
+ */
 async function dryRun(jobs: readonly JobConfig[], flags: BackupFlags): Promise<CommandOutcome> {
   const plans: BackupPlan[] = [];
+  const errors: AppError[] = [];
+  const servers: Record<string, unknown>[] = [];
   const { planBackup } = await import('../../api/plan.js');
-  // A whole-server job (BACKUP_DATABASES): the plan of each database on the server now.
-  const expanded = jobs.some((j) => j.backup.databases)
-    ? await (await import('../../api/server-jobs.js')).expandServerJobs(jobs, { discover: true, fromStorage: false })
-    : jobs;
-  // None found (the server does not answer): the plan of the connection itself says why.
-  const units = expanded.length > 0 ? expanded : jobs;
-  for (const job of units) {
-    const plan = await planBackup({ job, upload: flags.upload !== false, encrypt: flags.encrypt !== false });
-    plans.push(plan);
-    if (!flags.json) process.stdout.write(renderPlan(plan));
+  for (const job of jobs) {
+    let units: readonly JobConfig[] = [job];
+    if (job.backup.databases) {
+      const { chooseServerDatabases, databaseJob } = await import('../../api/server-run.js');
+      // The databases cannot be listed (the server does not answer): the plan of the connection itself says why.
+      const choice = await chooseServerDatabases(job).catch(() => undefined);
+      if (choice) {
+        units = choice.order.map((d, i) => databaseJob(job, d, undefined, i === 0));
+        servers.push(serverPlanJson(job, choice));
+        if (!flags.json) process.stdout.write(serverPlanText(job, choice));
+        for (const f of choice.failures) {
+          errors.push(new AppError(f.error.code, `[${f.database}] ${f.error.message}`, { hint: f.error.hint, exitCode: f.error.exitCode }));
+        }
+      }
+    }
+    for (const unit of units) {
+      const plan = await planBackup({ job: unit, upload: flags.upload !== false, encrypt: flags.encrypt !== false });
+      plans.push(plan);
+      if (plan.error) errors.push(plan.error);
+      if (!flags.json) process.stdout.write(renderPlan(plan));
+    }
   }
-  const json = { extra: { dryRun: true }, results: plans.map((p) => ({ ...p.data, verdict: p.verdict })) };
-  const first = plans.find((p) => p.error)?.error;
-  return first ? { exitCode: first.exitCode, errors: [first], json } : { exitCode: ExitCode.ok, errors: [], json };
+  const json = {
+    extra: { dryRun: true, ...(servers.length ? { servers } : {}) },
+    results: plans.map((p) => ({ ...p.data, verdict: p.verdict })),
+  };
+  const first = errors[0];
+  return first ? { exitCode: first.exitCode, errors, json } : { exitCode: ExitCode.ok, errors: [], json };
 }
 
 /** The text of a plan, as `backup --dry-run` prints it. */

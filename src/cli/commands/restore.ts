@@ -83,7 +83,7 @@ export function registerRestore(program: Command, slot: OutcomeSlot): void {
       }
       if (flags.allDatabases || flags.targetServer !== undefined) {
         const { runServerRestore } = await import('./restore-server.js');
-        return runServerRestore(name, flags, { ask: askOnTty, targetOf: (f) => targetOf(f), restoreJson });
+        return runServerRestore(name, flags, { ask: askOnTty, targetOf: (f) => targetOf(f, process.env, true), restoreJson });
       }
       if (flags.pgdata === undefined && flags.time === undefined) {
         if (flags.archive === false) throw new UsageError('--no-archive is for --pgdata (point-in-time recovery)');
@@ -116,19 +116,28 @@ export function restoreJson(r: RestoreResult): Record<string, unknown> {
   return { ...rest, time: r.startedAt, parallel: jobs, locations: [source.where], paths: [source.location] };
 }
 
-/** The --target / --target-env value; a URL with a password on the command line is refused (ps shows argv). */
-export function targetOf(flags: Pick<RestoreFlags, 'target' | 'targetEnv'>, env: NodeJS.ProcessEnv = process.env): string {
-  if (flags.target !== undefined && flags.targetEnv !== undefined) throw new UsageError('use either --target or --target-env, not both');
+/**
+ * The --target / --target-env value; a URL with a password on the command line is refused (ps
+ * shows argv). `server`: the value of --target-server (restore --all-databases), named so in errors.
+ */
+export function targetOf(flags: Pick<RestoreFlags, 'target' | 'targetEnv'>, env: NodeJS.ProcessEnv = process.env, server = false): string {
+  const option = server ? '--target-server' : '--target';
+  if (flags.target !== undefined && flags.targetEnv !== undefined) throw new UsageError(`use either ${option} or --target-env, not both`);
   if (flags.targetEnv !== undefined) {
     const value = env[flags.targetEnv];
     if (!value) throw new UsageError(`--target-env ${flags.targetEnv}: that environment variable is not set`);
     return value;
   }
-  if (flags.target === undefined)
-    throw new UsageError('--target is required: a database name on the DATABASE_URL server, or a postgresql:// URL');
+  if (flags.target === undefined) {
+    throw server
+      ? new UsageError('--all-databases needs the server to restore into: --target-server URL or --target-env VAR', {
+          hint: 'a postgresql:// URL without password (a ~/.pgpass file or PGPASSWORD gives it), or the name of a variable holding the URL',
+        })
+      : new UsageError('--target is required: a database name on the DATABASE_URL server, or a postgresql:// URL');
+  }
   if (/:\/\/[^/@]*:[^/@]*@/.test(flags.target) || /[?&]password=/i.test(flags.target)) {
-    throw new UsageError('a --target URL with a password is refused on the command line (it would show in the process list)', {
-      hint: 'use --target-env VAR with the URL in an environment variable, a ~/.pgpass file, or a bare database name',
+    throw new UsageError(`a ${option} URL with a password is refused on the command line (it would show in the process list)`, {
+      hint: `use --target-env VAR with the URL in an environment variable, a ~/.pgpass file${server ? '' : ', or a bare database name'}`,
     });
   }
   return flags.target;
