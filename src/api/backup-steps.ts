@@ -242,11 +242,14 @@ export async function storeManifest(
   const mKey = manifestKey(manifest.name);
   const body = Buffer.from(serializeManifest(manifest));
   await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true });
-  const locations = [local.urlOf(manifest.artifact.key)];
+  // Where the backup is: its file, or for a directory backup (BACKUP_JOBS) the directory.
+  const dir = manifest.directory ? manifest.artifact.key.replace(/\/[^/]*$/, '') : undefined;
+  const where = (b: StorageBackend) => (dir ? `${b.urlOf(dir)}/` : b.urlOf(manifest.artifact.key));
+  const locations = [where(local)];
   if (remote) {
     try {
       await remote.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true, retainUntil });
-      locations.push(remote.urlOf(manifest.artifact.key));
+      locations.push(where(remote));
     } catch (err) {
       onRemoteFailure(toAppError(err));
     }
@@ -261,7 +264,7 @@ export async function storeManifest(
     try {
       await t.bucket.put(mKey, Readable.from([ownBody]), { contentLength: ownBody.length, signal, ifNoneMatch: true, retainUntil });
       targets!.written.push({ backend: t.bucket, key: mKey });
-      locations.push(t.bucket.urlOf(manifest.artifact.key));
+      locations.push(where(t.bucket));
     } catch (err) {
       targets!.failExtra(t, toAppError(err));
     }

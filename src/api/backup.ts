@@ -84,6 +84,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
   let progress: BackupProgressTracker | undefined;
   let size: number | undefined;
   let sha256: string | undefined;
+  let files: number | undefined;
   let systemIdentifier: string | undefined;
   const locations: string[] = [];
 
@@ -99,6 +100,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
       durationMs: finished.getTime() - started.getTime(),
       sizeBytes: size,
       sha256,
+      ...(files !== undefined ? { files } : {}),
       encrypted: encrypt,
       upload,
       locations,
@@ -232,6 +234,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     const { dump, tables, ...dir } = dumped;
     size = dump.size;
     sha256 = dump.sha256;
+    files = dir.directory?.files.length;
     if (snapshot) await client.query('COMMIT').catch(() => undefined);
     await client.end().catch(() => undefined);
     client = undefined;
@@ -320,6 +323,7 @@ async function backupWith(options: BackupOptions, storage: JobStorage): Promise<
     locations.length = 0;
     size = undefined;
     sha256 = undefined;
+    files = undefined;
     logger.error('backup failed', { backup: base, error: e.message, ...(e.hint ? { hint: e.hint } : {}) });
     if (e.code === 'internal') logger.debug('stack', { stack: (e.cause as Error | undefined)?.stack });
     return result('failed', e);

@@ -82,7 +82,8 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
   for (const w of here) {
     const a = e.locations[w]?.artifact;
     const url = urlOf[w];
-    if (a && url) paths.push(url(a.key));
+    // A directory backup (BACKUP_JOBS) is its directory, as the backup's own result names it.
+    if (a && url) paths.push(e.manifest?.directory ? `${url(a.key.replace(/\/[^/]*$/, ''))}/` : url(a.key));
   }
   const copies: { local?: ListedCopy; remote?: ListedCopy } = {};
   for (const w of ['local', 'remote'] as const) {

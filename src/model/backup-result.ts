@@ -12,7 +12,10 @@ export interface BackupResult {
   readonly durationMs: number;
   /** Bytes of the stored artifact. */
   readonly sizeBytes: number | undefined;
+  /** The stored artifact's; of a directory backup (BACKUP_JOBS ≥ 2), toc.dat's (the manifest has every file's). */
   readonly sha256: string | undefined;
+  /** A directory backup (BACKUP_JOBS ≥ 2): how many files it holds. */
+  readonly files?: number | undefined;
   readonly encrypted: boolean;
   /** false when this run was told to keep off the bucket (--no-upload); later steps then do too. */
   readonly upload?: boolean;

@@ -35,6 +35,8 @@ const backupRun = z.object({
   durationMs: z.number(),
   sizeBytes: z.number().int().nonnegative().optional(),
   sha256: z.string().optional(),
+  /** A directory backup (BACKUP_JOBS): how many files it holds. */
+  files: z.number().int().positive().optional(),
   encrypted: z.boolean(),
   locations: z.array(location),
   paths: z.array(z.string()),

@@ -66,6 +66,11 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     const r = await runCli(['backup', '--json', '--no-prune'], { env });
     expect(r.code, r.stderr).toBe(0);
     const name = jsonResult(r.stdout).name as string;
+    // The backup is its directory: the result names it (not toc.dat), with how many files it holds.
+    expect(jsonResult(r.stdout)).toMatchObject({
+      paths: [join(dir, 'backups', `${name}.dir/`), `s3://${bucket}/backups/${name}.dir/`, `s3://${offsite}/offsite/${name}.dir/`],
+      files: expect.any(Number),
+    });
     manifest = JSON.parse(readFileSync(join(dir, 'backups', `${name}.manifest.json`), 'utf8')) as DirManifest;
   }, 240_000);
 
@@ -95,6 +100,10 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     // The backup's size is every file's, not toc.dat's alone.
     const listed = (JSON.parse(list.stdout) as { results: { name: string; sizeBytes: number }[] }).results.find((b) => b.name === name);
     expect(listed?.sizeBytes).toBe(directory.files.reduce((n, f) => n + f.size, 0));
+    expect((listed as { paths?: string[] } | undefined)?.paths).toEqual([
+      join(dir, 'backups', `${name}.dir/`),
+      `s3://${bucket}/backups/${name}.dir/`,
+    ]);
     const verify = await runCli(['verify', name, '--json'], { env });
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });

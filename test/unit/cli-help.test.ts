@@ -70,6 +70,17 @@ describe('commander errors and bare pgbak (the built bin/pgbak)', () => {
     const jobs = await run(['restore', '--latest', '--target', 'x', '--parallel']);
     expect(jobs.code).toBe(2);
     expect(jobs.stderr).toMatch(/^pgbak: error: option '--parallel <N>' argument missing\nhint: run `pgbak restore --help` for usage\n$/);
+    // A bad count names the option given, the old --jobs included; --all-databases without a server names its own option.
+    for (const option of ['--parallel', '--jobs']) {
+      const bad = await run(['restore', '--latest', '--target', 'x', option, '0']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(new RegExp(`^pgbak: error: ${option} must be a whole number of 1 or more \\(got 0\\)\n`));
+    }
+    const server = await run(['restore', '--all-databases']);
+    expect(server.code).toBe(2);
+    expect(server.stderr).toMatch(
+      /^pgbak: error: --all-databases needs the server to restore into: --target-server URL or --target-env VAR\n/,
+    );
   });
 
   it('bare pgbak prints the help on stderr and exits 2 (a usage error); --help prints it on stdout and exits 0', async () => {

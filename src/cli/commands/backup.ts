@@ -198,7 +198,9 @@ function describe(r: BackupResult): string {
   const lines = [
     `backup ${r.status === 'ok' ? out().ok('ok') : out().warn('PARTIAL (local copy only)')}: ${r.name} (${formatBytes(r.sizeBytes ?? 0)}, ${formatDuration(r.durationMs)}${r.encrypted ? ', encrypted' : ''})`,
     ...r.locations.map((l) => `  ${l}`),
-    `  sha256 ${r.sha256}`,
+    r.files !== undefined
+      ? `  sha256 ${r.sha256} (toc.dat; ${r.files} files, each with its sha256 in the manifest)`
+      : `  sha256 ${r.sha256}`,
     ...r.warnings.map((w) => `  warning: ${w}`),
   ];
   return lines.join('\n') + '\n';

@@ -53,7 +53,8 @@ export async function runServerRestore(
   const target = targetOf({ target: flags.targetServer, targetEnv: flags.targetEnv });
   const given = flags.parallel ?? flags.jobs ?? '1';
   const jobs = Number(given);
-  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--parallel must be a whole number of 1 or more (got ${given})`);
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new UsageError(`${flags.parallel === undefined ? '--jobs' : '--parallel'} must be a whole number of 1 or more (got ${given})`);
   const ctx = await loadContext(flags, { openLogFile: !flags.dryRun });
   if (ctx.jobs.length !== 1) throw new UsageError('restore acts on one job: choose it with --job NAME');
   const job = ctx.jobs[0]!;

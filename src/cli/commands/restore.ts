@@ -161,7 +161,8 @@ async function runRestoreCommand(name: string | undefined, flags: RestoreFlags):
     throw new UsageError('--jobs is the old name of --parallel: give only --parallel');
   const given = flags.parallel ?? flags.jobs ?? '1';
   const jobs = Number(given);
-  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--parallel must be a whole number of 1 or more (got ${given})`);
+  if (!Number.isInteger(jobs) || jobs < 1)
+    throw new UsageError(`${flags.parallel === undefined ? '--jobs' : '--parallel'} must be a whole number of 1 or more (got ${given})`);
   const ctx = await loadContext(flags, { openLogFile: true });
   if (flags.jobs !== undefined) ctx.logger.warn('--jobs is deprecated (it reads like --job): use --parallel N');
   if (ctx.jobs.length !== 1) throw new UsageError('restore acts on one job: choose it with --job NAME');
