@@ -110,8 +110,8 @@ async function runBackupCommand(flags: BackupFlags): Promise<CommandOutcome> {
 }
 
 /**
- * `backup --dry-run`: the plan of every job; the exit code and error of the first that would not
- * succeed. A whole-server job (BACKUP_DATABASES) is its server's databases as a run would take
+ * `backup --dry-run`: the plan of every job; the error of each that would not succeed, and the
+ * exit code of the first. A whole-server job (BACKUP_DATABASES) is its server's databases as a run would take
  * them now, after a head saying which and what its settings name that cannot be backed up.
  */
 async function dryRun(jobs: readonly JobConfig[], flags: BackupFlags): Promise<CommandOutcome> {
