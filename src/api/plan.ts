@@ -1,9 +1,10 @@
-import { artifactKey, baseName, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
+import { artifactKey, baseName, directoryKey, globalsKey, manifestKey, runKey } from '../catalog/backup-name.js';
 import { formatCompression } from '../config/parsers.js';
 import { redact } from '../logging/redact.js';
 import type { JobConfig } from '../config/job.js';
 import { PartialError, type AppError } from '../errors/index.js';
 import { compressionPlan } from '../pipeline/compression.js';
+import { storedFileName } from './backup-directory.js';
 import { preflight, type CheckResult } from './preflight.js';
 
 /** What `backup --dry-run` found and would do, as data (the CLI renders it). */
@@ -44,34 +45,40 @@ export async function planBackup(options: { job: JobConfig; upload: boolean; enc
       }));
   const base = baseName(job.filePrefix, options.now ?? new Date());
   const plan = compressionPlan(job.compression, pre.pgDump?.major ?? 15);
-  const keys = [
-    runKey(base),
-    ...(job.backup.globals ? [globalsKey(base, encryption ?? false)] : []),
-    artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encryption ?? false }),
-    manifestKey(base),
-  ];
-  const files = keys.map((k) => `${job.backupDir}/${k}`);
+  // BACKUP_JOBS ≥ 2: a directory-format dump, stored as <name>.dir/ (toc.dat and a file per table; backup-directory.ts).
+  const jobs = job.backup.jobs;
+  const dir = jobs >= 2;
+  const dumpKey = dir
+    ? directoryKey(base, storedFileName('toc.dat', plan, encryption ?? false))
+    : artifactKey(base, { streamCompression: plan.streamMethod, encrypted: encryption ?? false });
+  const keys = [runKey(base), ...(job.backup.globals ? [globalsKey(base, encryption ?? false)] : []), dumpKey, manifestKey(base)];
+  // The directory, as the backup's result names it.
+  const shown = (k: string) => (k === dumpKey && dir ? `${base}.dir/` : k);
+  const files = keys.map((k) => `${job.backupDir}/${shown(k)}`);
   const buckets = upload ? [job.s3!, ...(job.extraTargets ?? [])] : [];
-  const objects = buckets.flatMap((b) => keys.map((k) => `s3://${b.bucket}/${b.prefix}${k}`));
+  const objects = buckets.flatMap((b) => keys.map((k) => `s3://${b.bucket}/${b.prefix}${shown(k)}`));
+  const how = `${formatCompression(job.compression)}${plan.by === 'stream' ? `, compressed in the stream by ${plan.streamMethod}` : ''}`;
   const steps = [
-    `pg_dump --format=custom ${plan.pgDumpArgs.join(' ')} (${formatCompression(job.compression)}${plan.by === 'stream' ? `, compressed in the stream by ${plan.streamMethod}` : ''})`,
+    dir
+      ? `pg_dump --format=directory --jobs=${jobs} ${plan.pgDumpArgs.join(' ')} (${how}) into a temporary directory in ${job.backupDir}, then each file (toc.dat, one a table) stored ${jobs} at a time and removed`
+      : `pg_dump --format=custom ${plan.pgDumpArgs.join(' ')} (${how})`,
     ...(job.backup.globals ? ['pg_dumpall --globals-only (roles, tablespaces)'] : []),
     encryption === 'gpg'
       ? `gpg --encrypt to ${job.gpgRecipient}`
       : encryption === 'age'
         ? `age --encrypt to ${pre.age ? `${pre.age.recipients.length} recipient(s)` : 'AGE_RECIPIENTS'}`
         : `no encryption (${job.gpgRecipient || job.age.recipients ? '--no-encrypt' : 'GPG_RECIPIENT / AGE_RECIPIENTS not set'})`,
-    'sha256 of the stored bytes',
+    dir ? 'sha256 of each stored file' : 'sha256 of the stored bytes',
     'claim the name: the run record first, create-only (locally, then in the bucket)',
-    `write ${job.backupDir} (temp file, fsync, rename)`,
+    dir ? `write ${job.backupDir}/${base}.dir/ (each file: temp file, fsync, rename)` : `write ${job.backupDir} (temp file, fsync, rename)`,
     upload
-      ? `upload to s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} (multipart, in the same pass)`
+      ? `upload ${dir ? 'each file ' : ''}to s3://${job.s3!.bucket}/${job.s3!.prefix} at ${job.s3!.endpoint} (multipart, in the same pass)`
       : `no upload (${job.s3 ? '--no-upload' : 'STORAGE_ACCESS_KEY / STORAGE_SECRET_KEY not set'})`,
     ...(upload ? (job.extraTargets ?? []) : []).map(
       (t) =>
         `and to target ${t.name}: s3://${t.bucket}/${t.prefix} at ${t.endpoint}${t.objectLock ? ` (Object Lock ${t.objectLock})` : ''} (the same stream, its own multipart upload and manifest)`,
     ),
-    'write the manifest last (locally, then in the bucket)',
+    `write the manifest last (locally, then in the bucket)${dir ? ': it lists every file with its sha256' : ''}`,
     job.backup.prune
       ? `prune: keep ${job.retention.days} days, never fewer than ${job.retention.keepMin} good backups`
       : 'no prune (BACKUP_PRUNE=false)',

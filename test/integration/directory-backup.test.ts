@@ -108,6 +108,17 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
+  it('--dry-run describes the directory-format backup a run makes, not a single file', async () => {
+    const r = await runCli(['backup', '--dry-run', '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const plan = jsonResult<{ steps: string[]; files: string[]; objects: string[] }>(r.stdout);
+    expect(plan.steps[0]).toMatch(/^pg_dump --format=directory --jobs=2 -Z 6 \(gzip:6\) into a temporary directory in /);
+    expect(plan.steps).toContain('sha256 of each stored file');
+    const dirs = [...plan.files, ...plan.objects].filter((f) => f.endsWith('.dir/'));
+    expect(dirs).toHaveLength(3); // BACKUP_DIR, the bucket, the second target
+    expect([...plan.files, ...plan.objects].filter((f) => /\.dump(\.|$)/.test(f))).toEqual([]);
+  });
+
   it('restores with --parallel 2 from the bucket and from BACKUP_DIR into fresh databases', async () => {
     for (const from of ['remote', 'local']) {
       const target = `dirrestored_${from}_${uniqueId()}`;
