@@ -5,6 +5,7 @@ import { manifestKey, runKey } from '../catalog/backup-name.js';
 import { claimName, type RunRecord } from '../catalog/run-record.js';
 import type { StoredKey } from '../catalog/claim-backup-name.js';
 import {
+  backupUrl,
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
   serializeManifest,
@@ -242,9 +243,7 @@ export async function storeManifest(
   const mKey = manifestKey(manifest.name);
   const body = Buffer.from(serializeManifest(manifest));
   await local.put(mKey, Readable.from([body]), { contentLength: body.length, signal, ifNoneMatch: true });
-  // Where the backup is: its file, or for a directory backup (BACKUP_JOBS) the directory.
-  const dir = manifest.directory ? manifest.artifact.key.replace(/\/[^/]*$/, '') : undefined;
-  const where = (b: StorageBackend) => (dir ? `${b.urlOf(dir)}/` : b.urlOf(manifest.artifact.key));
+  const where = (b: StorageBackend) => backupUrl(manifest, (k) => b.urlOf(k));
   const locations = [where(local)];
   if (remote) {
     try {

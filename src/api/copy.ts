@@ -1,4 +1,5 @@
 import { type CatalogEntry, listBackups } from '../catalog/catalog.js';
+import { backupUrl } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { NotFoundError, resultError, toAppError, UsageError } from '../errors/index.js';
 import { silentLogger, type Logger } from '../logging/logger.js';
@@ -127,7 +128,7 @@ export async function copy(options: CopyOptions): Promise<CopyReport> {
         lock: dest === storage.remote ? job.s3?.objectLock : storage.extra?.find((e) => e.backend === dest)?.objectLock,
         days: job.retention.days,
       });
-      logger.info('copy finished', { backup: name, location: dest.urlOf(src.entry.manifest!.artifact.key) });
+      logger.info('copy finished', { backup: name, location: backupUrl(src.entry.manifest!, (k) => dest.urlOf(k)) });
       items.push({ name, status: 'copied', from: src.from, sizeBytes });
     } catch (err) {
       const e = toAppError(err);

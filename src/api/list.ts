@@ -1,5 +1,5 @@
 import { listBackups, type BackupState, type CatalogEntry, type CopyInfo, type LocationName } from '../catalog/catalog.js';
-import type { VerificationRecord } from '../catalog/manifest.js';
+import { backupUrl, type VerificationRecord } from '../catalog/manifest.js';
 import type { JobConfig } from '../config/job.js';
 import { messageOf, UsageError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
@@ -82,8 +82,7 @@ function listed(e: CatalogEntry, urlOf: Record<'local' | 'remote', ((key: string
   for (const w of here) {
     const a = e.locations[w]?.artifact;
     const url = urlOf[w];
-    // A directory backup (BACKUP_JOBS) is its directory, as the backup's own result names it.
-    if (a && url) paths.push(e.manifest?.directory ? `${url(a.key.replace(/\/[^/]*$/, ''))}/` : url(a.key));
+    if (a && url) paths.push(e.manifest ? backupUrl(e.manifest, url) : url(a.key));
   }
   const copies: { local?: ListedCopy; remote?: ListedCopy } = {};
   for (const w of ['local', 'remote'] as const) {

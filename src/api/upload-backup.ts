@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { manifestKey, runKey } from '../catalog/backup-name.js';
 import { readSmall } from '../catalog/catalog.js';
-import { dumpBytes, parseManifest, type Manifest, type StoredFile } from '../catalog/manifest.js';
+import { backupUrl, dumpBytes, parseManifest, type Manifest, type StoredFile } from '../catalog/manifest.js';
 import { parseRunRecord } from '../catalog/run-record.js';
 import type { JobConfig } from '../config/job.js';
 import { type AppError, ConflictError, IntegrityError, NotFoundError, PartialError, UsageError } from '../errors/index.js';
@@ -53,9 +53,9 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
       encrypted: manifest ? manifest.encryption !== null : false,
       locations:
         status === 'ok' && manifest
-          ? [local.urlOf(manifest.artifact.key), remote!.urlOf(manifest.artifact.key)]
+          ? [backupUrl(manifest, (k) => local.urlOf(k)), backupUrl(manifest, (k) => remote!.urlOf(k))]
           : manifest
-            ? [local.urlOf(manifest.artifact.key)]
+            ? [backupUrl(manifest, (k) => local.urlOf(k))]
             : [],
       error: error && resultError(error),
       systemIdentifier: manifest?.server.systemIdentifier,
@@ -74,7 +74,7 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
     return result('failed', e);
   }
   try {
-    logger.info('uploading the local backup again (the earlier upload failed)');
+    logger.info('uploading the local backup the bucket lacks');
     // The first bucket, unless this run's manifest is already there (a second target failed, not it).
     if (!(await holdsManifest(remote, manifest))) {
       await copyBackupFiles({
@@ -103,7 +103,7 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
         throw new PartialError(`target ${t.name} failed again: ${e.message}`, { hint: e.hint, cause: e });
       }
     }
-    logger.info('upload retry finished', { location: remote.urlOf(manifest.artifact.key) });
+    logger.info('upload finished', { location: backupUrl(manifest, (k) => remote.urlOf(k)) });
     return result('ok', undefined, [
       `uploaded by a later attempt (${((Date.now() - started.getTime()) / 1000).toFixed(1)} s), without dumping again`,
     ]);

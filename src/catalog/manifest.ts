@@ -102,6 +102,14 @@ export function dumpBytes(m: Pick<Manifest, 'artifact' | 'directory'>): number {
   return m.directory ? m.directory.files.reduce((n, f) => n + f.size, 0) : m.artifact.size;
 }
 
+/**
+ * Where a backup is in a location, as results, logs and `list` name it: its artifact, or for a
+ * directory-format dump (BACKUP_JOBS) its directory, with a trailing `/`.
+ */
+export function backupUrl(m: Pick<Manifest, 'artifact' | 'directory'>, urlOf: (key: string) => string): string {
+  return m.directory ? `${urlOf(m.artifact.key.replace(/\/[^/]*$/, ''))}/` : urlOf(m.artifact.key);
+}
+
 export function serializeManifest(m: Manifest): string {
   return JSON.stringify(m, null, 2) + '\n';
 }

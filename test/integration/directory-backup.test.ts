@@ -235,6 +235,25 @@ describe('BACKUP_JOBS=2: a directory-format backup', () => {
     expect(readdirSync(backups).filter((f) => isTemp(f) || f.startsWith(db))).toEqual([]);
   });
 
+  it('pgbak upload stores a directory backup made with --no-upload: every file checked into the bucket, the manifest last; list names the directories', async () => {
+    const made = await runCli(['backup', '--no-upload', '--json', '--no-prune'], { env });
+    expect(made.code, made.stderr).toBe(0);
+    const name = jsonResult<{ name: string }>(made.stdout).name;
+    expect((await awsKeys(bucket, 'backups/')).filter((k) => k.includes(name))).toEqual([]);
+    const up = await runCli(['upload', name, '--json'], { env });
+    expect(up.code, up.stderr).toBe(0);
+    expect(jsonResult<{ status: string }>(up.stdout).status).toBe('uploaded');
+    const own = JSON.parse(readFileSync(join(dir, 'backups', `${name}.manifest.json`), 'utf8')) as DirManifest;
+    for (const f of own.directory.files) expect(await sha256Of(bucket, `backups/${f.key}`)).toEqual({ sha256: f.sha256, size: f.size });
+    expect(await awsKeys(bucket, 'backups/')).toContain(`backups/${name}.manifest.json`);
+    const verify = await runCli(['verify', name, '--json'], { env });
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    // list names the directory in both places.
+    const list = await runCli(['list', '--json'], { env });
+    const listed = (JSON.parse(list.stdout) as { results: { name: string; paths: string[] }[] }).results.find((b) => b.name === name);
+    expect(listed?.paths).toEqual([join(dir, 'backups', `${name}.dir/`), `s3://${bucket}/backups/${name}.dir/`]);
+  });
+
   it('prune removes every file of an old directory backup, locally and in the bucket', async () => {
     const second = await runCli(['backup', '--json', '--no-prune'], { env });
     expect(second.code, second.stderr).toBe(0);
