@@ -73,11 +73,12 @@ export function databaseJob(job: JobConfig, database: string, serverRun?: Server
  * settings name but cannot be backed up. Throws when the server's databases cannot be listed.
  */
 export async function chooseServerDatabases(job: JobConfig): Promise<ServerChoice> {
-  const choice = chooseDatabases(await listDatabases(job.databaseUrl), job.backup.databases ?? { include: 'all', exclude: [] });
+  const found = await listDatabases(job.databaseUrl);
+  const choice = chooseDatabases(found, job.backup.databases ?? { include: 'all', exclude: [] });
   const own = job.database;
   const order = [...choice.databases].sort((a, b) => (a === own ? -1 : b === own ? 1 : a < b ? -1 : a > b ? 1 : 0));
   const failures = [
-    ...choice.missing.map((d) => ({ database: d, error: missingError(d, choice.databases) })),
+    ...choice.missing.map((d) => ({ database: d, error: missingError(d, found.usable) })),
     ...choice.unusable.map((d) => ({ database: d, error: unusableError(d) })),
   ];
   const warnings = choice.unknownExcluded.map(

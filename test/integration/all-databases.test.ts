@@ -309,16 +309,16 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
 
   it("a named list: --dry-run says what a run would back up and what it cannot (a typo, a template), the globals with the first when DATABASE_URL's database is not named, an excluded typo a warning; the run agrees", async () => {
     const namedDir = join(dir, 'named');
-    const named = env({ BACKUP_DATABASES: 'd03,d3,seed,d04', BACKUP_EXCLUDE_DATABASES: 'd04,skipme,d0O', BACKUP_DIR: namedDir });
+    const named = env({ BACKUP_DATABASES: 'd03,d155,seed,d04', BACKUP_EXCLUDE_DATABASES: 'd04,skipme,d0O', BACKUP_DIR: namedDir });
     const plan = await runCli(['backup', '--dry-run', '--no-upload'], { env: named, timeoutMs: 180_000 });
     expect(plan.code, plan.stderr).toBe(ExitCode.database);
     expect(plan.stdout).toContain(
       [
-        'pgbak backup --dry-run: whole server, job postgres (BACKUP_DATABASES=d03,d3,seed,d04): 1 database to back up',
+        'pgbak backup --dry-run: whole server, job postgres (BACKUP_DATABASES=d03,d155,seed,d04): 1 database to back up',
         '  back up: d03',
         '  globals: with d03',
         '  left out (BACKUP_EXCLUDE_DATABASES): d04',
-        '  FAIL: d3: database "d3" named in BACKUP_DATABASES is not on the server',
+        '  FAIL: d155: database "d155" named in BACKUP_DATABASES is not on the server',
         '  FAIL: seed: database "seed" named in BACKUP_DATABASES is a template or refuses connections: such databases are never backed up',
         '  warning: BACKUP_EXCLUDE_DATABASES names "d0O", which is not on the server (a typo leaves out nothing)',
       ].join('\n'),
@@ -326,7 +326,8 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     // One plan, d03's, with the run's globals; nothing written.
     expect(plan.stdout.match(/^pgbak backup --dry-run: job /gm)).toHaveLength(1);
     expect(plan.stdout).toMatch(/^pgbak backup --dry-run: job d03, database d03 [^\n]*\n[\s\S]*pg_dumpall --globals-only/m);
-    expect(plan.stderr).toMatch(/\[d3\] database "d3" named in BACKUP_DATABASES is not on the server\nhint: did you mean d03\?/);
+    // The close name is looked for among all the server's databases, not only those named.
+    expect(plan.stderr).toMatch(/\[d155\] database "d155" named in BACKUP_DATABASES is not on the server\nhint: did you mean d15\?/);
     expect(plan.stderr).toMatch(/\[seed\] .*never backed up\nhint: remove seed from BACKUP_DATABASES/);
     expect(existsSync(namedDir)).toBe(false);
 
@@ -335,7 +336,7 @@ describe('BACKUP_DATABASES=all: every database of a server', () => {
     const doc = parseEnvelope<{ database: string; status: string }>(run.stdout) as unknown as {
       servers: (Server & { warnings: string[] })[];
     };
-    expect(doc.servers[0]).toMatchObject({ status: 'partial', databases: 3, failed: ['d3', 'seed'], excluded: ['d04'] });
+    expect(doc.servers[0]).toMatchObject({ status: 'partial', databases: 3, failed: ['d155', 'seed'], excluded: ['d04'] });
     expect(doc.servers[0]!.globalsIn).toMatch(/^d03_\d{8}_\d{6}$/);
     expect(doc.servers[0]!.warnings).toEqual([
       'BACKUP_EXCLUDE_DATABASES names "d0O", which is not on the server (a typo leaves out nothing)',
