@@ -20,6 +20,7 @@ import { buildManifest, claimExtra, dumpStep, globalsStep, removeWritten, RunTar
 import { preflight } from './preflight.js';
 import { directoryDumpStep, storedFileName } from './backup-directory.js';
 import { retainUntilOf } from '../storage/s3-object-lock.js';
+import type { SilentEndpoints } from '../storage/silent-endpoints.js';
 
 export type { BackupProgress } from '../postgres/copy-progress.js';
 
@@ -37,6 +38,8 @@ export interface BackupOptions {
   readonly onDumpStarted?: () => void;
   /** The run's storage; opened (and released) here when absent. */
   readonly storage?: JobStorage | undefined;
+  /** The run's endpoints that did not answer in time, for the storage opened here (silent-endpoints.ts). */
+  readonly silence?: SilentEndpoints | undefined;
 }
 
 /**
@@ -58,7 +61,7 @@ export function autoPartSize(databaseBytes: number): number {
  */
 export async function backup(options: BackupOptions): Promise<BackupResult> {
   if (options.storage) return backupWith(options, options.storage);
-  await using storage = openStorage(options.job, { signal: options.signal });
+  await using storage = openStorage(options.job, { signal: options.signal, silence: options.silence });
   return backupWith(options, storage);
 }
 

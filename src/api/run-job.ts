@@ -2,6 +2,7 @@ import { offBucket, type JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import { SilentEndpoints } from '../storage/silent-endpoints.js';
 import { backup, type BackupProgress } from './backup.js';
 
 /** The steps after a backup, and the modules behind them (restore test, retention, notifications). */
@@ -28,6 +29,11 @@ export interface RunJobOptions {
   readonly resume?: BackupResult | undefined;
   /** The job's storage (default: opened here once for the run and released at its end). */
   readonly storage?: JobStorage | undefined;
+  /**
+   * The endpoints that did not answer in time earlier in this run (a whole-server run shares one
+   * among its databases); default: a new one, so a frozen S3 server is waited for once a run.
+   */
+  readonly silence?: SilentEndpoints | undefined;
 }
 
 /**
@@ -42,14 +48,15 @@ export async function runJob(job: JobConfig, options: RunJobOptions): Promise<Ba
   let later: Promise<FinishRun> | undefined;
   const loadLater = () => (later ??= import('./finish-run.js'));
   // Not opened with the signal: the report of an interrupted run must still reach the bucket.
-  await using owned = options.storage ? undefined : openStorage(options.upload === false ? offBucket(job) : job);
+  const silence = options.silence ?? new SilentEndpoints();
+  await using owned = options.storage ? undefined : openStorage(options.upload === false ? offBucket(job) : job, { silence });
   const storage = options.storage ?? owned!;
   let result: BackupResult;
   if (options.resume) {
     // The upload and the backup open their own storage, bound to the stop signal (every S3 request
     // aborts on Ctrl-C); the run's storage above is not, so the report of a stopped run still lands.
     const { uploadBackup } = await import('./upload-backup.js');
-    result = await uploadBackup({ job, name: options.resume.name!, logger, signal });
+    result = await uploadBackup({ job, name: options.resume.name!, logger, signal, silence });
   } else {
     // The start ping, when there is one to send (reportStart does nothing without NOTIFY_PING_URL).
     if (job.notify.pingUrl) await (await import('./report-run.js')).reportStart({ job, logger });
@@ -59,6 +66,7 @@ export async function runJob(job: JobConfig, options: RunJobOptions): Promise<Ba
       signal,
       upload: options.upload !== false,
       encrypt: options.encrypt !== false,
+      silence,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       onDumpStarted: () => void loadLater().catch(() => undefined),
     });

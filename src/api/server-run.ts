@@ -10,6 +10,7 @@ import { withDatabase } from '../postgres/connection.js';
 import { chooseDatabases, type DatabaseChoice, listDatabases } from '../postgres/list-databases.js';
 import { editDistance } from '../model/edit-distance.js';
 import { destinationOf } from './report-run.js';
+import { SilentEndpoints } from '../storage/silent-endpoints.js';
 import { runJob, type RunJobOptions } from './run-job.js';
 
 /**
@@ -108,6 +109,8 @@ export async function runServer(job: JobConfig, options: RunServerOptions): Prom
   let warnings: readonly string[] = [];
   let globalsIn: string | null = null;
   let discoveryError: AppError | undefined;
+  // A frozen S3 server is waited for once in the run, not once (or twice) a database.
+  const silence = options.silence ?? new SilentEndpoints();
   try {
     const choice = await chooseServerDatabases(job);
     excluded = choice.excluded;
@@ -119,7 +122,7 @@ export async function runServer(job: JobConfig, options: RunServerOptions): Prom
     const run = async (database: string, holds: boolean, globals: string | null): Promise<BackupResult> => {
       const unit = databaseJob(job, database, { ...ref, globalsIn: globals }, holds);
       try {
-        return await runJob(unit, { ...options, storage: undefined, onProgress: undefined, onBackupDone: undefined });
+        return await runJob(unit, { ...options, silence, storage: undefined, onProgress: undefined, onBackupDone: undefined });
       } catch (err) {
         return failedResult(unit, toAppError(err), now());
       }
@@ -172,7 +175,7 @@ export function summarize(job: JobConfig, results: readonly BackupResult[], star
     const exitCode = failed.length > 0 && good.length === 0 ? (failed[0]!.error?.exitCode ?? ExitCode.failure) : ExitCode.partial;
     e = new AppError('databases-failed', `${bad.length} of ${results.length} databases not fully backed up: ${names}`, {
       exitCode,
-      hint: `${good.length > 0 ? 'the other databases were backed up' : 'no database was backed up'}; the log has each failure, \`pgbak status\` shows each database`,
+      hint: `${results.length > bad.length ? 'the other databases were backed up' : good.length > 0 ? 'no database was fully backed up' : 'no database was backed up'}; the log has each failure, \`pgbak status\` shows each database`,
     });
   }
   const status: BackupResult['status'] = !e ? 'ok' : error || good.length === 0 ? 'failed' : 'partial';

@@ -9,6 +9,7 @@ import { silentLogger, type Logger } from '../logging/logger.js';
 import { IntegrityStage } from '../pipeline/integrity-stage.js';
 import { toAppError } from '../errors/index.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
+import type { SilentEndpoints } from '../storage/silent-endpoints.js';
 import type { StorageBackend } from '../storage/storage-backend.js';
 import { retainUntilOf } from '../storage/s3-object-lock.js';
 import type { BackupResult } from '../model/backup-result.js';
@@ -22,6 +23,8 @@ export interface UploadBackupOptions {
   readonly signal?: AbortSignal | undefined;
   /** The job's open storage; opened (and released) here when absent. */
   readonly storage?: JobStorage | undefined;
+  /** The run's endpoints that did not answer in time, for the storage opened here (silent-endpoints.ts). */
+  readonly silence?: SilentEndpoints | undefined;
 }
 
 /**
@@ -35,7 +38,7 @@ export async function uploadBackup(options: UploadBackupOptions): Promise<Backup
   const { job, name } = options;
   const logger = (options.logger ?? silentLogger).child({ database: job.database, backup: name });
   const started = new Date();
-  await using storage = openStorage(job, { shared: options.storage });
+  await using storage = openStorage(job, { shared: options.storage, silence: options.silence });
   const { local, remote } = storage;
   let manifest: Manifest | undefined;
   const result = (status: BackupResult['status'], error?: AppError, warnings: string[] = []): BackupResult => {

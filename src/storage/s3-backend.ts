@@ -23,6 +23,7 @@ import {
 } from './s3-object-lock.js';
 import { uploadObject } from './s3-upload.js';
 import type { PutOptions, PutResult, StaleUpload, StorageBackend, StoredObject } from './storage-backend.js';
+import type { SilentEndpoints } from './silent-endpoints.js';
 
 export { DEFAULT_TIMEOUT_MS, httpStatusOf, mapS3Error, s3ErrorName } from './s3-errors.js';
 
@@ -41,6 +42,8 @@ export interface S3BackendOptions {
    * aborts. Cleanup (delete, aborting a multipart upload) still runs, bounded by the timeout.
    */
   readonly signal?: AbortSignal | undefined;
+  /** The run's endpoints that did not answer in time (silent-endpoints.ts): not asked again. */
+  readonly silence?: SilentEndpoints | undefined;
 }
 
 /**
@@ -88,6 +91,7 @@ export class S3Backend implements StorageBackend {
       // request timeout would also cut a slow but moving part upload.
       connectTimeoutMs: Math.min(10_000, this.timeoutMs),
       socketTimeoutMs: this.timeoutMs,
+      silence: options.silence,
     });
   }
 

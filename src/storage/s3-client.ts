@@ -4,6 +4,8 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { errnoCode } from '../errors/index.js';
 import { paceGc } from '../model/gc-pacer.js';
+import { DeadlineExceeded } from './s3-errors.js';
+import { EndpointSilent, type SilentEndpoints } from './silent-endpoints.js';
 
 /**
  * pgbak's own S3 client: the REST calls pgbak makes (about twenty), signed with AWS Signature
@@ -33,6 +35,11 @@ export interface S3ClientConfig {
   readonly socketTimeoutMs: number;
   /** Attempts per request (default 3). */
   readonly maxAttempts?: number | undefined;
+  /**
+   * The run's endpoints that did not answer in time: a request to one of them fails at once
+   * (EndpointSilent), and a request that gets no answer in time marks its endpoint there.
+   */
+  readonly silence?: SilentEndpoints | undefined;
 }
 
 /** A body that can be sent again: bytes, or a factory making a fresh stream for each attempt. */
@@ -174,6 +181,11 @@ export function authorization(o: {
   return `AWS4-HMAC-SHA256 Credential=${o.accessKeyId}/${scope}, SignedHeaders=${signed}, Signature=${signature}`;
 }
 
+/** No answer in time: a silent socket, no connection in time, or the caller's deadline (not a stop). */
+function gotNoAnswer(err: unknown): boolean {
+  return err instanceof RequestTimeout || (err instanceof RequestAborted && err.cause instanceof DeadlineExceeded);
+}
+
 function isRetried(err: unknown): boolean {
   if (err instanceof RequestAborted) return false;
   if (err instanceof S3Error) {
@@ -264,6 +276,9 @@ export class S3Client {
   }
 
   private async retrying<T>(r: S3Request, once: () => Promise<T>): Promise<T> {
+    const { silence } = this.config;
+    const since = silence?.silentSince(this.url.origin);
+    if (since !== undefined) throw new EndpointSilent(this.url.origin, since);
     for (let attempt = 1; ; attempt++) {
       try {
         return await once();
@@ -276,7 +291,10 @@ export class S3Client {
             continue;
           }
         }
-        if (attempt >= this.maxAttempts || r.signal?.aborted || !isRetried(err)) throw err;
+        if (attempt >= this.maxAttempts || r.signal?.aborted || !isRetried(err)) {
+          if (gotNoAnswer(err)) silence?.mark(this.url.origin);
+          throw err;
+        }
         // Full jitter over 100 ms · 2^attempt (the AWS SDKs' standard retry).
         await pause(Math.random() * 100 * 2 ** attempt, r.signal);
       }

@@ -2,6 +2,7 @@ import type { S3Settings } from '../config/job.js';
 import { redact } from '../logging/redact.js';
 import { type AppError, errnoCode, InterruptedError, isAppError, isNetworkErrorCode, StorageError } from '../errors/index.js';
 import { formatDuration } from '../model/human-units.js';
+import { EndpointSilent } from './silent-endpoints.js';
 
 /**
  * The one mapping from an S3 / network failure to an AppError (unreachable endpoint, timeout,
@@ -98,11 +99,12 @@ function timeoutError(s: S3Settings, operation: string, cause: unknown): Storage
   return new StorageError(
     'storage-timeout',
     `S3 ${operation} timed out: ${redact(s.endpoint)} did not answer within ${limit} (STORAGE_TIMEOUT)`,
-    {
-      hint: `the S3 server accepts connections but does not answer (stopped, overloaded, or a firewall drops the packets); check it, or raise STORAGE_TIMEOUT (now ${limit}) for a slow link`,
-      cause,
-    },
+    { hint: timeoutHint(limit), cause },
   );
+}
+
+function timeoutHint(limit: string): string {
+  return `the S3 server accepts connections but does not answer (stopped, overloaded, or a firewall drops the packets); check it, or raise STORAGE_TIMEOUT (now ${limit}) for a slow link`;
 }
 
 function isNetworkError(err: unknown): boolean {
@@ -142,6 +144,16 @@ export function mapS3Error(err: unknown, s: S3Settings, operation: string): AppE
   const endpoint = redact(s.endpoint);
   const name = s3ErrorName(err);
   const status = httpStatusOf(err);
+  const silent = errorChain(err).find((e): e is EndpointSilent => e instanceof EndpointSilent);
+  if (silent) {
+    const limit = formatDuration(s.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const ago = formatDuration(Math.max(0, Date.now() - silent.since));
+    return new StorageError(
+      'storage-timeout',
+      `S3 ${operation} not sent: ${endpoint} gave no answer in time ${ago} ago in this run (STORAGE_TIMEOUT ${limit}); it is not asked again before the next run`,
+      { hint: timeoutHint(limit), cause: err },
+    );
+  }
   if (isTimeout(err)) return timeoutError(s, operation, err);
   if (name === 'AbortError') {
     // Stopped by a signal: its reason when that is ours (InterruptedError from the CLI).

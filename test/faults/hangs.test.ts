@@ -170,11 +170,17 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
     it('backup: preflight gives up on the bucket after STORAGE_TIMEOUT and backs up locally (exit 3); list and status end too', async () => {
       const dir = tempDir();
       const e = await env(dir, { STORAGE_TIMEOUT: '3s', BACKUP_GLOBALS: 'false' }, hole.endpoint);
+      const before = hole.connections();
       const r = await timed(runCli(['backup', '--json'], { env: e, timeoutMs: 120_000 }));
       expect(r.code, r.stderr.slice(-3000)).toBe(3);
-      // HeadBucket 3 s, the last-run record 3 s, the dump itself a few seconds.
+      // HeadBucket 3 s, the dump itself a few seconds.
       expect(r.seconds).toBeLessThan(45);
       expect(r.stderr).toMatch(/timed out: http:\/\/127\.0\.0\.1:\d+ did not answer within 3\.0s \(STORAGE_TIMEOUT\)/);
+      // The endpoint is waited for once in the run: the last-run record is not sent to it again.
+      expect(hole.connections() - before).toBe(1);
+      expect(r.stderr).toMatch(
+        /last-run record not written to the bucket .*not sent: http:\/\/127\.0\.0\.1:\d+ gave no answer in time \S+ ago in this run \(STORAGE_TIMEOUT 3\.0s\); it is not asked again before the next run/,
+      );
       expect(r.stderr).toMatch(/hint: .*STORAGE_TIMEOUT/);
       const result = jsonResult(r.stdout) as { name: string };
       expectGoodLocalBackup(dir, result.name);
@@ -189,6 +195,26 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
         expect(c.code, command[0]).not.toBeNull();
         if (c.code !== 0) expect(c.stderr, command[0]).toMatch(/STORAGE_TIMEOUT|timed out/);
       }
+    }, 200_000);
+
+    it('a whole-server run waits for the silent endpoint once, not once a database: each database kept locally (exit 3), the later ones without asking the endpoint again', async () => {
+      const dbs = await Promise.all(
+        [1, 2, 3].map(() => createDatabase('hangsrv', 'CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g;')),
+      );
+      const dir = tempDir();
+      const e = await env(dir, { STORAGE_TIMEOUT: '3s', BACKUP_DATABASES: dbs.join(','), BACKUP_CONCURRENCY: '1' }, hole.endpoint);
+      const before = hole.connections();
+      const r = await timed(runCli(['backup', '--json'], { env: e, timeoutMs: 120_000 }));
+      expect(r.code, r.stderr.slice(-3000)).toBe(3);
+      // One request ever reached the endpoint: the first database's bucket check.
+      expect(hole.connections() - before).toBe(1);
+      const doc = JSON.parse(r.stdout) as { results: { database: string; status: string; name: string; error: { message: string } }[] };
+      expect(doc.results.map((x) => x.status)).toEqual(['partial', 'partial', 'partial']);
+      const later = doc.results.filter((x) => !/did not answer within 3\.0s/.test(x.error.message));
+      expect(later).toHaveLength(2);
+      for (const x of later) expect(x.error.message).toMatch(/S3 access check not sent: .* it is not asked again before the next run/);
+      for (const x of doc.results) expectGoodLocalBackup(dir, x.name);
+      expect(r.stderr).toMatch(/3 of 3 databases not fully backed up: .*\nhint: no database was fully backed up;/);
     }, 200_000);
 
     it('SIGTERM to backup, restore --latest and verify while their S3 request hangs: exit 130 within seconds, no lock, no temp file', async () => {

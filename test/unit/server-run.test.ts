@@ -101,4 +101,9 @@ describe('summarize: one result for a whole-server run', () => {
     expect(s.error?.exitCode).toBe(ExitCode.dumpFailed);
     expect(s.error?.hint).toMatch(/^no database was backed up;/);
   });
+  it('partial when every database was kept locally only (the upload failed): none is said to be backed up', () => {
+    const s = summarize(job, [result('a', 'partial', ExitCode.partial), result('b', 'partial', ExitCode.partial)], at, at);
+    expect(s).toMatchObject({ status: 'partial', error: { exitCode: ExitCode.partial } });
+    expect(s.error?.hint).toMatch(/^no database was fully backed up;/);
+  });
 });
