@@ -2,7 +2,7 @@ import { offBucket, type JobConfig } from '../config/job.js';
 import type { Logger } from '../logging/logger.js';
 import type { BackupResult } from '../model/backup-result.js';
 import { openStorage, type JobStorage } from '../storage/job-storage.js';
-import { SilentEndpoints } from '../storage/silent-endpoints.js';
+import { commandSilence, SilentEndpoints } from '../storage/silent-endpoints.js';
 import { backup, type BackupProgress } from './backup.js';
 
 /** The steps after a backup, and the modules behind them (restore test, retention, notifications). */
@@ -48,7 +48,7 @@ export async function runJob(job: JobConfig, options: RunJobOptions): Promise<Ba
   let later: Promise<FinishRun> | undefined;
   const loadLater = () => (later ??= import('./finish-run.js'));
   // Not opened with the signal: the report of an interrupted run must still reach the bucket.
-  const silence = options.silence ?? new SilentEndpoints();
+  const silence = options.silence ?? commandSilence() ?? new SilentEndpoints();
   await using owned = options.storage ? undefined : openStorage(options.upload === false ? offBucket(job) : job, { silence });
   const storage = options.storage ?? owned!;
   let result: BackupResult;

@@ -10,7 +10,7 @@ import { withDatabase } from '../postgres/connection.js';
 import { chooseDatabases, type DatabaseChoice, listDatabases } from '../postgres/list-databases.js';
 import { editDistance } from '../model/edit-distance.js';
 import { destinationOf } from './report-run.js';
-import { SilentEndpoints } from '../storage/silent-endpoints.js';
+import { commandSilence, SilentEndpoints } from '../storage/silent-endpoints.js';
 import { runJob, type RunJobOptions } from './run-job.js';
 
 /**
@@ -110,7 +110,7 @@ export async function runServer(job: JobConfig, options: RunServerOptions): Prom
   let globalsIn: string | null = null;
   let discoveryError: AppError | undefined;
   // A frozen S3 server is waited for once in the run, not once (or twice) a database.
-  const silence = options.silence ?? new SilentEndpoints();
+  const silence = options.silence ?? commandSilence() ?? new SilentEndpoints();
   try {
     const choice = await chooseServerDatabases(job);
     excluded = choice.excluded;

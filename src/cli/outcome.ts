@@ -97,6 +97,9 @@ export async function runCommand(
   body: () => Promise<CommandOutcome>,
   defaults: Record<string, unknown> = {},
 ): Promise<CommandOutcome> {
+  // A one-shot command is one run: a silent S3 server is waited for once in it (the daemon and
+  // the WAL commands, whose runs and workers must ask again, do not come through here).
+  (await import('../api/command-run.js')).silenceThisCommand();
   let outcome: CommandOutcome;
   try {
     outcome = await body();

@@ -1,7 +1,7 @@
 import { PRIMARY_TARGET, type JobConfig } from '../config/job.js';
 import { LocalBackend } from './local-backend.js';
 import { S3Backend } from './s3-backend.js';
-import type { SilentEndpoints } from './silent-endpoints.js';
+import { commandSilence, type SilentEndpoints } from './silent-endpoints.js';
 import type { StorageBackend } from './storage-backend.js';
 
 /**
@@ -40,7 +40,7 @@ export interface OpenStorageOptions {
    * disposal leaves it open, so a step can always `await using` what it gets.
    */
   readonly shared?: JobStorage | undefined;
-  /** The run's endpoints that did not answer in time (silent-endpoints.ts): a run passes one to all it opens. */
+  /** The run's endpoints that did not answer in time (silent-endpoints.ts): a run passes one to all it opens; default: the command's. */
   readonly silence?: SilentEndpoints | undefined;
 }
 
@@ -51,10 +51,11 @@ export function openStorage(job: Pick<JobConfig, 'backupDir' | 's3' | 'extraTarg
     return { local, remote, remoteName, extra, async [Symbol.asyncDispose]() {} };
   }
   const local = new LocalBackend(job.backupDir);
-  const remote = job.s3 ? new S3Backend(job.s3, { signal: options.signal, silence: options.silence }) : undefined;
+  const silence = options.silence ?? commandSilence();
+  const remote = job.s3 ? new S3Backend(job.s3, { signal: options.signal, silence }) : undefined;
   const extra = (job.extraTargets ?? []).map((t) => ({
     name: t.name,
-    backend: new S3Backend(t, { signal: options.signal, silence: options.silence }),
+    backend: new S3Backend(t, { signal: options.signal, silence }),
     objectLock: t.objectLock,
   }));
   return { ...storageOf(local, remote, extra), remoteName: job.s3?.name };

@@ -4,7 +4,8 @@
  * once per request. Without it, a run whose bucket check timed out waited the timeout again for
  * the last-run record, and a whole-server run of N databases waited 2·N times (README, "Nothing
  * waits on S3 forever"). A run makes one and hands it to the storage it opens (openStorage's
- * `silence`); the next run, the daemon's retry included, asks the server again.
+ * `silence`); the next run, the daemon's retry included, asks the server again. A one-shot
+ * command (`pgbak status`, `list`, `backup` …) is one run as a whole: {@link silenceThisCommand}.
  */
 export class SilentEndpoints {
   private readonly since = new Map<string, number>();
@@ -29,4 +30,21 @@ export class EndpointSilent extends Error {
     super(`${endpoint} did not answer earlier in this run`);
     this.name = 'EndpointSilent';
   }
+}
+
+let perCommand: SilentEndpoints | undefined;
+
+/**
+ * Make this process's command one run: every storage it opens and every run it makes share one
+ * SilentEndpoints (so `pgbak status` of a whole-server job waits for a frozen bucket once, not
+ * once a database). The CLI calls it for its one-shot commands, never for the daemon, whose
+ * scheduled runs each ask the server again.
+ */
+export function silenceThisCommand(): void {
+  perCommand ??= new SilentEndpoints();
+}
+
+/** The command's SilentEndpoints ({@link silenceThisCommand}), or undefined (the daemon, the library). */
+export function commandSilence(): SilentEndpoints | undefined {
+  return perCommand;
 }

@@ -215,6 +215,12 @@ describe('nothing hangs on a frozen or black-holed S3 endpoint', () => {
       for (const x of later) expect(x.error.message).toMatch(/S3 access check not sent: .* it is not asked again before the next run/);
       for (const x of doc.results) expectGoodLocalBackup(dir, x.name);
       expect(r.stderr).toMatch(/3 of 3 databases not fully backed up: .*\nhint: no database was fully backed up;/);
+      // A one-shot command is one run too: status of the three databases asks the endpoint once.
+      const asked = hole.connections();
+      const status = await runCli(['status'], { env: e, timeoutMs: 120_000 });
+      expect(status.code, status.stderr.slice(-2000)).toBe(12);
+      expect(hole.connections() - asked).toBe(1);
+      expect(status.stderr.match(/not sent: .* it is not asked again before the next run/g)?.length).toBeGreaterThanOrEqual(3);
     }, 200_000);
 
     it('SIGTERM to backup, restore --latest and verify while their S3 request hangs: exit 130 within seconds, no lock, no temp file', async () => {

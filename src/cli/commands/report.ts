@@ -28,7 +28,12 @@ export function registerReport(program: Command, slot: OutcomeSlot): void {
 }
 
 async function runReport(flags: ReportFlags): Promise<CommandOutcome> {
-  const { writeHtmlReport } = await import('../../api/dashboard-report.js');
+  const [{ writeHtmlReport }, { silenceThisCommand }] = await Promise.all([
+    import('../../api/dashboard-report.js'),
+    import('../../api/command-run.js'),
+  ]);
+  // One run, as every one-shot command (outcome.ts runCommand): a silent S3 server is asked once.
+  silenceThisCommand();
   const ctx = await loadContext(flags, { openLogFile: false, allByDefault: flags.job === undefined });
   const result = await writeHtmlReport({ jobs: ctx.jobs, file: resolve(flags.html), logger: ctx.logger });
   process.stdout.write(
