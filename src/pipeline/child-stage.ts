@@ -79,7 +79,9 @@ const execFileAsync = promisify(execFile);
 
 /**
  * `execFile` (promisified, utf8) for short tool runs (`--version`, `pg_restore -l FILE`, gpg
- * key listings), in the child's own process group and killed on pgbak's exit, like every child.
+ * key listings), killed on pgbak's exit like every child. Not in a process group of their own:
+ * Node 20's execFile does not pass `detached` on (`ps -o pgid` shows pgbak's group), so a
+ * terminal's Ctrl-C reaches them directly, and a stop signal does not end them (they are short).
  */
 export function execChild(
   file: string,

@@ -166,8 +166,13 @@ describe('Ctrl-C (SIGINT) or a closed terminal (SIGHUP) on pgbak backup, to its 
     });
     const env = backupEnv({ database: db, dir, encrypt: true, extra: { PATH: `${bin}:${process.env.PATH}` } });
     const { child, stderr, done } = startInItsOwnGroup(['backup', '--no-upload'], env, dir);
+    // The wrapper's sleep must have started too: a Ctrl-C that lands while the wrapper forks it
+    // would miss the sleep, whose 10 s then hold the key check's pipe open.
     await waitFor(
-      async () => (await children(child.pid!)).some(([pid]) => cmdlineOf(pid).includes('--list-keys')),
+      async () => {
+        const check = (await children(child.pid!)).find(([pid]) => cmdlineOf(pid).includes('--list-keys'));
+        return check !== undefined && (await children(check[0])).some(([, comm]) => comm === 'sleep');
+      },
       30_000,
       'the gpg key check',
     );
