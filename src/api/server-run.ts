@@ -8,6 +8,7 @@ import type { ServerRunRef } from '../model/server-run-ref.js';
 import { notifyRun, pingStart } from '../notify/notifier.js';
 import { withDatabase } from '../postgres/connection.js';
 import { chooseDatabases, type DatabaseChoice, listDatabases } from '../postgres/list-databases.js';
+import { closestNames } from '../catalog/find-backup.js';
 import { editDistance } from '../model/edit-distance.js';
 import { destinationOf } from './report-run.js';
 import { commandSilence, SilentEndpoints } from '../storage/silent-endpoints.js';
@@ -198,11 +199,8 @@ export function summarize(job: JobConfig, results: readonly BackupResult[], star
 }
 
 function missingError(database: string, onServer: readonly string[]): AppError {
-  const near = onServer
-    .map((n) => ({ n, d: editDistance(database, n) }))
-    .filter((x) => x.d <= 2)
-    .sort((x, y) => x.d - y.d)
-    .map((x) => x.n);
+  // The closest name on the server, when it is a likely typo (at most two edits away).
+  const near = closestNames(database, onServer, 1).filter((n) => editDistance(database, n) <= 2);
   return new DatabaseError('db-missing', `database "${database}" named in BACKUP_DATABASES is not on the server`, {
     hint: `${near.length ? `did you mean ${near[0]}? ` : ''}check BACKUP_DATABASES; \`psql -l\` lists the server's databases`,
   });
